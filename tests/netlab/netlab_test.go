@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: MIT
+
+package netlab
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func newLab(t *testing.T) *Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("GODWIT_E2E") == "1" {
+			t.Fatal("GODWIT_E2E=1 but not running as root")
+		}
+		t.Skip("netlab tests need root (network namespaces)")
+	}
+	l, err := New("nlt")
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return l
+}
+
+// pair builds
+//
+//	a (eth0 198.18.0.1/24 2001:db8::1/64) <-veth-> b (eth0 198.18.0.2/24 2001:db8::2/64)
+func pair(t *testing.T, l *Lab) (a, b *NS) {
+	t.Helper()
+	var err error
+	if a, err = l.NS("a"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = l.NS("b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Link(a, "eth0", b, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct {
+		ns   *NS
+		addr string
+	}{{a, "198.18.0.1/24"}, {a, "2001:db8::1/64"}, {b, "198.18.0.2/24"}, {b, "2001:db8::2/64"}} {
+		if err := s.ns.Addr("eth0", s.addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, b
+}
+
+func TestPing(t *testing.T) {
+	l := newLab(t)
+	a, b := pair(t, l)
+	tests := []struct {
+		name string
+		from *NS
+		dst  string
+		want int
+	}{
+		{"v4", a, "198.18.0.2", 3},
+		{"v6", b, "2001:db8::1", 3},
+		{"unreachable", a, "198.18.0.9", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dst := netip.MustParseAddr(tt.dst)
+			if tt.want > 0 {
+				if err := tt.from.WaitPing(dst, 5*time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := tt.from.Ping(dst, 3, 50*time.Millisecond, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Sent != 3 || got.Received != tt.want || len(got.RTTs) != tt.want {
+				t.Errorf("Ping(%v) = %+v, want Sent 3, Received %d", dst, got, tt.want)
+			}
+		})
+	}
+	if err := a.WaitPing(netip.MustParseAddr("198.18.0.9"), 300*time.Millisecond); err == nil {
+		t.Errorf("WaitPing(unused address) = nil, want error")
+	}
+}
+
+func TestTCPUDP(t *testing.T) {
+	l := newLab(t)
+	a, b := pair(t, l)
+	ln, err := b.ListenTCP("[2001:db8::2]:7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	want := bytes.Repeat([]byte("netlab"), 100000)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Write(want)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := a.DialTCP(ctx, "[2001:db8::2]:7000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(c)
+	c.Close()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("TCP read %d bytes (err %v), want %d identical bytes", len(got), err, len(want))
+	}
+
+	u, err := b.ListenUDP("198.18.0.2:7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	d, err := a.DialUDP("198.18.0.2:7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	u.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	nr, from, err := u.ReadFromUDP(buf)
+	if err != nil || string(buf[:nr]) != "hello" || from.AddrPort().Addr().Unmap() != netip.MustParseAddr("198.18.0.1") {
+		t.Errorf("UDP got %q from %v (err %v), want \"hello\" from 198.18.0.1", buf[:nr], from, err)
+	}
+}
+
+func TestExecSysctlDo(t *testing.T) {
+	l := newLab(t)
+	a, err := l.NS("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := a.Exec("cat", "/proc/sys/net/ipv4/ip_forward")
+	if got := strings.TrimSpace(out); err != nil || got != "1" {
+		t.Errorf("ip_forward in ns = %q (err %v), want 1", got, err)
+	}
+	host, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if _, err := a.Exec("false"); err == nil || !strings.Contains(err.Error(), "false") {
+		t.Errorf("Exec(false) error = %v, want one naming the command", err)
+	}
+	// Do must switch only its own thread: a link made in the namespace is
+	// not visible on the host.
+	if err := a.Do(func() error {
+		return exec.Command("ip", "link", "add", "dummy7", "type", "veth", "peer", "dummy7p").Run()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := a.Exec("ip", "link", "show", "dummy7"); err != nil {
+		t.Errorf("dummy7 missing in namespace: %v %s", err, out)
+	}
+	if exec.Command("ip", "link", "show", "dummy7").Run() == nil {
+		t.Errorf("dummy7 leaked into the host namespace")
+	}
+	if now, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); !bytes.Equal(now, host) {
+		t.Errorf("host ip_forward changed from %q to %q", host, now)
+	}
+}
+
+func TestStartWaitClose(t *testing.T) {
+	l := newLab(t)
+	a, err := l.NS("p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.Start("echo", "sh", "-c", "echo hi; exit 3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, err := p.Wait(5 * time.Second); err != nil || code != 3 {
+		t.Errorf("Wait = %d, %v; want 3, nil", code, err)
+	}
+	if got := p.Output(); got != "hi\n" {
+		t.Errorf("Output = %q, want %q", got, "hi\n")
+	}
+	s, err := a.Start("sleeper", "sleep", "60")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Wait(100 * time.Millisecond); err == nil {
+		t.Errorf("Wait on a running process = nil error, want timeout")
+	}
+	// A process that ignores SIGTERM must still go away on Close.
+	stubborn, err := a.Start("stubborn", "sh", "-c", "trap '' TERM; echo ready; sleep 60 & wait")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; !strings.Contains(stubborn.Output(), "ready"); i++ {
+		if i > 100 {
+			t.Fatalf("stubborn process not ready: %q", stubborn.Output())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := s.Wait(5 * time.Second); err != nil || code != -1 {
+		t.Errorf("Wait after SIGTERM = %d, %v; want -1, nil", code, err)
+	}
+	dir := l.Dir
+	start := time.Now()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("second Close = %v, want nil", err)
+	}
+	if d := time.Since(start); d < 2*time.Second || d > 10*time.Second {
+		t.Errorf("Close took %v, want about 3 s (SIGTERM grace, then SIGKILL)", d)
+	}
+	if _, err := stubborn.Wait(time.Second); err != nil {
+		t.Errorf("stubborn process survived Close: %v", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("Dir %s still exists after Close (stat err %v)", dir, err)
+	}
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), a.Name) {
+		t.Errorf("namespace %s still exists after Close", a.Name)
+	}
+	if _, err := l.NS("late"); err == nil {
+		t.Errorf("NS after Close = nil error, want one")
+	}
+}

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: MIT
+
+package netlab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+)
+
+// Proc is a background process started by [NS.Start].
+type Proc struct {
+	// Name is the name given to Start; the log is Dir/<Name>.log.
+	Name string
+	// Log is the path of the file that receives stdout and stderr.
+	Log string
+	// Cmd is the running command. Do not call Cmd.Wait: the lab does.
+	Cmd *exec.Cmd
+
+	done    chan struct{} // closed once the process has exited
+	code    int           // exit code; -1 if killed by a signal; valid after done
+	waitErr error         // error from Cmd.Wait other than a non-zero exit
+}
+
+func (p *Proc) wait() {
+	err := p.Cmd.Wait()
+	p.code = p.Cmd.ProcessState.ExitCode()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		p.waitErr = err
+	}
+	close(p.done)
+}
+
+func (p *Proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Signal sends sig to the process. It fails once the process has exited.
+func (p *Proc) Signal(sig os.Signal) error {
+	if p.exited() {
+		return fmt.Errorf("netlab: %s already exited", p.Name)
+	}
+	if err := p.Cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("netlab: signal %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// Wait waits up to timeout for the process to exit and returns its exit
+// code (-1 if a signal killed it). It returns an error on timeout, leaving
+// the process running. It may be called any number of times.
+func (p *Proc) Wait(timeout time.Duration) (exitCode int, err error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return p.code, p.waitErr
+	case <-t.C:
+		return 0, fmt.Errorf("netlab: %s still running after %v", p.Name, timeout)
+	}
+}
+
+// Output returns what the process has written to its log so far.
+func (p *Proc) Output() string {
+	b, err := os.ReadFile(p.Log)
+	if err != nil {
+		return fmt.Sprintf("(netlab: %v)", err)
+	}
+	return string(b)
+}
