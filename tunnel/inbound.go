@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: MIT
+
+package tunnel
+
+// Inbound flow (network -> TUN):
+//
+//  1. p.receive (one goroutine per attached conn, sequential per conn,
+//     parallel across conns): ReceiveDatagram, validate the IP header, trim
+//     trailing bytes, check that the source address maps to THIS peer in
+//     the allowed-IPs table, copy into a pooled buffer at packetOffset.
+//  2. Hand-off (non-blocking): to t.inbound, shared by all receivers and by
+//     the ICMP errors the tunnel generates. Full: drop and count.
+//  3. writeTUN (one goroutine, sequential): blocks for the first packet,
+//     takes more without blocking up to the batch size, writes the batch
+//     with one dev.Write and returns the buffers.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// receive is the receiver of conn a of peer p: it runs until ctx is done
+// or a's ReceiveDatagram fails.
+func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
+	defer p.t.wg.Done()
+	log.Debug("tunnel: receiver started")
+	defer log.Debug("tunnel: receiver stopped")
+	for {
+		d, err := a.c.ReceiveDatagram(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Info("tunnel: connection receive ended", "err", err)
+				p.connDead(a)
+			}
+			return
+		}
+		p.receivePacket(d)
+	}
+}
+
+// receivePacket checks the datagram d and queues the packet in it to
+// writeTUN. It does not retain d and does not allocate in steady state.
+func (p *peer) receivePacket(d []byte) {
+	n, v := checkPacket(d)
+	switch v {
+	case verdictMalformed:
+		p.stats.inMalformed.Add(1)
+		return
+	case verdictUnknownFormat:
+		p.stats.unknownFormat.Add(1)
+		return
+	}
+	if n > bufSize-packetOffset { // only an IPv6 packet with a 64 KiB payload
+		p.stats.inMalformed.Add(1)
+		return
+	}
+	d = d[:n]
+	tbl := p.t.table.Load()
+	var src *peer
+	if d[0]>>4 == 4 {
+		src = tbl.lookup4([4]byte(d[12:16]))
+	} else {
+		src = tbl.lookup6([16]byte(d[8:24]))
+	}
+	if src != p {
+		p.stats.badSource.Add(1)
+		return
+	}
+	// The datagram is already a fresh slice the receiver owns, but it has
+	// no headroom: wgtun writes a virtio-net header in front of every
+	// packet and may coalesce packets into a buffer's spare capacity, so
+	// the packet must sit at packetOffset in a full-size buffer. This copy
+	// is the price of that headroom.
+	buf := getBuf()
+	copy(buf[packetOffset:], d)
+	select {
+	case p.t.inbound <- packet{buf: buf, n: n}:
+		p.stats.rxPackets.Add(1)
+		p.stats.rxBytes.Add(uint64(n))
+	default:
+		putBuf(buf)
+		p.stats.tunQueueFull.Add(1)
+	}
+}
+
+// writeTUN writes the packets of t.inbound to the device, a batch per
+// Write, until ctx is done. A failed Write loses the rest of its batch and
+// is counted; writeTUN returns an error only if the device is closed while
+// ctx is not done.
+func (t *Tunnel) writeTUN(ctx context.Context) error {
+	t.log.Debug("tunnel: writeTUN started")
+	defer t.log.Debug("tunnel: writeTUN stopped")
+	var (
+		bufs  = make([][]byte, 0, t.batch)
+		elems = make([]*[bufSize]byte, 0, t.batch)
+	)
+	for {
+		var pkt packet
+		select {
+		case <-ctx.Done():
+			return nil
+		case pkt = <-t.inbound:
+		}
+		bufs = append(bufs, pkt.buf[:packetOffset+pkt.n])
+		elems = append(elems, pkt.buf)
+	drain:
+		for len(bufs) < t.batch {
+			select {
+			case pkt = <-t.inbound:
+				bufs = append(bufs, pkt.buf[:packetOffset+pkt.n])
+				elems = append(elems, pkt.buf)
+			default:
+				break drain
+			}
+		}
+		_, err := t.dev.Write(bufs, packetOffset)
+		for i := range elems {
+			putBuf(elems[i])
+			elems[i], bufs[i] = nil, nil
+		}
+		bufs, elems = bufs[:0], elems[:0]
+		if err == nil {
+			continue
+		}
+		if isClosedErr(err) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("tunnel: write tun: %w", err)
+		}
+		t.tunWriteErrors.Add(1)
+		if t.logLimit.allow(time.Now()) {
+			t.log.Debug("tunnel: write tun", "err", err)
+		}
+	}
+}

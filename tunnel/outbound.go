@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+
+package tunnel
+
+// Outbound flow (TUN -> network):
+//
+//  1. readTUN (one goroutine, sequential): reads a batch from the TUN into
+//     pooled buffers at packetOffset, loads the allowed-IPs table once per
+//     batch, validates each packet and looks up its destination.
+//  2. Hand-off (non-blocking): the buffer goes to the peer's bounded queue
+//     p.out and readTUN takes a fresh buffer for that slot. No route: an
+//     ICMP unreachable is queued to writeTUN (rate-limited). Queue full:
+//     the packet is dropped and counted.
+//  3. p.send (one goroutine per peer, sequential per peer, parallel across
+//     peers): takes packets off p.out in order, waits while the peer has
+//     no conn, calls SendDatagram and returns the buffer. A packet over the
+//     datagram limit becomes an ICMP "too big" queued to writeTUN.
+//
+// Only step 3 blocks on the network, and only for its own peer.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	wgtun "golang.zx2c4.com/wireguard/tun"
+)
+
+// readTUN reads batches from the device until it fails or is closed. It
+// returns nil when the device was closed during shutdown (ctx done).
+func (t *Tunnel) readTUN(ctx context.Context) error {
+	t.log.Debug("tunnel: readTUN started")
+	defer t.log.Debug("tunnel: readTUN stopped")
+	var (
+		bufs  = make([][]byte, t.batch)
+		sizes = make([]int, t.batch)
+		elems = make([]*[bufSize]byte, t.batch)
+	)
+	for i := range elems {
+		elems[i] = getBuf()
+		bufs[i] = elems[i][:]
+	}
+	defer func() {
+		for i := range elems {
+			putBuf(elems[i])
+			elems[i], bufs[i] = nil, nil
+		}
+	}()
+	for {
+		n, err := t.dev.Read(bufs, sizes, packetOffset)
+		if n > 0 {
+			t.routeBatch(elems, bufs, sizes[:n])
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, wgtun.ErrTooManySegments) {
+			t.tooManySegments.Add(1)
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil // device closed as part of the shutdown
+		}
+		return fmt.Errorf("tunnel: read tun: %w", err)
+	}
+}
+
+// routeBatch hands each packet of a batch read into elems (sizes[i] bytes
+// at packetOffset) to its peer's queue, replacing each buffer it hands off
+// with a fresh one in elems and bufs. It does not allocate in steady state.
+func (t *Tunnel) routeBatch(elems []*[bufSize]byte, bufs [][]byte, sizes []int) {
+	tbl := t.table.Load()
+	for i, size := range sizes {
+		if size <= 0 || size > bufSize-packetOffset {
+			t.stats.outMalformed.Add(1)
+			continue
+		}
+		b := elems[i][packetOffset : packetOffset+size]
+		n, v := checkPacket(b)
+		if v != verdictOK {
+			t.stats.outMalformed.Add(1)
+			continue
+		}
+		b = b[:n]
+		var p *peer
+		if b[0]>>4 == 4 {
+			p = tbl.lookup4([4]byte(b[16:20]))
+		} else {
+			p = tbl.lookup6([16]byte(b[24:40]))
+		}
+		if p == nil {
+			t.stats.noRoute.Add(1)
+			t.sendICMP(b, icmpUnreachable, 0, t.unreachableLimit)
+			continue
+		}
+		// Tail drop: when the queue is full the new packet is dropped.
+		// wireguard-go evicts the oldest instead, but that needs the
+		// reader to receive from the queue it feeds; dropping the newest
+		// keeps the reader to one non-blocking send, preserves order, and
+		// for a stalled peer the outcome is the same: the queue stays full
+		// and the excess is counted.
+		select {
+		case p.out <- packet{buf: elems[i], n: n}:
+			elems[i] = getBuf()
+			bufs[i] = elems[i][:]
+		default:
+			p.stats.queueFull.Add(1)
+		}
+	}
+}
+
+// send is the sender of p: it takes packets off p.out and sends them on
+// the current conn until ctx is done.
+func (p *peer) send(ctx context.Context, log *slog.Logger) {
+	defer p.t.wg.Done()
+	log.Debug("tunnel: sender started")
+	defer log.Debug("tunnel: sender stopped")
+	defer p.drain()
+	for {
+		var pkt packet
+		select {
+		case <-ctx.Done():
+			return
+		case pkt = <-p.out:
+		}
+		a := p.conn.Load()
+		for a == nil {
+			select {
+			case <-ctx.Done():
+				putBuf(pkt.buf)
+				return
+			case <-p.wake:
+			}
+			a = p.conn.Load()
+		}
+		p.sendPacket(a.c, pkt, log)
+	}
+}
+
+// sendPacket sends pkt on c and returns its buffer to the pool.
+func (p *peer) sendPacket(c DatagramConn, pkt packet, log *slog.Logger) {
+	defer putBuf(pkt.buf)
+	err := c.SendDatagram(pkt.data())
+	if err == nil {
+		p.stats.txPackets.Add(1)
+		p.stats.txBytes.Add(uint64(pkt.n))
+		return
+	}
+	var dl datagramLimiter
+	if errors.As(err, &dl) {
+		p.stats.tooBig.Add(1)
+		p.t.sendICMP(pkt.data(), icmpTooBig, dl.DatagramLimit(), p.t.tooBigLimit)
+		return
+	}
+	p.stats.sendError.Add(1)
+	if p.t.logLimit.allow(time.Now()) {
+		log.Debug("tunnel: send datagram", "err", err)
+	}
+}
+
+// drain returns the buffers left in p.out to the pool, without waiting.
+func (p *peer) drain() {
+	for {
+		select {
+		case pkt := <-p.out:
+			putBuf(pkt.buf)
+		default:
+			return
+		}
+	}
+}
+
+// sendICMP queues to writeTUN an ICMP error of the given kind about orig
+// (an IP packet accepted by checkPacket), if allowed and within the rate
+// limit of bucket. It does not allocate.
+func (t *Tunnel) sendICMP(orig []byte, kind icmpKind, mtu int, bucket *tokenBucket) {
+	if noICMPAbout(orig) {
+		return
+	}
+	if !bucket.allow(time.Now()) {
+		t.icmpLimited.Add(1)
+		return
+	}
+	src := t.src6
+	if orig[0]>>4 == 4 {
+		src = t.src4
+	}
+	buf := getBuf()
+	n := buildICMP(buf[packetOffset:], orig, kind, mtu, src)
+	if n == 0 {
+		putBuf(buf)
+		return
+	}
+	select {
+	case t.inbound <- packet{buf: buf, n: n}:
+		t.icmpSent.Add(1)
+	default:
+		putBuf(buf)
+		t.stats.tunQueueFull.Add(1)
+	}
+}

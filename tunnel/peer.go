@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: MIT
+
+package tunnel
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+)
+
+// attachment is one conn attached to a peer, with its receiver.
+type attachment struct {
+	c      DatagramConn
+	cancel context.CancelFunc // stops the receiver; nil until started
+}
+
+// peer is one peer: its outbound queue and sender, its current conn and the
+// receivers of its attached conns. The table maps its allowed-IPs to it.
+type peer struct {
+	t   *Tunnel
+	id  PeerID
+	out chan packet // outbound queue; the sender owns what it takes off
+
+	// wake has capacity 1; Attach signals it so a sender waiting for a conn
+	// looks again.
+	wake  chan struct{}
+	conn  atomic.Pointer[attachment] // current conn, or nil
+	stats counters
+
+	// These fields are guarded by t.mu.
+	name   string
+	log    *slog.Logger
+	recv   map[DatagramConn]*attachment // attached conns, current or not
+	ctx    context.Context              // non-nil while started
+	cancel context.CancelFunc
+}
+
+func (t *Tunnel) newPeer(id PeerID, name string) *peer {
+	return &peer{
+		t:    t,
+		id:   id,
+		out:  make(chan packet, t.queueLen),
+		wake: make(chan struct{}, 1),
+		name: name,
+		log:  t.log.With("peer", id.String(), "name", name),
+		recv: make(map[DatagramConn]*attachment),
+	}
+}
+
+// startPeerLocked starts p's sender and the receivers of its conns. t.mu
+// must be held and Run must be running.
+func (t *Tunnel) startPeerLocked(p *peer) {
+	p.ctx, p.cancel = context.WithCancel(t.runCtx)
+	t.wg.Add(1)
+	go p.send(p.ctx, p.log)
+	for _, a := range p.recv {
+		p.startReceiverLocked(a)
+	}
+}
+
+// startReceiverLocked starts the receiver of a. t.mu must be held and p
+// must be started.
+func (p *peer) startReceiverLocked(a *attachment) {
+	var ctx context.Context
+	ctx, a.cancel = context.WithCancel(p.ctx)
+	p.t.wg.Add(1)
+	go p.receive(ctx, a, p.log)
+}
+
+// stopLocked stops p's goroutines (they exit once their blocking calls
+// return) and forgets its conns. t.mu must be held.
+func (p *peer) stopLocked() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	for c, a := range p.recv {
+		if a.cancel != nil {
+			a.cancel()
+		}
+		delete(p.recv, c)
+	}
+	p.conn.Store(nil)
+}
+
+// connDead is called by the receiver of a when its ReceiveDatagram failed:
+// the conn is dead, so it is forgotten and, if current, the peer has no
+// conn until the next Attach.
+func (p *peer) connDead(a *attachment) {
+	p.t.mu.Lock()
+	defer p.t.mu.Unlock()
+	if p.recv[a.c] == a {
+		delete(p.recv, a.c)
+	}
+	p.conn.CompareAndSwap(a, nil)
+}

@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: MIT
+
+package tunnel
+
+import (
+	"iter"
+	"sync/atomic"
+)
+
+// Drops counts dropped packets by reason. The reasons and their names (see
+// All) are:
+//
+// Outbound (read from the TUN):
+//   - NoRoute ("no_route"): no peer's allowed-IPs contain the destination;
+//     an ICMP destination unreachable goes back into the TUN (rate-limited).
+//   - QueueFull ("queue_full"): the peer's outbound queue was full.
+//   - TooBig ("too_big"): larger than the connection's datagram limit; an
+//     ICMP fragmentation needed / packet too big goes back into the TUN.
+//   - SendError ("send_error"): SendDatagram failed otherwise.
+//   - OutMalformed ("malformed"): too short, bad version or bad length.
+//
+// Inbound (received from a peer):
+//   - BadSource ("bad_source"): the inner source address is not in the
+//     sending peer's allowed-IPs.
+//   - InMalformed ("malformed"): empty, shorter than its header, or an IP
+//     length field larger than the datagram.
+//   - UnknownFormat ("unknown_format"): first nibble neither 4 nor 6 (these
+//     are reserved for later datagram formats).
+//   - TUNQueueFull ("tun_queue_full"): the queue to the TUN writer was full.
+type Drops struct {
+	NoRoute, QueueFull, TooBig, SendError, OutMalformed uint64
+	BadSource, InMalformed, UnknownFormat, TUNQueueFull uint64
+}
+
+// All yields each reason's direction-qualified name ("outbound/no_route",
+// ..., "inbound/tun_queue_full") and count, in a fixed order, for metrics.
+func (d Drops) All() iter.Seq2[string, uint64] {
+	return func(yield func(string, uint64) bool) {
+		_ = yield("outbound/no_route", d.NoRoute) &&
+			yield("outbound/queue_full", d.QueueFull) &&
+			yield("outbound/too_big", d.TooBig) &&
+			yield("outbound/send_error", d.SendError) &&
+			yield("outbound/malformed", d.OutMalformed) &&
+			yield("inbound/bad_source", d.BadSource) &&
+			yield("inbound/malformed", d.InMalformed) &&
+			yield("inbound/unknown_format", d.UnknownFormat) &&
+			yield("inbound/tun_queue_full", d.TUNQueueFull)
+	}
+}
+
+// Total returns the sum of all drop counts.
+func (d Drops) Total() uint64 {
+	var n uint64
+	for _, v := range d.All() {
+		n += v
+	}
+	return n
+}
+
+func (d *Drops) add(o Drops) {
+	d.NoRoute += o.NoRoute
+	d.QueueFull += o.QueueFull
+	d.TooBig += o.TooBig
+	d.SendError += o.SendError
+	d.OutMalformed += o.OutMalformed
+	d.BadSource += o.BadSource
+	d.InMalformed += o.InMalformed
+	d.UnknownFormat += o.UnknownFormat
+	d.TUNQueueFull += o.TUNQueueFull
+}
+
+// Counters are traffic and drop counts. Rx is inbound (received from a
+// peer and queued to the TUN), Tx is outbound (sent to a peer); bytes are
+// IP packet bytes.
+type Counters struct {
+	RxPackets, RxBytes uint64
+	TxPackets, TxBytes uint64
+	Drops              Drops
+}
+
+func (c *Counters) add(o Counters) {
+	c.RxPackets += o.RxPackets
+	c.RxBytes += o.RxBytes
+	c.TxPackets += o.TxPackets
+	c.TxBytes += o.TxBytes
+	c.Drops.add(o.Drops)
+}
+
+// Stats is a snapshot of a Tunnel's counters, made by [Tunnel.Stats].
+type Stats struct {
+	// Total sums everything since New, including peers since removed and
+	// drops that belong to no peer (NoRoute, OutMalformed).
+	Total Counters
+	// Peers has the counters of each current peer since it was added.
+	Peers map[PeerID]Counters
+	// ICMPSent counts ICMP errors the tunnel queued to the TUN.
+	ICMPSent uint64
+	// ICMPLimited counts ICMP errors suppressed by the rate limit.
+	ICMPLimited uint64
+	// TooManySegments counts TUN reads that returned
+	// wgtun.ErrTooManySegments (some packets of a coalesced segment lost).
+	TooManySegments uint64
+	// TUNWriteErrors counts failed TUN writes (the rest of that batch is
+	// lost).
+	TUNWriteErrors uint64
+}
+
+// counters is the live, atomic form of Counters.
+type counters struct {
+	rxPackets, rxBytes, txPackets, txBytes atomic.Uint64
+
+	noRoute, queueFull, tooBig, sendError, outMalformed atomic.Uint64
+	badSource, inMalformed, unknownFormat, tunQueueFull atomic.Uint64
+}
+
+func (c *counters) snapshot() Counters {
+	return Counters{
+		RxPackets: c.rxPackets.Load(),
+		RxBytes:   c.rxBytes.Load(),
+		TxPackets: c.txPackets.Load(),
+		TxBytes:   c.txBytes.Load(),
+		Drops: Drops{
+			NoRoute:       c.noRoute.Load(),
+			QueueFull:     c.queueFull.Load(),
+			TooBig:        c.tooBig.Load(),
+			SendError:     c.sendError.Load(),
+			OutMalformed:  c.outMalformed.Load(),
+			BadSource:     c.badSource.Load(),
+			InMalformed:   c.inMalformed.Load(),
+			UnknownFormat: c.unknownFormat.Load(),
+			TUNQueueFull:  c.tunQueueFull.Load(),
+		},
+	}
+}

@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: MIT
+
+package tunnel
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/godwit-vpn/godwit/tun"
+)
+
+// PeerID identifies a peer: its Ed25519 public key.
+type PeerID [32]byte
+
+// String returns a short form of the standard base64 encoding of id, like
+// wireguard-go's peer names: "AbCd…WxYz".
+func (id PeerID) String() string {
+	b := base64.StdEncoding.EncodeToString(id[:])
+	return b[:4] + "…" + b[39:43]
+}
+
+// DatagramConn is the side of a QUIC connection the tunnel uses: unreliable
+// datagrams, one IP packet each. A quicconn.Conn satisfies it. The
+// tunnel never closes a DatagramConn: its owner does.
+//
+// The dynamic type must be comparable (a pointer, in practice): the tunnel
+// uses conns as map keys.
+type DatagramConn interface {
+	// SendDatagram sends one datagram; it copies b (the caller may reuse b
+	// once it returns) and may block for a long time (congestion).
+	// When b is larger than the connection's current limit it returns an
+	// error e for which errors.As(err, &x) with
+	// x interface{ DatagramLimit() int } succeeds; the limit is the live
+	// maximum payload.
+	SendDatagram(b []byte) error
+	// ReceiveDatagram blocks for the next datagram; the caller owns the
+	// returned slice. It returns an error once the connection is dead, and
+	// ctx's error when ctx is done.
+	ReceiveDatagram(ctx context.Context) ([]byte, error)
+}
+
+// datagramLimiter is what a "datagram too large" error implements.
+type datagramLimiter interface{ DatagramLimit() int }
+
+// Config configures a Tunnel. The zero value is usable.
+type Config struct {
+	// Logger receives state changes at Info and goroutine start/stop at
+	// Debug; never a line per packet. Nil means discard.
+	Logger *slog.Logger
+	// Addresses are the TUN's own addresses. The first address of each
+	// family is the source of the ICMP errors the tunnel generates for
+	// packets of that family; without one, the source is the offending
+	// packet's destination.
+	Addresses []netip.Prefix
+	// MTU is the TUN MTU, checked to be in [68, 65535]; 0 means ask the
+	// device.
+	MTU int
+	// QueueLen is the length of each peer's outbound queue, in packets;
+	// 0 means 1024.
+	QueueLen int
+}
+
+// PeerConfig is one peer for [Tunnel.SetPeers].
+type PeerConfig struct {
+	ID   PeerID // the peer's Ed25519 public key; must not be all zero
+	Name string // for logs
+	// AllowedIPs are the prefixes routed to this peer, and the only source
+	// addresses accepted from it. They must not overlap any other peer's.
+	AllowedIPs []netip.Prefix
+}
+
+const (
+	defaultQueueLen = 1024
+	// inboundQueueLen is the length of the queue to the TUN writer, shared
+	// by all receivers.
+	inboundQueueLen = 1024
+
+	// ICMP rate limits, per tunnel. The unreachable bucket is small: a
+	// scan of unrouted addresses should not turn into an ICMP flood on the
+	// TUN. Too-big errors are what makes inner TCP adapt its MSS, so they
+	// get more room.
+	unreachableRate, unreachableBurst = 20, 10
+	tooBigRate, tooBigBurst           = 200, 50
+)
+
+// ErrClosed is returned by SetPeers and Attach once Run has returned.
+var ErrClosed = errors.New("tunnel: closed")
+
+// Tunnel is the engine between one TUN device and the peers. Create it with
+// New, configure peers with SetPeers, attach connections with Attach and
+// call Run once. All methods are safe for concurrent use.
+type Tunnel struct {
+	dev      tun.Device
+	log      *slog.Logger
+	batch    int
+	mtu      int
+	queueLen int
+	src4     netip.Addr // ICMP source for IPv4, or invalid
+	src6     netip.Addr // ICMP source for IPv6, or invalid
+
+	table   atomic.Pointer[table] // never nil
+	inbound chan packet           // to writeTUN; receivers own what they fail to send
+
+	stats           counters // drops that belong to no peer
+	icmpSent        atomic.Uint64
+	icmpLimited     atomic.Uint64
+	tooManySegments atomic.Uint64
+	tunWriteErrors  atomic.Uint64
+
+	unreachableLimit *tokenBucket
+	tooBigLimit      *tokenBucket
+	logLimit         *tokenBucket // for rate-limited debug logs of errors
+
+	wg sync.WaitGroup // every goroutine the tunnel started
+
+	// mu guards the following fields.
+	mu      sync.Mutex
+	peers   map[PeerID]*peer
+	started bool            // Run was called
+	runCtx  context.Context // Run's context while running, else nil
+	done    bool            // Run has returned or is returning
+	retired Counters        // counters of removed peers
+}
+
+// New returns a Tunnel for dev. The Tunnel does not take ownership of dev:
+// the caller closes it (see Run). New does not start any goroutine.
+func New(dev tun.Device, cfg Config) (*Tunnel, error) {
+	if dev == nil {
+		return nil, errors.New("tunnel: nil device")
+	}
+	batch := dev.BatchSize()
+	if batch < 1 {
+		return nil, fmt.Errorf("tunnel: device batch size %d", batch)
+	}
+	mtu := cfg.MTU
+	if mtu == 0 {
+		var err error
+		if mtu, err = dev.MTU(); err != nil {
+			return nil, fmt.Errorf("tunnel: device mtu: %w", err)
+		}
+	}
+	if mtu < 68 || mtu > 65535 {
+		return nil, fmt.Errorf("tunnel: mtu %d out of range [68, 65535]", mtu)
+	}
+	qlen := cfg.QueueLen
+	if qlen == 0 {
+		qlen = defaultQueueLen
+	}
+	if qlen < 0 {
+		return nil, fmt.Errorf("tunnel: negative queue length %d", qlen)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := &Tunnel{
+		dev:              dev,
+		log:              log,
+		batch:            batch,
+		mtu:              mtu,
+		queueLen:         qlen,
+		inbound:          make(chan packet, inboundQueueLen),
+		unreachableLimit: newTokenBucket(unreachableRate, unreachableBurst),
+		tooBigLimit:      newTokenBucket(tooBigRate, tooBigBurst),
+		logLimit:         newTokenBucket(1, 5),
+		peers:            make(map[PeerID]*peer),
+	}
+	for _, p := range cfg.Addresses {
+		a := p.Addr().Unmap()
+		switch {
+		case a.Is4() && !t.src4.IsValid():
+			t.src4 = a
+		case a.Is6() && !t.src6.IsValid():
+			t.src6 = a
+		}
+	}
+	if mtu < 1280 && t.src6.IsValid() {
+		log.Warn("tunnel: mtu below 1280 disables IPv6 on the link", "mtu", mtu)
+	}
+	t.table.Store(&table{})
+	return t, nil
+}
+
+// Run starts the TUN reader, the TUN writer and the goroutines of the
+// peers and connections configured so far (later ones start as they are
+// added), and blocks until ctx is done or the device fails. Run may be
+// called only once; once it returns, the Tunnel is closed (SetPeers and
+// Attach return [ErrClosed]).
+//
+// When Run returns, every goroutine the Tunnel started has exited. Run does
+// not close dev or the attached conns, and it cannot interrupt a blocking
+// dev.Read or SendDatagram. So the shutdown order is: cancel ctx, close the
+// conns (which unblocks their SendDatagram and ReceiveDatagram), close dev
+// (which unblocks Read with os.ErrClosed), then wait for Run to return:
+//
+//	go func() { errc <- t.Run(ctx) }()
+//	...
+//	cancel()
+//	for _, c := range conns { c.Close() }
+//	dev.Close()
+//	err := <-errc
+//
+// Run returns nil after a shutdown like this. It returns an error if the
+// device fails, or is closed while ctx is not done.
+func (t *Tunnel) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t.mu.Lock()
+	if t.started {
+		t.mu.Unlock()
+		return errors.New("tunnel: Run called more than once")
+	}
+	t.started = true
+	t.runCtx = ctx
+	for _, p := range t.peers {
+		t.startPeerLocked(p)
+	}
+	t.mu.Unlock()
+	t.log.Info("tunnel: running", "batch", t.batch, "mtu", t.mtu)
+
+	errc := make(chan error, 2)
+	t.wg.Add(2)
+	go func() {
+		defer t.wg.Done()
+		errc <- t.readTUN(ctx)
+	}()
+	go func() {
+		defer t.wg.Done()
+		errc <- t.writeTUN(ctx)
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	t.mu.Lock()
+	t.done = true
+	t.runCtx = nil
+	for _, p := range t.peers {
+		p.stopLocked()
+	}
+	t.mu.Unlock()
+	t.log.Debug("tunnel: stopping, waiting for goroutines")
+	t.wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errc:
+		default:
+		}
+	}
+	// Return the buffers still queued for the TUN. Receivers have exited,
+	// so nothing is added any more.
+	for {
+		select {
+		case p := <-t.inbound:
+			putBuf(p.buf)
+			continue
+		default:
+		}
+		break
+	}
+	t.log.Info("tunnel: stopped", "err", err)
+	return err
+}
+
+// isClosedErr reports whether err says that the device or connection was
+// closed, which is how blocked calls end during shutdown.
+func isClosedErr(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled)
+}
+
+// SetPeers makes peers the tunnel's peer set: it adds new peers, removes
+// missing ones (stopping their goroutines and forgetting their conns,
+// which it does not close) and updates the others in place. A peer whose
+// config did not change is not disturbed and loses no packet. The new
+// allowed-IPs table is built aside and swapped in atomically.
+//
+// SetPeers rejects, changing nothing, duplicate or zero IDs, invalid or
+// IPv4-mapped prefixes and allowed-IPs that overlap between peers. It
+// does not block on the data path.
+func (t *Tunnel) SetPeers(peers []PeerConfig) error {
+	seen := make(map[PeerID]bool, len(peers))
+	for _, pc := range peers {
+		if pc.ID == (PeerID{}) {
+			return fmt.Errorf("tunnel: peer %q: zero id", pc.Name)
+		}
+		if seen[pc.ID] {
+			return fmt.Errorf("tunnel: duplicate peer %v", pc.ID)
+		}
+		seen[pc.ID] = true
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return ErrClosed
+	}
+	next := make(map[PeerID]*peer, len(peers))
+	var routes []route
+	var added []*peer
+	for _, pc := range peers {
+		p := t.peers[pc.ID]
+		if p == nil {
+			p = t.newPeer(pc.ID, pc.Name)
+			added = append(added, p)
+		}
+		next[pc.ID] = p
+		for _, pfx := range pc.AllowedIPs {
+			routes = append(routes, route{prefix: pfx, peer: p})
+		}
+	}
+	tbl, err := buildTable(routes)
+	if err != nil {
+		return err
+	}
+
+	for id, p := range t.peers {
+		if next[id] == nil {
+			p.stopLocked()
+			t.retired.add(p.stats.snapshot())
+			p.log.Info("tunnel: peer removed")
+		}
+	}
+	for _, pc := range peers {
+		p := next[pc.ID]
+		if p.name != pc.Name {
+			p.name = pc.Name
+			p.log = t.log.With("peer", pc.ID.String(), "name", pc.Name)
+		}
+	}
+	for _, p := range added {
+		if t.runCtx != nil {
+			t.startPeerLocked(p)
+		}
+		p.log.Info("tunnel: peer added")
+	}
+	t.peers = next
+	t.table.Store(tbl)
+	return nil
+}
+
+// Attach makes c the current connection of peer id, replacing any previous
+// one, and starts a receiver for c (unless c is already attached). A
+// replaced connection's receiver keeps delivering until its
+// ReceiveDatagram fails or it is detached, so packets in flight on the old
+// path are not lost. Attach returns an error for an unknown peer and
+// [ErrClosed] once Run has returned. The tunnel does not take ownership of
+// c.
+func (t *Tunnel) Attach(id PeerID, c DatagramConn) error {
+	if c == nil {
+		return errors.New("tunnel: attach nil conn")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.done {
+		return ErrClosed
+	}
+	p := t.peers[id]
+	if p == nil {
+		return fmt.Errorf("tunnel: attach: unknown peer %v", id)
+	}
+	a := p.recv[c]
+	if a == nil {
+		a = &attachment{c: c}
+		p.recv[c] = a
+		if p.ctx != nil {
+			p.startReceiverLocked(a)
+		}
+	}
+	p.conn.Store(a)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	p.log.Info("tunnel: connection attached")
+	return nil
+}
+
+// Detach stops the receiver of c and, if c is still the current connection
+// of peer id, leaves the peer without one: its outbound packets then wait
+// in its queue for the next Attach, and are dropped (QueueFull) once the
+// queue is full. Detach does not close c and does nothing for an unknown
+// peer or conn.
+func (t *Tunnel) Detach(id PeerID, c DatagramConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[id]
+	if p == nil {
+		return
+	}
+	if a := p.recv[c]; a != nil {
+		delete(p.recv, c)
+		if a.cancel != nil {
+			a.cancel()
+		}
+	}
+	if cur := p.conn.Load(); cur != nil && cur.c == c {
+		p.conn.Store(nil)
+		p.log.Info("tunnel: connection detached")
+	}
+}
+
+// Stats returns a snapshot of the counters. Counters of different peers
+// are read one after the other, not at a single instant.
+func (t *Tunnel) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := Stats{
+		Total:           t.retired,
+		Peers:           make(map[PeerID]Counters, len(t.peers)),
+		ICMPSent:        t.icmpSent.Load(),
+		ICMPLimited:     t.icmpLimited.Load(),
+		TooManySegments: t.tooManySegments.Load(),
+		TUNWriteErrors:  t.tunWriteErrors.Load(),
+	}
+	s.Total.add(t.stats.snapshot())
+	for id, p := range t.peers {
+		c := p.stats.snapshot()
+		s.Peers[id] = c
+		s.Total.add(c)
+	}
+	return s
+}
