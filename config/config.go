@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT
+
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+)
+
+// Defaults for the optional [interface] keys. Parse applies them to keys that
+// the file leaves out; [Config.SetDefaults] applies them to zero fields.
+const (
+	DefaultName     = "gw0"
+	DefaultMTU      = 1300
+	DefaultStateDir = "/var/lib/godwit"
+	DefaultFwMark   = 0x4757 // 18263, "GW"
+	DefaultTable    = 18263
+)
+
+// Config is a parsed configuration file. Parse and Load return it with the
+// defaults applied and validated; after that it is plain data that the caller
+// owns. Nothing in this package keeps a reference to it or changes it, so it
+// may be shared read-only between goroutines.
+type Config struct {
+	Path      string // file the config came from; "" for Parse of unnamed bytes
+	Interface Interface
+	Peers     []Peer // in file order
+}
+
+// Interface is the [interface] table: this node.
+type Interface struct {
+	Name           string         // TUN device name; default "gw0"
+	PrivateKeyFile string         // absolute path of the private key file (required)
+	PrivateKey     PrivateKey     // read from PrivateKeyFile by Load; zero after Parse
+	Addresses      []netip.Prefix // addresses on the TUN as written, host bits kept (10.77.0.1/24); at least one
+	Listen         string         // "host:port" to accept peers on, host empty or an IP literal; "" when not listening
+	MTU            int            // TUN MTU, 576..1500 (>= 1280 with an IPv6 address); default 1300
+	StateDir       string         // absolute directory for session tickets and reset keys; default "/var/lib/godwit"
+	FwMark         uint32         // SO_MARK of Godwit's own UDP sockets, never 0; default 0x4757
+	Table          int            // routing table for full-tunnel default routes, 1..0xFFFFFFFE except 253..255; default 18263
+	LogLevel       slog.Level     // one of slog.LevelDebug, LevelInfo, LevelWarn, LevelError; the zero value is info
+
+	pos position // where the keys were in the file, if parsed
+}
+
+// Peer is one [[peer]] table: a node that may connect to this one, pinned by
+// its public key.
+type Peer struct {
+	Name       string         // unique, [A-Za-z0-9._-]{1,64}
+	PublicKey  PublicKey      // unique among peers, never zero
+	AllowedIPs []netip.Prefix // routed to this peer and accepted as source from it; canonical (host bits zero), at least one
+	Endpoint   string         // "host:port" to dial, host a name or IP literal; "" when this side does not dial the peer
+	Line       int            // line of this peer's [[peer]] header, for messages; 0 when not parsed from a file
+
+	pos position
+}
+
+// position records where the keys of one table were in the file, for
+// messages, and which keys had values that could not be decoded (so that
+// Validate does not report them a second time as missing).
+type position struct {
+	header int            // line of the table header, 0 if unknown
+	keys   map[string]int // key -> line
+	bad    map[string]bool
+}
+
+// line returns the line of key, or the header line when key is not in the
+// file (or when key is "").
+func (p position) line(key string) int {
+	if l, ok := p.keys[key]; ok {
+		return l
+	}
+	return p.header
+}
+
+// has reports whether key was written in the file.
+func (p position) has(key string) bool {
+	_, ok := p.keys[key]
+	return ok
+}
+
+// SetDefaults sets every optional [interface] field that is zero to its
+// default: Name, MTU, StateDir, FwMark and Table (LogLevel's zero value is
+// already the default, info). It is for configs built in code; Parse applies
+// the same defaults only to keys missing from the file, so that an explicit
+// `fwmark = 0` is reported rather than replaced.
+func (c *Config) SetDefaults() {
+	in := &c.Interface
+	if in.Name == "" {
+		in.Name = DefaultName
+	}
+	if in.MTU == 0 {
+		in.MTU = DefaultMTU
+	}
+	if in.StateDir == "" {
+		in.StateDir = DefaultStateDir
+	}
+	if in.FwMark == 0 {
+		in.FwMark = DefaultFwMark
+	}
+	if in.Table == 0 {
+		in.Table = DefaultTable
+	}
+}
+
+// Peer returns the peer with public key k, and whether there is one.
+func (c *Config) Peer(k PublicKey) (Peer, bool) {
+	for _, p := range c.Peers {
+		if p.PublicKey == k {
+			return p, true
+		}
+	}
+	return Peer{}, false
+}
+
+// Parse decodes a configuration from data, applies defaults for missing
+// optional keys and validates it. name is the file name used in messages
+// ("" for none). Parse does not touch the file system: Interface.PrivateKey
+// stays zero (see Load). On failure the error joins one *Error per problem
+// found, sorted by line.
+func Parse(name string, data []byte) (*Config, error) {
+	c, p := parse(name, data)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parse returns the config (nil when the TOML itself could not be decoded)
+// and every problem found in it.
+func parse(name string, data []byte) (*Config, *problems) {
+	p := &problems{file: name}
+	c := decode(name, data, p)
+	if c != nil {
+		c.validate(p)
+	}
+	return c, p
+}
+
+// Load reads the configuration file at path, parses it like Parse, then reads
+// the private key from Interface.PrivateKeyFile (see [ReadPrivateKeyFile] for
+// the checks) and checks that no peer has this node's own public key. The
+// private key file is read even when the config has other problems, so that
+// one run reports everything. Load only reads files.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, p := parse(path, data)
+	if c != nil && c.Interface.PrivateKeyFile != "" && !c.Interface.pos.bad["private_key_file"] {
+		c.loadKey(p)
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// loadKey reads the private key file into c and checks it against the peers.
+func (c *Config) loadKey(p *problems) {
+	in := &c.Interface
+	k, err := readPrivateKeyFile(in.PrivateKeyFile)
+	if err != nil {
+		p.addErr(in.pos.line("private_key_file"), err.Error(), errors.Unwrap(err))
+		return
+	}
+	in.PrivateKey = k
+	own := k.Public()
+	for _, pr := range c.Peers {
+		if pr.PublicKey == own {
+			p.addf(pr.pos.line("public_key"), "peer %q has this node's own public key (the key in %s): a node cannot be its own peer", pr.Name, in.PrivateKeyFile)
+		}
+	}
+}

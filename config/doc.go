@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+
+// Package config reads Godwit's TOML configuration file, applies defaults and
+// validates it, reporting every problem at once with file and line. It never
+// touches the host: [Parse] reads no files at all, [Load] reads only the
+// config file and the private key file it names.
+//
+// The file has one [interface] table (this node) and one [[peer]] table per
+// node it talks to; keys not listed here are errors:
+//
+//	[interface]
+//	name = "gw0"                               # TUN device; default "gw0"
+//	private_key_file = "/etc/godwit/gw0.key"   # required, absolute; mode 0600 (see ReadPrivateKeyFile)
+//	addresses = ["10.77.0.1/24", "fd77::1/64"] # required: prefixes on the TUN, host bits kept
+//	listen = "[::]:4433"                       # optional: accept peers here; host empty or an IP
+//	mtu = 1300                                 # 576..1500, >= 1280 with IPv6; default 1300
+//	state_dir = "/var/lib/godwit"              # default "/var/lib/godwit"
+//	fwmark = 0x4757                            # SO_MARK of Godwit's own sockets; default 0x4757
+//	table = 18263                              # routing table for full tunnel; default 18263
+//	log_level = "info"                         # debug, info, warn or error; default info
+//
+//	[[peer]]
+//	name = "boat-1"                                    # required, unique, [A-Za-z0-9._-]{1,64}
+//	public_key = "base64..."                           # required, unique: 32-byte Ed25519 key
+//	allowed_ips = ["10.77.0.2/32", "192.168.20.0/24"]  # required: routed to the peer, accepted from it
+//	endpoint = "hub.example.net:4433"                  # optional: dial this peer
+//
+// Allowed-IPs must not overlap between peers, must not have host bits set,
+// and must not contain the peer's own endpoint address (except a default
+// route, which the fwmark and table keep apart). A node needs a listen
+// address or at least one peer endpoint.
+//
+// Keys are Ed25519: a private key is the 32-byte seed, and both private and
+// public keys are written in standard base64, like `wg genkey | wg pubkey`.
+//
+// Errors are *[Error] values (file, line, message) joined with
+// [errors.Join], sorted by line.
+package config

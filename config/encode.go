@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: MIT
+
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"unicode/utf8"
+)
+
+// MarshalTOML encodes c as a configuration file that Parse reads back to an
+// equal Config (apart from Path, the line numbers and Interface.PrivateKey,
+// which is never written: the key lives in PrivateKeyFile). Every key is
+// written, also those at their default, and strings are quoted so any value
+// survives. It does not validate c; it fails only for values TOML cannot
+// carry (a string that is not UTF-8, a log level with no name).
+func (c *Config) MarshalTOML() ([]byte, error) {
+	var b bytes.Buffer
+	in := &c.Interface
+	lvl, ok := levelName(in.LogLevel)
+	if !ok {
+		return nil, fmt.Errorf("config: log level %v has no name in the file format", in.LogLevel)
+	}
+	b.WriteString("[interface]\n")
+	if err := writeString(&b, "name", in.Name); err != nil {
+		return nil, err
+	}
+	if err := writeString(&b, "private_key_file", in.PrivateKeyFile); err != nil {
+		return nil, err
+	}
+	writePrefixes(&b, "addresses", in.Addresses)
+	if in.Listen != "" {
+		if err := writeString(&b, "listen", in.Listen); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(&b, "mtu = %d\n", in.MTU)
+	if err := writeString(&b, "state_dir", in.StateDir); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(&b, "fwmark = %#x\n", in.FwMark)
+	fmt.Fprintf(&b, "table = %d\n", in.Table)
+	fmt.Fprintf(&b, "log_level = %q\n", lvl)
+
+	for _, pr := range c.Peers {
+		b.WriteString("\n[[peer]]\n")
+		if err := writeString(&b, "name", pr.Name); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "public_key = %q\n", pr.PublicKey)
+		writePrefixes(&b, "allowed_ips", pr.AllowedIPs)
+		if pr.Endpoint != "" {
+			if err := writeString(&b, "endpoint", pr.Endpoint); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return b.Bytes(), nil
+}
+
+// writePrefixes writes key = ["p1", "p2"]. An invalid prefix is written as
+// "invalid Prefix", which Parse rejects, as Validate does.
+func writePrefixes(b *bytes.Buffer, key string, ps []netip.Prefix) {
+	b.WriteString(key)
+	b.WriteString(" = [")
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(b, "%q", p.String())
+	}
+	b.WriteString("]\n")
+}
+
+// writeString writes key = "s" as a TOML basic string.
+func writeString(b *bytes.Buffer, key, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("config: %s %q is not valid UTF-8", key, clip(s))
+	}
+	b.WriteString(key)
+	b.WriteString(` = "`)
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(b, `\u%04X`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteString("\"\n")
+	return nil
+}
+

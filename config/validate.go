@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: MIT
+
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Validate checks c and returns every problem found, joined with
+// [errors.Join] as *Error values sorted by line (lines are known for configs
+// from Parse and Load; for configs built in code they are 0). It does not
+// apply defaults (see [Config.SetDefaults]) and does not touch the host.
+func (c *Config) Validate() error {
+	p := &problems{file: c.Path}
+	c.validate(p)
+	return p.err()
+}
+
+// validate reports the problems of c to p. Fields whose values already failed
+// to decode (pos.bad) are skipped.
+func (c *Config) validate(p *problems) {
+	in := &c.Interface
+	if !in.pos.bad[""] {
+		c.validateInterface(p)
+	}
+	owners := make([]owned, 0, len(c.Peers))
+	names := make(map[string]int, len(c.Peers))
+	keys := make(map[PublicKey]int, len(c.Peers))
+	dials := false
+	for i := range c.Peers {
+		pr := &c.Peers[i]
+		label := peerLabel(i, pr)
+		bad := pr.pos.bad
+		if pr.Endpoint != "" || bad["endpoint"] {
+			dials = true
+		}
+
+		switch {
+		case bad["name"]:
+		case pr.Name == "":
+			p.addf(pr.pos.header, "%s is missing name", label)
+		case !validPeerName(pr.Name):
+			p.addf(pr.pos.line("name"), "peer name %q is not valid: use 1 to 64 of the characters A-Z a-z 0-9 . _ -", clip(pr.Name))
+		default:
+			if j, dup := names[pr.Name]; dup {
+				p.addf(pr.pos.line("name"), "duplicate peer name %q (first at line %d)", pr.Name, c.Peers[j].pos.line("name"))
+			} else {
+				names[pr.Name] = i
+			}
+		}
+
+		switch {
+		case bad["public_key"]:
+		case pr.PublicKey.IsZero() && pr.pos.has("public_key"):
+			p.addf(pr.pos.line("public_key"), "%s public_key is all zeros", label)
+		case pr.PublicKey.IsZero():
+			p.addf(pr.pos.header, "%s is missing public_key", label)
+		default:
+			if j, dup := keys[pr.PublicKey]; dup {
+				p.addf(pr.pos.line("public_key"), "%s has the same public_key as %s (line %d)", label, peerLabel(j, &c.Peers[j]), c.Peers[j].pos.line("public_key"))
+			} else {
+				keys[pr.PublicKey] = i
+			}
+		}
+
+		line := pr.pos.line("allowed_ips")
+		if len(pr.AllowedIPs) == 0 && !bad["allowed_ips"] {
+			p.addf(line, "%s needs at least one prefix in allowed_ips, e.g. allowed_ips = [\"10.77.0.2/32\"]", label)
+		}
+		seen := make(map[netip.Prefix]bool, len(pr.AllowedIPs))
+		for _, pfx := range pr.AllowedIPs {
+			switch {
+			case !pfx.IsValid():
+				p.addf(line, "%s has an invalid prefix in allowed_ips", label)
+			case pfx != pfx.Masked():
+				p.addf(line, "%s allowed_ips entry %s has host bits set (did you mean %s?)", label, pfx, pfx.Masked())
+			case seen[pfx]:
+				p.addf(line, "%s lists allowed_ips %s twice", label, pfx)
+			default:
+				seen[pfx] = true
+				owners = append(owners, owned{pfx: pfx, peer: i, line: line})
+			}
+		}
+
+		if pr.Endpoint != "" {
+			c.validateEndpoint(p, i, label)
+		}
+	}
+	c.validateOverlaps(p, owners)
+	if !in.pos.bad[""] && in.Listen == "" && !in.pos.bad["listen"] && !dials {
+		p.addf(0, "nothing could ever connect: [interface] has no listen and no peer has an endpoint (set listen on a hub, and endpoint on the peers a site dials)")
+	}
+}
+
+func (c *Config) validateInterface(p *problems) {
+	in := &c.Interface
+	bad := in.pos.bad
+	if !bad["name"] {
+		if why := ifnameProblem(in.Name); why != "" {
+			p.addf(in.pos.line("name"), "interface name %q is not a valid Linux interface name: %s", clip(in.Name), why)
+		}
+	}
+	switch {
+	case bad["private_key_file"]:
+	case in.PrivateKeyFile == "":
+		p.addf(in.pos.header, "[interface] is missing private_key_file (the path of this node's private key, e.g. \"/etc/godwit/gw0.key\")")
+	case !filepath.IsAbs(in.PrivateKeyFile):
+		p.addf(in.pos.line("private_key_file"), "private_key_file %q must be an absolute path", clip(in.PrivateKeyFile))
+	}
+	if len(in.Addresses) == 0 && !bad["addresses"] {
+		p.addf(in.pos.line("addresses"), "[interface] needs at least one address in addresses, e.g. addresses = [\"10.77.0.1/24\"]")
+	}
+	var v6 netip.Prefix
+	for _, a := range in.Addresses {
+		if !a.IsValid() {
+			p.addf(in.pos.line("addresses"), "[interface] has an invalid prefix in addresses")
+			continue
+		}
+		if a.Addr().Is6() && !a.Addr().Is4In6() && !v6.IsValid() {
+			v6 = a
+		}
+	}
+	if in.Listen != "" && !bad["listen"] {
+		if why := hostPortProblem(in.Listen, true); why != "" {
+			p.addf(in.pos.line("listen"), "listen %q %s", clip(in.Listen), why)
+		}
+	}
+	if !bad["mtu"] {
+		switch {
+		case in.MTU < 576 || in.MTU > 1500:
+			p.addf(in.pos.line("mtu"), "mtu %d is out of range: it must be between 576 and 1500", in.MTU)
+		case v6.IsValid() && in.MTU < 1280:
+			p.addf(in.pos.line("mtu"), "mtu %d is too small for the IPv6 address %s: IPv6 needs an mtu of at least 1280", in.MTU, v6)
+		}
+	}
+	switch {
+	case bad["state_dir"]:
+	case in.StateDir == "":
+		p.addf(in.pos.line("state_dir"), "state_dir is empty (default %q)", DefaultStateDir)
+	case !filepath.IsAbs(in.StateDir):
+		p.addf(in.pos.line("state_dir"), "state_dir %q must be an absolute path", clip(in.StateDir))
+	}
+	if in.FwMark == 0 && !bad["fwmark"] {
+		p.addf(in.pos.line("fwmark"), "fwmark 0 is invalid: Godwit's own sockets need a non-zero mark (default %#x)", DefaultFwMark)
+	}
+	if !bad["table"] {
+		switch t := int64(in.Table); {
+		case t == 253 || t == 254 || t == 255:
+			p.addf(in.pos.line("table"), "table %d is reserved (%s); choose 1..0xFFFFFFFE except 253, 254 and 255 (default %d)", t, map[int64]string{253: "default", 254: "main", 255: "local"}[t], DefaultTable)
+		case t < 1 || t > 0xFFFFFFFE:
+			p.addf(in.pos.line("table"), "table %d is out of range: it must be 1..0xFFFFFFFE except 253, 254 and 255 (default %d)", t, DefaultTable)
+		}
+	}
+	if _, ok := levelName(in.LogLevel); !ok && !bad["log_level"] {
+		p.addf(in.pos.line("log_level"), "log_level %v is not one of debug, info, warn, error", in.LogLevel)
+	}
+}
+
+// validateEndpoint checks the endpoint of peer i, which is not "".
+func (c *Config) validateEndpoint(p *problems, i int, label string) {
+	pr := &c.Peers[i]
+	line := pr.pos.line("endpoint")
+	if why := hostPortProblem(pr.Endpoint, false); why != "" {
+		p.addf(line, "%s endpoint %q %s", label, clip(pr.Endpoint), why)
+		return
+	}
+	ap, err := netip.ParseAddrPort(pr.Endpoint)
+	if err != nil {
+		return // a host name: resolved at dial time
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	for _, pfx := range pr.AllowedIPs {
+		if pfx.IsValid() && pfx.Bits() > 0 && pfx.Masked().Contains(ip) {
+			p.addf(line, "%s endpoint %s lies inside its allowed_ips %s: packets to the endpoint would be routed into the tunnel (a routing loop); remove %s from allowed_ips or use another endpoint address", label, pr.Endpoint, pfx, ip)
+		}
+	}
+}
+
+// owned is one allowed-IPs prefix and the peer it belongs to.
+type owned struct {
+	pfx  netip.Prefix
+	peer int
+	line int
+}
+
+// validateOverlaps reports every pair of prefixes of different peers that
+// overlap, at the later one.
+func (c *Config) validateOverlaps(p *problems, owners []owned) {
+	for j, b := range owners {
+		for _, a := range owners[:j] {
+			if a.peer == b.peer || !a.pfx.Overlaps(b.pfx) {
+				continue
+			}
+			p.addf(b.line, "%s allowed_ips %s overlaps %s of %s (line %d)",
+				peerLabel(b.peer, &c.Peers[b.peer]), b.pfx, a.pfx, peerLabel(a.peer, &c.Peers[a.peer]), a.line)
+		}
+	}
+}
+
+// peerLabel names peer i in messages: `peer "boat-1"`, or `[[peer]] #2` when
+// it has no usable name.
+func peerLabel(i int, pr *Peer) string {
+	if validPeerName(pr.Name) {
+		return fmt.Sprintf("peer %q", pr.Name)
+	}
+	return fmt.Sprintf("[[peer]] #%d", i+1)
+}
+
+// validPeerName reports whether s matches [A-Za-z0-9._-]{1,64}.
+func validPeerName(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ifnameProblem says why s is not a valid Linux interface name (the rules of
+// the kernel's dev_valid_name, plus no control characters), or "".
+func ifnameProblem(s string) string {
+	switch {
+	case s == "":
+		return "it is empty"
+	case len(s) > 15:
+		return fmt.Sprintf("it is %d bytes long, at most 15 are allowed", len(s))
+	case s == "." || s == "..":
+		return `"." and ".." are not allowed`
+	}
+	for _, r := range s {
+		switch {
+		case r == '/' || r == ':':
+			return fmt.Sprintf("%q is not allowed", r)
+		case r == ' ' || r == '\t' || r == '\n' || r == '\v' || r == '\f' || r == '\r':
+			return "white space is not allowed"
+		case r < 0x20 || r == 0x7f:
+			return "control characters are not allowed"
+		}
+	}
+	return ""
+}
+
+// hostPortProblem says what is wrong with s as "host:port", or "". For listen
+// the host must be empty or an IP literal; otherwise it must be an IP
+// literal or a host name.
+func hostPortProblem(s string, listen bool) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			if listen {
+				return `has no port: write it as host:port, e.g. "0.0.0.0:4433", "[::]:4433" or ":4433"`
+			}
+			return `has no port: write it as host:port, e.g. "hub.example.net:4433" or "[2001:db8::1]:4433"`
+		}
+		return "is not host:port: " + strings.TrimPrefix(err.Error(), "address "+s+": ")
+	}
+	n, err := strconv.ParseUint(port, 10, 64)
+	switch {
+	case err != nil && port == "":
+		return "has an empty port"
+	case err != nil:
+		return fmt.Sprintf("has port %q, which is not a number", clip(port))
+	case n < 1 || n > 65535:
+		return fmt.Sprintf("has port %d, out of range 1..65535", n)
+	}
+	if listen {
+		if host == "" {
+			return ""
+		}
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Sprintf(`has host %q, which is not an IP address: listen takes an address of this machine, or none (":4433")`, clip(host))
+		}
+		return ""
+	}
+	if host == "" {
+		return "has no host"
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	if !validHostname(host) {
+		return fmt.Sprintf("has host %q, which is neither an IP address nor a valid host name", clip(host))
+	}
+	return ""
+}
+
+// validHostname reports whether s is a DNS name: labels of letters, digits,
+// '-' and '_' (not starting or ending with '-'), at most 63 bytes each, 253
+// in all, with a last label that is not all digits.
+func validHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
+}
+
+// levelName returns the log_level name of l, and whether it has one.
+func levelName(l slog.Level) (string, bool) {
+	n := strings.ToLower(l.String())
+	_, ok := logLevels[n]
+	return n, ok
+}
