@@ -94,4 +94,3 @@ func writeString(b *bytes.Buffer, key, s string) error {
 	b.WriteString("\"\n")
 	return nil
 }
-
