@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// ALPN is the TLS application protocol both sides require.
+const ALPN = "godwit/1"
+
+// initialPacketSize is quic-go's InitialPacketSize on both sides: a floor
+// for the datagram limit that survives migrations (1350 - 37 = 1313 bytes
+// of payload), large enough for inner IPv6 QUIC (reference section 1.4).
+const initialPacketSize = 1350
+
+// connectionIDLength is the same on every Transport so that a connection
+// can move between them (reference section 2.3 #2).
+const connectionIDLength = 8
+
+// Config configures an [Endpoint]. The zero value of every field except
+// PrivateKey is a documented default. NewEndpoint copies the Config; later
+// changes to it have no effect, except what Authorize itself reads.
+type Config struct {
+	// PrivateKey is this node's identity. Required.
+	PrivateKey ed25519.PrivateKey
+	// NodeName is sent to peers in the Hello. Empty is allowed.
+	NodeName string
+	// Listen is the "host:port" to accept peers on. Empty means do not
+	// accept; a UDP socket on an ephemeral port of the wildcard address is
+	// still opened for dialing.
+	Listen string
+	// FwMark is set as SO_MARK on the UDP socket when non-zero (needs
+	// CAP_NET_ADMIN), so routing can keep the daemon's own traffic out of
+	// the tunnel.
+	FwMark uint32
+	// Authorize reports whether an incoming peer with this raw Ed25519
+	// public key may connect. It is called during every handshake,
+	// including resumed ones, from quic-go's goroutines, so it must be
+	// safe for concurrent use and fast; it may read the caller's own
+	// atomic state so that removing a peer takes effect at the next
+	// handshake. Nil refuses everyone.
+	Authorize func(peer [32]byte) bool
+	// Logger receives state changes (Info) and details (Debug). Nil
+	// discards.
+	Logger *slog.Logger
+	// HandshakeTimeout bounds the QUIC handshake (quic-go
+	// HandshakeIdleTimeout), the hello exchange, and the delivery of each
+	// control message once its first byte arrived. Zero means 8 s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout is quic-go's MaxIdleTimeout, set on both sides. Zero
+	// means 30 s.
+	IdleTimeout time.Duration
+	// KeepAlive is quic-go's KeepAlivePeriod on dialed connections. Zero
+	// means 10 s.
+	KeepAlive time.Duration
+	// Heartbeat is the control-stream heartbeat interval. Zero means 2 s.
+	Heartbeat time.Duration
+	// DeadAfter closes a connection whose peer sent nothing on the control
+	// stream for this long ("heartbeat timeout"). Zero means
+	// max(4*Heartbeat, 3*smoothed RTT + 1 s), recomputed at every check.
+	DeadAfter time.Duration
+	// RedialMin and RedialMax bound DialLoop's exponential backoff, which
+	// has +-50 % jitter and is capped at RedialMax. Zero means 250 ms and
+	// 15 s.
+	RedialMin, RedialMax time.Duration
+}
+
+// withDefaults returns a copy of c with zero values replaced by defaults.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.HandshakeTimeout, 8*time.Second)
+	def(&c.IdleTimeout, 30*time.Second)
+	def(&c.KeepAlive, 10*time.Second)
+	def(&c.Heartbeat, 2*time.Second)
+	def(&c.RedialMin, 250*time.Millisecond)
+	def(&c.RedialMax, 15*time.Second)
+	if c.RedialMax < c.RedialMin {
+		c.RedialMax = c.RedialMin
+	}
+	return c
+}
+
+func (c *Config) validate() error {
+	if len(c.PrivateKey) != ed25519.PrivateKeySize {
+		return fmt.Errorf("quicconn: private key has %d bytes, want %d", len(c.PrivateKey), ed25519.PrivateKeySize)
+	}
+	return nil
+}

@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// DatagramTooLargeError is returned by [Conn.SendDatagram] for a datagram
+// larger than the connection's current limit. The limit changes over a
+// connection's life (path MTU discovery, migration).
+type DatagramTooLargeError struct {
+	Limit int // largest datagram payload accepted right now, in bytes
+}
+
+func (e *DatagramTooLargeError) Error() string {
+	return fmt.Sprintf("quicconn: datagram too large (limit %d bytes)", e.Limit)
+}
+
+// DatagramLimit returns Limit. Package tunnel detects the error through
+// this method without importing quicconn.
+func (e *DatagramTooLargeError) DatagramLimit() int { return e.Limit }
+
+// CloseError is what [Conn.Err] returns for a connection closed
+// deliberately, by either side, with an application error code and reason.
+type CloseError struct {
+	Remote bool   // closed by the peer (true) or by this side (false)
+	Code   uint64 // one of the Code constants, or the peer's own code
+	Reason string // the reason given to Conn.Close or set by this package
+}
+
+func (e *CloseError) Error() string {
+	who := "locally"
+	if e.Remote {
+		who = "by peer"
+	}
+	return fmt.Sprintf("quicconn: closed %s (code %d): %s", who, e.Code, e.Reason)
+}
+
+// ConnStats is a snapshot of one connection's counters.
+type ConnStats struct {
+	// RTT estimates and the congestion window of the active path, from
+	// quic-go; they reset on migration.
+	MinRTT, LatestRTT, SmoothedRTT, MeanDeviation time.Duration
+	CongestionWindow                              uint64 // bytes
+	// Traffic totals without UDP/IP headers; lost counters can go down
+	// after spurious-loss detection.
+	BytesSent, PacketsSent, BytesReceived, PacketsReceived uint64
+	BytesLost, PacketsLost                                 uint64
+	// HeartbeatRTT is the latest control-stream round trip; 0 until the
+	// first heartbeat reply.
+	HeartbeatRTT time.Duration
+	// HandshakeDone is when the QUIC handshake completed.
+	HandshakeDone time.Time
+	// DatagramLimit is the largest datagram payload accepted right now.
+	DatagramLimit int
+	// Resumed reports whether the TLS handshake resumed a session.
+	Resumed bool
+}
+
+// probeDatagram is longer than any datagram quic-go accepts (16383 at most),
+// so SendDatagram rejects it with the current limit before copying it.
+var probeDatagram = make([]byte, 1<<15)
+
+// Conn is an established connection to a peer: handshake done, key
+// verified, Hello exchanged. All methods are safe for concurrent use; use
+// one goroutine for ReceiveDatagram.
+type Conn struct {
+	qc       *quic.Conn
+	st       *quic.Stream
+	br       *bufio.Reader // control-stream reader; only the readControl goroutine uses it after start
+	cfg      *Config       // the Endpoint's config with defaults
+	log      *slog.Logger
+	peerKey  [32]byte
+	peerName string
+	resumed  bool
+	hsDone   time.Time
+	forget   func(*Conn) // removes c from its Endpoint; nil when not registered
+
+	wmu  sync.Mutex // wmu guards the following field and writes to st.
+	wbuf []byte
+
+	start     time.Time    // monotonic base for lastHeard
+	lastHeard atomic.Int64 // nanoseconds since start of the last complete control message
+	hbRTT     atomic.Int64 // latest heartbeat RTT in nanoseconds; 0 until measured
+
+	hbMu   sync.Mutex // hbMu guards the following field.
+	hbSent [16]struct {
+		seq uint64
+		at  time.Time
+	}
+
+	errOnce sync.Once
+	err     error         // why the conn died; written once before done is closed
+	done    chan struct{} // closed when the conn is dead and its goroutines ended
+	wg      sync.WaitGroup
+}
+
+// newConn wraps a connection whose hello exchange completed. The caller
+// calls c.run next.
+func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer Hello, hsDone time.Time) *Conn {
+	cs := qc.ConnectionState()
+	key, _ := peerKeyOf(cs.TLS) // verified during the handshake
+	c := &Conn{
+		qc:       qc,
+		st:       st,
+		br:       br,
+		cfg:      cfg,
+		peerKey:  key,
+		peerName: peer.Name,
+		resumed:  cs.TLS.DidResume,
+		hsDone:   hsDone,
+		start:    time.Now(),
+		done:     make(chan struct{}),
+	}
+	c.log = cfg.Logger.With("peer", keyString(key), "name", peer.Name, "remote", qc.RemoteAddr().String())
+	return c
+}
+
+// run starts the control goroutines and the watcher that closes Done.
+func (c *Conn) run() {
+	c.lastHeard.Store(int64(time.Since(c.start)))
+	c.wg.Add(2)
+	go c.readControl()
+	go c.heartbeat()
+	go c.watch()
+}
+
+func (c *Conn) watch() {
+	<-c.qc.Context().Done()
+	c.setErr(convertCloseErr(context.Cause(c.qc.Context())))
+	c.wg.Wait()
+	if c.forget != nil {
+		c.forget(c)
+	}
+	c.log.Info("quicconn: connection down", "err", c.err)
+	close(c.done)
+}
+
+func (c *Conn) setErr(err error) {
+	c.errOnce.Do(func() { c.err = err })
+}
+
+// convertCloseErr turns quic-go's close cause into this package's errors.
+func convertCloseErr(err error) error {
+	var ae *quic.ApplicationError
+	if errors.As(err, &ae) {
+		return &CloseError{Remote: ae.Remote, Code: uint64(ae.ErrorCode), Reason: ae.ErrorMessage}
+	}
+	return fmt.Errorf("quicconn: connection lost: %w", err)
+}
+
+// closeLocal closes the connection with code and reason, without a Goodbye.
+func (c *Conn) closeLocal(code uint64, reason string) {
+	c.setErr(&CloseError{Code: code, Reason: reason})
+	c.log.Debug("quicconn: closing", "code", code, "reason", reason)
+	_ = c.qc.CloseWithError(quic.ApplicationErrorCode(code), reason)
+}
+
+// SendDatagram sends b as one DATAGRAM frame. It copies b, so the caller
+// may reuse it at once. It may block while quic-go's 32-slot send queue is
+// full (congestion control); it returns when the connection closes. A b
+// larger than the current limit fails with *DatagramTooLargeError and
+// sends nothing.
+func (c *Conn) SendDatagram(b []byte) error {
+	err := c.qc.SendDatagram(b)
+	if err == nil {
+		return nil
+	}
+	var tl *quic.DatagramTooLargeError
+	if errors.As(err, &tl) {
+		return &DatagramTooLargeError{Limit: int(tl.MaxDatagramPayloadSize)}
+	}
+	return fmt.Errorf("quicconn: send datagram: %w", err)
+}
+
+// ReceiveDatagram blocks until a datagram arrives, ctx is done (returning
+// context.Cause(ctx)), or the connection dies. The caller owns the returned
+// slice.
+func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	b, err := c.qc.ReceiveDatagram(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		return nil, fmt.Errorf("quicconn: receive datagram: %w", err)
+	}
+	return b, nil
+}
+
+// PeerKey returns the peer's raw Ed25519 public key, as verified in the
+// handshake.
+func (c *Conn) PeerKey() [32]byte { return c.peerKey }
+
+// PeerName returns the node name from the peer's Hello.
+func (c *Conn) PeerName() string { return c.peerName }
+
+// RemoteAddr returns the peer's current address; it changes when the peer
+// migrates.
+func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+
+// LocalAddr returns the local address of the active path.
+func (c *Conn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
+
+// Done returns a channel that is closed when the connection is dead for
+// any reason and its goroutines have ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection died: a *CloseError for a deliberate close
+// by either side (including "heartbeat timeout" and protocol errors), or a
+// wrapped quic-go error (idle timeout, stateless reset, ...). It returns nil
+// while the connection is alive.
+func (c *Conn) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// goodbyeTimeout bounds how long Close waits for the peer to act on the
+// Goodbye before closing anyway.
+const goodbyeTimeout = 500 * time.Millisecond
+
+// Close sends a Goodbye with reason on the control stream, waits up to
+// 500 ms for the peer to close in answer (so the Goodbye is not cut off by
+// our own CONNECTION_CLOSE), then closes the connection with CodeNoError
+// and reason, and waits until Done is closed. The peer's Err reports
+// reason (from the Goodbye, or from the CONNECTION_CLOSE if the Goodbye was
+// lost). Closing a dead connection returns nil.
+func (c *Conn) Close(reason string) error {
+	select {
+	case <-c.done:
+		return nil
+	default:
+	}
+	c.setErr(&CloseError{Code: CodeNoError, Reason: reason})
+	if err := c.writeMessage(Goodbye{Code: CodeNoError, Reason: reason}); err == nil {
+		t := time.NewTimer(goodbyeTimeout)
+		select {
+		case <-c.qc.Context().Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	_ = c.qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), reason)
+	<-c.done
+	return nil
+}
+
+// Stats returns a snapshot of the connection's counters. It is cheap and
+// safe for concurrent use.
+func (c *Conn) Stats() ConnStats {
+	qs := c.qc.ConnectionStats()
+	s := ConnStats{
+		MinRTT:           qs.MinRTT,
+		LatestRTT:        qs.LatestRTT,
+		SmoothedRTT:      qs.SmoothedRTT,
+		MeanDeviation:    qs.MeanDeviation,
+		CongestionWindow: qs.CongestionWindow,
+		BytesSent:        qs.BytesSent,
+		PacketsSent:      qs.PacketsSent,
+		BytesReceived:    qs.BytesReceived,
+		PacketsReceived:  qs.PacketsReceived,
+		BytesLost:        qs.BytesLost,
+		PacketsLost:      qs.PacketsLost,
+		HeartbeatRTT:     time.Duration(c.hbRTT.Load()),
+		HandshakeDone:    c.hsDone,
+		Resumed:          c.resumed,
+	}
+	var tl *quic.DatagramTooLargeError
+	if err := c.qc.SendDatagram(probeDatagram); errors.As(err, &tl) {
+		s.DatagramLimit = int(tl.MaxDatagramPayloadSize)
+	}
+	return s
+}
+
+// writeMessage queues m on the control stream without blocking: small
+// control messages never wait for congestion control or a dead path. It
+// fails with quic.ErrWouldBlock when the peer's flow-control window is
+// full, which means the peer does not read its control stream.
+func (c *Conn) writeMessage(m Message) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.wbuf = AppendMessage(c.wbuf[:0], m)
+	return c.st.TryWriteAll(c.wbuf)
+}
+
+// readControl reads and acts on the peer's control messages until the
+// connection dies. Each message must arrive completely within
+// HandshakeTimeout of its first byte (a slowloris guard); the wait for the
+// first byte is unbounded, as silence is the heartbeat's business.
+func (c *Conn) readControl() {
+	defer c.wg.Done()
+	for {
+		if _, err := c.br.Peek(1); err != nil {
+			c.controlReadFailed(err)
+			return
+		}
+		_ = c.st.SetReadDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
+		m, err := ReadMessage(c.br)
+		if err != nil {
+			c.controlReadFailed(err)
+			return
+		}
+		_ = c.st.SetReadDeadline(time.Time{})
+		c.lastHeard.Store(int64(time.Since(c.start)))
+		switch m := m.(type) {
+		case Heartbeat:
+			if !m.Reply {
+				m.Reply = true
+				if err := c.writeMessage(m); err != nil {
+					c.controlWriteFailed(err)
+					return
+				}
+				continue
+			}
+			c.heartbeatReply(m)
+		case Goodbye:
+			c.log.Debug("quicconn: peer said goodbye", "code", m.Code, "reason", m.Reason)
+			c.setErr(&CloseError{Remote: true, Code: m.Code, Reason: m.Reason})
+			_ = c.qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "goodbye")
+			return
+		case Hello:
+			c.closeLocal(CodeProtocolError, "unexpected hello")
+			return
+		case Unknown:
+			// Skipped by ReadMessage: a newer peer's optional message.
+		}
+	}
+}
+
+func (c *Conn) controlReadFailed(err error) {
+	if c.qc.Context().Err() != nil {
+		return // the connection is closing; watch records why
+	}
+	switch {
+	case errors.Is(err, ErrMalformed), errors.Is(err, ErrMessageTooLarge):
+		c.closeLocal(CodeProtocolError, err.Error())
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.closeLocal(CodeProtocolError, "control message not delivered in time")
+	default:
+		c.closeLocal(CodeControlStream, fmt.Sprintf("control stream: %v", err))
+	}
+}
+
+func (c *Conn) controlWriteFailed(err error) {
+	if c.qc.Context().Err() != nil {
+		return
+	}
+	c.closeLocal(CodeControlStream, fmt.Sprintf("control stream write: %v", err))
+}
+
+func (c *Conn) heartbeatReply(m Heartbeat) {
+	c.hbMu.Lock()
+	slot := c.hbSent[m.Seq%uint64(len(c.hbSent))]
+	c.hbMu.Unlock()
+	if slot.seq != m.Seq || slot.at.IsZero() || slot.at.UnixNano() != m.SentUnixNano {
+		return // not one of ours, or too old to measure
+	}
+	c.hbRTT.Store(int64(time.Since(slot.at))) // monotonic clock
+}
+
+// deadAfter returns the silence after which the peer counts as dead.
+func (c *Conn) deadAfter() time.Duration {
+	if c.cfg.DeadAfter > 0 {
+		return c.cfg.DeadAfter
+	}
+	return max(4*c.cfg.Heartbeat, 3*c.qc.ConnectionStats().SmoothedRTT+time.Second)
+}
+
+// heartbeat sends a Heartbeat every cfg.Heartbeat and closes the connection
+// with "heartbeat timeout" once the peer has been silent for deadAfter.
+func (c *Conn) heartbeat() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.Heartbeat)
+	defer t.Stop()
+	var seq uint64
+	for {
+		select {
+		case <-c.qc.Context().Done():
+			return
+		case <-t.C:
+		}
+		silent := time.Since(c.start) - time.Duration(c.lastHeard.Load())
+		if silent > c.deadAfter() {
+			c.log.Info("quicconn: peer silent, closing", "silent", silent.Round(time.Millisecond))
+			c.closeLocal(CodeHeartbeatTimeout, "heartbeat timeout")
+			return
+		}
+		seq++
+		now := time.Now()
+		c.hbMu.Lock()
+		c.hbSent[seq%uint64(len(c.hbSent))] = struct {
+			seq uint64
+			at  time.Time
+		}{seq, now}
+		c.hbMu.Unlock()
+		if err := c.writeMessage(Heartbeat{Seq: seq, SentUnixNano: now.UnixNano()}); err != nil {
+			c.controlWriteFailed(err)
+			return
+		}
+	}
+}

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/quic-go/quic-go/quicvarint"
+)
+
+// Control-stream wire format.
+//
+// Every message is framed as
+//
+//	type    QUIC varint
+//	length  QUIC varint, the payload length in bytes, at most MaxMessageSize
+//	payload length bytes
+//
+// Payloads of the known types (all integers big-endian, fixed width):
+//
+//	Hello     (1): version u16 | capabilities u64 | name (rest, UTF-8, <= MaxNameLen)
+//	Heartbeat (2): seq u64 | sent unix nanoseconds i64 | flags u8 (0 = request, 1 = reply)
+//	Goodbye   (3): code u64 | reason (rest, UTF-8, <= MaxReasonLen)
+//
+// A known message must fill its payload exactly; anything else is malformed.
+// Messages of other types are skipped (within MaxMessageSize): new features
+// arrive as new message types, and an incompatible change bumps
+// ProtocolVersion.
+
+// ProtocolVersion is the control protocol's major version sent in every
+// Hello. Peers whose Hello carries a different version are incompatible and
+// are closed with CodeVersionMismatch.
+const ProtocolVersion uint16 = 1
+
+// Limits of the control protocol.
+const (
+	// MaxMessageSize is the hard cap on one message's payload in bytes.
+	MaxMessageSize = 64 << 10
+	// MaxNameLen is the longest node name in a Hello, in bytes.
+	MaxNameLen = 255
+	// MaxReasonLen is the longest reason in a Goodbye, in bytes.
+	MaxReasonLen = 1024
+)
+
+// Message types on the control stream.
+const (
+	typeHello     uint64 = 1
+	typeHeartbeat uint64 = 2
+	typeGoodbye   uint64 = 3
+)
+
+const (
+	helloFixedLen     = 2 + 8
+	heartbeatLen      = 8 + 8 + 1
+	goodbyeFixedLen   = 8
+	heartbeatReplyBit = 1
+)
+
+// Application error codes used in CONNECTION_CLOSE and in Goodbye.Code.
+const (
+	// CodeNoError is a normal close (Conn.Close, Endpoint.Close).
+	CodeNoError uint64 = 0
+	// CodeProtocolError means a malformed, over-long, unexpected or too
+	// slowly delivered control message.
+	CodeProtocolError uint64 = 1
+	// CodeVersionMismatch means the peer's Hello has an incompatible
+	// ProtocolVersion.
+	CodeVersionMismatch uint64 = 2
+	// CodeHeartbeatTimeout means the peer stopped answering heartbeats.
+	CodeHeartbeatTimeout uint64 = 3
+	// CodeControlStream means the control stream failed (closed by the
+	// peer, or blocked by flow control because the peer does not read it).
+	CodeControlStream uint64 = 4
+)
+
+// ErrMalformed is wrapped by every error [ReadMessage] returns for bytes
+// that are not a well-formed message.
+var ErrMalformed = errors.New("quicconn: malformed control message")
+
+// ErrMessageTooLarge is wrapped by the error [ReadMessage] returns for a
+// message whose declared length exceeds MaxMessageSize.
+var ErrMessageTooLarge = errors.New("quicconn: control message too large")
+
+// Message is one control-stream message: [Hello], [Heartbeat], [Goodbye] or
+// [Unknown]. The set is closed; other packages cannot add types.
+type Message interface {
+	messageType() uint64
+}
+
+// Hello is the first message on the control stream in each direction.
+type Hello struct {
+	Version      uint16 // ProtocolVersion of the sender
+	Capabilities uint64 // feature bits; none are defined yet
+	Name         string // the sender's node name, for logs and status
+}
+
+// Heartbeat is sent by both sides every Config.Heartbeat; each side answers
+// the other's requests with a reply that echoes Seq and SentUnixNano.
+type Heartbeat struct {
+	Seq          uint64 // sender's sequence number, echoed in the reply
+	SentUnixNano int64  // requester's send time, echoed in the reply
+	Reply        bool   // false: a request; true: the answer to one
+}
+
+// Goodbye announces a deliberate close and its reason.
+type Goodbye struct {
+	Code   uint64 // one of the Code constants
+	Reason string // human-readable, at most MaxReasonLen bytes
+}
+
+// Unknown stands for a message of a type this version does not know. Its
+// payload has been skipped; callers ignore it.
+type Unknown struct {
+	Type uint64 // the wire type; never one of the known types
+}
+
+func (Hello) messageType() uint64     { return typeHello }
+func (Heartbeat) messageType() uint64 { return typeHeartbeat }
+func (Goodbye) messageType() uint64   { return typeGoodbye }
+func (m Unknown) messageType() uint64 { return m.Type }
+
+// AppendMessage appends the wire encoding of m to b and returns the extended
+// slice. Strings longer than their limit are cut at a UTF-8 boundary and
+// invalid UTF-8 is replaced, so the result always decodes. An Unknown is
+// encoded with an empty payload. A nil m appends nothing.
+func AppendMessage(b []byte, m Message) []byte {
+	switch m := m.(type) {
+	case Hello:
+		name := clampString(m.Name, MaxNameLen)
+		b = appendHeader(b, typeHello, helloFixedLen+len(name))
+		b = binary.BigEndian.AppendUint16(b, m.Version)
+		b = binary.BigEndian.AppendUint64(b, m.Capabilities)
+		return append(b, name...)
+	case Heartbeat:
+		b = appendHeader(b, typeHeartbeat, heartbeatLen)
+		b = binary.BigEndian.AppendUint64(b, m.Seq)
+		b = binary.BigEndian.AppendUint64(b, uint64(m.SentUnixNano))
+		var flags byte
+		if m.Reply {
+			flags = heartbeatReplyBit
+		}
+		return append(b, flags)
+	case Goodbye:
+		reason := clampString(m.Reason, MaxReasonLen)
+		b = appendHeader(b, typeGoodbye, goodbyeFixedLen+len(reason))
+		b = binary.BigEndian.AppendUint64(b, m.Code)
+		return append(b, reason...)
+	case Unknown:
+		return appendHeader(b, m.Type&(quicvarint.Max), 0)
+	}
+	return b
+}
+
+func appendHeader(b []byte, typ uint64, n int) []byte {
+	b = quicvarint.Append(b, typ)
+	return quicvarint.Append(b, uint64(n))
+}
+
+// clampString returns s as valid UTF-8 of at most limit bytes.
+func clampString(s string, limit int) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) <= limit {
+		return s
+	}
+	s = s[:limit]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// ReadMessage reads one message from r. It takes a *bufio.Reader (rather
+// than an io.Reader) because the varint header is read byte by byte and the
+// payload of an unknown type is skipped with Discard; the caller keeps the
+// reader across calls, since it may hold the start of the next message.
+//
+// It returns io.EOF only when r ends cleanly before a message starts, and
+// io.ErrUnexpectedEOF when it ends inside one. A declared length above
+// MaxMessageSize fails with [ErrMessageTooLarge] before anything is
+// allocated; a payload that does not parse fails with [ErrMalformed]. A
+// message of an unknown type is skipped and returned as [Unknown]. Any error
+// other than io.EOF leaves r in an undefined position: the stream is unusable.
+func ReadMessage(r *bufio.Reader) (Message, error) {
+	typ, err := quicvarint.Read(r)
+	if err != nil {
+		return nil, err
+	}
+	n, err := quicvarint.Read(r)
+	if err != nil {
+		return nil, noEOF(err)
+	}
+	if n > MaxMessageSize {
+		return nil, fmt.Errorf("%w: type %d, %d bytes (max %d)", ErrMessageTooLarge, typ, n, MaxMessageSize)
+	}
+	switch typ {
+	case typeHello, typeHeartbeat, typeGoodbye:
+	default:
+		if _, err := r.Discard(int(n)); err != nil {
+			return nil, noEOF(err)
+		}
+		return Unknown{Type: typ}, nil
+	}
+	p := make([]byte, n) // n <= MaxMessageSize: bounded by the check above
+	if _, err := io.ReadFull(r, p); err != nil {
+		return nil, noEOF(err)
+	}
+	return parsePayload(typ, p)
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func parsePayload(typ uint64, p []byte) (Message, error) {
+	switch typ {
+	case typeHello:
+		if len(p) < helloFixedLen {
+			return nil, fmt.Errorf("%w: hello of %d bytes", ErrMalformed, len(p))
+		}
+		name := p[helloFixedLen:]
+		if len(name) > MaxNameLen || !utf8.Valid(name) {
+			return nil, fmt.Errorf("%w: hello name (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(name), MaxNameLen)
+		}
+		return Hello{
+			Version:      binary.BigEndian.Uint16(p),
+			Capabilities: binary.BigEndian.Uint64(p[2:]),
+			Name:         string(name),
+		}, nil
+	case typeHeartbeat:
+		if len(p) != heartbeatLen {
+			return nil, fmt.Errorf("%w: heartbeat of %d bytes, want %d", ErrMalformed, len(p), heartbeatLen)
+		}
+		flags := p[16]
+		if flags&^heartbeatReplyBit != 0 {
+			return nil, fmt.Errorf("%w: heartbeat flags %#x", ErrMalformed, flags)
+		}
+		return Heartbeat{
+			Seq:          binary.BigEndian.Uint64(p),
+			SentUnixNano: int64(binary.BigEndian.Uint64(p[8:])),
+			Reply:        flags == heartbeatReplyBit,
+		}, nil
+	case typeGoodbye:
+		if len(p) < goodbyeFixedLen {
+			return nil, fmt.Errorf("%w: goodbye of %d bytes", ErrMalformed, len(p))
+		}
+		reason := p[goodbyeFixedLen:]
+		if len(reason) > MaxReasonLen || !utf8.Valid(reason) {
+			return nil, fmt.Errorf("%w: goodbye reason (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(reason), MaxReasonLen)
+		}
+		return Goodbye{Code: binary.BigEndian.Uint64(p), Reason: string(reason)}, nil
+	}
+	return nil, fmt.Errorf("%w: type %d", ErrMalformed, typ)
+}

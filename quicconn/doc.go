@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: MIT
+
+// Package quicconn is Godwit's QUIC layer and nothing else: the UDP socket
+// (with SO_MARK and a wrapper that turns "network gone" send errors into
+// packet loss), one long-lived [quic.Transport] per [Endpoint], the TLS
+// identity made from the node's Ed25519 key with key pinning on both sides,
+// the quic-go configuration, dialing and accepting, the control stream
+// (hello, heartbeat, goodbye; see [AppendMessage] and [ReadMessage]) and the
+// client's redial loop ([Endpoint.DialLoop]).
+//
+// A [Conn] carries one IP packet per QUIC DATAGRAM frame. Its first
+// bidirectional stream, opened by the dialer, is the control stream. Callers
+// never see quic-go types: package tunnel uses a [Conn] through a small
+// interface of its own.
+package quicconn

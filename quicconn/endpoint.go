@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// maxPendingIn bounds incoming connections that finished the QUIC
+// handshake but are not yet taken by Accept. Past it, quic-go's own accept
+// queue (32) fills and further clients are refused.
+const maxPendingIn = 64
+
+// Endpoint is one UDP socket with one long-lived [quic.Transport]: it dials
+// peers and, when Config.Listen is set, accepts them. All methods are safe
+// for concurrent use.
+type Endpoint struct {
+	cfg      Config // with defaults
+	log      *slog.Logger
+	cert     tls.Certificate
+	sessions tls.ClientSessionCache
+	sock     *sockConn
+	tr       *quic.Transport
+	ln       *quic.Listener // nil when not listening
+	version  uint16         // ProtocolVersion; tests change it
+
+	unreachable atomic.Uint64
+
+	ctx      context.Context // cancelled by Close
+	cancel   context.CancelFunc
+	accepted chan *Conn
+	pending  chan struct{} // semaphore of maxPendingIn
+	wg       sync.WaitGroup
+
+	mu sync.Mutex // mu guards the following fields.
+	conns  map[*Conn]struct{}
+	closed bool
+}
+
+// EndpointStats are an Endpoint's counters.
+type EndpointStats struct {
+	// UnreachableDrops counts sends that failed with "network gone" errors
+	// (ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL, ENETDOWN, EPERM) and were
+	// treated as packet loss.
+	UnreachableDrops uint64
+	// Conns is the number of live connections, dialed and accepted.
+	Conns int
+}
+
+// NewEndpoint opens the UDP socket, builds the quic.Transport and, when
+// cfg.Listen is set, starts accepting peers. The caller must Close it.
+func NewEndpoint(cfg Config) (*Endpoint, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	cert, err := newCertificate(cfg.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	e := &Endpoint{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		cert:     cert,
+		sessions: tls.NewLRUClientSessionCache(64),
+		version:  ProtocolVersion,
+		accepted: make(chan *Conn),
+		pending:  make(chan struct{}, maxPendingIn),
+		conns:    make(map[*Conn]struct{}),
+	}
+	e.sock, err = listenUDP(cfg.Listen, cfg.FwMark, &e.unreachable)
+	if err != nil {
+		return nil, err
+	}
+	e.tr, err = newTransport(e.sock)
+	if err != nil {
+		e.sock.Close()
+		return nil, err
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if cfg.Listen != "" {
+		e.ln, err = e.tr.Listen(serverTLSConfig(cert, cfg.Authorize), e.quicConfig(false))
+		if err != nil {
+			e.cancel()
+			e.tr.Close()
+			e.sock.Close()
+			return nil, fmt.Errorf("quicconn: listen: %w", err)
+		}
+		e.wg.Add(1)
+		go e.acceptLoop()
+		e.log.Info("quicconn: listening", "addr", e.sock.LocalAddr().String())
+	}
+	return e, nil
+}
+
+// newTransport builds a Transport with the settings every Transport of the
+// daemon must share.
+func newTransport(pc *sockConn) (*quic.Transport, error) {
+	// Random per process for now: a restarted node cannot reset its old
+	// connections until the key is persisted in the state directory.
+	var key quic.StatelessResetKey
+	if _, err := rand.Read(key[:]); err != nil {
+		return nil, fmt.Errorf("quicconn: stateless reset key: %w", err)
+	}
+	return &quic.Transport{
+		Conn:               pc,
+		ConnectionIDLength: connectionIDLength,
+		StatelessResetKey:  &key,
+	}, nil
+}
+
+func (e *Endpoint) quicConfig(dialer bool) *quic.Config {
+	c := &quic.Config{
+		HandshakeIdleTimeout:  e.cfg.HandshakeTimeout,
+		MaxIdleTimeout:        e.cfg.IdleTimeout,
+		InitialPacketSize:     initialPacketSize,
+		EnableDatagrams:       true,
+		MaxIncomingStreams:    1, // the control stream
+		MaxIncomingUniStreams: -1,
+	}
+	if dialer {
+		c.KeepAlivePeriod = e.cfg.KeepAlive
+	}
+	return c
+}
+
+// LocalAddr returns the address of the endpoint's UDP socket.
+func (e *Endpoint) LocalAddr() net.Addr { return e.sock.LocalAddr() }
+
+// Stats returns the endpoint's counters. Safe for concurrent use.
+func (e *Endpoint) Stats() EndpointStats {
+	e.mu.Lock()
+	n := len(e.conns)
+	e.mu.Unlock()
+	return EndpointStats{UnreachableDrops: e.unreachable.Load(), Conns: n}
+}
+
+// Accept returns the next incoming connection whose handshake and hello
+// exchange completed. Handshakes run concurrently, so a slow or bad client
+// never delays others. It blocks until then, until ctx is done (returning
+// context.Cause(ctx)), or until the Endpoint is closed (an error wrapping
+// net.ErrClosed). Without Config.Listen it only returns on ctx or Close.
+// The caller owns the returned Conn.
+func (e *Endpoint) Accept(ctx context.Context) (*Conn, error) {
+	select {
+	case c := <-e.accepted:
+		return c, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	case <-e.ctx.Done():
+		return nil, fmt.Errorf("quicconn: accept: %w", net.ErrClosed)
+	}
+}
+
+func (e *Endpoint) acceptLoop() {
+	defer e.wg.Done()
+	for {
+		select {
+		case e.pending <- struct{}{}:
+		case <-e.ctx.Done():
+			return
+		}
+		qc, err := e.ln.Accept(e.ctx)
+		if err != nil {
+			<-e.pending
+			if e.ctx.Err() == nil {
+				e.log.Error("quicconn: accept failed", "err", err)
+			}
+			return
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			defer func() { <-e.pending }()
+			e.serveIncoming(qc)
+		}()
+	}
+}
+
+// serveIncoming runs the listener's side of the hello exchange and hands
+// the conn to Accept.
+func (e *Endpoint) serveIncoming(qc *quic.Conn) {
+	log := e.log.With("remote", qc.RemoteAddr().String())
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
+	defer cancel()
+	st, err := qc.AcceptStream(ctx)
+	if err != nil {
+		log.Info("quicconn: no control stream from peer", "err", err)
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "no control stream")
+		return
+	}
+	c, err := e.helloExchange(ctx, qc, st, false)
+	if err != nil {
+		log.Info("quicconn: incoming hello failed", "err", err)
+		return
+	}
+	select {
+	case e.accepted <- c:
+	case <-e.ctx.Done():
+		_ = c.Close("shutting down")
+	}
+}
+
+// helloExchange waits for the handshake, exchanges Hello messages (the
+// dialer writes first: a stream is invisible to the peer until it carries
+// data), checks the version, registers and starts the Conn. On failure
+// the QUIC connection is closed.
+func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer bool) (*Conn, error) {
+	// Closing the connection unblocks every read below when ctx ends.
+	stop := context.AfterFunc(ctx, func() {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "hello timeout")
+	})
+	defer stop()
+	select {
+	case <-qc.HandshakeComplete():
+	case <-qc.Context().Done():
+		return nil, convertCloseErr(context.Cause(qc.Context()))
+	}
+	hsDone := time.Now()
+	own := Hello{Version: e.version, Name: e.cfg.NodeName}
+	write := func() error {
+		if err := st.TryWriteAll(AppendMessage(nil, own)); err != nil {
+			_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "hello write failed")
+			return fmt.Errorf("quicconn: write hello: %w", err)
+		}
+		return nil
+	}
+	if dialer {
+		if err := write(); err != nil {
+			return nil, err
+		}
+	}
+	_ = st.SetReadDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
+	br := bufio.NewReader(st)
+	m, err := ReadMessage(br)
+	if err != nil {
+		if qc.Context().Err() != nil {
+			return nil, fmt.Errorf("quicconn: read hello: %w", convertCloseErr(context.Cause(qc.Context())))
+		}
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocolError), "bad hello")
+		return nil, fmt.Errorf("quicconn: read hello: %w", err)
+	}
+	_ = st.SetReadDeadline(time.Time{})
+	peer, ok := m.(Hello)
+	if !ok {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocolError), "expected hello")
+		return nil, fmt.Errorf("quicconn: first control message is %T, want hello", m)
+	}
+	if peer.Version != e.version {
+		reason := fmt.Sprintf("incompatible protocol version %d (local %d)", peer.Version, e.version)
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeVersionMismatch), reason)
+		return nil, fmt.Errorf("quicconn: %s", reason)
+	}
+	if !dialer {
+		if err := write(); err != nil {
+			return nil, err
+		}
+	}
+	if !stop() {
+		return nil, fmt.Errorf("quicconn: hello: %w", context.Cause(ctx))
+	}
+	c := newConn(qc, st, br, &e.cfg, peer, hsDone)
+	if err := e.register(c); err != nil {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
+		return nil, err
+	}
+	c.run()
+	c.log.Info("quicconn: connection up", "dialer", dialer, "resumed", c.resumed)
+	return c, nil
+}
+
+func (e *Endpoint) register(c *Conn) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return fmt.Errorf("quicconn: %w", net.ErrClosed)
+	}
+	e.conns[c] = struct{}{}
+	c.forget = e.forget
+	return nil
+}
+
+func (e *Endpoint) forget(c *Conn) {
+	e.mu.Lock()
+	delete(e.conns, c)
+	e.mu.Unlock()
+}
+
+// Dial connects to the peer at addr ("host:port"; host names are resolved
+// on every call) whose key must be peer, on the Endpoint's own Transport,
+// opens the control stream and exchanges Hello messages. It blocks until
+// then or until ctx is done or HandshakeTimeout passes. A server presenting
+// another key fails with an error saying "server key mismatch". The caller
+// owns the returned Conn.
+func (e *Endpoint) Dial(ctx context.Context, addr string, peer [32]byte) (*Conn, error) {
+	if e.ctx.Err() != nil {
+		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, net.ErrClosed)
+	}
+	ua, err := e.resolve(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*e.cfg.HandshakeTimeout)
+	defer cancel()
+	qc, err := e.tr.Dial(ctx, ua, clientTLSConfig(e.cert, peer, e.sessions), e.quicConfig(true))
+	if err != nil {
+		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
+	}
+	st, err := qc.OpenStream()
+	if err != nil {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "open control stream")
+		return nil, fmt.Errorf("quicconn: dial %s: open control stream: %w", addr, err)
+	}
+	hctx, hcancel := context.WithTimeout(ctx, e.cfg.HandshakeTimeout)
+	defer hcancel()
+	c, err := e.helloExchange(hctx, qc, st, true)
+	if err != nil {
+		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// resolve turns "host:port" into a UDP address this socket can reach: an
+// IPv4 socket gets an IPv4 address, an IPv6 one an IPv6 address, and a
+// dual-stack wildcard socket the first address returned.
+func (e *Endpoint) resolve(ctx context.Context, addr string) (*net.UDPAddr, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return net.UDPAddrFromAddrPort(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())), nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	pn, err := net.DefaultResolver.LookupPort(ctx, "udp", port)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	local := e.sock.LocalAddr().(*net.UDPAddr).AddrPort().Addr()
+	for _, ip := range ips {
+		ip = ip.Unmap()
+		switch {
+		case local.Is4() && !ip.Is4(), local.Is6() && !local.IsUnspecified() && !ip.Is6():
+			continue
+		}
+		return net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(pn))), nil
+	}
+	return nil, fmt.Errorf("no address of %q fits local %s", host, local)
+}
+
+// Close closes every connection (Goodbye "shutting down"), the listener,
+// the Transport and the socket, and waits for the endpoint's goroutines.
+// Accept then returns net.ErrClosed. Close is idempotent.
+func (e *Endpoint) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	conns := make([]*Conn, 0, len(e.conns))
+	for c := range e.conns {
+		conns = append(conns, c)
+	}
+	e.mu.Unlock()
+
+	// Order: stop accepting and abort pending hello exchanges, close the
+	// conns (CONNECTION_CLOSE must go out before the Transport goes,
+	// since Transport.Close sends none), then the Transport, then the
+	// socket (Transport.Close does not close a PacketConn it was given).
+	e.cancel()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.Close("shutting down")
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	if e.ln != nil {
+		if err := e.ln.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.wg.Wait()
+	if err := e.tr.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := e.sock.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("quicconn: close: %w", err)
+	}
+	return nil
+}
