@@ -77,6 +77,11 @@ func (c *Channel) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if max == 0 {
 		return 0, errors.New("tuntest: read: no buffers")
 	}
+	select {
+	case <-c.closed:
+		return 0, errClosed
+	default:
+	}
 	var pkt []byte
 	select {
 	case <-c.closed:
@@ -105,6 +110,11 @@ func (c *Channel) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 func (c *Channel) Write(bufs [][]byte, offset int) (int, error) {
 	if offset < minOffset {
 		return 0, fmt.Errorf("tuntest: write: invalid offset %d", offset)
+	}
+	select {
+	case <-c.closed:
+		return 0, errClosed
+	default:
 	}
 	for i, b := range bufs {
 		if len(b) < offset {
