@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// statLine is a real /proc/<pid>/stat line, with utime=1234 and stime=56.
+const statLine = "4242 (wireguard) S 1 4242 4242 0 -1 4194560 1040 0 0 0 1234 56 0 0 20 0 9 0 12345 1262829568 2560 18446744073709551615 1 1 0 0 0 0 0 0 2143420159 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+
+func TestParseStatTicks(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    uint64
+		wantErr bool
+	}{
+		{"real line", statLine, 1290, false},
+		{"comm with spaces and parens", strings.Replace(statLine, "(wireguard)", "(a) S 1 2 (b c)", 1), 1290, false},
+		{"no comm", "4242 S 1 2 3", 0, true},
+		{"truncated", "4242 (x) S 1 4242 4242 0 -1 4194560 1040 0 0 0 1234", 0, true},
+		{"not a number", strings.Replace(statLine, " 1234 ", " 12x4 ", 1), 0, true},
+		{"empty", "", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseStatTicks([]byte(tt.in))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseStatTicks(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("parseStatTicks(%q) = %d, want %d", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseStatTicks(f *testing.F) {
+	f.Add([]byte(statLine))
+	if b, err := os.ReadFile("/proc/self/stat"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("1 () R 0 0 0 0 0 0 0 0 0 0 18446744073709551615 1 0"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := parseStatTicks(b)
+		if err != nil {
+			return
+		}
+		// Accepted implies well-formed: rebuilding the line from the
+		// fields after the last ')' with utime=got, stime=0 gives got.
+		i := strings.LastIndexByte(string(b), ')')
+		f := strings.Fields(string(b[i+1:]))
+		f[11], f[12] = fmt.Sprint(got), "0"
+		again, err := parseStatTicks([]byte("1 (x) " + strings.Join(f, " ")))
+		if err != nil || again != got {
+			t.Fatalf("reparse of %q = %d, %v; want %d", b, again, err, got)
+		}
+	})
+}
+
+func TestProcCPU(t *testing.T) {
+	before, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Burn at least 200 ms of CPU (20 ticks), bounded in wall time.
+	start := time.Now()
+	x := 0
+	for time.Since(start) < 300*time.Millisecond {
+		for i := range 100000 {
+			x += i
+		}
+	}
+	after, err := procCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 0.05 || after-before > 60 {
+		t.Errorf("procCPU grew by %.3f s over a 300 ms busy loop (x=%d), want 0.05..60", after-before, x)
+	}
+	if _, err := procCPU(-1); err == nil {
+		t.Error("procCPU(-1) succeeded, want error")
+	}
+}
+
+func TestSummarise(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var d []time.Duration
+		for _, x := range v {
+			d = append(d, time.Duration(x)*time.Millisecond)
+		}
+		return d
+	}
+	tests := []struct {
+		name string
+		sent int
+		rtts []time.Duration
+		want pingStats
+	}{
+		{"none", 5, nil, pingStats{Sent: 5}},
+		{"one", 1, ms(7), pingStats{1, 1, 7, 7, 7}},
+		{"ten unsorted", 12, ms(10, 1, 9, 2, 8, 3, 7, 4, 6, 5), pingStats{12, 10, 1, 5, 9}},
+		{"hundred", 100, ms(func() []int {
+			var v []int
+			for i := 100; i >= 1; i-- {
+				v = append(v, i)
+			}
+			return v
+		}()...), pingStats{100, 100, 1, 50, 90}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := summarise(tt.sent, tt.rtts); got != tt.want {
+				t.Errorf("summarise(%d, %v) = %+v, want %+v", tt.sent, tt.rtts, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseStreams(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []int
+		wantErr bool
+	}{
+		{"1,4", []int{1, 4}, false},
+		{"8", []int{8}, false},
+		{" 2 , 3 ", []int{2, 3}, false},
+		{"", nil, true},
+		{"0", nil, true},
+		{"65", nil, true},
+		{"1,1", nil, true},
+		{"1,x", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := parseStreams(tt.in)
+		if (err != nil) != tt.wantErr || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("parseStreams(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr bool
+	}{
+		{nil, false},
+		{[]string{"-duration", "2s", "-streams", "2", "-json", "-only", "wireguard"}, false},
+		{[]string{"-only", "tailscale"}, true},
+		{[]string{"-duration", "0s"}, true},
+		{[]string{"-pings", "0"}, true},
+		{[]string{"extra"}, true},
+	}
+	for _, tt := range tests {
+		o, err := parseFlags(tt.args, io.Discard)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("parseFlags(%q) error = %v, want error %v", tt.args, err, tt.wantErr)
+		}
+		if tt.args == nil && (o.duration != 10*time.Second || !reflect.DeepEqual(o.streams, []int{1, 4}) || o.pings != 100) {
+			t.Errorf("parseFlags(nil) = %+v, want 10s, [1 4], 100 pings", o)
+		}
+	}
+}
+
+func TestUAPISet(t *testing.T) {
+	k := wgKey{priv: make([]byte, 32), pub: make([]byte, 32)}
+	k.priv[0], k.pub[31] = 0xab, 0x01
+	peerPub := make([]byte, 32)
+	peerPub[0] = 0xff
+	got := uapiSet(k, 51820, wgPeer{pub: peerPub, allowed: netip.MustParsePrefix("10.78.0.2/32"), endpoint: netip.MustParseAddrPort("198.18.0.1:51820")})
+	want := "set=1\nprivate_key=ab" + strings.Repeat("00", 31) + "\nlisten_port=51820\nreplace_peers=true\n" +
+		"public_key=ff" + strings.Repeat("00", 31) + "\nendpoint=198.18.0.1:51820\nreplace_allowed_ips=true\nallowed_ip=10.78.0.2/32\n\n"
+	if got != want {
+		t.Errorf("uapiSet = %q, want %q", got, want)
+	}
+	got = uapiSet(k, 0, wgPeer{pub: peerPub, allowed: netip.MustParsePrefix("10.78.0.1/32")})
+	if strings.Contains(got, "listen_port") || strings.Contains(got, "endpoint") {
+		t.Errorf("uapiSet without port and endpoint = %q, want neither key", got)
+	}
+}
+
+func TestNewWGKey(t *testing.T) {
+	a, err := newWGKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newWGKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.priv) != 32 || len(a.pub) != 32 || reflect.DeepEqual(a.pub, b.pub) {
+		t.Errorf("newWGKey: lengths %d/%d, two keys equal %v; want 32/32, false", len(a.priv), len(a.pub), reflect.DeepEqual(a.pub, b.pub))
+	}
+}
+
+func TestParseUAPIErrno(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int
+		wantErr bool
+	}{
+		{"errno=0\n\n", 0, false},
+		{"errno=22\n\n", 22, false},
+		{"private_key=00\nerrno=0\n\n", 0, false},
+		{"\n", 0, true},
+		{"errno=0\n", 0, true}, // no terminating blank line
+		{"errno=x\n\n", 0, true},
+		{"garbage\n\n", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseUAPIErrno(bufio.NewReader(strings.NewReader(tt.in)))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseUAPIErrno(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func FuzzParseUAPIErrno(f *testing.F) {
+	f.Add("errno=0\n\n")
+	f.Add("protocol_version=1\nlisten_port=51820\nerrno=0\n\n")
+	f.Add("errno=-1\n\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := parseUAPIErrno(bufio.NewReader(strings.NewReader(in)))
+		if err != nil {
+			return
+		}
+		if got < 0 || !strings.Contains(in, "errno="+strconv.Itoa(got)+"\n") || !strings.Contains(in, "\n\n") {
+			t.Fatalf("parseUAPIErrno(%q) = %d, accepted without a well-formed errno line", in, got)
+		}
+	})
+}
+
+func TestParseLinkMTU(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int
+		wantErr bool
+	}{
+		{"5: wgb1h: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 1420 qdisc fq_codel state UNKNOWN mode DEFAULT group default qlen 500\\    link/none", 1420, false},
+		{"2: gw0: <UP> mtu 1280 qdisc noop", 1280, false},
+		{"2: gw0: <UP> qdisc noop", 0, true},
+		{"2: gw0: <UP> mtu", 0, true},
+		{"2: gw0: <UP> mtu -1", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseLinkMTU(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseLinkMTU(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestGodwitConfig(t *testing.T) {
+	got := godwitConfig("gw1", "/tmp/x/hub.key", "/tmp/x/hub-state", netip.MustParsePrefix("10.77.0.1/24"),
+		netip.MustParseAddrPort("198.18.0.1:4433"), "site", "c2l0ZQ==", netip.MustParsePrefix("10.77.0.2/32"), netip.AddrPort{})
+	var cfg struct {
+		Interface map[string]any
+		Peer      []map[string]any
+	}
+	if _, err := toml.Decode(got, &cfg); err != nil {
+		t.Fatalf("godwitConfig output does not parse: %v\n%s", err, got)
+	}
+	wantIf := map[string]any{"name": "gw1", "private_key_file": "/tmp/x/hub.key", "addresses": []any{"10.77.0.1/24"},
+		"state_dir": "/tmp/x/hub-state", "listen": "198.18.0.1:4433"}
+	wantPeer := []map[string]any{{"name": "site", "public_key": "c2l0ZQ==", "allowed_ips": []any{"10.77.0.2/32"}}}
+	if !reflect.DeepEqual(cfg.Interface, wantIf) || !reflect.DeepEqual(cfg.Peer, wantPeer) {
+		t.Errorf("godwitConfig decoded to %v %v, want %v %v", cfg.Interface, cfg.Peer, wantIf, wantPeer)
+	}
+	site := godwitConfig("gw1", "k", "s", netip.MustParsePrefix("10.77.0.2/32"), netip.AddrPort{}, "hub", "aHVi",
+		netip.MustParsePrefix("10.77.0.0/24"), netip.MustParseAddrPort("198.18.0.1:4433"))
+	if strings.Contains(site, "listen") || !strings.Contains(site, `endpoint = "198.18.0.1:4433"`) {
+		t.Errorf("site config = %q, want an endpoint and no listen", site)
+	}
+}
+
+func TestMeasureTCPLoopback(t *testing.T) {
+	base := runtime.NumGoroutine()
+	var d net.Dialer
+	res, err := measureTCP(context.Background(), tcpParams{
+		streams: 3,
+		warmup:  100 * time.Millisecond,
+		dur:     400 * time.Millisecond,
+		listen:  func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") },
+		dial: func(ctx context.Context, a net.Addr) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", a.String())
+		},
+		cpu: func() (float64, error) { return procCPU(os.Getpid()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Streams != 3 || res.Bytes == 0 || res.Seconds < 0.39 || res.Seconds > 30 || res.Mbps <= 0 {
+		t.Errorf("measureTCP = %+v, want 3 streams, bytes > 0, about 0.4 s", res)
+	}
+	// The sender and sink run in this process, so its CPU time grew.
+	if res.CPUSeconds <= 0 || res.CPUPerGB <= 0 {
+		t.Errorf("measureTCP CPU = %.3f s, %.3f s/GB, want both > 0", res.CPUSeconds, res.CPUPerGB)
+	}
+	if want := float64(res.Bytes) * 8 / res.Seconds / 1e6; res.Mbps != want {
+		t.Errorf("Mbps = %v, want %v", res.Mbps, want)
+	}
+	end := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base && time.Now().Before(end) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base {
+		t.Errorf("%d goroutines after measureTCP, want at most %d", n, base)
+	}
+}
+
+func TestMeasureTCPCancel(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var d net.Dialer
+	start := time.Now()
+	_, err := measureTCP(ctx, tcpParams{
+		streams: 1,
+		dur:     time.Minute,
+		listen:  func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") },
+		dial: func(ctx context.Context, a net.Addr) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", a.String())
+		},
+		cpu: func() (float64, error) { return 0, nil },
+	})
+	if err == nil || time.Since(start) > 20*time.Second {
+		t.Errorf("measureTCP with a cancelled ctx = %v after %v, want an error soon", err, time.Since(start))
+	}
+}
+
+func TestCPUModel(t *testing.T) {
+	in := "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 7B13\n"
+	if got, want := cpuModel(strings.NewReader(in)), "AMD EPYC 7B13"; got != want {
+		t.Errorf("cpuModel = %q, want %q", got, want)
+	}
+	if got, want := cpuModel(strings.NewReader("processor : 0\n")), "unknown"; got != want {
+		t.Errorf("cpuModel without model name = %q, want %q", got, want)
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	rep := &report{
+		Machine:  machine{CPU: "Test CPU", NProc: 2, Kernel: "6.1", Go: "go1.26"},
+		Duration: "10s", Warmup: "1s", Streams: []int{1, 4},
+		Godwit: &result{Name: "Godwit", MTU: 1280,
+			TCP:        []tcpResult{{Streams: 1, Mbps: 500, CPUPerGB: 8}, {Streams: 4, Mbps: 600, CPUPerGB: 6}},
+			PingTunnel: &pingStats{Sent: 100, Received: 99, MinMs: 0.2, MedianMs: 0.4, P90Ms: 0.5},
+			PingVeth:   &pingStats{Sent: 100, Received: 100, MinMs: 0.02, MedianMs: 0.1, P90Ms: 0.1}},
+		WireGuard: &result{Name: "wireguard-go", MTU: 1420, Error: "bench: 4 streams: boom\nlog lines",
+			TCP:        []tcpResult{{Streams: 1, Mbps: 1000, CPUPerGB: 4}},
+			PingTunnel: &pingStats{Sent: 100, Received: 100, MinMs: 0.1, MedianMs: 0.2, P90Ms: 0.25}},
+	}
+	var b strings.Builder
+	writeTable(&b, rep)
+	out := b.String()
+	for _, want := range []string{
+		"machine: Test CPU, nproc 2, kernel 6.1",
+		"wireguard-go: FAILED: bench: 4 streams: boom\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	// label -> the three value columns.
+	wantRows := map[string][]string{
+		"TCP 1 stream (Mbit/s)":      {"500", "1000", "0.50"},
+		"TCP 4 streams (Mbit/s)":     {"600", "-", "-"},
+		"CPU s/GB, 1 stream":         {"8.00", "4.00", "2.00"},
+		"ping tunnel median (ms)":    {"0.400", "0.200", "2.00"},
+		"ping tunnel lost (of sent)": {"1", "0", "-"},
+		"ping veth min (ms)":         {"0.020", "-", "-"},
+		"inner MTU (default)":        {"1280", "1420", "0.90"},
+	}
+	for _, line := range strings.Split(out, "\n") {
+		for label, want := range wantRows {
+			rest, ok := strings.CutPrefix(line, label+"  ")
+			if !ok {
+				continue
+			}
+			if got := strings.Fields(rest); !reflect.DeepEqual(got, want) {
+				t.Errorf("row %q = %q, want %q", label, got, want)
+			}
+			delete(wantRows, label)
+		}
+	}
+	for label := range wantRows {
+		t.Errorf("table has no row %q:\n%s", label, out)
+	}
+}
+
+func TestWriteJSON(t *testing.T) {
+	rep := &report{Streams: []int{1}, WireGuard: &result{Name: "wireguard-go", TCP: []tcpResult{{Streams: 1, Mbps: 1.5}}}}
+	var b strings.Builder
+	if err := writeJSON(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"wireguard_go": {`, `"mbit_per_s": 1.5`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("JSON lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), `"godwit"`) {
+		t.Errorf("JSON has a godwit entry although it was not measured:\n%s", b.String())
+	}
+}

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// requireRoot skips t when not root, unless GODWIT_E2E=1 demands the test.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("GODWIT_E2E") == "1" {
+		t.Fatal("GODWIT_E2E=1 but not root: the benchmark needs network namespaces")
+	}
+	t.Skip("needs root for network namespaces (set GODWIT_E2E=1 to make this a failure)")
+}
+
+func netnsList(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v: %s", err, out)
+	}
+	return string(out)
+}
+
+// TestRunWireGuard runs the whole program, shortened, against wireguard-go
+// (built from the module proxy) and checks the report and the cleanup.
+func TestRunWireGuard(t *testing.T) {
+	requireRoot(t)
+	if testing.Short() {
+		t.Skip("builds wireguard-go and runs traffic; skipped with -short")
+	}
+	before := netnsList(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o := options{duration: time.Second, warmup: 200 * time.Millisecond, streams: []int{1, 2}, json: true, only: "wireguard", pings: 20}
+	var stdout, stderr bytes.Buffer
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := run(ctx, o, log, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	var rep report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout.String())
+	}
+	if rep.Godwit != nil {
+		t.Errorf("report has Godwit results with -only wireguard")
+	}
+	w := rep.WireGuard
+	if w == nil || w.Error != "" {
+		t.Fatalf("wireguard result = %+v, want one without error", w)
+	}
+	if w.MTU != 1420 {
+		t.Errorf("wireguard-go inner MTU = %d, want its default 1420", w.MTU)
+	}
+	if len(w.TCP) != 2 {
+		t.Fatalf("got %d TCP results, want 2", len(w.TCP))
+	}
+	for _, r := range w.TCP {
+		if r.Bytes == 0 || r.Mbps <= 0 || r.CPUSeconds <= 0 || r.CPUPerGB <= 0 {
+			t.Errorf("TCP result %+v, want positive bytes, rate and daemon CPU", r)
+		}
+	}
+	for name, p := range map[string]*pingStats{"tunnel": w.PingTunnel, "veth": w.PingVeth} {
+		if p == nil || p.Sent != 20 || p.Received < 15 || p.MinMs <= 0 || p.MinMs > p.MedianMs || p.MedianMs > p.P90Ms {
+			t.Errorf("ping %s = %+v, want 20 sent, most answered, 0 < min <= median <= p90", name, p)
+		}
+	}
+	if !strings.Contains(stderr.String(), "TCP 2 streams (Mbit/s)") {
+		t.Errorf("table on stderr lacks the 2-stream row:\n%s", stderr.String())
+	}
+	if after := netnsList(t); after != before {
+		t.Errorf("namespaces after run:\n%s\nwant as before:\n%s", after, before)
+	}
+}

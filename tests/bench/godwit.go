@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/godwit-vpn/godwit/tests/netlab"
+)
+
+// godwitPort is the hub's QUIC listen port.
+const godwitPort = 4433
+
+// godwitConfig renders a Godwit TOML config with one peer. listen and
+// endpoint may be invalid (zero) to leave them out. The MTU is left to the
+// daemon's default on purpose.
+func godwitConfig(ifname, keyFile, stateDir string, addr netip.Prefix, listen netip.AddrPort, peerName, peerPub string, peerAllowed netip.Prefix, endpoint netip.AddrPort) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[interface]\nname = %q\nprivate_key_file = %q\naddresses = [%q]\nstate_dir = %q\n", ifname, keyFile, addr.String(), stateDir)
+	if listen.IsValid() {
+		fmt.Fprintf(&b, "listen = %q\n", listen.String())
+	}
+	fmt.Fprintf(&b, "\n[[peer]]\nname = %q\npublic_key = %q\nallowed_ips = [%q]\n", peerName, peerPub, peerAllowed.String())
+	if endpoint.IsValid() {
+		fmt.Fprintf(&b, "endpoint = %q\n", endpoint.String())
+	}
+	return b.String()
+}
+
+// startGodwit writes keys and configs for a hub and a site, starts both and
+// waits until the site logs "peer connected". The returned tunnelUp (non-nil
+// once a process was started, also with an error) lists the processes to
+// stop.
+func startGodwit(ctx context.Context, t *topo) (*tunnelUp, error) {
+	ifname := "gw" + t.lab.ID
+	hubIn, siteIn := netip.MustParsePrefix("10.77.0.1/24"), netip.MustParsePrefix("10.77.0.2/32")
+	dir := filepath.Join(t.lab.Dir, "godwit")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	type node struct {
+		name, keyFile, pub string
+	}
+	nodes := []*node{{name: "hub"}, {name: "site"}}
+	for _, n := range nodes {
+		priv, err := commandOutput(ctx, "", t.godwitBin, "genkey")
+		if err != nil {
+			return nil, err
+		}
+		if n.pub, err = commandOutput(ctx, priv+"\n", t.godwitBin, "pubkey"); err != nil {
+			return nil, err
+		}
+		n.keyFile = filepath.Join(dir, n.name+".key")
+		if err := os.WriteFile(n.keyFile, []byte(priv+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		if err := os.Mkdir(filepath.Join(dir, n.name+"-state"), 0o700); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	hub, site := nodes[0], nodes[1]
+	listen := netip.AddrPortFrom(t.hubVethIP, godwitPort)
+	cfgs := map[string]string{
+		"hub": godwitConfig(ifname, hub.keyFile, filepath.Join(dir, "hub-state"), hubIn, listen,
+			"site", site.pub, siteIn, netip.AddrPort{}),
+		"site": godwitConfig(ifname, site.keyFile, filepath.Join(dir, "site-state"), siteIn, netip.AddrPort{},
+			"hub", hub.pub, hubIn.Masked(), listen),
+	}
+
+	up := &tunnelUp{hubAddr: hubIn.Addr()}
+	if v, err := commandOutput(ctx, "", t.godwitBin, "version"); err == nil {
+		up.version = strings.SplitN(v, "\n", 2)[0]
+	}
+	for i, ns := range []*netlab.NS{t.hub, t.site} {
+		n := nodes[i]
+		path := filepath.Join(dir, n.name+".toml")
+		if err := os.WriteFile(path, []byte(cfgs[n.name]), 0o600); err != nil {
+			return up, fmt.Errorf("bench: %w", err)
+		}
+		p, err := ns.Start("godwit-"+n.name, t.godwitBin, "run", "-c", path)
+		if err != nil {
+			return up, err
+		}
+		up.procs = append(up.procs, p)
+	}
+	// The site dials, so its log shows the connection first.
+	sp := up.procs[1]
+	end := time.Now().Add(20 * time.Second)
+	for !strings.Contains(sp.Output(), "peer connected") {
+		if exited(sp) || exited(up.procs[0]) {
+			return up, fmt.Errorf("bench: godwit exited before connecting%s", procLogs(up.procs))
+		}
+		if time.Now().After(end) {
+			return up, fmt.Errorf("bench: no \"peer connected\" from the godwit site within 20s%s", procLogs(up.procs))
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return up, err
+		}
+	}
+	var err error
+	if up.mtu, err = linkMTU(t.site, ifname); err != nil {
+		return up, err
+	}
+	return up, nil
+}

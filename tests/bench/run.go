@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/godwit-vpn/godwit/tests/netlab"
+)
+
+// Underlay addresses of the veth between the namespaces.
+var (
+	underHub  = netip.MustParsePrefix("198.18.0.1/24")
+	underSite = netip.MustParsePrefix("198.18.0.2/24")
+	under6Hub = netip.MustParsePrefix("2001:db8::1/64")
+	under6Sit = netip.MustParsePrefix("2001:db8::2/64")
+)
+
+// sinkPort is the TCP port of the throughput sink on the hub's inner address.
+const sinkPort = 5201
+
+// Ping series timing (the brief: 100 pings at 10 ms intervals).
+const (
+	pingInterval = 10 * time.Millisecond
+	pingTimeout  = time.Second
+)
+
+// topo is the two-namespace lab shared by both daemons.
+type topo struct {
+	lab        *netlab.Lab
+	hub, site  *netlab.NS
+	wgBin      string // wireguard-go binary, or "" when not measured
+	godwitBin  string // godwit binary, or "" when not measured
+	hubVethIP  netip.Addr
+	siteVethIP netip.Addr
+}
+
+// tunnelUp is one running daemon pair.
+type tunnelUp struct {
+	hubAddr netip.Addr     // inner address of the hub end: ping target and TCP sink
+	mtu     int            // inner MTU of the site's interface
+	procs   []*netlab.Proc // hub and site daemon
+	version string
+	cleanup func() // or nil; runs after the processes stopped
+}
+
+// result is everything measured for one daemon.
+type result struct {
+	Name       string      `json:"name"`
+	Version    string      `json:"version,omitempty"`
+	MTU        int         `json:"inner_mtu,omitempty"`
+	TCP        []tcpResult `json:"tcp,omitempty"`
+	PingTunnel *pingStats  `json:"ping_tunnel,omitempty"`
+	PingVeth   *pingStats  `json:"ping_veth,omitempty"`
+	Error      string      `json:"error,omitempty"`
+}
+
+// report is the whole run, as printed with -json.
+type report struct {
+	Machine   machine  `json:"machine"`
+	Duration  string   `json:"duration"`
+	Warmup    string   `json:"warmup"`
+	Streams   []int    `json:"streams"`
+	Godwit    *result  `json:"godwit,omitempty"`
+	WireGuard *result  `json:"wireguard_go,omitempty"`
+	Notes     []string `json:"notes"`
+}
+
+func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Writer) (err error) {
+	rep := report{
+		Machine:  readMachine(),
+		Duration: o.duration.String(),
+		Warmup:   o.warmup.String(),
+		Streams:  o.streams,
+		Notes: []string{
+			"TCP: Go sender in the site namespace to a Go sink on the hub's inner address; bytes counted by the sink",
+			"CPU: utime+stime of both daemon processes during the measured TCP interval, per 1e9 bytes received",
+			"ping: ICMP echo from the site namespace, idle tunnel; veth = bare underlay with the daemons idle",
+			"inner MTU: each project's default (wireguard-go 1420, Godwit its config default)",
+		},
+	}
+	lab, err := netlab.New("gwb")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := lab.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	t := &topo{lab: lab}
+	if err := t.build(); err != nil {
+		return err
+	}
+	log.Info("lab ready", "hub", t.hub.Name, "site", t.site.Name, "dir", lab.Dir)
+
+	type impl struct {
+		name  string
+		key   string // -only value
+		start func(context.Context, *topo) (*tunnelUp, error)
+		res   **result
+	}
+	impls := []impl{
+		{"Godwit", "godwit", startGodwit, &rep.Godwit},
+		{"wireguard-go", "wireguard", startWireGuard, &rep.WireGuard},
+	}
+	// Build first, so compile time never overlaps a measurement.
+	for _, im := range impls {
+		if o.only != "" && o.only != im.key {
+			continue
+		}
+		var berr error
+		switch im.key {
+		case "godwit":
+			log.Info("building godwit")
+			t.godwitBin, berr = netlab.Godwit()
+		case "wireguard":
+			log.Info("building wireguard-go from the module proxy")
+			t.wgBin, berr = buildWireGuard(ctx, lab.Dir)
+		}
+		if berr != nil {
+			return berr
+		}
+	}
+
+	var failed []string
+	for _, im := range impls {
+		if o.only != "" && o.only != im.key {
+			continue
+		}
+		log.Info("measuring", "daemon", im.name)
+		r, merr := t.measure(ctx, o, log, im.name, im.start)
+		*im.res = r
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if merr != nil {
+			log.Error("measurement failed", "daemon", im.name, "err", merr)
+			failed = append(failed, im.name)
+		}
+	}
+
+	if o.json {
+		if err := writeJSON(stdout, &rep); err != nil {
+			return err
+		}
+		writeTable(stderr, &rep)
+	} else {
+		writeTable(stdout, &rep)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("bench: %s failed (see above)", strings.Join(failed, " and "))
+	}
+	return nil
+}
+
+// build makes the namespaces and the veth.
+func (t *topo) build() error {
+	var err error
+	if t.hub, err = t.lab.NS("hub"); err != nil {
+		return err
+	}
+	if t.site, err = t.lab.NS("site"); err != nil {
+		return err
+	}
+	if err := t.lab.Link(t.hub, "veth0", t.site, "veth0"); err != nil {
+		return err
+	}
+	for _, a := range []struct {
+		ns *netlab.NS
+		p  netip.Prefix
+	}{{t.hub, underHub}, {t.hub, under6Hub}, {t.site, underSite}, {t.site, under6Sit}} {
+		if err := a.ns.Addr("veth0", a.p.String()); err != nil {
+			return err
+		}
+	}
+	t.hubVethIP, t.siteVethIP = underHub.Addr(), underSite.Addr()
+	return t.site.WaitPing(t.hubVethIP, 5*time.Second)
+}
+
+// measure starts one daemon pair, measures it and stops it again. The
+// result holds whatever was measured, plus the error if any.
+func (t *topo) measure(ctx context.Context, o options, log *slog.Logger, name string, start func(context.Context, *topo) (*tunnelUp, error)) (*result, error) {
+	r := &result{Name: name}
+	err := t.measureInto(ctx, o, log, r, start)
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r, err
+}
+
+func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *result, start func(context.Context, *topo) (*tunnelUp, error)) (err error) {
+	up, err := start(ctx, t)
+	if up != nil {
+		defer func() {
+			if serr := stopProcs(up.procs); serr != nil {
+				err = errors.Join(err, serr)
+			}
+			if up.cleanup != nil {
+				up.cleanup()
+			}
+		}()
+	}
+	if err != nil {
+		return err
+	}
+	r.MTU, r.Version = up.mtu, up.version
+	if err := t.site.WaitPing(up.hubAddr, 20*time.Second); err != nil {
+		return fmt.Errorf("bench: tunnel not passing traffic: %w%s", err, procLogs(up.procs))
+	}
+	var pids []int
+	for _, p := range up.procs {
+		pids = append(pids, p.Cmd.Process.Pid)
+	}
+	if err := checkExeced(pids); err != nil {
+		return err
+	}
+
+	log.Info("ping", "daemon", r.Name, "count", o.pings)
+	if r.PingTunnel, err = t.ping(up.hubAddr, o.pings); err != nil {
+		return err
+	}
+	if r.PingVeth, err = t.ping(t.hubVethIP, o.pings); err != nil {
+		return err
+	}
+
+	sink := netip.AddrPortFrom(up.hubAddr, sinkPort)
+	for _, n := range o.streams {
+		log.Info("tcp", "daemon", r.Name, "streams", n, "duration", o.duration)
+		res, err := measureTCP(ctx, tcpParams{
+			streams: n,
+			warmup:  o.warmup,
+			dur:     o.duration,
+			listen:  func() (net.Listener, error) { return t.hub.ListenTCP(sink.String()) },
+			dial: func(ctx context.Context, a net.Addr) (net.Conn, error) {
+				return t.site.DialTCP(ctx, a.String())
+			},
+			cpu: func() (float64, error) { return cpuOf(pids) },
+		})
+		if err != nil {
+			return fmt.Errorf("bench: %d streams: %w%s", n, err, procLogs(up.procs))
+		}
+		r.TCP = append(r.TCP, res)
+		log.Info("tcp done", "daemon", r.Name, "streams", n, "mbit/s", fmt.Sprintf("%.0f", res.Mbps), "cpu_s/GB", fmt.Sprintf("%.2f", res.CPUPerGB))
+		// Let queues drain so one run does not eat into the next.
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	for _, p := range up.procs {
+		if exited(p) {
+			return fmt.Errorf("bench: %s exited during the measurement%s", p.Name, procLogs(up.procs))
+		}
+	}
+	return nil
+}
+
+// ping runs one series of count echo requests from the site to dst.
+func (t *topo) ping(dst netip.Addr, count int) (*pingStats, error) {
+	pr, err := t.site.Ping(dst, count, pingInterval, pingTimeout)
+	if err != nil {
+		return nil, err
+	}
+	st := summarise(pr.Sent, pr.RTTs)
+	return &st, nil
+}
+
+// checkExeced makes sure each pid is the daemon itself and not a wrapper
+// (ip netns exec and env exec, so the pid must not name either), since the
+// CPU accounting reads these pids.
+func checkExeced(pids []int) error {
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if err != nil {
+			return fmt.Errorf("bench: pid %d: %w", pid, err)
+		}
+		if c := strings.TrimSpace(string(b)); c == "ip" || c == "env" {
+			return fmt.Errorf("bench: pid %d is still %q, not the daemon", pid, c)
+		}
+	}
+	return nil
+}
+
+// stopProcs sends SIGTERM to every process, waits up to 5 s, then SIGKILLs
+// what is left, so the next daemon never runs beside this one.
+func stopProcs(procs []*netlab.Proc) error {
+	for _, p := range procs {
+		_ = p.Signal(syscall.SIGTERM) // fails only if it already exited
+	}
+	var errs []error
+	for _, p := range procs {
+		if _, err := p.Wait(5 * time.Second); err == nil {
+			continue
+		}
+		_ = p.Signal(syscall.SIGKILL)
+		if _, err := p.Wait(5 * time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("bench: %s: %w", p.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// exited reports whether p has exited.
+func exited(p *netlab.Proc) bool {
+	_, err := p.Wait(10 * time.Millisecond)
+	return err == nil
+}
+
+// procLogs returns the last lines of each process's log, for error messages.
+func procLogs(procs []*netlab.Proc) string {
+	var b strings.Builder
+	for _, p := range procs {
+		lines := strings.Split(strings.TrimRight(p.Output(), "\n"), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		fmt.Fprintf(&b, "\n--- %s (%s):\n%s", p.Name, p.Log, strings.Join(lines, "\n"))
+	}
+	return b.String()
+}
+
+// linkMTU reads the MTU of ifname in ns.
+func linkMTU(ns *netlab.NS, ifname string) (int, error) {
+	out, err := ns.Exec("ip", "-o", "link", "show", "dev", ifname)
+	if err != nil {
+		return 0, err
+	}
+	return parseLinkMTU(out)
+}
+
+// parseLinkMTU finds "mtu N" in one line of `ip -o link` output.
+func parseLinkMTU(out string) (int, error) {
+	f := strings.Fields(out)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "mtu" {
+			n, err := strconv.Atoi(f[i+1])
+			if err != nil || n <= 0 {
+				return 0, fmt.Errorf("bench: bad mtu %q in %q", f[i+1], out)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("bench: no mtu in %q", out)
+}
+
+// commandOutput runs a command with stdin and returns its trimmed stdout.
+func commandOutput(ctx context.Context, stdin string, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("bench: %s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(string(out)), nil
+}

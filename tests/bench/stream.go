@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// tcpResult is one throughput measurement.
+type tcpResult struct {
+	Streams    int     `json:"streams"`
+	Bytes      uint64  `json:"bytes"`        // received by the sink during the measured interval
+	Seconds    float64 `json:"seconds"`      // length of the measured interval
+	Mbps       float64 `json:"mbit_per_s"`   // Bytes*8/Seconds/1e6
+	CPUSeconds float64 `json:"daemon_cpu_s"` // utime+stime of both daemons during the interval
+	CPUPerGB   float64 `json:"daemon_cpu_s_per_gb"`
+}
+
+// sink accepts TCP connections and counts every byte it reads. Its counter
+// may be read at any time from any goroutine.
+type sink struct {
+	ln    net.Listener
+	bytes atomic.Uint64
+	wg    sync.WaitGroup
+
+	// mu guards the following fields.
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
+}
+
+// newSink starts accepting on ln; it owns ln from now on.
+func newSink(ln net.Listener) *sink {
+	s := &sink{ln: ln}
+	s.wg.Go(s.accept)
+	return s
+}
+
+func (s *sink) accept() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns = append(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Go(func() { s.read(c) })
+	}
+}
+
+func (s *sink) read(c net.Conn) {
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := c.Read(buf)
+		s.bytes.Add(uint64(n))
+		if err != nil {
+			return
+		}
+	}
+}
+
+// accepted reports how many connections the sink has accepted so far.
+func (s *sink) accepted() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// close stops the sink, closes its connections and waits for its goroutines.
+func (s *sink) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.ln.Close()
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// tcpParams describes one throughput measurement.
+type tcpParams struct {
+	streams int
+	warmup  time.Duration // sending before the measured interval starts
+	dur     time.Duration // the measured interval
+	// listen makes the receiving socket (in the receiver's namespace).
+	listen func() (net.Listener, error)
+	// dial connects one stream to the listener (in the sender's namespace).
+	dial func(ctx context.Context, addr net.Addr) (net.Conn, error)
+	// cpu returns the CPU seconds used so far by the processes under test.
+	cpu func() (float64, error)
+}
+
+// measureTCP runs p.streams bulk TCP streams from dial to listen for
+// p.warmup+p.dur and reports what the receiver got during p.dur. Everything it
+// opens is closed before it returns.
+func measureTCP(ctx context.Context, p tcpParams) (tcpResult, error) {
+	res := tcpResult{Streams: p.streams}
+	ln, err := p.listen()
+	if err != nil {
+		return res, fmt.Errorf("bench: listen: %w", err)
+	}
+	s := newSink(ln)
+	defer s.close()
+
+	// Senders stop by themselves at the deadline even if nobody closes them.
+	deadline := time.Now().Add(p.warmup + p.dur + 15*time.Second)
+	var (
+		wg    sync.WaitGroup
+		conns []net.Conn
+	)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+	}()
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for range p.streams {
+		c, err := p.dial(dctx, ln.Addr())
+		if err != nil {
+			return res, fmt.Errorf("bench: dial %v: %w", ln.Addr(), err)
+		}
+		conns = append(conns, c)
+		if err := c.SetWriteDeadline(deadline); err != nil {
+			return res, fmt.Errorf("bench: %w", err)
+		}
+		wg.Go(func() { send(c) })
+	}
+	for s.accepted() < p.streams {
+		if err := sleep(dctx, 10*time.Millisecond); err != nil {
+			return res, fmt.Errorf("bench: %d of %d streams accepted: %w", s.accepted(), p.streams, err)
+		}
+	}
+
+	if err := sleep(ctx, p.warmup); err != nil {
+		return res, err
+	}
+	b0, c0, t0 := s.bytes.Load(), 0.0, time.Now()
+	if c0, err = p.cpu(); err != nil {
+		return res, err
+	}
+	if err := sleep(ctx, p.dur); err != nil {
+		return res, err
+	}
+	b1, t1 := s.bytes.Load(), time.Now()
+	c1, err := p.cpu()
+	if err != nil {
+		return res, err
+	}
+
+	res.Bytes = b1 - b0
+	res.Seconds = t1.Sub(t0).Seconds()
+	res.Mbps = float64(res.Bytes) * 8 / res.Seconds / 1e6
+	res.CPUSeconds = c1 - c0
+	if res.Bytes == 0 {
+		return res, errors.New("bench: no bytes received during the measured interval")
+	}
+	res.CPUPerGB = res.CPUSeconds / (float64(res.Bytes) / 1e9)
+	return res, nil
+}
+
+// send writes to c until a write fails (c closed or its deadline passed).
+func send(c net.Conn) {
+	buf := make([]byte, 128<<10)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	for {
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
+	}
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
