@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+
+package tests
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const exConfig = 78 // EX_CONFIG
+
+// TestGenkeyMode checks that genkey into a regular file makes it 0600.
+func TestGenkeyMode(t *testing.T) {
+	l := newLab(t)
+	k := genKey(t, l, "mode")
+	fi, err := os.Stat(k.file)
+	must(t, err)
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("mode of genkey output file = %v, want 0600", got)
+	}
+	if k.pub == "" {
+		t.Errorf("pubkey printed nothing")
+	}
+}
+
+// TestCheckAndRunBadConfig: `godwit check` accepts a good config, rejects a
+// broken one with exit 78 and a FILE:LINE line per problem, and `godwit
+// run` on the broken config exits 78 without creating the TUN.
+func TestCheckAndRunBadConfig(t *testing.T) {
+	l := newLab(t)
+	bin := godwit(t)
+	k := genKey(t, l, "node")
+	p := genKey(t, l, "peer")
+	good := fmt.Sprintf(`[interface]
+name = "gw0"
+private_key_file = %q
+addresses = ["10.77.0.1/24"]
+state_dir = %q
+
+[[peer]]
+name = "a"
+public_key = %q
+allowed_ips = ["10.77.0.2/32"]
+`, k.file, filepath.Join(l.Dir, "state"), p.pub)
+	goodFile := filepath.Join(l.Dir, "good.toml")
+	must(t, os.WriteFile(goodFile, []byte(good), 0o644))
+	if out, err := exec.Command(bin, "check", "-c", goodFile).CombinedOutput(); err != nil {
+		t.Fatalf("godwit check on a good config: %v: %s", err, out)
+	}
+
+	// Three independent problems, on lines 5, 9 and 15.
+	bad := fmt.Sprintf(`[interface]
+name = "gw0"
+private_key_file = %q
+addresses = ["10.77.0.1/24"]
+bogus_key = 1
+state_dir = %q
+
+[[peer]]
+name = "bad name!"
+public_key = %q
+allowed_ips = ["10.77.0.2/32"]
+
+[[peer]]
+name = "b"
+public_key = "not-a-key"
+allowed_ips = ["10.77.0.3/32"]
+`, k.file, filepath.Join(l.Dir, "state"), p.pub)
+	badFile := filepath.Join(l.Dir, "bad.toml")
+	must(t, os.WriteFile(badFile, []byte(bad), 0o644))
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "check", "-c", badFile)
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exConfig {
+		t.Fatalf("godwit check on a bad config: %v, want exit %d; stderr:\n%s", err, exConfig, stderr.String())
+	}
+	for _, line := range []int{5, 9, 15} {
+		if want := fmt.Sprintf("%s:%d: ", badFile, line); !strings.Contains(stderr.String(), want) {
+			t.Errorf("godwit check stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+
+	ns, err := l.NS("bad")
+	must(t, err)
+	before := rules(t, ns)
+	d := startDaemon(t, ns, "bad-run", badFile)
+	code, err := d.Wait(10 * time.Second)
+	if err != nil || code != exConfig {
+		t.Errorf("godwit run on a bad config: exit %d, %v; want %d", code, err, exConfig)
+	}
+	if linkExists(t, ns, tunName) {
+		t.Errorf("godwit run on a bad config created %s", tunName)
+	}
+	if got := rules(t, ns); strings.Join(got, "\n") != strings.Join(before, "\n") {
+		t.Errorf("godwit run on a bad config changed the policy rules: %q, want %q", got, before)
+	}
+	if !strings.Contains(d.Output(), badFile+":5: ") {
+		t.Errorf("godwit run output lacks %s:5:\n%s", badFile, d.Output())
+	}
+}

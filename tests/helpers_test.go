@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: MIT
+
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godwit-vpn/godwit/tests/netlab"
+)
+
+const (
+	port    = 4433
+	tunName = "gw0"
+	// connectWithin bounds how long a site may take to connect; generous
+	// for shared 2-core machines.
+	connectWithin = 20 * time.Second
+)
+
+// requireRoot skips the test when not root, or fails it when GODWIT_E2E=1.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("GODWIT_E2E") == "1" {
+		t.Fatal("GODWIT_E2E=1 but the system tests are not running as root")
+	}
+	t.Skip("system tests need root (network namespaces, TUN); run as root, or set GODWIT_E2E=1 to make this a failure")
+}
+
+// newLab makes a lab that is always closed when the test ends.
+func newLab(t *testing.T) *netlab.Lab {
+	t.Helper()
+	requireRoot(t)
+	l, err := netlab.New("gwt")
+	if err != nil {
+		t.Fatalf("netlab.New: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("lab.Close: %v", err)
+		}
+	})
+	return l
+}
+
+func godwit(t *testing.T) string {
+	t.Helper()
+	bin, err := netlab.Godwit()
+	if err != nil {
+		t.Fatalf("building godwit: %v", err)
+	}
+	return bin
+}
+
+// key is a private key file and its public key.
+type key struct {
+	file, pub string
+}
+
+// genKey runs `godwit genkey > file` and `godwit pubkey < file`.
+func genKey(t *testing.T, l *netlab.Lab, name string) key {
+	t.Helper()
+	bin := godwit(t)
+	file := filepath.Join(l.Dir, name+".key")
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "genkey")
+	cmd.Stdout = f
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	f.Close()
+	if err != nil {
+		t.Fatalf("godwit genkey: %v: %s", err, stderr.String())
+	}
+	in, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	cmd = exec.Command(bin, "pubkey")
+	cmd.Stdin = in
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("godwit pubkey < %s: %v", file, err)
+	}
+	return key{file: file, pub: strings.TrimSpace(string(out))}
+}
+
+// peerConf is one [[peer]] table.
+type peerConf struct {
+	name     string
+	pub      string
+	allowed  []string
+	endpoint string
+}
+
+// nodeConf is one daemon's config file.
+type nodeConf struct {
+	name   string // used for the config, state dir and log file names
+	key    key
+	addrs  []string
+	listen string
+	peers  []peerConf
+}
+
+func quote(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// write writes the config into the lab's directory and returns its path.
+func (c nodeConf) write(t *testing.T, l *netlab.Lab) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "[interface]\nname = %q\nprivate_key_file = %q\naddresses = %s\n", tunName, c.key.file, quote(c.addrs))
+	if c.listen != "" {
+		fmt.Fprintf(&b, "listen = %q\n", c.listen)
+	}
+	fmt.Fprintf(&b, "state_dir = %q\nlog_level = \"debug\"\n", filepath.Join(l.Dir, c.name+"-state"))
+	for _, p := range c.peers {
+		fmt.Fprintf(&b, "\n[[peer]]\nname = %q\npublic_key = %q\nallowed_ips = %s\n", p.name, p.pub, quote(p.allowed))
+		if p.endpoint != "" {
+			fmt.Fprintf(&b, "endpoint = %q\n", p.endpoint)
+		}
+	}
+	path := filepath.Join(l.Dir, c.name+".toml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// daemon is a running `godwit run`.
+type daemon struct {
+	*netlab.Proc
+	ns *netlab.NS
+}
+
+// startDaemon runs `godwit run -c cfg` in ns. Its log is printed if the test
+// fails. The lab stops it at the end of the test.
+func startDaemon(t *testing.T, ns *netlab.NS, name, cfg string) *daemon {
+	t.Helper()
+	p, err := ns.Start(name, godwit(t), "run", "-c", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- log of %s ---\n%s", name, p.Output())
+		}
+	})
+	return &daemon{Proc: p, ns: ns}
+}
+
+// logLines returns the log lines containing every one of subs.
+func (d *daemon) logLines(subs ...string) []string {
+	var found []string
+	for line := range strings.Lines(d.Output()) {
+		ok := true
+		for _, s := range subs {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			found = append(found, strings.TrimSpace(line))
+		}
+	}
+	return found
+}
+
+// waitLog waits for a log line containing every one of subs.
+func (d *daemon) waitLog(t *testing.T, within time.Duration, subs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if len(d.logLines(subs...)) > 0 {
+			return
+		}
+		if code, err := d.Wait(0); err == nil {
+			t.Fatalf("%s exited with %d while waiting for a log line with %q", d.Name, code, subs)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no log line with %q within %v", d.Name, subs, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitConnected waits until the daemon logs that peer is connected.
+func (d *daemon) waitConnected(t *testing.T, peer string) {
+	t.Helper()
+	d.waitLog(t, connectWithin, "peer connected", "peer="+peer)
+}
+
+// stop sends SIGTERM and requires exit status 0 within within.
+func (d *daemon) stop(t *testing.T, within time.Duration) {
+	t.Helper()
+	if err := d.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM %s: %v", d.Name, err)
+	}
+	code, err := d.Wait(within)
+	if err != nil {
+		t.Fatalf("%s after SIGTERM: %v", d.Name, err)
+	}
+	if code != 0 {
+		t.Fatalf("%s exited with %d after SIGTERM, want 0", d.Name, code)
+	}
+}
+
+// must fails the test on err.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ipJSON runs `ip -j args...` in ns and decodes the JSON list it prints.
+func ipJSON(t *testing.T, ns *netlab.NS, args ...string) []map[string]any {
+	t.Helper()
+	out, err := ns.Exec(append([]string{"ip", "-j"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v []map[string]any
+	if strings.TrimSpace(out) == "" {
+		return nil
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("ip -j %s: %v in %q", strings.Join(args, " "), err, out)
+	}
+	return v
+}
+
+// linkExists reports whether ns has an interface named name.
+func linkExists(t *testing.T, ns *netlab.NS, name string) bool {
+	t.Helper()
+	for _, l := range ipJSON(t, ns, "link", "show") {
+		if l["ifname"] == name {
+			return true
+		}
+	}
+	return false
+}
+
+// rules returns the policy rules of both families as canonical JSON strings,
+// sorted, so two snapshots compare as multisets.
+func rules(t *testing.T, ns *netlab.NS) []string {
+	t.Helper()
+	var all []string
+	for _, fam := range []string{"-4", "-6"} {
+		for _, r := range ipJSON(t, ns, fam, "rule", "show") {
+			b, err := json.Marshal(r) // map keys are sorted
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, fam+" "+string(b))
+		}
+	}
+	slices.Sort(all)
+	return all
+}
+
+// tunRoutes returns every route of both families, in any table, through dev.
+func tunRoutes(t *testing.T, ns *netlab.NS, dev string) []string {
+	t.Helper()
+	var found []string
+	for _, fam := range []string{"-4", "-6"} {
+		for _, r := range ipJSON(t, ns, fam, "route", "show", "table", "all") {
+			if r["dev"] == dev {
+				b, _ := json.Marshal(r)
+				found = append(found, string(b))
+			}
+		}
+	}
+	return found
+}
+
+// addrs returns the addresses (with prefix length) on dev in ns.
+func addrs(t *testing.T, ns *netlab.NS, dev string) []netip.Prefix {
+	t.Helper()
+	var got []netip.Prefix
+	for _, l := range ipJSON(t, ns, "addr", "show") {
+		if l["ifname"] != dev {
+			continue
+		}
+		infos, _ := l["addr_info"].([]any)
+		for _, i := range infos {
+			m, _ := i.(map[string]any)
+			s, _ := m["local"].(string)
+			n, _ := m["prefixlen"].(float64)
+			if a, err := netip.ParseAddr(s); err == nil && !a.IsLinkLocalUnicast() {
+				got = append(got, netip.PrefixFrom(a, int(n)))
+			}
+		}
+	}
+	return got
+}
+
+// poll calls f every 50 ms until it returns true or within has passed.
+func poll(within time.Duration, f func() bool) bool {
+	deadline := time.Now().Add(within)
+	for {
+		if f() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

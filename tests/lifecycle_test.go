@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+
+package tests
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/godwit-vpn/godwit/tests/netlab"
+)
+
+// fullTunnelConf is site s's config with everything routed to the hub.
+func (tp *topo) fullTunnelConf(s *site) nodeConf {
+	c := tp.siteConf(s, false)
+	c.peers[0].allowed = []string{"0.0.0.0/0", "::/0"}
+	return c
+}
+
+// requireClean checks that nothing of the daemon is left in ns: no TUN, no
+// route through it, and exactly the policy rules of before it started.
+func requireClean(t *testing.T, ns *netlab.NS, baseRules []string) {
+	t.Helper()
+	if !poll(2*time.Second, func() bool { return !linkExists(t, ns, tunName) }) {
+		t.Errorf("%s still exists in %s", tunName, ns.Name)
+	}
+	if r := tunRoutes(t, ns, tunName); len(r) > 0 {
+		t.Errorf("routes through %s left in %s: %v", tunName, ns.Name, r)
+	}
+	if got := rules(t, ns); !slices.Equal(got, baseRules) {
+		t.Errorf("policy rules in %s:\n got %q\nwant %q", ns.Name, got, baseRules)
+	}
+}
+
+// TestFullTunnel routes 0.0.0.0/0 and ::/0 from the site to the hub. The
+// tunnel must still work, the daemon's own QUIC traffic must keep using the
+// underlay instead of looping into the TUN, the policy rules that make this
+// so must exist while it runs, and SIGTERM must remove everything within 2 s.
+func TestFullTunnel(t *testing.T) {
+	tp := newTopo(t, 1, true)
+	s := tp.sites[0]
+	nftCounters(t, tp.lab, s.ns, map[string]string{
+		"tun_quic": fmt.Sprintf(`oifname %q udp dport %d`, tunName, port),
+		"up_quic":  fmt.Sprintf(`oifname "up0" udp dport %d`, port),
+	})
+	baseSite, baseHub := rules(t, s.ns), rules(t, tp.hub)
+	hub := tp.start(t, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)))
+	site := tp.start(t, s.ns, tp.fullTunnelConf(s))
+	site.waitConnected(t, "hub")
+	hub.waitConnected(t, s.name())
+
+	running := rules(t, s.ns)
+	if len(running) <= len(baseSite) {
+		t.Errorf("site policy rules while running = %q, want more than before (%q)", running, baseSite)
+	}
+	h4, h6 := tunAddrs(0)
+	l4, l6 := lanHost(0)
+	for _, dst := range []netip.Addr{h4, h6, l4, l6} {
+		pingOK(t, s.ns, dst)
+	}
+	tcpEcho(t, tp.lanH, s.ns, l4, 8004)
+	// A few seconds of traffic, with keep-alives flowing underneath.
+	r, err := s.ns.Ping(l4, 15, 200*time.Millisecond, 2*time.Second)
+	must(t, err)
+	if r.Received != r.Sent {
+		t.Errorf("ping %v over 3 s: %d of %d replies", l4, r.Received, r.Sent)
+	}
+	if n := nftCounter(t, s.ns, "tun_quic"); n != 0 {
+		t.Errorf("%d packets to UDP port %d went into %s: the daemon's own traffic loops", n, port, tunName)
+	}
+	if n := nftCounter(t, s.ns, "up_quic"); n == 0 {
+		t.Errorf("no packets to UDP port %d left through up0, want the QUIC traffic there", port)
+	}
+	if l := site.logLines("peer connected"); len(l) != 1 {
+		t.Errorf("site connected %d times, want once: %q", len(l), l)
+	}
+
+	start := time.Now()
+	site.stop(t, 2*time.Second)
+	t.Logf("site stopped in %v", time.Since(start).Round(time.Millisecond))
+	requireClean(t, s.ns, baseSite)
+	hub.stop(t, 2*time.Second)
+	requireClean(t, tp.hub, baseHub)
+}
+
+// TestCrashRestart kills a full-tunnel site with SIGKILL: the TUN goes with
+// the process, the policy rules stay; a new start cleans them up and
+// installs exactly one copy of each, and SIGTERM then removes everything.
+func TestCrashRestart(t *testing.T) {
+	tp := newTopo(t, 1, false)
+	s := tp.sites[0]
+	base := rules(t, s.ns)
+	hub := tp.start(t, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)))
+	cfg := tp.fullTunnelConf(s).write(t, tp.lab)
+	site := startDaemon(t, s.ns, "s1", cfg)
+	site.waitConnected(t, "hub")
+	hub.waitConnected(t, s.name())
+	running := rules(t, s.ns)
+	if len(running) <= len(base) {
+		t.Fatalf("site policy rules while running = %q, want more than before (%q)", running, base)
+	}
+
+	must(t, site.Signal(syscall.SIGKILL))
+	if code, err := site.Wait(5 * time.Second); err != nil || code != -1 {
+		t.Fatalf("after SIGKILL: exit %d, %v; want -1 (killed)", code, err)
+	}
+	if !poll(2*time.Second, func() bool { return !linkExists(t, s.ns, tunName) }) {
+		t.Errorf("%s outlived the killed daemon", tunName)
+	}
+	if got := rules(t, s.ns); !slices.Equal(got, running) {
+		t.Errorf("policy rules after SIGKILL:\n got %q\nwant %q (left behind)", got, running)
+	}
+
+	again := startDaemon(t, s.ns, "s1-again", cfg)
+	again.waitConnected(t, "hub")
+	h4, _ := tunAddrs(0)
+	pingOK(t, s.ns, h4)
+	if got := rules(t, s.ns); !slices.Equal(got, running) {
+		t.Errorf("policy rules after restart:\n got %q\nwant %q (one copy each)", got, running)
+	}
+	again.stop(t, 2*time.Second)
+	requireClean(t, s.ns, base)
+}

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: MIT
+
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/godwit-vpn/godwit/tests/netlab"
+)
+
+const nftTable = "gwtest"
+
+// nftCounters makes table inet gwtest in ns with an output-hook chain that
+// counts, in a named counter per entry, the packets matching each rule
+// expression. The table goes away with the namespace.
+func nftCounters(t *testing.T, l *netlab.Lab, ns *netlab.NS, rules map[string]string) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatalf("this test needs the nft command (package nftables): %v", err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", nftTable)
+	names := slices.Sorted(func(yield func(string) bool) {
+		for k := range rules {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	for _, name := range names {
+		fmt.Fprintf(&b, "\tcounter %s {}\n", name)
+	}
+	b.WriteString("\tchain out {\n\t\ttype filter hook output priority 0; policy accept;\n")
+	for _, name := range names {
+		fmt.Fprintf(&b, "\t\t%s counter name %q\n", rules[name], name)
+	}
+	b.WriteString("\t}\n}\n")
+	file := filepath.Join(l.Dir, ns.Name+".nft")
+	must(t, os.WriteFile(file, []byte(b.String()), 0o644))
+	if _, err := ns.Exec("nft", "-f", file); err != nil {
+		t.Fatalf("nft ruleset:\n%s\n%v", b.String(), err)
+	}
+}
+
+// nftCounter reads the packet count of a counter made by nftCounters.
+func nftCounter(t *testing.T, ns *netlab.NS, name string) uint64 {
+	t.Helper()
+	out, err := ns.Exec("nft", "-j", "list", "counter", "inet", nftTable, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Nftables []struct {
+			Counter *struct {
+				Name    string `json:"name"`
+				Packets uint64 `json:"packets"`
+			} `json:"counter"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("nft -j list counter %s: %v in %q", name, err, out)
+	}
+	for _, e := range v.Nftables {
+		if e.Counter != nil && e.Counter.Name == name {
+			return e.Counter.Packets
+		}
+	}
+	t.Fatalf("nft counter %s not found in %q", name, out)
+	return 0
+}
