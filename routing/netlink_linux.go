@@ -97,15 +97,12 @@ func (k *kernel) addrDel(l linkInfo, p netip.Prefix) error {
 }
 
 func nlRoute(l linkInfo, r route) *netlink.Route {
-	nr := &netlink.Route{
+	return &netlink.Route{
 		LinkIndex: l.index,
 		Dst:       nlIPNet(r.dst),
 		Table:     r.table,
+		Scope:     netlink.SCOPE_LINK,
 	}
-	if l.index != 0 {
-		nr.Scope = netlink.SCOPE_LINK
-	}
-	return nr
 }
 
 func (k *kernel) routeReplace(l linkInfo, r route) error {
@@ -113,7 +110,12 @@ func (k *kernel) routeReplace(l linkInfo, r route) error {
 }
 
 func (k *kernel) routeDel(l linkInfo, r route) error {
-	return ignore(k.h.RouteDel(nlRoute(l, r)), unix.ESRCH, unix.ENOENT)
+	nr := nlRoute(l, r)
+	// As ip-route(8) does for deletes: match a route of any scope (IPv4
+	// compares the scope otherwise; a leftover listed by CleanUp may have
+	// any).
+	nr.Scope = netlink.SCOPE_NOWHERE
+	return ignore(k.h.RouteDel(nr), unix.ESRCH, unix.ENOENT)
 }
 
 func (k *kernel) routeList(table int) ([]route, error) {
