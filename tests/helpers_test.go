@@ -292,6 +292,21 @@ func tunRoutes(t *testing.T, ns *netlab.NS, dev string) []string {
 	return found
 }
 
+// routes returns every route of both families in every table as
+// "family table dst dev gateway" strings, sorted, so two snapshots compare
+// as multisets.
+func routes(t *testing.T, ns *netlab.NS) []string {
+	t.Helper()
+	var all []string
+	for _, fam := range []string{"-4", "-6"} {
+		for _, r := range ipJSON(t, ns, fam, "route", "show", "table", "all") {
+			all = append(all, fmt.Sprintf("%s %v %v %v %v", fam, r["table"], r["dst"], r["dev"], r["gateway"]))
+		}
+	}
+	slices.Sort(all)
+	return all
+}
+
 // addrs returns the addresses (with prefix length) on dev in ns.
 func addrs(t *testing.T, ns *netlab.NS, dev string) []netip.Prefix {
 	t.Helper()

@@ -22,13 +22,16 @@ func (tp *topo) fullTunnelConf(s *site) nodeConf {
 
 // requireClean checks that nothing of the daemon is left in ns: no TUN, no
 // route through it, and exactly the policy rules of before it started.
-func requireClean(t *testing.T, ns *netlab.NS, baseRules []string) {
+func requireClean(t *testing.T, ns *netlab.NS, baseRules, baseRoutes []string) {
 	t.Helper()
 	if !poll(2*time.Second, func() bool { return !linkExists(t, ns, tunName) }) {
 		t.Errorf("%s still exists in %s", tunName, ns.Name)
 	}
 	if r := tunRoutes(t, ns, tunName); len(r) > 0 {
 		t.Errorf("routes through %s left in %s: %v", tunName, ns.Name, r)
+	}
+	if got := routes(t, ns); !slices.Equal(got, baseRoutes) {
+		t.Errorf("routes in %s:\n got %q\nwant %q", ns.Name, got, baseRoutes)
 	}
 	if got := rules(t, ns); !slices.Equal(got, baseRules) {
 		t.Errorf("policy rules in %s:\n got %q\nwant %q", ns.Name, got, baseRules)
@@ -47,6 +50,7 @@ func TestFullTunnel(t *testing.T) {
 		"up_quic":  fmt.Sprintf(`oifname "up0" udp dport %d`, port),
 	})
 	baseSite, baseHub := rules(t, s.ns), rules(t, tp.hub)
+	baseSiteR, baseHubR := routes(t, s.ns), routes(t, tp.hub)
 	hub := tp.start(t, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)))
 	site := tp.start(t, s.ns, tp.fullTunnelConf(s))
 	site.waitConnected(t, "hub")
@@ -81,9 +85,9 @@ func TestFullTunnel(t *testing.T) {
 	start := time.Now()
 	site.stop(t, 2*time.Second)
 	t.Logf("site stopped in %v", time.Since(start).Round(time.Millisecond))
-	requireClean(t, s.ns, baseSite)
+	requireClean(t, s.ns, baseSite, baseSiteR)
 	hub.stop(t, 2*time.Second)
-	requireClean(t, tp.hub, baseHub)
+	requireClean(t, tp.hub, baseHub, baseHubR)
 }
 
 // TestCrashRestart kills a full-tunnel site with SIGKILL: the TUN goes with
@@ -92,7 +96,7 @@ func TestFullTunnel(t *testing.T) {
 func TestCrashRestart(t *testing.T) {
 	tp := newTopo(t, 1, false)
 	s := tp.sites[0]
-	base := rules(t, s.ns)
+	base, baseR := rules(t, s.ns), routes(t, s.ns)
 	hub := tp.start(t, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)))
 	cfg := tp.fullTunnelConf(s).write(t, tp.lab)
 	site := startDaemon(t, s.ns, "s1", cfg)
@@ -122,5 +126,5 @@ func TestCrashRestart(t *testing.T) {
 		t.Errorf("policy rules after restart:\n got %q\nwant %q (one copy each)", got, running)
 	}
 	again.stop(t, 2*time.Second)
-	requireClean(t, s.ns, base)
+	requireClean(t, s.ns, base, baseR)
 }

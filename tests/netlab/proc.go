@@ -58,6 +58,11 @@ func (p *Proc) Signal(sig os.Signal) error {
 // code (-1 if a signal killed it). It returns an error on timeout, leaving
 // the process running. It may be called any number of times.
 func (p *Proc) Wait(timeout time.Duration) (exitCode int, err error) {
+	select {
+	case <-p.done:
+		return p.code, p.waitErr
+	default:
+	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
