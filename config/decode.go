@@ -3,6 +3,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/BurntSushi/toml"
 )
@@ -40,11 +42,12 @@ func decode(name string, data []byte, p *problems) *Config {
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
+			line, col := errorPosition(data, pe.Position)
 			msg := "invalid TOML: " + pe.Message
-			if pe.Position.Col > 0 {
-				msg = fmt.Sprintf("invalid TOML at column %d: %s", pe.Position.Col, pe.Message)
+			if col > 0 {
+				msg = fmt.Sprintf("invalid TOML at column %d: %s", col, pe.Message)
 			}
-			p.addErr(pe.Position.Line, msg, err)
+			p.addErr(line, msg, err)
 		} else {
 			p.addErr(0, "invalid TOML: "+err.Error(), err)
 		}
@@ -109,6 +112,19 @@ func decode(name string, data []byte, p *problems) *Config {
 		c.Peers = append(c.Peers, pr)
 	}
 	return c
+}
+
+// errorPosition returns the line and column of a TOML syntax error. It counts
+// from the byte offset, because toml.ParseError's Line is one too far when
+// the offending byte is a newline ("[interface" without its "]").
+func errorPosition(data []byte, pos toml.Position) (line, col int) {
+	if pos.Start < 0 || pos.Start > len(data) || (pos.Start == 0 && pos.Line > 1) {
+		return pos.Line, pos.Col
+	}
+	before := data[:pos.Start]
+	line = 1 + bytes.Count(before, []byte("\n"))
+	col = utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:]) + 1
+	return line, col
 }
 
 // table decodes the keys of one TOML table.

@@ -177,7 +177,7 @@ func (c *Config) validateEndpoint(p *problems, i int, label string) {
 	ip := ap.Addr().Unmap().WithZone("")
 	for _, pfx := range pr.AllowedIPs {
 		if pfx.IsValid() && pfx.Bits() > 0 && pfx.Masked().Contains(ip) {
-			p.addf(line, "%s endpoint %s lies inside its allowed_ips %s: packets to the endpoint would be routed into the tunnel (a routing loop); remove %s from allowed_ips or use another endpoint address", label, pr.Endpoint, pfx, ip)
+			p.addf(line, "%s endpoint %s lies inside its allowed_ips %s: packets to the endpoint would be routed into the tunnel (a routing loop); leave %s out of allowed_ips or dial another address", label, pr.Endpoint, pfx, ip)
 		}
 	}
 }

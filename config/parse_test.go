@@ -1,0 +1,566 @@
+// SPDX-License-Identifier: MIT
+
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Public keys of the test nodes (seeds are sha256("godwit test key " + name)).
+const (
+	keyHub  = "u3TMwMO9CAtI3HrXudfFF2cE0qS0W9RDcIOafKUd9tc="
+	keyBoat = "ZwyPhg7DAje7FOdyoLVZChx0pm/SfJRH8DzeyFZECVE="
+	keyB    = "e+OA5XqizPPYg4eprOdY+4Jt6PlGRz6Vq7rIZxORMro="
+	keyC    = "HPWxqXAUHyq0c2Bh4vi4eZi1edD4cijMlUcltiHTxso="
+)
+
+// expand replaces KEYA, KEYB and KEYC in a test config.
+func expand(s string) string {
+	return strings.NewReplacer("KEYA", keyBoat, "KEYB", keyB, "KEYC", keyC).Replace(s)
+}
+
+// problem is one expected *Error: its line and a part of its message.
+type problem struct {
+	line int
+	msg  string
+}
+
+// errorsOf returns the *Error values joined in err.
+func errorsOf(t *testing.T, err error) []*Error {
+	t.Helper()
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else if err != nil {
+		errs = []error{err}
+	}
+	var out []*Error
+	for _, e := range errs {
+		var ce *Error
+		if !errors.As(e, &ce) {
+			t.Fatalf("error %q (%T) is not a *Error", e, e)
+		}
+		out = append(out, ce)
+	}
+	return out
+}
+
+// checkProblems checks that err holds exactly the wanted problems, in order.
+func checkProblems(t *testing.T, file string, err error, want []problem) {
+	t.Helper()
+	got := errorsOf(t, err)
+	if len(got) != len(want) {
+		t.Fatalf("got %d problems, want %d:\n%v", len(got), len(want), err)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.File != file || g.Line != w.line || !strings.Contains(g.Msg, w.msg) {
+			t.Errorf("problem %d = %q (file %q, line %d), want file %q line %d containing %q", i, g.Error(), g.File, g.Line, file, w.line, w.msg)
+		}
+		shown := file
+		if shown == "" {
+			shown = "config"
+		}
+		prefix := fmt.Sprintf("%s:%d: ", shown, w.line)
+		if w.line == 0 {
+			prefix = shown + ": "
+		}
+		if !strings.HasPrefix(g.Error(), prefix) {
+			t.Errorf("Error() = %q, want prefix %q", g.Error(), prefix)
+		}
+	}
+}
+
+// iface is an [interface] of three lines without listen.
+const iface = `[interface]
+private_key_file = "/etc/godwit/gw0.key"
+addresses = ["10.77.0.1/24"]
+`
+
+// peerA is a valid [[peer]] of four lines (after a blank line) for cases
+// about the interface.
+var peerA = expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32"]
+`)
+
+// head is a valid [interface] of four lines, for cases about peers.
+const head = `[interface]
+private_key_file = "/etc/godwit/gw0.key"
+addresses = ["10.77.0.1/24"]
+listen = ":4433"
+`
+
+var parseErrorTests = []struct {
+	name string
+	in   string
+	want []problem
+}{
+	{"syntax error", "[interface\nname = \"gw0\"\n", []problem{{1, "invalid TOML at column"}}},
+	{"syntax error later", head + "mtu = = 3\n", []problem{{5, "invalid TOML"}}},
+	{"duplicate key", head + "mtu = 1300\nmtu = 1400\n", []problem{{6, "invalid TOML"}}},
+	{"wrong type", head + "mtu = \"big\"\n", []problem{{5, `[interface] mtu must be an integer, not a string`}}},
+	{"float for integer", head + "table = 1.5\n", []problem{{5, `[interface] table must be an integer, not a float`}}},
+	{"wrong element type", "[interface]\nprivate_key_file = \"/k\"\naddresses = [\"10.77.0.1/24\", 7]\nlisten = \":1\"\n",
+		[]problem{{3, `[interface] addresses[1] must be a string, not an integer`}}},
+	{"unknown key in interface", head + "mtuu = 1300\n", []problem{{5, `unknown key "mtuu" in [interface] (did you mean "mtu"?)`}}},
+	{"unknown key in interface, dashes", head + "log-level = \"info\"\n", []problem{{5, `unknown key "log-level" in [interface] (did you mean "log_level"?)`}}},
+	{"unknown key far from all", head + "colour = \"blue\"\n", []problem{{5, `unknown key "colour" in [interface]`}}},
+	{"unknown key in second peer", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32"]
+
+[[peer]]
+name = "b"
+public_key = "KEYB"
+allowed_ips = ["10.77.0.3/32"]
+endpont = "b.example.net:4433"
+`), []problem{{15, `unknown key "endpont" in peer "b" (did you mean "endpoint"?)`}}},
+	{"unknown key in unnamed peer", head + expand(`
+[[peer]]
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32"]
+allowed-ips = ["10.77.0.3/32"]
+`), []problem{{6, `[[peer]] #1 is missing name`}, {9, `unknown key "allowed-ips" in [[peer]] #1 (did you mean "allowed_ips"?)`}}},
+	{"unknown sub-table of peer", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32"]
+[peer.extra]
+x = 1
+`), []problem{{10, `unknown key "extra" in peer "a"`}}},
+	{"unknown top-level table", head + "\n[wireguard]\nx = 1\n", []problem{{6, `unknown top-level table "wireguard"`}}},
+	{"unknown top-level table, plural", head + "\n[peers]\n", []problem{{6, `unknown top-level table "peers" (did you mean "peer"?)`}}},
+	{"unknown top-level key", "debug = true\n" + head, []problem{{1, `unknown top-level key "debug"`}}},
+	{"peer as a table", head + "[peer]\nname = \"a\"\n", []problem{{5, `peer must be an array of tables ([[peer]] headers), not a table`}}},
+	{"interface as an array", "[[interface]]\nname = \"gw0\"\n", []problem{{1, `interface must be a table ([interface]), not an array of tables`}}},
+	{"missing interface", expand(`[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32"]
+endpoint = "hub.example.net:4433"
+`), []problem{{0, "missing [interface] table"}}},
+	{"empty file", "", []problem{{0, "missing [interface] table"}}},
+	{"missing private_key_file", "\n[interface]\naddresses = [\"10.77.0.1/24\"]\nlisten = \":4433\"\n",
+		[]problem{{2, `[interface] is missing private_key_file`}}},
+	{"relative private_key_file", "[interface]\nprivate_key_file = \"gw0.key\"\naddresses = [\"10.77.0.1/24\"]\nlisten = \":4433\"\n",
+		[]problem{{2, `private_key_file "gw0.key" must be an absolute path`}}},
+	{"no addresses key", "[interface]\nprivate_key_file = \"/k\"\nlisten = \":4433\"\n",
+		[]problem{{1, `[interface] needs at least one address in addresses`}}},
+	{"empty addresses", "[interface]\nprivate_key_file = \"/k\"\naddresses = []\nlisten = \":4433\"\n",
+		[]problem{{3, `[interface] needs at least one address in addresses`}}},
+	{"address not a prefix", "[interface]\nprivate_key_file = \"/k\"\naddresses = [\"10.77.0.1\"]\nlisten = \":4433\"\n",
+		[]problem{{3, `address "10.77.0.1" is not a prefix: write it as 10.77.0.1/32 or with the subnet length, e.g. 10.77.0.1/24`}}},
+	{"IPv6 address not a prefix", "[interface]\nprivate_key_file = \"/k\"\naddresses = [\"fd77::1\"]\nlisten = \":4433\"\n",
+		[]problem{{3, `address "fd77::1" is not a prefix: write it as fd77::1/128 or with the subnet length, e.g. fd77::1/64`}}},
+	{"bad prefix text", "[interface]\nprivate_key_file = \"/k\"\naddresses = [\"10.77.0.300/24\", \"10.77.0.1/33\", \"gw0\"]\nlisten = \":4433\"\n",
+		[]problem{{3, `address "10.77.0.300/24" is not a valid prefix`}, {3, `address "10.77.0.1/33" is not a valid prefix`}, {3, `address "gw0" is not a valid prefix`}}},
+	{"mtu too big", head + "mtu = 9000\n", []problem{{5, `mtu 9000 is out of range: it must be between 576 and 1500`}}},
+	{"mtu too small", head + "mtu = 100\n", []problem{{5, `mtu 100 is out of range: it must be between 576 and 1500`}}},
+	{"mtu negative", head + "mtu = -1\n", []problem{{5, `mtu -1 is out of range`}}},
+	{"IPv6 with small mtu", "[interface]\nprivate_key_file = \"/k\"\naddresses = [\"10.77.0.1/24\", \"fd77::1/64\"]\nlisten = \":4433\"\nmtu = 1200\n",
+		[]problem{{5, `mtu 1200 is too small for the IPv6 address fd77::1/64: IPv6 needs an mtu of at least 1280`}}},
+	{"listen without port", iface + "listen = \"4433\"\n", []problem{{4, `listen "4433" has no port`}}},
+	{"listen on a name", iface + "listen = \"hub.example.net:4433\"\n", []problem{{4, `listen "hub.example.net:4433" has host "hub.example.net", which is not an IP address`}}},
+	{"listen port 0", iface + "listen = \":0\"\n", []problem{{4, `listen ":0" has port 0, out of range 1..65535`}}},
+	{"listen port too big", iface + "listen = \"[::]:65536\"\n", []problem{{4, `listen "[::]:65536" has port 65536, out of range 1..65535`}}},
+	{"listen port not a number", iface + "listen = \"0.0.0.0:quic\"\n", []problem{{4, `listen "0.0.0.0:quic" has port "quic", which is not a number`}}},
+	{"listen too many colons", iface + "listen = \"::1:4433\"\n", []problem{{4, `listen "::1:4433" is not host:port: too many colons`}}},
+	{"ifname too long", head + "name = \"godwit-tunnel-0x\"\n", []problem{{5, `interface name "godwit-tunnel-0x" is not a valid Linux interface name: it is 16 bytes long, at most 15 are allowed`}}},
+	{"ifname with slash", head + "name = \"gw/0\"\n", []problem{{5, `interface name "gw/0" is not a valid Linux interface name: '/' is not allowed`}}},
+	{"ifname with space", head + "name = \"gw 0\"\n", []problem{{5, `white space is not allowed`}}},
+	{"ifname dot dot", head + "name = \"..\"\n", []problem{{5, `"." and ".." are not allowed`}}},
+	{"ifname empty", head + "name = \"\"\n", []problem{{5, `interface name "" is not a valid Linux interface name: it is empty`}}},
+	{"bad log level", head + "log_level = \"verbose\"\n", []problem{{5, `log_level "verbose" is not one of debug, info, warn, error`}}},
+	{"fwmark 0", head + "fwmark = 0\n", []problem{{5, `fwmark 0 is invalid: Godwit's own sockets need a non-zero mark (default 0x4757)`}}},
+	{"fwmark too big", head + "fwmark = 0x1_0000_0000\n", []problem{{5, `[interface] fwmark 4294967296 is out of range 0..4294967295`}}},
+	{"table main", head + "table = 254\n", []problem{{5, `table 254 is reserved (main); choose 1..0xFFFFFFFE except 253, 254 and 255`}}},
+	{"table local", head + "table = 255\n", []problem{{5, `table 255 is reserved (local)`}}},
+	{"table default", head + "table = 253\n", []problem{{5, `table 253 is reserved (default)`}}},
+	{"table 0", head + "table = 0\n", []problem{{5, `table 0 is out of range: it must be 1..0xFFFFFFFE`}}},
+	{"table too big", head + "table = 0xFFFFFFFF\n", []problem{{5, `table 4294967295 is out of range`}}},
+	{"relative state_dir", head + "state_dir = \"state\"\n", []problem{{5, `state_dir "state" must be an absolute path`}}},
+	{"peer without name", head + expand(`
+[[peer]]
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32"]
+`), []problem{{6, `[[peer]] #1 is missing name`}}},
+	{"peer with bad name", head + expand(`
+[[peer]]
+name = "boat 1"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32"]
+`), []problem{{7, `peer name "boat 1" is not valid: use 1 to 64 of the characters A-Z a-z 0-9 . _ -`}}},
+	{"duplicate peer names", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32"]
+
+[[peer]]
+name = "a"
+public_key = "KEYB"
+allowed_ips = ["10.77.0.3/32"]
+`), []problem{{12, `duplicate peer name "a" (first at line 7)`}}},
+	{"peer without public_key", head + `
+[[peer]]
+name = "a"
+allowed_ips = ["10.77.0.2/32"]
+`, []problem{{6, `peer "a" is missing public_key`}}},
+	{"public_key not base64", head + `
+[[peer]]
+name = "a"
+public_key = "not a key!"
+allowed_ips = ["10.77.0.2/32"]
+`, []problem{{8, `peer "a" public_key "not a key!" is not a valid key: not standard base64`}}},
+	{"public_key wrong length", head + `
+[[peer]]
+name = "a"
+public_key = "AAAAAAAAAAAAAAAAAAAAAA=="
+allowed_ips = ["10.77.0.2/32"]
+`, []problem{{8, `peer "a" public_key "AAAAAAAAAAAAAAAAAAAAAA==" is not a valid key: decodes to 16 bytes, want 32`}}},
+	{"public_key all zeros", head + `
+[[peer]]
+name = "a"
+public_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+allowed_ips = ["10.77.0.2/32"]
+`, []problem{{8, `peer "a" public_key is all zeros`}}},
+	{"duplicate public keys", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32"]
+
+[[peer]]
+name = "b"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.3/32"]
+`), []problem{{13, `peer "b" has the same public_key as peer "a" (line 8)`}}},
+	{"allowed_ips empty", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = []
+`), []problem{{9, `peer "a" needs at least one prefix in allowed_ips`}}},
+	{"allowed_ips missing", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+`), []problem{{6, `peer "a" needs at least one prefix in allowed_ips`}}},
+	{"allowed_ips host bits", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32", "192.168.20.1/24"]
+`), []problem{{9, `peer "a" allowed_ips entry 192.168.20.1/24 has host bits set (did you mean 192.168.20.0/24?)`}}},
+	{"allowed_ips not a prefix", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2"]
+`), []problem{{9, `peer "a" allowed_ips entry "10.77.0.2" is not a prefix: write it as 10.77.0.2/32 for this one address`}}},
+	{"allowed_ips overlap", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32", "10.1.2.0/24"]
+
+[[peer]]
+name = "b"
+public_key = "KEYB"
+allowed_ips = [
+  "10.77.0.3/32",
+  "10.1.0.0/16",
+]
+`), []problem{{14, `peer "b" allowed_ips 10.1.0.0/16 overlaps 10.1.2.0/24 of peer "a" (line 9)`}}},
+	{"allowed_ips overlap with default route", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["::/0"]
+
+[[peer]]
+name = "b"
+public_key = "KEYB"
+allowed_ips = ["10.77.0.3/32", "fd77::3/128"]
+`), []problem{{14, `peer "b" allowed_ips fd77::3/128 overlaps ::/0 of peer "a" (line 9)`}}},
+	{"allowed_ips twice in one peer", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32", "10.77.0.2/32"]
+`), []problem{{9, `peer "a" lists allowed_ips 10.77.0.2/32 twice`}}},
+	{"endpoint without port", head + peerA + "endpoint = \"hub.example.net\"\n", []problem{{10, `peer "a" endpoint "hub.example.net" has no port`}}},
+	{"endpoint port 0", head + peerA + "endpoint = \"hub.example.net:0\"\n", []problem{{10, `peer "a" endpoint "hub.example.net:0" has port 0, out of range 1..65535`}}},
+	{"endpoint port too big", head + peerA + "endpoint = \"[2001:db8::1]:65536\"\n", []problem{{10, `has port 65536, out of range 1..65535`}}},
+	{"endpoint bad host", head + peerA + "endpoint = \"hub..example:4433\"\n", []problem{{10, `has host "hub..example", which is neither an IP address nor a valid host name`}}},
+	{"endpoint numeric host", head + peerA + "endpoint = \"10.77.0.300:4433\"\n", []problem{{10, `has host "10.77.0.300", which is neither`}}},
+	{"endpoint no host", head + peerA + "endpoint = \":4433\"\n", []problem{{10, `peer "a" endpoint ":4433" has no host`}}},
+	{"endpoint routing loop", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32", "198.51.100.0/24"]
+endpoint = "198.51.100.7:4433"
+`), []problem{{10, `peer "a" endpoint 198.51.100.7:4433 lies inside its allowed_ips 198.51.100.0/24: packets to the endpoint would be routed into the tunnel (a routing loop)`}}},
+	{"endpoint routing loop IPv6", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["2001:db8::/32"]
+endpoint = "[2001:db8::1]:4433"
+`), []problem{{10, `routing loop`}}},
+	{"nothing connects", iface + peerA, []problem{{0, `nothing could ever connect: [interface] has no listen and no peer has an endpoint`}}},
+	{"nothing connects, no peers", iface, []problem{{0, `nothing could ever connect`}}},
+	{"everything at once", `[interface]
+name = "a/b"
+private_key_file = "/k"
+addresses = ["10.77.0.1"]
+mtu = "big"
+endpont = 1
+
+[[peer]]
+name = "a"
+allowed_ips = ["10.1.0.0/16"]
+
+[[peer]]
+name = "a"
+public_key = "xx"
+allowed_ips = ["10.1.2.0/24", "10.1.2.0/24"]
+endpoint = "b"
+[peers]
+`, []problem{
+		{2, `interface name "a/b" is not a valid Linux interface name`},
+		{4, `address "10.77.0.1" is not a prefix`},
+		{5, `[interface] mtu must be an integer, not a string`},
+		{6, `unknown key "endpont" in [interface]`},
+		{8, `peer "a" is missing public_key`},
+		{13, `duplicate peer name "a" (first at line 9)`},
+		{14, `peer "a" public_key "xx" is not a valid key`},
+		{15, `peer "a" lists allowed_ips 10.1.2.0/24 twice`},
+		{15, `peer "a" allowed_ips 10.1.2.0/24 overlaps 10.1.0.0/16 of peer "a" (line 10)`},
+		{16, `peer "a" endpoint "b" has no port`},
+		{17, `unknown top-level table "peers"`},
+	}},
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tt := range parseErrorTests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("test.toml", []byte(tt.in))
+			if err == nil {
+				t.Fatalf("Parse = %+v, nil; want %d problems", c, len(tt.want))
+			}
+			if c != nil {
+				t.Errorf("Parse returned a config and an error")
+			}
+			checkProblems(t, "test.toml", err, tt.want)
+		})
+	}
+}
+
+// TestParseUnnamed checks the message form for bytes without a file name.
+func TestParseUnnamed(t *testing.T) {
+	_, err := Parse("", []byte(head+"mtu = 9000\n"))
+	if got, want := fmt.Sprint(err), "config:5: mtu 9000 is out of range: it must be between 576 and 1500"; got != want {
+		t.Errorf("Parse error = %q, want %q", got, want)
+	}
+	_, err = Parse("", nil)
+	if got, want := fmt.Sprint(err), "config: missing [interface] table"; got != want {
+		t.Errorf("Parse error = %q, want %q", got, want)
+	}
+}
+
+func mustPrefixes(ss ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
+
+func mustKey(s string) PublicKey {
+	k, err := ParsePublicKey(s)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+func TestParseTestdata(t *testing.T) {
+	tests := []struct {
+		file  string
+		iface Interface
+		peers []Peer
+	}{
+		{
+			file: "testdata/hub.toml",
+			iface: Interface{
+				Name: "gw0", PrivateKeyFile: "/etc/godwit/hub.key",
+				Addresses: mustPrefixes("10.77.0.1/24", "fd77::1/64"), Listen: "[::]:4433",
+				MTU: 1300, StateDir: DefaultStateDir, FwMark: 0x4757, Table: 18263, LogLevel: slog.LevelInfo,
+			},
+			peers: []Peer{
+				{Name: "boat-1", PublicKey: mustKey(keyBoat), AllowedIPs: mustPrefixes("10.77.0.2/32", "fd77::2/128", "192.168.20.0/24"), Line: 10},
+				{Name: "field-2", PublicKey: mustKey(keyB), AllowedIPs: mustPrefixes("10.77.0.3/32", "fd77::3/128", "192.168.30.0/24"), Line: 19},
+			},
+		},
+		{
+			file: "testdata/site.toml",
+			iface: Interface{
+				Name: "gw0", PrivateKeyFile: "/etc/godwit/boat-1.key",
+				Addresses: mustPrefixes("10.77.0.2/24", "fd77::2/64"),
+				MTU:       1300, StateDir: "/var/lib/godwit", FwMark: 18263, Table: 18263, LogLevel: slog.LevelDebug,
+			},
+			peers: []Peer{
+				{Name: "hub", PublicKey: mustKey(keyHub), AllowedIPs: mustPrefixes("0.0.0.0/0", "::/0"), Endpoint: "hub.example.net:4433", Line: 11},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			data, err := os.ReadFile(tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Parse(tt.file, data)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if c.Path != tt.file {
+				t.Errorf("Path = %q, want %q", c.Path, tt.file)
+			}
+			if !equalInterface(c.Interface, tt.iface) {
+				t.Errorf("Interface = %+v, want %+v", c.Interface, tt.iface)
+			}
+			if len(c.Peers) != len(tt.peers) {
+				t.Fatalf("got %d peers, want %d", len(c.Peers), len(tt.peers))
+			}
+			for i := range tt.peers {
+				if got, want := c.Peers[i], tt.peers[i]; !equalPeer(got, want) || got.Line != want.Line {
+					t.Errorf("Peers[%d] = %+v, want %+v", i, got, want)
+				}
+			}
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate after Parse: %v", err)
+			}
+		})
+	}
+}
+
+// TestParseDefaults checks that missing optional keys get their defaults.
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse("d.toml", []byte(head))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := c.Interface
+	got := fmt.Sprintln(in.Name, in.MTU, in.StateDir, in.FwMark, in.Table, in.LogLevel, len(c.Peers))
+	if want := "gw0 1300 /var/lib/godwit 18263 18263 INFO 0\n"; got != want {
+		t.Errorf("defaults = %q, want %q", got, want)
+	}
+}
+
+// TestParseAccepts lists inputs that must parse, with one field to check.
+func TestParseAccepts(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		got        func(*Config) string
+	}{
+		{"listen wildcard v6", iface + "listen = \"[::]:4433\"\n", "[::]:4433", func(c *Config) string { return c.Interface.Listen }},
+		{"listen port only", iface + "listen = \":4433\"\n", ":4433", func(c *Config) string { return c.Interface.Listen }},
+		{"log level upper case", head + "log_level = \"WARN\"\n", "WARN", func(c *Config) string { return c.Interface.LogLevel.String() }},
+		{"fwmark hex", head + "fwmark = 0x10\n", "16", func(c *Config) string { return fmt.Sprint(c.Interface.FwMark) }},
+		{"mtu 1280 with IPv6", "[interface]\nprivate_key_file = \"/k\"\naddresses = [\"fd77::1/64\"]\nlisten = \":1\"\nmtu = 1280\n", "1280", func(c *Config) string { return fmt.Sprint(c.Interface.MTU) }},
+		{"mtu 576 with IPv4 only", head + "mtu = 576\n", "576", func(c *Config) string { return fmt.Sprint(c.Interface.MTU) }},
+		{"endpoint IPv6 literal", head + peerA + "endpoint = \"[2001:db8::1]:4433\"\n", "[2001:db8::1]:4433", func(c *Config) string { return c.Peers[0].Endpoint }},
+		{"endpoint inside default route only", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["0.0.0.0/0"]
+endpoint = "198.51.100.7:4433"
+`), "198.51.100.7:4433", func(c *Config) string { return c.Peers[0].Endpoint }},
+		{"site without listen", iface + peerA + "endpoint = \"hub.example.net:4433\"\n", "", func(c *Config) string { return c.Interface.Listen }},
+		{"peer header line", head + "\n\n" + peerA, "8", func(c *Config) string { return fmt.Sprint(c.Peers[0].Line) }},
+		{"inline peer array", expand(`peer = [{name = "a", public_key = "KEYA", allowed_ips = ["10.77.0.2/32"]}]`) + "\n" + head, "a", func(c *Config) string { return c.Peers[0].Name }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("ok.toml", []byte(tt.in))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := tt.got(c); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigPeer(t *testing.T) {
+	c, err := Parse("hub.toml", mustRead(t, "testdata/hub.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := c.Peer(mustKey(keyB)); !ok || p.Name != "field-2" {
+		t.Errorf("Peer(field-2 key) = %q, %v; want \"field-2\", true", p.Name, ok)
+	}
+	if p, ok := c.Peer(mustKey(keyC)); ok {
+		t.Errorf("Peer(unknown key) = %q, true; want false", p.Name)
+	}
+}
+
+// TestValidateBuilt checks Validate and SetDefaults on a config built in code.
+func TestValidateBuilt(t *testing.T) {
+	c := &Config{
+		Interface: Interface{PrivateKeyFile: "/k", Addresses: mustPrefixes("10.77.0.1/24")},
+		Peers:     []Peer{{Name: "hub", PublicKey: mustKey(keyHub), AllowedIPs: mustPrefixes("10.77.0.0/24"), Endpoint: "192.0.2.1:4433"}},
+	}
+	checkProblems(t, "", c.Validate(), []problem{
+		{0, `interface name "" is not a valid Linux interface name: it is empty`},
+		{0, `mtu 0 is out of range`},
+		{0, `state_dir is empty`},
+		{0, `fwmark 0 is invalid`},
+		{0, `table 0 is out of range`},
+	})
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate after SetDefaults: %v", err)
+	}
+	c.Peers[0].AllowedIPs = mustPrefixes("192.0.2.0/24")
+	checkProblems(t, "", c.Validate(), []problem{{0, `peer "hub" endpoint 192.0.2.1:4433 lies inside its allowed_ips 192.0.2.0/24`}})
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// equalInterface compares the exported fields of a and b.
+func equalInterface(a, b Interface) bool {
+	return a.Name == b.Name && a.PrivateKeyFile == b.PrivateKeyFile && a.PrivateKey == b.PrivateKey &&
+		slices.Equal(a.Addresses, b.Addresses) && a.Listen == b.Listen && a.MTU == b.MTU &&
+		a.StateDir == b.StateDir && a.FwMark == b.FwMark && a.Table == b.Table && a.LogLevel == b.LogLevel
+}
+
+// equalPeer compares the exported fields of a and b except Line.
+func equalPeer(a, b Peer) bool {
+	return a.Name == b.Name && a.PublicKey == b.PublicKey && slices.Equal(a.AllowedIPs, b.AllowedIPs) && a.Endpoint == b.Endpoint
+}
