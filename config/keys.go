@@ -89,7 +89,8 @@ func GeneratePrivateKey() (PrivateKey, error) {
 func decodeKey(s string) ([32]byte, error) {
 	var k [32]byte
 	b, err := base64.StdEncoding.Strict().DecodeString(s)
-	if err != nil {
+	// The decoder skips '\r' and '\n' anywhere; a key has none.
+	if err != nil || strings.ContainsAny(s, "\r\n") {
 		return k, errors.New("not standard base64 (a key is 44 characters ending in '=')")
 	}
 	if len(b) != len(k) {

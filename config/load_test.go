@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: MIT
+
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeConfig writes text (with KEYFILE replaced by keyFile) to dir/name.
+func writeConfig(t *testing.T, dir, name, text, keyFile string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	text = strings.ReplaceAll(text, "/etc/godwit/hub.key", keyFile)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	k, err := GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := writeKey(t, dir, "hub.key", k, 0o600)
+	path := writeConfig(t, dir, "hub.toml", string(mustRead(t, "testdata/hub.toml")), keyFile)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.Interface.PrivateKey != k {
+		t.Errorf("PrivateKey not loaded from %s", keyFile)
+	}
+	if c.Path != path || len(c.Peers) != 2 {
+		t.Errorf("Load = Path %q with %d peers, want %q with 2", c.Path, len(c.Peers), path)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	hub := string(mustRead(t, "testdata/hub.toml"))
+	k, err := GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := writeKey(t, dir, "good.key", k, 0o600)
+	open := writeKey(t, dir, "open.key", k, 0o644)
+	garbage := filepath.Join(dir, "garbage.key")
+	if err := os.WriteFile(garbage, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.key")
+	// The hub with its own public key configured as a peer.
+	self := hub + "\n[[peer]]\nname = \"self\"\npublic_key = \"" + k.Public().String() + "\"\nallowed_ips = [\"10.77.0.9/32\"]\n"
+
+	tests := []struct {
+		name, text, keyFile string
+		want                []problem
+	}{
+		{"world-readable key", hub, open, []problem{{4, "private key file " + open + " has mode 0644; it must not be accessible by group or others (chmod 600 " + open + ")"}}},
+		{"missing key file", hub, missing, []problem{{4, "private key file " + missing + " does not exist (create it with: (umask 077; godwit genkey > " + missing + "))"}}},
+		{"garbage key file", hub, garbage, []problem{{4, "private key file " + garbage + " does not hold a base64 Ed25519 private key: not standard base64"}}},
+		{"own key as peer", self, good, []problem{{26, `peer "self" has this node's own public key (the key in ` + good + `): a node cannot be its own peer`}}},
+		{"other problems too", hub + "mtu = 1\n", open, []problem{{4, "has mode 0644"}, {23, "unknown key \"mtu\" in peer \"field-2\""}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeConfig(t, dir, "test.toml", tt.text, tt.keyFile)
+			c, err := Load(path)
+			if err == nil {
+				t.Fatalf("Load = %+v, nil; want an error", c)
+			}
+			checkProblems(t, path, err, tt.want)
+		})
+	}
+
+	_, err = Load(filepath.Join(dir, "none.toml"))
+	if !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), "config: ") {
+		t.Errorf("Load(missing file) = %v, want a config: error wrapping fs.ErrNotExist", err)
+	}
+	path := writeConfig(t, dir, "missing.toml", hub, missing)
+	if _, err := Load(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Load with a missing key file = %v, want errors.Is fs.ErrNotExist", err)
+	}
+}
