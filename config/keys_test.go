@@ -78,9 +78,9 @@ func TestParseKeyErrors(t *testing.T) {
 	}{
 		{"", "decodes to 0 bytes, want 32"},
 		{"AAAAAAAAAAAAAAAAAAAAAA==", "decodes to 16 bytes, want 32"},
-		{"u3TMwMO9CAtI3HrXudfFF2cE0qS0W9RDcIOafKUd9tc", "not standard base64"},  // no padding
+		{"u3TMwMO9CAtI3HrXudfFF2cE0qS0W9RDcIOafKUd9tc", "not standard base64"},    // no padding
 		{"u3TMwMO9CAtI3HrXudfFF2cE0qS0W9RDcIOafKUd9tc=\n", "not standard base64"}, // public keys are not trimmed
-		{"u3TMwMO9CAtI3HrXudfFF2cE0qS0W9RDcIOafKUd9t-=", "not standard base64"}, // URL alphabet
+		{"u3TMwMO9CAtI3HrXudfFF2cE0qS0W9RDcIOafKUd9t-=", "not standard base64"},   // URL alphabet
 	}
 	for _, tt := range tests {
 		_, err := ParsePublicKey(tt.in)

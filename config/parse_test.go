@@ -477,7 +477,7 @@ func TestParseDefaults(t *testing.T) {
 func TestParseAccepts(t *testing.T) {
 	tests := []struct {
 		name, in, want string
-		got        func(*Config) string
+		got            func(*Config) string
 	}{
 		{"listen wildcard v6", iface + "listen = \"[::]:4433\"\n", "[::]:4433", func(c *Config) string { return c.Interface.Listen }},
 		{"listen port only", iface + "listen = \":4433\"\n", ":4433", func(c *Config) string { return c.Interface.Listen }},
