@@ -221,6 +221,8 @@ func TestParseUAPIErrno(t *testing.T) {
 		{"\n", 0, true},
 		{"errno=0\n", 0, true}, // no terminating blank line
 		{"errno=x\n\n", 0, true},
+		{"errno=00\n\n", 0, true},
+		{"errno=+1\n\n", 0, true},
 		{"garbage\n\n", 0, true},
 	}
 	for _, tt := range tests {

@@ -101,8 +101,10 @@ func parseUAPIErrno(r *bufio.Reader) (int, error) {
 			return 0, fmt.Errorf("bench: uapi response line %q", line)
 		}
 		if k == "errno" {
+			// wireguard-go writes errno=%d: plain decimal, no sign or
+			// leading zeros.
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
+			if err != nil || n < 0 || strconv.Itoa(n) != v {
 				return 0, fmt.Errorf("bench: uapi errno %q", v)
 			}
 			errno = n
