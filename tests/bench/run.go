@@ -144,7 +144,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		r, merr := t.measure(ctx, o, log, im.name, im.start)
 		*im.res = r
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return fmt.Errorf("bench: interrupted; removing the lab: %w", ctx.Err())
 		}
 		if merr != nil {
 			log.Error("measurement failed", "daemon", im.name, "err", merr)
