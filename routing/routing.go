@@ -22,7 +22,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -117,22 +116,26 @@ func New(opts Options) (*Manager, error) {
 }
 
 func newManager(nl netlinker, opts Options) *Manager {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 	prio := opts.RulePriority
 	if prio == 0 {
 		prio = DefaultRulePriority
 	}
 	return &Manager{
-		log:    log.With("component", "routing"),
+		log:    logger(opts),
 		nl:     nl,
 		prio:   prio,
 		addrs:  make(map[netip.Prefix]bool),
 		routes: make(map[route]bool),
 		rules:  make(map[rule]bool),
 	}
+}
+
+// logger returns opts.Logger for this package, or a discarding one.
+func logger(opts Options) *slog.Logger {
+	if opts.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return opts.Logger.With("component", "routing")
 }
 
 // wantState is a validated Config turned into the exact state to install.
