@@ -1,0 +1,681 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+type testKey struct {
+	pub  [32]byte
+	priv ed25519.PrivateKey
+}
+
+func newKey(t testing.TB) testKey {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testKey{[32]byte(pub), priv}
+}
+
+func newEndpoint(t testing.TB, cfg Config) *Endpoint {
+	t.Helper()
+	e, err := NewEndpoint(cfg)
+	if err != nil {
+		t.Fatalf("NewEndpoint: %v", err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// testPair is a server endpoint accepting the client key, and a client
+// endpoint; mutate may adjust both configs first.
+type testPair struct {
+	ck, sk testKey
+	cli    *Endpoint
+	srv    *Endpoint
+	allow  atomic.Bool // the server's Authorize answer for ck
+}
+
+func newTestPair(t testing.TB, mutate func(cli, srv *Config)) *testPair {
+	t.Helper()
+	p := &testPair{ck: newKey(t), sk: newKey(t)}
+	p.allow.Store(true)
+	scfg := Config{
+		PrivateKey: p.sk.priv,
+		NodeName:   "hub",
+		Listen:     "127.0.0.1:0",
+		Authorize:  func(k [32]byte) bool { return k == p.ck.pub && p.allow.Load() },
+	}
+	ccfg := Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0"}
+	if mutate != nil {
+		mutate(&ccfg, &scfg)
+	}
+	p.srv = newEndpoint(t, scfg)
+	p.cli = newEndpoint(t, ccfg)
+	return p
+}
+
+// connect dials the server and accepts on it.
+func (p *testPair) connect(t testing.TB) (client, server *Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	acc := make(chan *Conn, 1)
+	go func() {
+		c, _ := p.srv.Accept(ctx)
+		acc <- c
+	}()
+	client, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), p.sk.pub)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	server = <-acc
+	if server == nil {
+		t.Fatal("Accept returned no conn")
+	}
+	return client, server
+}
+
+// expectNoAccept fails if the server's Accept returns a conn within d.
+func (p *testPair) expectNoAccept(t testing.TB, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if c, err := p.srv.Accept(ctx); err == nil {
+		t.Errorf("Accept returned a conn from %s (%q), want none", keyString(c.PeerKey()), c.PeerName())
+	}
+}
+
+func waitDone(t testing.TB, c *Conn, d time.Duration) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(d):
+		t.Fatalf("conn still alive after %v", d)
+	}
+}
+
+func exchange(t testing.TB, from, to *Conn, payload []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// Datagrams are unreliable: resend until one arrives.
+	got := make(chan []byte, 1)
+	go func() {
+		b, err := to.ReceiveDatagram(ctx)
+		if err == nil {
+			got <- b
+		}
+		close(got)
+	}()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := from.SendDatagram(payload); err != nil {
+			t.Fatalf("SendDatagram: %v", err)
+		}
+		select {
+		case b, ok := <-got:
+			if !ok {
+				t.Fatalf("ReceiveDatagram: no datagram: %v", ctx.Err())
+			}
+			if !bytes.Equal(b, payload) {
+				t.Fatalf("ReceiveDatagram() = %x, want %x", b, payload)
+			}
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func TestDatagramsBothWays(t *testing.T) {
+	p := newTestPair(t, nil)
+	c, s := p.connect(t)
+	for _, qc := range []*quic.Conn{c.qc, s.qc} {
+		if st := qc.ConnectionState().SupportsDatagrams; !st.Local || !st.Remote {
+			t.Errorf("SupportsDatagrams = %+v, want local and remote", st)
+		}
+	}
+	exchange(t, c, s, []byte{0x45, 0, 0, 20, 1})
+	exchange(t, s, c, []byte{0x60, 0, 0, 0, 2})
+
+	// The slice passed to SendDatagram may be reused at once.
+	buf := []byte{0x45, 7, 7, 7}
+	exchange(t, c, s, buf)
+	buf[1] = 8
+	exchange(t, c, s, buf)
+}
+
+func TestHelloAndKeys(t *testing.T) {
+	p := newTestPair(t, nil)
+	c, s := p.connect(t)
+	if got, want := c.PeerName(), "hub"; got != want {
+		t.Errorf("client PeerName() = %q, want %q", got, want)
+	}
+	if got, want := s.PeerName(), "boat-1"; got != want {
+		t.Errorf("server PeerName() = %q, want %q", got, want)
+	}
+	if got := c.PeerKey(); got != p.sk.pub {
+		t.Errorf("client PeerKey() = %s, want %s", keyString(got), keyString(p.sk.pub))
+	}
+	if got := s.PeerKey(); got != p.ck.pub {
+		t.Errorf("server PeerKey() = %s, want %s", keyString(got), keyString(p.ck.pub))
+	}
+	if got, want := c.RemoteAddr().String(), p.srv.LocalAddr().String(); got != want {
+		t.Errorf("client RemoteAddr() = %s, want %s", got, want)
+	}
+	if got, want := s.RemoteAddr().String(), c.LocalAddr().String(); got != want {
+		t.Errorf("server RemoteAddr() = %s, want %s", got, want)
+	}
+	if st := c.Stats(); st.HandshakeDone.IsZero() || st.SmoothedRTT <= 0 {
+		t.Errorf("client Stats() = %+v, want HandshakeDone and SmoothedRTT set", st)
+	}
+	if got := p.srv.Stats().Conns; got != 1 {
+		t.Errorf("server endpoint Stats().Conns = %d, want 1", got)
+	}
+}
+
+func TestDatagramTooLarge(t *testing.T) {
+	p := newTestPair(t, nil)
+	c, s := p.connect(t)
+	err := c.SendDatagram(make([]byte, 5000))
+	var tl *DatagramTooLargeError
+	if !errors.As(err, &tl) {
+		t.Fatalf("SendDatagram(5000 bytes) = %v, want *DatagramTooLargeError", err)
+	}
+	// 1350-byte initial packets give 1313 bytes; DPLPMTUD may raise it to
+	// at most 1452 - 37.
+	if tl.Limit < initialPacketSize-37 || tl.Limit > 1452-37 {
+		t.Errorf("Limit = %d, want in [%d, %d]", tl.Limit, initialPacketSize-37, 1452-37)
+	}
+	var iface interface{ DatagramLimit() int }
+	if !errors.As(err, &iface) || iface.DatagramLimit() != tl.Limit {
+		t.Errorf("error does not expose DatagramLimit() = %d", tl.Limit)
+	}
+	if got := c.Stats().DatagramLimit; got < tl.Limit {
+		t.Errorf("Stats().DatagramLimit = %d, want >= %d", got, tl.Limit)
+	}
+	full := bytes.Repeat([]byte{0x45}, tl.Limit)
+	exchange(t, c, s, full)
+}
+
+func TestWrongServerKeyRefused(t *testing.T) {
+	p := newTestPair(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	other := newKey(t)
+	c, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), other.pub)
+	if err == nil {
+		c.Close("test")
+		t.Fatal("Dial with the wrong server key succeeded")
+	}
+	if !strings.Contains(err.Error(), "server key mismatch") {
+		t.Errorf("Dial error = %v, want it to say server key mismatch", err)
+	}
+	p.expectNoAccept(t, 500*time.Millisecond)
+}
+
+func TestUnauthorizedClientRefused(t *testing.T) {
+	tests := []struct {
+		name      string
+		authorize func([32]byte) bool
+	}{
+		{"nil authorize", nil},
+		{"other key", func([32]byte) bool { return false }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newTestPair(t, func(_, srv *Config) { srv.Authorize = tt.authorize })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			acc := make(chan *Conn, 1)
+			actx, acancel := context.WithCancel(ctx)
+			defer acancel()
+			go func() {
+				c, _ := p.srv.Accept(actx)
+				acc <- c
+			}()
+			c, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), p.sk.pub)
+			if err == nil {
+				c.Close("test")
+				t.Fatal("Dial by an unauthorized client succeeded")
+			}
+			select {
+			case s := <-acc:
+				t.Fatalf("Accept returned %v for an unauthorized client", s)
+			case <-time.After(300 * time.Millisecond):
+			}
+		})
+	}
+}
+
+func TestRemovedPeerCannotComeBack(t *testing.T) {
+	p := newTestPair(t, nil)
+	c, s := p.connect(t)
+	if c.Stats().Resumed {
+		t.Error("first connection resumed a session")
+	}
+	c.Close("bye")
+	waitDone(t, s, 5*time.Second)
+
+	// With a session ticket the second handshake resumes, and is still
+	// checked.
+	c, s = p.connect(t)
+	if !c.Stats().Resumed {
+		t.Error("second connection did not resume; the refusal below would not test resumption")
+	}
+	c.Close("bye")
+	waitDone(t, s, 5*time.Second)
+
+	p.allow.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if c, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), p.sk.pub); err == nil {
+		c.Close("test")
+		t.Fatal("Dial by a removed peer succeeded")
+	}
+	p.expectNoAccept(t, 300*time.Millisecond)
+}
+
+func TestVersionMismatch(t *testing.T) {
+	p := newTestPair(t, nil)
+	p.cli.version = ProtocolVersion + 1
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), p.sk.pub)
+	if err == nil {
+		c.Close("test")
+		t.Fatal("Dial with an incompatible version succeeded")
+	}
+	if !strings.Contains(err.Error(), "incompatible protocol version") {
+		t.Errorf("Dial error = %v, want it to name the incompatible protocol version", err)
+	}
+	p.expectNoAccept(t, 300*time.Millisecond)
+}
+
+func TestHeartbeatRTT(t *testing.T) {
+	p := newTestPair(t, func(cli, srv *Config) {
+		cli.Heartbeat = 50 * time.Millisecond
+		srv.Heartbeat = 50 * time.Millisecond
+	})
+	c, s := p.connect(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Stats().HeartbeatRTT == 0 || s.Stats().HeartbeatRTT == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("HeartbeatRTT client %v server %v after 5 s, want both > 0", c.Stats().HeartbeatRTT, s.Stats().HeartbeatRTT)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rtt := c.Stats().HeartbeatRTT; rtt > time.Second {
+		t.Errorf("loopback HeartbeatRTT = %v, want < 1 s", rtt)
+	}
+}
+
+func TestGoodbyeReasonReachesPeer(t *testing.T) {
+	p := newTestPair(t, nil)
+	c, s := p.connect(t)
+	if err := c.Close("maintenance window"); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	waitDone(t, s, 5*time.Second)
+	var ce *CloseError
+	if err := s.Err(); !errors.As(err, &ce) || !ce.Remote || ce.Reason != "maintenance window" {
+		t.Errorf("server Err() = %v, want remote close with reason %q", err, "maintenance window")
+	}
+	if err := c.Err(); !errors.As(err, &ce) || ce.Remote || ce.Reason != "maintenance window" {
+		t.Errorf("client Err() = %v, want local close with reason %q", err, "maintenance window")
+	}
+	if got := p.srv.Stats().Conns; got != 0 {
+		t.Errorf("server endpoint Stats().Conns = %d after close, want 0", got)
+	}
+}
+
+// udpProxy relays UDP between one client and a server on loopback and can
+// drop everything.
+type udpProxy struct {
+	pc     *net.UDPConn
+	server *net.UDPAddr
+	drop   atomic.Bool
+}
+
+func newUDPProxy(t testing.TB, server net.Addr) *udpProxy {
+	t.Helper()
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &udpProxy{pc: pc, server: server.(*net.UDPAddr)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var client *net.UDPAddr
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := pc.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			if p.drop.Load() {
+				continue
+			}
+			to := p.server
+			if from.AddrPort() == p.server.AddrPort() {
+				if client == nil {
+					continue
+				}
+				to = client
+			} else {
+				client = from
+			}
+			pc.WriteToUDP(buf[:n], to)
+		}
+	}()
+	t.Cleanup(func() {
+		pc.Close()
+		<-done
+	})
+	return p
+}
+
+func TestDeadPeerDetectedByHeartbeat(t *testing.T) {
+	const idle = 30 * time.Second
+	p := newTestPair(t, func(cli, srv *Config) {
+		for _, c := range []*Config{cli, srv} {
+			c.Heartbeat = 100 * time.Millisecond
+			c.IdleTimeout = idle
+		}
+	})
+	proxy := newUDPProxy(t, p.srv.LocalAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	acc := make(chan *Conn, 1)
+	go func() {
+		s, _ := p.srv.Accept(ctx)
+		acc <- s
+	}()
+	c, err := p.cli.Dial(ctx, proxy.pc.LocalAddr().String(), p.sk.pub)
+	if err != nil {
+		t.Fatalf("Dial via proxy: %v", err)
+	}
+	s := <-acc
+	if s == nil {
+		t.Fatal("Accept via proxy failed")
+	}
+	time.Sleep(300 * time.Millisecond) // a few heartbeats pass
+	if c.Err() != nil || s.Err() != nil {
+		t.Fatalf("conn died while the path worked: client %v, server %v", c.Err(), s.Err())
+	}
+	proxy.drop.Store(true)
+	start := time.Now()
+	for _, conn := range []*Conn{c, s} {
+		waitDone(t, conn, 10*time.Second)
+		var ce *CloseError
+		if err := conn.Err(); !errors.As(err, &ce) || ce.Code != CodeHeartbeatTimeout || ce.Reason != "heartbeat timeout" {
+			t.Errorf("Err() = %v, want local close %q", err, "heartbeat timeout")
+		}
+	}
+	if d := time.Since(start); d > idle/3 {
+		t.Errorf("dead peer detected after %v, want well before the %v idle timeout", d, idle)
+	}
+}
+
+// writeRaw puts raw bytes on c's control stream.
+func writeRaw(t testing.TB, c *Conn, b []byte) {
+	t.Helper()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.st.TryWriteAll(b); err != nil {
+		t.Fatalf("raw control write: %v", err)
+	}
+}
+
+func TestControlStreamErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		raw      []byte
+		wantCode uint64 // 0: the conn must survive
+	}{
+		{"malformed heartbeat", []byte{0x02, 17, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9}, CodeProtocolError},
+		{"over-long message", []byte{0x02, 0x80, 0x01, 0x00, 0x01}, CodeProtocolError},
+		{"message never completed", []byte{0x02, 17, 0, 0}, CodeProtocolError},
+		{"second hello", AppendMessage(nil, Hello{Version: ProtocolVersion}), CodeProtocolError},
+		{"unknown type skipped", []byte{0x3f, 3, 'a', 'b', 'c'}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			p := newTestPair(t, func(cli, srv *Config) {
+				for _, c := range []*Config{cli, srv} {
+					c.HandshakeTimeout = time.Second
+					c.Heartbeat = 100 * time.Millisecond
+				}
+			})
+			c, s := p.connect(t)
+			writeRaw(t, c, tt.raw)
+			if tt.wantCode == 0 {
+				time.Sleep(1500 * time.Millisecond)
+				if err := s.Err(); err != nil {
+					t.Fatalf("server conn died: %v", err)
+				}
+				exchange(t, c, s, []byte{0x45, 1})
+				return
+			}
+			waitDone(t, c, 10*time.Second)
+			var ce *CloseError
+			if err := c.Err(); !errors.As(err, &ce) || !ce.Remote || ce.Code != tt.wantCode {
+				t.Errorf("client Err() = %v, want remote close with code %d", err, tt.wantCode)
+			}
+		})
+	}
+}
+
+// TestSlowClientDoesNotBlockAccept completes a QUIC handshake but never
+// opens the control stream, then checks that a good client is accepted
+// at once.
+func TestSlowClientDoesNotBlockAccept(t *testing.T) {
+	p := newTestPair(t, func(_, srv *Config) { srv.HandshakeTimeout = 5 * time.Second })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ua := p.srv.LocalAddr().(*net.UDPAddr)
+	slow, err := p.cli.tr.Dial(ctx, ua, clientTLSConfig(p.cli.cert, p.sk.pub, nil), p.cli.quicConfig(true))
+	if err != nil {
+		t.Fatalf("raw dial: %v", err)
+	}
+	defer slow.CloseWithError(0, "")
+	other := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-2", Listen: "127.0.0.1:0"})
+	start := time.Now()
+	acc := make(chan *Conn, 1)
+	go func() {
+		s, _ := p.srv.Accept(ctx)
+		acc <- s
+	}()
+	c, err := other.Dial(ctx, ua.String(), p.sk.pub)
+	if err != nil {
+		t.Fatalf("Dial while a slow client is pending: %v", err)
+	}
+	defer c.Close("test")
+	s := <-acc
+	if s == nil || s.PeerName() != "boat-2" {
+		t.Fatalf("Accept = %v, want the conn from boat-2", s)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("good client accepted after %v, want well under the slow client's 5 s hello timeout", d)
+	}
+	// The slow client is dropped after HandshakeTimeout.
+	select {
+	case <-slow.Context().Done():
+	case <-time.After(8 * time.Second):
+		t.Error("slow client not closed after HandshakeTimeout")
+	}
+}
+
+func TestDialLoopReconnects(t *testing.T) {
+	p := newTestPair(t, func(cli, _ *Config) {
+		cli.RedialMin = 50 * time.Millisecond
+		cli.RedialMax = 200 * time.Millisecond
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	ups := make(chan *Conn, 4)
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		p.cli.DialLoop(ctx, p.srv.LocalAddr().String(), p.sk.pub, func(c *Conn) { ups <- c })
+	}()
+	defer func() {
+		cancel()
+		<-loopDone
+	}()
+	actx, acancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer acancel()
+	for i := range 2 {
+		s, err := p.srv.Accept(actx)
+		if err != nil {
+			t.Fatalf("Accept %d: %v", i, err)
+		}
+		var c *Conn
+		select {
+		case c = <-ups:
+		case <-actx.Done():
+			t.Fatalf("DialLoop did not call up for connection %d", i)
+		}
+		exchange(t, c, s, []byte{0x45, byte(i)})
+		s.Close("server restart")
+		waitDone(t, c, 5*time.Second)
+	}
+	cancel()
+	select {
+	case <-loopDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("DialLoop did not return after cancel")
+	}
+}
+
+func TestEndpointCloseNoLeaks(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		p := newTestPair(t, nil)
+		c, s := p.connect(t)
+		exchange(t, c, s, []byte{0x45})
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := p.srv.Accept(ctx)
+			errc <- err
+		}()
+		if err := p.srv.Close(); err != nil {
+			t.Errorf("server Close: %v", err)
+		}
+		if err := <-errc; !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Accept after Close = %v, want net.ErrClosed", err)
+		}
+		cancel()
+		waitDone(t, c, 5*time.Second)
+		var ce *CloseError
+		if err := c.Err(); !errors.As(err, &ce) || ce.Reason != "shutting down" {
+			t.Errorf("client Err() after server Close = %v, want reason %q", err, "shutting down")
+		}
+		if err := p.cli.Close(); err != nil {
+			t.Errorf("client Close: %v", err)
+		}
+		if _, err := p.cli.Dial(context.Background(), "127.0.0.1:1", p.sk.pub); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Dial after Close = %v, want net.ErrClosed", err)
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestClientMigration(t *testing.T) {
+	p := newTestPair(t, nil)
+	c, s := p.connect(t)
+	exchange(t, c, s, []byte{0x45, 1})
+
+	var unreachable atomic.Uint64
+	sock2, err := listenUDP("127.0.0.1:0", 0, &unreachable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2, err := newTransport(sock2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Transport a connection used must outlive it: close it only after
+	// the client endpoint (registered first, so it runs last).
+	t.Cleanup(func() {
+		tr2.Close()
+		sock2.Close()
+	})
+	t.Cleanup(func() { p.cli.Close() })
+
+	path, err := c.qc.AddPath(tr2)
+	if err != nil {
+		t.Fatalf("AddPath: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := path.Probe(ctx); err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	if err := path.Switch(); err != nil {
+		t.Fatalf("Switch: %v", err)
+	}
+	// quic-go's Conn.LocalAddr and RemoteAddr read the active path without
+	// synchronisation (a data race with the switch in its run loop). Let
+	// the switch happen, then read them only after datagrams delivered by
+	// the run loop have ordered the switch before the read.
+	time.Sleep(300 * time.Millisecond)
+	for i := range 3 {
+		exchange(t, c, s, []byte{0x45, 2, byte(i)})
+		exchange(t, s, c, []byte{0x45, 3, byte(i)})
+		time.Sleep(50 * time.Millisecond)
+	}
+	want := sock2.LocalAddr().String()
+	if got := c.LocalAddr().String(); got != want {
+		t.Errorf("client LocalAddr() = %s after Switch, want %s", got, want)
+	}
+	if got := s.RemoteAddr().String(); got != want {
+		t.Errorf("server RemoteAddr() = %s after migration, want %s", got, want)
+	}
+	if c.Err() != nil || s.Err() != nil {
+		t.Errorf("conn died during migration: client %v, server %v", c.Err(), s.Err())
+	}
+}
+
+func ExampleEndpoint_Dial() {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	e, err := NewEndpoint(Config{PrivateKey: priv, NodeName: "boat-1"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer e.Close()
+	var hub [32]byte // the hub's public key from the configuration
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	// Port 1 on loopback has no hub: the dial fails within the timeout.
+	if _, err := e.Dial(ctx, "127.0.0.1:1", hub); err != nil {
+		fmt.Println("dial failed")
+	}
+	// Output: dial failed
+}
