@@ -142,11 +142,11 @@ func (l *locator) resolve(keys []string, array bool, line int) string {
 		} else {
 			p += pathSep + k
 		}
+		l.record(p, line) // an implicit parent table: its first mention
 		last := i == len(keys)-1
 		if last && array {
 			n := l.arrays[p]
 			l.arrays[p] = n + 1
-			l.record(p, line)
 			p += pathSep + index(n)
 		} else if n, ok := l.arrays[p]; ok && n > 0 {
 			p += pathSep + index(n-1)

@@ -143,6 +143,7 @@ x = 1
 `), []problem{{10, `unknown key "extra" in peer "a"`}}},
 	{"unknown top-level table", head + "\n[wireguard]\nx = 1\n", []problem{{6, `unknown top-level table "wireguard"`}}},
 	{"unknown top-level table, plural", head + "\n[peers]\n", []problem{{6, `unknown top-level table "peers" (did you mean "peer"?)`}}},
+	{"unknown nested top-level table", head + "\n[wg.peer]\nx = 1\n", []problem{{6, `unknown top-level table "wg"`}}},
 	{"unknown top-level key", "debug = true\n" + head, []problem{{1, `unknown top-level key "debug"`}}},
 	{"peer as a table", head + "[peer]\nname = \"a\"\n", []problem{{5, `peer must be an array of tables ([[peer]] headers), not a table`}}},
 	{"interface as an array", "[[interface]]\nname = \"gw0\"\n", []problem{{1, `interface must be a table ([interface]), not an array of tables`}}},

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: MIT
+
+package config
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+)
+
+// checkRoundTrip encodes c, parses the result and checks that it is equal
+// to c and that encoding again gives the same bytes.
+func checkRoundTrip(t *testing.T, c *Config) {
+	t.Helper()
+	out, err := c.MarshalTOML()
+	if err != nil {
+		t.Fatalf("MarshalTOML: %v", err)
+	}
+	c2, err := Parse("again.toml", out)
+	if err != nil {
+		t.Fatalf("Parse(MarshalTOML()) failed: %v\n%s", err, out)
+	}
+	if !equalInterface(c.Interface, c2.Interface) {
+		t.Errorf("Interface after round trip = %+v, want %+v\n%s", c2.Interface, c.Interface, out)
+	}
+	if len(c.Peers) != len(c2.Peers) {
+		t.Fatalf("%d peers after round trip, want %d\n%s", len(c2.Peers), len(c.Peers), out)
+	}
+	for i := range c.Peers {
+		if !equalPeer(c.Peers[i], c2.Peers[i]) {
+			t.Errorf("Peers[%d] after round trip = %+v, want %+v\n%s", i, c2.Peers[i], c.Peers[i], out)
+		}
+	}
+	out2, err := c2.MarshalTOML()
+	if err != nil || !bytes.Equal(out, out2) {
+		t.Errorf("second MarshalTOML = %q, %v; want %q", out2, err, out)
+	}
+}
+
+func TestMarshalTOMLRoundTrip(t *testing.T) {
+	for _, f := range []string{"testdata/hub.toml", "testdata/site.toml"} {
+		t.Run(f, func(t *testing.T) {
+			c, err := Parse(f, mustRead(t, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRoundTrip(t, c)
+		})
+	}
+	t.Run("odd strings", func(t *testing.T) {
+		c, err := Parse("hub.toml", mustRead(t, "testdata/hub.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Interface.PrivateKeyFile = "/etc/godwit/\"odd\" \\ \x01\x7f\t é 鳥.key"
+		c.Interface.LogLevel = slog.LevelWarn
+		c.Peers[0].Endpoint = "[2001:db8::1]:4433"
+		checkRoundTrip(t, c)
+	})
+}
+
+// TestMarshalTOMLBuilt checks the encoder on a config built in code, as
+// `godwit demo` builds them.
+func TestMarshalTOMLBuilt(t *testing.T) {
+	k, err := GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Config{
+		Interface: Interface{PrivateKeyFile: "/run/demo/site.key", Addresses: mustPrefixes("10.77.0.2/24")},
+		Peers:     []Peer{{Name: "hub", PublicKey: k.Public(), AllowedIPs: mustPrefixes("10.77.0.0/24"), Endpoint: "127.0.0.1:4433"}},
+	}
+	c.SetDefaults()
+	out, err := c.MarshalTOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"[interface]\nname = \"gw0\"\n", "fwmark = 0x4757\n", "log_level = \"info\"\n", "\n[[peer]]\nname = \"hub\"\npublic_key = \"" + k.Public().String() + "\"\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("MarshalTOML() =\n%s\nwant it to contain %q", out, want)
+		}
+	}
+	if strings.Contains(string(out), "listen") {
+		t.Errorf("MarshalTOML() writes listen although it is empty:\n%s", out)
+	}
+	checkRoundTrip(t, c)
+}
+
+func TestMarshalTOMLErrors(t *testing.T) {
+	c := &Config{Interface: Interface{PrivateKeyFile: "/k\xff"}}
+	if _, err := c.MarshalTOML(); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+		t.Errorf("MarshalTOML with invalid UTF-8 = %v, want a UTF-8 error", err)
+	}
+	c = &Config{Interface: Interface{LogLevel: slog.LevelInfo + 2}}
+	if _, err := c.MarshalTOML(); err == nil || !strings.Contains(err.Error(), "log level INFO+2") {
+		t.Errorf("MarshalTOML with level INFO+2 = %v, want a log level error", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, file := range []string{"testdata/hub.toml", "testdata/site.toml"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, tt := range parseErrorTests {
+		f.Add([]byte(tt.in))
+	}
+	f.Add([]byte(head + peerA + "endpoint = \"[2001:db8::1]:4433\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lines := bytes.Count(data, []byte("\n")) + 1
+		c, err := Parse("fuzz.toml", data)
+		if err != nil {
+			if c != nil {
+				t.Fatalf("Parse returned a config and an error")
+			}
+			for _, e := range errorsOf(t, err) {
+				if e.File != "fuzz.toml" || e.Line < 0 || e.Line > lines || e.Msg == "" {
+					t.Fatalf("bad *Error %+v for %d lines of input", e, lines)
+				}
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Validate after a successful Parse: %v", err)
+		}
+		for _, p := range c.Peers {
+			for _, pfx := range p.AllowedIPs {
+				if pfx != pfx.Masked() {
+					t.Fatalf("accepted allowed_ips %v with host bits", pfx)
+				}
+			}
+			if p.Line < 1 || p.Line > lines {
+				t.Fatalf("peer %q Line = %d, input has %d lines", p.Name, p.Line, lines)
+			}
+		}
+		checkRoundTrip(t, c)
+	})
+}
