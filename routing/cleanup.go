@@ -35,6 +35,9 @@ func cleanUp(nl netlinker, iface string, table int, fwmark uint32, prio int) err
 	if prio == 0 {
 		prio = DefaultRulePriority
 	}
+	if err := checkPriority(prio); err != nil {
+		return err
+	}
 	if table < 0 || table == 253 || table == mainTable || table == 255 {
 		return fmt.Errorf("routing: cleanup: table %d is reserved or invalid", table)
 	}

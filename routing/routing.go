@@ -108,6 +108,9 @@ type Manager struct {
 // handle in the calling thread's network namespace. It installs nothing
 // until [Manager.Set]. The caller must call [Manager.Close].
 func New(opts Options) (*Manager, error) {
+	if err := checkPriority(opts.RulePriority); err != nil {
+		return nil, err
+	}
 	nl, err := newNetlink()
 	if err != nil {
 		return nil, err
@@ -128,6 +131,15 @@ func newManager(nl netlinker, opts Options) *Manager {
 		routes: make(map[route]bool),
 		rules:  make(map[rule]bool),
 	}
+}
+
+// checkPriority rejects rule priorities that are negative or would reach
+// the kernel's default rules (32766 main, 32767 default).
+func checkPriority(p int) error {
+	if p < 0 || p > 32764 {
+		return fmt.Errorf("routing: rule priority %d out of range 1..32764", p)
+	}
+	return nil
 }
 
 // logger returns opts.Logger for this package, or a discarding one.

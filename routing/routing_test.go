@@ -483,8 +483,22 @@ func TestCleanUpCollectsErrors(t *testing.T) {
 		"route del ::/0 table 18263",
 		"link del gw0",
 	})
+	f.takeOps()
 	if err := cleanUp(f, "gw0", 254, 0, 0); err == nil {
 		t.Errorf("cleanUp with table 254 = nil, want error")
+	}
+	if err := cleanUp(f, "gw0", 0, 0, 32766); err == nil {
+		t.Errorf("cleanUp with priority 32766 = nil, want error")
+	}
+	diffOps(t, "invalid cleanup", f.takeOps(), nil)
+}
+
+func TestNewRejectsPriority(t *testing.T) {
+	for _, prio := range []int{-1, 32765, 40000} {
+		if m, err := New(Options{RulePriority: prio}); err == nil {
+			m.Close()
+			t.Errorf("New(RulePriority: %d) = nil error, want one", prio)
+		}
 	}
 }
 
