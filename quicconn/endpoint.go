@@ -45,7 +45,7 @@ type Endpoint struct {
 	pending  chan struct{} // semaphore of maxPendingIn
 	wg       sync.WaitGroup
 
-	mu sync.Mutex // mu guards the following fields.
+	mu     sync.Mutex // mu guards the following fields.
 	conns  map[*Conn]struct{}
 	closed bool
 }

@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func TestBackoffDelay(t *testing.T) {
+	b := backoff{min: 250 * time.Millisecond, max: 15 * time.Second}
+	tests := []struct {
+		failures int
+		rnd      float64
+		want     time.Duration
+	}{
+		{0, 0.5, 250 * time.Millisecond},
+		{0, 0, 125 * time.Millisecond},
+		{1, 0.5, 500 * time.Millisecond},
+		{3, 0.5, 2 * time.Second},
+		{3, 0, time.Second},
+		{6, 0.5, 15 * time.Second}, // 16 s capped
+		{6, 0.999, 15 * time.Second},
+		{6, 0, 7500 * time.Millisecond},
+		{1000, 0.5, 15 * time.Second}, // no overflow
+	}
+	for _, tt := range tests {
+		got := b.delay(tt.failures, func() float64 { return tt.rnd })
+		if got != tt.want {
+			t.Errorf("delay(%d, rnd=%v) = %v, want %v", tt.failures, tt.rnd, got, tt.want)
+		}
+	}
+}
+
+// fakeConn is a liveConn that dies when kill is called.
+type fakeConn struct {
+	done   chan struct{}
+	once   sync.Once
+	closed string
+}
+
+func newFakeConn() *fakeConn { return &fakeConn{done: make(chan struct{})} }
+
+func (f *fakeConn) Done() <-chan struct{} { return f.done }
+func (f *fakeConn) Err() error            { return errors.New("fake conn died") }
+func (f *fakeConn) kill()                 { f.once.Do(func() { close(f.done) }) }
+func (f *fakeConn) Close(reason string) error {
+	f.closed = reason
+	f.kill()
+	return nil
+}
+
+// recordHandler collects log records.
+type recordHandler struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler            { return h }
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, r)
+	return nil
+}
+
+func (h *recordHandler) count(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.recs {
+		if r.Message == msg {
+			n++
+		}
+	}
+	return n
+}
+
+func TestDialLoopBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const failures = 8
+		b := backoff{min: 250 * time.Millisecond, max: 5 * time.Second}
+		h := &recordHandler{}
+		ctx, cancel := context.WithCancel(t.Context())
+		var (
+			mu       sync.Mutex // guards the following fields.
+			attempts []time.Time
+			conns    []*fakeConn
+			ups      []*fakeConn
+		)
+		dial := func(context.Context) (*fakeConn, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts = append(attempts, time.Now())
+			if len(attempts) <= failures || len(attempts) == failures+2 {
+				return nil, errors.New("connection refused")
+			}
+			c := newFakeConn()
+			conns = append(conns, c)
+			return c, nil
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			dialLoop(ctx, slog.New(h), b, dial, func(c *fakeConn) {
+				mu.Lock()
+				ups = append(ups, c)
+				mu.Unlock()
+			})
+		}()
+		// The dial loop is blocked on a timer at every synctest.Wait, so
+		// the test goroutine may read the shared state under mu.
+		mu.Lock()
+		defer mu.Unlock()
+		wait := func() {
+			mu.Unlock()
+			synctest.Wait()
+			mu.Lock()
+		}
+		sleep := func(d time.Duration) {
+			mu.Unlock()
+			time.Sleep(d)
+			synctest.Wait()
+			mu.Lock()
+		}
+
+		wait() // blocked in the backoff after the first failure
+		for len(attempts) <= failures {
+			sleep(b.max)
+		}
+		if len(ups) != 1 {
+			t.Fatalf("up called %d times after %d failures and a success, want 1", len(ups), failures)
+		}
+		for i := 1; i <= failures; i++ {
+			gap := attempts[i].Sub(attempts[i-1])
+			base := min(b.min<<i, b.max)
+			if lo := base / 2; gap < lo || gap > b.max {
+				t.Errorf("wait after failure %d = %v, want in [%v, %v]", i, gap, lo, min(base*3/2, b.max))
+			}
+		}
+		if got := h.count("quicconn: dial failed"); got != failures {
+			t.Errorf("%d failure log lines, want one per failed attempt (%d)", got, failures)
+		}
+
+		// The conn dies: the loop waits about RedialMin (the backoff was
+		// reset by the success), fails once, and the next wait is short
+		// again.
+		dead := time.Now()
+		conns[0].kill()
+		sleep(time.Minute)
+		if len(attempts) != failures+3 || len(ups) != 2 {
+			t.Fatalf("after the conn died: %d attempts, %d ups; want %d and 2", len(attempts), len(ups), failures+3)
+		}
+		if gap := attempts[failures+1].Sub(dead); gap < b.min/2 || gap > b.min*3/2 {
+			t.Errorf("redial after a dead conn waited %v, want about %v", gap, b.min)
+		}
+		if gap := attempts[failures+2].Sub(attempts[failures+1]); gap > 2*b.min*3/2 {
+			t.Errorf("wait after the first failure following a success = %v, want the reset backoff (<= %v)", gap, 2*b.min*3/2)
+		}
+
+		cancel()
+		wait()
+		select {
+		case <-done:
+		default:
+			t.Fatal("dialLoop did not return after cancel")
+		}
+		if got := conns[1].closed; got != "shutting down" {
+			t.Errorf("live conn closed with %q on cancel, want %q", got, "shutting down")
+		}
+	})
+}
