@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 )
 
 // Defaults for the optional [interface] keys. Parse applies them to keys that
@@ -104,6 +105,21 @@ func (c *Config) SetDefaults() {
 	if in.Table == 0 {
 		in.Table = DefaultTable
 	}
+}
+
+// Equal reports whether in and o hold the same settings, PrivateKey included.
+// Where the keys were in the file does not matter.
+func (in Interface) Equal(o Interface) bool {
+	return in.Name == o.Name && in.PrivateKeyFile == o.PrivateKeyFile && in.PrivateKey == o.PrivateKey &&
+		slices.Equal(in.Addresses, o.Addresses) && in.Listen == o.Listen && in.MTU == o.MTU &&
+		in.StateDir == o.StateDir && in.FwMark == o.FwMark && in.Table == o.Table && in.LogLevel == o.LogLevel
+}
+
+// Equal reports whether p and q hold the same settings (Name, PublicKey,
+// AllowedIPs in order, Endpoint). Line is ignored, so a reload can tell
+// whether a peer changed even when it moved in the file.
+func (p Peer) Equal(q Peer) bool {
+	return p.Name == q.Name && p.PublicKey == q.PublicKey && slices.Equal(p.AllowedIPs, q.AllowedIPs) && p.Endpoint == q.Endpoint
 }
 
 // Peer returns the peer with public key k, and whether there is one.

@@ -34,5 +34,6 @@
 // public keys are written in standard base64, like `wg genkey | wg pubkey`.
 //
 // Errors are *[Error] values (file, line, message) joined with
-// [errors.Join], sorted by line.
+// [errors.Join], sorted by line. The package keeps no state: every function
+// may be called from any goroutine.
 package config

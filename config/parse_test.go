@@ -554,14 +554,30 @@ func mustRead(t *testing.T, path string) []byte {
 	return b
 }
 
-// equalInterface compares the exported fields of a and b.
-func equalInterface(a, b Interface) bool {
-	return a.Name == b.Name && a.PrivateKeyFile == b.PrivateKeyFile && a.PrivateKey == b.PrivateKey &&
-		slices.Equal(a.Addresses, b.Addresses) && a.Listen == b.Listen && a.MTU == b.MTU &&
-		a.StateDir == b.StateDir && a.FwMark == b.FwMark && a.Table == b.Table && a.LogLevel == b.LogLevel
-}
+// equalInterface and equalPeer keep the tests' calls short.
+func equalInterface(a, b Interface) bool { return a.Equal(b) }
+func equalPeer(a, b Peer) bool           { return a.Equal(b) }
 
-// equalPeer compares the exported fields of a and b except Line.
-func equalPeer(a, b Peer) bool {
-	return a.Name == b.Name && a.PublicKey == b.PublicKey && slices.Equal(a.AllowedIPs, b.AllowedIPs) && a.Endpoint == b.Endpoint
+func TestPeerEqual(t *testing.T) {
+	a := Peer{Name: "a", PublicKey: mustKey(keyBoat), AllowedIPs: mustPrefixes("10.0.0.0/8"), Endpoint: "h.example:1", Line: 3}
+	tests := []struct {
+		name   string
+		change func(p *Peer)
+		want   bool
+	}{
+		{"same", func(p *Peer) {}, true},
+		{"other line", func(p *Peer) { p.Line = 9 }, true},
+		{"other name", func(p *Peer) { p.Name = "b" }, false},
+		{"other key", func(p *Peer) { p.PublicKey = mustKey(keyB) }, false},
+		{"other prefixes", func(p *Peer) { p.AllowedIPs = mustPrefixes("10.0.0.0/9") }, false},
+		{"other endpoint", func(p *Peer) { p.Endpoint = "" }, false},
+	}
+	for _, tt := range tests {
+		b := a
+		b.AllowedIPs = slices.Clone(a.AllowedIPs)
+		tt.change(&b)
+		if got := a.Equal(b); got != tt.want {
+			t.Errorf("%s: Equal = %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }
