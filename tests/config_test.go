@@ -42,6 +42,7 @@ func TestCheckAndRunBadConfig(t *testing.T) {
 name = "gw0"
 private_key_file = %q
 addresses = ["10.77.0.1/24"]
+listen = "127.0.0.1:4433"
 state_dir = %q
 
 [[peer]]
@@ -55,11 +56,12 @@ allowed_ips = ["10.77.0.2/32"]
 		t.Fatalf("godwit check on a good config: %v: %s", err, out)
 	}
 
-	// Three independent problems, on lines 5, 9 and 15.
+	// Three independent problems, on lines 6, 10 and 16.
 	bad := fmt.Sprintf(`[interface]
 name = "gw0"
 private_key_file = %q
 addresses = ["10.77.0.1/24"]
+listen = "127.0.0.1:4433"
 bogus_key = 1
 state_dir = %q
 
@@ -83,7 +85,7 @@ allowed_ips = ["10.77.0.3/32"]
 	if !errors.As(err, &ee) || ee.ExitCode() != exConfig {
 		t.Fatalf("godwit check on a bad config: %v, want exit %d; stderr:\n%s", err, exConfig, stderr.String())
 	}
-	for _, line := range []int{5, 9, 15} {
+	for _, line := range []int{6, 10, 16} {
 		if want := fmt.Sprintf("%s:%d: ", badFile, line); !strings.Contains(stderr.String(), want) {
 			t.Errorf("godwit check stderr lacks %q:\n%s", want, stderr.String())
 		}
@@ -103,7 +105,7 @@ allowed_ips = ["10.77.0.3/32"]
 	if got := rules(t, ns); strings.Join(got, "\n") != strings.Join(before, "\n") {
 		t.Errorf("godwit run on a bad config changed the policy rules: %q, want %q", got, before)
 	}
-	if !strings.Contains(d.Output(), badFile+":5: ") {
-		t.Errorf("godwit run output lacks %s:5:\n%s", badFile, d.Output())
+	if !strings.Contains(d.Output(), badFile+":6: ") {
+		t.Errorf("godwit run output lacks %s:6:\n%s", badFile, d.Output())
 	}
 }
