@@ -36,6 +36,9 @@ func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
 			}
 			return
 		}
+		if ctx.Err() != nil {
+			return // detached: what a detached conn delivers is not ours
+		}
 		p.receivePacket(d)
 	}
 }

@@ -149,9 +149,10 @@ func (c *Channel) Close() error {
 	return nil
 }
 
-// Ping returns an ICMP (src and dst IPv4) or ICMPv6 (both IPv6) echo request
-// with identifier id, sequence number seq and payloadLen bytes of payload,
-// with a TTL/hop limit of 64 and valid checksums. It panics if the address
+// Ping returns an ICMP (src and dst IPv4) or ICMPv6 (both IPv6, which
+// includes IPv4-mapped addresses) echo request with identifier id, sequence
+// number seq and payloadLen bytes of payload, with a TTL/hop limit of 64
+// and valid checksums. It panics if the address
 // families differ or the packet would exceed 65535 bytes.
 func Ping(src, dst netip.Addr, id, seq uint16, payloadLen int) []byte {
 	icmp := make([]byte, 8+payloadLen)
@@ -189,7 +190,6 @@ func ipPacket(src, dst netip.Addr, proto byte, l4 []byte, ckOff int) []byte {
 	if src.Is4() != dst.Is4() || !src.IsValid() || !dst.IsValid() {
 		panic(fmt.Sprintf("tuntest: address family mismatch: %v, %v", src, dst))
 	}
-	src, dst = src.Unmap(), dst.Unmap()
 	if src.Is4() {
 		if 20+len(l4) > 0xffff {
 			panic("tuntest: packet too long")
