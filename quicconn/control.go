@@ -128,7 +128,8 @@ func (m Unknown) messageType() uint64 { return m.Type }
 // AppendMessage appends the wire encoding of m to b and returns the extended
 // slice. Strings longer than their limit are cut at a UTF-8 boundary and
 // invalid UTF-8 is replaced, so the result always decodes. An Unknown is
-// encoded with an empty payload. A nil m appends nothing.
+// encoded with an empty payload (its Type capped at 2^62-1); an Unknown
+// with a known type, or a nil m, appends nothing.
 func AppendMessage(b []byte, m Message) []byte {
 	switch m := m.(type) {
 	case Hello:
@@ -152,7 +153,11 @@ func AppendMessage(b []byte, m Message) []byte {
 		b = binary.BigEndian.AppendUint64(b, m.Code)
 		return append(b, reason...)
 	case Unknown:
-		return appendHeader(b, m.Type&(quicvarint.Max), 0)
+		switch m.Type {
+		case typeHello, typeHeartbeat, typeGoodbye:
+			return b // an empty payload would be malformed for these
+		}
+		return appendHeader(b, min(m.Type, quicvarint.Max), 0)
 	}
 	return b
 }
