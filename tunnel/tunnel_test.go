@@ -72,7 +72,6 @@ type harness struct {
 	t       *testing.T
 	ctx     context.Context
 	cancel  context.CancelFunc
-	mu      sync.Mutex
 	pipes   []*quictest.PipeConn
 	devs    []*tuntest.Channel
 	runs    []chan error
@@ -673,13 +672,13 @@ func TestConcurrencySafety(t *testing.T) {
 	attach(t, ta, idB, ca)
 	attach(t, tb, idA, cb)
 
-	var wg sync.WaitGroup
+	var loops, drainer sync.WaitGroup
 	stop := make(chan struct{})
 	deadline := time.Now().Add(2 * time.Second)
 	run := func(name string, iters int, f func(i int) error) {
-		wg.Add(1)
+		loops.Add(1)
 		go func() {
-			defer wg.Done()
+			defer loops.Done()
 			for i := 0; i < iters && time.Now().Before(deadline); i++ {
 				if err := f(i); err != nil {
 					t.Errorf("%s: %v", name, err)
@@ -688,9 +687,9 @@ func TestConcurrencySafety(t *testing.T) {
 			}
 		}()
 	}
-	wg.Add(1)
+	drainer.Add(1)
 	go func() { // drain B's TUN
-		defer wg.Done()
+		defer drainer.Done()
 		for {
 			select {
 			case <-devB.FromTunnel:
@@ -732,18 +731,9 @@ func TestConcurrencySafety(t *testing.T) {
 		return nil
 	})
 	run("stats", 500, func(int) error { _ = ta.Stats(); return nil })
-	time.Sleep(100 * time.Millisecond)
-	// wait for the bounded loops, then the drainer
-	waitDone := make(chan struct{})
-	go func() {
-		for time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		close(waitDone)
-	}()
-	<-waitDone
+	loops.Wait()
 	close(stop)
-	wg.Wait()
+	drainer.Wait()
 	if tb.Stats().Total.RxPackets == 0 {
 		t.Errorf("no packet got through under churn")
 	}
