@@ -36,53 +36,66 @@ func netnsList(t *testing.T) string {
 	return string(out)
 }
 
-// TestRunWireGuard runs the whole program, shortened, against wireguard-go
-// (built from the module proxy) and checks the report and the cleanup.
-func TestRunWireGuard(t *testing.T) {
+// TestRun runs the whole program, shortened, once per daemon (Godwit built
+// from this module, wireguard-go from the module proxy) and checks the
+// report and the cleanup.
+func TestRun(t *testing.T) {
 	requireRoot(t)
 	if testing.Short() {
-		t.Skip("builds wireguard-go and runs traffic; skipped with -short")
+		t.Skip("builds the daemons and runs traffic; skipped with -short")
 	}
-	before := netnsList(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	o := options{duration: time.Second, warmup: 200 * time.Millisecond, streams: []int{1, 2}, json: true, only: "wireguard", pings: 20}
-	var stdout, stderr bytes.Buffer
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := run(ctx, o, log, &stdout, &stderr); err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
+	tests := []struct {
+		only    string
+		get     func(*report) (mine, other *result)
+		wantMTU int // 0: any positive
+	}{
+		{"godwit", func(r *report) (*result, *result) { return r.Godwit, r.WireGuard }, 0},
+		{"wireguard", func(r *report) (*result, *result) { return r.WireGuard, r.Godwit }, 1420},
 	}
-	var rep report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout.String())
-	}
-	if rep.Godwit != nil {
-		t.Errorf("report has Godwit results with -only wireguard")
-	}
-	w := rep.WireGuard
-	if w == nil || w.Error != "" {
-		t.Fatalf("wireguard result = %+v, want one without error", w)
-	}
-	if w.MTU != 1420 {
-		t.Errorf("wireguard-go inner MTU = %d, want its default 1420", w.MTU)
-	}
-	if len(w.TCP) != 2 {
-		t.Fatalf("got %d TCP results, want 2", len(w.TCP))
-	}
-	for _, r := range w.TCP {
-		if r.Bytes == 0 || r.Mbps <= 0 || r.CPUSeconds <= 0 || r.CPUPerGB <= 0 {
-			t.Errorf("TCP result %+v, want positive bytes, rate and daemon CPU", r)
-		}
-	}
-	for name, p := range map[string]*pingStats{"tunnel": w.PingTunnel, "veth": w.PingVeth} {
-		if p == nil || p.Sent != 20 || p.Received < 15 || p.MinMs <= 0 || p.MinMs > p.MedianMs || p.MedianMs > p.P90Ms {
-			t.Errorf("ping %s = %+v, want 20 sent, most answered, 0 < min <= median <= p90", name, p)
-		}
-	}
-	if !strings.Contains(stderr.String(), "TCP 2 streams (Mbit/s)") {
-		t.Errorf("table on stderr lacks the 2-stream row:\n%s", stderr.String())
-	}
-	if after := netnsList(t); after != before {
-		t.Errorf("namespaces after run:\n%s\nwant as before:\n%s", after, before)
+	for _, tt := range tests {
+		t.Run(tt.only, func(t *testing.T) {
+			before := netnsList(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			o := options{duration: time.Second, warmup: 200 * time.Millisecond, streams: []int{1, 2}, json: true, only: tt.only, pings: 20}
+			var stdout, stderr bytes.Buffer
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			if err := run(ctx, o, log, &stdout, &stderr); err != nil {
+				t.Fatalf("run: %v\n%s", err, stderr.String())
+			}
+			var rep report
+			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+				t.Fatalf("stdout is not JSON: %v\n%s", err, stdout.String())
+			}
+			w, other := tt.get(&rep)
+			if other != nil {
+				t.Errorf("report has %s results with -only %s", other.Name, tt.only)
+			}
+			if w == nil || w.Error != "" {
+				t.Fatalf("result = %+v, want one without error", w)
+			}
+			if w.MTU <= 0 || tt.wantMTU != 0 && w.MTU != tt.wantMTU {
+				t.Errorf("inner MTU = %d, want %d (0: any positive)", w.MTU, tt.wantMTU)
+			}
+			if len(w.TCP) != 2 {
+				t.Fatalf("got %d TCP results, want 2", len(w.TCP))
+			}
+			for _, r := range w.TCP {
+				if r.Bytes == 0 || r.Mbps <= 0 || r.CPUSeconds <= 0 || r.CPUPerGB <= 0 {
+					t.Errorf("TCP result %+v, want positive bytes, rate and daemon CPU", r)
+				}
+			}
+			for name, p := range map[string]*pingStats{"tunnel": w.PingTunnel, "veth": w.PingVeth} {
+				if p == nil || p.Sent != 20 || p.Received < 15 || p.MinMs <= 0 || p.MinMs > p.MedianMs || p.MedianMs > p.P90Ms {
+					t.Errorf("ping %s = %+v, want 20 sent, most answered, 0 < min <= median <= p90", name, p)
+				}
+			}
+			if !strings.Contains(stderr.String(), "TCP 2 streams (Mbit/s)") {
+				t.Errorf("table on stderr lacks the 2-stream row:\n%s", stderr.String())
+			}
+			if after := netnsList(t); strings.Count(after, "gwb-") > strings.Count(before, "gwb-") {
+				t.Errorf("namespaces after run:\n%s\nwant no more gwb- ones than before:\n%s", after, before)
+			}
+		})
 	}
 }
