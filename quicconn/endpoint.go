@@ -39,6 +39,9 @@ type Endpoint struct {
 
 	unreachable atomic.Uint64
 
+	refusedMu sync.Mutex             // refusedMu guards refusedAt.
+	refusedAt map[[32]byte]time.Time // when a refused key was last logged
+
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
 	accepted chan *Conn
@@ -72,14 +75,15 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		return nil, err
 	}
 	e := &Endpoint{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		cert:     cert,
-		sessions: tls.NewLRUClientSessionCache(64),
-		version:  ProtocolVersion,
-		accepted: make(chan *Conn),
-		pending:  make(chan struct{}, maxPendingIn),
-		conns:    make(map[*Conn]struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		cert:      cert,
+		sessions:  tls.NewLRUClientSessionCache(64),
+		version:   ProtocolVersion,
+		accepted:  make(chan *Conn),
+		pending:   make(chan struct{}, maxPendingIn),
+		conns:     make(map[*Conn]struct{}),
+		refusedAt: make(map[[32]byte]time.Time),
 	}
 	e.sock, err = listenUDP(cfg.Listen, cfg.FwMark, &e.unreachable)
 	if err != nil {
@@ -92,7 +96,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if cfg.Listen != "" {
-		e.ln, err = e.tr.Listen(serverTLSConfig(cert, cfg.Authorize), e.quicConfig(false))
+		e.ln, err = e.tr.Listen(serverTLSConfig(cert, cfg.Authorize, e.logRefused), e.quicConfig(false))
 		if err != nil {
 			e.cancel()
 			e.tr.Close()
@@ -104,6 +108,24 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		e.log.Info("quicconn: listening", "addr", e.sock.LocalAddr().String())
 	}
 	return e, nil
+}
+
+// logRefused logs a handshake refused for an unknown key, at most once a
+// minute per key so that a misconfigured site redialing cannot flood the log.
+func (e *Endpoint) logRefused(key [32]byte) {
+	now := time.Now()
+	e.refusedMu.Lock()
+	last, seen := e.refusedAt[key]
+	if !seen || now.Sub(last) >= time.Minute {
+		if len(e.refusedAt) >= 1024 {
+			clear(e.refusedAt)
+		}
+		e.refusedAt[key] = now
+	}
+	e.refusedMu.Unlock()
+	if !seen || now.Sub(last) >= time.Minute {
+		e.log.Warn("quicconn: refused a peer whose key is not configured", "key", keyString(key))
+	}
 }
 
 // newTransport builds a Transport with the settings every Transport of the

@@ -60,7 +60,8 @@ func peerKeyOf(cs tls.ConnectionState) ([32]byte, error) {
 // serverTLSConfig requires a client certificate and admits only keys that
 // Authorize accepts. VerifyConnection (not VerifyPeerCertificate) runs on
 // resumed sessions too, so a removed peer cannot come back on an old ticket.
-func serverTLSConfig(cert tls.Certificate, authorize func([32]byte) bool) *tls.Config {
+// refused, if not nil, hears of every key it turned away.
+func serverTLSConfig(cert tls.Certificate, authorize func([32]byte) bool, refused func([32]byte)) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
@@ -72,6 +73,9 @@ func serverTLSConfig(cert tls.Certificate, authorize func([32]byte) bool) *tls.C
 				return err
 			}
 			if authorize == nil || !authorize(key) {
+				if refused != nil {
+					refused(key)
+				}
 				return fmt.Errorf("quicconn: peer key %s not authorized", keyString(key))
 			}
 			return nil
