@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/godwit-vpn/godwit/config"
+	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/routing"
+	"github.com/godwit-vpn/godwit/tun"
+	"github.com/godwit-vpn/godwit/tunnel"
+)
+
+// daemon wires the parts together: the TUN device, the host routes, the
+// tunnel engine and the QUIC endpoint. It holds no packet logic itself.
+type daemon struct {
+	log *slog.Logger
+	dev tun.Device
+	rm  *routing.Manager
+	tn  *tunnel.Tunnel
+	ep  *quicconn.Endpoint
+
+	ctx    context.Context // cancelled by stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loop, dial loops, conn watchers
+
+	tnCancel context.CancelFunc
+	tnDone   chan struct{}
+	failed   chan struct{} // closed when the data path died; fatalErr says why
+	fatalErr error
+	changed  chan struct{} // signalled (cap 1) when a peer connects or disconnects
+
+	// authorized maps the keys that may connect to their peer names. It is
+	// read during every TLS handshake, so it is swapped, never mutated.
+	authorized atomic.Pointer[map[[32]byte]string]
+
+	mu sync.Mutex
+	// mu guards the following fields.
+	cfg   *config.Config
+	peers map[tunnel.PeerID]*peerState
+}
+
+// peerState is the daemon's view of one configured peer.
+type peerState struct {
+	cfg      config.Peer
+	conn     *quicconn.Conn     // current connection, or nil
+	stopDial context.CancelFunc // non-nil while a dial loop runs
+}
+
+func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *daemon, err error) {
+	ifc := &cfg.Interface
+	// Always clean up first: a previous run killed with -9 may have left
+	// policy rules behind (the TUN itself dies with its process).
+	if err := routing.CleanUp(ifc.Name, ifc.Table, ifc.FwMark, 0); err != nil {
+		log.Warn("cleaning up leftovers of an earlier run", "err", err)
+	}
+	d := &daemon{
+		log:     log,
+		cfg:     cfg,
+		peers:   make(map[tunnel.PeerID]*peerState),
+		failed:  make(chan struct{}),
+		changed: make(chan struct{}, 1),
+		tnDone:  make(chan struct{}),
+	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			d.teardown()
+		}
+	}()
+
+	if d.dev, err = tun.Create(ifc.Name, ifc.MTU); err != nil {
+		return nil, err
+	}
+	if d.rm, err = routing.New(routing.Options{Logger: log.With("part", "routing")}); err != nil {
+		return nil, err
+	}
+	if err = d.rm.Set(routingConfig(cfg)); err != nil {
+		return nil, fmt.Errorf("routing: %w", err)
+	}
+	d.tn, err = tunnel.New(d.dev, tunnel.Config{
+		Logger:    log.With("part", "tunnel"),
+		Addresses: ifc.Addresses,
+		MTU:       ifc.MTU,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err = d.tn.SetPeers(tunnelPeers(cfg)); err != nil {
+		return nil, err
+	}
+	d.setAuthorized(cfg)
+
+	host, _ := os.Hostname()
+	d.ep, err = quicconn.NewEndpoint(quicconn.Config{
+		PrivateKey: ifc.PrivateKey.Ed25519(),
+		NodeName:   host,
+		Listen:     ifc.Listen,
+		FwMark:     ifc.FwMark,
+		Authorize:  d.authorize,
+		Logger:     log.With("part", "quic"),
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	tctx, tcancel := context.WithCancel(context.Background())
+	d.tnCancel = tcancel
+	go func() {
+		defer close(d.tnDone)
+		if err := d.tn.Run(tctx); err != nil {
+			d.fatalErr = err
+			close(d.failed)
+		}
+	}()
+
+	if ifc.Listen != "" {
+		d.wg.Go(d.acceptLoop)
+	}
+	d.mu.Lock()
+	for _, p := range cfg.Peers {
+		ps := &peerState{cfg: p}
+		d.peers[tunnel.PeerID(p.PublicKey)] = ps
+		d.startDialLocked(ps)
+	}
+	d.mu.Unlock()
+
+	log.Info("godwit running", "interface", ifc.Name, "addresses", fmt.Sprint(ifc.Addresses),
+		"listen", ifc.Listen, "local", d.ep.LocalAddr(), "peers", len(cfg.Peers), "version", version)
+	if hint := forwardingHint(cfg); hint != "" {
+		log.Warn("IP forwarding is off, so traffic to and from other hosts behind this node will not pass", "fix", hint)
+	}
+	return d, nil
+}
+
+func routingConfig(cfg *config.Config) *routing.Config {
+	var routes []netip.Prefix
+	for _, p := range cfg.Peers {
+		routes = append(routes, p.AllowedIPs...)
+	}
+	return &routing.Config{
+		Interface: cfg.Interface.Name,
+		MTU:       cfg.Interface.MTU,
+		Addrs:     cfg.Interface.Addresses,
+		Routes:    routes,
+		Table:     cfg.Interface.Table,
+		FwMark:    cfg.Interface.FwMark,
+	}
+}
+
+func tunnelPeers(cfg *config.Config) []tunnel.PeerConfig {
+	peers := make([]tunnel.PeerConfig, 0, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		peers = append(peers, tunnel.PeerConfig{ID: tunnel.PeerID(p.PublicKey), Name: p.Name, AllowedIPs: p.AllowedIPs})
+	}
+	return peers
+}
+
+func (d *daemon) setAuthorized(cfg *config.Config) {
+	m := make(map[[32]byte]string, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		m[p.PublicKey] = p.Name
+	}
+	d.authorized.Store(&m)
+}
+
+// authorize is called by quicconn during every handshake, resumed ones too.
+func (d *daemon) authorize(key [32]byte) bool {
+	_, ok := (*d.authorized.Load())[key]
+	return ok
+}
+
+func (d *daemon) acceptLoop() {
+	for {
+		c, err := d.ep.Accept(d.ctx)
+		if err != nil {
+			if d.ctx.Err() == nil {
+				d.log.Error("accepting connections stopped", "err", err)
+			}
+			return
+		}
+		d.attach(c)
+	}
+}
+
+// startDialLocked starts the dial loop of a peer that has an endpoint.
+func (d *daemon) startDialLocked(ps *peerState) {
+	if ps.cfg.Endpoint == "" {
+		return
+	}
+	ctx, cancel := context.WithCancel(d.ctx)
+	ps.stopDial = cancel
+	endpoint, key := ps.cfg.Endpoint, [32]byte(ps.cfg.PublicKey)
+	d.wg.Go(func() { d.ep.DialLoop(ctx, endpoint, key, d.attach) })
+}
+
+// attach makes c its peer's connection. The newest connection wins: a peer
+// that restarted or moved dials again while its old connection may not
+// have timed out yet.
+func (d *daemon) attach(c *quicconn.Conn) {
+	id := tunnel.PeerID(c.PeerKey())
+	d.mu.Lock()
+	ps := d.peers[id]
+	if ps == nil || d.ctx.Err() != nil {
+		d.mu.Unlock()
+		_ = c.Close("peer not configured")
+		return
+	}
+	old := ps.conn
+	ps.conn = c
+	name := ps.cfg.Name
+	d.mu.Unlock()
+
+	if err := d.tn.Attach(id, c); err != nil {
+		d.log.Error("attaching connection", "peer", name, "err", err)
+		_ = c.Close("internal error")
+		return
+	}
+	if old != nil {
+		_ = old.Close("replaced by a newer connection")
+	}
+	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr())
+	d.notifyChanged()
+	d.wg.Go(func() {
+		<-c.Done()
+		d.mu.Lock()
+		if ps.conn == c {
+			ps.conn = nil
+		}
+		d.mu.Unlock()
+		d.tn.Detach(id, c)
+		d.log.Info("peer disconnected", "peer", name, "reason", c.Err())
+		d.notifyChanged()
+	})
+}
+
+func (d *daemon) notifyChanged() {
+	select {
+	case d.changed <- struct{}{}:
+	default:
+	}
+}
+
+// dials reports whether this node dials any peer (a site).
+func (d *daemon) dials() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ps := range d.peers {
+		if ps.cfg.Endpoint != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// status is the one-line state for systemd's STATUS=.
+func (d *daemon) status() (line string, connected int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ps := range d.peers {
+		if ps.conn != nil {
+			connected++
+		}
+	}
+	return fmt.Sprintf("%d/%d peers connected", connected, len(d.peers)), connected
+}
+
+// reload re-reads the config file on SIGHUP. Only peers may change; peers
+// whose config did not change keep their connections. A bad file keeps the
+// old config running.
+func (d *daemon) reload(path string) {
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = d.apply(cfg)
+	}
+	if err != nil {
+		d.log.Error("reload failed, keeping the running config", "err", err)
+		return
+	}
+	d.log.Info("reloaded", "peers", len(cfg.Peers))
+}
+
+func (d *daemon) apply(cfg *config.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := interfaceChanged(&d.cfg.Interface, &cfg.Interface); err != nil {
+		return err
+	}
+	if err := d.tn.SetPeers(tunnelPeers(cfg)); err != nil {
+		return err
+	}
+	d.setAuthorized(cfg)
+	var errs []error
+	if err := d.rm.Set(routingConfig(cfg)); err != nil {
+		errs = append(errs, fmt.Errorf("routing: %w", err))
+	}
+	want := make(map[tunnel.PeerID]config.Peer, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		want[tunnel.PeerID(p.PublicKey)] = p
+	}
+	for _, id := range slices.Collect(maps.Keys(d.peers)) {
+		ps := d.peers[id]
+		if _, ok := want[id]; ok {
+			continue
+		}
+		if ps.stopDial != nil {
+			ps.stopDial()
+		}
+		if ps.conn != nil {
+			_ = ps.conn.Close("peer removed from config")
+		}
+		delete(d.peers, id)
+		d.log.Info("peer removed", "peer", ps.cfg.Name)
+	}
+	for id, p := range want {
+		ps := d.peers[id]
+		if ps == nil {
+			ps = &peerState{cfg: p}
+			d.peers[id] = ps
+			d.startDialLocked(ps)
+			d.log.Info("peer added", "peer", p.Name)
+			continue
+		}
+		endpointChanged := ps.cfg.Endpoint != p.Endpoint
+		ps.cfg = p
+		if endpointChanged {
+			if ps.stopDial != nil {
+				ps.stopDial()
+				ps.stopDial = nil
+			}
+			d.startDialLocked(ps)
+		}
+	}
+	d.cfg = cfg
+	return errors.Join(errs...)
+}
+
+// stop shuts down in the order of STYLE.md 6.2 rule 9: stop dialing and
+// accepting, close the QUIC connections with a reason (which unblocks the
+// receivers), stop the engine and close the TUN (which unblocks its
+// reader), then remove what was added to the host.
+func (d *daemon) stop() error {
+	err := d.teardown()
+	if err != nil {
+		d.log.Error("shutdown", "err", err)
+		return exitError{code: 1}
+	}
+	d.log.Info("stopped")
+	return nil
+}
+
+func (d *daemon) teardown() error {
+	d.cancel()
+	var errs []error
+	if d.ep != nil {
+		if err := d.ep.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("quic: %w", err))
+		}
+	}
+	d.wg.Wait()
+	if d.tnCancel != nil {
+		d.tnCancel()
+	}
+	if d.dev != nil {
+		_ = d.dev.Close()
+	}
+	if d.tnCancel != nil {
+		<-d.tnDone
+	}
+	if d.rm != nil {
+		if err := d.rm.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("routing: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}

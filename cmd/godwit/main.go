@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: MIT
+
+// Command godwit is the Godwit VPN daemon and its tools: run, check, genkey,
+// pubkey, demo and version.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "devel"
+
+const usage = `usage: godwit <command> [arguments]
+
+commands:
+  run -c FILE     run the daemon with the TOML config FILE (as root)
+  check -c FILE   validate FILE and print every problem with its line
+  genkey          print a new private key (base64)
+  pubkey          read a private key on stdin and print its public key
+  demo            build a hub and a site in network namespaces and show traffic (as root)
+  version         print the version
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := dispatch(ctx, os.Args[1], os.Args[2:])
+	var ee exitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		if ee.msg != "" {
+			fmt.Fprintln(os.Stderr, ee.msg)
+		}
+		stop()
+		os.Exit(ee.code)
+	default:
+		fmt.Fprintf(os.Stderr, "godwit %s: %v\n", os.Args[1], err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func dispatch(ctx context.Context, cmd string, args []string) error {
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, args)
+	case "check":
+		return cmdCheck(args)
+	case "genkey":
+		return cmdGenkey(args)
+	case "pubkey":
+		return cmdPubkey(args)
+	case "demo":
+		return cmdDemo(ctx, args)
+	case "version", "--version", "-v":
+		fmt.Println("godwit", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return exitError{code: 2, msg: fmt.Sprintf("godwit: unknown command %q", cmd)}
+}
+
+// exitError makes main exit with code after printing msg (if any).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d: %s", e.code, e.msg) }
+
+// exitConfig is EX_CONFIG from sysexits.h: the unit's
+// RestartPreventExitStatus=78 stops a restart loop on a bad config.
+const exitConfig = 78
