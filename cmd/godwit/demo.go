@@ -127,7 +127,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 		}
 		fmt.Printf("    %s exited with status %d\n", p.Name, code)
 	}
-	if out, _ := n.hub.Exec("ip", "-brief", "link", "show", "gw0"); strings.Contains(out, "gw0") {
+	if out, err := n.hub.Exec("ip", "-brief", "link", "show", "gw0"); err == nil && strings.HasPrefix(out, "gw0") {
 		return errors.New("the hub's gw0 is still there after stop")
 	}
 	fmt.Println("    gw0 and its routes are gone on both sides")
