@@ -20,6 +20,8 @@ import (
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 )
 
+var _ DatagramConn = (*quictest.PipeConn)(nil)
+
 // waitTimeout bounds every wait in these tests; generous for shared 2-core
 // machines under -race.
 const waitTimeout = 20 * time.Second
