@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"time"
 )
 
 // Defaults for the optional [interface] keys. Parse applies them to keys that
@@ -19,6 +20,12 @@ const (
 	DefaultStateDir = "/var/lib/godwit"
 	DefaultFwMark   = 0x4757 // 18263, "GW"
 	DefaultTable    = 18263
+
+	// DefaultReadyWait is how long a site waits for its first peer before
+	// it reports READY to systemd anyway.
+	DefaultReadyWait = 20 * time.Second
+	// MaxReadyWait is the largest ready_wait accepted.
+	MaxReadyWait = 10 * time.Minute
 )
 
 // Config is a parsed configuration file. Parse and Load return it with the
@@ -43,6 +50,26 @@ type Interface struct {
 	FwMark         uint32         // SO_MARK of Godwit's own UDP sockets, never 0; default 0x4757
 	Table          int            // routing table for full-tunnel default routes, 1..0xFFFFFFFE except 253..255; default 18263
 	LogLevel       slog.Level     // one of slog.LevelDebug, LevelInfo, LevelWarn, LevelError; the zero value is info
+
+	// MetricsListen is the TCP "host:port" of the metrics endpoint, host
+	// empty or an IP literal (e.g. "127.0.0.1:9586"); "" means no endpoint.
+	MetricsListen string
+	// QlogDir is the absolute directory for one qlog file per QUIC
+	// connection; "" means no qlog from the file. The daemon (not this
+	// package) then uses the QLOGDIR environment variable if it is set.
+	QlogDir string
+	// KeylogFile is the absolute path of a TLS key log file (NSS key log
+	// format, for Wireshark) that every connection appends its secrets to;
+	// "" means none from the file, and the daemon then uses the
+	// SSLKEYLOGFILE environment variable if it is set. Anyone who can read
+	// the file can decrypt the tunnel: for debugging only.
+	KeylogFile string
+	// ReadyWait is how long a site waits for its first peer to connect
+	// before it reports READY to systemd anyway; 0 means at once. At most
+	// MaxReadyWait. Parse sets DefaultReadyWait (20s) when the key is
+	// missing and keeps an explicit "0s"; SetDefaults, which cannot tell
+	// the two apart, replaces 0 with DefaultReadyWait.
+	ReadyWait time.Duration
 
 	pos position // where the keys were in the file, if parsed
 }
@@ -84,8 +111,10 @@ func (p position) has(key string) bool {
 }
 
 // SetDefaults sets every optional [interface] field that is zero to its
-// default: Name, MTU, StateDir, FwMark and Table (LogLevel's zero value is
-// already the default, info). It is for configs built in code; Parse applies
+// default: Name, MTU, StateDir, FwMark, Table and ReadyWait (LogLevel's
+// zero value is already the default, info; MetricsListen, QlogDir and
+// KeylogFile are off by default). Code that wants ReadyWait 0 (READY at
+// once) sets it after SetDefaults. It is for configs built in code; Parse applies
 // the same defaults only to keys missing from the file, so that an explicit
 // `fwmark = 0` is reported rather than replaced.
 func (c *Config) SetDefaults() {
@@ -105,6 +134,9 @@ func (c *Config) SetDefaults() {
 	if in.Table == 0 {
 		in.Table = DefaultTable
 	}
+	if in.ReadyWait == 0 {
+		in.ReadyWait = DefaultReadyWait
+	}
 }
 
 // Equal reports whether in and o hold the same settings, PrivateKey included.
@@ -112,7 +144,9 @@ func (c *Config) SetDefaults() {
 func (in Interface) Equal(o Interface) bool {
 	return in.Name == o.Name && in.PrivateKeyFile == o.PrivateKeyFile && in.PrivateKey == o.PrivateKey &&
 		slices.Equal(in.Addresses, o.Addresses) && in.Listen == o.Listen && in.MTU == o.MTU &&
-		in.StateDir == o.StateDir && in.FwMark == o.FwMark && in.Table == o.Table && in.LogLevel == o.LogLevel
+		in.StateDir == o.StateDir && in.FwMark == o.FwMark && in.Table == o.Table && in.LogLevel == o.LogLevel &&
+		in.MetricsListen == o.MetricsListen && in.QlogDir == o.QlogDir && in.KeylogFile == o.KeylogFile &&
+		in.ReadyWait == o.ReadyWait
 }
 
 // Equal reports whether p and q hold the same settings (Name, PublicKey,

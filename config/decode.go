@@ -19,9 +19,10 @@ import (
 
 // The keys of each table, in the order MarshalTOML writes them.
 var (
-	interfaceKeys = []string{"name", "private_key_file", "addresses", "listen", "mtu", "state_dir", "fwmark", "table", "log_level"}
-	peerKeys      = []string{"name", "public_key", "allowed_ips", "endpoint"}
-	topKeys       = []string{"interface", "peer"}
+	interfaceKeys = []string{"name", "private_key_file", "addresses", "listen", "mtu", "state_dir", "fwmark", "table", "log_level",
+		"metrics_listen", "qlog_dir", "keylog_file", "ready_wait"}
+	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint"}
+	topKeys  = []string{"interface", "peer"}
 )
 
 // logLevels maps the log_level values to slog levels.
@@ -270,6 +271,39 @@ func (t *table) decodeInterface(in *Interface) {
 		}
 		in.LogLevel = l
 	}
+	if s, ok := t.str("metrics_listen"); ok {
+		in.MetricsListen = s
+	}
+	if s, ok := t.str("qlog_dir"); ok {
+		in.QlogDir = s
+	}
+	if s, ok := t.str("keylog_file"); ok {
+		in.KeylogFile = s
+	}
+	if d, ok := t.duration("ready_wait"); ok {
+		in.ReadyWait = d
+	}
+}
+
+// duration returns the Go duration ("20s", "1m30s") written as a string at
+// key, and whether there is a usable one.
+func (t *table) duration(key string) (time.Duration, bool) {
+	v, ok := t.m[key]
+	if !ok {
+		return 0, false
+	}
+	s, ok := v.(string)
+	if !ok {
+		t.badType(key, `a duration string such as "20s"`, v)
+		return 0, false
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.p.addErr(t.pos.line(key), fmt.Sprintf(`%s %q is not a duration: write it like "20s", "1m30s" or "0s"`, key, clip(s)), err)
+		t.pos.bad[key] = true
+		return 0, false
+	}
+	return d, true
 }
 
 func (t *table) decodePeer(pr *Peer) {

@@ -18,6 +18,10 @@
 //	fwmark = 0x4757                            # SO_MARK of Godwit's own sockets; default 0x4757
 //	table = 18263                              # routing table for full tunnel; default 18263
 //	log_level = "info"                         # debug, info, warn or error; default info
+//	metrics_listen = "127.0.0.1:9586"          # optional: TCP metrics endpoint; host empty or an IP
+//	qlog_dir = "/var/log/godwit/qlog"          # optional, absolute: one qlog file per QUIC connection
+//	keylog_file = "/root/godwit.keys"          # optional, absolute: TLS secrets for Wireshark (debug only)
+//	ready_wait = "20s"                         # 0s..10m, Go syntax: wait for the first peer before READY; default 20s
 //
 //	[[peer]]
 //	name = "boat-1"                                    # required, unique, [A-Za-z0-9._-]{1,64}
@@ -29,6 +33,11 @@
 // and must not contain the peer's own endpoint address (except a default
 // route, which the fwmark and table keep apart). A node needs a listen
 // address or at least one peer endpoint.
+//
+// When qlog_dir or keylog_file is left out, the daemon (not this package,
+// which never reads the environment) uses the QLOGDIR or SSLKEYLOGFILE
+// environment variable instead, if set, as quic-go's tools do. An empty
+// string is the same as leaving the key out.
 //
 // Keys are Ed25519: a private key is the 32-byte seed, and both private and
 // public keys are written in standard base64, like `wg genkey | wg pubkey`.

@@ -12,8 +12,9 @@ import (
 // MarshalTOML encodes c as a configuration file that Parse reads back to an
 // equal Config (apart from Path, the line numbers and Interface.PrivateKey,
 // which is never written: the key lives in PrivateKeyFile). Every key is
-// written, also those at their default, and strings are quoted so any value
-// survives. It does not validate c; it fails only for values TOML cannot
+// written, also those at their default, except the optional strings that
+// are "" (listen, metrics_listen, qlog_dir, keylog_file, endpoint); strings
+// are quoted so any value survives. It does not validate c; it fails only for values TOML cannot
 // carry (a string that is not UTF-8, a log level with no name).
 func (c *Config) MarshalTOML() ([]byte, error) {
 	var b bytes.Buffer
@@ -42,6 +43,15 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 	fmt.Fprintf(&b, "fwmark = %#x\n", in.FwMark)
 	fmt.Fprintf(&b, "table = %d\n", in.Table)
 	fmt.Fprintf(&b, "log_level = %q\n", lvl)
+	for _, f := range []struct{ key, val string }{{"metrics_listen", in.MetricsListen}, {"qlog_dir", in.QlogDir}, {"keylog_file", in.KeylogFile}} {
+		if f.val == "" {
+			continue
+		}
+		if err := writeString(&b, f.key, f.val); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(&b, "ready_wait = %q\n", in.ReadyWait.String())
 
 	for _, pr := range c.Peers {
 		b.WriteString("\n[[peer]]\n")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // checkRoundTrip encodes c, parses the result and checks that it is equal
@@ -59,6 +60,19 @@ func TestMarshalTOMLRoundTrip(t *testing.T) {
 		c.Peers[0].Endpoint = "[2001:db8::1]:4433"
 		checkRoundTrip(t, c)
 	})
+	t.Run("observability keys", func(t *testing.T) {
+		for _, rw := range []time.Duration{0, 1500 * time.Millisecond, 90 * time.Second, MaxReadyWait} {
+			c, err := Parse("hub.toml", mustRead(t, "testdata/hub.toml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Interface.MetricsListen = "[::1]:9586"
+			c.Interface.QlogDir = "/var/log/godwit/\"q\""
+			c.Interface.KeylogFile = "/root/k e y s"
+			c.Interface.ReadyWait = rw
+			checkRoundTrip(t, c)
+		}
+	})
 }
 
 // TestMarshalTOMLBuilt checks the encoder on a config built in code, as
@@ -77,13 +91,15 @@ func TestMarshalTOMLBuilt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"[interface]\nname = \"gw0\"\n", "fwmark = 0x4757\n", "log_level = \"info\"\n", "\n[[peer]]\nname = \"hub\"\npublic_key = \"" + k.Public().String() + "\"\n"} {
+	for _, want := range []string{"[interface]\nname = \"gw0\"\n", "fwmark = 0x4757\n", "log_level = \"info\"\nready_wait = \"20s\"\n", "\n[[peer]]\nname = \"hub\"\npublic_key = \"" + k.Public().String() + "\"\n"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("MarshalTOML() =\n%s\nwant it to contain %q", out, want)
 		}
 	}
-	if strings.Contains(string(out), "listen") {
-		t.Errorf("MarshalTOML() writes listen although it is empty:\n%s", out)
+	for _, key := range []string{"listen", "qlog_dir", "keylog_file"} {
+		if strings.Contains(string(out), key) {
+			t.Errorf("MarshalTOML() writes %s although it is empty:\n%s", key, out)
+		}
 	}
 	checkRoundTrip(t, c)
 }
@@ -111,6 +127,7 @@ func FuzzParse(f *testing.F) {
 		f.Add([]byte(tt.in))
 	}
 	f.Add([]byte(head + peerA + "endpoint = \"[2001:db8::1]:4433\"\n"))
+	f.Add([]byte(head + "metrics_listen = \"127.0.0.1:9586\"\nqlog_dir = \"/q\"\nkeylog_file = \"/k\"\nready_wait = \"0s\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lines := bytes.Count(data, []byte("\n")) + 1
 		c, err := Parse("fuzz.toml", data)

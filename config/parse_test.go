@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Public keys of the test nodes (seeds are sha256("godwit test key " + name)).
@@ -193,6 +194,25 @@ endpoint = "hub.example.net:4433"
 	{"table 0", head + "table = 0\n", []problem{{5, `table 0 is out of range: it must be 1..0xFFFFFFFE`}}},
 	{"table too big", head + "table = 0xFFFFFFFF\n", []problem{{5, `table 4294967295 is out of range`}}},
 	{"relative state_dir", head + "state_dir = \"state\"\n", []problem{{5, `state_dir "state" must be an absolute path`}}},
+	{"metrics_listen without port", head + "metrics_listen = \"127.0.0.1\"\n", []problem{{5, `metrics_listen "127.0.0.1" has no port: write it as host:port, e.g. "0.0.0.0:9586", "[::]:9586" or ":9586"`}}},
+	{"metrics_listen on a name", head + "metrics_listen = \"localhost:9586\"\n", []problem{{5, `metrics_listen "localhost:9586" has host "localhost", which is not an IP address: give an address of this machine, or none (":9586")`}}},
+	{"metrics_listen port 0", head + "metrics_listen = \"127.0.0.1:0\"\n", []problem{{5, `metrics_listen "127.0.0.1:0" has port 0, out of range 1..65535`}}},
+	{"metrics_listen not a string", head + "metrics_listen = 9586\n", []problem{{5, `[interface] metrics_listen must be a string, not an integer`}}},
+	{"relative qlog_dir", head + "qlog_dir = \"qlog\"\n", []problem{{5, `qlog_dir "qlog" must be an absolute path`}}},
+	{"relative keylog_file", head + "keylog_file = \"./keys\"\n", []problem{{5, `keylog_file "./keys" must be an absolute path`}}},
+	{"keylog_file not a string", head + "keylog_file = true\n", []problem{{5, `[interface] keylog_file must be a string, not a boolean`}}},
+	{"ready_wait integer", head + "ready_wait = 20\n", []problem{{5, `[interface] ready_wait must be a duration string such as "20s", not an integer`}}},
+	{"ready_wait no unit", head + "ready_wait = \"20\"\n", []problem{{5, `ready_wait "20" is not a duration: write it like "20s", "1m30s" or "0s"`}}},
+	{"ready_wait garbage", head + "ready_wait = \"soon\"\n", []problem{{5, `ready_wait "soon" is not a duration`}}},
+	{"ready_wait negative", head + "ready_wait = \"-1s\"\n", []problem{{5, `ready_wait -1s is out of range: it must be between 0s (at once) and 10m0s (default 20s)`}}},
+	{"ready_wait too long", head + "ready_wait = \"10m1s\"\n", []problem{{5, `ready_wait 10m1s is out of range`}}},
+	{"ready_wait typo", head + "ready_wiat = \"5s\"\n", []problem{{5, `unknown key "ready_wiat" in [interface] (did you mean "ready_wait"?)`}}},
+	{"new keys all bad", head + "metrics_listen = \":x\"\nqlog_dir = \"q\"\nkeylog_file = \"k\"\nready_wait = \"1h\"\n", []problem{
+		{5, `metrics_listen ":x" has port "x", which is not a number`},
+		{6, `qlog_dir "q" must be an absolute path`},
+		{7, `keylog_file "k" must be an absolute path`},
+		{8, `ready_wait 1h0m0s is out of range`},
+	}},
 	{"peer without name", head + expand(`
 [[peer]]
 public_key = "KEYA"
@@ -412,6 +432,7 @@ func TestParseTestdata(t *testing.T) {
 				Name: "gw0", PrivateKeyFile: "/etc/godwit/hub.key",
 				Addresses: mustPrefixes("10.77.0.1/24", "fd77::1/64"), Listen: "[::]:4433",
 				MTU: 1300, StateDir: DefaultStateDir, FwMark: 0x4757, Table: 18263, LogLevel: slog.LevelInfo,
+				ReadyWait: 20 * time.Second,
 			},
 			peers: []Peer{
 				{Name: "boat-1", PublicKey: mustKey(keyBoat), AllowedIPs: mustPrefixes("10.77.0.2/32", "fd77::2/128", "192.168.20.0/24"), Line: 10},
@@ -424,9 +445,11 @@ func TestParseTestdata(t *testing.T) {
 				Name: "gw0", PrivateKeyFile: "/etc/godwit/boat-1.key",
 				Addresses: mustPrefixes("10.77.0.2/24", "fd77::2/64"),
 				MTU:       1300, StateDir: "/var/lib/godwit", FwMark: 18263, Table: 18263, LogLevel: slog.LevelDebug,
+				MetricsListen: "127.0.0.1:9586", QlogDir: "/var/log/godwit/qlog", KeylogFile: "/root/godwit.keys",
+				ReadyWait: 90 * time.Second,
 			},
 			peers: []Peer{
-				{Name: "hub", PublicKey: mustKey(keyHub), AllowedIPs: mustPrefixes("0.0.0.0/0", "::/0"), Endpoint: "hub.example.net:4433", Line: 11},
+				{Name: "hub", PublicKey: mustKey(keyHub), AllowedIPs: mustPrefixes("0.0.0.0/0", "::/0"), Endpoint: "hub.example.net:4433", Line: 15},
 			},
 		},
 	}
@@ -496,6 +519,17 @@ endpoint = "198.51.100.7:4433"
 `), "198.51.100.7:4433", func(c *Config) string { return c.Peers[0].Endpoint }},
 		{"site without listen", iface + peerA + "endpoint = \"hub.example.net:4433\"\n", "", func(c *Config) string { return c.Interface.Listen }},
 		{"peer header line", head + "\n\n" + peerA, "8", func(c *Config) string { return fmt.Sprint(c.Peers[0].Line) }},
+		{"metrics_listen port only", head + "metrics_listen = \":9586\"\n", ":9586", func(c *Config) string { return c.Interface.MetricsListen }},
+		{"metrics_listen IPv6", head + "metrics_listen = \"[::1]:9586\"\n", "[::1]:9586", func(c *Config) string { return c.Interface.MetricsListen }},
+		{"metrics_listen empty is off", head + "metrics_listen = \"\"\n", "", func(c *Config) string { return c.Interface.MetricsListen }},
+		{"qlog_dir", head + "qlog_dir = \"/var/log/godwit/qlog\"\n", "/var/log/godwit/qlog", func(c *Config) string { return c.Interface.QlogDir }},
+		{"qlog_dir empty is off", head + "qlog_dir = \"\"\n", "", func(c *Config) string { return c.Interface.QlogDir }},
+		{"keylog_file", head + "keylog_file = \"/root/godwit.keys\"\n", "/root/godwit.keys", func(c *Config) string { return c.Interface.KeylogFile }},
+		{"ready_wait default", head, "20s", func(c *Config) string { return c.Interface.ReadyWait.String() }},
+		{"ready_wait 0s is at once", head + "ready_wait = \"0s\"\n", "0s", func(c *Config) string { return c.Interface.ReadyWait.String() }},
+		{"ready_wait 0", head + "ready_wait = \"0\"\n", "0s", func(c *Config) string { return c.Interface.ReadyWait.String() }},
+		{"ready_wait ms", head + "ready_wait = \"1500ms\"\n", "1.5s", func(c *Config) string { return c.Interface.ReadyWait.String() }},
+		{"ready_wait max", head + "ready_wait = \"10m\"\n", "10m0s", func(c *Config) string { return c.Interface.ReadyWait.String() }},
 		{"inline peer array", expand(`peer = [{name = "a", public_key = "KEYA", allowed_ips = ["10.77.0.2/32"]}]`) + "\n" + head, "a", func(c *Config) string { return c.Peers[0].Name }},
 	}
 	for _, tt := range tests {
@@ -557,6 +591,52 @@ func mustRead(t *testing.T, path string) []byte {
 // equalInterface and equalPeer keep the tests' calls short.
 func equalInterface(a, b Interface) bool { return a.Equal(b) }
 func equalPeer(a, b Peer) bool           { return a.Equal(b) }
+
+func TestInterfaceEqual(t *testing.T) {
+	c, err := Parse("site.toml", mustRead(t, "testdata/site.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Interface
+	tests := []struct {
+		name   string
+		change func(in *Interface)
+		want   bool
+	}{
+		{"same", func(in *Interface) {}, true},
+		{"other position", func(in *Interface) { in.pos = position{} }, true},
+		{"other name", func(in *Interface) { in.Name = "gw1" }, false},
+		{"other key", func(in *Interface) { in.PrivateKey[0] ^= 1 }, false},
+		{"other addresses", func(in *Interface) { in.Addresses = mustPrefixes("10.77.0.2/24") }, false},
+		{"other listen", func(in *Interface) { in.Listen = ":1" }, false},
+		{"other mtu", func(in *Interface) { in.MTU = 1280 }, false},
+		{"other log level", func(in *Interface) { in.LogLevel = slog.LevelWarn }, false},
+		{"other metrics_listen", func(in *Interface) { in.MetricsListen = "" }, false},
+		{"other qlog_dir", func(in *Interface) { in.QlogDir = "/tmp/q" }, false},
+		{"other keylog_file", func(in *Interface) { in.KeylogFile = "" }, false},
+		{"other ready_wait", func(in *Interface) { in.ReadyWait = 0 }, false},
+	}
+	for _, tt := range tests {
+		b := a
+		b.Addresses = slices.Clone(a.Addresses)
+		tt.change(&b)
+		if got := a.Equal(b); got != tt.want {
+			t.Errorf("%s: Equal = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestSetDefaultsReadyWait checks that SetDefaults fills ReadyWait only when
+// it is zero.
+func TestSetDefaultsReadyWait(t *testing.T) {
+	for _, tt := range []struct{ in, want time.Duration }{{0, DefaultReadyWait}, {time.Second, time.Second}, {MaxReadyWait, MaxReadyWait}} {
+		c := &Config{Interface: Interface{ReadyWait: tt.in}}
+		c.SetDefaults()
+		if got := c.Interface.ReadyWait; got != tt.want {
+			t.Errorf("SetDefaults with ReadyWait %v: got %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
 
 func TestPeerEqual(t *testing.T) {
 	a := Peer{Name: "a", PublicKey: mustKey(keyBoat), AllowedIPs: mustPrefixes("10.0.0.0/8"), Endpoint: "h.example:1", Line: 3}

@@ -127,7 +127,7 @@ func (c *Config) validateInterface(p *problems) {
 		}
 	}
 	if in.Listen != "" && !bad["listen"] {
-		if why := hostPortProblem(in.Listen, true); why != "" {
+		if why := hostPortProblem(in.Listen, ":4433"); why != "" {
 			p.addf(in.pos.line("listen"), "listen %q %s", clip(in.Listen), why)
 		}
 	}
@@ -160,13 +160,26 @@ func (c *Config) validateInterface(p *problems) {
 	if _, ok := levelName(in.LogLevel); !ok && !bad["log_level"] {
 		p.addf(in.pos.line("log_level"), "log_level %v is not one of debug, info, warn, error", in.LogLevel)
 	}
+	if in.MetricsListen != "" && !bad["metrics_listen"] {
+		if why := hostPortProblem(in.MetricsListen, ":9586"); why != "" {
+			p.addf(in.pos.line("metrics_listen"), "metrics_listen %q %s", clip(in.MetricsListen), why)
+		}
+	}
+	for _, f := range []struct{ key, val string }{{"qlog_dir", in.QlogDir}, {"keylog_file", in.KeylogFile}} {
+		if f.val != "" && !bad[f.key] && !filepath.IsAbs(f.val) {
+			p.addf(in.pos.line(f.key), "%s %q must be an absolute path (or leave the key out to turn it off)", f.key, clip(f.val))
+		}
+	}
+	if !bad["ready_wait"] && (in.ReadyWait < 0 || in.ReadyWait > MaxReadyWait) {
+		p.addf(in.pos.line("ready_wait"), "ready_wait %v is out of range: it must be between 0s (at once) and %v (default %v)", in.ReadyWait, MaxReadyWait, DefaultReadyWait)
+	}
 }
 
 // validateEndpoint checks the endpoint of peer i, which is not "".
 func (c *Config) validateEndpoint(p *problems, i int, label string) {
 	pr := &c.Peers[i]
 	line := pr.pos.line("endpoint")
-	if why := hostPortProblem(pr.Endpoint, false); why != "" {
+	if why := hostPortProblem(pr.Endpoint, ""); why != "" {
 		p.addf(line, "%s endpoint %q %s", label, clip(pr.Endpoint), why)
 		return
 	}
@@ -250,15 +263,17 @@ func ifnameProblem(s string) string {
 	return ""
 }
 
-// hostPortProblem says what is wrong with s as "host:port", or "". For listen
-// the host must be empty or an IP literal; otherwise it must be an IP
-// literal or a host name.
-func hostPortProblem(s string, listen bool) string {
+// hostPortProblem says what is wrong with s as "host:port", or "". For a
+// listen address (example is the port-only form used in messages, such as
+// ":4433") the host must be empty or an IP literal; for an endpoint (example
+// "") it must be an IP literal or a host name.
+func hostPortProblem(s, example string) string {
+	listen := example != ""
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		if strings.Contains(err.Error(), "missing port") {
 			if listen {
-				return `has no port: write it as host:port, e.g. "0.0.0.0:4433", "[::]:4433" or ":4433"`
+				return fmt.Sprintf(`has no port: write it as host:port, e.g. "0.0.0.0%[1]s", "[::]%[1]s" or "%[1]s"`, example)
 			}
 			return `has no port: write it as host:port, e.g. "hub.example.net:4433" or "[2001:db8::1]:4433"`
 		}
@@ -278,7 +293,7 @@ func hostPortProblem(s string, listen bool) string {
 			return ""
 		}
 		if _, err := netip.ParseAddr(host); err != nil {
-			return fmt.Sprintf(`has host %q, which is not an IP address: listen takes an address of this machine, or none (":4433")`, clip(host))
+			return fmt.Sprintf(`has host %q, which is not an IP address: give an address of this machine, or none (%q)`, clip(host), example)
 		}
 		return ""
 	}
