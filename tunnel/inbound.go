@@ -82,6 +82,7 @@ func (p *peer) receivePacket(d []byte) {
 	case p.t.inbound <- packet{buf: buf, n: n}:
 		p.stats.rxPackets.Add(1)
 		p.stats.rxBytes.Add(uint64(n))
+		stamp(&p.stats.lastRx, p.t.clock.Load())
 	default:
 		putBuf(buf)
 		p.stats.tunQueueFull.Add(1)
@@ -106,6 +107,7 @@ func (t *Tunnel) writeTUN(ctx context.Context) error {
 			return nil
 		case pkt = <-t.inbound:
 		}
+		t.writeBusy.Add(1) // odd: busy with this batch (see Probe)
 		bufs = append(bufs, pkt.buf[:packetOffset+pkt.n])
 		elems = append(elems, pkt.buf)
 	drain:
@@ -124,6 +126,7 @@ func (t *Tunnel) writeTUN(ctx context.Context) error {
 			elems[i], bufs[i] = nil, nil
 		}
 		bufs, elems = bufs[:0], elems[:0]
+		t.writeBusy.Add(1)
 		if err == nil {
 			continue
 		}

@@ -50,9 +50,11 @@ func (t *Tunnel) readTUN(ctx context.Context) error {
 	}()
 	for {
 		n, err := t.dev.Read(bufs, sizes, packetOffset)
+		t.readBusy.Add(1) // odd: busy with this batch (see Probe)
 		if n > 0 {
 			t.routeBatch(elems, bufs, sizes[:n])
 		}
+		t.readBusy.Add(1)
 		if err == nil {
 			continue
 		}
@@ -146,6 +148,7 @@ func (p *peer) sendPacket(c DatagramConn, pkt packet, log *slog.Logger) {
 	if err == nil {
 		p.stats.txPackets.Add(1)
 		p.stats.txBytes.Add(uint64(pkt.n))
+		stamp(&p.stats.lastTx, p.t.clock.Load())
 		return
 	}
 	var dl datagramLimiter

@@ -13,6 +13,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/godwit-vpn/godwit/tun"
 )
@@ -114,6 +115,16 @@ type Tunnel struct {
 	icmpLimited     atomic.Uint64
 	tooManySegments atomic.Uint64
 	tunWriteErrors  atomic.Uint64
+
+	// readBusy and writeBusy tell Probe whether readTUN and writeTUN make
+	// progress: each is incremented when its loop starts on a batch and
+	// again when it is done with it, so an odd value means "busy with
+	// batch number value/2", an even one "waiting for work".
+	readBusy, writeBusy atomic.Uint64
+
+	// clock is a coarse wall clock in Unix nanoseconds, set by Run and
+	// advanced by tick; 0 before Run.
+	clock atomic.Int64
 
 	unreachableLimit *tokenBucket
 	tooBigLimit      *tokenBucket
@@ -227,7 +238,9 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	t.log.Info("tunnel: running", "batch", t.batch, "mtu", t.mtu)
 
 	errc := make(chan error, 2)
-	t.wg.Add(2)
+	t.clock.Store(time.Now().UnixNano())
+	t.wg.Add(3)
+	go t.tick(ctx)
 	go func() {
 		defer t.wg.Done()
 		errc <- t.readTUN(ctx)
