@@ -5,6 +5,7 @@ package tunnel
 import (
 	"iter"
 	"sync/atomic"
+	"time"
 )
 
 // Drops counts dropped packets by reason. The reasons and their names (see
@@ -76,6 +77,11 @@ type Counters struct {
 	RxPackets, RxBytes uint64
 	TxPackets, TxBytes uint64
 	Drops              Drops
+	// LastRx and LastTx are when the latest packet was received or sent
+	// (the zero time if none was), read from the tunnel's coarse clock:
+	// they may be up to clockTick (250 ms) early. In a sum (Stats.Total)
+	// they are the latest of the parts.
+	LastRx, LastTx time.Time
 }
 
 func (c *Counters) add(o Counters) {
@@ -84,6 +90,12 @@ func (c *Counters) add(o Counters) {
 	c.TxPackets += o.TxPackets
 	c.TxBytes += o.TxBytes
 	c.Drops.add(o.Drops)
+	if o.LastRx.After(c.LastRx) {
+		c.LastRx = o.LastRx
+	}
+	if o.LastTx.After(c.LastTx) {
+		c.LastTx = o.LastTx
+	}
 }
 
 // Stats is a snapshot of a Tunnel's counters, made by [Tunnel.Stats].
@@ -111,6 +123,27 @@ type counters struct {
 
 	noRoute, queueFull, tooBig, sendError, outMalformed atomic.Uint64
 	badSource, inMalformed, unknownFormat, tunQueueFull atomic.Uint64
+
+	// lastRx and lastTx hold coarse-clock readings (Unix nanoseconds, 0
+	// for never); see stamp.
+	lastRx, lastTx atomic.Int64
+}
+
+// stamp sets *last to now unless it already holds now. With a coarse
+// clock that is one store per peer and clock tick, not one per packet,
+// so a busy peer does not keep writing the cache line.
+func stamp(last *atomic.Int64, now int64) {
+	if last.Load() != now {
+		last.Store(now)
+	}
+}
+
+// unixTime converts a coarse-clock reading to a time; 0 is the zero time.
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 func (c *counters) snapshot() Counters {
@@ -130,5 +163,7 @@ func (c *counters) snapshot() Counters {
 			UnknownFormat: c.unknownFormat.Load(),
 			TUNQueueFull:  c.tunQueueFull.Load(),
 		},
+		LastRx: unixTime(c.lastRx.Load()),
+		LastTx: unixTime(c.lastTx.Load()),
 	}
 }
