@@ -36,9 +36,8 @@ const demoTopology = `
 `
 
 var (
-	hubLANHost  = netip.MustParseAddr("192.168.10.2")
-	siteLANHost = netip.MustParseAddr("192.168.20.2")
-	hubInner6   = netip.MustParseAddr("fd77::1")
+	hubLANHost = netip.MustParseAddr("192.168.10.2")
+	hubInner6  = netip.MustParseAddr("fd77::1")
 )
 
 func cmdDemo(ctx context.Context, args []string) error {
