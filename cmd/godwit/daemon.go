@@ -82,6 +82,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	if d.dev, err = tun.Create(ifc.Name, ifc.MTU); err != nil {
 		return nil, err
 	}
+	d.dev = wedgeDataPath(d.dev, log) // test hook, see watchdog.go; d.dev itself without it
 	if d.rm, err = routing.New(routing.Options{Logger: log.With("part", "routing")}); err != nil {
 		return nil, err
 	}
@@ -277,17 +278,18 @@ func (d *daemon) status() (line string, connected int) {
 
 // reload re-reads the config file on SIGHUP. Only peers may change; peers
 // whose config did not change keep their connections. A bad file keeps the
-// old config running.
-func (d *daemon) reload(path string) {
+// old config running; the error says why, for systemd's STATUS=.
+func (d *daemon) reload(path string) error {
 	cfg, err := config.Load(path)
 	if err == nil {
 		err = d.apply(cfg)
 	}
 	if err != nil {
 		d.log.Error("reload failed, keeping the running config", "err", err)
-		return
+		return err
 	}
 	d.log.Info("reloaded", "peers", len(cfg.Peers))
+	return nil
 }
 
 func (d *daemon) apply(cfg *config.Config) error {

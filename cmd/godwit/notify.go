@@ -12,11 +12,12 @@ import (
 )
 
 // notifier speaks systemd's notify protocol (sd_notify(3)). Without
-// NOTIFY_SOCKET every call is a no-op.
+// NOTIFY_SOCKET every call is a no-op. It is used by the control loop only
+// (not safe for concurrent use); the watchdog sends its pings itself.
 type notifier struct {
 	log        *slog.Logger
-	ready      bool
-	lastStatus string
+	ready      bool   // READY=1 was sent at least once
+	lastStatus string // the last STATUS= sent
 }
 
 func (n *notifier) send(states ...string) {
@@ -34,14 +35,11 @@ func (n *notifier) status(s string) {
 	n.send("STATUS=" + s)
 }
 
-// markReady sends READY=1 (once) together with a status line.
+// markReady sends READY=1 together with a status line: at start-up, and
+// again after every reload (RELOADING=1 must be followed by READY=1).
 func (n *notifier) markReady(status string) {
-	n.lastStatus = status
-	if n.ready {
-		n.send("STATUS=" + status)
-		return
-	}
 	n.ready = true
+	n.lastStatus = status
 	n.send(sd.SdNotifyReady, "STATUS="+status)
 }
 

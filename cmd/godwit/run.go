@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -33,6 +34,11 @@ func cmdRun(ctx context.Context, args []string) error {
 	}
 	log := newLogger(cfg.Interface.LogLevel)
 
+	wedge, err := wedgeFromEnv()
+	if err != nil {
+		return exitError{code: 2, msg: "godwit run: " + err.Error()}
+	}
+
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -43,12 +49,38 @@ func cmdRun(ctx context.Context, args []string) error {
 		return exitError{code: 1}
 	}
 	n := &notifier{log: log}
-	// A hub is ready once it listens. A site is ready once its first peer
-	// is connected, so that units ordered after it find the tunnel up; if
-	// that takes longer than readyWait it reports ready anyway and says
-	// what is missing.
+
+	wd, err := newWatchdog(log, d.tn.Probe)
+	if err != nil {
+		log.Warn("systemd watchdog off", "err", err)
+	}
+	var asks chan chan struct{} // nil, so never selected, without a watchdog
+	if wd != nil {
+		asks = wd.asks
+		wctx, wcancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			wd.run(wctx)
+		}()
+		defer func() { wcancel(); <-done }()
+	}
+	var wedgeControl <-chan time.Time // test hook, see watchdog.go
+	if wedge.loop == "control" {
+		log.Warn("debug: the control loop will wedge (test hook)", "env", envWedge, "after", wedge.after)
+		t := time.NewTimer(wedge.after)
+		defer t.Stop()
+		wedgeControl = t.C
+	}
+
+	// A hub is ready once it listens: startDaemon returns with the TUN,
+	// its addresses and routes and the listener up. A site is ready once
+	// its first peer is connected, so that units ordered after it find the
+	// tunnel up; if that takes longer than ready_wait it reports ready
+	// anyway and says what is missing.
+	readyWait := cfg.Interface.ReadyWait
 	var readyTimeout <-chan time.Time
-	if d.dials() {
+	if d.dials() && readyWait > 0 {
 		t := time.NewTimer(readyWait)
 		defer t.Stop()
 		readyTimeout = t.C
@@ -64,32 +96,62 @@ func cmdRun(ctx context.Context, args []string) error {
 			return d.stop()
 		case <-d.failed:
 			log.Error("data path failed", "err", d.fatalErr)
+			n.send(sd.SdNotifyStopping, "STATUS=data path failed: "+oneLine(d.fatalErr))
 			_ = d.stop()
 			return exitError{code: 1}
 		case <-d.changed:
 			status, connected := d.status()
 			if !n.ready && connected > 0 {
 				n.markReady(status)
-			} else {
+			} else if n.ready {
 				n.status(status)
 			}
 		case <-readyTimeout:
 			if !n.ready {
 				status, _ := d.status()
-				n.markReady(fmt.Sprintf("%s (ready without a connected peer after %v)", status, readyWait))
+				missing := unconnectedPeers(d)
+				log.Warn("ready without a connected peer", "waited", readyWait, "not_connected", strings.Join(missing, ","))
+				n.markReady(fmt.Sprintf("%s; not connected after %v: %s", status, readyWait, strings.Join(missing, ", ")))
 			}
 		case <-hup:
 			n.reloading()
-			d.reload(*path)
+			log.Info("reloading", "file", *path)
+			err := d.reload(*path)
 			status, _ := d.status()
+			if err != nil {
+				status = fmt.Sprintf("reload failed: %s; running the previous config; %s", oneLine(err), status)
+			}
 			n.markReady(status)
+		case reply := <-asks:
+			close(reply)
+		case <-wedgeControl:
+			log.Warn("debug: wedging the control loop (test hook)", "env", envWedge)
+			n.send("STATUS=debug: wedged the control loop")
+			select {} // forever: only a signal that kills ends the process
 		}
 	}
 }
 
-// readyWait bounds how long a site waits for its first peer before it
-// reports READY=1 to systemd.
-const readyWait = 20 * time.Second
+// unconnectedPeers returns the names of the configured peers without a
+// connection, sorted.
+func unconnectedPeers(d *daemon) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var names []string
+	for _, ps := range d.peers {
+		if ps.conn == nil {
+			names = append(names, ps.cfg.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// oneLine joins the lines of err (errors.Join, config problems) with "; "
+// for a STATUS= line, which must not contain a newline.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
 
 // newLogger logs key=value lines to stderr without timestamps: journald
 // (or the terminal) adds its own.
