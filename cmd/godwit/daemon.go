@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/godwit-vpn/godwit/config"
 	"github.com/godwit-vpn/godwit/quicconn"
@@ -29,6 +30,7 @@ type daemon struct {
 	rm  *routing.Manager
 	tn  *tunnel.Tunnel
 	ep  *quicconn.Endpoint
+	ops *ops // godwit show socket and metrics (ctl.go); nil until started
 
 	ctx    context.Context // cancelled by stop
 	cancel context.CancelFunc
@@ -55,6 +57,9 @@ type peerState struct {
 	cfg      config.Peer
 	conn     *quicconn.Conn     // current connection, or nil
 	stopDial context.CancelFunc // non-nil while a dial loop runs
+	// For godwit show (ctl.go): when the current or last conn was
+	// attached, and when its handshake completed.
+	since, handshake time.Time
 }
 
 func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *daemon, err error) {
@@ -112,6 +117,10 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		Logger:     log.With("part", "quic"),
 	})
 	if err != nil {
+		return nil, err
+	}
+
+	if d.ops, err = startOps(d); err != nil { // godwit show, metrics (ctl.go)
 		return nil, err
 	}
 
@@ -219,6 +228,7 @@ func (d *daemon) attach(c *quicconn.Conn) {
 	}
 	old := ps.conn
 	ps.conn = c
+	ps.since, ps.handshake = time.Now(), c.Stats().HandshakeDone // godwit show
 	name := ps.cfg.Name
 	d.mu.Unlock()
 
@@ -363,6 +373,7 @@ func (d *daemon) stop() error {
 
 func (d *daemon) teardown() error {
 	d.cancel()
+	d.ops.close() // godwit show, metrics (ctl.go)
 	var errs []error
 	if d.ep != nil {
 		if err := d.ep.Close(); err != nil {

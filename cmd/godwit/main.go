@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 
-// Command godwit is the Godwit VPN daemon and its tools: run, check, genkey,
-// pubkey, demo and version.
+// Command godwit is the Godwit VPN daemon and its tools: run, check, show,
+// genkey, pubkey, demo and version.
 package main
 
 import (
@@ -21,6 +21,8 @@ const usage = `usage: godwit <command> [arguments]
 commands:
   run -c FILE     run the daemon with the TOML config FILE (as root)
   check -c FILE   validate FILE and print every problem with its line
+  show [-i IFACE] [--json] [--socket PATH]
+                  print the running daemon's interface, peers and paths
   genkey          print a new private key (base64)
   pubkey          read a private key on stdin and print its public key
   demo            build a hub and a site in network namespaces and show traffic (as root)
@@ -57,6 +59,8 @@ func dispatch(ctx context.Context, cmd string, args []string) error {
 		return cmdRun(ctx, args)
 	case "check":
 		return cmdCheck(args)
+	case "show":
+		return cmdShow(ctx, args)
 	case "genkey":
 		return cmdGenkey(args)
 	case "pubkey":

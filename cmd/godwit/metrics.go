@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metricDescs are the metrics of statusCollector. Counters of a peer
+// count since it was configured; path figures are quic-go's, per
+// connection, and restart at zero with each new connection (Prometheus
+// rate() treats that as a counter reset).
+var metricDescs = struct {
+	info, peerConnected, peerHandshake, peerLastRx, peerLastTx            *prometheus.Desc
+	peerRxPackets, peerRxBytes, peerTxPackets, peerTxBytes, peerDrops     *prometheus.Desc
+	pathRTT, pathCwnd, pathLimit, pathLost, pathSentBytes, pathRecvBytes  *prometheus.Desc
+	ifRxPackets, ifRxBytes, ifTxPackets, ifTxBytes, ifDrops, icmpSent     *prometheus.Desc
+	icmpLimited, unreachableSends, tunWriteErrors, tunTooManySegs, uptime *prometheus.Desc
+}{
+	info: prometheus.NewDesc("godwit_info", "Constant 1, labelled with the version and interface.",
+		[]string{"version", "interface"}, nil),
+	uptime: prometheus.NewDesc("godwit_start_time_seconds", "When the daemon started, in Unix seconds.", nil, nil),
+
+	peerConnected: prometheus.NewDesc("godwit_peer_connected", "1 if the peer has a live connection, else 0.",
+		[]string{"peer"}, nil),
+	peerHandshake: prometheus.NewDesc("godwit_peer_last_handshake_timestamp_seconds",
+		"When the QUIC handshake of the peer's current or last connection completed; absent if it never connected.",
+		[]string{"peer"}, nil),
+	peerLastRx: prometheus.NewDesc("godwit_peer_last_rx_timestamp_seconds",
+		"When the latest IP packet from the peer arrived (250 ms resolution); absent if none did.",
+		[]string{"peer"}, nil),
+	peerLastTx: prometheus.NewDesc("godwit_peer_last_tx_timestamp_seconds",
+		"When the latest IP packet to the peer was sent (250 ms resolution); absent if none was.",
+		[]string{"peer"}, nil),
+	peerRxPackets: prometheus.NewDesc("godwit_peer_rx_packets_total", "IP packets received from the peer and written to the TUN.",
+		[]string{"peer"}, nil),
+	peerRxBytes: prometheus.NewDesc("godwit_peer_rx_bytes_total", "IP bytes received from the peer and written to the TUN.",
+		[]string{"peer"}, nil),
+	peerTxPackets: prometheus.NewDesc("godwit_peer_tx_packets_total", "IP packets sent to the peer.",
+		[]string{"peer"}, nil),
+	peerTxBytes: prometheus.NewDesc("godwit_peer_tx_bytes_total", "IP bytes sent to the peer.",
+		[]string{"peer"}, nil),
+	peerDrops: prometheus.NewDesc("godwit_peer_drops_total", "IP packets to or from the peer dropped, by direction and reason.",
+		[]string{"peer", "direction", "reason"}, nil),
+
+	pathRTT: prometheus.NewDesc("godwit_path_rtt_seconds", "Round-trip time estimate of the path, by kind (smoothed, min, latest).",
+		[]string{"peer", "path", "kind"}, nil),
+	pathCwnd: prometheus.NewDesc("godwit_path_congestion_window_bytes", "Congestion window of the path.",
+		[]string{"peer", "path"}, nil),
+	pathLimit: prometheus.NewDesc("godwit_path_datagram_limit_bytes", "Largest datagram payload the path accepts right now.",
+		[]string{"peer", "path"}, nil),
+	pathLost: prometheus.NewDesc("godwit_path_lost_packets_total", "QUIC packets declared lost on the path's connection.",
+		[]string{"peer", "path"}, nil),
+	pathSentBytes: prometheus.NewDesc("godwit_path_sent_bytes_total", "UDP payload bytes sent on the path's connection.",
+		[]string{"peer", "path"}, nil),
+	pathRecvBytes: prometheus.NewDesc("godwit_path_received_bytes_total", "UDP payload bytes received on the path's connection.",
+		[]string{"peer", "path"}, nil),
+
+	ifRxPackets: prometheus.NewDesc("godwit_rx_packets_total", "IP packets received from all peers, removed ones included.", nil, nil),
+	ifRxBytes:   prometheus.NewDesc("godwit_rx_bytes_total", "IP bytes received from all peers, removed ones included.", nil, nil),
+	ifTxPackets: prometheus.NewDesc("godwit_tx_packets_total", "IP packets sent to all peers, removed ones included.", nil, nil),
+	ifTxBytes:   prometheus.NewDesc("godwit_tx_bytes_total", "IP bytes sent to all peers, removed ones included.", nil, nil),
+	ifDrops: prometheus.NewDesc("godwit_drops_total", "IP packets dropped, by direction and reason, including those of no peer (no_route).",
+		[]string{"direction", "reason"}, nil),
+	icmpSent:         prometheus.NewDesc("godwit_icmp_sent_total", "ICMP errors written to the TUN (unreachable, packet too big).", nil, nil),
+	icmpLimited:      prometheus.NewDesc("godwit_icmp_rate_limited_total", "ICMP errors suppressed by the rate limit.", nil, nil),
+	unreachableSends: prometheus.NewDesc("godwit_unreachable_sends_total", "UDP sends that failed because the network was gone, counted as loss.", nil, nil),
+	tunWriteErrors:   prometheus.NewDesc("godwit_tun_write_errors_total", "Failed TUN writes (the rest of that batch is lost).", nil, nil),
+	tunTooManySegs:   prometheus.NewDesc("godwit_tun_too_many_segments_total", "TUN reads that lost part of a coalesced segment.", nil, nil),
+}
+
+// statusCollector is a prometheus.Collector that takes one Status snapshot
+// per scrape, so the data path pays nothing beyond its atomic counters.
+type statusCollector struct {
+	snap func() *Status
+}
+
+// Describe sends every metric's description.
+func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	m := &metricDescs
+	for _, d := range []*prometheus.Desc{
+		m.info, m.uptime, m.peerConnected, m.peerHandshake, m.peerLastRx, m.peerLastTx,
+		m.peerRxPackets, m.peerRxBytes, m.peerTxPackets, m.peerTxBytes, m.peerDrops,
+		m.pathRTT, m.pathCwnd, m.pathLimit, m.pathLost, m.pathSentBytes, m.pathRecvBytes,
+		m.ifRxPackets, m.ifRxBytes, m.ifTxPackets, m.ifTxBytes, m.ifDrops,
+		m.icmpSent, m.icmpLimited, m.unreachableSends, m.tunWriteErrors, m.tunTooManySegs,
+	} {
+		ch <- d
+	}
+}
+
+// Collect takes a snapshot and sends its figures.
+func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
+	collectStatus(c.snap(), ch)
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// collectStatus sends the metrics of st on ch.
+func collectStatus(st *Status, ch chan<- prometheus.Metric) {
+	m := &metricDescs
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	ifc := &st.Interface
+	gauge(m.info, 1, st.Version, ifc.Name)
+	gauge(m.uptime, unixSeconds(st.Started))
+	counter(m.ifRxPackets, ifc.RxPackets)
+	counter(m.ifRxBytes, ifc.RxBytes)
+	counter(m.ifTxPackets, ifc.TxPackets)
+	counter(m.ifTxBytes, ifc.TxBytes)
+	for k, v := range ifc.Drops {
+		dir, reason, _ := strings.Cut(k, "/")
+		counter(m.ifDrops, v, dir, reason)
+	}
+	counter(m.icmpSent, ifc.ICMPSent)
+	counter(m.icmpLimited, ifc.ICMPRateLimited)
+	counter(m.unreachableSends, ifc.UnreachableSends)
+	counter(m.tunWriteErrors, ifc.TUNWriteErrors)
+	counter(m.tunTooManySegs, ifc.TUNTooManySegments)
+
+	for i := range st.Peers {
+		p := &st.Peers[i]
+		connected := 0.0
+		if p.State == StateConnected {
+			connected = 1
+		}
+		gauge(m.peerConnected, connected, p.Name)
+		for _, ts := range []struct {
+			d *prometheus.Desc
+			t time.Time
+		}{{m.peerHandshake, p.LastHandshake}, {m.peerLastRx, p.LastRx}, {m.peerLastTx, p.LastTx}} {
+			if !ts.t.IsZero() {
+				gauge(ts.d, unixSeconds(ts.t), p.Name)
+			}
+		}
+		counter(m.peerRxPackets, p.RxPackets, p.Name)
+		counter(m.peerRxBytes, p.RxBytes, p.Name)
+		counter(m.peerTxPackets, p.TxPackets, p.Name)
+		counter(m.peerTxBytes, p.TxBytes, p.Name)
+		for k, v := range p.Drops {
+			dir, reason, _ := strings.Cut(k, "/")
+			counter(m.peerDrops, v, p.Name, dir, reason)
+		}
+		for j := range p.Paths {
+			pa := &p.Paths[j]
+			path := pathLabel(pa)
+			gauge(m.pathRTT, pa.RTT.Smoothed.Seconds(), p.Name, path, "smoothed")
+			gauge(m.pathRTT, pa.RTT.Min.Seconds(), p.Name, path, "min")
+			gauge(m.pathRTT, pa.RTT.Latest.Seconds(), p.Name, path, "latest")
+			gauge(m.pathCwnd, float64(pa.CongestionWindow), p.Name, path)
+			gauge(m.pathLimit, float64(pa.DatagramLimit), p.Name, path)
+			counter(m.pathLost, pa.PacketsLost, p.Name, path)
+			counter(m.pathSentBytes, pa.BytesSent, p.Name, path)
+			counter(m.pathRecvBytes, pa.BytesReceived, p.Name, path)
+		}
+	}
+}
+
+// pathLabel names a path for the "path" label: "local->remote".
+func pathLabel(p *PathStatus) string {
+	return p.Local.String() + "->" + p.Remote.String()
+}
+
+// newMetricsRegistry returns a private registry with the status collector
+// and the process and Go runtime collectors.
+func newMetricsRegistry(snap func() *Status) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		statusCollector{snap: snap},
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return reg, nil
+}
+
+// metricsServer serves /metrics over HTTP.
+type metricsServer struct {
+	srv  *http.Server
+	ln   net.Listener
+	done sync.WaitGroup
+}
+
+// listenMetrics listens on addr (a TCP "host:port") and serves the metrics
+// of snap at /metrics until close.
+func listenMetrics(addr string, snap func() *Status, log *slog.Logger) (*metricsServer, error) {
+	reg, err := newMetricsRegistry(snap)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		MaxRequestsInFlight: 4,
+		Timeout:             10 * time.Second,
+	}))
+	s := &metricsServer{
+		ln: ln,
+		srv: &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 5 * time.Second,
+			WriteTimeout:      15 * time.Second,
+			IdleTimeout:       time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		},
+	}
+	s.done.Go(func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics endpoint stopped", "err", err)
+		}
+	})
+	log.Info("metrics endpoint listening", "addr", ln.Addr().String())
+	return s, nil
+}
+
+
+// close shuts the server down, waiting up to 2 s for scrapes in progress.
+func (s *metricsServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		_ = s.srv.Close()
+	}
+	s.done.Wait()
+}
