@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MIT
+
+package tests
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReloadKeepsUnchangedPeer reloads a hub with two sites, A and B, under
+// a 100 Hz ping to A, with a config that removes B and changes nothing for
+// A: A loses no ping, B is disconnected with a reason and its routes leave
+// the hub within 1 s. Re-adding B reconnects it.
+func TestReloadKeepsUnchangedPeer(t *testing.T) {
+	tp := newTopo(t, 2, true)
+	a, b := tp.sites[0], tp.sites[1]
+	full := tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port))
+	hubPath := full.write(t, tp.lab)
+	hub := startDaemon(t, tp.hub, "hub", hubPath)
+	tp.start(t, a.ns, tp.siteConf(a, false)).waitConnected(t, "hub")
+	siteB := tp.start(t, b.ns, tp.siteConf(b, false))
+	siteB.waitConnected(t, "hub")
+	hub.waitConnected(t, a.name())
+	hub.waitConnected(t, b.name())
+	a4, _ := tunAddrs(a.i)
+	b4, _ := tunAddrs(b.i)
+	// B's tunnel addresses are inside the hub's own /24 and /64, so the
+	// routes the hub adds for B are those of B's LAN.
+	bl4, bl6 := lanNet(b.i)
+	pingOK(t, tp.hub, a4)
+	pingOK(t, tp.hub, b4)
+
+	routesTo := func(pfxs ...netip.Prefix) []string {
+		var found []string
+		for _, r := range tunRoutes(t, tp.hub, tunName) {
+			for _, p := range pfxs {
+				if strings.Contains(r, `"dst":"`+p.String()+`"`) {
+					found = append(found, r)
+				}
+			}
+		}
+		return found
+	}
+	if len(routesTo(bl4, bl6)) != 2 {
+		t.Fatalf("hub routes to B before the reload: %q, want one for %v and one for %v", routesTo(bl4, bl6), bl4, bl6)
+	}
+
+	// 3 s of pings at 100 Hz to A, with the reload in the middle.
+	const count, interval = 300, 10 * time.Millisecond
+	type result struct {
+		sent, received int
+		err            error
+	}
+	pings := make(chan result, 1)
+	go func() {
+		r, err := tp.hub.Ping(a4, count, interval, 2*time.Second)
+		pings <- result{r.Sent, r.Received, err}
+	}()
+	time.Sleep(time.Second)
+
+	onlyA := full
+	onlyA.peers = full.peers[:1]
+	if onlyA.write(t, tp.lab) != hubPath {
+		t.Fatal("the config without B went to another file")
+	}
+	must(t, hub.Signal(syscall.SIGHUP))
+	reloaded := time.Now()
+	hub.waitLog(t, 5*time.Second, "msg=reloaded", "peers=1")
+	if !poll(time.Second, func() bool { return len(routesTo(bl4, bl6)) == 0 }) {
+		t.Errorf("hub routes to B 1 s after the reload: %q, want none", routesTo(bl4, bl6))
+	}
+	t.Logf("B's routes gone %v after SIGHUP", time.Since(reloaded).Round(time.Millisecond))
+	siteB.waitLog(t, 2*time.Second, "peer disconnected", "peer=hub", "peer removed from config")
+	if len(hub.logLines("peer removed", "peer="+b.name())) == 0 {
+		t.Errorf("hub did not log that it removed %s", b.name())
+	}
+
+	r := <-pings
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.sent != count || r.received != r.sent {
+		t.Errorf("100 Hz ping to A across the reload: %d of %d replies (%d sent), want all", r.received, count, r.sent)
+	}
+	if n := len(hub.logLines("peer disconnected", "peer="+a.name())); n != 0 {
+		t.Errorf("A was disconnected %d times by a reload that did not change it", n)
+	}
+
+	// Re-adding B: B's dial loop, refused meanwhile, gets through again.
+	full.write(t, tp.lab)
+	must(t, hub.Signal(syscall.SIGHUP))
+	if !poll(connectWithin, func() bool { return len(hub.logLines("peer connected", "peer="+b.name())) >= 2 }) {
+		t.Fatalf("B did not reconnect within %v of being re-added", connectWithin)
+	}
+	if err := tp.hub.WaitPing(b4, 10*time.Second); err != nil {
+		t.Errorf("after re-adding B: %v", err)
+	}
+	if len(routesTo(bl4, bl6)) != 2 {
+		t.Errorf("hub routes to B after re-adding it: %q, want one for %v and one for %v", routesTo(bl4, bl6), bl4, bl6)
+	}
+}
