@@ -103,7 +103,7 @@ func cmdRun(ctx context.Context, args []string) error {
 			status, connected := d.status()
 			if !n.ready && connected > 0 {
 				n.markReady(status)
-			} else if n.ready {
+			} else {
 				n.status(status)
 			}
 		case <-readyTimeout:
