@@ -236,6 +236,8 @@ func listenMetrics(addr string, snap func() *Status, log *slog.Logger) (*metrics
 	return s, nil
 }
 
+// addr returns the address the server listens on.
+func (s *metricsServer) addr() net.Addr { return s.ln.Addr() }
 
 // close shuts the server down, waiting up to 2 s for scrapes in progress.
 func (s *metricsServer) close() {

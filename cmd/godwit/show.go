@@ -289,8 +289,8 @@ func humanBytes(n uint64) string {
 		v /= 1024
 		i++
 	}
-	// sig3 rounds 1023.96 up to "1024"; say 1.00 of the next unit instead.
-	if v >= 999.5 && i < len(units)-1 {
+	// sig3 rounds 1023.6 up to "1024"; say 1.00 of the next unit instead.
+	if v >= 1023.5 && i < len(units)-1 {
 		v /= 1024
 		i++
 	}
