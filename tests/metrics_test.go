@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+
+package tests
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/godwit-vpn/godwit/tests/netlab"
+)
+
+// metricsAddr is where the hub serves metrics, on its own loopback.
+const metricsAddr = "127.0.0.1:9586"
+
+// scrapeIn fetches http://addr/metrics from inside ns and returns the
+// samples as "name{labels}" -> value (labels as Prometheus writes them,
+// sorted by name).
+func scrapeIn(t *testing.T, ns *netlab.NS, addr string) map[string]float64 {
+	t.Helper()
+	c := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, a string) (net.Conn, error) { return ns.DialTCP(ctx, a) },
+		},
+	}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scraping %s in %s: %v", addr, ns.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping %s: %s\n%s", addr, resp.Status, body)
+	}
+	m := make(map[string]float64)
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if i < 0 || err != nil {
+			t.Fatalf("bad sample line %q", line)
+		}
+		m[line[:i]] = v
+	}
+	return m
+}
+
+// TestMetrics runs a hub with metrics_listen, sends pings from a site and
+// checks that /metrics shows the counters of `godwit show --json`, taken
+// just before and just after the scrape, and the path figures.
+func TestMetrics(t *testing.T) {
+	tp, hub, _ := opsLab(t, fmt.Sprintf("metrics_listen = %q", metricsAddr))
+	s := tp.sites[0]
+	pingThrough(t, tp)
+
+	before := hub.status(t)
+	got := scrapeIn(t, tp.hub, metricsAddr)
+	after := hub.status(t)
+
+	pb, pa := before.peer(t, s.name()), after.peer(t, s.name())
+	peer := fmt.Sprintf(`{peer=%q}`, s.name())
+	counters := []struct {
+		sample        string
+		before, after uint64
+	}{
+		{"godwit_peer_rx_packets_total" + peer, pb.RxPackets, pa.RxPackets},
+		{"godwit_peer_tx_packets_total" + peer, pb.TxPackets, pa.TxPackets},
+		{"godwit_peer_rx_bytes_total" + peer, pb.RxBytes, pa.RxBytes},
+		{"godwit_peer_tx_bytes_total" + peer, pb.TxBytes, pa.TxBytes},
+		{"godwit_rx_packets_total", before.Interface.RxPackets, after.Interface.RxPackets},
+	}
+	for _, c := range counters {
+		v, ok := got[c.sample]
+		switch {
+		case !ok:
+			t.Errorf("no sample %s", c.sample)
+		case v < float64(c.before) || v > float64(c.after):
+			t.Errorf("%s = %v, want between show's %d (before) and %d (after)", c.sample, v, c.before, c.after)
+		case strings.Contains(c.sample, "packets") && v < pingCount-2:
+			t.Errorf("%s = %v, want at least the pings (%d)", c.sample, v, pingCount)
+		}
+	}
+	if v := got["godwit_peer_connected"+peer]; v != 1 {
+		t.Errorf("godwit_peer_connected%s = %v, want 1", peer, v)
+	}
+	if v := got["godwit_peer_last_handshake_timestamp_seconds"+peer]; v < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("last handshake timestamp %v, want within the last minute", v)
+	}
+	if v := got[fmt.Sprintf(`godwit_peer_drops_total{direction="inbound",peer=%q,reason="bad_source"}`, s.name())]; v != 0 {
+		t.Errorf("bad-source drops %v, want 0", v)
+	}
+
+	if len(pa.Paths) != 1 {
+		t.Fatalf("show: %d paths, want 1", len(pa.Paths))
+	}
+	path := fmt.Sprintf("path=%q", pa.Paths[0].Local.String()+"->"+pa.Paths[0].Remote.String())
+	for _, kind := range []string{"smoothed", "min", "latest"} {
+		sample := fmt.Sprintf(`godwit_path_rtt_seconds{kind=%q,%s,peer=%q}`, kind, path, s.name())
+		if v, ok := got[sample]; !ok || v <= 0 || v > 5 {
+			t.Errorf("%s = %v (present %v), want > 0 and sane", sample, v, ok)
+		}
+	}
+	for _, name := range []string{"godwit_path_congestion_window_bytes", "godwit_path_datagram_limit_bytes"} {
+		sample := fmt.Sprintf(`%s{%s,peer=%q}`, name, path, s.name())
+		if v, ok := got[sample]; !ok || v < 1000 {
+			t.Errorf("%s = %v (present %v), want a real size", sample, v, ok)
+		}
+	}
+	if _, ok := got[fmt.Sprintf(`godwit_path_lost_packets_total{%s,peer=%q}`, path, s.name())]; !ok {
+		t.Errorf("no godwit_path_lost_packets_total for %s", path)
+	}
+	for _, name := range []string{"process_resident_memory_bytes", "go_goroutines"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("no sample %s", name)
+		}
+	}
+}

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: MIT
+
+package tests
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/godwit-vpn/godwit/tests/netlab"
+)
+
+// statusDoc is the part of `godwit show --json` these tests read. It is
+// decoded from the command's output, as a script would, not shared with
+// package main.
+type statusDoc struct {
+	Now       time.Time `json:"now"`
+	Interface struct {
+		Name      string `json:"name"`
+		PublicKey string `json:"public_key"`
+		RxPackets uint64 `json:"rx_packets"`
+		TxPackets uint64 `json:"tx_packets"`
+	} `json:"interface"`
+	Peers []peerDoc `json:"peers"`
+}
+
+type peerDoc struct {
+	Name          string            `json:"name"`
+	PublicKey     string            `json:"public_key"`
+	Endpoint      string            `json:"endpoint"`
+	State         string            `json:"state"`
+	LastHandshake time.Time         `json:"last_handshake"`
+	LastRx        time.Time         `json:"last_rx"`
+	LastTx        time.Time         `json:"last_tx"`
+	RxPackets     uint64            `json:"rx_packets"`
+	RxBytes       uint64            `json:"rx_bytes"`
+	TxPackets     uint64            `json:"tx_packets"`
+	TxBytes       uint64            `json:"tx_bytes"`
+	Drops         map[string]uint64 `json:"drops"`
+	Paths         []struct {
+		Local  netip.AddrPort `json:"local"`
+		Remote netip.AddrPort `json:"remote"`
+		Active bool           `json:"active"`
+		RTT    struct {
+			Smoothed time.Duration `json:"smoothed_ns"`
+			Min      time.Duration `json:"min_ns"`
+			Latest   time.Duration `json:"latest_ns"`
+		} `json:"rtt"`
+		CongestionWindow uint64 `json:"congestion_window_bytes"`
+		DatagramLimit    int    `json:"datagram_limit_bytes"`
+		PacketsSent      uint64 `json:"packets_sent"`
+		PacketsReceived  uint64 `json:"packets_received"`
+	} `json:"paths"`
+}
+
+// peer returns the peer called name, failing the test without one.
+func (s *statusDoc) peer(t *testing.T, name string) *peerDoc {
+	t.Helper()
+	for i := range s.Peers {
+		if s.Peers[i].Name == name {
+			return &s.Peers[i]
+		}
+	}
+	t.Fatalf("show: no peer %q in %+v", name, s.Peers)
+	return nil
+}
+
+// opsDaemon is a daemon started with its own control socket (GODWIT_SOCKET)
+// so that daemons of parallel tests and of other labs, which all name
+// their interface gw0, never share /run/godwit/gw0.sock.
+type opsDaemon struct {
+	*daemon
+	sock string
+}
+
+// startOpsDaemon writes c, adds extra lines to its [interface] table and
+// runs the daemon in ns with its control socket in the lab directory.
+func startOpsDaemon(t *testing.T, tp *topo, ns *netlab.NS, c nodeConf, extra ...string) *opsDaemon {
+	t.Helper()
+	path := c.write(t, tp.lab)
+	if len(extra) > 0 {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.Replace(string(b), "[interface]\n", "[interface]\n"+strings.Join(extra, "\n")+"\n", 1)
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sock := filepath.Join(tp.lab.Dir, c.name+".sock")
+	p, err := ns.Start(c.name, "env", "GODWIT_SOCKET="+sock, godwit(t), "run", "-c", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- log of %s ---\n%s", c.name, p.Output())
+		}
+	})
+	return &opsDaemon{daemon: &daemon{Proc: p, ns: ns}, sock: sock}
+}
+
+// show runs `godwit show --socket <sock> args...` and returns its stdout.
+func (d *opsDaemon) show(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(godwit(t), append([]string{"show", "--socket", d.sock}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("godwit show %s (%s): %v: %s", strings.Join(args, " "), d.Name, err, stderr.String())
+	}
+	return string(out)
+}
+
+// status runs `godwit show --json` and decodes it.
+func (d *opsDaemon) status(t *testing.T) *statusDoc {
+	t.Helper()
+	out := d.show(t, "--json")
+	var st statusDoc
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("godwit show --json (%s): %v in %q", d.Name, err, out)
+	}
+	return &st
+}
+
+// opsLab is a hub and one site, both up, each with its own control
+// socket; the hub has the extra [interface] lines hubExtra.
+func opsLab(t *testing.T, hubExtra ...string) (tp *topo, hub, site *opsDaemon) {
+	t.Helper()
+	tp = newTopo(t, 1, false)
+	s := tp.sites[0]
+	hub = startOpsDaemon(t, tp, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)), hubExtra...)
+	site = startOpsDaemon(t, tp, s.ns, tp.siteConf(s, false))
+	site.waitConnected(t, "hub")
+	hub.waitConnected(t, s.name())
+	return tp, hub, site
+}
+
+// pingCount is how many echo requests the show and metrics tests send
+// through the tunnel.
+const pingCount = 20
+
+// pingThrough sends pingCount pings from the site to the hub's tunnel
+// address and requires most of them answered; it returns the replies.
+func pingThrough(t *testing.T, tp *topo) int {
+	t.Helper()
+	hub4, _ := tunAddrs(0)
+	r, err := tp.sites[0].ns.Ping(hub4, pingCount, 10*time.Millisecond, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Sent != pingCount || r.Received < pingCount-2 {
+		t.Fatalf("ping through the tunnel: %d sent, %d received, want %d and nearly all back", r.Sent, r.Received, pingCount)
+	}
+	return r.Received
+}
+
+// TestShow checks `godwit show` on a hub and a site after a known number
+// of pings: the packet counters (at least the pings, and not many more),
+// the state, RTT, endpoints and keys in the JSON document, and the human
+// output.
+func TestShow(t *testing.T) {
+	tp, hub, site := opsLab(t)
+	s := tp.sites[0]
+	hubBefore, siteBefore := hub.status(t), site.status(t)
+	replies := pingThrough(t, tp)
+	hubAfter, siteAfter := hub.status(t), site.status(t)
+
+	// Counters grow by the pings, plus little: nothing else talks over
+	// the tunnel in this lab (heartbeats ride the control stream, and
+	// link-local multicast has no route).
+	const slack = 5
+	delta := func(after, before uint64) uint64 { return after - before }
+	sp, sp0 := siteAfter.peer(t, "hub"), siteBefore.peer(t, "hub")
+	hp, hp0 := hubAfter.peer(t, s.name()), hubBefore.peer(t, s.name())
+	counters := []struct {
+		name     string
+		got      uint64
+		min, max uint64
+	}{
+		{"site tx packets to hub", delta(sp.TxPackets, sp0.TxPackets), pingCount, pingCount + slack},
+		{"site rx packets from hub", delta(sp.RxPackets, sp0.RxPackets), uint64(replies), pingCount + slack},
+		{"hub rx packets from site", delta(hp.RxPackets, hp0.RxPackets), pingCount, pingCount + slack},
+		{"hub tx packets to site", delta(hp.TxPackets, hp0.TxPackets), uint64(replies), pingCount + slack},
+		// At least an IPv4 and an ICMP header per echo, at most an MTU.
+		{"site tx bytes", delta(sp.TxBytes, sp0.TxBytes), 28 * pingCount, 1300 * (pingCount + slack)},
+		{"hub rx bytes", delta(hp.RxBytes, hp0.RxBytes), 28 * pingCount, 1300 * (pingCount + slack)},
+		{"hub interface rx packets", delta(hubAfter.Interface.RxPackets, hubBefore.Interface.RxPackets), pingCount, pingCount + slack},
+	}
+	for _, c := range counters {
+		if c.got < c.min || c.got > c.max {
+			t.Errorf("%s grew by %d over %d pings, want %d..%d", c.name, c.got, pingCount, c.min, c.max)
+		}
+	}
+
+	hub4, _ := underlay(s.i, 1)
+	site4, _ := underlay(s.i, 2)
+	for _, tt := range []struct {
+		who        string
+		st         *statusDoc
+		p          *peerDoc
+		wantKey    string
+		wantRemote netip.Addr
+		wantPort   uint16 // 0: any (the site's port is ephemeral)
+		wantEP     string
+	}{
+		{"site", siteAfter, sp, tp.hubK.pub, hub4, port, netip.AddrPortFrom(hub4, port).String()},
+		{"hub", hubAfter, hp, s.k.pub, site4, 0, ""},
+	} {
+		p := tt.p
+		if p.State != "connected" {
+			t.Errorf("%s: peer %s state %q, want connected", tt.who, p.Name, p.State)
+		}
+		if p.PublicKey != tt.wantKey {
+			t.Errorf("%s: peer %s key %q, want %q", tt.who, p.Name, p.PublicKey, tt.wantKey)
+		}
+		if p.Endpoint != tt.wantEP {
+			t.Errorf("%s: peer %s configured endpoint %q, want %q", tt.who, p.Name, p.Endpoint, tt.wantEP)
+		}
+		if tt.st.Interface.Name != tunName {
+			t.Errorf("%s: interface %q, want %q", tt.who, tt.st.Interface.Name, tunName)
+		}
+		now := tt.st.Now
+		if p.LastHandshake.IsZero() || p.LastHandshake.After(now) || now.Sub(p.LastHandshake) > time.Minute {
+			t.Errorf("%s: last handshake %v, want within the last minute of %v", tt.who, p.LastHandshake, now)
+		}
+		for name, ts := range map[string]time.Time{"last rx": p.LastRx, "last tx": p.LastTx} {
+			if age := now.Sub(ts); ts.IsZero() || age < -time.Second || age > 10*time.Second {
+				t.Errorf("%s: %s %v, want within seconds of %v (the pings)", tt.who, name, ts, now)
+			}
+		}
+		if n := len(p.Paths); n != 1 {
+			t.Errorf("%s: %d paths, want 1", tt.who, n)
+			continue
+		}
+		pa := p.Paths[0]
+		if !pa.Active || pa.Remote.Addr() != tt.wantRemote || (tt.wantPort != 0 && pa.Remote.Port() != tt.wantPort) {
+			t.Errorf("%s: path remote %v active %v, want %v (port %d) active", tt.who, pa.Remote, pa.Active, tt.wantRemote, tt.wantPort)
+		}
+		if pa.RTT.Smoothed <= 0 || pa.RTT.Min <= 0 || pa.RTT.Latest <= 0 || pa.RTT.Smoothed > 5*time.Second {
+			t.Errorf("%s: rtt %+v, want all > 0 and sane", tt.who, pa.RTT)
+		}
+		if pa.CongestionWindow == 0 || pa.DatagramLimit < 1000 || pa.DatagramLimit > 65535 {
+			t.Errorf("%s: congestion window %d, datagram limit %d; want > 0 and a real limit", tt.who, pa.CongestionWindow, pa.DatagramLimit)
+		}
+		if pa.PacketsSent < pingCount || pa.PacketsReceived < uint64(replies) {
+			t.Errorf("%s: QUIC packets sent %d, received %d; want at least the pings", tt.who, pa.PacketsSent, pa.PacketsReceived)
+		}
+		if got := p.Drops["inbound/bad_source"]; got != 0 {
+			t.Errorf("%s: %d bad-source drops, want 0", tt.who, got)
+		}
+	}
+
+	human := site.show(t)
+	for _, want := range []string{
+		"interface: " + tunName,
+		"peer: hub",
+		"  public key: " + tp.hubK.pub,
+		"  state: connected for ",
+		"  endpoint: " + netip.AddrPortFrom(hub4, port).String(),
+		"  latest handshake: ",
+		"    rtt: ",
+	} {
+		if !strings.Contains(human, want) {
+			t.Errorf("godwit show (site): no %q in\n%s", want, human)
+		}
+	}
+	if human := hub.show(t); !strings.Contains(human, "peer: "+s.name()) || !strings.Contains(human, "listening on: 0.0.0.0:4433") {
+		t.Errorf("godwit show (hub) does not mention peer %s and the listen address:\n%s", s.name(), human)
+	}
+
+	// No daemon on a socket: a clear error and a failing exit status.
+	cmd := exec.Command(godwit(t), "show", "--socket", filepath.Join(tp.lab.Dir, "none.sock"))
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "is it running?") {
+		t.Errorf("godwit show without a daemon: %v, %q; want an error saying so", err, out)
+	}
+
+	// A stopped daemon leaves no socket (nor its lock file) behind.
+	site.stop(t, 10*time.Second)
+	for _, p := range []string{site.sock, site.sock + ".lock"} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after SIGTERM: stat %s = %v, want not exist", p, err)
+		}
+	}
+}
