@@ -193,10 +193,19 @@ endpoint = "192.0.2.1:4433"
 	}
 	// The tunnel carried it: what the hub daemon writes into its TUN counts
 	// as received by the interface. (Replies are fewer: the kernel rate
-	// limits ICMP errors.)
-	out, code := run(t, time.Minute, nil, ip, "netns", "exec", hubNS, "cat", "/sys/class/net/gwpk0/statistics/rx_packets")
-	if n, err := strconv.Atoi(strings.TrimSpace(out)); code != 0 || err != nil || n < 10 {
-		t.Errorf("hub TUN rx_packets = %q (exit %d), want at least 10 of the 50 sent", strings.TrimSpace(out), code)
+	// limits ICMP errors.) Under strace the daemons are slow, so the
+	// packets may still be on their way: poll.
+	var rx string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, code := run(t, time.Minute, nil, ip, "netns", "exec", hubNS, "cat", "/sys/class/net/gwpk0/statistics/rx_packets")
+		rx = strings.TrimSpace(out)
+		if n, err := strconv.Atoi(rx); code == 0 && err == nil && n >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("hub TUN rx_packets = %q after 15 s, want at least 10 of the 50 sent", rx)
+			break
+		}
 	}
 	for _, d := range []*traced{hub, site} {
 		d.signal(t, syscall.SIGHUP)
