@@ -67,6 +67,35 @@ type ConnStats struct {
 	DatagramLimit int
 	// Resumed reports whether the TLS handshake resumed a session.
 	Resumed bool
+
+	// The rest is counted by the connection's tracer (quic-go reports
+	// these nowhere else).
+
+	// DatagramsDroppedQueueFull counts received datagrams that quic-go
+	// dropped because its 128-datagram receive queue was full: the
+	// ReceiveDatagram loop fell behind (qlog trigger "buffer_full").
+	DatagramsDroppedQueueFull uint64
+	// DatagramsDroppedTooLarge counts datagrams that SendDatagram accepted
+	// but quic-go dropped when packing because they no longer fit in a
+	// packet, e.g. after a path change lowered the packet size (qlog
+	// trigger "too_large").
+	DatagramsDroppedTooLarge uint64
+	// PacketsDroppedDoS counts QUIC packets dropped because the
+	// connection's 256-packet queue of undecrypted packets was full: its
+	// goroutine in quic-go cannot keep up (qlog "dos_prevention").
+	PacketsDroppedDoS uint64
+	// PTOCount is the current number of consecutive probe timeouts on the
+	// active path; 0 after an ack arrives. More than 2 or 3 means the path
+	// is failing.
+	PTOCount uint32
+	// MaxPacketSize is the current largest UDP payload quic-go sends, in
+	// bytes: 1350 at the start and after every path change, raised by
+	// path MTU discovery (at most 1452).
+	MaxPacketSize int
+	// PathChanges counts how often the active path (local and remote
+	// address) changed: the peer's NAT rebinding or migration, or a
+	// local migration.
+	PathChanges uint64
 }
 
 // probeDatagram is longer than any datagram quic-go accepts (16383 at most),
@@ -87,6 +116,7 @@ type Conn struct {
 	resumed  bool
 	hsDone   time.Time
 	forget   func(*Conn) // removes c from its Endpoint; nil when not registered
+	trace    *connTrace  // quic-go's tracer of qc; nil when the Endpoint has none
 
 	wmu  sync.Mutex // wmu guards the following field and writes to st.
 	wbuf []byte
@@ -124,6 +154,7 @@ func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer
 		start:    time.Now(),
 		done:     make(chan struct{}),
 	}
+	c.trace, _ = qc.QlogTrace().(*connTrace)
 	c.log = cfg.Logger.With("peer", keyString(key), "name", peer.Name, "remote", qc.RemoteAddr().String())
 	return c
 }
@@ -284,6 +315,14 @@ func (c *Conn) Stats() ConnStats {
 	if err := c.qc.SendDatagram(probeDatagram); errors.As(err, &tl) {
 		s.DatagramLimit = int(tl.MaxDatagramPayloadSize)
 	}
+	if t := c.trace; t != nil {
+		s.DatagramsDroppedQueueFull = t.dgramQueueFull.Load()
+		s.DatagramsDroppedTooLarge = t.dgramTooLarge.Load()
+		s.PacketsDroppedDoS = t.dosDrops.Load()
+		s.PTOCount = t.pto.Load()
+		s.MaxPacketSize = int(t.maxPacketSize.Load())
+		s.PathChanges = t.pathChanges.Load()
+	}
 	return s
 }
 
@@ -342,8 +381,21 @@ func (c *Conn) readControl() {
 	}
 }
 
+// connLevel reports whether err from a stream operation is the close of
+// the whole connection. Stream operations can fail with it a moment before
+// the connection's context is cancelled.
+func connLevel(err error) bool {
+	var (
+		ae *quic.ApplicationError
+		te *quic.TransportError
+		ie *quic.IdleTimeoutError
+		sr *quic.StatelessResetError
+	)
+	return errors.As(err, &ae) || errors.As(err, &te) || errors.As(err, &ie) || errors.As(err, &sr)
+}
+
 func (c *Conn) controlReadFailed(err error) {
-	if c.qc.Context().Err() != nil {
+	if c.qc.Context().Err() != nil || connLevel(err) {
 		return // the connection is closing; watch records why
 	}
 	switch {
@@ -357,7 +409,7 @@ func (c *Conn) controlReadFailed(err error) {
 }
 
 func (c *Conn) controlWriteFailed(err error) {
-	if c.qc.Context().Err() != nil {
+	if c.qc.Context().Err() != nil || connLevel(err) {
 		return
 	}
 	c.closeLocal(CodeControlStream, fmt.Sprintf("control stream write: %v", err))

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,11 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.QlogDir != "" {
+		if err := os.MkdirAll(cfg.QlogDir, 0o750); err != nil {
+			return nil, fmt.Errorf("quicconn: qlog dir: %w", err)
+		}
+	}
 	e := &Endpoint{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -96,7 +102,9 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if cfg.Listen != "" {
-		e.ln, err = e.tr.Listen(serverTLSConfig(cert, cfg.Authorize, e.logRefused), e.quicConfig(false))
+		tc := serverTLSConfig(cert, cfg.Authorize, e.logRefused)
+		tc.KeyLogWriter = cfg.KeyLogWriter
+		e.ln, err = e.tr.Listen(tc, e.quicConfig(false))
 		if err != nil {
 			e.cancel()
 			e.tr.Close()
@@ -155,6 +163,9 @@ func (e *Endpoint) quicConfig(dialer bool) *quic.Config {
 	}
 	if dialer {
 		c.KeepAlivePeriod = e.cfg.KeepAlive
+	}
+	if !e.cfg.DisableTracer || e.cfg.QlogDir != "" {
+		c.Tracer = e.newTrace
 	}
 	return c
 }
@@ -295,6 +306,7 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 		return nil, fmt.Errorf("quicconn: hello: %w", context.Cause(ctx))
 	}
 	c := newConn(qc, st, br, &e.cfg, peer, hsDone)
+	e.nameQlog(c)
 	if err := e.register(c); err != nil {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
 		return nil, err
@@ -337,7 +349,9 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, peer [32]byte) (*Conn,
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*e.cfg.HandshakeTimeout)
 	defer cancel()
-	qc, err := e.tr.Dial(ctx, ua, clientTLSConfig(e.cert, peer, e.sessions), e.quicConfig(true))
+	tc := clientTLSConfig(e.cert, peer, e.sessions)
+	tc.KeyLogWriter = e.cfg.KeyLogWriter
+	qc, err := e.tr.Dial(context.WithValue(ctx, dialPeerKey{}, peer), ua, tc, e.quicConfig(true))
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 	}
