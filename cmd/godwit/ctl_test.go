@@ -229,3 +229,57 @@ func TestControlSocketSlowClient(t *testing.T) {
 		t.Fatal("a silent client blocked another one")
 	}
 }
+
+// FuzzCtlRequest feeds arbitrary request bytes to the control server's
+// handler: it must not panic, and it must answer with one JSON object that
+// holds either a status (only for a "status" request) or an error.
+func FuzzCtlRequest(f *testing.F) {
+	for _, seed := range []string{
+		`{"cmd":"status"}`, `{"cmd":"status"}` + "\n", `{"cmd":"reboot"}`, `{}`, `{"cmd":1}`,
+		`{"cmd":"status","x":[1,2,{"y":null}]}`, `"status"`, `{"cmd":"stat\u0075s"}`, "", "{", "\xff\xfe",
+	} {
+		f.Add([]byte(seed))
+	}
+	s := &ctlServer{log: discard, snap: func() *Status { return &Status{Version: "fuzz"} }}
+	f.Fuzz(func(t *testing.T, req []byte) {
+		a, b := net.Pipe()
+		go func() {
+			b.SetDeadline(time.Now().Add(5 * time.Second))
+			b.Write(req)
+			b.Close() // EOF ends the request
+		}()
+		done := make(chan []byte, 1)
+		srv, cli := net.Pipe()
+		go func() {
+			out, _ := io.ReadAll(cli)
+			done <- out
+		}()
+		s.handle(&splitConn{Conn: srv, r: a})
+		a.Close()
+		out := <-done
+		var resp ctlResponse
+		if err := json.Unmarshal(out, &resp); err != nil {
+			t.Fatalf("answer to %q is not JSON: %v: %q", req, err, out)
+		}
+		if (resp.Status == nil) == (resp.Error == "") {
+			t.Fatalf("answer to %q has status %v and error %q, want exactly one", req, resp.Status, resp.Error)
+		}
+		if resp.Status != nil {
+			// The daemon decodes one JSON value; what follows it is
+			// ignored. That value must be a status request.
+			var first ctlRequest
+			if err := json.NewDecoder(strings.NewReader(string(req))).Decode(&first); err != nil || first.Cmd != "status" {
+				t.Fatalf("status answered to %q", req)
+			}
+		}
+	})
+}
+
+// splitConn reads from r and writes to the embedded Conn, so a handler's
+// input and output can be driven separately.
+type splitConn struct {
+	net.Conn
+	r net.Conn
+}
+
+func (c *splitConn) Read(b []byte) (int, error) { return c.r.Read(b) }
