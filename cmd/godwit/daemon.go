@@ -298,6 +298,7 @@ func (d *daemon) reload(path string) error {
 		d.log.Error("reload failed, keeping the running config", "err", err)
 		return err
 	}
+	logLevel.Set(cfg.Interface.LogLevel)
 	d.log.Info("reloaded", "peers", len(cfg.Peers))
 	return nil
 }

@@ -153,11 +153,15 @@ func oneLine(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "; ")
 }
 
+// logLevel is the daemon's log level; a reload may change it.
+var logLevel slog.LevelVar
+
 // newLogger logs key=value lines to stderr without timestamps: journald
 // (or the terminal) adds its own.
 func newLogger(level slog.Level) *slog.Logger {
+	logLevel.Set(level)
 	h := slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
-		Level: level,
+		Level: &logLevel,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey && len(groups) == 0 {
 				return slog.Attr{}
@@ -207,23 +211,25 @@ var errReloadInterface = errors.New("changing [interface] needs a restart")
 // that a reload cannot apply.
 func interfaceChanged(a, b *config.Interface) error {
 	var diffs []string
-	if a.Name != b.Name {
-		diffs = append(diffs, "name")
-	}
-	if a.PrivateKey != b.PrivateKey {
-		diffs = append(diffs, "private key")
-	}
-	if a.Listen != b.Listen {
-		diffs = append(diffs, "listen")
-	}
-	if a.MTU != b.MTU {
-		diffs = append(diffs, "mtu")
-	}
-	if a.FwMark != b.FwMark || a.Table != b.Table {
-		diffs = append(diffs, "fwmark/table")
-	}
-	if fmt.Sprint(a.Addresses) != fmt.Sprint(b.Addresses) {
-		diffs = append(diffs, "addresses")
+	for _, f := range []struct {
+		name    string
+		changed bool
+	}{
+		{"name", a.Name != b.Name},
+		{"private key", a.PrivateKey != b.PrivateKey},
+		{"listen", a.Listen != b.Listen},
+		{"mtu", a.MTU != b.MTU},
+		{"fwmark", a.FwMark != b.FwMark},
+		{"table", a.Table != b.Table},
+		{"addresses", !slices.Equal(a.Addresses, b.Addresses)},
+		{"state_dir", a.StateDir != b.StateDir},
+		{"metrics_listen", a.MetricsListen != b.MetricsListen},
+		{"qlog_dir", a.QlogDir != b.QlogDir},
+		{"keylog_file", a.KeylogFile != b.KeylogFile},
+	} {
+		if f.changed {
+			diffs = append(diffs, f.name)
+		}
 	}
 	if len(diffs) == 0 {
 		return nil
