@@ -525,3 +525,98 @@ func TestRelayNoLeak(t *testing.T) {
 		t.Errorf("goroutines %d after a Replay on a stopped relay, want <= %d", n, before)
 	}
 }
+
+// TestRelayUnconnectedUpstream covers an Upstream that returns an
+// unconnected socket: the relay writes with WriteTo and passes only the
+// target's datagrams back, as a NAT would.
+func TestRelayUnconnectedUpstream(t *testing.T) {
+	e := newEcho(t)
+	ups := make(chan *net.UDPConn, 1)
+	ln, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(ln, Config{Target: e.addr(), Upstream: func(netip.AddrPort) (*net.UDPConn, error) {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err == nil {
+			ups <- c
+		}
+		return c, err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	}()
+	c := dial(t, r)
+	send(t, c, "one")
+	if got := read(t, c, wait); got != "one" {
+		t.Fatalf("echo = %q, want %q", got, "one")
+	}
+	up := <-ups
+	stray, err := net.DialUDP("udp", nil, up.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stray.Close()
+	send(t, stray, "stray")
+	send(t, c, "two")
+	if got := read(t, c, wait); got != "two" {
+		t.Errorf("after a stray datagram, echo = %q, want %q", got, "two")
+	}
+	if got := read(t, c, 200*time.Millisecond); got != "" {
+		t.Errorf("client got %q, want the stray datagram filtered", got)
+	}
+}
+
+// BenchmarkRelayRoundTrip measures one datagram to an echo server and back
+// through the relay on loopback, without delay.
+func BenchmarkRelayRoundTrip(b *testing.B) {
+	srv, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	r, err := New(nil, Config{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Target: srv.LocalAddr().(*net.UDPAddr).AddrPort()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	defer func() { cancel(); <-errc }()
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(r.Addr()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	pkt := make([]byte, 1200)
+	buf := make([]byte, 2048)
+	b.SetBytes(int64(len(pkt)))
+	for b.Loop() {
+		if _, err := c.Write(pkt); err != nil {
+			b.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(wait))
+		if _, err := c.Read(buf); err != nil {
+			b.Fatalf("no echo: %v", err)
+		}
+	}
+}
