@@ -55,17 +55,20 @@ func (s *sockConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 }
 
 // listenUDP opens the endpoint's socket on addr ("" = wildcard, ephemeral
-// port), with SO_MARK set to mark when it is non-zero.
+// port), with SO_MARK set to mark when it is non-zero and the buffers
+// raised as far as allowed (raiseBuffers).
 func listenUDP(addr string, mark uint32, unreachable *atomic.Uint64) (*sockConn, error) {
 	if addr == "" {
 		addr = ":0"
 	}
-	lc := net.ListenConfig{}
-	if mark != 0 {
-		lc.Control = func(_, _ string, rc syscall.RawConn) error {
+	lc := net.ListenConfig{
+		Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			if err := rc.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+				raiseBuffers(int(fd))
+				if mark != 0 {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+				}
 			}); err != nil {
 				return err
 			}
@@ -73,7 +76,7 @@ func listenUDP(addr string, mark uint32, unreachable *atomic.Uint64) (*sockConn,
 				return fmt.Errorf("set SO_MARK %#x: %w", mark, serr)
 			}
 			return nil
-		}
+		},
 	}
 	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 	if err != nil {
