@@ -6,7 +6,11 @@
 // identity made from the node's Ed25519 key with key pinning on both sides,
 // the quic-go configuration, dialing and accepting, the control stream
 // (hello, heartbeat, goodbye; see [AppendMessage] and [ReadMessage]) and the
-// client's redial loop ([Endpoint.DialLoop]).
+// client's redial loop ([Endpoint.DialLoop]), and what can be observed of
+// them: a counting tracer on every connection ([ConnStats]), optional qlog
+// files and TLS key logs ([Config]), and the UDP buffer sizes and kernel
+// drop counters ([Endpoint.SocketBuffers], [BufferAdvice],
+// [UDPRcvbufErrors]).
 //
 // A [Conn] carries one IP packet per QUIC DATAGRAM frame. Its first
 // bidirectional stream, opened by the dialer, is the control stream. Callers
