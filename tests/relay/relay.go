@@ -351,14 +351,14 @@ func (r *Relay) readServer(c *client) {
 	for {
 		n, from, err := c.up.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			var ne net.Error
-			if !r.isStopped() && errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if r.isStopped() || errors.Is(err, net.ErrClosed) {
+				return
 			}
-			if !r.isStopped() {
-				r.log.Info("relay: upstream read failed", "client", c.addr, "err", err)
-			}
-			return
+			// A connected socket reports the ICMP errors of earlier
+			// writes here (ECONNREFUSED while the server restarts): the
+			// socket is still good, so keep reading.
+			r.log.Debug("relay: upstream read", "client", c.addr, "err", err)
+			continue
 		}
 		if !c.connected && netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != r.cfg.Target {
 			continue // not from the server: a NAT would not pass it either

@@ -620,3 +620,43 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// TestRelayServerRestart checks that a client's path survives the server
+// being away: writes to a closed port make the connected upstream socket
+// report ECONNREFUSED, which must not end its reader.
+func TestRelayServerRestart(t *testing.T) {
+	gone, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := gone.LocalAddr().(*net.UDPAddr)
+	gone.Close()
+	r := startRelay(t, Config{Target: target.AddrPort()})
+	c := dial(t, r)
+	for range 3 {
+		send(t, c, "nobody")
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !poll(wait, func() bool { return r.Stats().ToServer.Forwarded+r.Stats().ToServer.Errors == 3 }) {
+		t.Fatalf("stats %+v, want 3 datagrams written or failed", r.Stats())
+	}
+	srv, err := net.ListenUDP("udp", target)
+	if err != nil {
+		t.Fatalf("cannot rebind the server's port %v: %v", target, err)
+	}
+	defer srv.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	send(t, c, "back")
+	if got := read(t, c, wait); got != "back" {
+		t.Errorf("echo after the server came back = %q, want %q", got, "back")
+	}
+}
