@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/godwit-vpn/godwit/quicconn"
 	"github.com/godwit-vpn/godwit/tunnel"
 )
 
@@ -87,6 +88,13 @@ type InterfaceStatus struct {
 	// UnreachableSends counts UDP sends that failed because the network
 	// was gone and were treated as loss.
 	UnreachableSends uint64 `json:"unreachable_sends"`
+	// UDPRcvbufErrors is the kernel's count of UDP datagrams dropped for a
+	// full socket receive buffer in this network namespace (all UDP
+	// sockets, /proc/net/snmp and snmp6); SocketReceiveBuffer and
+	// SocketSendBuffer are the sizes the kernel granted Godwit's socket.
+	UDPRcvbufErrors     uint64 `json:"udp_rcvbuf_errors"`
+	SocketReceiveBuffer int    `json:"socket_receive_buffer_bytes"`
+	SocketSendBuffer    int    `json:"socket_send_buffer_bytes"`
 }
 
 // Traffic is IP packets and bytes carried through the tunnel: Rx received
@@ -169,6 +177,15 @@ type PathStatus struct {
 	PacketsReceived  uint64         `json:"packets_received"`
 	BytesLost        uint64         `json:"bytes_lost"`
 	PacketsLost      uint64         `json:"packets_lost"`
+	// QUICDrops are drops only quic-go's tracer sees, by reason:
+	// receive_queue_full (datagrams), send_too_large (datagrams) and
+	// dos_prevention (packets).
+	QUICDrops map[string]uint64 `json:"quic_drops"`
+	// PTOCount is the current number of consecutive probe timeouts (a
+	// rising count means the path stopped answering); MaxPacketSize the
+	// UDP payload size path MTU discovery has reached.
+	PTOCount      uint32 `json:"pto_count"`
+	MaxPacketSize int    `json:"max_packet_size_bytes"`
 }
 
 // RTT holds quic-go's round-trip estimates of a path.
@@ -255,6 +272,8 @@ func (d *daemon) snapshot(started time.Time) *Status {
 		},
 		Peers: make([]PeerStatus, 0, len(peers)),
 	}
+	st.Interface.UDPRcvbufErrors, _ = quicconn.UDPRcvbufErrors()
+	st.Interface.SocketReceiveBuffer, st.Interface.SocketSendBuffer, _ = d.ep.SocketBuffers()
 	for _, pc := range peers {
 		ps := &pc.ps
 		c := ts.Peers[tunnel.PeerID(ps.cfg.PublicKey)]
@@ -300,6 +319,13 @@ func (d *daemon) snapshot(started time.Time) *Status {
 				PacketsReceived:  cs.PacketsReceived,
 				BytesLost:        cs.BytesLost,
 				PacketsLost:      cs.PacketsLost,
+				QUICDrops: map[string]uint64{
+					"receive_queue_full": cs.DatagramsDroppedQueueFull,
+					"send_too_large":     cs.DatagramsDroppedTooLarge,
+					"dos_prevention":     cs.PacketsDroppedDoS,
+				},
+				PTOCount:      cs.PTOCount,
+				MaxPacketSize: cs.MaxPacketSize,
 			})
 		}
 		st.Peers = append(st.Peers, p)

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +36,8 @@ type daemon struct {
 	ctx    context.Context // cancelled by stop
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // accept loop, dial loops, conn watchers
+
+	keylog *os.File // TLS key log, or nil
 
 	tnCancel context.CancelFunc
 	tnDone   chan struct{}
@@ -108,16 +111,36 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	d.setAuthorized(cfg)
 
 	host, _ := os.Hostname()
-	d.ep, err = quicconn.NewEndpoint(quicconn.Config{
+	qcfg := quicconn.Config{
 		PrivateKey: ifc.PrivateKey.Ed25519(),
 		NodeName:   host,
 		Listen:     ifc.Listen,
 		FwMark:     ifc.FwMark,
 		Authorize:  d.authorize,
+		PeerLabel:  d.peerName,
+		QlogDir:    cmp.Or(ifc.QlogDir, os.Getenv("QLOGDIR")),
 		Logger:     log.With("part", "quic"),
-	})
-	if err != nil {
+	}
+	if qcfg.QlogDir != "" {
+		log.Info("writing a qlog file per QUIC connection", "dir", qcfg.QlogDir)
+	}
+	if path := cmp.Or(ifc.KeylogFile, os.Getenv("SSLKEYLOGFILE")); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("key log file: %w", err)
+		}
+		d.keylog = f
+		qcfg.KeyLogWriter = f
+		log.Warn("WRITING TLS SECRETS: anyone who can read the key log file can decrypt this node's tunnel traffic; use it only for debugging",
+			"file", path)
+	}
+	if d.ep, err = quicconn.NewEndpoint(qcfg); err != nil {
 		return nil, err
+	}
+	if rcv, snd, err := d.ep.SocketBuffers(); err == nil {
+		if advice := quicconn.BufferAdvice(rcv, snd); advice != "" {
+			log.Warn("UDP socket buffers are small: expect drops under load", "fix", advice)
+		}
 	}
 
 	if d.ops, err = startOps(d); err != nil { // godwit show, metrics (ctl.go)
@@ -182,6 +205,11 @@ func (d *daemon) setAuthorized(cfg *config.Config) {
 		m[p.PublicKey] = p.Name
 	}
 	d.authorized.Store(&m)
+}
+
+// peerName is the configured name of the peer with key, for qlog files.
+func (d *daemon) peerName(key [32]byte) string {
+	return (*d.authorized.Load())[key]
 }
 
 // authorize is called by quicconn during every handshake, resumed ones too.
@@ -395,6 +423,9 @@ func (d *daemon) teardown() error {
 		if err := d.rm.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("routing: %w", err))
 		}
+	}
+	if d.keylog != nil {
+		_ = d.keylog.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -28,7 +28,17 @@ var metricDescs = struct {
 	pathRTT, pathCwnd, pathLimit, pathLost, pathSentBytes, pathRecvBytes  *prometheus.Desc
 	ifRxPackets, ifRxBytes, ifTxPackets, ifTxBytes, ifDrops, icmpSent     *prometheus.Desc
 	icmpLimited, unreachableSends, tunWriteErrors, tunTooManySegs, uptime *prometheus.Desc
+	pathQUICDrops, pathPTO, pathMaxPacket, udpRcvbufErrors                *prometheus.Desc
 }{
+	pathQUICDrops: prometheus.NewDesc("godwit_path_quic_drops_total",
+		"Datagrams or packets dropped inside quic-go, by reason (receive_queue_full, send_too_large, dos_prevention).",
+		[]string{"peer", "path", "reason"}, nil),
+	pathPTO: prometheus.NewDesc("godwit_path_pto_count", "Consecutive probe timeouts on the path right now.",
+		[]string{"peer", "path"}, nil),
+	pathMaxPacket: prometheus.NewDesc("godwit_path_max_packet_size_bytes", "UDP payload size reached by path MTU discovery.",
+		[]string{"peer", "path"}, nil),
+	udpRcvbufErrors: prometheus.NewDesc("godwit_udp_rcvbuf_errors_total",
+		"UDP datagrams the kernel dropped for a full receive buffer in this network namespace (all sockets).", nil, nil),
 	info: prometheus.NewDesc("godwit_info", "Constant 1, labelled with the version and interface.",
 		[]string{"version", "interface"}, nil),
 	uptime: prometheus.NewDesc("godwit_start_time_seconds", "When the daemon started, in Unix seconds.", nil, nil),
@@ -96,6 +106,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		m.pathRTT, m.pathCwnd, m.pathLimit, m.pathLost, m.pathSentBytes, m.pathRecvBytes,
 		m.ifRxPackets, m.ifRxBytes, m.ifTxPackets, m.ifTxBytes, m.ifDrops,
 		m.icmpSent, m.icmpLimited, m.unreachableSends, m.tunWriteErrors, m.tunTooManySegs,
+		m.pathQUICDrops, m.pathPTO, m.pathMaxPacket, m.udpRcvbufErrors,
 	} {
 		ch <- d
 	}
@@ -133,6 +144,7 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 	counter(m.unreachableSends, ifc.UnreachableSends)
 	counter(m.tunWriteErrors, ifc.TUNWriteErrors)
 	counter(m.tunTooManySegs, ifc.TUNTooManySegments)
+	counter(m.udpRcvbufErrors, ifc.UDPRcvbufErrors)
 
 	for i := range st.Peers {
 		p := &st.Peers[i]
@@ -168,6 +180,11 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 			counter(m.pathLost, pa.PacketsLost, p.Name, path)
 			counter(m.pathSentBytes, pa.BytesSent, p.Name, path)
 			counter(m.pathRecvBytes, pa.BytesReceived, p.Name, path)
+			gauge(m.pathPTO, float64(pa.PTOCount), p.Name, path)
+			gauge(m.pathMaxPacket, float64(pa.MaxPacketSize), p.Name, path)
+			for reason, v := range pa.QUICDrops {
+				counter(m.pathQUICDrops, v, p.Name, path, reason)
+			}
 		}
 	}
 }

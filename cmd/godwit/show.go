@@ -114,6 +114,7 @@ func formatStatus(st *Status) string {
 		{ifc.UnreachableSends, "sends to an unreachable network"},
 		{ifc.TUNWriteErrors, "TUN write errors"},
 		{ifc.TUNTooManySegments, "TUN reads with too many segments"},
+		{ifc.UDPRcvbufErrors, "UDP receive-buffer drops in this namespace"},
 	} {
 		if x.n > 0 {
 			extra = append(extra, fmt.Sprintf("%d %s", x.n, x.what))
@@ -185,6 +186,9 @@ func formatStatus(st *Status) string {
 			fmt.Fprintf(&b, "    quic: %s sent (%d packets), %s received (%d packets), %d packets lost (%s)\n",
 				humanBytes(pa.BytesSent), pa.PacketsSent, humanBytes(pa.BytesReceived), pa.PacketsReceived,
 				pa.PacketsLost, humanBytes(pa.BytesLost))
+			if d := formatDrops(pa.QUICDrops); d != "" {
+				fmt.Fprintf(&b, "    quic drops: %s\n", d)
+			}
 		}
 	}
 	return b.String()
