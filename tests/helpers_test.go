@@ -114,6 +114,7 @@ type nodeConf struct {
 	key    key
 	addrs  []string
 	listen string
+	extra  []string // more [interface] lines, as written
 	peers  []peerConf
 }
 
@@ -134,6 +135,9 @@ func (c nodeConf) write(t *testing.T, l *netlab.Lab) string {
 		fmt.Fprintf(&b, "listen = %q\n", c.listen)
 	}
 	fmt.Fprintf(&b, "state_dir = %q\nlog_level = \"debug\"\n", filepath.Join(l.Dir, c.name+"-state"))
+	for _, line := range c.extra {
+		fmt.Fprintln(&b, line)
+	}
 	for _, p := range c.peers {
 		fmt.Fprintf(&b, "\n[[peer]]\nname = %q\npublic_key = %q\nallowed_ips = %s\n", p.name, p.pub, quote(p.allowed))
 		if p.endpoint != "" {
