@@ -26,6 +26,14 @@ const (
 	DefaultReadyWait = 20 * time.Second
 	// MaxReadyWait is the largest ready_wait accepted.
 	MaxReadyWait = 10 * time.Minute
+
+	// DefaultKeepAlive is the QUIC keep-alive period of dialed connections:
+	// often enough for cellular NATs, which commonly drop idle UDP
+	// mappings after 30 s or more.
+	DefaultKeepAlive = 15 * time.Second
+	// MinKeepAlive and MaxKeepAlive bound keepalive.
+	MinKeepAlive = time.Second
+	MaxKeepAlive = 5 * time.Minute
 )
 
 // Config is a parsed configuration file. Parse and Load return it with the
@@ -70,6 +78,20 @@ type Interface struct {
 	// missing and keeps an explicit "0s"; SetDefaults, which cannot tell
 	// the two apart, replaces 0 with DefaultReadyWait.
 	ReadyWait time.Duration
+	// Uplinks are the interfaces a site may reach its hub through, most
+	// preferred first (uplinks = ["wifi0", "cell0"]): the daemon keeps a
+	// socket on each usable one and moves its connections between them.
+	// Nil (key absent) means one socket on the wildcard address, as without
+	// mobility; see UplinksAny for uplinks = "any".
+	Uplinks []string
+	// UplinksAny is uplinks = "any": every non-loopback link other than the
+	// TUN that has a global address and a default route is an uplink,
+	// preferred by lowest default-route metric. Uplinks is nil then.
+	UplinksAny bool
+	// KeepAlive is the QUIC keep-alive period of dialed connections,
+	// MinKeepAlive..MaxKeepAlive; 0 (only in a Config built in code) and a
+	// missing key mean DefaultKeepAlive (15 s).
+	KeepAlive time.Duration
 
 	pos position // where the keys were in the file, if parsed
 }
@@ -111,7 +133,7 @@ func (p position) has(key string) bool {
 }
 
 // SetDefaults sets every optional [interface] field that is zero to its
-// default: Name, MTU, StateDir, FwMark, Table and ReadyWait (LogLevel's
+// default: Name, MTU, StateDir, FwMark, Table, ReadyWait and KeepAlive (LogLevel's
 // zero value is already the default, info; MetricsListen, QlogDir and
 // KeylogFile are off by default). Code that wants ReadyWait 0 (READY at
 // once) sets it after SetDefaults. It is for configs built in code; Parse applies
@@ -137,6 +159,9 @@ func (c *Config) SetDefaults() {
 	if in.ReadyWait == 0 {
 		in.ReadyWait = DefaultReadyWait
 	}
+	if in.KeepAlive == 0 {
+		in.KeepAlive = DefaultKeepAlive
+	}
 }
 
 // Equal reports whether in and o hold the same settings, PrivateKey included.
@@ -146,7 +171,8 @@ func (in Interface) Equal(o Interface) bool {
 		slices.Equal(in.Addresses, o.Addresses) && in.Listen == o.Listen && in.MTU == o.MTU &&
 		in.StateDir == o.StateDir && in.FwMark == o.FwMark && in.Table == o.Table && in.LogLevel == o.LogLevel &&
 		in.MetricsListen == o.MetricsListen && in.QlogDir == o.QlogDir && in.KeylogFile == o.KeylogFile &&
-		in.ReadyWait == o.ReadyWait
+		in.ReadyWait == o.ReadyWait && slices.Equal(in.Uplinks, o.Uplinks) && in.UplinksAny == o.UplinksAny &&
+		in.KeepAlive == o.KeepAlive
 }
 
 // Equal reports whether p and q hold the same settings (Name, PublicKey,

@@ -20,7 +20,7 @@ import (
 // The keys of each table, in the order MarshalTOML writes them.
 var (
 	interfaceKeys = []string{"name", "private_key_file", "addresses", "listen", "mtu", "state_dir", "fwmark", "table", "log_level",
-		"metrics_listen", "qlog_dir", "keylog_file", "ready_wait"}
+		"metrics_listen", "qlog_dir", "keylog_file", "ready_wait", "uplinks", "keepalive"}
 	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint"}
 	topKeys  = []string{"interface", "peer"}
 )
@@ -282,6 +282,34 @@ func (t *table) decodeInterface(in *Interface) {
 	}
 	if d, ok := t.duration("ready_wait"); ok {
 		in.ReadyWait = d
+	}
+	t.uplinks(in)
+	if d, ok := t.duration("keepalive"); ok {
+		in.KeepAlive = d
+	}
+}
+
+// uplinks decodes uplinks: the string "any" or an array of interface names.
+func (t *table) uplinks(in *Interface) {
+	v, ok := t.m["uplinks"]
+	if !ok {
+		return
+	}
+	if s, ok := v.(string); ok {
+		if s != "any" {
+			t.p.addf(t.pos.line("uplinks"), `uplinks %q must be "any" or an array of interface names, e.g. ["wlan0", "wwan0"]`, clip(s))
+			t.pos.bad["uplinks"] = true
+			return
+		}
+		in.UplinksAny = true
+		return
+	}
+	if _, ok := v.([]any); !ok {
+		t.badType("uplinks", `"any" or an array of interface names`, v)
+		return
+	}
+	if ss, ok := t.strs("uplinks"); ok {
+		in.Uplinks = ss
 	}
 }
 

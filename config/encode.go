@@ -52,6 +52,23 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 		}
 	}
 	fmt.Fprintf(&b, "ready_wait = %q\n", in.ReadyWait.String())
+	switch {
+	case in.UplinksAny:
+		b.WriteString("uplinks = \"any\"\n")
+	case in.Uplinks != nil:
+		b.WriteString("uplinks = [")
+		for i, n := range in.Uplinks {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if !utf8.ValidString(n) {
+				return nil, fmt.Errorf("config: uplinks entry %q is not valid UTF-8", clip(n))
+			}
+			writeQuoted(&b, n)
+		}
+		b.WriteString("]\n")
+	}
+	fmt.Fprintf(&b, "keepalive = %q\n", in.KeepAlive.String())
 
 	for _, pr := range c.Peers {
 		b.WriteString("\n[[peer]]\n")
@@ -89,7 +106,15 @@ func writeString(b *bytes.Buffer, key, s string) error {
 		return fmt.Errorf("config: %s %q is not valid UTF-8", key, clip(s))
 	}
 	b.WriteString(key)
-	b.WriteString(` = "`)
+	b.WriteString(" = ")
+	writeQuoted(b, s)
+	b.WriteString("\n")
+	return nil
+}
+
+// writeQuoted writes s, valid UTF-8, as a TOML basic string.
+func writeQuoted(b *bytes.Buffer, s string) {
+	b.WriteByte('"')
 	for _, r := range s {
 		switch {
 		case r == '"' || r == '\\':
@@ -101,6 +126,5 @@ func writeString(b *bytes.Buffer, key, s string) error {
 			b.WriteRune(r)
 		}
 	}
-	b.WriteString("\"\n")
-	return nil
+	b.WriteByte('"')
 }

@@ -207,6 +207,19 @@ endpoint = "hub.example.net:4433"
 	{"ready_wait negative", head + "ready_wait = \"-1s\"\n", []problem{{5, `ready_wait -1s is out of range: it must be between 0s (at once) and 10m0s (default 20s)`}}},
 	{"ready_wait too long", head + "ready_wait = \"10m1s\"\n", []problem{{5, `ready_wait 10m1s is out of range`}}},
 	{"ready_wait typo", head + "ready_wiat = \"5s\"\n", []problem{{5, `unknown key "ready_wiat" in [interface] (did you mean "ready_wait"?)`}}},
+	{"uplinks other string", head + "uplinks = \"all\"\n", []problem{{5, `uplinks "all" must be "any" or an array of interface names`}}},
+	{"uplinks integer", head + "uplinks = 2\n", []problem{{5, `[interface] uplinks must be "any" or an array of interface names, not an integer`}}},
+	{"uplinks empty", head + "uplinks = []\n", []problem{{5, `uplinks is empty: list at least one interface`}}},
+	{"uplinks any in array", head + "uplinks = [\"any\"]\n", []problem{{5, `uplinks entry "any": write uplinks = "any" (a string, not in an array)`}}},
+	{"uplinks bad name", head + "uplinks = [\"wlan0\", \"a/b\"]\n", []problem{{5, `uplinks entry "a/b" is not a valid Linux interface name`}}},
+	{"uplinks too long", head + "uplinks = [\"abcdefghijklmnop\"]\n", []problem{{5, `uplinks entry "abcdefghijklmnop" is not a valid Linux interface name`}}},
+	{"uplinks twice", head + "uplinks = [\"wlan0\", \"wlan0\"]\n", []problem{{5, `uplinks entry "wlan0" is listed twice`}}},
+	{"uplinks tun", head + "uplinks = [\"gw0\"]\n", []problem{{5, `uplinks entry "gw0" is the tunnel interface itself`}}},
+	{"uplinks non-string", head + "uplinks = [\"wlan0\", 3]\n", []problem{{5, `[interface] uplinks[1] must be a string, not an integer`}}},
+	{"keepalive too short", head + "keepalive = \"500ms\"\n", []problem{{5, `keepalive 500ms is out of range: it must be between 1s and 5m0s (default 15s)`}}},
+	{"keepalive zero", head + "keepalive = \"0s\"\n", []problem{{5, `keepalive 0s is out of range`}}},
+	{"keepalive too long", head + "keepalive = \"6m\"\n", []problem{{5, `keepalive 6m0s is out of range`}}},
+	{"keepalive integer", head + "keepalive = 15\n", []problem{{5, `[interface] keepalive must be a duration string such as "20s", not an integer`}}},
 	{"new keys all bad", head + "metrics_listen = \":x\"\nqlog_dir = \"q\"\nkeylog_file = \"k\"\nready_wait = \"1h\"\n", []problem{
 		{5, `metrics_listen ":x" has port "x", which is not a number`},
 		{6, `qlog_dir "q" must be an absolute path`},
@@ -432,7 +445,7 @@ func TestParseTestdata(t *testing.T) {
 				Name: "gw0", PrivateKeyFile: "/etc/godwit/hub.key",
 				Addresses: mustPrefixes("10.77.0.1/24", "fd77::1/64"), Listen: "[::]:4433",
 				MTU: 1300, StateDir: DefaultStateDir, FwMark: 0x4757, Table: 18263, LogLevel: slog.LevelInfo,
-				ReadyWait: 20 * time.Second,
+				ReadyWait: 20 * time.Second, KeepAlive: DefaultKeepAlive,
 			},
 			peers: []Peer{
 				{Name: "boat-1", PublicKey: mustKey(keyBoat), AllowedIPs: mustPrefixes("10.77.0.2/32", "fd77::2/128", "192.168.20.0/24"), Line: 10},
@@ -446,10 +459,10 @@ func TestParseTestdata(t *testing.T) {
 				Addresses: mustPrefixes("10.77.0.2/24", "fd77::2/64"),
 				MTU:       1300, StateDir: "/var/lib/godwit", FwMark: 18263, Table: 18263, LogLevel: slog.LevelDebug,
 				MetricsListen: "127.0.0.1:9586", QlogDir: "/var/log/godwit/qlog", KeylogFile: "/root/godwit.keys",
-				ReadyWait: 90 * time.Second,
+				ReadyWait: 90 * time.Second, Uplinks: []string{"wlan0", "wwan0"}, KeepAlive: 20 * time.Second,
 			},
 			peers: []Peer{
-				{Name: "hub", PublicKey: mustKey(keyHub), AllowedIPs: mustPrefixes("0.0.0.0/0", "::/0"), Endpoint: "hub.example.net:4433", Line: 15},
+				{Name: "hub", PublicKey: mustKey(keyHub), AllowedIPs: mustPrefixes("0.0.0.0/0", "::/0"), Endpoint: "hub.example.net:4433", Line: 17},
 			},
 		},
 	}
@@ -530,6 +543,12 @@ endpoint = "198.51.100.7:4433"
 		{"ready_wait 0", head + "ready_wait = \"0\"\n", "0s", func(c *Config) string { return c.Interface.ReadyWait.String() }},
 		{"ready_wait ms", head + "ready_wait = \"1500ms\"\n", "1.5s", func(c *Config) string { return c.Interface.ReadyWait.String() }},
 		{"ready_wait max", head + "ready_wait = \"10m\"\n", "10m0s", func(c *Config) string { return c.Interface.ReadyWait.String() }},
+		{"uplinks absent", head, "[] false", func(c *Config) string { return fmt.Sprint(c.Interface.Uplinks, c.Interface.UplinksAny) }},
+		{"uplinks list", head + "uplinks = [\"wlan0\", \"wwan0\"]\n", "[wlan0 wwan0] false", func(c *Config) string { return fmt.Sprint(c.Interface.Uplinks, c.Interface.UplinksAny) }},
+		{"uplinks any", head + "uplinks = \"any\"\n", "[] true", func(c *Config) string { return fmt.Sprint(c.Interface.Uplinks, c.Interface.UplinksAny) }},
+		{"keepalive default", head, "15s", func(c *Config) string { return c.Interface.KeepAlive.String() }},
+		{"keepalive", head + "keepalive = \"25s\"\n", "25s", func(c *Config) string { return c.Interface.KeepAlive.String() }},
+		{"keepalive bounds", head + "keepalive = \"1s\"\n", "1s", func(c *Config) string { return c.Interface.KeepAlive.String() }},
 		{"inline peer array", expand(`peer = [{name = "a", public_key = "KEYA", allowed_ips = ["10.77.0.2/32"]}]`) + "\n" + head, "a", func(c *Config) string { return c.Peers[0].Name }},
 	}
 	for _, tt := range tests {
@@ -615,6 +634,9 @@ func TestInterfaceEqual(t *testing.T) {
 		{"other qlog_dir", func(in *Interface) { in.QlogDir = "/tmp/q" }, false},
 		{"other keylog_file", func(in *Interface) { in.KeylogFile = "" }, false},
 		{"other ready_wait", func(in *Interface) { in.ReadyWait = 0 }, false},
+		{"other uplinks", func(in *Interface) { in.Uplinks = []string{"eth9"} }, false},
+		{"uplinks any", func(in *Interface) { in.UplinksAny = true }, false},
+		{"other keepalive", func(in *Interface) { in.KeepAlive = time.Minute }, false},
 	}
 	for _, tt := range tests {
 		b := a

@@ -173,6 +173,13 @@ func (c *Config) validateInterface(p *problems) {
 	if !bad["ready_wait"] && (in.ReadyWait < 0 || in.ReadyWait > MaxReadyWait) {
 		p.addf(in.pos.line("ready_wait"), "ready_wait %v is out of range: it must be between 0s (at once) and %v (default %v)", in.ReadyWait, MaxReadyWait, DefaultReadyWait)
 	}
+	// 0 in a Config built in code means the default; in a file it is an error.
+	if !bad["keepalive"] && (in.KeepAlive != 0 || in.pos.has("keepalive")) && (in.KeepAlive < MinKeepAlive || in.KeepAlive > MaxKeepAlive) {
+		p.addf(in.pos.line("keepalive"), "keepalive %v is out of range: it must be between %v and %v (default %v)", in.KeepAlive, MinKeepAlive, MaxKeepAlive, DefaultKeepAlive)
+	}
+	if !bad["uplinks"] {
+		in.validateUplinks(p)
+	}
 }
 
 // validateEndpoint checks the endpoint of peer i, which is not "".
@@ -338,4 +345,31 @@ func levelName(l slog.Level) (string, bool) {
 	n := strings.ToLower(l.String())
 	_, ok := logLevels[n]
 	return n, ok
+}
+
+// validateUplinks checks the uplinks array: at least one name, each a valid
+// Linux interface name, no duplicates, not the TUN itself.
+func (in *Interface) validateUplinks(p *problems) {
+	if in.Uplinks == nil {
+		return
+	}
+	line := in.pos.line("uplinks")
+	if len(in.Uplinks) == 0 {
+		p.addf(line, `uplinks is empty: list at least one interface, write "any", or leave the key out for one wildcard socket`)
+		return
+	}
+	seen := make(map[string]bool, len(in.Uplinks))
+	for _, n := range in.Uplinks {
+		switch {
+		case n == "any":
+			p.addf(line, `uplinks entry "any": write uplinks = "any" (a string, not in an array) to use every uplink`)
+		case ifnameProblem(n) != "":
+			p.addf(line, "uplinks entry %q is not a valid Linux interface name: %s", clip(n), ifnameProblem(n))
+		case n == in.Name:
+			p.addf(line, "uplinks entry %q is the tunnel interface itself", n)
+		case seen[n]:
+			p.addf(line, "uplinks entry %q is listed twice", n)
+		}
+		seen[n] = true
+	}
 }
