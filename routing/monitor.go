@@ -61,9 +61,13 @@ type Change struct {
 	// Gateway is a default route's next hop; zero when it has none (a
 	// point-to-point link) and for other kinds.
 	Gateway netip.Addr
+	// Metric is a default route's metric (priority; lower is preferred),
+	// and 0 for other kinds.
+	Metric int
 }
 
-// String formats c for logs, such as "addr-added 198.18.0.2/24 dev wlan0".
+// String formats c for logs, such as "addr-added 198.18.0.2/24 dev wlan0 (index 3)"
+// or "default-route-added 0.0.0.0/0 via 198.18.0.1 metric 100 dev wlan0 (index 3)".
 func (c Change) String() string {
 	s := c.Kind.String()
 	if c.Prefix.IsValid() {
@@ -71,6 +75,9 @@ func (c Change) String() string {
 	}
 	if c.Gateway.IsValid() {
 		s += " via " + c.Gateway.String()
+	}
+	if c.Metric != 0 {
+		s += fmt.Sprintf(" metric %d", c.Metric)
 	}
 	return fmt.Sprintf("%s dev %s (index %d)", s, c.Link, c.Index)
 }

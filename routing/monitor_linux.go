@@ -141,7 +141,7 @@ func monitor(ctx context.Context, done chan struct{}, lch chan netlink.LinkUpdat
 			if u.Family == netlink.FAMILY_V6 {
 				dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 			}
-			c = Change{Kind: DefaultRouteRemoved, Index: u.LinkIndex, Link: name(u.LinkIndex), Prefix: dst}
+			c = Change{Kind: DefaultRouteRemoved, Index: u.LinkIndex, Link: name(u.LinkIndex), Prefix: dst, Metric: u.Priority}
 			if gw, ok := netip.AddrFromSlice(u.Gw); ok {
 				c.Gateway = gw.Unmap()
 			}

@@ -21,6 +21,7 @@ func TestChangeString(t *testing.T) {
 		{Change{Kind: AddrAdded, Index: 3, Link: "wlan0", Prefix: netip.MustParsePrefix("198.18.0.2/24")}, "addr-added 198.18.0.2/24 dev wlan0 (index 3)"},
 		{Change{Kind: DefaultRouteRemoved, Index: 4, Prefix: netip.MustParsePrefix("::/0"), Gateway: netip.MustParseAddr("fe80::1")}, "default-route-removed ::/0 via fe80::1 dev  (index 4)"},
 		{Change{Kind: ChangeKind(99)}, "ChangeKind(99) dev  (index 0)"},
+		{Change{Kind: DefaultRouteAdded, Index: 3, Link: "wlan0", Prefix: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("198.18.0.1"), Metric: 100}, "default-route-added 0.0.0.0/0 via 198.18.0.1 metric 100 dev wlan0 (index 3)"},
 	}
 	for _, tt := range tests {
 		if got := tt.c.String(); got != tt.want {
@@ -69,15 +70,15 @@ func TestKernelSubscribe(t *testing.T) {
 	}
 	expect(t, ch, Change{Kind: AddrAdded, Index: idx, Link: "up0", Prefix: addr})
 	gw := netip.MustParseAddr("198.18.0.1")
-	def := &netlink.Route{LinkIndex: idx, Dst: nlIPNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: net.IP(gw.AsSlice())}
+	def := &netlink.Route{LinkIndex: idx, Dst: nlIPNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: net.IP(gw.AsSlice()), Priority: 100}
 	if err := h.RouteAdd(def); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, Change{Kind: DefaultRouteAdded, Index: idx, Link: "up0", Prefix: netip.MustParsePrefix("0.0.0.0/0"), Gateway: gw})
+	expect(t, ch, Change{Kind: DefaultRouteAdded, Index: idx, Link: "up0", Prefix: netip.MustParsePrefix("0.0.0.0/0"), Gateway: gw, Metric: 100})
 	if err := h.RouteDel(def); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, ch, Change{Kind: DefaultRouteRemoved, Index: idx, Link: "up0", Prefix: netip.MustParsePrefix("0.0.0.0/0"), Gateway: gw})
+	expect(t, ch, Change{Kind: DefaultRouteRemoved, Index: idx, Link: "up0", Prefix: netip.MustParsePrefix("0.0.0.0/0"), Gateway: gw, Metric: 100})
 	if err := h.AddrDel(up0, nlAddrOfPrefix(addr)); err != nil {
 		t.Fatal(err)
 	}
