@@ -132,25 +132,31 @@ func TestSummarise(t *testing.T) {
 	}
 }
 
-func TestParseStreams(t *testing.T) {
+func TestParseRows(t *testing.T) {
 	tests := []struct {
 		in      string
-		want    []int
+		want    rowSet
 		wantErr bool
 	}{
-		{"1,4", []int{1, 4}, false},
-		{"8", []int{8}, false},
-		{" 2 , 3 ", []int{2, 3}, false},
-		{"", nil, true},
-		{"0", nil, true},
-		{"65", nil, true},
-		{"1,1", nil, true},
-		{"1,x", nil, true},
+		{defaultRows, rowSet{streams: []int{1, 4}, ping: true, impair: []impairment{
+			{Key: "loss1", LossPct: 1}, {Key: "loss5", LossPct: 5}, {Key: "tbf100", RateMbit: 100}}}, false},
+		{"tcp1", rowSet{streams: []int{1}}, false},
+		{" tcp2 , ping ", rowSet{streams: []int{2}, ping: true}, false},
+		{"tbf7,loss99", rowSet{impair: []impairment{{Key: "tbf7", RateMbit: 7}, {Key: "loss99", LossPct: 99}}}, false},
+		{"", rowSet{}, true},
+		{"tcp0", rowSet{}, true},
+		{"tcp65", rowSet{}, true},
+		{"tcp01", rowSet{}, true},
+		{"loss0", rowSet{}, true},
+		{"loss100", rowSet{}, true},
+		{"tbf", rowSet{}, true},
+		{"tcp1,tcp1", rowSet{}, true},
+		{"ping,pong", rowSet{}, true},
 	}
 	for _, tt := range tests {
-		got, err := parseStreams(tt.in)
+		got, err := parseRows(tt.in)
 		if (err != nil) != tt.wantErr || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("parseStreams(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			t.Errorf("parseRows(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
 		}
 	}
 }
@@ -161,10 +167,14 @@ func TestParseFlags(t *testing.T) {
 		wantErr bool
 	}{
 		{nil, false},
-		{[]string{"-duration", "2s", "-streams", "2", "-json", "-only", "wireguard"}, false},
+		{[]string{"-duration", "2s", "-rows", "tcp2", "-json", "-only", "wireguard"}, false},
+		{[]string{"-profile", "/tmp/p", "-only", "godwit"}, false},
+		{[]string{"-profile", "/tmp/p", "-rows", "tcp4,ping"}, true},
+		{[]string{"-profile", "/tmp/p", "-only", "wireguard"}, true},
 		{[]string{"-only", "tailscale"}, true},
 		{[]string{"-duration", "0s"}, true},
 		{[]string{"-pings", "0"}, true},
+		{[]string{"-rows", "tcp1,bogus"}, true},
 		{[]string{"extra"}, true},
 	}
 	for _, tt := range tests {
@@ -172,9 +182,76 @@ func TestParseFlags(t *testing.T) {
 		if (err != nil) != tt.wantErr {
 			t.Errorf("parseFlags(%q) error = %v, want error %v", tt.args, err, tt.wantErr)
 		}
-		if tt.args == nil && (o.duration != 10*time.Second || !reflect.DeepEqual(o.streams, []int{1, 4}) || o.pings != 100) {
-			t.Errorf("parseFlags(nil) = %+v, want 10s, [1 4], 100 pings", o)
+		if tt.args == nil && (o.duration != 10*time.Second || !reflect.DeepEqual(o.rows.streams, []int{1, 4}) || !o.rows.ping ||
+			len(o.rows.impair) != 3 || o.pings != 100 || o.profile != "") {
+			t.Errorf("parseFlags(nil) = %+v, want 10s, tcp1, tcp4, ping, 3 impairments, 100 pings, no profile", o)
 		}
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	tests := []struct {
+		name string
+		tg   *target
+		g, w *float64
+		want string
+	}{
+		{"tcp at 0.6", &targetTCP, f(60), f(100), "PASS"},
+		{"tcp below 0.6", &targetTCP, f(59), f(100), "FAIL"},
+		{"tcp wg zero", &targetTCP, f(10), f(0), "FAIL"},
+		{"impaired equal", &targetImpaired, f(50), f(50), "PASS"},
+		{"impaired below", &targetImpaired, f(49.9), f(50), "FAIL"},
+		{"cpu 1.5x", &targetCPU, f(15), f(10), "PASS"},
+		{"cpu above", &targetCPU, f(15.1), f(10), "FAIL"},
+		{"ping +50us", &targetPing, f(0.249), f(0.2), "PASS"},
+		{"ping +60us", &targetPing, f(0.26), f(0.2), "FAIL"},
+		{"missing wg", &targetTCP, f(1), nil, ""},
+		{"missing godwit", &targetCPU, nil, f(1), ""},
+		{"no target", nil, f(1), f(1), ""},
+	}
+	for _, tt := range tests {
+		if got := tt.tg.verdict(tt.g, tt.w); got != tt.want {
+			t.Errorf("%s: verdict = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestParseNftCounters(t *testing.T) {
+	out := `table inet gwbchaos {
+	chain pre {
+		type filter hook prerouting priority raw; policy accept;
+		udp dport 4433 counter packets 1000 bytes 1400000
+		udp dport 4433 numgen random mod 100 < 5 counter packets 52 bytes 72800 drop
+	}
+}`
+	got, err := parseNftCounters(out)
+	if want := []uint64{1000, 52}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("parseNftCounters = %v, %v; want %v", got, err, want)
+	}
+	if _, err := parseNftCounters("counter packets x bytes 0"); err == nil {
+		t.Error("parseNftCounters with a bad number succeeded, want error")
+	}
+	rules := nftLossRules(51820, 5)
+	for _, want := range []string{"table inet " + chaosTable, "udp dport 51820 counter\n", "udp dport 51820 numgen random mod 100 < 5 counter drop"} {
+		if !strings.Contains(rules, want) {
+			t.Errorf("nftLossRules lacks %q:\n%s", want, rules)
+		}
+	}
+}
+
+func TestParseLinkInt(t *testing.T) {
+	line := "2: veth0@if2: <BROADCAST,UP> mtu 1500 qdisc noqueue state UP mode DEFAULT\\    link/ether 4a:1e brd ff:ff minmtu 68 maxmtu 65535 veth addrgenmode eui64 numtxqueues 2 gso_max_size 65536 gso_max_segs 65535 tso_max_segs 65535"
+	for _, tt := range []struct {
+		key  string
+		want int
+	}{{"mtu", 1500}, {"gso_max_segs", 65535}, {"maxmtu", 65535}} {
+		if got, err := parseLinkInt(line, tt.key); err != nil || got != tt.want {
+			t.Errorf("parseLinkInt(%q) = %d, %v; want %d", tt.key, got, err, tt.want)
+		}
+	}
+	if _, err := parseLinkInt(line, "gro_max_size"); err == nil {
+		t.Error("parseLinkInt of a missing key succeeded, want error")
 	}
 }
 
@@ -270,7 +347,8 @@ func TestParseLinkMTU(t *testing.T) {
 
 func TestGodwitConfig(t *testing.T) {
 	got := godwitConfig("gw1", "/tmp/x/hub.key", "/tmp/x/hub-state", netip.MustParsePrefix("10.77.0.1/24"),
-		netip.MustParseAddrPort("198.18.0.1:4433"), "site", "c2l0ZQ==", netip.MustParsePrefix("10.77.0.2/32"), netip.AddrPort{})
+		netip.MustParseAddrPort("198.18.0.1:4433"), "site", "c2l0ZQ==", netip.MustParsePrefix("10.77.0.2/32"), netip.AddrPort{},
+		netip.MustParseAddrPort("127.0.0.1:9586"))
 	var cfg struct {
 		Interface map[string]any
 		Peer      []map[string]any
@@ -279,13 +357,13 @@ func TestGodwitConfig(t *testing.T) {
 		t.Fatalf("godwitConfig output does not parse: %v\n%s", err, got)
 	}
 	wantIf := map[string]any{"name": "gw1", "private_key_file": "/tmp/x/hub.key", "addresses": []any{"10.77.0.1/24"},
-		"state_dir": "/tmp/x/hub-state", "listen": "198.18.0.1:4433"}
+		"state_dir": "/tmp/x/hub-state", "listen": "198.18.0.1:4433", "metrics_listen": "127.0.0.1:9586"}
 	wantPeer := []map[string]any{{"name": "site", "public_key": "c2l0ZQ==", "allowed_ips": []any{"10.77.0.2/32"}}}
 	if !reflect.DeepEqual(cfg.Interface, wantIf) || !reflect.DeepEqual(cfg.Peer, wantPeer) {
 		t.Errorf("godwitConfig decoded to %v %v, want %v %v", cfg.Interface, cfg.Peer, wantIf, wantPeer)
 	}
 	site := godwitConfig("gw1", "k", "s", netip.MustParsePrefix("10.77.0.2/32"), netip.AddrPort{}, "hub", "aHVi",
-		netip.MustParsePrefix("10.77.0.0/24"), netip.MustParseAddrPort("198.18.0.1:4433"))
+		netip.MustParsePrefix("10.77.0.0/24"), netip.MustParseAddrPort("198.18.0.1:4433"), netip.AddrPort{})
 	if strings.Contains(site, "listen") || !strings.Contains(site, `endpoint = "198.18.0.1:4433"`) {
 		t.Errorf("site config = %q, want an endpoint and no listen", site)
 	}
@@ -356,15 +434,20 @@ func TestCPUModel(t *testing.T) {
 }
 
 func TestWriteTable(t *testing.T) {
+	drop := 4.9
 	rep := &report{
-		Machine:  machine{CPU: "Test CPU", NProc: 2, Kernel: "6.1", Go: "go1.26"},
-		Duration: "10s", Warmup: "1s", Streams: []int{1, 4},
+		Machine:  machine{CPU: "Test CPU", NProc: 2, Kernel: "6.1", Go: "go1.26", LoadBefore: "0.10 0.20 0.30", LoadAfter: "1.00 0.50 0.40"},
+		Duration: "10s", Warmup: "1s", Streams: []int{1, 4}, Pings: true,
+		Impair: []impairment{{Key: "loss5", LossPct: 5}, {Key: "tbf100", RateMbit: 100}},
 		Godwit: &result{Name: "Godwit", MTU: 1280,
-			TCP:        []tcpResult{{Streams: 1, Mbps: 500, CPUPerGB: 8}, {Streams: 4, Mbps: 600, CPUPerGB: 6}},
+			TCP: []tcpResult{{Streams: 1, Mbps: 500, CPUPerGB: 8}, {Streams: 4, Mbps: 600, CPUPerGB: 6},
+				{Streams: 1, Mbps: 40, Impairment: "loss5", UnderlayDropPct: &drop}, {Streams: 1, Mbps: 95, Impairment: "tbf100"}},
 			PingTunnel: &pingStats{Sent: 100, Received: 99, MinMs: 0.2, MedianMs: 0.4, P90Ms: 0.5},
-			PingVeth:   &pingStats{Sent: 100, Received: 100, MinMs: 0.02, MedianMs: 0.1, P90Ms: 0.1}},
+			PingVeth:   &pingStats{Sent: 100, Received: 100, MinMs: 0.02, MedianMs: 0.1, P90Ms: 0.1},
+			Profiles:   []profileTop{{Daemon: "godwit-hub", Kind: "cpu", Sort: "flat", File: "/p/godwit-hub.cpu.pb.gz", Top: "flat  flat%\n"}}},
 		WireGuard: &result{Name: "wireguard-go", MTU: 1420, Error: "bench: 4 streams: boom\nlog lines",
-			TCP:        []tcpResult{{Streams: 1, Mbps: 1000, CPUPerGB: 4}},
+			TCP: []tcpResult{{Streams: 1, Mbps: 1000, CPUPerGB: 4},
+				{Streams: 1, Mbps: 50, Impairment: "loss5"}, {Streams: 1, Mbps: 90, Impairment: "tbf100"}},
 			PingTunnel: &pingStats{Sent: 100, Received: 100, MinMs: 0.1, MedianMs: 0.2, P90Ms: 0.25}},
 	}
 	var b strings.Builder
@@ -372,21 +455,26 @@ func TestWriteTable(t *testing.T) {
 	out := b.String()
 	for _, want := range []string{
 		"machine: Test CPU, nproc 2, kernel 6.1",
+		"load average (1, 5, 15 min): 0.10 0.20 0.30 before, 1.00 0.50 0.40 after\n",
 		"wireguard-go: FAILED: bench: 4 streams: boom\n",
+		"=== godwit-hub cpu profile, top 25 by flat (/p/godwit-hub.cpu.pb.gz)\nflat  flat%\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
-	// label -> the three value columns.
+	// label -> the value columns, target and verdict.
 	wantRows := map[string][]string{
-		"TCP 1 stream (Mbit/s)":      {"500", "1000", "0.50"},
-		"TCP 4 streams (Mbit/s)":     {"600", "-", "-"},
-		"CPU s/GB, 1 stream":         {"8.00", "4.00", "2.00"},
-		"ping tunnel median (ms)":    {"0.400", "0.200", "2.00"},
-		"ping tunnel lost (of sent)": {"1", "0", "-"},
-		"ping veth min (ms)":         {"0.020", "-", "-"},
-		"inner MTU (default)":        {"1280", "1420", "0.90"},
+		"TCP 1 stream (Mbit/s)":                 {"500", "1000", "0.50", ">=", "0.60x", "(aim", "1.0x)", "FAIL"},
+		"TCP 4 streams (Mbit/s)":                {"600", "-", "-", ">=", "0.60x", "(aim", "1.0x)"},
+		"TCP 1 stream, 5% loss (Mbit/s)":        {"40", "50", "0.80", ">=", "1.00x", "FAIL"},
+		"TCP 1 stream, tbf 100 Mbit/s (Mbit/s)": {"95", "90", "1.06", ">=", "1.00x", "PASS"},
+		"CPU s/GB, both daemons, 1 stream":      {"8.00", "4.00", "2.00", "<=", "1.50x", "FAIL"},
+		"underlay dropped, loss5 rule (%)":      {"4.90", "-", "-"},
+		"ping tunnel median of 100 (ms)":        {"0.400", "0.200", "2.00", "<=", "wg", "+", "0.050", "ms", "FAIL"},
+		"ping tunnel lost (of sent)":            {"1", "0", "-"},
+		"ping veth min (ms)":                    {"0.020", "-", "-"},
+		"inner MTU (default)":                   {"1280", "1420", "0.90"},
 	}
 	for _, line := range strings.Split(out, "\n") {
 		for label, want := range wantRows {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,11 @@ func TestRun(t *testing.T) {
 			before := netnsList(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			o := options{duration: time.Second, warmup: 200 * time.Millisecond, streams: []int{1, 2}, json: true, only: tt.only, pings: 20}
+			o := options{duration: time.Second, warmup: 200 * time.Millisecond, json: true, only: tt.only, pings: 20,
+				rows: rowSet{streams: []int{1, 2}, ping: true, impair: []impairment{{Key: "loss5", LossPct: 5}, {Key: "tbf50", RateMbit: 50}}}}
+			if tt.only == "godwit" {
+				o.profile = t.TempDir()
+			}
 			var stdout, stderr bytes.Buffer
 			log := slog.New(slog.NewTextHandler(io.Discard, nil))
 			if err := run(ctx, o, log, &stdout, &stderr); err != nil {
@@ -77,12 +82,36 @@ func TestRun(t *testing.T) {
 			if w.MTU <= 0 || tt.wantMTU != 0 && w.MTU != tt.wantMTU {
 				t.Errorf("inner MTU = %d, want %d (0: any positive)", w.MTU, tt.wantMTU)
 			}
-			if len(w.TCP) != 2 {
-				t.Fatalf("got %d TCP results, want 2", len(w.TCP))
+			if len(w.TCP) != 4 {
+				t.Fatalf("got %d TCP results, want 4", len(w.TCP))
 			}
 			for _, r := range w.TCP {
 				if r.Bytes == 0 || r.Mbps <= 0 || r.CPUSeconds <= 0 || r.CPUPerGB <= 0 {
 					t.Errorf("TCP result %+v, want positive bytes, rate and daemon CPU", r)
+				}
+			}
+			if r := w.TCP[2]; r.Impairment != "loss5" || r.UnderlayDropPct == nil || *r.UnderlayDropPct < 1 || *r.UnderlayDropPct > 15 {
+				t.Errorf("loss5 result %+v (drop %v), want impairment loss5 with about 5 %% dropped", r, r.UnderlayDropPct)
+			}
+			// tbf at 50 Mbit/s: the rate limit must show (generous bounds).
+			if r := w.TCP[3]; r.Impairment != "tbf50" || r.Mbps > 60 {
+				t.Errorf("tbf50 result %+v, want impairment tbf50 and at most 60 Mbit/s", r)
+			}
+			if tt.only == "godwit" {
+				kinds := map[string]bool{}
+				for _, p := range w.Profiles {
+					if p.Error != "" || !strings.Contains(p.Top, "flat%") {
+						t.Errorf("profile %s %s %s: error %q, top %q; want a pprof listing", p.Daemon, p.Kind, p.Sort, p.Error, p.Top)
+					}
+					kinds[p.Daemon+"/"+p.Kind+"/"+p.Sort] = true
+				}
+				if len(kinds) != 8 {
+					t.Errorf("profiles %v, want cpu and allocs, flat and cum, of hub and site", kinds)
+				}
+				for _, f := range []string{"godwit-hub.cpu.pb.gz", "godwit-site.allocs.pb.gz", "godwit-hub.heap.pb.gz"} {
+					if st, err := os.Stat(filepath.Join(o.profile, f)); err != nil || st.Size() == 0 {
+						t.Errorf("profile file %s: %v, want a non-empty file", f, err)
+					}
 				}
 			}
 			for name, p := range map[string]*pingStats{"tunnel": w.PingTunnel, "veth": w.PingVeth} {

@@ -17,14 +17,17 @@ import (
 // godwitPort is the hub's QUIC listen port.
 const godwitPort = 4433
 
-// godwitConfig renders a Godwit TOML config with one peer. listen and
-// endpoint may be invalid (zero) to leave them out. The MTU is left to the
-// daemon's default on purpose.
-func godwitConfig(ifname, keyFile, stateDir string, addr netip.Prefix, listen netip.AddrPort, peerName, peerPub string, peerAllowed netip.Prefix, endpoint netip.AddrPort) string {
+// godwitConfig renders a Godwit TOML config with one peer. listen,
+// endpoint and metrics may be invalid (zero) to leave them out. The MTU is
+// left to the daemon's default on purpose.
+func godwitConfig(ifname, keyFile, stateDir string, addr netip.Prefix, listen netip.AddrPort, peerName, peerPub string, peerAllowed netip.Prefix, endpoint, metrics netip.AddrPort) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[interface]\nname = %q\nprivate_key_file = %q\naddresses = [%q]\nstate_dir = %q\n", ifname, keyFile, addr.String(), stateDir)
 	if listen.IsValid() {
 		fmt.Fprintf(&b, "listen = %q\n", listen.String())
+	}
+	if metrics.IsValid() {
+		fmt.Fprintf(&b, "metrics_listen = %q\n", metrics.String())
 	}
 	fmt.Fprintf(&b, "\n[[peer]]\nname = %q\npublic_key = %q\nallowed_ips = [%q]\n", peerName, peerPub, peerAllowed.String())
 	if endpoint.IsValid() {
@@ -66,14 +69,22 @@ func startGodwit(ctx context.Context, t *topo) (*tunnelUp, error) {
 	}
 	hub, site := nodes[0], nodes[1]
 	listen := netip.AddrPortFrom(t.hubVethIP, godwitPort)
+	// With -profile each daemon serves pprof on loopback of its own
+	// namespace, so both use the same port.
+	var metrics netip.AddrPort
+	env := []string{}
+	if t.profile {
+		metrics = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), pprofPort)
+		env = append(env, "env", "GODWIT_PPROF=1")
+	}
 	cfgs := map[string]string{
 		"hub": godwitConfig(ifname, hub.keyFile, filepath.Join(dir, "hub-state"), hubIn, listen,
-			"site", site.pub, siteIn, netip.AddrPort{}),
+			"site", site.pub, siteIn, netip.AddrPort{}, metrics),
 		"site": godwitConfig(ifname, site.keyFile, filepath.Join(dir, "site-state"), siteIn, netip.AddrPort{},
-			"hub", hub.pub, hubIn.Masked(), listen),
+			"hub", hub.pub, hubIn.Masked(), listen, metrics),
 	}
 
-	up := &tunnelUp{hubAddr: hubIn.Addr()}
+	up := &tunnelUp{hubAddr: hubIn.Addr(), port: godwitPort}
 	if v, err := commandOutput(ctx, "", t.godwitBin, "version"); err == nil {
 		up.version = strings.SplitN(v, "\n", 2)[0]
 	}
@@ -83,7 +94,8 @@ func startGodwit(ctx context.Context, t *topo) (*tunnelUp, error) {
 		if err := os.WriteFile(path, []byte(cfgs[n.name]), 0o600); err != nil {
 			return up, fmt.Errorf("bench: %w", err)
 		}
-		p, err := ns.Start("godwit-"+n.name, t.godwitBin, "run", "-c", path)
+		// env execs, so the pid stays the daemon's.
+		p, err := ns.Start("godwit-"+n.name, append(env, t.godwitBin, "run", "-c", path)...)
 		if err != nil {
 			return up, err
 		}

@@ -3,16 +3,26 @@
 // Command bench measures Godwit side by side with wireguard-go on this
 // machine. Run it as root from the module root:
 //
-//	go run ./tests/bench [-duration 10s] [-streams 1,4] [-json] [-only godwit|wireguard]
+//	go run ./tests/bench [-duration 10s] [-rows tcp1,tcp4,ping,loss1,loss5,tbf100] [-json]
+//	                     [-only godwit|wireguard] [-profile DIR]
 //
 // It builds two network namespaces joined by one veth (198.18.0.1/24 and
 // 2001:db8::1/64 in "hub", 198.18.0.2/24 and 2001:db8::2/64 in "site"),
 // then, one daemon after the other, starts a Godwit hub and site (inner
 // 10.77.0.1/24 and 10.77.0.2/32) or two wireguard-go instances (inner
 // 10.78.0.1/24 and 10.78.0.2/24, UDP port 51820) and measures bulk TCP
-// throughput from site to hub for each stream count, the daemons' CPU
-// seconds per GB moved, and ping round trips through the idle tunnel and
-// through the bare veth. wireguard-go is built from the module proxy in the
+// throughput from site to hub for each stream count, the CPU seconds per GB
+// moved of both daemons together, ping round trips through the idle tunnel
+// and through the bare veth, and single-stream throughput under impairments
+// of the underlay: random loss (an nft numgen rule in the hub namespace's
+// prerouting on the tunnel's UDP port, with UDP GSO segmentation forced on
+// the site's veth so that each datagram is dropped on its own) and a tbf
+// rate limit on the site's veth. The table compares each row with the
+// targets of the data-path performance issue (PASS/FAIL). With -profile,
+// both Godwit daemons run with GODWIT_PPROF=1 and a metrics_listen on
+// 127.0.0.1:9586 in their namespace, and during the tcp1 row the bench
+// saves a 5 s CPU profile, a 5 s allocation profile and a heap profile of
+// each and prints their `go tool pprof -top` heads. wireguard-go is built from the module proxy in the
 // run and configured through its UAPI socket, without the wg tool. Each
 // project keeps its own default inner MTU. Everything the run creates is
 // removed at the end, also on error or Ctrl-C.
@@ -38,23 +48,30 @@ import (
 type options struct {
 	duration time.Duration // measured interval of each TCP run
 	warmup   time.Duration // sending before each measured interval
-	streams  []int         // parallel TCP streams, one run per entry
+	rows     rowSet        // what to measure
 	json     bool          // print JSON on stdout, the table on stderr
 	only     string        // "", "godwit" or "wireguard"
 	pings    int           // echo requests per ping series
+	profile  string        // directory for Godwit's profiles, or ""
 }
+
+// defaultRows is every row of the issue's target table.
+const defaultRows = "tcp1,tcp4,ping,loss1,loss5,tbf100"
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	var streams string
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `interval` of each TCP run")
+	var rows string
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `interval` of each TCP run (every tcp, loss and tbf row)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "TCP sending before the measured interval starts")
-	fs.StringVar(&streams, "streams", "1,4", "comma-separated `counts` of parallel TCP streams, one run each")
+	fs.StringVar(&rows, "rows", defaultRows, "comma-separated `rows`: tcpN (N parallel streams), ping, lossP (1 stream, P % random\n"+
+		"underlay loss), tbfM (1 stream, M Mbit/s tbf on the underlay)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (the table goes to stderr)")
 	fs.StringVar(&o.only, "only", "", "measure only `godwit` or wireguard")
 	fs.IntVar(&o.pings, "pings", 100, "echo requests per ping series (10 ms apart)")
+	fs.StringVar(&o.profile, "profile", "", "during the tcp1 row, save 5 s CPU and allocation profiles and a heap profile\n"+
+		"of both Godwit daemons into `dir` and print their pprof tops")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -62,7 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
 	var err error
-	if o.streams, err = parseStreams(streams); err != nil {
+	if o.rows, err = parseRows(rows); err != nil {
 		return o, err
 	}
 	switch {
@@ -74,25 +91,80 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("bench: -warmup %v: want 0 to 1m", o.warmup)
 	case o.pings < 1 || o.pings > 10000:
 		return o, fmt.Errorf("bench: -pings %d: want 1 to 10000", o.pings)
+	case o.profile != "" && !slices.Contains(o.rows.streams, 1):
+		return o, fmt.Errorf("bench: -profile needs the tcp1 row")
+	case o.profile != "" && o.only == "wireguard":
+		return o, fmt.Errorf("bench: -profile profiles Godwit, but -only is wireguard")
 	}
 	return o, nil
 }
 
-// parseStreams parses "1,4" into [1 4]. Counts are 1 to 64, without
-// duplicates.
-func parseStreams(s string) ([]int, error) {
-	var out []int
+// rowSet is what -rows asks for.
+type rowSet struct {
+	streams []int        // tcpN rows, in the order given
+	ping    bool         // the ping rows
+	impair  []impairment // lossP and tbfM rows (one TCP stream each), in the order given
+}
+
+// impairment is a fault on the underlay during a single-stream TCP run.
+// Exactly one of LossPct and RateMbit is set.
+type impairment struct {
+	Key      string `json:"key"`                // the -rows name: "loss1", "tbf100"
+	LossPct  int    `json:"loss_pct,omitempty"` // random drop of UDP to the tunnel port at the receiver, 1..99
+	RateMbit int    `json:"rate_mbit,omitempty"`
+}
+
+// parseRows parses -rows. Names are tcpN (N 1..64), ping, lossP (P 1..99)
+// and tbfM (M 1..100000), without duplicates.
+func parseRows(s string) (rowSet, error) {
+	var rs rowSet
+	seen := map[string]bool{}
 	for f := range strings.SplitSeq(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 || n > 64 {
-			return nil, fmt.Errorf("bench: -streams %q: %q is not a count from 1 to 64", s, f)
+		f = strings.TrimSpace(f)
+		num := func(prefix string, lo, hi int) (int, bool) {
+			v, ok := strings.CutPrefix(f, prefix)
+			if !ok {
+				return 0, false
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < lo || n > hi || strconv.Itoa(n) != v {
+				return -1, true
+			}
+			return n, true
 		}
-		if slices.Contains(out, n) {
-			return nil, fmt.Errorf("bench: -streams %q: %d given twice", s, n)
+		bad := fmt.Errorf("bench: -rows %q: %q is not tcpN (1..64), ping, lossP (1..99) or tbfM (1..100000)", s, f)
+		if seen[f] {
+			return rowSet{}, fmt.Errorf("bench: -rows %q: %q given twice", s, f)
 		}
-		out = append(out, n)
+		seen[f] = true
+		if f == "ping" {
+			rs.ping = true
+			continue
+		}
+		if n, ok := num("tcp", 1, 64); ok {
+			if n < 0 {
+				return rowSet{}, bad
+			}
+			rs.streams = append(rs.streams, n)
+			continue
+		}
+		if n, ok := num("loss", 1, 99); ok {
+			if n < 0 {
+				return rowSet{}, bad
+			}
+			rs.impair = append(rs.impair, impairment{Key: f, LossPct: n})
+			continue
+		}
+		if n, ok := num("tbf", 1, 100000); ok {
+			if n < 0 {
+				return rowSet{}, bad
+			}
+			rs.impair = append(rs.impair, impairment{Key: f, RateMbit: n})
+			continue
+		}
+		return rowSet{}, bad
 	}
-	return out, nil
+	return rs, nil
 }
 
 func main() {

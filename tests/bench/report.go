@@ -18,10 +18,28 @@ type machine struct {
 	NProc  int    `json:"nproc"`
 	Kernel string `json:"kernel"`
 	Go     string `json:"go"`
+	// LoadBefore and LoadAfter are the first three fields of
+	// /proc/loadavg at the start and the end of the run: the machine is
+	// shared, so the numbers are only as good as it was quiet.
+	LoadBefore string `json:"load_before,omitempty"`
+	LoadAfter  string `json:"load_after,omitempty"`
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages, or "".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func readMachine() machine {
-	m := machine{CPU: "unknown", NProc: runtime.NumCPU(), Kernel: "unknown", Go: runtime.Version()}
+	m := machine{CPU: "unknown", NProc: runtime.NumCPU(), Kernel: "unknown", Go: runtime.Version(), LoadBefore: loadAvg()}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		m.CPU = cpuModel(f)
 		f.Close()
@@ -54,54 +72,121 @@ func writeJSON(w io.Writer, rep *report) error {
 	return nil
 }
 
+// target is a goal of the data-path performance issue for one row.
+type target struct {
+	minRatio float64 // Godwit/wireguard-go must be at least this (0: unused)
+	maxRatio float64 // Godwit/wireguard-go must be at most this (0: unused)
+	maxPlus  float64 // Godwit - wireguard-go must be at most this (0: unused)
+	text     string  // how the table shows it
+}
+
+// The issue's targets.
+var (
+	targetTCP      = target{minRatio: 0.6, text: ">= 0.60x (aim 1.0x)"}
+	targetImpaired = target{minRatio: 1.0, text: ">= 1.00x"}
+	targetCPU      = target{maxRatio: 1.5, text: "<= 1.50x"}
+	targetPing     = target{maxPlus: 0.050, text: "<= wg + 0.050 ms"}
+)
+
+// verdict is "PASS" or "FAIL" for g against w, or "" when either is missing
+// or the row has no target.
+func (tg *target) verdict(g, w *float64) string {
+	if tg == nil || g == nil || w == nil {
+		return ""
+	}
+	ok := true
+	switch {
+	case tg.minRatio > 0:
+		ok = *w > 0 && *g >= tg.minRatio**w
+	case tg.maxRatio > 0:
+		ok = *w > 0 && *g <= tg.maxRatio**w
+	case tg.maxPlus > 0:
+		ok = *g <= *w+tg.maxPlus
+	}
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
 // row is one line of the table. A nil value prints as "-".
 type row struct {
-	label string
-	g, w  *float64
-	unit  string // printf verb for the values
+	label  string
+	g, w   *float64
+	unit   string  // printf verb for the values
+	target *target // or nil
 }
 
 // rows turns a report into table rows.
 func rows(rep *report) []row {
 	var out []row
-	tcp := func(r *result, n int) *tcpResult {
+	tcp := func(r *result, n int, impairment string) *tcpResult {
 		if r == nil {
 			return nil
 		}
 		for i := range r.TCP {
-			if r.TCP[i].Streams == n {
+			if r.TCP[i].Streams == n && r.TCP[i].Impairment == impairment {
 				return &r.TCP[i]
 			}
 		}
 		return nil
 	}
+	mbps := func(t *tcpResult) float64 { return t.Mbps }
 	for _, n := range rep.Streams {
-		g, w := tcp(rep.Godwit, n), tcp(rep.WireGuard, n)
+		g, w := tcp(rep.Godwit, n, ""), tcp(rep.WireGuard, n, "")
 		out = append(out, row{label: fmt.Sprintf("TCP %d stream%s (Mbit/s)", n, plural(n)), unit: "%.0f",
-			g: field(g, func(t *tcpResult) float64 { return t.Mbps }), w: field(w, func(t *tcpResult) float64 { return t.Mbps })})
+			g: field(g, mbps), w: field(w, mbps), target: &targetTCP})
+	}
+	for _, im := range rep.Impair {
+		g, w := tcp(rep.Godwit, 1, im.Key), tcp(rep.WireGuard, 1, im.Key)
+		out = append(out, row{label: fmt.Sprintf("TCP 1 stream, %s (Mbit/s)", im.describe()), unit: "%.0f",
+			g: field(g, mbps), w: field(w, mbps), target: &targetImpaired})
 	}
 	for _, n := range rep.Streams {
-		g, w := tcp(rep.Godwit, n), tcp(rep.WireGuard, n)
-		out = append(out, row{label: fmt.Sprintf("CPU s/GB, %d stream%s", n, plural(n)), unit: "%.2f",
-			g: field(g, func(t *tcpResult) float64 { return t.CPUPerGB }), w: field(w, func(t *tcpResult) float64 { return t.CPUPerGB })})
+		g, w := tcp(rep.Godwit, n, ""), tcp(rep.WireGuard, n, "")
+		cpu := func(t *tcpResult) float64 { return t.CPUPerGB }
+		out = append(out, row{label: fmt.Sprintf("CPU s/GB, both daemons, %d stream%s", n, plural(n)), unit: "%.2f",
+			g: field(g, cpu), w: field(w, cpu), target: &targetCPU})
 	}
-	ping := func(label string, get func(*result) *pingStats) {
+	for _, im := range rep.Impair {
+		if im.LossPct == 0 {
+			continue
+		}
+		g, w := tcp(rep.Godwit, 1, im.Key), tcp(rep.WireGuard, 1, im.Key)
+		drop := func(t *tcpResult) *float64 {
+			if t == nil {
+				return nil
+			}
+			return t.UnderlayDropPct
+		}
+		out = append(out, row{label: fmt.Sprintf("underlay dropped, %s rule (%%)", im.Key), unit: "%.2f", g: drop(g), w: drop(w)})
+	}
+	ping := func(label string, get func(*result) *pingStats, tg *target) {
+		n := 0
+		for _, r := range []*result{rep.Godwit, rep.WireGuard} {
+			if r != nil && get(r) != nil {
+				n = max(n, get(r).Sent)
+			}
+		}
 		for _, q := range []struct {
 			name string
 			f    func(*pingStats) float64
+			tg   *target
 		}{
-			{"median", func(p *pingStats) float64 { return p.MedianMs }},
-			{"p90", func(p *pingStats) float64 { return p.P90Ms }},
-			{"min", func(p *pingStats) float64 { return p.MinMs }},
+			{fmt.Sprintf("median of %d", n), func(p *pingStats) float64 { return p.MedianMs }, tg},
+			{"p90", func(p *pingStats) float64 { return p.P90Ms }, nil},
+			{"min", func(p *pingStats) float64 { return p.MinMs }, nil},
 		} {
 			out = append(out, row{label: fmt.Sprintf("ping %s %s (ms)", label, q.name), unit: "%.3f",
-				g: pingField(rep.Godwit, get, q.f), w: pingField(rep.WireGuard, get, q.f)})
+				g: pingField(rep.Godwit, get, q.f), w: pingField(rep.WireGuard, get, q.f), target: q.tg})
 		}
 		out = append(out, row{label: fmt.Sprintf("ping %s lost (of sent)", label), unit: "%.0f",
 			g: pingField(rep.Godwit, get, lost), w: pingField(rep.WireGuard, get, lost)})
 	}
-	ping("tunnel", func(r *result) *pingStats { return r.PingTunnel })
-	ping("veth", func(r *result) *pingStats { return r.PingVeth })
+	if rep.Pings {
+		ping("tunnel", func(r *result) *pingStats { return r.PingTunnel }, &targetPing)
+		ping("veth", func(r *result) *pingStats { return r.PingVeth }, nil)
+	}
 	mtu := func(r *result) *float64 {
 		if r == nil || r.MTU == 0 {
 			return nil
@@ -111,6 +196,14 @@ func rows(rep *report) []row {
 	}
 	out = append(out, row{label: "inner MTU (default)", unit: "%.0f", g: mtu(rep.Godwit), w: mtu(rep.WireGuard)})
 	return out
+}
+
+// describe names the impairment for the table: "1% loss", "tbf 100 Mbit/s".
+func (im impairment) describe() string {
+	if im.RateMbit > 0 {
+		return fmt.Sprintf("tbf %d Mbit/s", im.RateMbit)
+	}
+	return fmt.Sprintf("%d%% loss", im.LossPct)
 }
 
 func lost(p *pingStats) float64 { return float64(p.Sent - p.Received) }
@@ -158,10 +251,14 @@ func ratio(g, w *float64) string {
 	return fmt.Sprintf("%.2f", *g / *w)
 }
 
-// writeTable prints the machine and one row per measurement.
+// writeTable prints the machine, one row per measurement with the issue's
+// target and verdict, and the profile tops.
 func writeTable(w io.Writer, rep *report) {
 	m := rep.Machine
 	fmt.Fprintf(w, "machine: %s, nproc %d, kernel %s, %s\n", m.CPU, m.NProc, m.Kernel, m.Go)
+	if m.LoadBefore != "" {
+		fmt.Fprintf(w, "load average (1, 5, 15 min): %s before, %s after\n", m.LoadBefore, m.LoadAfter)
+	}
 	fmt.Fprintf(w, "TCP: %s measured after %s warm-up, site -> hub; higher Mbit/s is better, lower CPU s/GB and ping is better\n", rep.Duration, rep.Warmup)
 	for _, r := range []*result{rep.Godwit, rep.WireGuard} {
 		if r == nil {
@@ -179,9 +276,26 @@ func writeTable(w io.Writer, rep *report) {
 	for _, r := range rs {
 		width = max(width, len(r.label))
 	}
-	fmt.Fprintf(w, "%-*s  %10s  %12s  %19s\n", width, "", "Godwit", "wireguard-go", "Godwit/wireguard-go")
+	fmt.Fprintf(w, "%-*s  %10s  %12s  %19s  %-19s  %s\n", width, "", "Godwit", "wireguard-go", "Godwit/wireguard-go", "target", "verdict")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%-*s  %10s  %12s  %19s\n", width, r.label, format(r.unit, r.g), format(r.unit, r.w), ratio(r.g, r.w))
+		tt, v := "", ""
+		if r.target != nil {
+			tt, v = r.target.text, r.target.verdict(r.g, r.w)
+		}
+		line := fmt.Sprintf("%-*s  %10s  %12s  %19s  %-19s  %s", width, r.label, format(r.unit, r.g), format(r.unit, r.w), ratio(r.g, r.w), tt, v)
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
+	for _, r := range []*result{rep.Godwit, rep.WireGuard} {
+		if r == nil {
+			continue
+		}
+		for _, p := range r.Profiles {
+			fmt.Fprintf(w, "\n=== %s %s profile, top %d by %s (%s)\n", p.Daemon, p.Kind, topNodes, p.Sort, p.File)
+			if p.Error != "" {
+				fmt.Fprintf(w, "error: %s\n", firstLine(p.Error))
+			}
+			fmt.Fprint(w, p.Top)
+		}
 	}
 }
 

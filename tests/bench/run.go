@@ -43,6 +43,7 @@ type topo struct {
 	hub, site  *netlab.NS
 	wgBin      string // wireguard-go binary, or "" when not measured
 	godwitBin  string // godwit binary, or "" when not measured
+	profile    bool   // Godwit daemons serve pprof (-profile)
 	hubVethIP  netip.Addr
 	siteVethIP netip.Addr
 }
@@ -50,6 +51,7 @@ type topo struct {
 // tunnelUp is one running daemon pair.
 type tunnelUp struct {
 	hubAddr netip.Addr     // inner address of the hub end: ping target and TCP sink
+	port    int            // the hub's UDP port (the underlay loss rule matches it)
 	mtu     int            // inner MTU of the site's interface
 	procs   []*netlab.Proc // hub and site daemon
 	version string
@@ -64,18 +66,23 @@ type result struct {
 	TCP        []tcpResult `json:"tcp,omitempty"`
 	PingTunnel *pingStats  `json:"ping_tunnel,omitempty"`
 	PingVeth   *pingStats  `json:"ping_veth,omitempty"`
-	Error      string      `json:"error,omitempty"`
+	// Profiles are pprof tops of the daemons during the tcp1 row (-profile).
+	Profiles []profileTop `json:"profiles,omitempty"`
+	Error    string       `json:"error,omitempty"`
 }
 
 // report is the whole run, as printed with -json.
 type report struct {
-	Machine   machine  `json:"machine"`
-	Duration  string   `json:"duration"`
-	Warmup    string   `json:"warmup"`
-	Streams   []int    `json:"streams"`
-	Godwit    *result  `json:"godwit,omitempty"`
-	WireGuard *result  `json:"wireguard_go,omitempty"`
-	Notes     []string `json:"notes"`
+	Machine   machine      `json:"machine"`
+	Duration  string       `json:"duration"`
+	Warmup    string       `json:"warmup"`
+	Rows      rowSet       `json:"-"`
+	Impair    []impairment `json:"impairments,omitempty"`
+	Streams   []int        `json:"streams"`
+	Pings     bool         `json:"pings"`
+	Godwit    *result      `json:"godwit,omitempty"`
+	WireGuard *result      `json:"wireguard_go,omitempty"`
+	Notes     []string     `json:"notes"`
 }
 
 func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Writer) (err error) {
@@ -83,10 +90,14 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		Machine:  readMachine(),
 		Duration: o.duration.String(),
 		Warmup:   o.warmup.String(),
-		Streams:  o.streams,
+		Impair:   o.rows.impair,
+		Streams:  o.rows.streams,
+		Pings:    o.rows.ping,
 		Notes: []string{
 			"TCP: Go sender in the site namespace to a Go sink on the hub's inner address; bytes counted by the sink",
-			"CPU: utime+stime of both daemon processes during the measured TCP interval, per 1e9 bytes received",
+			"CPU: utime+stime of both daemon processes (hub and site together) during the measured TCP interval, per 1e9 bytes received",
+			"lossP: nft numgen random drop of P % of UDP to the hub's tunnel port in the hub namespace's prerouting; gso_max_segs 1 on the site veth so each datagram is dropped on its own",
+			"tbfM: tbf rate M mbit burst " + tbfBurst + " latency " + tbfLatency + " on the site's veth (site -> hub direction)",
 			"ping: ICMP echo from the site namespace, idle tunnel; veth = bare underlay with the daemons idle",
 			"inner MTU: each project's default (wireguard-go 1420, Godwit its config default)",
 		},
@@ -100,7 +111,12 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 			err = errors.Join(err, cerr)
 		}
 	}()
-	t := &topo{lab: lab}
+	t := &topo{lab: lab, profile: o.profile != ""}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return fmt.Errorf("bench: -profile: %w", err)
+		}
+	}
 	if err := t.build(); err != nil {
 		return err
 	}
@@ -152,6 +168,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		}
 	}
 
+	rep.Machine.LoadAfter = loadAvg()
 	if o.json {
 		if err := writeJSON(stdout, &rep); err != nil {
 			return err
@@ -228,18 +245,19 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 		return err
 	}
 
-	log.Info("ping", "daemon", r.Name, "count", o.pings)
-	if r.PingTunnel, err = t.ping(up.hubAddr, o.pings); err != nil {
-		return err
-	}
-	if r.PingVeth, err = t.ping(t.hubVethIP, o.pings); err != nil {
-		return err
+	if o.rows.ping {
+		log.Info("ping", "daemon", r.Name, "count", o.pings)
+		if r.PingTunnel, err = t.ping(up.hubAddr, o.pings); err != nil {
+			return err
+		}
+		if r.PingVeth, err = t.ping(t.hubVethIP, o.pings); err != nil {
+			return err
+		}
 	}
 
 	sink := netip.AddrPortFrom(up.hubAddr, sinkPort)
-	for _, n := range o.streams {
-		log.Info("tcp", "daemon", r.Name, "streams", n, "duration", o.duration)
-		res, err := measureTCP(ctx, tcpParams{
+	tcp := func(n int, during func(context.Context)) (tcpResult, error) {
+		return measureTCP(ctx, tcpParams{
 			streams: n,
 			warmup:  o.warmup,
 			dur:     o.duration,
@@ -247,8 +265,25 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 			dial: func(ctx context.Context, a net.Addr) (net.Conn, error) {
 				return t.site.DialTCP(ctx, a.String())
 			},
-			cpu: func() (float64, error) { return cpuOf(pids) },
+			cpu:    func() (float64, error) { return cpuOf(pids) },
+			during: during,
 		})
+	}
+	for _, n := range o.rows.streams {
+		log.Info("tcp", "daemon", r.Name, "streams", n, "duration", o.duration)
+		var during func(context.Context)
+		if n == 1 && t.profile && r.Name == "Godwit" {
+			during = func(ctx context.Context) {
+				log.Info("profiling", "daemon", r.Name, "seconds", profileSeconds, "dir", o.profile)
+				var perr error
+				r.Profiles, perr = captureProfiles(ctx, o.profile, t.godwitBin, []profTarget{
+					{"godwit-hub", t.hub}, {"godwit-site", t.site}})
+				if perr != nil {
+					log.Error("profiles incomplete", "err", perr)
+				}
+			}
+		}
+		res, err := tcp(n, during)
 		if err != nil {
 			return fmt.Errorf("bench: %d streams: %w%s", n, err, procLogs(up.procs))
 		}
@@ -259,12 +294,45 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 			return err
 		}
 	}
+	for _, im := range o.rows.impair {
+		log.Info("tcp", "daemon", r.Name, "streams", 1, "impairment", im.Key, "duration", o.duration)
+		res, err := t.measureImpaired(ctx, im, up.port, func() (tcpResult, error) { return tcp(1, nil) })
+		if err != nil {
+			return fmt.Errorf("bench: 1 stream, %s: %w%s", im.Key, err, procLogs(up.procs))
+		}
+		r.TCP = append(r.TCP, res)
+		log.Info("tcp done", "daemon", r.Name, "streams", 1, "impairment", im.Key, "mbit/s", fmt.Sprintf("%.0f", res.Mbps))
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
 	for _, p := range up.procs {
 		if exited(p) {
 			return fmt.Errorf("bench: %s exited during the measurement%s", p.Name, procLogs(up.procs))
 		}
 	}
 	return nil
+}
+
+// measureImpaired runs measure with im in place on the underlay and
+// removes it again, also on error.
+func (t *topo) measureImpaired(ctx context.Context, im impairment, port int, measure func() (tcpResult, error)) (res tcpResult, err error) {
+	a, err := t.impair(ctx, im, port)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if uerr := a.undo(); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+	}()
+	res, err = measure()
+	res.Impairment = im.Key
+	if err != nil {
+		return res, err
+	}
+	res.UnderlayDropPct, err = a.dropPct()
+	return res, err
 }
 
 // ping runs one series of count echo requests from the site to dst.
@@ -341,18 +409,21 @@ func linkMTU(ns *netlab.NS, ifname string) (int, error) {
 }
 
 // parseLinkMTU finds "mtu N" in one line of `ip -o link` output.
-func parseLinkMTU(out string) (int, error) {
+func parseLinkMTU(out string) (int, error) { return parseLinkInt(out, "mtu") }
+
+// parseLinkInt finds "key N" (N >= 1) in `ip -o link` output.
+func parseLinkInt(out, key string) (int, error) {
 	f := strings.Fields(out)
 	for i := 0; i+1 < len(f); i++ {
-		if f[i] == "mtu" {
+		if f[i] == key {
 			n, err := strconv.Atoi(f[i+1])
 			if err != nil || n <= 0 {
-				return 0, fmt.Errorf("bench: bad mtu %q in %q", f[i+1], out)
+				return 0, fmt.Errorf("bench: bad %s %q in %q", key, f[i+1], out)
 			}
 			return n, nil
 		}
 	}
-	return 0, fmt.Errorf("bench: no mtu in %q", out)
+	return 0, fmt.Errorf("bench: no %s in %q", key, out)
 }
 
 // commandOutput runs a command with stdin and returns its trimmed stdout.

@@ -20,6 +20,13 @@ type tcpResult struct {
 	Mbps       float64 `json:"mbit_per_s"`   // Bytes*8/Seconds/1e6
 	CPUSeconds float64 `json:"daemon_cpu_s"` // utime+stime of both daemons during the interval
 	CPUPerGB   float64 `json:"daemon_cpu_s_per_gb"`
+	// Impairment is the -rows key of the underlay fault during the run
+	// ("loss1", "tbf100"), or "" for none.
+	Impairment string `json:"impairment,omitempty"`
+	// UnderlayDropPct is the share of the tunnel's UDP packets the loss
+	// rule dropped over the whole run (warm-up included), from its nft
+	// counters; nil without a loss rule.
+	UnderlayDropPct *float64 `json:"underlay_drop_pct,omitempty"`
 }
 
 // sink accepts TCP connections and counts every byte it reads. Its counter
@@ -101,6 +108,11 @@ type tcpParams struct {
 	dial func(ctx context.Context, addr net.Addr) (net.Conn, error)
 	// cpu returns the CPU seconds used so far by the processes under test.
 	cpu func() (float64, error)
+	// during, if not nil, runs on its own goroutine from the start of the
+	// measured interval; the streams keep sending until it returns, also
+	// when that is after the interval. It must return soon once ctx is
+	// done. Its error does not fail the measurement.
+	during func(ctx context.Context)
 }
 
 // measureTCP runs p.streams bulk TCP streams from dial to listen for
@@ -152,6 +164,25 @@ func measureTCP(ctx context.Context, p tcpParams) (tcpResult, error) {
 	b0, c0, t0 := s.bytes.Load(), 0.0, time.Now()
 	if c0, err = p.cpu(); err != nil {
 		return res, err
+	}
+	if p.during != nil {
+		dctx, dcancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.during(dctx)
+		}()
+		// On an early return, stop it; either way wait for it while the
+		// streams still send.
+		defer func() {
+			<-done
+			dcancel()
+		}()
+		defer func() {
+			if ctx.Err() != nil {
+				dcancel()
+			}
+		}()
 	}
 	if err := sleep(ctx, p.dur); err != nil {
 		return res, err

@@ -181,7 +181,7 @@ func startWireGuard(ctx context.Context, t *topo) (*tunnelUp, error) {
 	if err != nil {
 		return nil, err
 	}
-	up := &tunnelUp{hubAddr: hubIn.Addr()}
+	up := &tunnelUp{hubAddr: hubIn.Addr(), port: wgPort}
 	// wireguard-go removes its socket when it stops cleanly; after a SIGKILL
 	// this removes the leftover (the names carry the run's ID).
 	up.cleanup = func() {
