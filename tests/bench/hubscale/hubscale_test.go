@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/godwit-vpn/godwit/tun/tuntest"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr bool
+	}{
+		{nil, false},
+		{[]string{"-sites", "5", "-duration", "2s", "-json"}, false},
+		{[]string{"-sites", "0"}, true},
+		{[]string{"-sites", "4001"}, true},
+		{[]string{"-duration", "100ms"}, true},
+		{[]string{"extra"}, true},
+	}
+	for _, tt := range tests {
+		o, err := parseFlags(tt.args, io.Discard)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("parseFlags(%q) error = %v, want error %v", tt.args, err, tt.wantErr)
+		}
+		if tt.args == nil && (o.sites != 200 || o.duration != 30*time.Second || o.json) {
+			t.Errorf("parseFlags(nil) = %+v, want 200 sites, 30s, no JSON", o)
+		}
+	}
+}
+
+func TestSiteAddr(t *testing.T) {
+	tests := []struct {
+		i    int
+		want string
+	}{{0, "10.77.0.2"}, {253, "10.77.0.255"}, {254, "10.77.1.0"}, {maxSites - 1, "10.77.15.161"}}
+	for _, tt := range tests {
+		got := siteAddr(tt.i)
+		if got.String() != tt.want || !hubInner.Contains(got) || got == hubInner.Addr() {
+			t.Errorf("siteAddr(%d) = %v, want %s inside %v and not the hub's", tt.i, got, tt.want, hubInner)
+		}
+	}
+}
+
+func TestHubConfig(t *testing.T) {
+	sites := []*site{{idx: 0, addr: siteAddr(0)}, {idx: 1, addr: siteAddr(1)}}
+	for _, s := range sites {
+		s.key = make([]byte, 64)
+		s.key[32+s.idx] = 1 // the public half
+	}
+	got := hubConfig("gwh1", "/k", "/s", sites)
+	var cfg struct {
+		Interface map[string]any
+		Peer      []map[string]any
+	}
+	if _, err := toml.Decode(got, &cfg); err != nil {
+		t.Fatalf("hubConfig output does not parse: %v\n%s", err, got)
+	}
+	if cfg.Interface["listen"] != "198.18.0.1:4433" || len(cfg.Peer) != 2 {
+		t.Fatalf("hubConfig = %v with %d peers, want listen 198.18.0.1:4433 and 2 peers", cfg.Interface, len(cfg.Peer))
+	}
+	if got, want := cfg.Peer[1]["allowed_ips"], []any{"10.77.0.3/32"}; len(got.([]any)) != 1 || got.([]any)[0] != want[0] {
+		t.Errorf("peer 1 allowed_ips = %v, want %v", got, want)
+	}
+	if cfg.Peer[0]["name"] != "site-0000" || cfg.Peer[0]["public_key"] == cfg.Peer[1]["public_key"] {
+		t.Errorf("peers = %v, want site-0000 first and distinct keys", cfg.Peer)
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    uint64
+		wantErr bool
+	}{
+		{"Name:\tgodwit\nVmPeak:\t 1 kB\nVmRSS:\t   12345 kB\nRssAnon:\t 1 kB\n", 12345, false},
+		{"VmRSS: 7 kB", 7, false},
+		{"Name: x\n", 0, true},
+		{"VmRSS: 7 MB\n", 0, true},
+		{"VmRSS: x kB\n", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := parseVmRSS([]byte(tt.in))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseVmRSS(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+	if rss, err := vmRSS(os.Getpid()); err != nil || rss == 0 {
+		t.Errorf("vmRSS(self) = %d, %v; want > 0", rss, err)
+	}
+}
+
+func FuzzParseVmRSS(f *testing.F) {
+	f.Add([]byte("VmRSS:\t   12345 kB\n"))
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := parseVmRSS(b)
+		if err != nil {
+			return
+		}
+		// Accepted implies a well-formed line carrying got.
+		found := false
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				f := strings.Fields(v)
+				found = len(f) == 2 && f[1] == "kB"
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("parseVmRSS(%q) = %d without a well-formed VmRSS line", b, got)
+		}
+	})
+}
+
+func TestParseStatTicks(t *testing.T) {
+	line := "4242 (go dwit) S 1 4242 4242 0 -1 4194560 1040 0 0 0 1234 56 0 0 20 0 9 0 12345 1262829568 2560 18446744073709551615\n"
+	if got, err := parseStatTicks([]byte(line)); err != nil || got != 1290 {
+		t.Errorf("parseStatTicks = %d, %v; want 1290", got, err)
+	}
+	for _, bad := range []string{"", "4242 S 1", "4242 (x) S 1 2 3", strings.Replace(line, " 56 ", " x ", 1)} {
+		if _, err := parseStatTicks([]byte(bad)); err == nil {
+			t.Errorf("parseStatTicks(%q) succeeded, want error", bad)
+		}
+	}
+}
+
+func TestIsEchoReply(t *testing.T) {
+	site, hub := netip.MustParseAddr("10.77.0.2"), netip.MustParseAddr("10.77.0.1")
+	reply := func(p []byte) []byte {
+		// An echo reply is the request with addresses swapped and type 0
+		// (checksums do not matter to isEchoReply).
+		r := bytes.Clone(p)
+		copy(r[12:16], p[16:20])
+		copy(r[16:20], p[12:16])
+		r[20] = 0
+		return r
+	}
+	good := reply(tuntest.Ping(site, hub, 7, 1, 56))
+	tests := []struct {
+		name string
+		p    []byte
+		want bool
+	}{
+		{"reply", good, true},
+		{"other id", reply(tuntest.Ping(site, hub, 8, 1, 56)), false},
+		{"request", tuntest.Ping(hub, site, 7, 1, 56), false},
+		{"other dst", reply(tuntest.Ping(netip.MustParseAddr("10.77.0.3"), hub, 7, 1, 56)), false},
+		{"udp", tuntest.UDP(netip.AddrPortFrom(hub, 1), netip.AddrPortFrom(site, 2), []byte("x")), false},
+		{"ipv6", tuntest.Ping(netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2"), 7, 1, 8), false},
+		{"truncated", good[:24], false},
+		{"empty", nil, false},
+	}
+	for _, tt := range tests {
+		if got := isEchoReply(tt.p, site, 7); got != tt.want {
+			t.Errorf("%s: isEchoReply = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func FuzzIsEchoReply(f *testing.F) {
+	site, hub := netip.MustParseAddr("10.77.0.2"), netip.MustParseAddr("10.77.0.1")
+	f.Add(tuntest.Ping(hub, site, 7, 1, 56))
+	f.Add(tuntest.Ping(site, hub, 7, 1, 0))
+	f.Add(tuntest.UDP(netip.AddrPortFrom(hub, 1), netip.AddrPortFrom(site, 2), []byte("x")))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if !isEchoReply(p, site, 7) {
+			return
+		}
+		// Accepted implies an IPv4 ICMP echo reply to site with id 7.
+		ihl := int(p[0]&0x0f) * 4
+		if p[0]>>4 != 4 || ihl < 20 || len(p) < ihl+8 || p[9] != 1 || netip.AddrFrom4([4]byte(p[16:20])) != site ||
+			p[ihl] != 0 || binary.BigEndian.Uint16(p[ihl+4:]) != 7 {
+			t.Fatalf("isEchoReply accepted %x", p)
+		}
+	})
+}
+
+// requireRoot skips t when not root, unless GODWIT_E2E=1 demands the test.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("GODWIT_E2E") == "1" {
+		t.Fatal("GODWIT_E2E=1 but not root: hubscale needs network namespaces")
+	}
+	t.Skip("needs root for network namespaces (set GODWIT_E2E=1 to make this a failure)")
+}
+
+func netnsList(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip netns list: %v: %s", err, out)
+	}
+	return string(out)
+}
+
+// TestRun runs the whole program with 5 sites and short phases, and checks
+// the report and the cleanup.
+func TestRun(t *testing.T) {
+	requireRoot(t)
+	if testing.Short() {
+		t.Skip("builds the daemon and runs traffic; skipped with -short")
+	}
+	before := netnsList(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o := options{sites: 5, duration: 3 * time.Second, json: true}
+	var stdout, stderr bytes.Buffer
+	if err := run(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)), &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	var rep report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout.String())
+	}
+	if rep.Connected != 5 || rep.HubPeers < 5 || rep.ConnectAll <= 0 || rep.ConnectAll > 60 ||
+		rep.ConnectP50 > rep.ConnectP99 || rep.ConnectP99 > rep.ConnectMax {
+		t.Errorf("connect: %d connected, hub saw %d, all %.2f s, p50/p99/max %.0f/%.0f/%.0f ms; want 5, >= 5, 0..60 s, ordered",
+			rep.Connected, rep.HubPeers, rep.ConnectAll, rep.ConnectP50, rep.ConnectP99, rep.ConnectMax)
+	}
+	if rep.RSSAlone == 0 || rep.RSSIdle == 0 || rep.RSSLoad == 0 {
+		t.Errorf("RSS alone/idle/load = %d/%d/%d KiB, want all > 0", rep.RSSAlone, rep.RSSIdle, rep.RSSLoad)
+	}
+	if rep.CPUIdle < 0 || rep.CPUIdle > 400 || rep.CPULoad < 0 || rep.CPULoad > 400 {
+		t.Errorf("hub CPU idle %.2f %%, load %.2f %%; want both in [0, 400]", rep.CPUIdle, rep.CPULoad)
+	}
+	// 5 sites, 3 rounds: 15 requests; generous on replies.
+	if rep.Sent != 15 || rep.Replies < 12 || rep.Replies > rep.Sent {
+		t.Errorf("echo %d replies of %d sent, want 15 sent and at least 12 replies", rep.Replies, rep.Sent)
+	}
+	for _, want := range []string{"5 of 5\n", "hub memory per idle site (KiB)", "load average"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if after := netnsList(t); strings.Count(after, "gwh-") > strings.Count(before, "gwh-") {
+		t.Errorf("namespaces after run:\n%s\nwant no more gwh- ones than before:\n%s", after, before)
+	}
+}

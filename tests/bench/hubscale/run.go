@@ -1,0 +1,602 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/tun/tuntest"
+	"github.com/godwit-vpn/godwit/tunnel"
+)
+
+// maxSites bounds -sites: every site needs an address in hubInner.
+const maxSites = 4000
+
+// Addresses and ports of the lab.
+var (
+	underHub  = netip.MustParsePrefix("198.18.0.1/24")
+	underSite = netip.MustParsePrefix("198.18.0.2/24")
+	hubInner  = netip.MustParsePrefix("10.77.0.1/16")
+)
+
+const hubPort = 4433
+
+// Bounds on the phases, so a broken hub cannot make the run hang.
+const (
+	hubStartTimeout = 20 * time.Second
+	connectTimeout  = 60 * time.Second
+	settle          = 2 * time.Second // after the hub starts and after all sites connected
+	replyGrace      = 2 * time.Second // for the last echo replies
+)
+
+// userHZ is the unit of utime and stime in /proc/<pid>/stat.
+const userHZ = 100
+
+// report is the whole run, as printed with -json.
+type report struct {
+	Machine    machine  `json:"machine"`
+	Sites      int      `json:"sites"`
+	Duration   string   `json:"duration"`
+	Connected  int      `json:"connected"`             // sites that connected within connectTimeout
+	ConnectAll float64  `json:"connect_all_s"`         // from the first dial to the last site's first connection
+	ConnectP50 float64  `json:"connect_p50_ms"`        // per site, from the common start
+	ConnectP99 float64  `json:"connect_p99_ms"`        //
+	ConnectMax float64  `json:"connect_max_ms"`        //
+	Reconnects int      `json:"reconnects"`            // connections after each site's first, over the whole run
+	HubPeers   int      `json:"hub_peer_connected"`    // "peer connected" lines in the hub's log
+	RSSAlone   uint64   `json:"hub_rss_alone_kib"`     // VmRSS before any site
+	RSSIdle    uint64   `json:"hub_rss_idle_kib"`      // after the idle phase
+	RSSLoad    uint64   `json:"hub_rss_1pps_kib"`      // at the end of the 1 packet/s phase
+	PerSite    float64  `json:"hub_kib_per_idle_site"` // (RSSIdle - RSSAlone) / Sites
+	CPUIdle    float64  `json:"hub_cpu_idle_pct"`      // of one core
+	CPULoad    float64  `json:"hub_cpu_1pps_pct"`      // of one core
+	SitesCPU   float64  `json:"sites_process_cpu_1pps_pct"`
+	Sent       uint64   `json:"echo_sent"`
+	Replies    uint64   `json:"echo_replies"`
+	ReplyRatio float64  `json:"reply_ratio"`
+	Notes      []string `json:"notes"`
+}
+
+// machine describes where the numbers were taken.
+type machine struct {
+	NProc      int    `json:"nproc"`
+	Kernel     string `json:"kernel"`
+	Go         string `json:"go"`
+	LoadBefore string `json:"load_before"` // /proc/loadavg 1, 5, 15 min at the start
+	LoadAfter  string `json:"load_after"`  // and at the end
+}
+
+// site is one simulated site.
+type site struct {
+	idx   int
+	key   ed25519.PrivateKey
+	addr  netip.Addr
+	ep    *quicconn.Endpoint
+	ch    *tuntest.Channel
+	tn    *tunnel.Tunnel
+	runc  chan error    // Run's result
+	first chan struct{} // closed at the first connection
+	took  time.Duration // from the common start to the first connection; valid after first
+	ups   atomic.Int32
+	reply atomic.Uint64
+}
+
+func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Writer) (err error) {
+	rep := report{
+		Machine:  machine{NProc: runtime.NumCPU(), Kernel: readTrim("/proc/sys/kernel/osrelease"), Go: runtime.Version(), LoadBefore: loadAvg()},
+		Sites:    o.sites,
+		Duration: o.duration.String(),
+		Notes: []string{
+			"hub: the real godwit daemon; sites: quicconn.Endpoint + tunnel.Tunnel over tuntest.Channel, all in this process",
+			"connect: all sites start DialLoop at once after their sockets exist; time to each site's first established connection (handshake + hello)",
+			"CPU: hub utime+stime over the phase's wall time, percent of one core; idle = sites connected, no packets (QUIC keep-alives and control heartbeats still run)",
+			"1 pps: each site sends one ICMP echo per second to the hub's inner address, spread evenly over the second; the hub's kernel answers",
+		},
+	}
+	lab, err := netlab.New("gwh")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := lab.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	hubNS, sitesNS, err := buildLab(lab)
+	if err != nil {
+		return err
+	}
+	log.Info("lab ready", "hub", hubNS.Name, "sites", sitesNS.Name, "dir", lab.Dir)
+	bin, err := netlab.Godwit()
+	if err != nil {
+		return err
+	}
+
+	_, hubKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("hubscale: %w", err)
+	}
+	var hubID [32]byte
+	copy(hubID[:], hubKey.Public().(ed25519.PublicKey))
+	sites := make([]*site, o.sites)
+	for i := range sites {
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return fmt.Errorf("hubscale: %w", err)
+		}
+		sites[i] = &site{idx: i, key: k, addr: siteAddr(i), first: make(chan struct{}), runc: make(chan error, 1)}
+	}
+
+	// The hub alone.
+	hub, err := startHub(ctx, lab, hubNS, bin, hubKey, sites)
+	if err != nil {
+		return err
+	}
+	pid := hub.Cmd.Process.Pid
+	if err := sleep(ctx, settle); err != nil {
+		return err
+	}
+	if rep.RSSAlone, err = vmRSS(pid); err != nil {
+		return err
+	}
+	log.Info("hub up", "pid", pid, "rss_kib", rep.RSSAlone)
+
+	// The sites, from cold.
+	sctx, cancelSites := context.WithCancel(ctx)
+	var dialers sync.WaitGroup
+	defer func() {
+		cancelSites()
+		dialers.Wait() // DialLoop closes its conns on the way out
+		for _, s := range sites {
+			if s.ch != nil {
+				s.ch.Close()
+			}
+			if s.tn != nil {
+				if rerr := <-s.runc; rerr != nil {
+					err = errors.Join(err, rerr)
+				}
+			}
+			if s.ep != nil {
+				s.ep.Close()
+			}
+		}
+	}()
+	if err := makeSites(sctx, sitesNS, tunnel.PeerID(hubID), sites, &dialers); err != nil {
+		return err
+	}
+	log.Info("sites dialing", "count", len(sites))
+	start := time.Now()
+	hubAddr := netip.AddrPortFrom(underHub.Addr(), hubPort).String()
+	for _, s := range sites {
+		dialers.Go(func() {
+			s.ep.DialLoop(sctx, hubAddr, hubID, func(c *quicconn.Conn) {
+				if err := s.tn.Attach(tunnel.PeerID(hubID), c); err != nil {
+					return // only after shutdown
+				}
+				if s.ups.Add(1) == 1 {
+					s.took = time.Since(start)
+					close(s.first)
+				}
+			})
+		})
+	}
+	deadline := time.NewTimer(connectTimeout)
+	defer deadline.Stop()
+	var took []time.Duration
+	for _, s := range sites {
+		select {
+		case <-s.first:
+			took = append(took, s.took)
+		case <-deadline.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	rep.Connected = len(took)
+	if len(took) > 0 {
+		slices.Sort(took)
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		rep.ConnectAll = took[len(took)-1].Seconds()
+		rep.ConnectP50 = ms(took[rank(len(took), 50)])
+		rep.ConnectP99 = ms(took[rank(len(took), 99)])
+		rep.ConnectMax = ms(took[len(took)-1])
+	}
+	log.Info("sites connected", "connected", rep.Connected, "of", len(sites), "all_s", fmt.Sprintf("%.2f", rep.ConnectAll))
+	if rep.Connected < len(sites) {
+		return fmt.Errorf("hubscale: only %d of %d sites connected within %v%s", rep.Connected, len(sites), connectTimeout, tail(hub))
+	}
+
+	// Idle.
+	if err := sleep(ctx, settle); err != nil {
+		return err
+	}
+	log.Info("idle phase", "duration", o.duration)
+	if rep.CPUIdle, err = cpuPercent(ctx, pid, o.duration, nil); err != nil {
+		return err
+	}
+	if rep.RSSIdle, err = vmRSS(pid); err != nil {
+		return err
+	}
+	rep.PerSite = (float64(rep.RSSIdle) - float64(rep.RSSAlone)) / float64(len(sites))
+
+	// One packet per second per site.
+	log.Info("1 pps phase", "duration", o.duration, "pps", len(sites))
+	self0, err := procCPU(os.Getpid())
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	rep.CPULoad, err = cpuPercent(ctx, pid, o.duration, func(ctx context.Context) {
+		rep.Sent = sendPings(ctx, sites, o.duration)
+	})
+	if err != nil {
+		return err
+	}
+	if self1, err := procCPU(os.Getpid()); err == nil {
+		rep.SitesCPU = 100 * (self1 - self0) / time.Since(t0).Seconds()
+	}
+	if rep.RSSLoad, err = vmRSS(pid); err != nil {
+		return err
+	}
+	if err := sleep(ctx, replyGrace); err != nil {
+		return err
+	}
+	for _, s := range sites {
+		rep.Replies += s.reply.Load()
+		rep.Reconnects += int(s.ups.Load()) - 1
+	}
+	if rep.Sent > 0 {
+		rep.ReplyRatio = float64(rep.Replies) / float64(rep.Sent)
+	}
+	rep.HubPeers = strings.Count(hub.Output(), "peer connected")
+	rep.Machine.LoadAfter = loadAvg()
+	if exited(hub) {
+		return fmt.Errorf("hubscale: the hub exited during the run%s", tail(hub))
+	}
+
+	if o.json {
+		if err := writeJSON(stdout, &rep); err != nil {
+			return err
+		}
+		writeTable(stderr, &rep)
+	} else {
+		writeTable(stdout, &rep)
+	}
+	return nil
+}
+
+// buildLab makes the hub and sites namespaces and the veth between them.
+func buildLab(lab *netlab.Lab) (hub, sites *netlab.NS, err error) {
+	if hub, err = lab.NS("hub"); err != nil {
+		return nil, nil, err
+	}
+	if sites, err = lab.NS("sites"); err != nil {
+		return nil, nil, err
+	}
+	if err := lab.Link(hub, "veth0", sites, "veth0"); err != nil {
+		return nil, nil, err
+	}
+	if err := hub.Addr("veth0", underHub.String()); err != nil {
+		return nil, nil, err
+	}
+	if err := sites.Addr("veth0", underSite.String()); err != nil {
+		return nil, nil, err
+	}
+	return hub, sites, sites.WaitPing(underHub.Addr(), 5*time.Second)
+}
+
+// siteAddr is the inner address of site i: 10.77.0.2 and up.
+func siteAddr(i int) netip.Addr {
+	b := hubInner.Masked().Addr().As4()
+	v := binary.BigEndian.Uint32(b[:]) + 2 + uint32(i)
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+// hubConfig renders the hub's TOML with one peer per site.
+func hubConfig(ifname, keyFile, stateDir string, sites []*site) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[interface]\nname = %q\nprivate_key_file = %q\naddresses = [%q]\nlisten = %q\nstate_dir = %q\n",
+		ifname, keyFile, hubInner.String(), netip.AddrPortFrom(underHub.Addr(), hubPort).String(), stateDir)
+	for _, s := range sites {
+		fmt.Fprintf(&b, "\n[[peer]]\nname = \"site-%04d\"\npublic_key = %q\nallowed_ips = [%q]\n",
+			s.idx, base64.StdEncoding.EncodeToString(s.key.Public().(ed25519.PublicKey)), netip.PrefixFrom(s.addr, 32).String())
+	}
+	return b.String()
+}
+
+// startHub writes the hub's key and config, starts `godwit run` in ns and
+// waits until it logs "godwit running".
+func startHub(ctx context.Context, lab *netlab.Lab, ns *netlab.NS, bin string, key ed25519.PrivateKey, sites []*site) (*netlab.Proc, error) {
+	dir := filepath.Join(lab.Dir, "hub")
+	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
+		return nil, fmt.Errorf("hubscale: %w", err)
+	}
+	keyFile := filepath.Join(dir, "hub.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key.Seed())+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("hubscale: %w", err)
+	}
+	cfg := filepath.Join(dir, "hub.toml")
+	if err := os.WriteFile(cfg, []byte(hubConfig("gwh"+lab.ID, keyFile, filepath.Join(dir, "state"), sites)), 0o600); err != nil {
+		return nil, fmt.Errorf("hubscale: %w", err)
+	}
+	p, err := ns.Start("godwit-hub", bin, "run", "-c", cfg)
+	if err != nil {
+		return nil, err
+	}
+	end := time.Now().Add(hubStartTimeout)
+	for !strings.Contains(p.Output(), "godwit running") {
+		if exited(p) {
+			return nil, fmt.Errorf("hubscale: the hub exited at start%s", tail(p))
+		}
+		if time.Now().After(end) {
+			return nil, fmt.Errorf("hubscale: no \"godwit running\" from the hub within %v%s", hubStartTimeout, tail(p))
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	if c := readTrim(fmt.Sprintf("/proc/%d/comm", p.Cmd.Process.Pid)); c != "godwit" {
+		return nil, fmt.Errorf("hubscale: hub pid %d is %q, not godwit", p.Cmd.Process.Pid, c)
+	}
+	return p, nil
+}
+
+// makeSites creates every site's Endpoint (its UDP socket inside ns) and
+// Tunnel with the hub hubID as its one peer, and starts the Tunnel and a
+// reader that counts echo replies (on wg), all stopping when ctx is done
+// and the Channel is closed.
+func makeSites(ctx context.Context, ns *netlab.NS, hubID tunnel.PeerID, sites []*site, wg *sync.WaitGroup) error {
+	err := ns.Do(func() error {
+		for _, s := range sites {
+			ep, err := quicconn.NewEndpoint(quicconn.Config{PrivateKey: s.key, NodeName: fmt.Sprintf("site-%04d", s.idx)})
+			if err != nil {
+				return fmt.Errorf("hubscale: site %d: %w", s.idx, err)
+			}
+			s.ep = ep
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, s := range sites {
+		s.ch = tuntest.NewChannel(8)
+		tn, err := tunnel.New(s.ch, tunnel.Config{Addresses: []netip.Prefix{netip.PrefixFrom(s.addr, 32)}, MTU: 1300, QueueLen: 64})
+		if err != nil {
+			return fmt.Errorf("hubscale: site %d: %w", s.idx, err)
+		}
+		if err := tn.SetPeers([]tunnel.PeerConfig{{ID: hubID, Name: "hub", AllowedIPs: []netip.Prefix{hubInner.Masked()}}}); err != nil {
+			return fmt.Errorf("hubscale: site %d: %w", s.idx, err)
+		}
+		s.tn = tn
+		go func() { s.runc <- tn.Run(ctx) }()
+		wg.Go(func() { s.readReplies(ctx) })
+	}
+	return nil
+}
+
+// readReplies counts the echo replies to this site that the tunnel writes
+// to its TUN, until ctx is done.
+func (s *site) readReplies(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case p := <-s.ch.FromTunnel:
+			if isEchoReply(p, s.addr, uint16(s.idx)) {
+				s.reply.Add(1)
+			}
+		}
+	}
+}
+
+// isEchoReply reports whether p is an IPv4 ICMP echo reply to dst with
+// identifier id.
+func isEchoReply(p []byte, dst netip.Addr, id uint16) bool {
+	if len(p) < 20 || p[0]>>4 != 4 {
+		return false
+	}
+	ihl := int(p[0]&0x0f) * 4
+	if ihl < 20 || len(p) < ihl+8 || p[9] != 1 {
+		return false
+	}
+	if netip.AddrFrom4([4]byte(p[16:20])) != dst {
+		return false
+	}
+	icmp := p[ihl:]
+	return icmp[0] == 0 && icmp[1] == 0 && binary.BigEndian.Uint16(icmp[4:6]) == id
+}
+
+// sendPings makes every site send one echo request per second to the hub's
+// inner address for d, site i at offset i/len(sites) of each second, and
+// returns how many were handed to the tunnels. A full TUN queue counts as
+// not sent.
+func sendPings(ctx context.Context, sites []*site, d time.Duration) uint64 {
+	var sent uint64
+	start := time.Now()
+	rounds := int(d / time.Second)
+	step := time.Second / time.Duration(len(sites))
+	for r := range rounds {
+		for i, s := range sites {
+			at := start.Add(time.Duration(r)*time.Second + time.Duration(i)*step)
+			if err := sleep(ctx, time.Until(at)); err != nil {
+				return sent
+			}
+			select {
+			case s.ch.ToTunnel <- tuntest.Ping(s.addr, hubInner.Addr(), uint16(s.idx), uint16(r), 56):
+				sent++
+			default:
+			}
+		}
+	}
+	// Fill up to d if d is not a whole number of seconds.
+	_ = sleep(ctx, time.Until(start.Add(d)))
+	return sent
+}
+
+// cpuPercent measures pid's CPU use over d, in percent of one core, while
+// during (if not nil) runs; during should return after about d.
+func cpuPercent(ctx context.Context, pid int, d time.Duration, during func(context.Context)) (float64, error) {
+	c0, err := procCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if during != nil {
+		during(ctx)
+	} else if err := sleep(ctx, d); err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	c1, err := procCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	return 100 * (c1 - c0) / time.Since(t0).Seconds(), nil
+}
+
+// procCPU returns utime+stime of pid in seconds.
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("hubscale: %w", err)
+	}
+	t, err := parseStatTicks(b)
+	if err != nil {
+		return 0, fmt.Errorf("hubscale: pid %d: %w", pid, err)
+	}
+	return float64(t) / userHZ, nil
+}
+
+// parseStatTicks returns utime+stime (fields 14 and 15) of a
+// /proc/<pid>/stat line, counting fields after the last ')' because the
+// command name may hold spaces and parentheses.
+func parseStatTicks(b []byte) (uint64, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || bytes.IndexByte(b, '(') < 0 {
+		return 0, errors.New("hubscale: stat line without command name")
+	}
+	f := bytes.Fields(b[i+1:])
+	const utime = 14 - 3
+	if len(f) <= utime+1 {
+		return 0, fmt.Errorf("hubscale: stat line has %d fields after the command name", len(f))
+	}
+	u, err := strconv.ParseUint(string(f[utime]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("hubscale: stat utime: %w", err)
+	}
+	s, err := strconv.ParseUint(string(f[utime+1]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("hubscale: stat stime: %w", err)
+	}
+	if u+s < u {
+		return 0, errors.New("hubscale: stat utime+stime overflows")
+	}
+	return u + s, nil
+}
+
+// vmRSS returns the resident set size of pid in KiB.
+func vmRSS(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("hubscale: %w", err)
+	}
+	return parseVmRSS(b)
+}
+
+// parseVmRSS finds "VmRSS: N kB" in /proc/<pid>/status.
+func parseVmRSS(b []byte) (uint64, error) {
+	for line := range strings.SplitSeq(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "VmRSS:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("hubscale: VmRSS line %q", line)
+		}
+		n, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("hubscale: VmRSS: %w", err)
+		}
+		return n, nil
+	}
+	return 0, errors.New("hubscale: no VmRSS line")
+}
+
+// rank is the zero-based nearest-rank index of percentile p among n > 0
+// sorted values.
+func rank(n, p int) int {
+	r := (p*n + 99) / 100
+	return max(r, 1) - 1
+}
+
+func exited(p *netlab.Proc) bool {
+	_, err := p.Wait(10 * time.Millisecond)
+	return err == nil
+}
+
+// tail returns the last lines of p's log, for error messages.
+func tail(p *netlab.Proc) string {
+	lines := strings.Split(strings.TrimRight(p.Output(), "\n"), "\n")
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
+	}
+	return fmt.Sprintf("\n--- %s (%s):\n%s", p.Name, p.Log, strings.Join(lines, "\n"))
+}
+
+func readTrim(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	f := strings.Fields(readTrim("/proc/loadavg"))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
