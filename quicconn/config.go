@@ -69,6 +69,29 @@ type Config struct {
 	// 15 s.
 	RedialMin, RedialMax time.Duration
 
+	// PickUplink, if not nil, is asked before every DialLoop attempt which
+	// uplink (see Endpoint.AddUplink) to dial on; "", or a name that is not
+	// a usable uplink, means the Endpoint's own socket. It is called on
+	// DialLoop's goroutine and must be fast and safe for concurrent use.
+	PickUplink func() string
+	// OnPathDead, if not nil, is called when a connection's active path is
+	// suspect: nothing at all (datagram or control message) arrived for 3
+	// smoothed RTTs plus PathDeadFloor after a heartbeat was sent. It is
+	// called once per suspicion (again only after a packet arrived or the
+	// path was switched), on a timer goroutine, and may switch to a
+	// standby or close the connection. If nothing happens, the connection
+	// is still closed after DeadAfter.
+	OnPathDead func(c *Conn)
+	// PathDeadFloor is added to 3 smoothed RTTs to declare a path suspect
+	// (OnPathDead). Zero means 1 s.
+	PathDeadFloor time.Duration
+	// OnMigrated, if not nil, is called on its own goroutine for each
+	// migration (Conn.SwitchUplink) once its outage is measured at the
+	// first packet received afterwards, or with Measured false when
+	// another migration followed first. It is not called when the
+	// connection dies before anything arrives.
+	OnMigrated func(c *Conn, m Migration)
+
 	// QlogDir, when not empty, is a directory (created with mode 0750 if
 	// missing) where every QUIC connection of the Endpoint writes a qlog
 	// file (JSON-SEQ, for qvis), named
@@ -118,6 +141,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Heartbeat, 2*time.Second)
 	def(&c.RedialMin, 250*time.Millisecond)
 	def(&c.RedialMax, 15*time.Second)
+	def(&c.PathDeadFloor, time.Second)
 	if c.RedialMax < c.RedialMin {
 		c.RedialMax = c.RedialMin
 	}

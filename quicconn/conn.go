@@ -117,6 +117,7 @@ type Conn struct {
 	hsDone   time.Time
 	forget   func(*Conn) // removes c from its Endpoint; nil when not registered
 	trace    *connTrace  // quic-go's tracer of qc; nil when the Endpoint has none
+	mob      mobState    // uplinks, standby paths, migrations (path.go)
 
 	wmu  sync.Mutex // wmu guards the following field and writes to st.
 	wbuf []byte
@@ -172,6 +173,7 @@ func (c *Conn) watch() {
 	<-c.qc.Context().Done()
 	c.setErr(convertCloseErr(context.Cause(c.qc.Context())))
 	c.wg.Wait()
+	c.releaseUplinks() // path.go
 	if c.forget != nil {
 		c.forget(c)
 	}
@@ -227,6 +229,7 @@ func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("quicconn: receive datagram: %w", err)
 	}
+	c.noteRx() // path.go
 	return b, nil
 }
 
@@ -239,10 +242,10 @@ func (c *Conn) PeerName() string { return c.peerName }
 
 // RemoteAddr returns the peer's current address; it changes when the peer
 // migrates.
-func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+func (c *Conn) RemoteAddr() net.Addr { return c.remoteAddr() } // path.go
 
 // LocalAddr returns the local address of the active path.
-func (c *Conn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
+func (c *Conn) LocalAddr() net.Addr { return c.localAddr() } // path.go
 
 // Done returns a channel that is closed when the connection is dead for
 // any reason and its goroutines have ended.
@@ -356,6 +359,7 @@ func (c *Conn) readControl() {
 		}
 		_ = c.st.SetReadDeadline(time.Time{})
 		c.lastHeard.Store(int64(time.Since(c.start)))
+		c.noteRx() // path.go
 		switch m := m.(type) {
 		case Heartbeat:
 			if !m.Reply {
@@ -464,5 +468,6 @@ func (c *Conn) heartbeat() {
 			c.controlWriteFailed(err)
 			return
 		}
+		c.armPathCheck(now) // path.go
 	}
 }

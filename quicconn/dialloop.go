@@ -22,7 +22,7 @@ import (
 // stays owned by DialLoop, which closes it ("shutting down") when ctx is
 // done. DialLoop blocks until ctx is done.
 func (e *Endpoint) DialLoop(ctx context.Context, addr string, peer [32]byte, up func(*Conn)) {
-	dial := func(ctx context.Context) (*Conn, error) { return e.Dial(ctx, addr, peer) }
+	dial := func(ctx context.Context) (*Conn, error) { return e.DialVia(ctx, e.pickUplink(), addr, peer) } // uplink.go
 	dialLoop(ctx, e.log.With("addr", addr, "peer", keyString(peer)), backoff{e.cfg.RedialMin, e.cfg.RedialMax}, dial, up)
 }
 

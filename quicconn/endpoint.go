@@ -52,6 +52,9 @@ type Endpoint struct {
 	mu     sync.Mutex // mu guards the following fields.
 	conns  map[*Conn]struct{}
 	closed bool
+
+	upMu sync.Mutex // upMu guards upl; taken after a Conn's mob.mu, never before.
+	upl  uplinks    // uplink.go
 }
 
 // EndpointStats are an Endpoint's counters.
@@ -324,6 +327,7 @@ func (e *Endpoint) register(c *Conn) error {
 	}
 	e.conns[c] = struct{}{}
 	c.forget = e.forget
+	c.mob.ep = e // path.go
 	return nil
 }
 
@@ -351,7 +355,7 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, peer [32]byte) (*Conn,
 	defer cancel()
 	tc := clientTLSConfig(e.cert, peer, e.sessions)
 	tc.KeyLogWriter = e.cfg.KeyLogWriter
-	qc, err := e.tr.Dial(context.WithValue(ctx, dialPeerKey{}, peer), ua, tc, e.quicConfig(true))
+	qc, err := e.dialTransport(ctx).Dial(context.WithValue(ctx, dialPeerKey{}, peer), ua, tc, e.quicConfig(true)) // dialTransport: uplink.go
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 	}
@@ -440,6 +444,7 @@ func (e *Endpoint) Close() error {
 	if err := e.tr.Close(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, e.closeUplinks()...) // uplink.go
 	if err := e.sock.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -58,6 +58,12 @@ func (s *sockConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 // port), with SO_MARK set to mark when it is non-zero and the buffers
 // raised as far as allowed (raiseBuffers).
 func listenUDP(addr string, mark uint32, unreachable *atomic.Uint64) (*sockConn, error) {
+	return listenUDPOn(addr, "", mark, unreachable)
+}
+
+// listenUDPOn is listenUDP with the socket bound to the interface dev
+// (SO_BINDTODEVICE) when dev is not "" (an uplink, see uplink.go).
+func listenUDPOn(addr, dev string, mark uint32, unreachable *atomic.Uint64) (*sockConn, error) {
 	if addr == "" {
 		addr = ":0"
 	}
@@ -67,15 +73,20 @@ func listenUDP(addr string, mark uint32, unreachable *atomic.Uint64) (*sockConn,
 			if err := rc.Control(func(fd uintptr) {
 				raiseBuffers(int(fd))
 				if mark != 0 {
-					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+					if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark)); err != nil {
+						serr = fmt.Errorf("set SO_MARK %#x: %w", mark, err)
+						return
+					}
+				}
+				if dev != "" {
+					if err := unix.BindToDevice(int(fd), dev); err != nil {
+						serr = fmt.Errorf("bind to device %s: %w", dev, err)
+					}
 				}
 			}); err != nil {
 				return err
 			}
-			if serr != nil {
-				return fmt.Errorf("set SO_MARK %#x: %w", mark, serr)
-			}
-			return nil
+			return serr
 		},
 	}
 	pc, err := lc.ListenPacket(context.Background(), "udp", addr)

@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/quic-go/quic-go"
+)
+
+// ErrUnknownUplink is returned (wrapped) for an uplink name that was never
+// added with [Endpoint.AddUplink] or was removed with
+// [Endpoint.RemoveUplink].
+var ErrUnknownUplink = errors.New("quicconn: unknown uplink")
+
+// uplink is one interface's UDP socket and Transport. The socket is bound
+// to the wildcard address and to the device (SO_BINDTODEVICE), so it
+// survives address changes on the interface: those look like a NAT
+// rebinding to the peer (reference section 2.3 #5).
+type uplink struct {
+	name  string
+	index int // the interface's index when the socket was bound
+	sock  *sockConn
+	tr    *quic.Transport
+
+	// Guarded by Endpoint.upMu:
+	users   int  // live conns that ever used tr, plus dials and probes in progress
+	removed bool // RemoveUplink was called: no new dials or probes
+	closed  bool
+}
+
+// uplinks is the Endpoint's set of uplink Transports.
+type uplinks struct {
+	byName    map[string]*uplink   // the current uplink of each name
+	lingering map[*uplink]struct{} // removed and replaced, still used by live conns
+}
+
+// UplinkInfo describes one uplink of an [Endpoint].
+type UplinkInfo struct {
+	Name  string
+	Local netip.AddrPort // the socket's address: wildcard, bound to the device
+	// Removed reports that RemoveUplink was called; the Transport stays
+	// open while a live connection used it.
+	Removed bool
+	// Users counts live connections that used the uplink, plus dials and
+	// probes in progress.
+	Users int
+}
+
+// AddUplink opens a UDP socket on the wildcard address bound to the
+// interface name (SO_BINDTODEVICE, with Config.FwMark) and a Transport on
+// it that shares the connection-ID length and stateless-reset key of the
+// Endpoint's own Transport, so that connections can move between them.
+// Afterwards [Endpoint.DialVia] and [Conn.ProbeUplink] may use name.
+// Adding a name that is already there is a no-op; adding one that was
+// removed but is still in use reuses its Transport when the interface
+// still has the same index. It needs CAP_NET_RAW on kernels before 5.7.
+// Safe for concurrent use.
+func (e *Endpoint) AddUplink(name string) error {
+	if name == "" {
+		return fmt.Errorf("quicconn: add uplink: empty interface name")
+	}
+	index := 0
+	if ifi, err := net.InterfaceByName(name); err == nil {
+		index = ifi.Index
+	}
+	e.upMu.Lock()
+	if e.upl.byName == nil {
+		e.upl.byName = make(map[string]*uplink)
+		e.upl.lingering = make(map[*uplink]struct{})
+	}
+	if e.ctx.Err() != nil {
+		e.upMu.Unlock()
+		return fmt.Errorf("quicconn: add uplink %s: %w", name, net.ErrClosed)
+	}
+	if u := e.upl.byName[name]; u != nil {
+		if !u.removed {
+			e.upMu.Unlock()
+			return nil
+		}
+		if u.index == index {
+			u.removed = false
+			e.upMu.Unlock()
+			e.log.Debug("quicconn: uplink back", "uplink", name)
+			return nil
+		}
+		// The interface was re-created: the old socket is bound to an
+		// index that no longer exists.
+		delete(e.upl.byName, name)
+		e.upl.lingering[u] = struct{}{}
+	}
+	e.upMu.Unlock()
+
+	sock, err := listenUDPOn("", name, e.cfg.FwMark, &e.unreachable)
+	if err != nil {
+		return fmt.Errorf("quicconn: add uplink %s: %w", name, err)
+	}
+	u := &uplink{name: name, index: index, sock: sock, tr: &quic.Transport{
+		Conn:                  sock,
+		ConnectionIDLength:    e.tr.ConnectionIDLength,
+		ConnectionIDGenerator: e.tr.ConnectionIDGenerator,
+		StatelessResetKey:     e.tr.StatelessResetKey,
+		TokenGeneratorKey:     e.tr.TokenGeneratorKey,
+	}}
+	e.upMu.Lock()
+	if old := e.upl.byName[name]; old != nil || e.ctx.Err() != nil {
+		// A concurrent AddUplink won, or the Endpoint closed meanwhile.
+		e.upMu.Unlock()
+		_ = sock.Close()
+		if old == nil {
+			return fmt.Errorf("quicconn: add uplink %s: %w", name, net.ErrClosed)
+		}
+		return nil
+	}
+	e.upl.byName[name] = u
+	e.upMu.Unlock()
+	e.log.Info("quicconn: uplink added", "uplink", name, "local", sock.LocalAddr().String())
+	return nil
+}
+
+// RemoveUplink stops new dials and probes on the uplink name and drops
+// every connection's standby path on it. Its Transport is closed once no
+// live connection ever used it: quic-go closes every connection
+// registered on a Transport when it closes (reference section 2.3 #5).
+// Removing an unknown name is a no-op. Safe for concurrent use.
+func (e *Endpoint) RemoveUplink(name string) error {
+	e.upMu.Lock()
+	u := e.upl.byName[name]
+	if u == nil || u.removed {
+		e.upMu.Unlock()
+		return nil
+	}
+	u.removed = true
+	unused := u.users == 0
+	if unused {
+		delete(e.upl.byName, name)
+		u.closed = true
+	}
+	e.upMu.Unlock()
+
+	e.mu.Lock()
+	conns := make([]*Conn, 0, len(e.conns))
+	for c := range e.conns {
+		conns = append(conns, c)
+	}
+	e.mu.Unlock()
+	for _, c := range conns {
+		c.dropStandby(name)
+	}
+	if unused {
+		e.closeUplink(u)
+	}
+	e.log.Info("quicconn: uplink removed", "uplink", name, "closed", unused)
+	return nil
+}
+
+// Uplinks lists the Endpoint's uplinks, lingering removed ones included,
+// sorted by name. Safe for concurrent use.
+func (e *Endpoint) Uplinks() []UplinkInfo {
+	e.upMu.Lock()
+	defer e.upMu.Unlock()
+	var out []UplinkInfo
+	add := func(u *uplink) {
+		out = append(out, UplinkInfo{Name: u.name, Local: addrPortOf(u.sock.LocalAddr()), Removed: u.removed, Users: u.users})
+	}
+	for _, u := range e.upl.byName {
+		add(u)
+	}
+	for u := range e.upl.lingering {
+		add(u)
+	}
+	slices.SortFunc(out, func(a, b UplinkInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// acquireUplink returns the usable uplink name with one more user; the
+// caller must releaseUplink it.
+func (e *Endpoint) acquireUplink(name string) (*uplink, error) {
+	e.upMu.Lock()
+	defer e.upMu.Unlock()
+	u := e.upl.byName[name]
+	if u == nil || u.removed {
+		return nil, fmt.Errorf("%w %q", ErrUnknownUplink, name)
+	}
+	u.users++
+	return u, nil
+}
+
+// holdUplink adds a user to u, which the caller already holds.
+func (e *Endpoint) holdUplink(u *uplink) {
+	e.upMu.Lock()
+	u.users++
+	e.upMu.Unlock()
+}
+
+// releaseUplink drops one user of u and closes u when it was removed and
+// this was its last user.
+func (e *Endpoint) releaseUplink(u *uplink) {
+	e.upMu.Lock()
+	u.users--
+	last := u.users == 0 && u.removed && !u.closed
+	if last {
+		u.closed = true
+		if e.upl.byName[u.name] == u {
+			delete(e.upl.byName, u.name)
+		}
+		delete(e.upl.lingering, u)
+	}
+	e.upMu.Unlock()
+	if last {
+		e.closeUplink(u)
+	}
+}
+
+func (e *Endpoint) closeUplink(u *uplink) {
+	err := errors.Join(u.tr.Close(), u.sock.Close())
+	if err != nil {
+		e.log.Warn("quicconn: closing uplink", "uplink", u.name, "err", err)
+		return
+	}
+	e.log.Debug("quicconn: uplink transport closed", "uplink", u.name)
+}
+
+// closeUplinks closes every uplink; Close calls it after the conns are
+// closed.
+func (e *Endpoint) closeUplinks() []error {
+	e.upMu.Lock()
+	var all []*uplink
+	for _, u := range e.upl.byName {
+		all = append(all, u)
+	}
+	for u := range e.upl.lingering {
+		all = append(all, u)
+	}
+	clear(e.upl.byName)
+	clear(e.upl.lingering)
+	for _, u := range all {
+		u.closed = true
+	}
+	e.upMu.Unlock()
+	var errs []error
+	for _, u := range all {
+		if err := errors.Join(u.tr.Close(), u.sock.Close()); err != nil {
+			errs = append(errs, fmt.Errorf("uplink %s: %w", u.name, err))
+		}
+	}
+	return errs
+}
+
+// dialTransportKey carries the Transport DialVia wants Dial to use.
+type dialTransportKey struct{}
+
+// DialVia is [Endpoint.Dial] on the Transport of the uplink (see
+// AddUplink); "" means the Endpoint's own socket. The connection starts
+// with that uplink as its active path ([Conn.Uplink]). An unknown or
+// removed uplink fails with an error wrapping ErrUnknownUplink. The caller
+// owns the returned Conn.
+func (e *Endpoint) DialVia(ctx context.Context, uplink, addr string, peer [32]byte) (*Conn, error) {
+	if uplink == "" {
+		c, err := e.Dial(ctx, addr, peer)
+		if err != nil {
+			return nil, err
+		}
+		c.initPath(nil)
+		return c, nil
+	}
+	u, err := e.acquireUplink(uplink)
+	if err != nil {
+		return nil, fmt.Errorf("quicconn: dial %s via %s: %w", addr, uplink, err)
+	}
+	defer e.releaseUplink(u)
+	c, err := e.Dial(context.WithValue(ctx, dialTransportKey{}, u.tr), addr, peer)
+	if err != nil {
+		return nil, fmt.Errorf("via %s: %w", uplink, err)
+	}
+	c.initPath(u)
+	return c, nil
+}
+
+// dialTransport returns the Transport Dial should use.
+func (e *Endpoint) dialTransport(ctx context.Context) *quic.Transport {
+	if tr, ok := ctx.Value(dialTransportKey{}).(*quic.Transport); ok {
+		return tr
+	}
+	return e.tr
+}
+
+// pickUplink returns the uplink DialLoop dials on: Config.PickUplink's
+// answer when it names a usable uplink, else "" (the main socket).
+func (e *Endpoint) pickUplink() string {
+	if e.cfg.PickUplink == nil {
+		return ""
+	}
+	name := e.cfg.PickUplink()
+	if name == "" {
+		return ""
+	}
+	e.upMu.Lock()
+	defer e.upMu.Unlock()
+	if u := e.upl.byName[name]; u == nil || u.removed {
+		return ""
+	}
+	return name
+}
+
+// addrPortOf converts a socket address to netip, unmapping IPv4.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if u, ok := a.(*net.UDPAddr); ok {
+		ap := u.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// addLoopbackUplink adds "lo" as an uplink of e. Binding to a device needs
+// no privilege since Linux 5.7.
+func addLoopbackUplink(t *testing.T, e *Endpoint) {
+	t.Helper()
+	if err := e.AddUplink("lo"); err != nil {
+		t.Skipf("AddUplink(lo) needs SO_BINDTODEVICE: %v", err)
+	}
+}
+
+func uplinkInfo(e *Endpoint, name string) (UplinkInfo, bool) {
+	for _, u := range e.Uplinks() {
+		if u.Name == name {
+			return u, true
+		}
+	}
+	return UplinkInfo{}, false
+}
+
+// TestSwitchUplink dials on the endpoint's own socket, probes the loopback
+// uplink, switches to it and checks traffic, paths, the migration count and
+// its outage, and that the uplink's Transport outlives RemoveUplink while
+// the conn uses it.
+func TestSwitchUplink(t *testing.T) {
+	migrated := make(chan Migration, 4)
+	p := newTestPair(t, func(cli, srv *Config) {
+		cli.Listen = ""
+		cli.OnMigrated = func(_ *Conn, m Migration) { migrated <- m }
+	})
+	addLoopbackUplink(t, p.cli)
+	c, s := p.connect(t)
+	exchange(t, c, s, []byte{0x45, 1})
+	if got := c.Uplink(); got != "" {
+		t.Errorf("Uplink() = %q before any switch, want \"\"", got)
+	}
+	if err := c.SwitchUplink("lo"); !errors.Is(err, ErrNoStandby) {
+		t.Errorf("SwitchUplink(lo) before a probe = %v, want ErrNoStandby", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.ProbeUplink(ctx, "lo"); err != nil {
+		t.Fatalf("ProbeUplink(lo): %v", err)
+	}
+	up, _ := uplinkInfo(p.cli, "lo")
+	paths := c.Paths()
+	if len(paths) != 2 || !paths[0].Active || paths[0].Uplink != "" || paths[1].Uplink != "lo" || paths[1].Active || !paths[1].Validated || paths[1].Local != up.Local {
+		t.Fatalf("Paths() after probe = %+v, want the active main path and a validated standby on lo at %v", paths, up.Local)
+	}
+	if err := c.SwitchUplink("lo"); err != nil {
+		t.Fatalf("SwitchUplink(lo): %v", err)
+	}
+	if got := c.Uplink(); got != "lo" {
+		t.Errorf("Uplink() after switch = %q, want lo", got)
+	}
+	for i := range 3 {
+		exchange(t, c, s, []byte{0x45, 2, byte(i)})
+		exchange(t, s, c, []byte{0x45, 3, byte(i)})
+	}
+	select {
+	case m := <-migrated:
+		if m.From != "" || m.To != "lo" || !m.Measured || m.Outage <= 0 || m.Outage > 5*time.Second {
+			t.Errorf("OnMigrated got %+v, want from \"\" to lo with a measured outage in (0, 5s]", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnMigrated not called within 5 s of traffic after the switch")
+	}
+	n, outage := c.Migrations()
+	if n != 1 || outage <= 0 {
+		t.Errorf("Migrations() = %d, %v; want 1 and a positive outage", n, outage)
+	}
+	paths = c.Paths()
+	if len(paths) != 1 || paths[0].Uplink != "lo" || paths[0].Local != up.Local || !paths[0].Active {
+		t.Errorf("Paths() after switch = %+v, want only the active path on lo at %v", paths, up.Local)
+	}
+	if got := c.LocalAddr().String(); got != up.Local.String() {
+		t.Errorf("LocalAddr() = %s after switch, want %s", got, up.Local)
+	}
+	// The server follows: it sees the uplink's port.
+	if !pollFor(5*time.Second, func() bool { return addrPortOf(s.RemoteAddr()).Port() == up.Local.Port() }) {
+		t.Errorf("server RemoteAddr() = %v, want port %d of the uplink", s.RemoteAddr(), up.Local.Port())
+	}
+
+	if err := p.cli.RemoveUplink("lo"); err != nil {
+		t.Fatalf("RemoveUplink: %v", err)
+	}
+	if u, ok := uplinkInfo(p.cli, "lo"); !ok || !u.Removed || u.Users != 1 {
+		t.Errorf("after RemoveUplink with a live conn: Uplinks() = %+v, want lo removed with 1 user", p.cli.Uplinks())
+	}
+	exchange(t, c, s, []byte{0x45, 4}) // the Transport still works
+	if err := c.ProbeUplink(ctx, "lo"); !errors.Is(err, ErrUnknownUplink) {
+		t.Errorf("ProbeUplink on a removed uplink = %v, want ErrUnknownUplink", err)
+	}
+	if err := c.Close("done"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := uplinkInfo(p.cli, "lo"); ok {
+		t.Errorf("Uplinks() = %+v after the last user closed, want lo gone", p.cli.Uplinks())
+	}
+}
+
+// TestDialVia dials on an uplink and checks the bookkeeping of its users.
+func TestDialVia(t *testing.T) {
+	p := newTestPair(t, func(cli, srv *Config) { cli.Listen = "" })
+	addLoopbackUplink(t, p.cli)
+	if err := p.cli.AddUplink("lo"); err != nil {
+		t.Errorf("second AddUplink(lo) = %v, want nil", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.cli.DialVia(ctx, "nope0", p.srv.LocalAddr().String(), p.sk.pub); !errors.Is(err, ErrUnknownUplink) {
+		t.Errorf("DialVia(nope0) = %v, want ErrUnknownUplink", err)
+	}
+	acc := make(chan *Conn, 1)
+	go func() {
+		s, _ := p.srv.Accept(ctx)
+		acc <- s
+	}()
+	c, err := p.cli.DialVia(ctx, "lo", p.srv.LocalAddr().String(), p.sk.pub)
+	if err != nil {
+		t.Fatalf("DialVia(lo): %v", err)
+	}
+	s := <-acc
+	if s == nil {
+		t.Fatal("no accepted conn")
+	}
+	exchange(t, c, s, []byte{0x45, 1})
+	up, _ := uplinkInfo(p.cli, "lo")
+	if got := c.Uplink(); got != "lo" || up.Users != 1 {
+		t.Errorf("Uplink() = %q with %d users, want lo with 1", got, up.Users)
+	}
+	if got := addrPortOf(s.RemoteAddr()).Port(); got != up.Local.Port() {
+		t.Errorf("server sees port %d, want the uplink's %d", got, up.Local.Port())
+	}
+	if err := c.Close("done"); err != nil {
+		t.Fatal(err)
+	}
+	if up, _ := uplinkInfo(p.cli, "lo"); up.Users != 0 || up.Removed {
+		t.Errorf("after Close: %+v, want lo kept with 0 users", up)
+	}
+	if err := p.cli.RemoveUplink("lo"); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.cli.Uplinks(); len(got) != 0 {
+		t.Errorf("Uplinks() = %+v after removing an unused uplink, want none", got)
+	}
+	if err := p.cli.RemoveUplink("lo"); err != nil {
+		t.Errorf("second RemoveUplink = %v, want nil", err)
+	}
+}
+
+// TestPathDeadCallback blackholes the path and expects OnPathDead once
+// per suspicion, well before DeadAfter closes the conn.
+func TestPathDeadCallback(t *testing.T) {
+	dead := make(chan time.Time, 8)
+	p := newTestPair(t, func(cli, srv *Config) {
+		for _, c := range []*Config{cli, srv} {
+			c.Heartbeat = 100 * time.Millisecond
+			c.DeadAfter = 20 * time.Second
+		}
+		cli.PathDeadFloor = 300 * time.Millisecond
+		cli.OnPathDead = func(*Conn) { dead <- time.Now() }
+	})
+	proxy := newUDPProxy(t, p.srv.LocalAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	acc := make(chan *Conn, 1)
+	go func() {
+		s, _ := p.srv.Accept(ctx)
+		acc <- s
+	}()
+	c, err := p.cli.Dial(ctx, proxy.pc.LocalAddr().String(), p.sk.pub)
+	if err != nil {
+		t.Fatalf("Dial via proxy: %v", err)
+	}
+	if <-acc == nil {
+		t.Fatal("no accepted conn")
+	}
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case <-dead:
+		t.Fatal("OnPathDead called while the path works")
+	default:
+	}
+	for round := range 2 {
+		proxy.drop.Store(true)
+		start := time.Now()
+		select {
+		case at := <-dead:
+			// A heartbeat goes out within 100 ms, then 3 RTT (tiny) + 300 ms.
+			if d := at.Sub(start); d > 3*time.Second {
+				t.Errorf("round %d: OnPathDead after %v, want within about 400 ms", round, d)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: OnPathDead not called within 10 s of a blackhole", round)
+		}
+		select {
+		case <-dead:
+			t.Errorf("round %d: OnPathDead called twice for one suspicion", round)
+		case <-time.After(time.Second):
+		}
+		proxy.drop.Store(false)
+		time.Sleep(500 * time.Millisecond) // heartbeats flow: the suspicion ends
+		if c.Err() != nil {
+			t.Fatalf("conn died: %v", c.Err())
+		}
+	}
+}
+
+// pollFor calls f every 20 ms until it returns true or d passed.
+func pollFor(d time.Duration, f func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
