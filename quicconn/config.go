@@ -38,6 +38,19 @@ type Config struct {
 	// CAP_NET_ADMIN), so routing can keep the daemon's own traffic out of
 	// the tunnel.
 	FwMark uint32
+	// StateDir, when not empty, is a directory (created with mode 0700 if
+	// missing) where the Endpoint keeps what must survive a restart, in
+	// files of mode 0600 that are replaced atomically: reset.key (the
+	// stateless-reset key, so a restarted node resets its peers' old
+	// connections at once), ticket.keys (session-ticket keys, current
+	// first), token.key (address-validation tokens) and, in tickets/, the
+	// session ticket of each peer this Endpoint dialed (named by the peer
+	// key in URL-safe base64), so that the first dial after a restart
+	// sends 0-RTT. Missing files are created; a key file that cannot be
+	// read or has the wrong size makes NewEndpoint fail with an error
+	// naming it; a ticket file that does not parse is removed and logged.
+	// Empty means all of it lives in memory and dies with the Endpoint.
+	StateDir string
 	// Authorize reports whether an incoming peer with this raw Ed25519
 	// public key may connect. It is called during every handshake,
 	// including resumed ones, from quic-go's goroutines, so it must be

@@ -67,6 +67,14 @@ type ConnStats struct {
 	DatagramLimit int
 	// Resumed reports whether the TLS handshake resumed a session.
 	Resumed bool
+	// Used0RTT reports whether data sent in 0-RTT (before the handshake
+	// completed) was accepted: on the dialer, once the handshake confirmed
+	// it; on the listener, for a connection handed out before its
+	// handshake completed. Rejected0RTT reports that the dialer's 0-RTT
+	// data was rejected (and lost: datagrams are not resent), or that the
+	// listener refused a client's 0-RTT (an old or replayed ticket). Both
+	// are false when 0-RTT was not tried or is still pending.
+	Used0RTT, Rejected0RTT bool
 
 	// The rest is counted by the connection's tracer (quic-go reports
 	// these nowhere else).
@@ -106,18 +114,28 @@ var probeDatagram = make([]byte, 1<<15)
 // verified, Hello exchanged. All methods are safe for concurrent use; use
 // one goroutine for ReceiveDatagram.
 type Conn struct {
-	qc       *quic.Conn
-	st       *quic.Stream
-	br       *bufio.Reader // control-stream reader; only the readControl goroutine uses it after start
-	cfg      *Config       // the Endpoint's config with defaults
-	log      *slog.Logger
-	peerKey  [32]byte
+	qc      *quic.Conn
+	st      *quic.Stream
+	br      *bufio.Reader // control-stream reader; only the readControl goroutine uses it after start
+	cfg     *Config       // the Endpoint's config with defaults
+	log     *slog.Logger
+	peerKey [32]byte
+	dialer  bool        // this side dialed
+	forget  func(*Conn) // removes c from its Endpoint; nil when not registered
+	trace   *connTrace  // quic-go's tracer of qc; nil when the Endpoint has none
+	mob     mobState    // uplinks, standby paths, migrations (path.go)
+
+	// infoMu guards the following fields, which a conn handed out before
+	// its handshake completed (0-RTT) learns later.
+	infoMu   sync.Mutex
 	peerName string
 	resumed  bool
-	hsDone   time.Time
-	forget   func(*Conn) // removes c from its Endpoint; nil when not registered
-	trace    *connTrace  // quic-go's tracer of qc; nil when the Endpoint has none
-	mob      mobState    // uplinks, standby paths, migrations (path.go)
+	hsDone   time.Time // zero until the handshake completed
+
+	zrtt     atomic.Uint32             // zrttNone, zrttPending, zrttAccepted or zrttRejected
+	gate     atomic.Pointer[earlyGate] // non-nil while a dialed 0-RTT conn's handshake runs (zerortt.go)
+	gotFirst atomic.Bool               // a datagram was received
+	firstRx  chan struct{}             // closed when the first datagram is received
 
 	wmu  sync.Mutex // wmu guards the following field and writes to st.
 	wbuf []byte
@@ -154,6 +172,7 @@ func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer
 		hsDone:   hsDone,
 		start:    time.Now(),
 		done:     make(chan struct{}),
+		firstRx:  make(chan struct{}),
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)
 	c.log = cfg.Logger.With("peer", keyString(key), "name", peer.Name, "remote", qc.RemoteAddr().String())
@@ -207,6 +226,14 @@ func (c *Conn) closeLocal(code uint64, reason string) {
 // larger than the current limit fails with *DatagramTooLargeError and
 // sends nothing.
 func (c *Conn) SendDatagram(b []byte) error {
+	if g := c.gate.Load(); g != nil {
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		if g.closed {
+			g.hold(b)
+			return nil
+		}
+	}
 	err := c.qc.SendDatagram(b)
 	if err == nil {
 		return nil
@@ -229,6 +256,9 @@ func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("quicconn: receive datagram: %w", err)
 	}
+	if !c.gotFirst.Load() && c.gotFirst.CompareAndSwap(false, true) {
+		close(c.firstRx) // DialLoop measures the outage of a redial up to here
+	}
 	c.noteRx() // path.go
 	return b, nil
 }
@@ -237,8 +267,17 @@ func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 // handshake.
 func (c *Conn) PeerKey() [32]byte { return c.peerKey }
 
-// PeerName returns the node name from the peer's Hello.
-func (c *Conn) PeerName() string { return c.peerName }
+// PeerName returns the node name from the peer's Hello; "" while a
+// connection handed out in 0-RTT has not completed its hello exchange.
+func (c *Conn) PeerName() string {
+	c.infoMu.Lock()
+	defer c.infoMu.Unlock()
+	return c.peerName
+}
+
+// firstDatagram returns a channel that is closed when ReceiveDatagram
+// returns the connection's first datagram.
+func (c *Conn) firstDatagram() <-chan struct{} { return c.firstRx }
 
 // RemoteAddr returns the peer's current address; it changes when the peer
 // migrates.
@@ -311,11 +350,15 @@ func (c *Conn) Stats() ConnStats {
 		BytesLost:        qs.BytesLost,
 		PacketsLost:      qs.PacketsLost,
 		HeartbeatRTT:     time.Duration(c.hbRTT.Load()),
-		HandshakeDone:    c.hsDone,
-		Resumed:          c.resumed,
+		Used0RTT:         c.zrtt.Load() == zrttAccepted,
+		Rejected0RTT:     c.zrtt.Load() == zrttRejected,
 	}
+	c.infoMu.Lock()
+	s.HandshakeDone, s.Resumed = c.hsDone, c.resumed
+	c.infoMu.Unlock()
 	var tl *quic.DatagramTooLargeError
-	if err := c.qc.SendDatagram(probeDatagram); errors.As(err, &tl) {
+	// No probe while a 0-RTT handshake runs (earlyGate): the limit is 0 then.
+	if err := c.probeLimit(); errors.As(err, &tl) {
 		s.DatagramLimit = int(tl.MaxDatagramPayloadSize)
 	}
 	if t := c.trace; t != nil {
@@ -329,6 +372,10 @@ func (c *Conn) Stats() ConnStats {
 	return s
 }
 
+// errNoControlStream is what writeMessage returns on a conn handed out in
+// 0-RTT whose control stream is not open yet.
+var errNoControlStream = errors.New("quicconn: control stream not open yet")
+
 // writeMessage queues m on the control stream without blocking: small
 // control messages never wait for congestion control or a dead path. It
 // fails with quic.ErrWouldBlock when the peer's flow-control window is
@@ -336,6 +383,9 @@ func (c *Conn) Stats() ConnStats {
 func (c *Conn) writeMessage(m Message) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.st == nil {
+		return errNoControlStream
+	}
 	c.wbuf = AppendMessage(c.wbuf[:0], m)
 	return c.st.TryWriteAll(c.wbuf)
 }

@@ -18,12 +18,34 @@ import (
 // backoff, but even then the next dial waits a jittered RedialMin, so a
 // peer that accepts and at once closes cannot make the loop spin.
 //
+// A connection that died of a stateless reset (the peer restarted and
+// answered a packet of the old connection) is redialed at once, without
+// the RedialMin wait (with 0-RTT when a ticket is at hand); failures after
+// that back off as usual, and a second reset within RedialMax waits again,
+// so a peer that keeps resetting cannot make the loop spin. Every redial
+// is counted (EndpointStats.Redials) and logged once at Info with the
+// reason the old connection ended, whether 0-RTT was used, and the
+// outage: the time from the old connection's death to the first datagram
+// received on the new one (logged when that datagram arrives, or without
+// an outage when the new connection ends first).
+//
 // up runs on DialLoop's goroutine and should return promptly; the Conn
 // stays owned by DialLoop, which closes it ("shutting down") when ctx is
 // done. DialLoop blocks until ctx is done.
 func (e *Endpoint) DialLoop(ctx context.Context, addr string, peer [32]byte, up func(*Conn)) {
 	dial := func(ctx context.Context) (*Conn, error) { return e.DialVia(ctx, e.pickUplink(), addr, peer) } // uplink.go
-	dialLoop(ctx, e.log.With("addr", addr, "peer", keyString(peer)), backoff{e.cfg.RedialMin, e.cfg.RedialMax}, dial, up)
+	dialLoop(ctx, e.log.With("addr", addr, "peer", keyString(peer)), backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, dial, up)
+}
+
+// firstDatagrammer is implemented by *Conn: its channel is closed when the
+// first datagram was received. Fakes in tests may leave it out.
+type firstDatagrammer interface {
+	firstDatagram() <-chan struct{}
+}
+
+// zeroRTTer is implemented by *Conn, for the redial log line.
+type zeroRTTer interface {
+	zeroRTTString() string
 }
 
 // liveConn is what dialLoop needs of a connection; tests fake it.
@@ -50,8 +72,18 @@ func (b backoff) delay(failures int, rnd func() float64) time.Duration {
 	return min(time.Duration(float64(d)*(0.5+rnd())), b.max)
 }
 
-func dialLoop[C liveConn](ctx context.Context, log *slog.Logger, b backoff, dial func(context.Context) (C, error), up func(C)) {
+// dialLoop is DialLoop with the dialing, and the counters (rs, may be
+// nil), replaceable for tests.
+func dialLoop[C liveConn](ctx context.Context, log *slog.Logger, b backoff, rs *redialStats, dial func(context.Context) (C, error), up func(C)) {
+	if rs == nil {
+		rs = new(redialStats)
+	}
 	failures := 0
+	var (
+		died      time.Time // when the previous conn ended; zero before the first
+		reason    string    // why it ended
+		lastReset time.Time // when a conn last ended by stateless reset
+	)
 	for {
 		if ctx.Err() != nil {
 			return
@@ -71,22 +103,64 @@ func dialLoop[C liveConn](ctx context.Context, log *slog.Logger, b backoff, dial
 		}
 		failures = 0
 		up(c)
-		select {
-		case <-c.Done():
-			d := b.delay(0, rand.Float64)
-			log.Info("quicconn: connection ended, redialing", "err", c.Err(), "retry_in", d.Round(time.Millisecond))
-			if !sleep(ctx, d) {
+		redial := !died.IsZero()
+		var first <-chan struct{} // nil (never ready) when not measurable
+		if f, ok := any(c).(firstDatagrammer); ok && redial {
+			first = f.firstDatagram()
+		}
+		if redial {
+			rs.redials.Add(1)
+			if reason == "stateless reset" {
+				rs.redialsAfterReset.Add(1)
+			}
+		}
+	wait:
+		for {
+			select {
+			case <-first:
+				first = nil
+				outage := time.Since(died)
+				rs.lastOutage.Store(int64(outage))
+				log.Info("quicconn: redialed", "reason", reason, "outage", outage.Round(time.Millisecond), "zero_rtt", zeroRTTOf(c))
+				redial = false
+			case <-c.Done():
+				if redial {
+					log.Info("quicconn: redialed, but the connection ended before any datagram", "reason", reason, "zero_rtt", zeroRTTOf(c))
+				}
+				died, reason = time.Now(), redialReason(c.Err())
+				d := b.delay(0, rand.Float64)
+				if reason == "stateless reset" && (lastReset.IsZero() || died.Sub(lastReset) > b.max) {
+					d = 0 // the peer restarted: it is there, redial at once
+				}
+				if reason == "stateless reset" {
+					lastReset = died
+				}
+				log.Info("quicconn: connection ended, redialing", "reason", reason, "err", c.Err(), "retry_in", d.Round(time.Millisecond))
+				if !sleep(ctx, d) {
+					return
+				}
+				break wait
+			case <-ctx.Done():
+				_ = c.Close("shutting down")
 				return
 			}
-		case <-ctx.Done():
-			_ = c.Close("shutting down")
-			return
 		}
 	}
 }
 
+// zeroRTTOf returns c's 0-RTT state for logs, or "" for a fake.
+func zeroRTTOf(c any) string {
+	if z, ok := c.(zeroRTTer); ok {
+		return z.zeroRTTString()
+	}
+	return ""
+}
+
 // sleep waits d or until ctx is done; it reports whether d passed.
 func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

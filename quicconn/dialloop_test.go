@@ -109,7 +109,7 @@ func TestDialLoopBackoff(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			dialLoop(ctx, slog.New(h), b, dial, func(c *fakeConn) {
+			dialLoop(ctx, slog.New(h), b, nil, dial, func(c *fakeConn) {
 				mu.Lock()
 				ups = append(ups, c)
 				mu.Unlock()

@@ -35,8 +35,14 @@ type Endpoint struct {
 	sessions tls.ClientSessionCache
 	sock     *sockConn
 	tr       *quic.Transport
-	ln       *quic.Listener // nil when not listening
-	version  uint16         // ProtocolVersion; tests change it
+	ln       *quic.EarlyListener // nil when not listening
+	version  uint16              // ProtocolVersion; tests change it
+	state    *state              // keys and client tickets (Config.StateDir)
+	tickets  *ticketBook         // 0-RTT tickets issued and not yet used
+	zc       zeroRTTCounters
+
+	logLimitMu sync.Mutex           // logLimitMu guards logLimit.
+	logLimit   map[logKey]time.Time // see limitLog
 
 	unreachable atomic.Uint64
 
@@ -65,6 +71,26 @@ type EndpointStats struct {
 	UnreachableDrops uint64
 	// Conns is the number of live connections, dialed and accepted.
 	Conns int
+
+	// ZeroRTTAttempted counts dialed connections that sent 0-RTT data
+	// (Dial returned before the handshake completed); ZeroRTTAccepted and
+	// ZeroRTTRejected how the peer answered (attempts whose handshake
+	// failed count in neither).
+	ZeroRTTAttempted, ZeroRTTAccepted, ZeroRTTRejected uint64
+	// EarlyAccepted counts incoming connections handed to Accept in 0-RTT.
+	// EarlyRefusedReplay counts incoming 0-RTT refused because the ticket
+	// had been used before (a replayed first flight, or a client reusing
+	// a ticket); EarlyRefusedRestart because the ticket was issued before
+	// this Endpoint started (it resumes without 0-RTT); EarlyRefusedOther
+	// for tickets without Godwit's data.
+	EarlyAccepted, EarlyRefusedReplay, EarlyRefusedRestart, EarlyRefusedOther uint64
+	// Redials counts connections that DialLoop established after an
+	// earlier one ended; RedialsAfterReset those whose predecessor died of
+	// a stateless reset (a restarted peer). LastOutage is the latest
+	// redial's time from the old connection's death to the first datagram
+	// received on the new one; 0 until one was measured.
+	Redials, RedialsAfterReset uint64
+	LastOutage                 time.Duration
 }
 
 // NewEndpoint opens the UDP socket, builds the quic.Transport and, when
@@ -83,11 +109,22 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 			return nil, fmt.Errorf("quicconn: qlog dir: %w", err)
 		}
 	}
+	st, err := loadState(cfg.StateDir, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	tickets, err := newTicketBook()
+	if err != nil {
+		return nil, err
+	}
 	e := &Endpoint{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		cert:      cert,
-		sessions:  tls.NewLRUClientSessionCache(64),
+		sessions:  st.sessions,
+		state:     st,
+		tickets:   tickets,
+		logLimit:  make(map[logKey]time.Time),
 		version:   ProtocolVersion,
 		accepted:  make(chan *Conn),
 		pending:   make(chan struct{}, maxPendingIn),
@@ -103,11 +140,14 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		e.sock.Close()
 		return nil, err
 	}
+	st.configure(e.tr)
+	e.tr.ConnContext = e.connContext
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if cfg.Listen != "" {
 		tc := serverTLSConfig(cert, cfg.Authorize, e.logRefused)
 		tc.KeyLogWriter = cfg.KeyLogWriter
-		e.ln, err = e.tr.Listen(tc, e.quicConfig(false))
+		e.setupTickets(tc)
+		e.ln, err = e.tr.ListenEarly(tc, e.quicConfig(false))
 		if err != nil {
 			e.cancel()
 			e.tr.Close()
@@ -142,8 +182,8 @@ func (e *Endpoint) logRefused(key [32]byte) {
 // newTransport builds a Transport with the settings every Transport of the
 // daemon must share.
 func newTransport(pc *sockConn) (*quic.Transport, error) {
-	// Random per process for now: a restarted node cannot reset its old
-	// connections until the key is persisted in the state directory.
+	// Random here; NewEndpoint replaces it (and the token key) with the
+	// persistent keys of its state (state.configure).
 	var key quic.StatelessResetKey
 	if _, err := rand.Read(key[:]); err != nil {
 		return nil, fmt.Errorf("quicconn: stateless reset key: %w", err)
@@ -166,6 +206,8 @@ func (e *Endpoint) quicConfig(dialer bool) *quic.Config {
 	}
 	if dialer {
 		c.KeepAlivePeriod = e.cfg.KeepAlive
+	} else {
+		c.Allow0RTT = true // single-use tickets: see zerortt.go
 	}
 	if !e.cfg.DisableTracer || e.cfg.QlogDir != "" {
 		c.Tracer = e.newTrace
@@ -181,7 +223,20 @@ func (e *Endpoint) Stats() EndpointStats {
 	e.mu.Lock()
 	n := len(e.conns)
 	e.mu.Unlock()
-	return EndpointStats{UnreachableDrops: e.unreachable.Load(), Conns: n}
+	return EndpointStats{
+		UnreachableDrops:    e.unreachable.Load(),
+		Conns:               n,
+		ZeroRTTAttempted:    e.zc.attempted.Load(),
+		ZeroRTTAccepted:     e.zc.accepted.Load(),
+		ZeroRTTRejected:     e.zc.rejected.Load(),
+		EarlyAccepted:       e.zc.earlyAccepted.Load(),
+		EarlyRefusedReplay:  e.zc.refusedReplay.Load(),
+		EarlyRefusedRestart: e.zc.refusedRestart.Load(),
+		EarlyRefusedOther:   e.zc.refOth.Load(),
+		Redials:             e.zc.redials.Load(),
+		RedialsAfterReset:   e.zc.redialsAfterReset.Load(),
+		LastOutage:          time.Duration(e.zc.lastOutage.Load()),
+	}
 }
 
 // Accept returns the next incoming connection whose handshake and hello
@@ -229,6 +284,21 @@ func (e *Endpoint) acceptLoop() {
 // serveIncoming runs the listener's side of the hello exchange and hands
 // the conn to Accept.
 func (e *Endpoint) serveIncoming(qc *quic.Conn) {
+	refused := ""
+	if ei, _ := qc.Context().Value(earlyInfoKey{}).(*earlyInfo); ei != nil {
+		granted, peer, why, attempted := ei.get()
+		// crypto/tls has run UnwrapSession before quic-go's listener
+		// hands out the conn: quic-go takes the TLS events only once the
+		// TLS goroutine waits for the client's next flight.
+		if granted && attempted && !isClosed(qc.HandshakeComplete()) {
+			e.serveEarly(qc, peer)
+			return
+		}
+		if why != "" && attempted {
+			refused = why
+			e.countRefused(peer, why) // replays too: they never finish the handshake
+		}
+	}
 	log := e.log.With("remote", qc.RemoteAddr().String())
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
 	defer cancel()
@@ -243,6 +313,9 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 		log.Info("quicconn: incoming hello failed", "err", err)
 		return
 	}
+	if refused != "" {
+		c.zrtt.Store(zrttRejected)
+	}
 	select {
 	case e.accepted <- c:
 	case <-e.ctx.Done():
@@ -255,6 +328,29 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 // data), checks the version, registers and starts the Conn. On failure
 // the QUIC connection is closed.
 func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer bool) (*Conn, error) {
+	peer, br, hsDone, err := e.hello(ctx, qc, st, dialer, false)
+	if err != nil {
+		return nil, err
+	}
+	c := newConn(qc, st, br, &e.cfg, peer, hsDone)
+	c.dialer = dialer
+	e.nameQlog(c)
+	if err := e.register(c); err != nil {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
+		return nil, err
+	}
+	c.run()
+	c.log.Info("quicconn: connection up", "dialer", dialer, "resumed", c.resumed)
+	return c, nil
+}
+
+// hello waits for the handshake and exchanges Hello messages on st (the
+// dialer writes first, unless sent says its Hello is on st already: a
+// stream is invisible to the peer until it carries data) and checks the
+// version. It returns the peer's Hello, the reader of st that holds what
+// followed it, and when the handshake completed. On failure the QUIC
+// connection is closed.
+func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer, sent bool) (Hello, *bufio.Reader, time.Time, error) {
 	// Closing the connection unblocks every read below when ctx ends.
 	stop := context.AfterFunc(ctx, func() {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "hello timeout")
@@ -263,7 +359,7 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 	select {
 	case <-qc.HandshakeComplete():
 	case <-qc.Context().Done():
-		return nil, convertCloseErr(context.Cause(qc.Context()))
+		return Hello{}, nil, time.Time{}, convertCloseErr(context.Cause(qc.Context()))
 	}
 	hsDone := time.Now()
 	own := Hello{Version: e.version, Name: e.cfg.NodeName}
@@ -274,9 +370,9 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 		}
 		return nil
 	}
-	if dialer {
+	if dialer && !sent {
 		if err := write(); err != nil {
-			return nil, err
+			return Hello{}, nil, time.Time{}, err
 		}
 	}
 	_ = st.SetReadDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
@@ -284,39 +380,31 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 	m, err := ReadMessage(br)
 	if err != nil {
 		if qc.Context().Err() != nil {
-			return nil, fmt.Errorf("quicconn: read hello: %w", convertCloseErr(context.Cause(qc.Context())))
+			return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", convertCloseErr(context.Cause(qc.Context())))
 		}
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocolError), "bad hello")
-		return nil, fmt.Errorf("quicconn: read hello: %w", err)
+		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", err)
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	peer, ok := m.(Hello)
 	if !ok {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocolError), "expected hello")
-		return nil, fmt.Errorf("quicconn: first control message is %T, want hello", m)
+		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: first control message is %T, want hello", m)
 	}
 	if peer.Version != e.version {
 		reason := fmt.Sprintf("incompatible protocol version %d (local %d)", peer.Version, e.version)
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeVersionMismatch), reason)
-		return nil, fmt.Errorf("quicconn: %s", reason)
+		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: %s", reason)
 	}
 	if !dialer {
 		if err := write(); err != nil {
-			return nil, err
+			return Hello{}, nil, time.Time{}, err
 		}
 	}
 	if !stop() {
-		return nil, fmt.Errorf("quicconn: hello: %w", context.Cause(ctx))
+		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: hello: %w", context.Cause(ctx))
 	}
-	c := newConn(qc, st, br, &e.cfg, peer, hsDone)
-	e.nameQlog(c)
-	if err := e.register(c); err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
-		return nil, err
-	}
-	c.run()
-	c.log.Info("quicconn: connection up", "dialer", dialer, "resumed", c.resumed)
-	return c, nil
+	return peer, br, hsDone, nil
 }
 
 func (e *Endpoint) register(c *Conn) error {
@@ -340,7 +428,15 @@ func (e *Endpoint) forget(c *Conn) {
 // Dial connects to the peer at addr ("host:port"; host names are resolved
 // on every call) whose key must be peer, on the Endpoint's own Transport,
 // opens the control stream and exchanges Hello messages. It blocks until
-// then or until ctx is done or HandshakeTimeout passes. A server presenting
+// then or until ctx is done or HandshakeTimeout passes.
+//
+// With a session ticket from an earlier connection to peer (kept in
+// Config.StateDir across restarts) Dial sends 0-RTT and returns as soon as
+// the 0-RTT keys are ready, before any round trip: datagrams sent on the
+// Conn at once leave in the first flight. The handshake and the hello
+// exchange then finish in the background; if they fail, the Conn dies
+// (Done, Err) instead of Dial failing, and PeerName stays "" until the
+// peer's Hello arrived. A rejected 0-RTT loses the datagrams sent in it. A server presenting
 // another key fails with an error saying "server key mismatch". The caller
 // owns the returned Conn.
 func (e *Endpoint) Dial(ctx context.Context, addr string, peer [32]byte) (*Conn, error) {
@@ -355,9 +451,19 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, peer [32]byte) (*Conn,
 	defer cancel()
 	tc := clientTLSConfig(e.cert, peer, e.sessions)
 	tc.KeyLogWriter = e.cfg.KeyLogWriter
-	qc, err := e.dialTransport(ctx).Dial(context.WithValue(ctx, dialPeerKey{}, peer), ua, tc, e.quicConfig(true)) // dialTransport: uplink.go
+	gate := &earlyGate{} // see zerortt.go
+	dctx := context.WithValue(context.WithValue(ctx, dialPeerKey{}, peer), earlyGateKey{}, gate)
+	qc, err := e.dialTransport(ctx).DialEarly(dctx, ua, tc, e.quicConfig(true)) // dialTransport: uplink.go
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
+	}
+	if !isClosed(qc.HandshakeComplete()) {
+		// DialEarly returned with 0-RTT keys: hand the Conn out now.
+		c, err := e.dialEarly(qc, gate, peer)
+		if err != nil {
+			return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
+		}
+		return c, nil
 	}
 	st, err := qc.OpenStream()
 	if err != nil {

@@ -1,0 +1,602 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// 0-RTT and replay.
+//
+// crypto/tls has no anti-replay for early data and quic-go adds none, so
+// the listener makes its 0-RTT-capable session tickets single-use: when
+// it issues one (tls.Config.WrapSession) it gives it a random ID, writes
+// the ID, the Endpoint's boot ID and the client's key into the ticket
+// (tls.SessionState.Extra, encrypted with the ticket keys), and books the
+// ID as issued to that key. When a client presents the ticket
+// (UnwrapSession) the ID is redeemed: the first use of a booked ID may
+// carry 0-RTT data; any other (a replayed first flight, a client reusing
+// an old ticket, a ticket issued before this Endpoint started, whose ID
+// the restarted process never booked) gets tls.SessionState.EarlyData =
+// false, which makes crypto/tls reject the early data. The session itself
+// still resumes, so such a reconnect costs one round trip more, not a
+// full handshake: in particular the first reconnect of every site after
+// a hub restart is 1-RTT (the ticket keys persist, the booked IDs do not).
+//
+// The book keeps at most maxTicketsPerPeer IDs per client key (a client
+// always holds the newest; older ones are dropped first) and at most
+// maxTicketPeers keys, so memory is bounded whatever clients do; IDs need
+// no expiry because crypto/tls refuses tickets older than 7 days anyway.
+// Tickets are only issued after a complete handshake of an authorized
+// key, so only authorized peers fill the book.
+//
+// An incoming connection that is granted 0-RTT is handed to Accept before
+// its handshake completes, so the datagrams of the client's first flight
+// reach the tunnel at once. Its peer key then comes from the ticket
+// (written there when the ticket was issued, after the key was verified,
+// and checked against Config.Authorize again at unwrap); the TLS binder
+// check proves the client holds the ticket's secret before any early data
+// is decrypted. Control messages are read only after the handshake
+// completed, on both sides.
+
+const (
+	// ticketExtraPrefix marks Godwit's entry in tls.SessionState.Extra
+	// (quic-go keeps its own entry there with another prefix).
+	ticketExtraPrefix = "godwit-ticket1\x00"
+	ticketExtraLen    = len(ticketExtraPrefix) + 16 + 8 + 32 // id, boot, peer key
+	maxTicketsPerPeer = 4
+	maxTicketPeers    = 16384
+	// extEarlyData is the TLS early_data extension's number.
+	extEarlyData = 42
+)
+
+// ticketExtra is Godwit's entry in a session ticket.
+type ticketExtra struct {
+	id   [16]byte
+	boot [8]byte
+	peer [32]byte
+}
+
+func (x ticketExtra) append(b []byte) []byte {
+	b = append(b, ticketExtraPrefix...)
+	b = append(b, x.id[:]...)
+	b = append(b, x.boot[:]...)
+	return append(b, x.peer[:]...)
+}
+
+// findTicketExtra returns Godwit's entry among a ticket's extras.
+func findTicketExtra(extras [][]byte) (ticketExtra, bool) {
+	for _, e := range extras {
+		b, ok := bytes.CutPrefix(e, []byte(ticketExtraPrefix))
+		if !ok || len(e) != ticketExtraLen {
+			continue
+		}
+		var x ticketExtra
+		copy(x.id[:], b)
+		copy(x.boot[:], b[16:])
+		copy(x.peer[:], b[24:])
+		return x, true
+	}
+	return ticketExtra{}, false
+}
+
+// ticketBook remembers the 0-RTT ticket IDs issued and not yet used. It
+// is safe for concurrent use.
+type ticketBook struct {
+	boot [8]byte // random per Endpoint: tickets of an earlier process differ
+
+	mu     sync.Mutex // mu guards the following field.
+	issued map[[32]byte][][16]byte
+}
+
+func newTicketBook() (*ticketBook, error) {
+	b := &ticketBook{issued: make(map[[32]byte][][16]byte)}
+	if _, err := rand.Read(b.boot[:]); err != nil {
+		return nil, fmt.Errorf("quicconn: boot id: %w", err)
+	}
+	return b, nil
+}
+
+// issue books a new ticket ID for peer.
+func (b *ticketBook) issue(peer [32]byte) ([16]byte, error) {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ids, ok := b.issued[peer]
+	if !ok && len(b.issued) >= maxTicketPeers {
+		for k := range b.issued { // drop an arbitrary peer: it loses 0-RTT once
+			delete(b.issued, k)
+			break
+		}
+	}
+	if len(ids) >= maxTicketsPerPeer {
+		ids = slices.Delete(ids, 0, 1)
+	}
+	b.issued[peer] = append(ids, id)
+	return id, nil
+}
+
+// redeem reports whether id was booked for peer, and unbooks it.
+func (b *ticketBook) redeem(peer [32]byte, id [16]byte) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ids := b.issued[peer]
+	i := slices.Index(ids, id)
+	if i < 0 {
+		return false
+	}
+	ids = slices.Delete(ids, i, i+1)
+	if len(ids) == 0 {
+		delete(b.issued, peer)
+	} else {
+		b.issued[peer] = ids
+	}
+	return true
+}
+
+// earlyInfo is what the TLS callbacks learn about one incoming connection.
+// Transport.ConnContext puts a fresh one into every incoming connection's
+// context, which quic-go passes on to crypto/tls (ClientHelloInfo) and to
+// Conn.Context.
+type earlyInfo struct {
+	mu        sync.Mutex // mu guards the following fields.
+	attempted bool       // the ClientHello offered early data
+	granted   bool       // the ticket check allowed 0-RTT
+	peer      [32]byte   // the ticket's peer key; zero without Godwit's data
+	refused   string     // why 0-RTT was refused; "" if not
+}
+
+type earlyInfoKey struct{}
+
+func (ei *earlyInfo) get() (granted bool, peer [32]byte, refused string, attempted bool) {
+	ei.mu.Lock()
+	defer ei.mu.Unlock()
+	return ei.granted, ei.peer, ei.refused, ei.attempted
+}
+
+// connContext is Transport.ConnContext.
+func (e *Endpoint) connContext(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+	return context.WithValue(ctx, earlyInfoKey{}, &earlyInfo{}), nil
+}
+
+// zeroRTTCounters are the Endpoint's 0-RTT and redial counters.
+type zeroRTTCounters struct {
+	attempted, accepted, rejected         atomic.Uint64 // dialed conns
+	earlyAccepted                         atomic.Uint64 // incoming conns
+	refusedReplay, refusedRestart, refOth atomic.Uint64 // incoming 0-RTT refused, by reason
+	redials, redialsAfterReset            atomic.Uint64
+	lastOutage                            atomic.Int64 // nanoseconds
+}
+
+// Reasons for refusing a client's 0-RTT, in logs.
+const (
+	refusedReplay  = "ticket already used (a replay, or a client reusing a ticket)"
+	refusedRestart = "ticket issued before this process started"
+	refusedOther   = "ticket carries no godwit data"
+)
+
+// setupTickets makes tc, the listener's TLS config, issue single-use
+// 0-RTT tickets with the persistent ticket keys. It must be called last,
+// as GetConfigForClient clones tc.
+func (e *Endpoint) setupTickets(tc *tls.Config) {
+	tc.SetSessionTicketKeys(e.state.ticketKeys)
+	tc.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		if key, err := peerKeyOf(cs); err == nil && ss.EarlyData {
+			id, err := e.tickets.issue(key)
+			if err != nil {
+				return nil, err
+			}
+			ss.Extra = append(ss.Extra, ticketExtra{id: id, boot: e.tickets.boot, peer: key}.append(nil))
+		}
+		return tc.EncryptTicket(cs, ss)
+	}
+	tc.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+		ei, _ := hi.Context().Value(earlyInfoKey{}).(*earlyInfo)
+		if ei == nil {
+			ei = &earlyInfo{} // no ConnContext: still single-use, just not handed out early
+		}
+		ei.mu.Lock()
+		ei.attempted = slices.Contains(hi.Extensions, extEarlyData)
+		ei.mu.Unlock()
+		c := tc.Clone()
+		c.GetConfigForClient = nil
+		c.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+			ss, err := tc.DecryptTicket(identity, cs)
+			if err != nil || ss == nil {
+				return ss, err
+			}
+			return e.checkTicket(ss, ei), nil
+		}
+		return c, nil
+	}
+}
+
+// checkTicket decides whether a decrypted ticket may carry 0-RTT data; a
+// nil result makes crypto/tls ignore the ticket (full handshake).
+func (e *Endpoint) checkTicket(ss *tls.SessionState, ei *earlyInfo) *tls.SessionState {
+	x, ok := findTicketExtra(ss.Extra)
+	if ok && (e.cfg.Authorize == nil || !e.cfg.Authorize(x.peer)) {
+		return nil // a removed peer: the full handshake refuses it
+	}
+	if !ss.EarlyData {
+		return ss
+	}
+	reason := ""
+	switch {
+	case !ok:
+		reason = refusedOther
+	case x.boot != e.tickets.boot:
+		reason = refusedRestart
+	case !e.tickets.redeem(x.peer, x.id):
+		reason = refusedReplay
+	}
+	ei.mu.Lock()
+	defer ei.mu.Unlock()
+	ei.peer = x.peer
+	if reason != "" {
+		ss.EarlyData = false
+		ei.refused = reason
+		return ss
+	}
+	ei.granted = true
+	return ss
+}
+
+// countRefused counts and logs an incoming connection whose 0-RTT data
+// was refused. Logs are limited to one a minute per peer and reason, as a
+// replaying attacker controls how often this happens.
+func (e *Endpoint) countRefused(peer [32]byte, reason string) {
+	switch reason {
+	case refusedReplay:
+		e.zc.refusedReplay.Add(1)
+	case refusedRestart:
+		e.zc.refusedRestart.Add(1)
+	default:
+		e.zc.refOth.Add(1)
+	}
+	if e.limitLog(peer, reason) {
+		e.log.Info("quicconn: refused 0-RTT data", "peer", keyString(peer), "reason", reason)
+	}
+}
+
+// limitLog reports whether a log line for key and what may be written
+// now: at most one a minute for each pair.
+func (e *Endpoint) limitLog(key [32]byte, what string) bool {
+	k := logKey{key, what}
+	now := time.Now()
+	e.logLimitMu.Lock()
+	defer e.logLimitMu.Unlock()
+	if last, ok := e.logLimit[k]; ok && now.Sub(last) < time.Minute {
+		return false
+	}
+	if len(e.logLimit) >= 1024 {
+		clear(e.logLimit)
+	}
+	e.logLimit[k] = now
+	return true
+}
+
+type logKey struct {
+	key  [32]byte
+	what string
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// serveEarly hands an incoming connection that was granted 0-RTT to
+// Accept before its handshake completes, then finishes the handshake and
+// the hello exchange. peer comes from the ticket.
+func (e *Endpoint) serveEarly(qc *quic.Conn, peer [32]byte) {
+	c := newEarlyConn(qc, &e.cfg, peer, nil, false)
+	c.zrtt.Store(zrttAccepted)
+	if err := e.register(c); err != nil {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
+		return
+	}
+	e.zc.earlyAccepted.Add(1)
+	c.runEarly(func() error { return e.finishIncoming(c) })
+	select {
+	case e.accepted <- c:
+	case <-e.ctx.Done():
+		_ = c.Close("shutting down")
+	}
+}
+
+// finishIncoming completes an early incoming conn: handshake, key check,
+// control stream, hello exchange.
+func (e *Endpoint) finishIncoming(c *Conn) error {
+	qc := c.qc
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "handshake timeout")
+	})
+	defer stop()
+	select {
+	case <-qc.HandshakeComplete():
+	case <-qc.Context().Done():
+		return convertCloseErr(context.Cause(qc.Context()))
+	}
+	if key, err := peerKeyOf(qc.ConnectionState().TLS); err != nil || key != c.peerKey {
+		// Cannot happen: a resumed session carries the ticket's
+		// certificate, and the ticket's key was written from it.
+		c.closeLocal(CodeProtocolError, "peer key differs from the session ticket's")
+		return fmt.Errorf("quicconn: peer key differs from the session ticket's")
+	}
+	st, err := qc.AcceptStream(ctx)
+	if err != nil {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "no control stream")
+		return fmt.Errorf("quicconn: no control stream: %w", err)
+	}
+	return e.finishHello(ctx, c, st, false)
+}
+
+// finishHello runs the hello exchange of an early conn on st and starts
+// its control goroutines' prerequisites.
+func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, sent bool) error {
+	peer, br, hsDone, err := e.hello(ctx, c.qc, st, c.dialer, sent)
+	if err != nil {
+		c.log.Info("quicconn: hello failed", "err", err)
+		return err
+	}
+	c.wmu.Lock()
+	c.st, c.br = st, br
+	c.wmu.Unlock()
+	c.infoMu.Lock()
+	c.peerName = peer.Name
+	c.hsDone = hsDone
+	c.resumed = c.qc.ConnectionState().TLS.DidResume
+	c.infoMu.Unlock()
+	e.nameQlog(c)
+	c.log.Info("quicconn: connection up", "dialer", c.dialer, "resumed", c.resumed, "name", peer.Name, "zero_rtt", c.zeroRTTString())
+	return nil
+}
+
+// dialEarly turns a dialed connection whose 0-RTT keys are ready (its
+// handshake is still running) into a Conn at once, so the first IP
+// datagrams go out in 0-RTT packets. The Hello goes out in 0-RTT too; the
+// server's Hello is read after the handshake. On rejection the control
+// stream is opened again and the Hello resent.
+func (e *Endpoint) dialEarly(qc *quic.Conn, g *earlyGate, peer [32]byte) (*Conn, error) {
+	var (
+		st   *quic.Stream
+		sent bool
+	)
+	g.mu.Lock()
+	if !g.traced {
+		g.closed = true
+	}
+	g.mu.Unlock()
+	g.mu.RLock()
+	if !g.closed {
+		var err error
+		if st, err = qc.OpenStream(); err == nil {
+			sent = st.TryWriteAll(AppendMessage(nil, Hello{Version: e.version, Name: e.cfg.NodeName})) == nil
+		}
+	}
+	g.mu.RUnlock()
+	c := newEarlyConn(qc, &e.cfg, peer, st, true)
+	c.zrtt.Store(zrttPending)
+	c.gate.Store(g)
+	if err := e.register(c); err != nil {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
+		return nil, err
+	}
+	e.zc.attempted.Add(1)
+	c.runEarly(func() error { return e.finishDialed(c, st, sent) })
+	return c, nil
+}
+
+func (e *Endpoint) finishDialed(c *Conn, st *quic.Stream, sent bool) error {
+	qc := c.qc
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "handshake timeout")
+	})
+	defer stop()
+	select {
+	case <-qc.HandshakeComplete():
+	case <-qc.Context().Done():
+		return convertCloseErr(context.Cause(qc.Context()))
+	}
+	if g := c.gate.Load(); g != nil {
+		g.open(qc)
+		c.gate.Store(nil)
+	}
+	if qc.ConnectionState().Used0RTT {
+		c.zrtt.Store(zrttAccepted)
+		e.zc.accepted.Add(1)
+	} else {
+		c.zrtt.Store(zrttRejected)
+		e.zc.rejected.Add(1)
+		c.log.Info("quicconn: 0-RTT rejected by the peer, resending the hello")
+		if _, err := qc.NextConnection(ctx); err != nil {
+			return fmt.Errorf("quicconn: after 0-RTT rejection: %w", err)
+		}
+		st, sent = nil, false // streams opened in 0-RTT are gone
+	}
+	if st == nil { // rejected, or the gate was closed before the stream was opened
+		var err error
+		if st, err = qc.OpenStream(); err != nil {
+			_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "open control stream")
+			return fmt.Errorf("quicconn: open control stream: %w", err)
+		}
+	}
+	return e.finishHello(ctx, c, st, sent)
+}
+
+// 0-RTT states of a Conn.
+const (
+	zrttNone     uint32 = iota // not attempted
+	zrttPending                // dialed with 0-RTT, handshake running
+	zrttAccepted               // the 0-RTT data was accepted
+	zrttRejected               // the peer rejected it (dialer) or it was refused (listener)
+)
+
+func (c *Conn) zeroRTTString() string {
+	switch c.zrtt.Load() {
+	case zrttPending:
+		return "pending"
+	case zrttAccepted:
+		return "accepted"
+	case zrttRejected:
+		return "rejected"
+	}
+	return "none"
+}
+
+// newEarlyConn wraps a connection whose handshake is still running. st is
+// nil until the control stream is known. The caller registers it and
+// calls runEarly.
+func newEarlyConn(qc *quic.Conn, cfg *Config, peer [32]byte, st *quic.Stream, dialer bool) *Conn {
+	c := &Conn{
+		qc:      qc,
+		st:      st,
+		cfg:     cfg,
+		peerKey: peer,
+		dialer:  dialer,
+		start:   time.Now(),
+		done:    make(chan struct{}),
+		firstRx: make(chan struct{}),
+	}
+	c.trace, _ = qc.QlogTrace().(*connTrace)
+	c.log = cfg.Logger.With("peer", keyString(peer), "remote", qc.RemoteAddr().String())
+	return c
+}
+
+// runEarly starts the watcher at once and finish on its own goroutine;
+// when finish succeeds, the control goroutines start. A failing finish
+// has closed the connection.
+func (c *Conn) runEarly(finish func() error) {
+	c.wg.Add(1)
+	go c.watch()
+	go func() {
+		defer c.wg.Done()
+		if err := finish(); err != nil {
+			if c.qc.Context().Err() == nil {
+				c.closeLocal(CodeControlStream, err.Error())
+			}
+			return
+		}
+		c.lastHeard.Store(int64(time.Since(c.start)))
+		c.wg.Add(2) // before Done above, so the count never touches zero
+		go c.readControl()
+		go c.heartbeat()
+	}()
+}
+
+// redialStats are what a dial loop reports to its Endpoint.
+type redialStats = zeroRTTCounters
+
+// redialReason names why a connection ended, for the redial log line.
+func redialReason(err error) string {
+	var (
+		ce *CloseError
+		sr *quic.StatelessResetError
+		it *quic.IdleTimeoutError
+	)
+	switch {
+	case err == nil:
+		return "unknown"
+	case errors.As(err, &sr):
+		return "stateless reset"
+	case errors.As(err, &it):
+		return "idle timeout"
+	case errors.As(err, &ce) && ce.Remote:
+		return "closed by peer: " + ce.Reason
+	case errors.As(err, &ce):
+		return "closed: " + ce.Reason
+	}
+	return err.Error()
+}
+
+// earlyGate works around a data race in quic-go v0.65 (quic-go#4303): on a
+// dialed connection in 0-RTT, SendDatagram and OpenStream read the peer's
+// transport parameters while quic-go's run loop replaces them when the
+// server's parameters arrive. The connection's tracer closes the gate
+// (under its write lock) when quic-go records those parameters, right
+// before it installs them; senders hold the read lock while they call
+// into quic-go, so every call either happened before (and the lock orders
+// it before the install) or finds the gate closed and queues its datagram.
+// The queue is flushed once the handshake completed, which quic-go
+// signals after the install. Without a tracer (Config.DisableTracer) the
+// gate starts closed: datagrams then wait for the handshake instead of
+// leaving in 0-RTT.
+type earlyGate struct {
+	traced bool // the conn's tracer will close the gate; set by newTrace
+
+	mu     sync.RWMutex // mu guards the following field; held for reading around calls into quic-go.
+	closed bool
+
+	qmu   sync.Mutex // qmu guards the following field.
+	queue [][]byte   // datagrams sent while closed, at most maxGateQueue
+}
+
+// earlyGateKey is the dial-context key that hands the gate to newTrace.
+type earlyGateKey struct{}
+
+// maxGateQueue bounds the datagrams held while the gate is closed (about
+// one round trip of traffic); more are dropped, as a full queue would.
+const maxGateQueue = 64
+
+func (g *earlyGate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+}
+
+// hold queues a copy of b; the caller holds g.mu for reading.
+func (g *earlyGate) hold(b []byte) {
+	g.qmu.Lock()
+	defer g.qmu.Unlock()
+	if len(g.queue) < maxGateQueue {
+		g.queue = append(g.queue, append([]byte(nil), b...))
+	}
+}
+
+// open flushes the queue into qc and lets every later send through. Call
+// it only after qc's handshake completed.
+func (g *earlyGate) open(qc *quic.Conn) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = false
+	g.qmu.Lock()
+	q := g.queue
+	g.queue = nil
+	g.qmu.Unlock()
+	for _, b := range q {
+		_ = qc.SendDatagram(b) // best effort, like any datagram
+	}
+}
+
+// probeLimit makes quic-go report the current datagram limit, unless a
+// 0-RTT handshake is running (see earlyGate).
+func (c *Conn) probeLimit() error {
+	if c.gate.Load() != nil {
+		return nil
+	}
+	return c.qc.SendDatagram(probeDatagram)
+}

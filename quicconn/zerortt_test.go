@@ -1,0 +1,453 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/godwit-vpn/godwit/tests/relay"
+)
+
+// waitFor calls f every 10 ms until it returns true or d passed.
+func waitFor(d time.Duration, f func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if f() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startRelay runs a relay on loopback in front of target until the test
+// ends.
+func startRelay(t testing.TB, target net.Addr, cfg relay.Config) *relay.Relay {
+	t.Helper()
+	cfg.Listen = netip.MustParseAddrPort("127.0.0.1:0")
+	cfg.Target = target.(*net.UDPAddr).AddrPort()
+	r, err := relay.New(nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	})
+	return r
+}
+
+// ticketFile is where a client keeps its ticket for the server key.
+func ticketFile(dir string, server [32]byte) string {
+	return filepath.Join(dir, ticketsDir, base64.RawURLEncoding.EncodeToString(server[:]))
+}
+
+// primeTicket connects a client Endpoint with StateDir dir to p's server
+// once, waits until the session ticket is on disk, and closes the client
+// Endpoint (a site that then stops).
+func primeTicket(t testing.TB, p *testPair, dir string) {
+	t.Helper()
+	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	old := p.cli
+	p.cli = cli
+	c, s := p.connect(t)
+	p.cli = old
+	exchange(t, c, s, []byte{0x45, 0})
+	if !waitFor(5*time.Second, func() bool { _, err := os.Stat(ticketFile(dir, p.sk.pub)); return err == nil }) {
+		t.Fatal("no session ticket written to the state dir")
+	}
+	cli.Close()
+	waitDone(t, s, 5*time.Second)
+}
+
+// acceptAll accepts on e until the test ends and sends every conn to the
+// returned channel.
+func acceptAll(t testing.TB, e *Endpoint) <-chan *Conn {
+	t.Helper()
+	ch := make(chan *Conn, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := e.Accept(ctx)
+			if err != nil {
+				return
+			}
+			ch <- c
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return ch
+}
+
+func TestZeroRTTAfterClientRestart(t *testing.T) {
+	p := newTestPair(t, nil)
+	dir := t.TempDir()
+	primeTicket(t, p, dir)
+
+	// The server's answers are held back 300 ms, so its handshake cannot
+	// complete before then: anything it delivers earlier came in 0-RTT.
+	const hold = 300 * time.Millisecond
+	r := startRelay(t, p.srv.LocalAddr(), relay.Config{
+		Delay: func(d relay.Direction, _ uint64) time.Duration {
+			if d == relay.ToClient {
+				return hold
+			}
+			return 0
+		},
+	})
+	accepted := acceptAll(t, p.srv)
+
+	// The restarted client: a new Endpoint on the same state dir.
+	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := cli.Dial(ctx, r.Addr().String(), p.sk.pub)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	if d := time.Since(start); d >= hold {
+		t.Errorf("Dial took %v, want it to return before the server's first answer (%v)", d, hold)
+	}
+	if got := c.Stats().HandshakeDone; !got.IsZero() {
+		t.Errorf("HandshakeDone = %v right after a 0-RTT Dial, want zero", got)
+	}
+	payload := []byte{0x45, 0, 0, 20, 0x0e, 0x42}
+	if err := c.SendDatagram(payload); err != nil {
+		t.Fatalf("SendDatagram in 0-RTT: %v", err)
+	}
+
+	var s *Conn
+	select {
+	case s = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("server Accept returned nothing")
+	}
+	if s.PeerKey() != p.ck.pub {
+		t.Errorf("early server conn has peer %s, want %s", keyString(s.PeerKey()), keyString(p.ck.pub))
+	}
+	b, err := s.ReceiveDatagram(ctx)
+	if err != nil {
+		t.Fatalf("server ReceiveDatagram: %v", err)
+	}
+	if !bytes.Equal(b, payload) {
+		t.Errorf("server got %x, want %x", b, payload)
+	}
+	if isClosed(s.qc.HandshakeComplete()) {
+		t.Error("the server's handshake was complete when the 0-RTT datagram was delivered, want it still running")
+	}
+	if d := time.Since(start); d >= hold {
+		t.Errorf("0-RTT datagram delivered after %v, want before %v", d, hold)
+	}
+
+	// Then the handshake and the hello exchange complete in the background.
+	if !waitFor(5*time.Second, func() bool { return c.PeerName() == "hub" && s.PeerName() == "boat-1" }) {
+		t.Fatalf("hello exchange not done: client sees %q, server %q", c.PeerName(), s.PeerName())
+	}
+	cs, ss := c.Stats(), s.Stats()
+	if !cs.Used0RTT || cs.Rejected0RTT || !cs.Resumed || cs.HandshakeDone.IsZero() {
+		t.Errorf("client stats Used0RTT=%v Rejected0RTT=%v Resumed=%v HandshakeDone=%v, want used, resumed, done", cs.Used0RTT, cs.Rejected0RTT, cs.Resumed, cs.HandshakeDone)
+	}
+	if !ss.Used0RTT || !ss.Resumed {
+		t.Errorf("server stats Used0RTT=%v Resumed=%v, want both", ss.Used0RTT, ss.Resumed)
+	}
+	if st := cli.Stats(); st.ZeroRTTAttempted != 1 || st.ZeroRTTAccepted != 1 || st.ZeroRTTRejected != 0 {
+		t.Errorf("client endpoint 0-RTT attempted/accepted/rejected = %d/%d/%d, want 1/1/0", st.ZeroRTTAttempted, st.ZeroRTTAccepted, st.ZeroRTTRejected)
+	}
+	if st := p.srv.Stats(); st.EarlyAccepted != 1 {
+		t.Errorf("server EarlyAccepted = %d, want 1", st.EarlyAccepted)
+	}
+	// The control stream works after a 0-RTT start: heartbeats flow.
+	exchange(t, s, c, []byte{0x60, 1})
+	if !waitFor(5*time.Second, func() bool { return c.Stats().HeartbeatRTT > 0 }) {
+		t.Error("no heartbeat reply on a connection that started in 0-RTT")
+	}
+}
+
+func TestZeroRTTRejectedResendsHello(t *testing.T) {
+	p := newTestPair(t, nil)
+	dir := t.TempDir()
+	// A restarted server: same keys (StateDir), a new process whose book of
+	// issued tickets is empty, so it refuses the 0-RTT but resumes.
+	sdir := t.TempDir()
+	srv1 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: "127.0.0.1:0", StateDir: sdir,
+		Authorize: func(k [32]byte) bool { return k == p.ck.pub }})
+	p.srv = srv1
+	primeTicket(t, p, dir) // the ticket now comes from srv1
+	addr := srv1.LocalAddr().String()
+	srv1.Close()
+	srv2 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: addr, StateDir: sdir,
+		Authorize: func(k [32]byte) bool { return k == p.ck.pub }})
+	p.srv = srv2
+	accepted := acceptAll(t, srv2)
+
+	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := cli.Dial(ctx, addr, p.sk.pub)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	var s *Conn
+	select {
+	case s = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("server Accept returned nothing")
+	}
+	if !waitFor(5*time.Second, func() bool { return c.PeerName() == "hub" }) {
+		t.Fatalf("no hello after the 0-RTT rejection (client err %v)", c.Err())
+	}
+	exchange(t, c, s, []byte{0x45, 2})
+	if cs := c.Stats(); cs.Used0RTT || !cs.Rejected0RTT || !cs.Resumed {
+		t.Errorf("client Used0RTT=%v Rejected0RTT=%v Resumed=%v, want rejected but resumed", cs.Used0RTT, cs.Rejected0RTT, cs.Resumed)
+	}
+	if st := cli.Stats(); st.ZeroRTTAttempted != 1 || st.ZeroRTTRejected != 1 {
+		t.Errorf("client endpoint attempted/rejected = %d/%d, want 1/1", st.ZeroRTTAttempted, st.ZeroRTTRejected)
+	}
+	if st := srv2.Stats(); st.EarlyRefusedRestart != 1 || st.EarlyAccepted != 0 {
+		t.Errorf("server EarlyRefusedRestart=%d EarlyAccepted=%d, want 1 and 0", st.EarlyRefusedRestart, st.EarlyAccepted)
+	}
+	// The next connection has a fresh ticket from srv2 and gets 0-RTT.
+	c.Close("again")
+	waitDone(t, s, 5*time.Second)
+	if !waitFor(5*time.Second, func() bool { return cli.Stats().Conns == 0 }) {
+		t.Fatal("client conn not gone")
+	}
+	c2, err := cli.Dial(ctx, addr, p.sk.pub)
+	if err != nil {
+		t.Fatalf("second Dial: %v", err)
+	}
+	<-accepted
+	if !waitFor(5*time.Second, func() bool { return c2.Stats().Used0RTT }) {
+		t.Errorf("second dial after the restart: Used0RTT false (%s), want 0-RTT with the new ticket", c2.zeroRTTString())
+	}
+}
+
+func TestZeroRTTReplayDeliversOnce(t *testing.T) {
+	p := newTestPair(t, nil)
+	dir := t.TempDir()
+	primeTicket(t, p, dir)
+	r := startRelay(t, p.srv.LocalAddr(), relay.Config{})
+
+	var (
+		mu   sync.Mutex // guards got
+		got  int
+		wg   sync.WaitGroup
+		srvs = make(chan *Conn, 16)
+	)
+	payload := []byte{0x45, 0, 0, 20, 0xfe, 0xed}
+	accepted := acceptAll(t, p.srv)
+	rctx, rcancel := context.WithCancel(context.Background())
+	defer func() { rcancel(); wg.Wait() }()
+	go func() {
+		for s := range accepted {
+			srvs <- s
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					b, err := s.ReceiveDatagram(rctx)
+					if err != nil {
+						return
+					}
+					if bytes.Equal(b, payload) {
+						mu.Lock()
+						got++
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+	}()
+
+	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := cli.Dial(ctx, r.Addr().String(), p.sk.pub)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	if err := c.SendDatagram(payload); err != nil { // in the first flight
+		t.Fatalf("SendDatagram: %v", err)
+	}
+	// Replay the first flight three times while the connection lives
+	// (quic-go routes it to the live connection, which drops it), then,
+	// after the connection closed and quic-go forgot its IDs, three times
+	// more: a new connection whose ticket was used already.
+	r.Replay(4, 3, 200*time.Millisecond)
+	if !waitFor(5*time.Second, func() bool { return r.Stats().Replayed >= 3 }) {
+		t.Fatal("relay did not replay")
+	}
+	if !waitFor(5*time.Second, func() bool { return c.Stats().Used0RTT }) {
+		t.Fatalf("0-RTT not used (%s)", c.zeroRTTString())
+	}
+	c.Close("done")
+	time.Sleep(time.Second)
+	before := p.srv.Stats().EarlyRefusedReplay
+	r.Replay(4, 3, 0)
+	if !waitFor(5*time.Second, func() bool { return p.srv.Stats().EarlyRefusedReplay > before }) {
+		t.Errorf("server EarlyRefusedReplay stayed %d after replaying a used ticket, want it counted (server %+v, relay %+v)", before, p.srv.Stats(), r.Stats())
+	}
+	time.Sleep(500 * time.Millisecond) // time for any (wrong) delivery
+
+	mu.Lock()
+	n := got
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("server delivered the 0-RTT datagram %d times, want exactly 1", n)
+	}
+	if k := len(srvs); k != 1 {
+		t.Errorf("server Accept returned %d conns, want 1 (a replay must not become a connection)", k)
+	}
+	if st := p.srv.Stats(); st.EarlyAccepted != 1 {
+		t.Errorf("server EarlyAccepted = %d, want 1", st.EarlyAccepted)
+	}
+}
+
+// crash stops e the way kill -9 would: no CONNECTION_CLOSE, no Goodbye.
+func crash(e *Endpoint) {
+	e.tr.Close()
+	e.sock.Close()
+}
+
+func TestStatelessResetAfterServerRestart(t *testing.T) {
+	sdir := t.TempDir()
+	h := &attrHandler{}
+	p := newTestPair(t, func(cli, srv *Config) {
+		srv.StateDir = sdir
+		cli.Logger = slog.New(h)
+		cli.RedialMin = 2 * time.Second // a reset must not wait for it
+		cli.RedialMax = 4 * time.Second
+		cli.Heartbeat = time.Hour // only the test's datagrams reach the server
+	})
+	ups := make(chan *Conn, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	loopDone := make(chan struct{})
+	go func() {
+		defer close(loopDone)
+		p.cli.DialLoop(ctx, p.srv.LocalAddr().String(), p.sk.pub, func(c *Conn) { ups <- c })
+	}()
+	defer func() { cancel(); <-loopDone }()
+	actx, acancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer acancel()
+	s, err := p.srv.Accept(actx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := <-ups
+	exchange(t, c, s, []byte{0x45, 1})
+
+	addr := p.srv.LocalAddr().String()
+	crash(p.srv)
+	srv2 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: addr, StateDir: sdir,
+		Authorize: func(k [32]byte) bool { return k == p.ck.pub }})
+	accepted := acceptAll(t, srv2)
+
+	start := time.Now()
+	if err := c.SendDatagram([]byte{0x45, 2}); err != nil {
+		t.Fatalf("SendDatagram: %v", err)
+	}
+	waitDone(t, c, 5*time.Second)
+	var sr *quic.StatelessResetError
+	if err := c.Err(); !errors.As(err, &sr) {
+		t.Fatalf("client conn died of %v, want a stateless reset", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("stateless reset noticed after %v, want about one RTT (loopback)", d)
+	}
+	// DialLoop redials at once, not after RedialMin.
+	var c2 *Conn
+	select {
+	case c2 = <-ups:
+	case <-time.After(p.cli.cfg.RedialMin):
+		t.Fatalf("no redial within RedialMin (%v) after a stateless reset", p.cli.cfg.RedialMin)
+	}
+	s2 := <-accepted
+	exchange(t, s2, c2, []byte{0x45, 3})
+	if !waitFor(5*time.Second, func() bool { return p.cli.Stats().LastOutage > 0 }) {
+		t.Fatal("LastOutage not measured")
+	}
+	st := p.cli.Stats()
+	if st.Redials != 1 || st.RedialsAfterReset != 1 || st.LastOutage > p.cli.cfg.RedialMin {
+		t.Errorf("Redials=%d RedialsAfterReset=%d LastOutage=%v, want 1, 1, < %v", st.Redials, st.RedialsAfterReset, st.LastOutage, p.cli.cfg.RedialMin)
+	}
+	if got := h.find("quicconn: redialed", "reason", "stateless reset"); got != 1 {
+		t.Errorf("%d redial log lines with reason stateless reset, want 1", got)
+	}
+}
+
+// attrHandler collects log records with their attributes.
+type attrHandler struct {
+	mu   sync.Mutex // guards recs
+	recs []map[string]string
+}
+
+func (h *attrHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *attrHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &attrProxy{h: h, attrs: as}
+}
+func (h *attrHandler) WithGroup(string) slog.Handler { return h }
+func (h *attrHandler) Handle(_ context.Context, r slog.Record) error {
+	return h.record(nil, r)
+}
+
+func (h *attrHandler) record(pre []slog.Attr, r slog.Record) error {
+	m := map[string]string{"msg": r.Message}
+	for _, a := range pre {
+		m[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
+	h.mu.Lock()
+	h.recs = append(h.recs, m)
+	h.mu.Unlock()
+	return nil
+}
+
+// find counts records with message msg and attribute key = value.
+func (h *attrHandler) find(msg, key, value string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range h.recs {
+		if m["msg"] == msg && m[key] == value {
+			n++
+		}
+	}
+	return n
+}
+
+type attrProxy struct {
+	h     *attrHandler
+	attrs []slog.Attr
+}
+
+func (p *attrProxy) Enabled(context.Context, slog.Level) bool { return true }
+func (p *attrProxy) WithAttrs(as []slog.Attr) slog.Handler {
+	return &attrProxy{h: p.h, attrs: append(append([]slog.Attr{}, p.attrs...), as...)}
+}
+func (p *attrProxy) WithGroup(string) slog.Handler { return p }
+func (p *attrProxy) Handle(_ context.Context, r slog.Record) error {
+	return p.h.record(p.attrs, r)
+}
