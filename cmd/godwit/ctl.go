@@ -142,14 +142,16 @@ type PeerStatus struct {
 	Resumed bool `json:"resumed"`
 	// HeartbeatRTT is the latest round trip on the control stream.
 	HeartbeatRTT time.Duration `json:"heartbeat_rtt_ns"`
-	// ZeroRTT, Migrations and LastMigrationOutage are always zero for now:
-	// the mobility issue (connection migration, 0-RTT redial) fills them.
-	ZeroRTT             ZeroRTT       `json:"zero_rtt"`
+	// ZeroRTT is always zero for now (quicconn does not expose it yet).
+	ZeroRTT ZeroRTT `json:"zero_rtt"`
+	// Migrations counts the current connection's switches between
+	// uplinks; LastMigrationOutage is the measured outage of the latest
+	// one (0 until measured).
 	Migrations          uint64        `json:"migrations"`
 	LastMigrationOutage time.Duration `json:"last_migration_outage_ns"`
-	// Paths are the current connection's network paths; empty when not
-	// connected. For now only the active path is listed: standby paths
-	// come with the mobility issue.
+	// Paths are the current connection's network paths, the active one
+	// first, then validated or probing standby paths on other uplinks;
+	// empty when not connected. Standby paths carry only their addresses.
 	Paths []PathStatus `json:"paths"`
 }
 
@@ -165,9 +167,13 @@ type ZeroRTT struct {
 // connection is replaced); packets and bytes are QUIC packets and UDP
 // payload bytes, not the tunnel's IP packets.
 type PathStatus struct {
+	// Uplink is the interface of the path's socket; "" for the wildcard
+	// socket (no uplinks configured, or a hub).
+	Uplink           string         `json:"uplink,omitempty"`
 	Local            netip.AddrPort `json:"local"`
 	Remote           netip.AddrPort `json:"remote"`
 	Active           bool           `json:"active"`
+	Validated        bool           `json:"validated"` // the peer answered on it; always true when Active
 	RTT              RTT            `json:"rtt"`
 	CongestionWindow uint64         `json:"congestion_window_bytes"`
 	DatagramLimit    int            `json:"datagram_limit_bytes"` // largest datagram payload right now
@@ -301,10 +307,14 @@ func (d *daemon) snapshot(started time.Time) *Status {
 			cs := ps.conn.Stats()
 			p.Resumed = cs.Resumed
 			p.HeartbeatRTT = cs.HeartbeatRTT
+			p.Migrations, p.LastMigrationOutage = ps.conn.Migrations()
+			paths := ps.conn.Paths() // mobility: active path first, then standbys
 			p.Paths = append(p.Paths, PathStatus{
-				Local:  addrPort(ps.conn.LocalAddr()),
-				Remote: addrPort(ps.conn.RemoteAddr()),
-				Active: true,
+				Uplink:    paths[0].Uplink,
+				Local:     addrPort(ps.conn.LocalAddr()),
+				Remote:    addrPort(ps.conn.RemoteAddr()),
+				Active:    true,
+				Validated: true,
 				RTT: RTT{
 					Smoothed:      cs.SmoothedRTT,
 					Min:           cs.MinRTT,
@@ -327,6 +337,10 @@ func (d *daemon) snapshot(started time.Time) *Status {
 				PTOCount:      cs.PTOCount,
 				MaxPacketSize: cs.MaxPacketSize,
 			})
+			for _, sp := range paths[1:] {
+				p.Paths = append(p.Paths, PathStatus{Uplink: sp.Uplink, Local: sp.Local, Remote: sp.Remote,
+					Validated: sp.Validated, QUICDrops: map[string]uint64{}})
+			}
 		}
 		st.Peers = append(st.Peers, p)
 	}

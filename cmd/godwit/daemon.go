@@ -31,7 +31,8 @@ type daemon struct {
 	rm  *routing.Manager
 	tn  *tunnel.Tunnel
 	ep  *quicconn.Endpoint
-	ops *ops // godwit show socket and metrics (ctl.go); nil until started
+	ops *ops      // godwit show socket and metrics (ctl.go); nil until started
+	mob *mobility // uplinks and migration (mobility.go); nil without uplinks
 
 	ctx    context.Context // cancelled by stop
 	cancel context.CancelFunc
@@ -120,6 +121,10 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		PeerLabel:  d.peerName,
 		QlogDir:    cmp.Or(ifc.QlogDir, os.Getenv("QLOGDIR")),
 		Logger:     log.With("part", "quic"),
+		KeepAlive:  ifc.KeepAlive,
+	}
+	if d.mob = newMobility(cfg, log.With("part", "mobility")); d.mob != nil { // mobility.go
+		qcfg.PickUplink, qcfg.OnPathDead, qcfg.OnMigrated = d.mob.pickUplink, d.mob.pathDead, d.mob.migrated
 	}
 	if qcfg.QlogDir != "" {
 		log.Info("writing a qlog file per QUIC connection", "dir", qcfg.QlogDir)
@@ -157,6 +162,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		}
 	}()
 
+	if d.mob != nil {
+		d.mob.start(d.ctx, d) // mobility.go: the uplinks are known before the first dial
+	}
 	if ifc.Listen != "" {
 		d.wg.Go(d.acceptLoop)
 	}
@@ -268,8 +276,11 @@ func (d *daemon) attach(c *quicconn.Conn) {
 	if old != nil {
 		_ = old.Close("replaced by a newer connection")
 	}
-	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr())
+	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink())
 	d.notifyChanged()
+	if d.mob != nil && ps.cfg.Endpoint != "" {
+		d.mob.attached(c) // mobility.go: probe standby paths
+	}
 	d.wg.Go(func() {
 		<-c.Done()
 		d.mu.Lock()
@@ -278,6 +289,9 @@ func (d *daemon) attach(c *quicconn.Conn) {
 		}
 		d.mu.Unlock()
 		d.tn.Detach(id, c)
+		if d.mob != nil {
+			d.mob.forget(c) // mobility.go
+		}
 		d.log.Info("peer disconnected", "peer", name, "reason", c.Err())
 		d.notifyChanged()
 	})
@@ -311,7 +325,13 @@ func (d *daemon) status() (line string, connected int) {
 			connected++
 		}
 	}
-	return fmt.Sprintf("%d/%d peers connected", connected, len(d.peers)), connected
+	line = fmt.Sprintf("%d/%d peers connected", connected, len(d.peers))
+	if d.mob != nil {
+		if m := d.mob.statusLine(); m != "" {
+			line += "; " + m // mobility.go: "migrated <peer> to <uplink>"
+		}
+	}
+	return line, connected
 }
 
 // reload re-reads the config file on SIGHUP. Only peers may change; peers
