@@ -142,7 +142,8 @@ type PeerStatus struct {
 	Resumed bool `json:"resumed"`
 	// HeartbeatRTT is the latest round trip on the control stream.
 	HeartbeatRTT time.Duration `json:"heartbeat_rtt_ns"`
-	// ZeroRTT is always zero for now (quicconn does not expose it yet).
+	// ZeroRTT reports 0-RTT on the current connection; zero when not
+	// connected.
 	ZeroRTT ZeroRTT `json:"zero_rtt"`
 	// Migrations counts the current connection's switches between
 	// uplinks; LastMigrationOutage is the measured outage of the latest
@@ -155,8 +156,11 @@ type PeerStatus struct {
 	Paths []PathStatus `json:"paths"`
 }
 
-// ZeroRTT reports 0-RTT use on the current connection. Always zero for now
-// (quicconn does not expose it yet); the mobility issue fills it.
+// ZeroRTT reports 0-RTT on a connection (quicconn.ConnStats Used0RTT and
+// Rejected0RTT): Used when data sent before the handshake completed was
+// accepted, Rejected when the dialer's 0-RTT was rejected or this side
+// refused the peer's (an old or replayed ticket); both false when 0-RTT
+// was not tried.
 type ZeroRTT struct {
 	Used     bool `json:"used"`
 	Rejected bool `json:"rejected"`
@@ -307,6 +311,7 @@ func (d *daemon) snapshot(started time.Time) *Status {
 			cs := ps.conn.Stats()
 			p.Resumed = cs.Resumed
 			p.HeartbeatRTT = cs.HeartbeatRTT
+			p.ZeroRTT = ZeroRTT{Used: cs.Used0RTT, Rejected: cs.Rejected0RTT}
 			p.Migrations, p.LastMigrationOutage = ps.conn.Migrations()
 			paths := ps.conn.Paths() // mobility: active path first, then standbys
 			p.Paths = append(p.Paths, PathStatus{

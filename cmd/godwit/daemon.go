@@ -120,6 +120,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		Authorize:  d.authorize,
 		PeerLabel:  d.peerName,
 		QlogDir:    cmp.Or(ifc.QlogDir, os.Getenv("QLOGDIR")),
+		StateDir:   ifc.StateDir, // reset and ticket keys, session tickets: 0-RTT and stateless resets across restarts
 		Logger:     log.With("part", "quic"),
 		KeepAlive:  ifc.KeepAlive,
 	}
