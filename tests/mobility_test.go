@@ -33,6 +33,7 @@ var (
 type mobLab struct {
 	*mobTopo
 	hubD, siteD *opsDaemon
+	siteNotify  *notifySock // what the site tells systemd
 }
 
 func startMobLab(t *testing.T) *mobLab {
@@ -45,8 +46,9 @@ func startMobLab(t *testing.T) *mobLab {
 		extra: []string{`uplinks = ["wifi0", "cell0"]`, `metrics_listen = "127.0.0.1:9586"`},
 		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
 	ml := &mobLab{mobTopo: tp}
+	ml.siteNotify = newNotifySock(t, tp.lab, "msite")
 	ml.hubD = startMobDaemon(t, tp.lab, tp.hub, hub)
-	ml.siteD = startMobDaemon(t, tp.lab, tp.site, site)
+	ml.siteD = startMobDaemon(t, tp.lab, tp.site, site, "NOTIFY_SOCKET="+ml.siteNotify.path)
 	ml.siteD.waitConnected(t, "hub")
 	ml.hubD.waitConnected(t, "site")
 	// The first path is on the preferred uplink, and cell0 becomes a
@@ -61,12 +63,13 @@ func startMobLab(t *testing.T) *mobLab {
 }
 
 // startMobDaemon runs `godwit run` for c in ns with its control socket in
-// the lab directory.
-func startMobDaemon(t *testing.T, l *netlab.Lab, ns *netlab.NS, c nodeConf) *opsDaemon {
+// the lab directory and the extra environment variables env.
+func startMobDaemon(t *testing.T, l *netlab.Lab, ns *netlab.NS, c nodeConf, env ...string) *opsDaemon {
 	t.Helper()
 	path := c.write(t, l)
 	sock := filepath.Join(l.Dir, c.name+".sock")
-	p, err := ns.Start(c.name, "env", "GODWIT_SOCKET="+sock, godwit(t), "run", "-c", path)
+	args := append([]string{"env", "-u", "NOTIFY_SOCKET", "-u", "WATCHDOG_USEC", "GODWIT_SOCKET=" + sock}, env...)
+	p, err := ns.Start(c.name, append(args, godwit(t), "run", "-c", path)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,6 +368,7 @@ func TestMobilitySwitch(t *testing.T) {
 		if p.LastMigrationOutage <= 0 {
 			t.Errorf("%s: show reports outage %v, want a measured one", s.name, p.LastMigrationOutage)
 		}
+		ml.siteNotify.next(t, 5*time.Second, "STATUS", "1/1 peers connected; migrated hub to "+s.to)
 	}
 	sent, lost := ping.end()
 	st.finish(t)
