@@ -358,10 +358,10 @@ func TestMobilitySwitch(t *testing.T) {
 		before := ping.sent.Load() - ping.received.Load()
 		start := time.Now()
 		s.act()
-		p := ml.waitMigrated(t, uint64(i+1), s.to)
+		ml.waitMigrated(t, uint64(i+1), s.to)
 		took := time.Since(start)
 		time.Sleep(time.Second) // traffic flows on the new path
-		p = mobPeerOf(t, ml.siteD, "hub")
+		p := mobPeerOf(t, ml.siteD, "hub")
 		lost := ping.sent.Load() - ping.received.Load() - before
 		t.Logf("%s: on %s within %v; reported outage %v; pings lost %d (about %v at 50 Hz)",
 			s.name, s.to, took.Round(time.Millisecond), p.LastMigrationOutage, lost, time.Duration(lost)*20*time.Millisecond)
@@ -549,4 +549,7 @@ func TestMobilityBlackhole(t *testing.T) {
 	if p := mobPeerOf(t, ml.siteD, "hub"); p.State != "connected" {
 		t.Errorf("site: hub is %s after recovery, want connected", p.State)
 	}
+	t.Logf("during the blackhole the site logged %d path suspicions, %d switches, %d failed dials, %d connections",
+		len(ml.siteD.logLines("path suspect")), len(ml.siteD.logLines("quicconn: switched path")),
+		len(ml.siteD.logLines("dial failed")), len(ml.siteD.logLines("peer connected")))
 }
