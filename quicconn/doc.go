@@ -16,4 +16,12 @@
 // bidirectional stream, opened by the dialer, is the control stream. Callers
 // never see quic-go types: package tunnel uses a [Conn] through a small
 // interface of its own.
+//
+// Mobility: a dialing Endpoint can hold one more Transport per uplink
+// interface ([Endpoint.AddUplink], bound to the device, same connection-ID
+// length and reset key), dial on one ([Endpoint.DialVia]), validate standby
+// paths on the others ([Conn.ProbeUplink]) and move a live connection to
+// one without a new handshake ([Conn.SwitchUplink]), counting each
+// migration and its outage. [Config.OnPathDead] reports a silent path long
+// before the idle timeout; the policy that uses all this lives in the daemon.
 package quicconn
