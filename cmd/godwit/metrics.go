@@ -173,6 +173,9 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 		}
 		for j := range p.Paths {
 			pa := &p.Paths[j]
+			if !pa.Active {
+				continue // standby paths have no QUIC figures of their own
+			}
 			path := pathLabel(pa)
 			gauge(m.pathRTT, pa.RTT.Smoothed.Seconds(), p.Name, path, "smoothed")
 			gauge(m.pathRTT, pa.RTT.Min.Seconds(), p.Name, path, "min")

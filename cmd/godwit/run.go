@@ -226,6 +226,8 @@ func interfaceChanged(a, b *config.Interface) error {
 		{"metrics_listen", a.MetricsListen != b.MetricsListen},
 		{"qlog_dir", a.QlogDir != b.QlogDir},
 		{"keylog_file", a.KeylogFile != b.KeylogFile},
+		{"uplinks", !slices.Equal(a.Uplinks, b.Uplinks) || a.UplinksAny != b.UplinksAny},
+		{"keepalive", a.KeepAlive != b.KeepAlive},
 	} {
 		if f.changed {
 			diffs = append(diffs, f.name)

@@ -175,11 +175,19 @@ func formatStatus(st *Status) string {
 		}
 		for j := range p.Paths {
 			pa := &p.Paths[j]
-			active := ""
-			if pa.Active {
-				active = " (active)"
+			via := ""
+			if pa.Uplink != "" {
+				via = " via " + pa.Uplink
 			}
-			fmt.Fprintf(&b, "  path %s -> %s%s\n", pa.Local, pa.Remote, active)
+			if !pa.Active {
+				state := "standby, not validated"
+				if pa.Validated {
+					state = "standby, validated"
+				}
+				fmt.Fprintf(&b, "  path %s -> %s%s (%s)\n", pa.Local, pa.Remote, via, state)
+				continue
+			}
+			fmt.Fprintf(&b, "  path %s -> %s%s (active)\n", pa.Local, pa.Remote, via)
 			fmt.Fprintf(&b, "    rtt: %s smoothed, %s min, %s latest\n",
 				humanRTT(pa.RTT.Smoothed), humanRTT(pa.RTT.Min), humanRTT(pa.RTT.Latest))
 			fmt.Fprintf(&b, "    congestion window: %s, datagram limit: %d B\n", humanBytes(pa.CongestionWindow), pa.DatagramLimit)
