@@ -24,4 +24,11 @@
 // one without a new handshake ([Conn.SwitchUplink]), counting each
 // migration and its outage. [Config.OnPathDead] reports a silent path long
 // before the idle timeout; the policy that uses all this lives in the daemon.
+//
+// Restarts: [Config.StateDir] keeps the stateless-reset, session-ticket and
+// token keys and the client's session tickets, so a restarted listener
+// resets its peers' old connections at once and a restarted dialer sends
+// its first datagrams in 0-RTT ([Endpoint.Dial]). Tickets are single-use
+// on the listener, so a replayed first flight never delivers twice; the
+// details are in zerortt.go.
 package quicconn

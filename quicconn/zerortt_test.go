@@ -459,3 +459,76 @@ func (p *attrProxy) WithGroup(string) slog.Handler { return p }
 func (p *attrProxy) Handle(_ context.Context, r slog.Record) error {
 	return p.h.record(p.attrs, r)
 }
+
+// BenchmarkFirstDatagram measures, through a relay that adds 50 ms each
+// way, the time from Dial to the peer's answer to the first datagram:
+// with a session ticket (0-RTT: about one round trip) and without one (a
+// full handshake and the hello exchange before Dial returns: about three).
+func BenchmarkFirstDatagram(b *testing.B) {
+	const delay = 50 * time.Millisecond
+	for _, tc := range []struct {
+		name    string
+		zeroRTT bool
+	}{{"0rtt", true}, {"full", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			p := newTestPair(b, nil)
+			r := startRelay(b, p.srv.LocalAddr(), relay.Config{
+				Delay: func(relay.Direction, uint64) time.Duration { return delay },
+			})
+			if tc.zeroRTT {
+				c, _ := p.connect(b) // gets the first ticket
+				c.Close("primed")
+			}
+			accepted := acceptAll(b, p.srv)
+			echoCtx, stopEcho := context.WithCancel(context.Background())
+			defer stopEcho()
+			go func() { // answer every first datagram
+				for {
+					select {
+					case s := <-accepted:
+						go func() {
+							if d, err := s.ReceiveDatagram(echoCtx); err == nil {
+								_ = s.SendDatagram(d)
+							}
+						}()
+					case <-echoCtx.Done():
+						return
+					}
+				}
+			}()
+			var total time.Duration
+			for i := 0; b.Loop(); i++ {
+				cli := p.cli
+				if !tc.zeroRTT { // a fresh client has no ticket
+					cli = newEndpoint(b, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0"})
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				start := time.Now()
+				c, err := cli.Dial(ctx, r.Addr().String(), p.sk.pub)
+				if err != nil {
+					b.Fatalf("Dial: %v", err)
+				}
+				payload := []byte{0x45, byte(i)}
+				if err := c.SendDatagram(payload); err != nil {
+					b.Fatalf("SendDatagram: %v", err)
+				}
+				if _, err := c.ReceiveDatagram(ctx); err != nil {
+					b.Fatalf("no answer: %v", err)
+				}
+				total += time.Since(start)
+				if got := c.Stats().Used0RTT || c.zrtt.Load() == zrttPending; got != tc.zeroRTT {
+					b.Errorf("0-RTT state %s, want 0-RTT %v", c.zeroRTTString(), tc.zeroRTT)
+				}
+				// Wait for the new ticket before the next 0-RTT dial.
+				waitFor(5*time.Second, func() bool { return c.PeerName() != "" })
+				c.Close("next")
+				cancel()
+				if !tc.zeroRTT {
+					cli.Close()
+				}
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/first-answer")
+			b.ReportMetric(float64(2*delay/time.Millisecond), "ms-rtt")
+		})
+	}
+}
