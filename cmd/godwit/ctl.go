@@ -88,6 +88,11 @@ type InterfaceStatus struct {
 	// UnreachableSends counts UDP sends that failed because the network
 	// was gone and were treated as loss.
 	UnreachableSends uint64 `json:"unreachable_sends"`
+	// Connections are the endpoint's connection events since start: 0-RTT
+	// attempts and their answers, incoming 0-RTT accepted or refused
+	// (replayed or pre-restart tickets resume without 0-RTT), redials and
+	// the latest redial's outage.
+	Connections ConnEvents `json:"connections"`
 	// UDPRcvbufErrors is the kernel's count of UDP datagrams dropped for a
 	// full socket receive buffer in this network namespace (all UDP
 	// sockets, /proc/net/snmp and snmp6); SocketReceiveBuffer and
@@ -95,6 +100,21 @@ type InterfaceStatus struct {
 	UDPRcvbufErrors     uint64 `json:"udp_rcvbuf_errors"`
 	SocketReceiveBuffer int    `json:"socket_receive_buffer_bytes"`
 	SocketSendBuffer    int    `json:"socket_send_buffer_bytes"`
+}
+
+// ConnEvents counts the endpoint's connection events (see
+// quicconn.EndpointStats).
+type ConnEvents struct {
+	ZeroRTTAttempted    uint64        `json:"zero_rtt_attempted"`
+	ZeroRTTAccepted     uint64        `json:"zero_rtt_accepted"`
+	ZeroRTTRejected     uint64        `json:"zero_rtt_rejected"`
+	EarlyAccepted       uint64        `json:"early_accepted"`
+	EarlyRefusedReplay  uint64        `json:"early_refused_replay"`
+	EarlyRefusedRestart uint64        `json:"early_refused_restart"`
+	EarlyRefusedOther   uint64        `json:"early_refused_other"`
+	Redials             uint64        `json:"redials"`
+	RedialsAfterReset   uint64        `json:"redials_after_reset"`
+	LastRedialOutage    time.Duration `json:"last_redial_outage_ns"`
 }
 
 // Traffic is IP packets and bytes carried through the tunnel: Rx received
@@ -260,6 +280,7 @@ func (d *daemon) snapshot(started time.Time) *Status {
 
 	ts := d.tn.Stats()
 	ifc := &cfg.Interface
+	es := d.ep.Stats()
 	st := &Status{
 		Version: version,
 		Now:     time.Now(),
@@ -278,7 +299,19 @@ func (d *daemon) snapshot(started time.Time) *Status {
 			ICMPRateLimited:    ts.ICMPLimited,
 			TUNTooManySegments: ts.TooManySegments,
 			TUNWriteErrors:     ts.TUNWriteErrors,
-			UnreachableSends:   d.ep.Stats().UnreachableDrops,
+			UnreachableSends:   es.UnreachableDrops,
+			Connections: ConnEvents{
+				ZeroRTTAttempted:    es.ZeroRTTAttempted,
+				ZeroRTTAccepted:     es.ZeroRTTAccepted,
+				ZeroRTTRejected:     es.ZeroRTTRejected,
+				EarlyAccepted:       es.EarlyAccepted,
+				EarlyRefusedReplay:  es.EarlyRefusedReplay,
+				EarlyRefusedRestart: es.EarlyRefusedRestart,
+				EarlyRefusedOther:   es.EarlyRefusedOther,
+				Redials:             es.Redials,
+				RedialsAfterReset:   es.RedialsAfterReset,
+				LastRedialOutage:    es.LastOutage,
+			},
 		},
 		Peers: make([]PeerStatus, 0, len(peers)),
 	}

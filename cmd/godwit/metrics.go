@@ -31,7 +31,13 @@ var metricDescs = struct {
 	ifRxPackets, ifRxBytes, ifTxPackets, ifTxBytes, ifDrops, icmpSent     *prometheus.Desc
 	icmpLimited, unreachableSends, tunWriteErrors, tunTooManySegs, uptime *prometheus.Desc
 	pathQUICDrops, pathPTO, pathMaxPacket, udpRcvbufErrors                *prometheus.Desc
+	connEvents, lastRedialOutage                                          *prometheus.Desc
 }{
+	connEvents: prometheus.NewDesc("godwit_connection_events_total",
+		"Connection events of the endpoint: zero_rtt_attempted, zero_rtt_accepted, zero_rtt_rejected, early_accepted, early_refused_replay, early_refused_restart, early_refused_other, redials, redials_after_reset.",
+		[]string{"event"}, nil),
+	lastRedialOutage: prometheus.NewDesc("godwit_last_redial_outage_seconds",
+		"Time from a connection's death to the first datagram on its redialed successor, for the latest redial.", nil, nil),
 	pathQUICDrops: prometheus.NewDesc("godwit_path_quic_drops_total",
 		"Datagrams or packets dropped inside quic-go, by reason (receive_queue_full, send_too_large, dos_prevention).",
 		[]string{"peer", "path", "reason"}, nil),
@@ -109,6 +115,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		m.ifRxPackets, m.ifRxBytes, m.ifTxPackets, m.ifTxBytes, m.ifDrops,
 		m.icmpSent, m.icmpLimited, m.unreachableSends, m.tunWriteErrors, m.tunTooManySegs,
 		m.pathQUICDrops, m.pathPTO, m.pathMaxPacket, m.udpRcvbufErrors,
+		m.connEvents, m.lastRedialOutage,
 	} {
 		ch <- d
 	}
@@ -147,6 +154,20 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 	counter(m.tunWriteErrors, ifc.TUNWriteErrors)
 	counter(m.tunTooManySegs, ifc.TUNTooManySegments)
 	counter(m.udpRcvbufErrors, ifc.UDPRcvbufErrors)
+	ce := &ifc.Connections
+	for _, e := range []struct {
+		name string
+		n    uint64
+	}{
+		{"zero_rtt_attempted", ce.ZeroRTTAttempted}, {"zero_rtt_accepted", ce.ZeroRTTAccepted},
+		{"zero_rtt_rejected", ce.ZeroRTTRejected}, {"early_accepted", ce.EarlyAccepted},
+		{"early_refused_replay", ce.EarlyRefusedReplay}, {"early_refused_restart", ce.EarlyRefusedRestart},
+		{"early_refused_other", ce.EarlyRefusedOther}, {"redials", ce.Redials},
+		{"redials_after_reset", ce.RedialsAfterReset},
+	} {
+		counter(m.connEvents, e.n, e.name)
+	}
+	gauge(m.lastRedialOutage, ce.LastRedialOutage.Seconds())
 
 	for i := range st.Peers {
 		p := &st.Peers[i]

@@ -115,6 +115,13 @@ func formatStatus(st *Status) string {
 		{ifc.TUNWriteErrors, "TUN write errors"},
 		{ifc.TUNTooManySegments, "TUN reads with too many segments"},
 		{ifc.UDPRcvbufErrors, "UDP receive-buffer drops in this namespace"},
+		{ifc.Connections.ZeroRTTAttempted, "0-RTT dials"},
+		{ifc.Connections.ZeroRTTRejected, "0-RTT dials rejected"},
+		{ifc.Connections.EarlyAccepted, "0-RTT connections accepted"},
+		{ifc.Connections.EarlyRefusedReplay, "0-RTT refused as replays"},
+		{ifc.Connections.EarlyRefusedRestart, "0-RTT refused after a restart"},
+		{ifc.Connections.Redials, "redials"},
+		{ifc.Connections.RedialsAfterReset, "redials after a stateless reset"},
 	} {
 		if x.n > 0 {
 			extra = append(extra, fmt.Sprintf("%d %s", x.n, x.what))
