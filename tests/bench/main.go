@@ -4,7 +4,7 @@
 // machine. Run it as root from the module root:
 //
 //	go run ./tests/bench [-duration 10s] [-rows tcp1,tcp4,ping,loss1,loss5,tbf100] [-json]
-//	                     [-only godwit|wireguard] [-profile DIR]
+//	                     [-only godwit|wireguard] [-profile DIR] [-runs 10]
 //
 // It builds two network namespaces joined by one veth (198.18.0.1/24 and
 // 2001:db8::1/64 in "hub", 198.18.0.2/24 and 2001:db8::2/64 in "site"),
@@ -26,6 +26,15 @@
 // run and configured through its UAPI socket, without the wg tool. Each
 // project keeps its own default inner MTU. Everything the run creates is
 // removed at the end, also on error or Ctrl-C.
+//
+// The mobility rows, not in the default set because they take about
+// three minutes together (-rows switch,switch-nostandby,restart20,restart100),
+// measure Godwit alone in a lab of their own (mobility.go): the outage of
+// a make-before-break uplink switch and of the switch back, at about 0 and
+// 20 ms RTT; the outage when the standby uplink only comes up as the
+// active one goes down; and the time from exec of a restarted site to the
+// first echo through the tunnel with 0-RTT and with a full handshake, at
+// N ms RTT (restartN). Each is -runs times; medians, p90 and max.
 package main
 
 import (
@@ -53,6 +62,7 @@ type options struct {
 	only     string        // "", "godwit" or "wireguard"
 	pings    int           // echo requests per ping series
 	profile  string        // directory for Godwit's profiles, or ""
+	runs     int           // runs per mobility series
 }
 
 // defaultRows is every row of the issue's target table.
@@ -66,7 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `interval` of each TCP run (every tcp, loss and tbf row)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "TCP sending before the measured interval starts")
 	fs.StringVar(&rows, "rows", defaultRows, "comma-separated `rows`: tcpN (N parallel streams), ping, lossP (1 stream, P % random\n"+
-		"underlay loss), tbfM (1 stream, M Mbit/s tbf on the underlay)")
+		"underlay loss), tbfM (1 stream, M Mbit/s tbf on the underlay); Godwit only: switch, switch-nostandby\n"+
+		"(uplink switch outage at 0 and 20 ms RTT), restartN (site restart to first packet at N ms RTT)")
+	fs.IntVar(&o.runs, "runs", 10, "runs per mobility series (switch, switch-nostandby, restartN rows)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (the table goes to stderr)")
 	fs.StringVar(&o.only, "only", "", "measure only `godwit` or wireguard")
 	fs.IntVar(&o.pings, "pings", 100, "echo requests per ping series (10 ms apart)")
@@ -91,6 +103,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("bench: -warmup %v: want 0 to 1m", o.warmup)
 	case o.pings < 1 || o.pings > 10000:
 		return o, fmt.Errorf("bench: -pings %d: want 1 to 10000", o.pings)
+	case o.runs < 1 || o.runs > 100:
+		return o, fmt.Errorf("bench: -runs %d: want 1 to 100", o.runs)
+	case o.only == "wireguard" && o.rows.mobility():
+		return o, fmt.Errorf("bench: the mobility rows measure Godwit, but -only is wireguard")
 	case o.profile != "" && !slices.Contains(o.rows.streams, 1):
 		return o, fmt.Errorf("bench: -profile needs the tcp1 row")
 	case o.profile != "" && o.only == "wireguard":
@@ -104,7 +120,17 @@ type rowSet struct {
 	streams []int        // tcpN rows, in the order given
 	ping    bool         // the ping rows
 	impair  []impairment // lossP and tbfM rows (one TCP stream each), in the order given
+	// switchMBB, switchNoStandby and restart (RTTs in ms, in the order
+	// given) are the mobility rows (mobility.go).
+	switchMBB, switchNoStandby bool
+	restart                    []int
 }
+
+// classic reports whether rs has rows that compare both daemons.
+func (rs rowSet) classic() bool { return len(rs.streams) > 0 || rs.ping || len(rs.impair) > 0 }
+
+// mobility reports whether rs has mobility rows.
+func (rs rowSet) mobility() bool { return rs.switchMBB || rs.switchNoStandby || len(rs.restart) > 0 }
 
 // impairment is a fault on the underlay during a single-stream TCP run.
 // Exactly one of LossPct and RateMbit is set.
@@ -114,8 +140,9 @@ type impairment struct {
 	RateMbit int    `json:"rate_mbit,omitempty"`
 }
 
-// parseRows parses -rows. Names are tcpN (N 1..64), ping, lossP (P 1..99)
-// and tbfM (M 1..100000), without duplicates.
+// parseRows parses -rows. Names are tcpN (N 1..64), ping, lossP (P 1..99),
+// tbfM (M 1..100000), switch, switch-nostandby and restartN (N 0..1000),
+// without duplicates.
 func parseRows(s string) (rowSet, error) {
 	var rs rowSet
 	seen := map[string]bool{}
@@ -132,13 +159,27 @@ func parseRows(s string) (rowSet, error) {
 			}
 			return n, true
 		}
-		bad := fmt.Errorf("bench: -rows %q: %q is not tcpN (1..64), ping, lossP (1..99) or tbfM (1..100000)", s, f)
+		bad := fmt.Errorf("bench: -rows %q: %q is not tcpN (1..64), ping, lossP (1..99), tbfM (1..100000), switch, switch-nostandby or restartN (0..1000)", s, f)
 		if seen[f] {
 			return rowSet{}, fmt.Errorf("bench: -rows %q: %q given twice", s, f)
 		}
 		seen[f] = true
-		if f == "ping" {
+		switch f {
+		case "ping":
 			rs.ping = true
+			continue
+		case "switch":
+			rs.switchMBB = true
+			continue
+		case "switch-nostandby":
+			rs.switchNoStandby = true
+			continue
+		}
+		if n, ok := num("restart", 0, 1000); ok {
+			if n < 0 {
+				return rowSet{}, bad
+			}
+			rs.restart = append(rs.restart, n)
 			continue
 		}
 		if n, ok := num("tcp", 1, 64); ok {

@@ -77,6 +77,8 @@ type target struct {
 	minRatio float64 // Godwit/wireguard-go must be at least this (0: unused)
 	maxRatio float64 // Godwit/wireguard-go must be at most this (0: unused)
 	maxPlus  float64 // Godwit - wireguard-go must be at most this (0: unused)
+	below    float64 // Godwit alone must be below this (0: unused)
+	atMost   float64 // Godwit alone must be at most this (0: unused)
 	text     string  // how the table shows it
 }
 
@@ -91,11 +93,17 @@ var (
 // verdict is "PASS" or "FAIL" for g against w, or "" when either is missing
 // or the row has no target.
 func (tg *target) verdict(g, w *float64) string {
-	if tg == nil || g == nil || w == nil {
+	if tg == nil || g == nil {
 		return ""
 	}
 	ok := true
 	switch {
+	case tg.below > 0:
+		ok = *g < tg.below
+	case tg.atMost > 0:
+		ok = *g <= tg.atMost
+	case w == nil:
+		return ""
 	case tg.minRatio > 0:
 		ok = *w > 0 && *g >= tg.minRatio**w
 	case tg.maxRatio > 0:
@@ -115,6 +123,7 @@ type row struct {
 	g, w   *float64
 	unit   string  // printf verb for the values
 	target *target // or nil
+	na     bool    // wireguard-go is not measured for this row: "n/a"
 }
 
 // rows turns a report into table rows.
@@ -194,7 +203,74 @@ func rows(rep *report) []row {
 		v := float64(r.MTU)
 		return &v
 	}
-	out = append(out, row{label: "inner MTU (default)", unit: "%.0f", g: mtu(rep.Godwit), w: mtu(rep.WireGuard)})
+	if rep.Godwit != nil || rep.WireGuard != nil {
+		out = append(out, row{label: "inner MTU (default)", unit: "%.0f", g: mtu(rep.Godwit), w: mtu(rep.WireGuard)})
+	}
+	if rep.Mobility != nil {
+		out = append(out, mobilityRows(rep.Mobility)...)
+	}
+	return out
+}
+
+// mobilityRows are the rows of the mobility series (Godwit only).
+func mobilityRows(m *mobilityResult) []row {
+	var out []row
+	v := func(f float64) *float64 { return &f }
+	add := func(label, unit string, g *float64, tg *target) {
+		out = append(out, row{label: label, unit: unit, g: g, target: tg, na: true})
+	}
+	spread := func(prefix string, st durStats, tg *target) {
+		if st.N == 0 {
+			return
+		}
+		add(fmt.Sprintf("%s: median of %d (ms)", prefix, st.N), "%.1f", v(st.MedianMs), tg)
+		add(prefix+": p90 (ms)", "%.1f", v(st.P90Ms), nil)
+		add(prefix+": max (ms)", "%.1f", v(st.MaxMs), nil)
+	}
+	for _, s := range m.Switch {
+		var prefix string
+		var tg *target
+		switch s.Kind {
+		case "switch":
+			prefix = fmt.Sprintf("switch outage, make-before-break, RTT %.1f ms", s.RTTMs)
+			if s.DelayMs > 0 {
+				tg = &target{below: 2 * s.RTTMs, text: fmt.Sprintf("< 2 x RTT = %.1f ms", 2*s.RTTMs)}
+			}
+		case "switch-back":
+			prefix = fmt.Sprintf("switch back to preferred uplink, RTT %.1f ms", s.RTTMs)
+		default:
+			prefix = fmt.Sprintf("switch outage, no standby (%d/%d redialed), RTT %.1f ms", s.Redials, s.Stats.N, s.RTTMs)
+		}
+		spread(prefix, s.Stats, tg)
+		if s.DaemonMs != nil {
+			add(fmt.Sprintf("switch outage, RTT %.1f ms, as the site reports it: median (ms)", s.RTTMs), "%.1f", s.DaemonMs, nil)
+		}
+		if s.UpAfterMs != nil {
+			add(fmt.Sprintf("switch, no standby, RTT %.1f ms: standby route up after, median (ms)", s.RTTMs), "%.1f", s.UpAfterMs, nil)
+		}
+	}
+	for _, r := range m.Restart {
+		start := r.StartMs.MedianMs
+		inRTT := func(st durStats) *float64 {
+			if st.N == 0 || r.RTTMs <= 0 {
+				return nil
+			}
+			return v(st.MedianMs / r.RTTMs)
+		}
+		goal := 1.5*r.RTTMs + start
+		spread(fmt.Sprintf("%s to first echo, 0-RTT (accepted %d/%d), RTT %.1f ms", r.Key, r.Accepted, r.ZeroRTT.N, r.RTTMs), r.ZeroRTT,
+			&target{atMost: goal, text: fmt.Sprintf("<= 1.5 x RTT + start = %.1f ms", goal)})
+		if g := inRTT(r.ZeroRTT); g != nil {
+			add(fmt.Sprintf("%s, 0-RTT: median in RTTs", r.Key), "%.2f", g, nil)
+		}
+		spread(fmt.Sprintf("%s to first echo, full handshake (resumed %d/%d), RTT %.1f ms", r.Key, r.Resumed, r.Full.N, r.RTTMs), r.Full, nil)
+		if g := inRTT(r.Full); g != nil {
+			add(fmt.Sprintf("%s, full handshake: median in RTTs", r.Key), "%.2f", g, nil)
+		}
+		if r.StartMs.N > 0 {
+			add(fmt.Sprintf("%s, start: exec to first log line, median of %d (ms)", r.Key, r.StartMs.N), "%.1f", v(start), nil)
+		}
+	}
 	return out
 }
 
@@ -271,6 +347,12 @@ func writeTable(w io.Writer, rep *report) {
 			fmt.Fprintf(w, "%s: FAILED: %s\n", r.Name, firstLine(r.Error))
 		}
 	}
+	if m := rep.Mobility; m != nil {
+		fmt.Fprintf(w, "mobility: Godwit only (%s), %d runs per series, took %s; RTT = median echo round trip through the tunnel\n", m.Version, m.Runs, m.Duration)
+		if m.Error != "" {
+			fmt.Fprintf(w, "mobility: FAILED: %s\n", firstLine(m.Error))
+		}
+	}
 	rs := rows(rep)
 	width := 0
 	for _, r := range rs {
@@ -282,7 +364,11 @@ func writeTable(w io.Writer, rep *report) {
 		if r.target != nil {
 			tt, v = r.target.text, r.target.verdict(r.g, r.w)
 		}
-		line := fmt.Sprintf("%-*s  %10s  %12s  %19s  %-19s  %s", width, r.label, format(r.unit, r.g), format(r.unit, r.w), ratio(r.g, r.w), tt, v)
+		wv := format(r.unit, r.w)
+		if r.na {
+			wv = "n/a"
+		}
+		line := fmt.Sprintf("%-*s  %10s  %12s  %19s  %-19s  %s", width, r.label, format(r.unit, r.g), wv, ratio(r.g, r.w), tt, v)
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
 	for _, r := range []*result{rep.Godwit, rep.WireGuard} {

@@ -82,7 +82,9 @@ type report struct {
 	Pings     bool         `json:"pings"`
 	Godwit    *result      `json:"godwit,omitempty"`
 	WireGuard *result      `json:"wireguard_go,omitempty"`
-	Notes     []string     `json:"notes"`
+	// Mobility holds the mobility rows (Godwit only), or nil.
+	Mobility *mobilityResult `json:"mobility,omitempty"`
+	Notes    []string        `json:"notes"`
 }
 
 func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Writer) (err error) {
@@ -93,6 +95,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		Impair:   o.rows.impair,
 		Streams:  o.rows.streams,
 		Pings:    o.rows.ping,
+		Rows:     o.rows,
 		Notes: []string{
 			"TCP: Go sender in the site namespace to a Go sink on the hub's inner address; bytes counted by the sink",
 			"CPU: utime+stime of both daemon processes (hub and site together) during the measured TCP interval, per 1e9 bytes received",
@@ -117,10 +120,12 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 			return fmt.Errorf("bench: -profile: %w", err)
 		}
 	}
-	if err := t.build(); err != nil {
-		return err
+	if o.rows.classic() {
+		if err := t.build(); err != nil {
+			return err
+		}
+		log.Info("lab ready", "hub", t.hub.Name, "site", t.site.Name, "dir", lab.Dir)
 	}
-	log.Info("lab ready", "hub", t.hub.Name, "site", t.site.Name, "dir", lab.Dir)
 
 	type impl struct {
 		name  string
@@ -134,7 +139,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	}
 	// Build first, so compile time never overlaps a measurement.
 	for _, im := range impls {
-		if o.only != "" && o.only != im.key {
+		if o.only != "" && o.only != im.key || !o.rows.classic() && im.key != "godwit" {
 			continue
 		}
 		var berr error
@@ -153,7 +158,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 
 	var failed []string
 	for _, im := range impls {
-		if o.only != "" && o.only != im.key {
+		if o.only != "" && o.only != im.key || !o.rows.classic() {
 			continue
 		}
 		log.Info("measuring", "daemon", im.name)
@@ -165,6 +170,19 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		if merr != nil {
 			log.Error("measurement failed", "daemon", im.name, "err", merr)
 			failed = append(failed, im.name)
+		}
+	}
+
+	if o.rows.mobility() {
+		rep.Notes = append(rep.Notes, mobilityNotes...)
+		var merr error
+		rep.Mobility, merr = measureMobility(ctx, lab, t.godwitBin, o.rows, o.runs, log)
+		if ctx.Err() != nil {
+			return fmt.Errorf("bench: interrupted; removing the lab: %w", ctx.Err())
+		}
+		if merr != nil {
+			log.Error("mobility measurement failed", "err", merr)
+			failed = append(failed, "Godwit mobility")
 		}
 	}
 
