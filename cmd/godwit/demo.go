@@ -8,36 +8,70 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
 
 	"github.com/godwit-vpn/godwit/config"
 	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
 // The demo topology: two LANs joined by a Godwit tunnel between a hub and a
-// site, each namespace made (and removed) by the demo.
-//
-//	hublan             hub                          site              sitelan
-//	eth0 ---------- lan0    up0 ==== underlay ==== up0    lan0 ---------- eth0
-//	192.168.10.2    192.168.10.1  198.18.0.1   198.18.0.2  192.168.20.1   192.168.20.2
-//	                gw0 10.77.0.1/24  <-- QUIC -->  gw0 10.77.0.2/24
+// site that has two uplinks (Wi-Fi preferred, cellular as standby), each
+// namespace made (and removed) by the demo. The hub listens on an address
+// on its loopback, reachable from the site over either uplink. The hub
+// drops underlay packets whose source lies behind the tunnel (rp_filter),
+// so LAN traffic only ever crosses inside the tunnel. Both daemons are
+// named gw0; each has its control socket in the demo's directory
+// (GODWIT_SOCKET), which is how the demo reads their status.
 const demoTopology = `
-  hublan             hub                          site              sitelan
-  eth0 ---------- lan0    up0 ==== underlay ==== up0    lan0 ---------- eth0
-  192.168.10.2    192.168.10.1  198.18.0.1   198.18.0.2  192.168.20.1   192.168.20.2
-                  gw0 10.77.0.1/24  <-- QUIC -->  gw0 10.77.0.2/24
+  hublan  eth0 192.168.10.2                         sitelan  eth0 192.168.20.2
+            |                                                  |
+  hub     lan0 192.168.10.1                         site     lan0 192.168.20.1
+          lo   198.18.0.1/32, QUIC on :4433                  uplinks = ["wifi0", "cell0"]
+          wifi0h 198.18.1.1/24 ===== Wi-Fi ======== wifi0 198.18.1.2/24  default route, metric 100
+          cell0h 198.18.2.1/24 ===== cellular ===== cell0 198.18.2.2/24  default route, metric 200
+          gw0 10.77.0.1/24  <-------- QUIC ------->  gw0 10.77.0.2/24
 `
 
 var (
 	hubLANHost = netip.MustParseAddr("192.168.10.2")
 	hubInner6  = netip.MustParseAddr("fd77::1")
+)
+
+// demoUplink is one of the site's uplinks in the demo.
+type demoUplink struct {
+	siteIf, hubIf string
+	site, hub     string // prefixes on siteIf and hubIf
+	gw            string // the site's gateway: the hub's address
+	metric        string // of the site's default route through it
+}
+
+var (
+	demoWifi = demoUplink{siteIf: "wifi0", hubIf: "wifi0h", site: "198.18.1.2/24", hub: "198.18.1.1/24",
+		gw: "198.18.1.1", metric: "100"}
+	demoCell = demoUplink{siteIf: "cell0", hubIf: "cell0h", site: "198.18.2.2/24", hub: "198.18.2.1/24",
+		gw: "198.18.2.1", metric: "200"}
+)
+
+// Demo timings. The ping runs at 50 Hz; every wait is bounded.
+const (
+	demoPingInterval = 20 * time.Millisecond
+	demoPingMax      = 20 * time.Second       // a pinger stops by itself after this
+	demoLossBefore   = 200 * time.Millisecond // requests in flight when an outage starts
+	demoLossGrace    = 500 * time.Millisecond // replies still in flight are not lost
+	demoSwitchWithin = 10 * time.Second
+	demoSettle       = 500 * time.Millisecond // pinging on after a switch
 )
 
 func cmdDemo(ctx context.Context, args []string) error {
@@ -65,7 +99,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 			fmt.Fprintln(os.Stderr, "cleanup:", err)
 		}
 	}()
-	fmt.Print("Godwit demo: a hub and a site, each with a LAN behind it, in network namespaces\n", demoTopology, "\n")
+	fmt.Print("Godwit demo: a hub and a site with two uplinks, each with a LAN behind it, in network namespaces\n", demoTopology, "\n")
 
 	step("building the namespaces")
 	n, err := demoNamespaces(lab)
@@ -79,19 +113,19 @@ func cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("    hub config:  %s\n    site config: %s\n", hubCfg, siteCfg)
+	d := &demoRun{ns: n, exe: exe, siteCfg: siteCfg,
+		hubSock: filepath.Join(lab.Dir, "hub.sock"), siteSock: filepath.Join(lab.Dir, "site.sock")}
 
 	step("starting both daemons")
 	start := time.Now()
-	hub, err := n.hub.Start("hub", exe, "run", "-c", hubCfg)
-	if err != nil {
+	if d.hub, err = d.start(n.hub, "hub", hubCfg, d.hubSock); err != nil {
 		return err
 	}
-	site, err := n.site.Start("site", exe, "run", "-c", siteCfg)
-	if err != nil {
+	if d.site, err = d.start(n.site, "site", siteCfg, d.siteSock); err != nil {
 		return err
 	}
 	if err := n.siteLAN.WaitPing(hubLANHost, 15*time.Second); err != nil {
-		return fmt.Errorf("tunnel did not come up: %w\n--- hub log ---\n%s--- site log ---\n%s", err, hub.Output(), site.Output())
+		return d.failed(fmt.Errorf("tunnel did not come up: %w", err))
 	}
 	fmt.Printf("    tunnel up: first LAN-to-LAN ping answered %v after start\n", time.Since(start).Round(time.Millisecond))
 	if ctx.Err() != nil {
@@ -114,9 +148,27 @@ func cmdDemo(ctx context.Context, args []string) error {
 	if err := demoTransfer(ctx, n.siteLAN, n.hubLAN, *transfer); err != nil {
 		return err
 	}
+	if ctx.Err() != nil {
+		return nil
+	}
+
+	step("uplink switch: 50 Hz ping from the site LAN to the hub LAN, then wifi0 goes down")
+	if err := d.uplinkSwitch(ctx); err != nil {
+		return d.failed(err)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	step("site restart: SIGTERM the site daemon, start it again with the same state dir")
+	if err := d.restartSite(ctx); err != nil {
+		return d.failed(err)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
 
 	step("stopping both daemons (SIGTERM)")
-	for _, p := range []*netlab.Proc{site, hub} {
+	for _, p := range []*netlab.Proc{d.site, d.hub} {
 		if err := p.Signal(syscall.SIGTERM); err != nil {
 			return err
 		}
@@ -155,7 +207,8 @@ func demoNamespaces(lab *netlab.Lab) (*demoNS, error) {
 	}
 	links := []struct{ a, b addr }{
 		{addr{n.hubLAN, "eth0", "192.168.10.2/24"}, addr{n.hub, "lan0", "192.168.10.1/24"}},
-		{addr{n.hub, "up0", "198.18.0.1/24"}, addr{n.site, "up0", "198.18.0.2/24"}},
+		{addr{n.hub, demoWifi.hubIf, demoWifi.hub}, addr{n.site, demoWifi.siteIf, demoWifi.site}},
+		{addr{n.hub, demoCell.hubIf, demoCell.hub}, addr{n.site, demoCell.siteIf, demoCell.site}},
 		{addr{n.site, "lan0", "192.168.20.1/24"}, addr{n.siteLAN, "eth0", "192.168.20.2/24"}},
 	}
 	for _, l := range links {
@@ -167,6 +220,9 @@ func demoNamespaces(lab *netlab.Lab) (*demoNS, error) {
 				return nil, err
 			}
 		}
+	}
+	if err := n.hub.Addr("lo", "198.18.0.1/32"); err != nil {
+		return nil, err
 	}
 	cmds := []struct {
 		ns   *netlab.NS
@@ -180,12 +236,36 @@ func demoNamespaces(lab *netlab.Lab) (*demoNS, error) {
 			return nil, err
 		}
 	}
-	for _, ns := range []*netlab.NS{n.hub, n.site} {
-		if err := ns.Sysctl("net.ipv4.ip_forward", "1"); err != nil {
+	for _, u := range []demoUplink{demoWifi, demoCell} {
+		if err := demoRoute(n.site, u); err != nil {
 			return nil, err
 		}
 	}
-	return &n, nil
+	for _, ns := range []*netlab.NS{n.hub, n.site} {
+		for _, key := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
+			if err := ns.Sysctl(key, "1"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Strict reverse-path filtering: the hub drops a packet from the site
+	// LAN that arrives on an uplink instead of gw0 (the site's LAN traffic
+	// leaks onto its default routes while its daemon is down).
+	return &n, n.hub.Sysctl("net.ipv4.conf.all.rp_filter", "1")
+}
+
+// demoRoute (re)adds the site's default route through u. Right after a
+// link comes back up the kernel may refuse the gateway for a moment, so it
+// retries for up to a second.
+func demoRoute(site *netlab.NS, u demoUplink) error {
+	var err error
+	for range 20 {
+		if _, err = site.Exec("ip", "route", "replace", "default", "via", u.gw, "dev", u.siteIf, "metric", u.metric); err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
 }
 
 // demoConfigs writes keys and the two TOML files into dir.
@@ -203,7 +283,7 @@ func demoConfigs(dir string) (hubPath, sitePath string, err error) {
 			return "", "", err
 		}
 	}
-	hub := fmt.Sprintf(`# the hub: accepts the site on its underlay address
+	hub := fmt.Sprintf(`# the hub: accepts the site on an address of its loopback, reachable over both uplinks
 [interface]
 name = "gw0"
 private_key_file = %q
@@ -216,11 +296,12 @@ name = "site"
 public_key = %q
 allowed_ips = ["10.77.0.2/32", "fd77::2/128", "192.168.20.0/24"]
 `, filepath.Join(dir, "hub.key"), filepath.Join(dir, "hub-state"), siteKey.Public())
-	site := fmt.Sprintf(`# the site: dials the hub
+	site := fmt.Sprintf(`# the site: dials the hub over Wi-Fi, moves to cellular when Wi-Fi goes away
 [interface]
 name = "gw0"
 private_key_file = %q
 addresses = ["10.77.0.2/24", "fd77::2/64"]
+uplinks = ["wifi0", "cell0"]
 state_dir = %q
 
 [[peer]]
@@ -234,6 +315,264 @@ endpoint = "198.18.0.1:4433"
 		return "", "", err
 	}
 	return hubPath, sitePath, os.WriteFile(sitePath, []byte(site), 0o600)
+}
+
+// demoRun is the running demo: its namespaces and daemons, and where their
+// control sockets are.
+type demoRun struct {
+	ns                *demoNS
+	exe, siteCfg      string
+	hubSock, siteSock string
+	hub, site         *netlab.Proc
+}
+
+// start runs `godwit run -c cfg` in ns with its control socket at sock.
+func (d *demoRun) start(ns *netlab.NS, name, cfg, sock string) (*netlab.Proc, error) {
+	return ns.Start(name, "env", "-u", "NOTIFY_SOCKET", "-u", "WATCHDOG_USEC", "GODWIT_SOCKET="+sock,
+		d.exe, "run", "-c", cfg)
+}
+
+// failed adds both daemons' logs to err.
+func (d *demoRun) failed(err error) error {
+	var b strings.Builder
+	for _, p := range []*netlab.Proc{d.hub, d.site} {
+		if p != nil {
+			fmt.Fprintf(&b, "\n--- %s log ---\n%s", p.Name, p.Output())
+		}
+	}
+	return fmt.Errorf("%w%s", err, b.String())
+}
+
+// peer returns the first peer in the status of the daemon at sock, as
+// `godwit show --json` prints it.
+func demoPeer(ctx context.Context, sock string) (*PeerStatus, error) {
+	st, err := queryStatus(ctx, sock)
+	if err != nil {
+		return nil, err
+	}
+	if len(st.Peers) == 0 {
+		return nil, fmt.Errorf("%s: status has no peers", sock)
+	}
+	return &st.Peers[0], nil
+}
+
+// waitPeer polls the first peer of the daemon at sock until ok holds, and
+// fails after within naming what it waited for.
+func waitPeer(ctx context.Context, sock string, within time.Duration, what string, ok func(*PeerStatus) bool) (*PeerStatus, error) {
+	end := time.Now().Add(within)
+	for {
+		p, err := demoPeer(ctx, sock)
+		if err == nil && ok(p) {
+			return p, nil
+		}
+		if time.Now().After(end) || ctx.Err() != nil {
+			if err != nil {
+				return nil, fmt.Errorf("no %s within %v: %w", what, within, err)
+			}
+			return nil, fmt.Errorf("no %s within %v; last: state %s, migrations %d, paths %s",
+				what, within, p.State, p.Migrations, demoPaths(p))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// activeUplink is the uplink of p's active path, "" if none.
+func activeUplink(p *PeerStatus) string {
+	for _, pa := range p.Paths {
+		if pa.Active {
+			return pa.Uplink
+		}
+	}
+	return ""
+}
+
+// validStandby reports whether p has a validated standby path on uplink.
+func validStandby(p *PeerStatus, uplink string) bool {
+	for _, pa := range p.Paths {
+		if !pa.Active && pa.Validated && pa.Uplink == uplink {
+			return true
+		}
+	}
+	return false
+}
+
+// demoPaths describes p's paths in one line.
+func demoPaths(p *PeerStatus) string {
+	var s []string
+	for _, pa := range p.Paths {
+		role := "standby"
+		switch {
+		case pa.Active:
+			role = "active"
+		case !pa.Validated:
+			role = "probing"
+		}
+		s = append(s, fmt.Sprintf("%s %s %v -> %v", role, pa.Uplink, pa.Local, pa.Remote))
+	}
+	if len(s) == 0 {
+		return "(none)"
+	}
+	return strings.Join(s, ", ")
+}
+
+// uplinkSwitch takes wifi0 away under a 50 Hz ping and brings it back,
+// printing each outage as the ping saw it and as the site daemon measured
+// it.
+func (d *demoRun) uplinkSwitch(ctx context.Context) error {
+	p, err := waitPeer(ctx, d.siteSock, demoSwitchWithin, "active path on wifi0 with a validated standby on cell0",
+		func(p *PeerStatus) bool {
+			return p.State == StateConnected && activeUplink(p) == "wifi0" && validStandby(p, "cell0")
+		})
+	if err != nil {
+		return err
+	}
+	hubPeer, err := demoPeer(ctx, d.hubSock)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    site paths: %s\n", demoPaths(p))
+	ping, err := startDemoPinger(d.ns.siteLAN, hubLANHost)
+	if err != nil {
+		return err
+	}
+	defer ping.stop()
+	if _, err := ping.replyAfter(ctx, time.Now(), 2*time.Second); err != nil {
+		return fmt.Errorf("ping before the switch: %w", err)
+	}
+	time.Sleep(demoSettle) // a steady ping before the change
+
+	moves := []struct {
+		what, to string
+		act      func() error
+	}{
+		{"ip link set wifi0 down", "cell0", func() error {
+			_, err := d.ns.site.Exec("ip", "link", "set", demoWifi.siteIf, "down")
+			return err
+		}},
+		{"ip link set wifi0 up, default route via 198.18.1.1 metric 100", "wifi0", func() error {
+			if _, err := d.ns.site.Exec("ip", "link", "set", demoWifi.siteIf, "up"); err != nil {
+				return err
+			}
+			return demoRoute(d.ns.site, demoWifi)
+		}},
+	}
+	for i, m := range moves {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if i > 0 {
+			// The way back waits for the daemon to see wifi0 as a
+			// validated standby first: make-before-break.
+			fmt.Printf("==> switch back: %s\n", m.what)
+		} else {
+			fmt.Printf("    %s (in the site namespace)\n", m.what)
+		}
+		t0 := time.Now()
+		if err := m.act(); err != nil {
+			return err
+		}
+		want := uint64(i + 1)
+		_, err := waitPeer(ctx, d.siteSock, demoSwitchWithin, fmt.Sprintf("migration #%d to %s", want, m.to),
+			func(p *PeerStatus) bool {
+				return p.State == StateConnected && p.Migrations >= want && activeUplink(p) == m.to
+			})
+		if err != nil {
+			return err
+		}
+		moved := time.Since(t0)
+		if _, err := ping.replyAfter(ctx, time.Now(), 5*time.Second); err != nil {
+			return fmt.Errorf("ping after the switch to %s: %w", m.to, err)
+		}
+		fmt.Printf("    the site moved to %s %v after the change; pings flow over it again\n",
+			m.to, moved.Round(time.Millisecond))
+		time.Sleep(demoSettle)
+		// The daemon measures the outage at the first packet it receives
+		// on the new path (the ping reply above at the latest).
+		q, err := waitPeer(ctx, d.siteSock, 2*time.Second, "measured migration outage",
+			func(p *PeerStatus) bool { return p.LastMigrationOutage > 0 })
+		if err != nil {
+			return err
+		}
+		gap, lost, sent := ping.outage(t0, time.Now())
+		fmt.Printf("    outage seen by the ping (longest gap between replies): %v; %d of %d pings lost\n",
+			gap.Round(time.Millisecond), lost, sent)
+		fmt.Printf("    outage the site daemon reports (show --json): %v; migrations: %d\n",
+			q.LastMigrationOutage.Round(100*time.Microsecond), q.Migrations)
+		fmt.Printf("    site paths: %s\n", demoPaths(q))
+		if err := d.sameConnection(ctx, p, hubPeer, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sameConnection checks that the site (before, now) and the hub (before)
+// still have the connection they had: no new handshake happened.
+func (d *demoRun) sameConnection(ctx context.Context, before, hubBefore, now *PeerStatus) error {
+	hubNow, err := demoPeer(ctx, d.hubSock)
+	if err != nil {
+		return err
+	}
+	if !now.LastHandshake.Equal(before.LastHandshake) || !now.ConnectedSince.Equal(before.ConnectedSince) {
+		return fmt.Errorf("the site made a new connection: handshake %v, now %v", before.LastHandshake, now.LastHandshake)
+	}
+	if !hubNow.LastHandshake.Equal(hubBefore.LastHandshake) || !hubNow.ConnectedSince.Equal(hubBefore.ConnectedSince) {
+		return fmt.Errorf("the hub has a new connection: handshake %v, now %v", hubBefore.LastHandshake, hubNow.LastHandshake)
+	}
+	fmt.Printf("    no new handshake: same QUIC connection on both sides (handshake at %s)\n",
+		now.LastHandshake.Format("15:04:05.000"))
+	return nil
+}
+
+// restartSite stops the site daemon with SIGTERM and starts it again with
+// the same config and state dir, pinging the hub LAN from the site LAN at
+// 50 Hz, and prints the time from the process start to the first reply
+// and whether the new connection used 0-RTT.
+func (d *demoRun) restartSite(ctx context.Context) error {
+	t0 := time.Now()
+	if err := d.site.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	code, err := d.site.Wait(10 * time.Second)
+	if err != nil {
+		return fmt.Errorf("the site did not stop: %w", err)
+	}
+	fmt.Printf("    site exited with status %d after %v\n", code, time.Since(t0).Round(time.Millisecond))
+	if _, err := waitPeer(ctx, d.hubSock, 5*time.Second, "hub noticing the site left",
+		func(p *PeerStatus) bool { return p.State != StateConnected }); err != nil {
+		return err
+	}
+	tickets, _ := os.ReadDir(filepath.Join(filepath.Dir(d.siteCfg), "site-state", "tickets"))
+	fmt.Printf("    the hub saw the site leave; the site's state dir holds %d session ticket(s)\n", len(tickets))
+
+	ping, err := startDemoPinger(d.ns.siteLAN, hubLANHost)
+	if err != nil {
+		return err
+	}
+	defer ping.stop()
+	// With the daemon down, the site LAN's pings take the site's default
+	// route to the hub, which must drop them: no answer may come.
+	time.Sleep(100 * time.Millisecond)
+	if n := ping.received(); n > 0 {
+		return fmt.Errorf("the hub LAN answered %d pings while the site daemon was down: traffic bypasses the tunnel", n)
+	}
+	start := time.Now()
+	if d.site, err = d.start(d.ns.site, "site-restarted", d.siteCfg, d.siteSock); err != nil {
+		return err
+	}
+	first, err := ping.replyAfter(ctx, start, 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("after the restart: %w", err)
+	}
+	fmt.Printf("    process start to first ping reply from the hub LAN: %v\n", first.Sub(start).Round(time.Millisecond))
+	p, err := waitPeer(ctx, d.siteSock, 5*time.Second, "connected hub",
+		func(p *PeerStatus) bool { return p.State == StateConnected })
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    0-RTT used: %v (rejected: %v, session resumed: %v)\n    site paths: %s\n",
+		p.ZeroRTT.Used, p.ZeroRTT.Rejected, p.Resumed, demoPaths(p))
+	return nil
 }
 
 func demoPing(from *netlab.NS, to netip.Addr) error {
@@ -313,4 +652,200 @@ func demoTransfer(ctx context.Context, src, dst *netlab.NS, mib int) error {
 	fmt.Printf("    received %.1f MiB in %v: %.0f Mbit/s\n", float64(r.n)/(1<<20), r.dur.Round(time.Millisecond),
 		float64(r.n)*8/r.dur.Seconds()/1e6)
 	return nil
+}
+
+// demoPinger sends ICMP echo requests from a namespace to one IPv4 address
+// every demoPingInterval, with its own raw socket (no ping binary), and
+// records when each reply arrived. It stops after demoPingMax or at stop.
+// Its methods are safe for concurrent use.
+type demoPinger struct {
+	c    *icmp.PacketConn
+	quit chan struct{}
+	done chan struct{} // closed when the sender and reader have returned
+	once sync.Once
+
+	mu      sync.Mutex  // guards the following fields
+	sent    []time.Time // by sequence number
+	replies []demoReply // in arrival order, one per sequence number
+}
+
+// demoReply is one echo reply: the request's sequence number and when the
+// reply arrived.
+type demoReply struct {
+	seq int
+	at  time.Time
+}
+
+// startDemoPinger starts pinging dst from ns at once.
+func startDemoPinger(ns *netlab.NS, dst netip.Addr) (*demoPinger, error) {
+	var c *icmp.PacketConn
+	if err := ns.Do(func() (err error) {
+		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("ping socket in %s: %w", ns.Name, err)
+	}
+	end := time.Now().Add(demoPingMax)
+	_ = c.SetReadDeadline(end.Add(time.Second))
+	p := &demoPinger{c: c, quit: make(chan struct{}), done: make(chan struct{})}
+	id := rand.IntN(0xffff) + 1
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // sender
+		defer wg.Done()
+		t := time.NewTicker(demoPingInterval)
+		defer t.Stop()
+		to := &net.IPAddr{IP: dst.AsSlice()}
+		for seq := 0; time.Now().Before(end); seq++ {
+			b, err := (&icmp.Message{Type: ipv4.ICMPTypeEcho,
+				Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("godwit-demo")}}).Marshal(nil)
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			p.sent = append(p.sent, time.Now())
+			p.mu.Unlock()
+			_, _ = c.WriteTo(b, to) // no route (yet): loss
+			select {
+			case <-p.quit:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	go func() { // reader
+		defer wg.Done()
+		buf := make([]byte, 1500)
+		seen := make(map[int]bool)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return // closed by stop, or the deadline
+			}
+			at := time.Now()
+			m, err := icmp.ParseMessage(1, buf[:n])
+			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
+				continue
+			}
+			e, ok := m.Body.(*icmp.Echo)
+			if !ok || e.ID != id || seen[e.Seq] {
+				continue
+			}
+			if a, isIP := from.(*net.IPAddr); !isIP {
+				continue
+			} else if src, _ := netip.AddrFromSlice(a.IP); src.Unmap() != dst {
+				continue
+			}
+			seen[e.Seq] = true
+			p.mu.Lock()
+			if e.Seq < len(p.sent) {
+				p.replies = append(p.replies, demoReply{e.Seq, at})
+			}
+			p.mu.Unlock()
+		}
+	}()
+	go func() {
+		wg.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop ends the pinger and waits for its goroutines. It may be called
+// more than once.
+func (p *demoPinger) stop() {
+	p.once.Do(func() {
+		close(p.quit)
+		p.c.Close()
+	})
+	<-p.done
+}
+
+// received is the number of replies so far.
+func (p *demoPinger) received() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.replies)
+}
+
+// replyAfter waits up to within for a reply that arrived after t and
+// returns its arrival time.
+func (p *demoPinger) replyAfter(ctx context.Context, t time.Time, within time.Duration) (time.Time, error) {
+	end := time.Now().Add(within)
+	for {
+		p.mu.Lock()
+		var at time.Time
+		if n := len(p.replies); n > 0 && p.replies[n-1].at.After(t) {
+			at = p.replies[n-1].at
+			for i := n - 1; i >= 0 && p.replies[i].at.After(t); i-- {
+				at = p.replies[i].at
+			}
+		}
+		p.mu.Unlock()
+		switch {
+		case !at.IsZero():
+			return at, nil
+		case ctx.Err() != nil:
+			return time.Time{}, ctx.Err()
+		case time.Now().After(end):
+			return time.Time{}, fmt.Errorf("no echo reply within %v", within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// outage reports the longest gap between replies that ends after from
+// (counted from the last reply before from) and up to to, and how many of
+// the requests sent from demoLossBefore before from until demoLossGrace
+// before to went unanswered.
+func (p *demoPinger) outage(from, to time.Time) (gap time.Duration, lost, sent int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at := make([]time.Time, len(p.replies))
+	for i, r := range p.replies {
+		at[i] = r.at
+	}
+	answered := make(map[int]bool, len(p.replies))
+	for _, r := range p.replies {
+		answered[r.seq] = true
+	}
+	lost, sent = pingLoss(p.sent, answered, from.Add(-demoLossBefore), to.Add(-demoLossGrace))
+	return longestGap(at, from, to), lost, sent
+}
+
+// longestGap returns the longest time without a reply within [from, to],
+// given reply arrival times in ascending order: between consecutive
+// replies, from the last reply at or before from (else from itself) to the
+// first one after it, and from the last reply to to. It is to-from when
+// no reply arrived in the window.
+func longestGap(at []time.Time, from, to time.Time) time.Duration {
+	prev := from
+	var gap time.Duration
+	for _, t := range at {
+		if t.After(to) {
+			break
+		}
+		if !t.After(from) {
+			prev = t
+			continue
+		}
+		gap = max(gap, t.Sub(prev))
+		prev = t
+	}
+	return max(gap, to.Sub(prev))
+}
+
+// pingLoss counts the requests (send times by sequence number) sent within
+// [from, to] and those of them not answered.
+func pingLoss(sentAt []time.Time, answered map[int]bool, from, to time.Time) (lost, sent int) {
+	for seq, t := range sentAt {
+		if t.Before(from) || t.After(to) {
+			continue
+		}
+		sent++
+		if !answered[seq] {
+			lost++
+		}
+	}
+	return lost, sent
 }
