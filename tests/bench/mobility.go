@@ -109,6 +109,25 @@ type outageSeries struct {
 	DaemonMs  *float64  `json:"daemon_outage_median_ms,omitempty"` // show's last_migration_outage, median
 	Redials   int       `json:"redials"`                           // runs in which the site redialed instead of migrating
 	UpAfterMs *float64  `json:"standby_up_after_ms,omitempty"`     // switch-nostandby: down to standby route, median
+	// Failed counts runs without an echo within mobRecover (not in
+	// Stats) or without the switch back afterwards (after which the site
+	// is restarted); FailureLogs holds the site's last log lines of the
+	// first ones.
+	Failed      int      `json:"failed_runs"`
+	FailureLogs []string `json:"failure_logs,omitempty"`
+}
+
+// errNoRecovery is gapAfter's error when the stream did not come back.
+var errNoRecovery = errors.New("bench: no echo through the tunnel within 10s of the event")
+
+// failed counts a run that did not recover and keeps the site's log tail.
+func (s *outageSeries) failed(m *mobLab, run int) {
+	s.Failed++
+	m.log.Error("no recovery", "series", s.Kind, "run", run)
+	if len(s.FailureLogs) < 3 && m.siteProc != nil {
+		lines := strings.Split(strings.TrimRight(m.siteProc.Output(), "\n"), "\n")
+		s.FailureLogs = append(s.FailureLogs, fmt.Sprintf("run %d: %s", run, strings.Join(lines[max(0, len(lines)-25):], "\n")))
+	}
 }
 
 // restartSeries is the site restart at one relay delay.
@@ -124,6 +143,11 @@ type restartSeries struct {
 	Resumed  int      `json:"full_resumed_runs"`      // of Full.N; want 0
 	// StartMs is exec to the daemon's first log line, over all runs.
 	StartMs durStats `json:"start_overhead"`
+	// RunningMs and ConnectedMs are exec to the log lines "godwit
+	// running" (TUN, routes and uplinks set up, dialing) and "peer
+	// connected" (the tunnel has the connection), per mode.
+	RunningMs   [2]durStats `json:"running_zero_rtt_full"`
+	ConnectedMs [2]durStats `json:"connected_zero_rtt_full"`
 }
 
 // durStats summarises durations in milliseconds (nearest rank).
@@ -597,6 +621,28 @@ func (m *mobLab) startSite() error {
 // stopSite stops the site daemon with SIGTERM (SIGKILL after 10 s) and
 // waits until the hub noticed.
 func (m *mobLab) stopSite(ctx context.Context) error {
+	return m.stopSiteHub(ctx, true)
+}
+
+// restartSite brings a site that lost its tunnel back to the start state:
+// both uplinks up, a new daemon, echoes flowing.
+func (m *mobLab) restartSite(ctx context.Context) error {
+	m.log.Info("restarting the site to recover")
+	if err := m.stopSiteHub(ctx, false); err != nil {
+		return err
+	}
+	for _, u := range []mobUplink{mobWifi, mobCell} {
+		if err := m.setUplink(ctx, u, true); err != nil {
+			return err
+		}
+	}
+	if err := m.startSite(); err != nil {
+		return err
+	}
+	return m.stream.waitFlowing(ctx, 20*time.Second)
+}
+
+func (m *mobLab) stopSiteHub(ctx context.Context, waitHub bool) error {
 	p := m.siteProc
 	m.siteProc = nil
 	before := strings.Count(m.hubProc.Output(), "peer disconnected")
@@ -609,7 +655,7 @@ func (m *mobLab) stopSite(ctx context.Context) error {
 		return fmt.Errorf("bench: site did not stop within 10 s of SIGTERM%s", procLogs([]*netlab.Proc{p}))
 	}
 	end := time.Now().Add(5 * time.Second)
-	for strings.Count(m.hubProc.Output(), "peer disconnected") == before {
+	for waitHub && strings.Count(m.hubProc.Output(), "peer disconnected") == before {
 		if time.Now().After(end) {
 			return fmt.Errorf("bench: the hub did not notice the site's stop within 5 s%s", m.logs())
 		}
@@ -718,7 +764,7 @@ func (m *mobLab) gapAfter(ctx context.Context, at time.Time, then func() error) 
 			break
 		}
 		if time.Now().After(end) {
-			return 0, fmt.Errorf("bench: no echo within %v of the event%s", mobRecover, m.logs())
+			return 0, errNoRecovery
 		}
 		if err := sleep(ctx, 2*time.Millisecond); err != nil {
 			return 0, err
@@ -768,10 +814,18 @@ func (m *mobLab) measureSwitch(ctx context.Context, runs int) (sw, back outageSe
 			return sw, back, err
 		}
 		gap, err := m.gapAfter(ctx, at, nil)
-		if err != nil {
+		switch {
+		case errors.Is(err, errNoRecovery):
+			sw.failed(m, i+1)
+			if err := m.restartSite(ctx); err != nil {
+				return sw, back, err
+			}
+			continue
+		case err != nil:
 			return sw, back, fmt.Errorf("switch %d: %w", i+1, err)
+		default:
+			outs = append(outs, gap)
 		}
-		outs = append(outs, gap)
 		if st, err := m.waitSite(ctx, 5*time.Second, "migration to cell0", func(s *siteStatus) bool {
 			return s.active() == mobCell.name && s.Peers[0].Migrations > migrations
 		}); err == nil && st.Peers[0].LastMigrationOutage > 0 {
@@ -785,10 +839,17 @@ func (m *mobLab) measureSwitch(ctx context.Context, runs int) (sw, back outageSe
 			_, err := m.waitSite(ctx, 15*time.Second, "switch back to wifi0", func(s *siteStatus) bool { return s.active() == mobWifi.name })
 			return err
 		})
-		if err != nil {
+		switch {
+		case errors.Is(err, errNoRecovery):
+			back.failed(m, i+1)
+			if err := m.restartSite(ctx); err != nil {
+				return sw, back, err
+			}
+		case err != nil:
 			return sw, back, fmt.Errorf("switch back %d: %w", i+1, err)
+		default:
+			backs = append(backs, bgap)
 		}
-		backs = append(backs, bgap)
 		m.log.Info("switch", "run", i+1, "outage", gap.Round(time.Microsecond), "back", bgap.Round(time.Microsecond))
 	}
 	return sw, back, nil
@@ -829,10 +890,18 @@ func (m *mobLab) measureNoStandby(ctx context.Context, runs int) (sw outageSerie
 		}
 		ups = append(ups, time.Since(at))
 		gap, err := m.gapAfter(ctx, at, nil)
-		if err != nil {
+		switch {
+		case errors.Is(err, errNoRecovery):
+			sw.failed(m, i+1)
+			if err := m.restartSite(ctx); err != nil {
+				return sw, err
+			}
+			continue
+		case err != nil:
 			return sw, fmt.Errorf("switch without standby %d: %w", i+1, err)
+		default:
+			outs = append(outs, gap)
 		}
-		outs = append(outs, gap)
 		if st, err := m.waitSite(ctx, 5*time.Second, "connection on cell0", func(s *siteStatus) bool {
 			return s.active() == mobCell.name
 		}); err == nil && st.Interface.Connections.Redials > redials {
@@ -844,7 +913,12 @@ func (m *mobLab) measureNoStandby(ctx context.Context, runs int) (sw outageSerie
 		if _, err := m.waitSite(ctx, 15*time.Second, "switch back to wifi0", func(s *siteStatus) bool {
 			return s.active() == mobWifi.name
 		}); err != nil {
-			return sw, err
+			// The outage counts; the run is a failure all the same.
+			sw.failed(m, i+1)
+			if err := m.restartSite(ctx); err != nil {
+				return sw, err
+			}
+			continue
 		}
 		m.log.Info("switch without standby", "run", i+1, "outage", gap.Round(time.Microsecond))
 	}
@@ -856,10 +930,14 @@ func (m *mobLab) measureNoStandby(ctx context.Context, runs int) (sw outageSerie
 // start from exec to the first echo through the tunnel.
 func (m *mobLab) measureRestart(ctx context.Context, runs int) (rs restartSeries, err error) {
 	var zero, full, starts []time.Duration
+	var running, connected [2][]time.Duration
 	defer func() {
 		rs.ZeroRTT, rs.Full, rs.StartMs = statsOf(zero), statsOf(full), statsOf(starts)
+		for i := range 2 {
+			rs.RunningMs[i], rs.ConnectedMs[i] = statsOf(running[i]), statsOf(connected[i])
+		}
 	}()
-	for _, keep := range []bool{true, false} {
+	for mode, keep := range []bool{true, false} {
 		for i := range runs {
 			if err := m.stopSite(ctx); err != nil {
 				return rs, err
@@ -877,12 +955,17 @@ func (m *mobLab) measureRestart(ctx context.Context, runs int) (rs restartSeries
 				return rs, err
 			}
 			logPath := m.siteProc.Log
-			var firstLog, firstEcho time.Time
-			for firstLog.IsZero() || firstEcho.IsZero() {
+			var firstLog, firstEcho, isRunning, isConnected time.Time
+			for firstLog.IsZero() || firstEcho.IsZero() || isRunning.IsZero() || isConnected.IsZero() {
 				now := time.Now()
-				if firstLog.IsZero() {
-					if fi, err := os.Stat(logPath); err == nil && fi.Size() > 0 {
-						firstLog = now
+				if b, err := os.ReadFile(logPath); err == nil && len(b) > 0 {
+					for _, x := range []struct {
+						t    *time.Time
+						text string
+					}{{&firstLog, ""}, {&isRunning, "msg=\"godwit running\""}, {&isConnected, "msg=\"peer connected\""}} {
+						if x.t.IsZero() && strings.Contains(string(b), x.text) {
+							*x.t = now
+						}
 					}
 				}
 				if firstEcho.IsZero() {
@@ -891,7 +974,7 @@ func (m *mobLab) measureRestart(ctx context.Context, runs int) (rs restartSeries
 					}
 				}
 				if now.Sub(at) > mobRecover {
-					return rs, fmt.Errorf("bench: restart %d: no echo within %v of the start%s", i+1, mobRecover, m.logs())
+					return rs, fmt.Errorf("bench: restart %d: no echo, or no \"godwit running\" and \"peer connected\", within %v of the start%s", i+1, mobRecover, m.logs())
 				}
 				if err := sleep(ctx, 500*time.Microsecond); err != nil {
 					return rs, err
@@ -899,6 +982,8 @@ func (m *mobLab) measureRestart(ctx context.Context, runs int) (rs restartSeries
 			}
 			took := firstEcho.Sub(at)
 			starts = append(starts, firstLog.Sub(at))
+			running[mode] = append(running[mode], isRunning.Sub(at))
+			connected[mode] = append(connected[mode], isConnected.Sub(at))
 			st, err := m.waitSite(ctx, 5*time.Second, "connected hub", func(s *siteStatus) bool { return s.active() != "" })
 			if err != nil {
 				return rs, err

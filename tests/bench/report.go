@@ -245,6 +245,9 @@ func mobilityRows(m *mobilityResult) []row {
 		if s.DaemonMs != nil {
 			add(fmt.Sprintf("switch outage, RTT %.1f ms, as the site reports it: median (ms)", s.RTTMs), "%.1f", s.DaemonMs, nil)
 		}
+		if s.Failed > 0 {
+			add(fmt.Sprintf("%s: failed runs (no echo within 10 s or no switch back)", prefix), "%.0f", v(float64(s.Failed)), nil)
+		}
 		if s.UpAfterMs != nil {
 			add(fmt.Sprintf("switch, no standby, RTT %.1f ms: standby route up after, median (ms)", s.RTTMs), "%.1f", s.UpAfterMs, nil)
 		}
@@ -269,6 +272,14 @@ func mobilityRows(m *mobilityResult) []row {
 		}
 		if r.StartMs.N > 0 {
 			add(fmt.Sprintf("%s, start: exec to first log line, median of %d (ms)", r.Key, r.StartMs.N), "%.1f", v(start), nil)
+		}
+		for i, mode := range []string{"0-RTT", "full handshake"} {
+			if st := r.RunningMs[i]; st.N > 0 {
+				add(fmt.Sprintf("%s, %s: exec to \"godwit running\", median (ms)", r.Key, mode), "%.1f", v(st.MedianMs), nil)
+			}
+			if st := r.ConnectedMs[i]; st.N > 0 {
+				add(fmt.Sprintf("%s, %s: exec to \"peer connected\", median (ms)", r.Key, mode), "%.1f", v(st.MedianMs), nil)
+			}
 		}
 	}
 	return out
@@ -335,7 +346,9 @@ func writeTable(w io.Writer, rep *report) {
 	if m.LoadBefore != "" {
 		fmt.Fprintf(w, "load average (1, 5, 15 min): %s before, %s after\n", m.LoadBefore, m.LoadAfter)
 	}
-	fmt.Fprintf(w, "TCP: %s measured after %s warm-up, site -> hub; higher Mbit/s is better, lower CPU s/GB and ping is better\n", rep.Duration, rep.Warmup)
+	if len(rep.Streams) > 0 || len(rep.Impair) > 0 || rep.Pings {
+		fmt.Fprintf(w, "TCP: %s measured after %s warm-up, site -> hub; higher Mbit/s is better, lower CPU s/GB and ping is better\n", rep.Duration, rep.Warmup)
+	}
 	for _, r := range []*result{rep.Godwit, rep.WireGuard} {
 		if r == nil {
 			continue
