@@ -153,18 +153,16 @@ func cmdDemo(ctx context.Context, args []string) error {
 	}
 
 	step("uplink switch: 50 Hz ping from the site LAN to the hub LAN, then wifi0 goes down")
-	if err := d.uplinkSwitch(ctx); err != nil {
+	if err := d.uplinkSwitch(ctx); ctx.Err() != nil {
+		return demoInterrupted()
+	} else if err != nil {
 		return d.failed(err)
-	}
-	if ctx.Err() != nil {
-		return nil
 	}
 	step("site restart: SIGTERM the site daemon, start it again with the same state dir")
-	if err := d.restartSite(ctx); err != nil {
+	if err := d.restartSite(ctx); ctx.Err() != nil {
+		return demoInterrupted()
+	} else if err != nil {
 		return d.failed(err)
-	}
-	if ctx.Err() != nil {
-		return nil
 	}
 
 	step("stopping both daemons (SIGTERM)")
@@ -186,6 +184,13 @@ func cmdDemo(ctx context.Context, args []string) error {
 }
 
 func step(s string) { fmt.Printf("==> %s\n", s) }
+
+// demoInterrupted reports a Ctrl-C (or SIGTERM) in the middle of a step:
+// not an error, the deferred clean-up follows.
+func demoInterrupted() error {
+	fmt.Println("    interrupted")
+	return nil
+}
 
 type demoNS struct{ hubLAN, hub, site, siteLAN *netlab.NS }
 
@@ -570,8 +575,7 @@ func (d *demoRun) restartSite(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("    0-RTT used: %v (rejected: %v, session resumed: %v)\n    site paths: %s\n",
-		p.ZeroRTT.Used, p.ZeroRTT.Rejected, p.Resumed, demoPaths(p))
+	fmt.Printf("    0-RTT used: %v (rejected: %v)\n    site paths: %s\n", p.ZeroRTT.Used, p.ZeroRTT.Rejected, demoPaths(p))
 	return nil
 }
 
