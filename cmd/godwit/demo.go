@@ -67,13 +67,17 @@ var (
 // Demo timings. The ping runs at 50 Hz; every wait is bounded.
 const (
 	demoPingInterval = 20 * time.Millisecond
-	demoPingMax      = 20 * time.Second       // a pinger stops by itself after this
+	demoPingMax      = 30 * time.Second       // a pinger stops by itself after this
 	demoLossBefore   = 200 * time.Millisecond // requests in flight when an outage starts
 	demoLossGrace    = 500 * time.Millisecond // replies still in flight are not lost
 	demoSwitchWithin = 10 * time.Second
-	demoSettle       = 500 * time.Millisecond // pinging on after a switch
+	demoSettle       = 500 * time.Millisecond // steady pinging before a change and after a switch
 )
 
+// cmdDemo runs `godwit demo`: it builds the topology above, starts both
+// daemons, shows pings, a TCP transfer, an uplink switch and back and a
+// site restart, and removes everything on return, also when ctx is
+// cancelled (Ctrl-C).
 func cmdDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	transfer := fs.Int("mb", 64, "MiB to send through the tunnel")
