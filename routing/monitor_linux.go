@@ -30,7 +30,14 @@ func Subscribe(ctx context.Context, opts Options) (<-chan Change, error) {
 	lch := make(chan netlink.LinkUpdate, 64)
 	ach := make(chan netlink.AddrUpdate, 64)
 	rch := make(chan netlink.RouteUpdate, 64)
-	cb := func(err error) { log.Warn("netlink subscription", "err", err) }
+	cb := func(err error) {
+		select {
+		case <-done:
+			return // the subscription is being closed; its socket errors are expected
+		default:
+		}
+		log.Warn("netlink subscription", "err", err)
+	}
 	if err := netlink.LinkSubscribeWithOptions(lch, done, netlink.LinkSubscribeOptions{ErrorCallback: cb, ListExisting: true}); err != nil {
 		close(done)
 		return nil, fmt.Errorf("routing: subscribe to links: %w", err)
