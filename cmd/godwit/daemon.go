@@ -253,7 +253,9 @@ func (d *daemon) startDialLocked(ps *peerState) {
 
 // attach makes c its peer's connection. The newest connection wins: a peer
 // that restarted or moved dials again while its old connection may not
-// have timed out yet.
+// have timed out yet. attach runs on the accept loop or a dial loop and
+// does not wait for the network: the replaced connection is closed on a
+// goroutine of its own.
 func (d *daemon) attach(c *quicconn.Conn) {
 	id := tunnel.PeerID(c.PeerKey())
 	d.mu.Lock()
@@ -263,19 +265,26 @@ func (d *daemon) attach(c *quicconn.Conn) {
 		_ = c.Close("peer not configured")
 		return
 	}
+	// The tunnel's connection and ps.conn change together under d.mu, so
+	// that two attaches for one peer (a redial racing an incoming
+	// connection) cannot leave the tunnel on the one ps.conn replaced.
+	if err := d.tn.Attach(id, c); err != nil {
+		name := ps.cfg.Name
+		d.mu.Unlock()
+		d.log.Error("attaching connection", "peer", name, "err", err)
+		_ = c.Close("internal error")
+		return
+	}
 	old := ps.conn
 	ps.conn = c
 	ps.since, ps.handshake = time.Now(), c.Stats().HandshakeDone // godwit show
 	name := ps.cfg.Name
 	d.mu.Unlock()
 
-	if err := d.tn.Attach(id, c); err != nil {
-		d.log.Error("attaching connection", "peer", name, "err", err)
-		_ = c.Close("internal error")
-		return
-	}
 	if old != nil {
-		_ = old.Close("replaced by a newer connection")
+		// Close waits up to half a second for the peer's answer: not on
+		// the accept loop.
+		d.wg.Go(func() { _ = old.Close("replaced by a newer connection") })
 	}
 	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink())
 	d.notifyChanged()

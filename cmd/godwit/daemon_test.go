@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/godwit-vpn/godwit/config"
+	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/quicconn/quictest"
+	"github.com/godwit-vpn/godwit/tun/tuntest"
+	"github.com/godwit-vpn/godwit/tunnel"
+)
+
+// attachDaemon returns a daemon with only what attach needs: a tunnel on an
+// in-memory TUN with one peer, the one srv belongs to. The tunnel is not
+// running yet.
+func attachDaemon(t *testing.T, srv *quicconn.Conn) (*daemon, *tunnel.Tunnel, *tuntest.Channel) {
+	t.Helper()
+	dev := tuntest.NewChannel(1)
+	tn, err := tunnel.New(dev, tunnel.Config{MTU: 1300, Addresses: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := tunnel.PeerID(srv.PeerKey())
+	allowed := []netip.Prefix{netip.MustParsePrefix("10.77.0.2/32")}
+	if err := tn.SetPeers([]tunnel.PeerConfig{{ID: id, Name: "site", AllowedIPs: allowed}}); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{
+		log:     slog.New(slog.DiscardHandler),
+		tn:      tn,
+		changed: make(chan struct{}, 1),
+		peers: map[tunnel.PeerID]*peerState{
+			id: {cfg: config.Peer{Name: "site", PublicKey: config.PublicKey(id), AllowedIPs: allowed}},
+		},
+	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		d.cancel()
+		_ = srv.Close("test done")
+		d.wg.Wait()
+		_ = dev.Close()
+	})
+	return d, tn, dev
+}
+
+// runTunnel runs tn until the test ends.
+func runTunnel(t *testing.T, tn *tunnel.Tunnel, dev *tuntest.Channel) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tn.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		_ = dev.Close()
+		<-done
+	})
+}
+
+// waitConnected waits up to 10 s until status reports want connected peers.
+func waitConnected(t *testing.T, d *daemon, want int) {
+	t.Helper()
+	end := time.Now().Add(10 * time.Second)
+	for {
+		line, got := d.status()
+		if got == want {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("status = %q (%d connected), want %d connected", line, got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAttachLifecycle attaches a connection: the daemon counts it, the
+// tunnel sends over it, and it is forgotten once it dies.
+func TestAttachLifecycle(t *testing.T) {
+	cli, srv := quictest.LoopbackPair(t)
+	d, tn, dev := attachDaemon(t, srv)
+	runTunnel(t, tn, dev)
+
+	d.attach(srv)
+	if _, got := d.status(); got != 1 {
+		t.Fatalf("connected after attach = %d, want 1", got)
+	}
+	pkt := tuntest.Ping(netip.MustParseAddr("10.77.0.1"), netip.MustParseAddr("10.77.0.2"), 1, 1, 32)
+	dev.ToTunnel <- bytes.Clone(pkt)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := cli.ReceiveDatagram(ctx)
+	if err != nil {
+		t.Fatalf("peer received nothing through the attached conn: %v", err)
+	}
+	if !bytes.Equal(got, pkt) {
+		t.Fatalf("peer received %x, want %x", got, pkt)
+	}
+
+	_ = cli.Close("test: peer leaves")
+	waitConnected(t, d, 0)
+}
+
+// TestAttachTunnelClosed attaches a connection after the tunnel stopped:
+// the connection is closed and the peer is not counted as connected (it
+// used to stay attached in the daemon's view, pointing at a closed conn
+// that nothing would ever clear).
+func TestAttachTunnelClosed(t *testing.T) {
+	_, srv := quictest.LoopbackPair(t)
+	d, tn, dev := attachDaemon(t, srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- tn.Run(ctx) }()
+	_ = dev.Close()
+	<-done
+
+	d.attach(srv)
+	select {
+	case <-srv.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("attach to a stopped tunnel did not close the conn")
+	}
+	if line, got := d.status(); got != 0 {
+		t.Errorf("status after a failed attach = %q, want 0 connected", line)
+	}
+	if names := unconnectedPeers(d); len(names) != 1 {
+		t.Errorf("unconnected peers after a failed attach = %q, want [site]", names)
+	}
+}
