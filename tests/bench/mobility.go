@@ -636,10 +636,18 @@ func (m *mobLab) restartSite(ctx context.Context) error {
 			return err
 		}
 	}
+	// Let the uplinks settle, so the new daemon's first view has both.
+	if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		return err
+	}
 	if err := m.startSite(); err != nil {
 		return err
 	}
-	return m.stream.waitFlowing(ctx, 20*time.Second)
+	if err := m.stream.waitFlowing(ctx, 20*time.Second); err != nil {
+		return err
+	}
+	_, err := m.waitSite(ctx, 15*time.Second, "wifi0 active after the restart", func(s *siteStatus) bool { return s.active() == mobWifi.name })
+	return err
 }
 
 func (m *mobLab) stopSiteHub(ctx context.Context, waitHub bool) error {
