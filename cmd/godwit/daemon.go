@@ -361,6 +361,9 @@ func (d *daemon) reload(path string) error {
 	return nil
 }
 
+// apply makes cfg the running config. It closes the connections of removed
+// peers on goroutines of their own, not under d.mu: Close waits for the
+// peer's answer.
 func (d *daemon) apply(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -387,8 +390,8 @@ func (d *daemon) apply(cfg *config.Config) error {
 		if ps.stopDial != nil {
 			ps.stopDial()
 		}
-		if ps.conn != nil {
-			_ = ps.conn.Close("peer removed from config")
+		if c := ps.conn; c != nil {
+			d.wg.Go(func() { _ = c.Close("peer removed from config") })
 		}
 		delete(d.peers, id)
 		d.log.Info("peer removed", "peer", ps.cfg.Name)
