@@ -346,24 +346,36 @@ func (d *daemon) status() (line string, connected int) {
 
 // reload re-reads the config file on SIGHUP. Only peers may change; peers
 // whose config did not change keep their connections. A bad file keeps the
-// old config running; the error says why, for systemd's STATUS=.
+// old config running; the error says why, for systemd's STATUS=. When only
+// the routes fail, the new config runs and the error wraps
+// errRoutesIncomplete.
 func (d *daemon) reload(path string) error {
 	cfg, err := config.Load(path)
 	if err == nil {
 		err = d.apply(cfg)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errRoutesIncomplete):
+		d.log.Error("reloaded, but not every address or route could be set", "err", err)
+	case err != nil:
 		d.log.Error("reload failed, keeping the running config", "err", err)
 		return err
+	default:
+		d.log.Info("reloaded", "peers", len(cfg.Peers))
 	}
 	logLevel.Set(cfg.Interface.LogLevel)
-	d.log.Info("reloaded", "peers", len(cfg.Peers))
-	return nil
+	return err
 }
 
-// apply makes cfg the running config. It closes the connections of removed
-// peers on goroutines of their own, not under d.mu: Close waits for the
-// peer's answer.
+// errRoutesIncomplete marks a reload that took effect although the host's
+// addresses and routes could not all be set.
+var errRoutesIncomplete = errors.New("reloaded, but the routes could not all be set")
+
+// apply makes cfg the running config. It changes nothing when the
+// [interface] changed or the tunnel rejects the peers; an error wrapping
+// errRoutesIncomplete means cfg is running but routing.Set failed in part.
+// It closes the connections of removed peers on goroutines of their own,
+// not under d.mu: Close waits for the peer's answer.
 func (d *daemon) apply(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -374,9 +386,9 @@ func (d *daemon) apply(cfg *config.Config) error {
 		return err
 	}
 	d.setAuthorized(cfg)
-	var errs []error
+	var routeErr error
 	if err := d.rm.Set(routingConfig(cfg)); err != nil {
-		errs = append(errs, fmt.Errorf("routing: %w", err))
+		routeErr = fmt.Errorf("%w: routing: %w", errRoutesIncomplete, err)
 	}
 	want := make(map[tunnel.PeerID]config.Peer, len(cfg.Peers))
 	for _, p := range cfg.Peers {
@@ -416,7 +428,7 @@ func (d *daemon) apply(cfg *config.Config) error {
 		}
 	}
 	d.cfg = cfg
-	return errors.Join(errs...)
+	return routeErr
 }
 
 // stop shuts down in the order of STYLE.md 6.2 rule 9: stop dialing and

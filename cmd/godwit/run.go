@@ -118,7 +118,10 @@ func cmdRun(ctx context.Context, args []string) error {
 			log.Info("reloading", "file", *path)
 			err := d.reload(*path)
 			status, _ := d.status()
-			if err != nil {
+			switch {
+			case errors.Is(err, errRoutesIncomplete):
+				status = fmt.Sprintf("%s; %s", oneLine(err), status)
+			case err != nil:
 				status = fmt.Sprintf("reload failed: %s; running the previous config; %s", oneLine(err), status)
 			}
 			n.markReady(status)
