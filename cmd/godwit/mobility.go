@@ -474,7 +474,13 @@ func (m *mobility) switchTo(c *quicconn.Conn, name, reason string) bool {
 	m.mu.Lock()
 	m.reasons[c] = reason
 	m.mu.Unlock()
-	if err := c.SwitchUplink(name); err != nil {
+	err := c.SwitchUplink(name)
+	if c.Err() != nil {
+		// c died: its forget may have run before the reason was stored,
+		// which would keep c (and all it holds) in m.reasons for good.
+		m.forget(c)
+	}
+	if err != nil {
 		m.log.Info("switch failed", "peer", m.peerName(c), "from", from, "to", name, "err", err)
 		return false
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/godwit-vpn/godwit/config"
+	"github.com/godwit-vpn/godwit/quicconn/quictest"
 	"github.com/godwit-vpn/godwit/routing"
 )
 
@@ -95,5 +96,30 @@ func TestMobilityRank(t *testing.T) {
 func TestNewMobilityOff(t *testing.T) {
 	if m := newMobility(&config.Config{}, slog.New(slog.DiscardHandler)); m != nil {
 		t.Errorf("newMobility without uplinks = %v, want nil", m)
+	}
+}
+
+// TestSwitchToDeadConnForgets switches a connection that has died and been
+// forgotten already: the policy must not keep the reason, and with it the
+// connection, for good.
+func TestSwitchToDeadConnForgets(t *testing.T) {
+	cli, srv := quictest.LoopbackPair(t)
+	_ = srv.Close("test: gone")
+	<-cli.Done()
+	d := &daemon{}
+	d.setAuthorized(&config.Config{})
+	m := newMobility(&config.Config{Interface: config.Interface{Name: "gw0", Uplinks: []string{"wifi0", "cell0"}}},
+		slog.New(slog.DiscardHandler))
+	m.d = d
+	m.forget(cli) // what the daemon does once cli is done
+
+	if m.switchTo(cli, "cell0", "test") {
+		t.Fatal("switchTo a dead conn = true, want false")
+	}
+	m.mu.Lock()
+	n := len(m.reasons)
+	m.mu.Unlock()
+	if n != 0 {
+		t.Errorf("reasons kept after switching a dead conn: %d, want 0", n)
 	}
 }
