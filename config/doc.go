@@ -22,6 +22,8 @@
 //	qlog_dir = "/var/log/godwit/qlog"          # optional, absolute: one qlog file per QUIC connection
 //	keylog_file = "/root/godwit.keys"          # optional, absolute: TLS secrets for Wireshark (debug only)
 //	ready_wait = "20s"                         # 0s..10m, Go syntax: wait for the first peer before READY; default 20s
+//	uplinks = ["wlan0", "wwan0"]               # optional: a site's uplinks, preferred first, or "any"; default one wildcard socket
+//	keepalive = "15s"                          # 1s..5m: QUIC keep-alive of dialed connections; default 15s
 //
 //	[[peer]]
 //	name = "boat-1"                                    # required, unique, [A-Za-z0-9._-]{1,64}

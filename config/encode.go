@@ -13,9 +13,10 @@ import (
 // equal Config (apart from Path, the line numbers and Interface.PrivateKey,
 // which is never written: the key lives in PrivateKeyFile). Every key is
 // written, also those at their default, except the optional strings that
-// are "" (listen, metrics_listen, qlog_dir, keylog_file, endpoint); strings
-// are quoted so any value survives. It does not validate c; it fails only for values TOML cannot
-// carry (a string that is not UTF-8, a log level with no name).
+// are "" (listen, metrics_listen, qlog_dir, keylog_file, endpoint) and
+// uplinks when it is unset; strings are quoted so any value survives. It
+// does not validate c; it fails only for values TOML cannot carry (a string
+// that is not UTF-8, a log level with no name).
 func (c *Config) MarshalTOML() ([]byte, error) {
 	var b bytes.Buffer
 	in := &c.Interface
