@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -435,8 +436,34 @@ func (d *daemon) apply(cfg *config.Config) error {
 // accepting, close the QUIC connections with a reason (which unblocks the
 // receivers), stop the engine and close the TUN (which unblocks its
 // reader), then remove what was added to the host.
+//
+// A shutdown that does not complete within stopTimeout (systemd and the
+// benchmarks expect a stop within 2 s of SIGTERM) is abandoned: the
+// goroutines still running are written to stderr, the host's routes and
+// rules are removed as a start-up would, and stop returns an exit status
+// of 1, so that the process still ends.
 func (d *daemon) stop() error {
-	err := d.teardown()
+	done := make(chan error, 1)
+	go func() { done <- d.teardown() }()
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case err = <-done:
+	case <-t.C:
+		d.log.Error("shutdown stuck; exiting anyway; goroutines follow", "waited", stopTimeout)
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		if !d.mu.TryLock() { // the stuck goroutine may hold it
+			d.log.Error("not cleaning up after a stuck shutdown: the daemon lock is held; the next start removes what is left")
+			return exitError{code: 1}
+		}
+		ifc := d.cfg.Interface // [interface] never changes on reload
+		d.mu.Unlock()
+		if err := routing.CleanUp(ifc.Name, ifc.Table, ifc.FwMark, 0); err != nil {
+			d.log.Error("cleaning up after a stuck shutdown", "err", err)
+		}
+		return exitError{code: 1}
+	}
 	if err != nil {
 		d.log.Error("shutdown", "err", err)
 		return exitError{code: 1}
@@ -444,6 +471,9 @@ func (d *daemon) stop() error {
 	d.log.Info("stopped")
 	return nil
 }
+
+// stopTimeout bounds stop: SIGTERM must end the process within 2 s.
+const stopTimeout = 1500 * time.Millisecond
 
 func (d *daemon) teardown() error {
 	d.cancel()

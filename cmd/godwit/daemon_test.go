@@ -132,3 +132,31 @@ func TestAttachTunnelClosed(t *testing.T) {
 		t.Errorf("unconnected peers after a failed attach = %q, want [site]", names)
 	}
 }
+
+// TestStopBounded: a teardown that hangs (here a daemon goroutine that
+// holds the daemon lock for good, as the stuck site of the mobility
+// benchmark did) must not keep the process from exiting after SIGTERM:
+// stop gives up after stopTimeout and reports exit status 1.
+func TestStopBounded(t *testing.T) {
+	d := &daemon{log: slog.New(slog.DiscardHandler), cfg: &config.Config{}}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	locked := make(chan struct{})
+	d.wg.Go(func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		close(locked)
+		<-release // ignores d.ctx: stuck
+	})
+	<-locked
+	start := time.Now()
+	err := d.stop()
+	took := time.Since(start)
+	if ee, ok := err.(exitError); !ok || ee.code != 1 {
+		t.Errorf("stop of a stuck daemon = %v, want exit status 1", err)
+	}
+	if took < stopTimeout || took > stopTimeout+time.Second {
+		t.Errorf("stop of a stuck daemon took %v, want about %v", took, stopTimeout)
+	}
+}
