@@ -224,12 +224,15 @@ func (c *Conn) closeLocal(code uint64, reason string) {
 // may reuse it at once. It may block while quic-go's 32-slot send queue is
 // full (congestion control); it returns when the connection closes. A b
 // larger than the current limit fails with *DatagramTooLargeError and
-// sends nothing.
+// sends nothing. While the handshake of a Conn that Dial returned in
+// 0-RTT runs, SendDatagram never blocks: the first 32 datagrams leave in
+// 0-RTT, up to 64 more wait for the handshake, and further ones are
+// dropped.
 func (c *Conn) SendDatagram(b []byte) error {
 	if g := c.gate.Load(); g != nil {
 		g.mu.RLock()
 		defer g.mu.RUnlock()
-		if g.closed {
+		if !g.admit() {
 			g.hold(b)
 			return nil
 		}

@@ -545,11 +545,21 @@ func redialReason(err error) string {
 // signals after the install. Without a tracer (Config.DisableTracer) the
 // gate starts closed: datagrams then wait for the handshake instead of
 // leaving in 0-RTT.
+//
+// No call may block in quic-go while it holds the read lock before the
+// gate closed, or the run loop, waiting in close for the write lock, could
+// never drain the send queue it waits on: a burst in 0-RTT fills the
+// congestion window and then quic-go's 32-slot datagram queue long before
+// the server answers. So at most maxGateDirect datagrams go to quic-go
+// before the gate opened (each finds a free slot); later ones are queued.
 type earlyGate struct {
 	traced bool // the conn's tracer will close the gate; set by newTrace
 
-	mu     sync.RWMutex // mu guards the following field; held for reading around calls into quic-go.
+	mu     sync.RWMutex // mu guards the following fields; held for reading around calls into quic-go.
 	closed bool
+	opened bool // open ran: sends no longer count against maxGateDirect
+
+	direct atomic.Int32 // datagrams handed to quic-go before the gate opened
 
 	qmu   sync.Mutex // qmu guards the following field.
 	queue [][]byte   // datagrams sent while closed, at most maxGateQueue
@@ -561,6 +571,20 @@ type earlyGateKey struct{}
 // maxGateQueue bounds the datagrams held while the gate is closed (about
 // one round trip of traffic); more are dropped, as a full queue would.
 const maxGateQueue = 64
+
+// maxGateDirect is quic-go's datagram send queue length
+// (maxDatagramSendQueueLen in v0.65): that many datagrams handed to quic-go
+// always find a free slot, so none of them blocks.
+const maxGateDirect = 32
+
+// admit reports whether a datagram may go to quic-go now; if not, the
+// caller holds it. The caller holds g.mu for reading.
+func (g *earlyGate) admit() bool {
+	if g.closed {
+		return false
+	}
+	return g.opened || g.direct.Add(1) <= maxGateDirect
+}
 
 func (g *earlyGate) close() {
 	g.mu.Lock()
@@ -582,7 +606,7 @@ func (g *earlyGate) hold(b []byte) {
 func (g *earlyGate) open(qc *quic.Conn) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.closed = false
+	g.closed, g.opened = false, true
 	g.qmu.Lock()
 	q := g.queue
 	g.queue = nil

@@ -334,6 +334,80 @@ func TestZeroRTTReplayDeliversOnce(t *testing.T) {
 	}
 }
 
+// A burst sent in 0-RTT fills quic-go's congestion window and its 32-slot
+// datagram queue long before the server's answer arrives. Senders must not
+// block inside the early gate then: the run loop closes the gate when the
+// server's transport parameters arrive and would wait for them forever.
+func TestZeroRTTBurstDoesNotDeadlock(t *testing.T) {
+	p := newTestPair(t, nil)
+	dir := t.TempDir()
+	primeTicket(t, p, dir)
+	const hold = 300 * time.Millisecond
+	r := startRelay(t, p.srv.LocalAddr(), relay.Config{
+		Delay: func(d relay.Direction, _ uint64) time.Duration {
+			if d == relay.ToClient {
+				return hold
+			}
+			return 0
+		},
+	})
+	accepted := acceptAll(t, p.srv)
+
+	// Not newEndpoint: on a deadlock its Close would hang the test binary.
+	cli, err := NewEndpoint(Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	if err != nil {
+		t.Fatalf("NewEndpoint: %v", err)
+	}
+	deadlocked := false
+	t.Cleanup(func() {
+		if !deadlocked {
+			cli.Close()
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := cli.Dial(ctx, r.Addr().String(), p.sk.pub)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	if got := c.zeroRTTString(); got != "pending" {
+		t.Fatalf("0-RTT state after Dial = %q, want pending", got)
+	}
+	const burst = 300
+	sent := make(chan int, 1)
+	go func() {
+		pkt := make([]byte, 1200)
+		pkt[0] = 0x45
+		n := 0
+		for ; n < burst; n++ {
+			if c.SendDatagram(pkt) != nil {
+				break
+			}
+		}
+		sent <- n
+	}()
+	select {
+	case n := <-sent:
+		if n != burst {
+			t.Errorf("sent %d datagrams before an error, want %d", n, burst)
+		}
+	case <-time.After(5 * time.Second):
+		deadlocked = true
+		t.Fatalf("SendDatagram blocked for 5 s during a 0-RTT handshake (0-RTT %s, hello from %q)", c.zeroRTTString(), c.PeerName())
+	}
+	if !waitFor(5*time.Second, func() bool { return c.PeerName() == "hub" }) {
+		deadlocked = true
+		t.Fatalf("hello exchange not done after the burst (0-RTT %s)", c.zeroRTTString())
+	}
+	var s *Conn
+	select {
+	case s = <-accepted:
+	case <-ctx.Done():
+		t.Fatal("server Accept returned nothing")
+	}
+	exchange(t, s, c, []byte{0x45, 1}) // the server's queue holds the burst
+}
+
 // crash stops e the way kill -9 would: no CONNECTION_CLOSE, no Goodbye.
 func crash(e *Endpoint) {
 	e.tr.Close()
