@@ -136,6 +136,11 @@ func ReadPrivateKeyFile(path string) (PrivateKey, error) {
 // readPrivateKeyFile is ReadPrivateKeyFile without the package prefix on its
 // errors, so that Load can put the config file and line in front.
 func readPrivateKeyFile(path string) (PrivateKey, error) {
+	// Refuse a FIFO before opening it: opening one blocks until a writer
+	// comes. The descriptor is checked again below.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return PrivateKey{}, fmt.Errorf("private key file %s is not a regular file (%v)", path, fi.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
