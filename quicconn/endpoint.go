@@ -46,9 +46,6 @@ type Endpoint struct {
 
 	unreachable atomic.Uint64
 
-	refusedMu sync.Mutex             // refusedMu guards refusedAt.
-	refusedAt map[[32]byte]time.Time // when a refused key was last logged
-
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
 	accepted chan *Conn
@@ -118,18 +115,17 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		return nil, err
 	}
 	e := &Endpoint{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		cert:      cert,
-		sessions:  st.sessions,
-		state:     st,
-		tickets:   tickets,
-		logLimit:  make(map[logKey]time.Time),
-		version:   ProtocolVersion,
-		accepted:  make(chan *Conn),
-		pending:   make(chan struct{}, maxPendingIn),
-		conns:     make(map[*Conn]struct{}),
-		refusedAt: make(map[[32]byte]time.Time),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		cert:     cert,
+		sessions: st.sessions,
+		state:    st,
+		tickets:  tickets,
+		logLimit: make(map[logKey]time.Time),
+		version:  ProtocolVersion,
+		accepted: make(chan *Conn),
+		pending:  make(chan struct{}, maxPendingIn),
+		conns:    make(map[*Conn]struct{}),
 	}
 	e.sock, err = listenUDP(cfg.Listen, cfg.FwMark, &e.unreachable)
 	if err != nil {
@@ -164,17 +160,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 // logRefused logs a handshake refused for an unknown key, at most once a
 // minute per key so that a misconfigured site redialing cannot flood the log.
 func (e *Endpoint) logRefused(key [32]byte) {
-	now := time.Now()
-	e.refusedMu.Lock()
-	last, seen := e.refusedAt[key]
-	if !seen || now.Sub(last) >= time.Minute {
-		if len(e.refusedAt) >= 1024 {
-			clear(e.refusedAt)
-		}
-		e.refusedAt[key] = now
-	}
-	e.refusedMu.Unlock()
-	if !seen || now.Sub(last) >= time.Minute {
+	if e.limitLog(key, "unauthorized") {
 		e.log.Warn("quicconn: refused a peer whose key is not configured", "key", keyString(key))
 	}
 }

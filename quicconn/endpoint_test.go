@@ -8,6 +8,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
 	"strings"
@@ -261,6 +262,24 @@ func TestUnauthorizedClientRefused(t *testing.T) {
 			case <-time.After(300 * time.Millisecond):
 			}
 		})
+	}
+}
+
+func TestRefusedKeyLoggedOncePerMinute(t *testing.T) {
+	h := &recordHandler{}
+	e := newEndpoint(t, Config{PrivateKey: newKey(t).priv, Logger: slog.New(h)})
+	a, b := newKey(t).pub, newKey(t).pub
+	for _, k := range [][32]byte{a, a, b, a, b} {
+		e.logRefused(k)
+	}
+	// A 0-RTT refusal for the same key is limited on its own.
+	e.countRefused(a, refusedReplay)
+	const msg = "quicconn: refused a peer whose key is not configured"
+	if got, want := h.count(msg), 2; got != want {
+		t.Errorf("%q logged %d times for keys a, a, b, a, b, want %d", msg, got, want)
+	}
+	if got, want := h.count("quicconn: refused 0-RTT data"), 1; got != want {
+		t.Errorf("0-RTT refusal logged %d times after the key refusals, want %d", got, want)
 	}
 }
 
