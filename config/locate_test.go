@@ -74,3 +74,21 @@ func TestLocateNeverPanics(t *testing.T) {
 		locate(s)
 	}
 }
+
+// FuzzLocate runs the locator on any text, TOML or not: it must not panic
+// or loop, and every line it records must lie within the text.
+func FuzzLocate(f *testing.F) {
+	for _, s := range []string{"", "[", "[[", "\"", "'''", "a = \"\\", "a = [", "a = {", "= 1", "]]]", "a.\n", "\"\"\"\\", "x = '''a''",
+		"[interface]\nname = \"gw0\"\n\n[[peer]]\nname = \"a\"\nallowed_ips = [\n  \"10.0.0.0/8\",\n]\n",
+		"a = \"\"\"\nx\\\n\"\"\"\n'b.c'.\"d\" = { e = [1, {f = 2}] }\n[[t]]\n[[t]]\n[t.u]\nk = 1 # c\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		last := strings.Count(s, "\n") + 1
+		for path, line := range locate(s) {
+			if line < 1 || line > last {
+				t.Fatalf("locate(%q): %q at line %d, text has %d lines", s, path, line, last)
+			}
+		}
+	})
+}
