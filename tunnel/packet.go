@@ -237,7 +237,8 @@ func buildICMP(out, orig []byte, kind icmpKind, mtu int, src netip.Addr) int {
 	clear(m[:icmpHeaderLen])
 	m[0], m[1] = typ, code
 	if kind == icmpTooBig {
-		binary.BigEndian.PutUint32(m[4:8], uint32(min(mtu, math.MaxUint32)))
+		// mtu >= 1280 here; uint64 so this compiles where int is 32 bits.
+		binary.BigEndian.PutUint32(m[4:8], uint32(min(uint64(mtu), math.MaxUint32)))
 	}
 	copy(m[icmpHeaderLen:], orig[:quote])
 	binary.BigEndian.PutUint16(m[2:4], checksum(m, pseudoHeaderSum6(h, mlen)))

@@ -360,7 +360,7 @@ func FuzzICMPTooBig(f *testing.F) {
 					t.Fatalf("type %d code %d mtu %d for limit %d", e.typ, e.code, e.mtu, limit)
 				}
 			case 6:
-				if e.typ != 2 || e.mtu != min(limit, math.MaxUint32) || limit < 1280 {
+				if e.typ != 2 || int64(e.mtu) != min(int64(limit), math.MaxUint32) || limit < 1280 {
 					t.Fatalf("type %d mtu %d for limit %d", e.typ, e.mtu, limit)
 				}
 			}
