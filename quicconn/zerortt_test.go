@@ -301,6 +301,11 @@ func TestZeroRTTReplayDeliversOnce(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return c.Stats().Used0RTT }) {
 		t.Fatalf("0-RTT not used (%s)", c.zeroRTTString())
 	}
+	// Replay takes what was recorded by then: at least the 4 datagrams
+	// whose replays are counted below (a slow handshake may have sent 3).
+	if !waitFor(5*time.Second, func() bool { return r.Stats().ToServer.Packets >= 4 }) {
+		t.Fatalf("client sent %d datagrams through the relay, want 4", r.Stats().ToServer.Packets)
+	}
 	r.Replay(4, 3, 100*time.Millisecond)
 	if !waitFor(5*time.Second, func() bool { return r.Stats().Replayed >= 12 }) {
 		t.Fatal("relay did not replay")
