@@ -55,7 +55,7 @@ func (p *peer) receivePacket(d []byte) {
 		p.stats.unknownFormat.Add(1)
 		return
 	}
-	if n > bufSize-packetOffset { // only an IPv6 packet with a 64 KiB payload
+	if n > bufSize-packetOffset { // over 65519 bytes: no QUIC datagram is that large
 		p.stats.inMalformed.Add(1)
 		return
 	}
@@ -90,9 +90,10 @@ func (p *peer) receivePacket(d []byte) {
 }
 
 // writeTUN writes the packets of t.inbound to the device, a batch per
-// Write, until ctx is done. A failed Write loses the rest of its batch and
-// is counted; writeTUN returns an error only if the device is closed while
-// ctx is not done.
+// Write, until ctx is done. A failed Write is counted and loses the
+// packets of its batch that it did not write (wgtun tries each one; the
+// error joins the failures); writeTUN returns an error only if the device
+// is closed while ctx is not done.
 func (t *Tunnel) writeTUN(ctx context.Context) error {
 	t.log.Debug("tunnel: writeTUN started")
 	defer t.log.Debug("tunnel: writeTUN stopped")

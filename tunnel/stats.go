@@ -28,6 +28,8 @@ import (
 //   - UnknownFormat ("unknown_format"): first nibble neither 4 nor 6 (these
 //     are reserved for later datagram formats).
 //   - TUNQueueFull ("tun_queue_full"): the queue to the TUN writer was full.
+//     ICMP errors the tunnel generates itself go through the same queue;
+//     their drops count here too, in Stats.Total but in no peer's Counters.
 type Drops struct {
 	NoRoute, QueueFull, TooBig, SendError, OutMalformed uint64
 	BadSource, InMalformed, UnknownFormat, TUNQueueFull uint64
@@ -101,7 +103,8 @@ func (c *Counters) add(o Counters) {
 // Stats is a snapshot of a Tunnel's counters, made by [Tunnel.Stats].
 type Stats struct {
 	// Total sums everything since New, including peers since removed and
-	// drops that belong to no peer (NoRoute, OutMalformed).
+	// drops that belong to no peer (NoRoute, OutMalformed, and
+	// TUNQueueFull of the tunnel's own ICMP errors).
 	Total Counters
 	// Peers has the counters of each current peer since it was added.
 	Peers map[PeerID]Counters
@@ -112,8 +115,8 @@ type Stats struct {
 	// TooManySegments counts TUN reads that returned
 	// wgtun.ErrTooManySegments (some packets of a coalesced segment lost).
 	TooManySegments uint64
-	// TUNWriteErrors counts failed TUN writes (the rest of that batch is
-	// lost).
+	// TUNWriteErrors counts failed TUN writes: batches of which some
+	// packets were not written (and are lost).
 	TUNWriteErrors uint64
 }
 
