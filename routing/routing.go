@@ -256,7 +256,8 @@ func family(a netip.Addr) int {
 //
 // An invalid cfg or a missing link changes nothing. Otherwise a failing
 // operation does not stop the others: Set returns all errors joined, and a
-// later Set retries what failed.
+// later Set retries what failed, except removals from a link that cfg no
+// longer names (those are reported once and forgotten).
 func (m *Manager) Set(cfg *Config) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -278,7 +279,12 @@ func (m *Manager) Set(cfg *Config) error {
 	if l.index != m.link.index {
 		// A different link (renamed config, or the TUN was recreated):
 		// whatever we put on the old one is either gone with it or must go.
+		// What cannot be removed from it is reported and forgotten: the
+		// maps below describe the managed link, and keeping it there would
+		// keep it off the new link for good.
 		errs = append(errs, m.dropLinkStateLocked()...)
+		clear(m.addrs)
+		clear(m.routes)
 		m.link = l
 	}
 

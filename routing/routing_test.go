@@ -558,3 +558,38 @@ func TestConcurrentSet(t *testing.T) {
 		t.Errorf("after Close: fake kernel not empty: addrs=%v routes=%v rules=%v", f.addrs, f.routes, f.rules)
 	}
 }
+
+// TestRenameAfterFailedRemoval checks that when the interface changes and
+// removing the state from the old link fails, the new link still gets all
+// of it: what could not be removed is reported, not kept as "installed"
+// (which kept it off the new link for good).
+func TestRenameAfterFailedRemoval(t *testing.T) {
+	errDel := errors.New("injected del failure")
+	f := newFake(gw0, linkInfo{name: "gw1", index: 9, mtu: 1500, up: true, tun: true})
+	m := newManager(f, Options{})
+	cfg := &Config{Interface: "gw0", Addrs: pfx("10.77.0.1/24"), Routes: pfx("192.168.20.0/24")}
+	if err := m.Set(cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.takeOps()
+
+	f.fail["addr del 10.77.0.1/24 dev gw0"] = errDel
+	f.fail["route del 192.168.20.0/24 dev gw0 table main"] = errDel
+	cfg.Interface = "gw1"
+	if err := m.Set(cfg); !errors.Is(err, errDel) {
+		t.Errorf("Set(gw1) = %v, want it to wrap %v", err, errDel)
+	}
+	diffOps(t, "renamed", f.takeOps(), []string{
+		"route del 192.168.20.0/24 dev gw0 table main",
+		"addr del 10.77.0.1/24 dev gw0",
+		"sysctl net.ipv4.conf.gw1.send_redirects=0",
+		"addr add 10.77.0.1/24 dev gw1",
+		"route add 192.168.20.0/24 dev gw1 table main",
+	})
+
+	clear(f.fail)
+	if err := m.Set(cfg); err != nil {
+		t.Fatalf("Set(gw1) again = %v, want nil", err)
+	}
+	diffOps(t, "converged", f.takeOps(), nil)
+}
