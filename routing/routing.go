@@ -303,6 +303,7 @@ func (m *Manager) Set(cfg *Config) error {
 		m.sysctlIndex = l.index
 	}
 
+	installed := m.installedLocked()
 	// Remove before add: rules first so no traffic is steered into a table
 	// that is being emptied, addresses before adding so an IPv6 address
 	// whose prefix length changed is not replaced and then deleted.
@@ -321,6 +322,7 @@ func (m *Manager) Set(cfg *Config) error {
 			errs = m.delAddrLocked(errs, l, p)
 		}
 	}
+	removed := installed - m.installedLocked()
 	// Add: addresses, then routes, then the rules that steer traffic into
 	// the routes' table.
 	added := 0
@@ -354,7 +356,7 @@ func (m *Manager) Set(cfg *Config) error {
 			}
 		}
 	}
-	if added > 0 {
+	if added > 0 || removed > 0 {
 		m.log.Info("host state updated", "link", l.name, "addrs", len(m.addrs), "routes", len(m.routes), "rules", len(m.rules))
 	}
 	return errors.Join(errs...)
@@ -419,15 +421,22 @@ func (m *Manager) dropLinkStateLocked() []error {
 
 // removeAllLocked removes every rule, route and address the Manager added.
 func (m *Manager) removeAllLocked() error {
+	installed := m.installedLocked()
 	var errs []error
 	for _, r := range sortedRules(m.rules) {
 		errs = m.delRuleLocked(errs, r)
 	}
 	errs = append(errs, m.dropLinkStateLocked()...)
-	if len(errs) == 0 && m.link.index != 0 {
+	if len(errs) == 0 && installed > 0 {
 		m.log.Info("host state removed", "link", m.link.name)
 	}
 	return errors.Join(errs...)
+}
+
+// installedLocked returns how many addresses, routes and rules the Manager
+// has installed.
+func (m *Manager) installedLocked() int {
+	return len(m.addrs) + len(m.routes) + len(m.rules)
 }
 
 // Close removes everything the Manager added (addresses, routes, rules) and

@@ -3,7 +3,9 @@
 package routing
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -592,4 +594,64 @@ func TestRenameAfterFailedRemoval(t *testing.T) {
 		t.Fatalf("Set(gw1) again = %v, want nil", err)
 	}
 	diffOps(t, "converged", f.takeOps(), nil)
+}
+
+// infoRecorder is a slog.Handler that keeps the messages of Info and
+// higher records.
+type infoRecorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *infoRecorder) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+func (r *infoRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, rec.Message)
+	return nil
+}
+func (r *infoRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *infoRecorder) WithGroup(string) slog.Handler      { return r }
+
+func (r *infoRecorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	msgs := r.msgs
+	r.msgs = nil
+	return msgs
+}
+
+// TestSetLogsChanges checks that every Set that changes the host state,
+// removals alone included, says so once at Info, and that one that changes
+// nothing stays quiet.
+func TestSetLogsChanges(t *testing.T) {
+	rec := &infoRecorder{}
+	m := newManager(newFake(gw0), Options{Logger: slog.New(rec)})
+	two := &Config{Interface: "gw0", Routes: pfx("192.168.20.0/24", "192.168.21.0/24")}
+	one := &Config{Interface: "gw0", Routes: pfx("192.168.20.0/24")}
+	steps := []struct {
+		name string
+		cfg  *Config
+		want []string
+	}{
+		{"add", two, []string{"host state updated"}},
+		{"same again", two, nil},
+		{"remove only", one, []string{"host state updated"}},
+		{"remove all", nil, []string{"host state removed"}},
+		{"remove all again", nil, nil},
+	}
+	for _, st := range steps {
+		if err := m.Set(st.cfg); err != nil {
+			t.Fatalf("%s: Set = %v", st.name, err)
+		}
+		if got := rec.take(); !slices.Equal(got, st.want) {
+			t.Errorf("%s: Info logs = %q, want %q", st.name, got, st.want)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if got := rec.take(); got != nil {
+		t.Errorf("Close with nothing installed: Info logs = %q, want none", got)
+	}
 }
