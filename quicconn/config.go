@@ -83,10 +83,13 @@ type Config struct {
 	RedialMin, RedialMax time.Duration
 
 	// PickUplink, if not nil, is asked before every DialLoop attempt which
-	// uplink (see Endpoint.AddUplink) to dial on; "", or a name that is not
-	// a usable uplink, means the Endpoint's own socket. It is called on
-	// DialLoop's goroutine and must be fast and safe for concurrent use.
-	PickUplink func() string
+	// uplink (see Endpoint.AddUplink) to dial on; "" means the Endpoint's
+	// own socket. ok false (no uplink is usable), or a name that is not an
+	// added uplink, makes DialLoop wait without dialing until
+	// Endpoint.UplinksChanged is called (or RedialMax passed). It is
+	// called on DialLoop's goroutine and must be fast and safe for
+	// concurrent use.
+	PickUplink func() (name string, ok bool)
 	// OnPathDead, if not nil, is called when a connection's active path is
 	// suspect: nothing at all (datagram or control message) arrived for 3
 	// smoothed RTTs plus PathDeadFloor after a heartbeat was sent. It is

@@ -4,6 +4,7 @@ package quicconn
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -29,12 +30,30 @@ import (
 // received on the new one (logged when that datagram arrives, or without
 // an outage when the new connection ends first).
 //
+// A connection ended with [Conn.Abandon] is redialed at once as well. With
+// Config.PickUplink, every attempt dials on the uplink it names; while it
+// reports none usable the loop waits (logged once) for
+// [Endpoint.UplinksChanged], which also cuts short the backoff after a
+// failed attempt.
+//
 // up runs on DialLoop's goroutine and should return promptly; the Conn
 // stays owned by DialLoop, which closes it ("shutting down") when ctx is
 // done. DialLoop blocks until ctx is done.
 func (e *Endpoint) DialLoop(ctx context.Context, addr string, peer [32]byte, up func(*Conn)) {
-	dial := func(ctx context.Context) (*Conn, error) { return e.DialVia(ctx, e.pickUplink(), addr, peer) } // uplink.go
-	dialLoop(ctx, e.log.With("addr", addr, "peer", keyString(peer)), backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, dial, up)
+	dial := func(ctx context.Context) (*Conn, error) {
+		name, err := e.pickUplink() // uplink.go
+		if err != nil {
+			return nil, err
+		}
+		return e.DialVia(ctx, name, addr, peer)
+	}
+	dialLoop(ctx, e.log.With("addr", addr, "peer", keyString(peer)), backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, e.uplinkWake, dial, up)
+}
+
+// abandoner is implemented by *Conn: abandoned reports that Abandon ended
+// it, so the loop redials at once.
+type abandoner interface {
+	abandoned() bool
 }
 
 // firstDatagrammer is implemented by *Conn: its channel is closed when the
@@ -72,13 +91,14 @@ func (b backoff) delay(failures int, rnd func() float64) time.Duration {
 	return min(time.Duration(float64(d)*(0.5+rnd())), b.max)
 }
 
-// dialLoop is DialLoop with the dialing, and the counters (rs, may be
-// nil), replaceable for tests.
-func dialLoop[C liveConn](ctx context.Context, log *slog.Logger, b backoff, rs *redialStats, dial func(context.Context) (C, error), up func(C)) {
+// dialLoop is DialLoop with the dialing, the counters (rs, may be nil)
+// and the uplink wake-up (wake, may be nil) replaceable for tests.
+func dialLoop[C liveConn](ctx context.Context, log *slog.Logger, b backoff, rs *redialStats, wake func() <-chan struct{}, dial func(context.Context) (C, error), up func(C)) {
 	if rs == nil {
 		rs = new(redialStats)
 	}
 	failures := 0
+	waiting := false // logged "no usable uplink" since the last attempt
 	var (
 		died      time.Time // when the previous conn ended; zero before the first
 		reason    string    // why it ended
@@ -88,20 +108,34 @@ func dialLoop[C liveConn](ctx context.Context, log *slog.Logger, b backoff, rs *
 		if ctx.Err() != nil {
 			return
 		}
+		var woken <-chan struct{} // taken before dial: no change is missed
+		if wake != nil {
+			woken = wake()
+		}
 		c, err := dial(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
+			if errors.Is(err, ErrNoUplink) {
+				if !waiting {
+					log.Info("quicconn: no usable uplink; waiting for one", "err", err)
+					waiting = true
+				}
+				if !sleepWake(ctx, b.max, woken) {
+					return
+				}
+				continue
+			}
 			failures++
 			d := b.delay(failures, rand.Float64)
 			log.Info("quicconn: dial failed", "attempt", failures, "retry_in", d.Round(time.Millisecond), "err", err)
-			if !sleep(ctx, d) {
+			if !sleepWake(ctx, d, woken) {
 				return
 			}
 			continue
 		}
-		failures = 0
+		failures, waiting = 0, false
 		up(c)
 		redial := !died.IsZero()
 		var first <-chan struct{} // nil (never ready) when not measurable
@@ -135,6 +169,9 @@ func dialLoop[C liveConn](ctx context.Context, log *slog.Logger, b backoff, rs *
 				if reason == "stateless reset" {
 					lastReset = died
 				}
+				if a, ok := any(c).(abandoner); ok && a.abandoned() {
+					d = 0 // its path is gone: the mobility policy wants a new one now
+				}
 				log.Info("quicconn: connection ended, redialing", "reason", reason, "err", c.Err(), "retry_in", d.Round(time.Millisecond))
 				if !sleep(ctx, d) {
 					return
@@ -154,6 +191,21 @@ func zeroRTTOf(c any) string {
 		return z.zeroRTTString()
 	}
 	return ""
+}
+
+// sleepWake waits d, until woken is closed (a nil woken never is) or until
+// ctx is done; it reports whether ctx is still live.
+func sleepWake(ctx context.Context, d time.Duration, woken <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-woken:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // sleep waits d or until ctx is done; it reports whether d passed.

@@ -109,7 +109,7 @@ func TestDialLoopBackoff(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			dialLoop(ctx, slog.New(h), b, nil, dial, func(c *fakeConn) {
+			dialLoop(ctx, slog.New(h), b, nil, nil, dial, func(c *fakeConn) {
 				mu.Lock()
 				ups = append(ups, c)
 				mu.Unlock()
@@ -175,5 +175,121 @@ func TestDialLoopBackoff(t *testing.T) {
 		if got := conns[1].closed; got != "shutting down" {
 			t.Errorf("live conn closed with %q on cancel, want %q", got, "shutting down")
 		}
+	})
+}
+
+// goneConn is a fakeConn that reports being abandoned (Conn.Abandon).
+type goneConn struct{ *fakeConn }
+
+func (g goneConn) abandoned() bool { return true }
+
+// TestDialLoopUplinks: while no uplink is usable the loop does not dial
+// but waits for the wake-up (UplinksChanged), which also cuts a backoff
+// short; a connection ended by Abandon is redialed without the RedialMin
+// wait, one ended otherwise after it.
+func TestDialLoopUplinks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := backoff{min: 250 * time.Millisecond, max: 5 * time.Second}
+		var (
+			mu       sync.Mutex // guards the following fields.
+			results  []error    // what the next attempts return; nil: a conn
+			attempts []time.Time
+			conns    []*fakeConn
+			wake     = make(chan struct{})
+		)
+		wakeUp := func() {
+			mu.Lock()
+			close(wake)
+			wake = make(chan struct{})
+			mu.Unlock()
+			synctest.Wait()
+		}
+		gone := map[*fakeConn]bool{}
+		dial := func(context.Context) (liveConn, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts = append(attempts, time.Now())
+			if len(results) > 0 {
+				err := results[0]
+				results = results[1:]
+				if err != nil {
+					return nil, err
+				}
+			}
+			c := newFakeConn()
+			conns = append(conns, c)
+			if gone[nil] { // the next conn will be abandoned
+				delete(gone, nil)
+				return goneConn{c}, nil
+			}
+			return c, nil
+		}
+		count := func() int {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(attempts)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		mu.Lock()
+		results = []error{ErrNoUplink, ErrNoUplink, errors.New("refused"), nil}
+		mu.Unlock()
+		h := &recordHandler{}
+		go dialLoop(ctx, slog.New(h), b, nil, func() <-chan struct{} {
+			mu.Lock()
+			defer mu.Unlock()
+			return wake
+		}, dial, func(liveConn) {})
+
+		synctest.Wait()
+		if n := count(); n != 1 {
+			t.Fatalf("attempts without an uplink = %d, want 1 (then wait)", n)
+		}
+		time.Sleep(b.max / 2)
+		synctest.Wait()
+		if n := count(); n != 1 {
+			t.Fatalf("attempts %v after no uplink = %d, want 1 (waiting for a wake-up)", b.max/2, n)
+		}
+		wakeUp() // still none
+		if n := count(); n != 2 {
+			t.Fatalf("attempts after a wake-up = %d, want 2", n)
+		}
+		if got := h.count("quicconn: no usable uplink; waiting for one"); got != 1 {
+			t.Errorf("%d waiting log lines, want 1", got)
+		}
+		wakeUp() // fails: backoff
+		if n := count(); n != 3 {
+			t.Fatalf("attempts after the second wake-up = %d, want 3", n)
+		}
+		wakeUp() // cuts the backoff short: a conn
+		if n := count(); n != 4 {
+			t.Fatalf("attempts after a wake-up during the backoff = %d, want 4", n)
+		}
+
+		// An ordinary end waits about RedialMin.
+		mu.Lock()
+		gone[nil] = true // the next conn is abandoned
+		c := conns[0]
+		mu.Unlock()
+		c.kill()
+		synctest.Wait()
+		if n := count(); n != 4 {
+			t.Errorf("attempts right after an ordinary end = %d, want 4 (RedialMin first)", n)
+		}
+		time.Sleep(b.min * 3 / 2)
+		synctest.Wait()
+		if n := count(); n != 5 {
+			t.Fatalf("attempts after RedialMin = %d, want 5", n)
+		}
+		mu.Lock()
+		c = conns[1]
+		mu.Unlock()
+		c.kill() // abandoned: at once
+		synctest.Wait()
+		if n := count(); n != 6 {
+			t.Errorf("attempts right after Abandon = %d, want 6 (no wait)", n)
+		}
+		cancel()
+		synctest.Wait()
 	})
 }

@@ -55,6 +55,7 @@ type mobState struct {
 	lastRx  atomic.Int64 // nanoseconds since Conn.start of the latest datagram or control message
 	pending atomic.Bool  // a migration waits for its first received packet
 	suspect atomic.Bool  // OnPathDead was called; cleared when a packet arrives
+	gone    atomic.Bool  // Abandon closed the conn: DialLoop redials at once
 
 	mu sync.Mutex // mu guards the following fields.
 	// released is set when the conn died and gave its uplinks back.
@@ -67,10 +68,15 @@ type mobState struct {
 	captured      bool
 	local, remote netip.AddrPort
 	standby       map[string]*standbyPath
-	migrations    uint64
-	lastOutage    time.Duration
-	cur           Migration // the pending migration
-	before        int64     // lastRx when the pending migration started
+	// retiring holds, per uplink, a channel closed once the path that
+	// SwitchUplink left on it is closed: a new path on the same Transport
+	// is not validated while the old one exists (quic-go attributes the
+	// Transport's packets to the first path that used it).
+	retiring   map[*uplink]chan struct{}
+	migrations uint64
+	lastOutage time.Duration
+	cur        Migration // the pending migration
+	before     int64     // lastRx when the pending migration started
 }
 
 type standbyPath struct {
@@ -239,11 +245,37 @@ func (c *Conn) ProbeUplink(ctx context.Context, name string) error {
 	if ep == nil {
 		return fmt.Errorf("quicconn: probe via %s: connection not registered", name)
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultProbeTimeout)
+		defer cancel()
+	}
+	// Not during a 0-RTT handshake: AddPath reads the peer's transport
+	// parameters, which quic-go replaces when the handshake completes
+	// (see earlyGate), and the peer has issued no connection ID for a
+	// new path yet.
+	select {
+	case <-c.qc.HandshakeComplete():
+	case <-c.qc.Context().Done():
+		return fmt.Errorf("quicconn: probe via %s: %w", name, net.ErrClosed)
+	case <-ctx.Done():
+		return fmt.Errorf("quicconn: probe via %s: handshake not complete: %w", name, context.Cause(ctx))
+	}
 	u, err := ep.acquireUplink(name)
 	if err != nil {
 		return fmt.Errorf("quicconn: probe via %s: %w", name, err)
 	}
 	defer ep.releaseUplink(u)
+	c.mob.mu.Lock()
+	retiring := c.mob.retiring[u]
+	c.mob.mu.Unlock()
+	if retiring != nil {
+		select {
+		case <-retiring:
+		case <-ctx.Done():
+			return fmt.Errorf("quicconn: probe via %s: old path not closed yet: %w", name, context.Cause(ctx))
+		}
+	}
 	c.mob.mu.Lock()
 	if c.mob.released {
 		c.mob.mu.Unlock()
@@ -278,11 +310,6 @@ func (c *Conn) ProbeUplink(ctx context.Context, name string) error {
 		_ = old.p.Close()
 	}
 
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultProbeTimeout)
-		defer cancel()
-	}
 	start := time.Now()
 	err = p.Probe(ctx)
 	c.mob.mu.Lock()
@@ -315,8 +342,9 @@ func (c *Conn) dropStandby(name string) {
 
 // oldPathGrace is how long a path stays open after the connection
 // switched away from it: quic-go's Switch takes effect in its run loop a
-// moment after it returns.
-const oldPathGrace = time.Second
+// moment after it returns (SwitchUplink's heartbeat wakes the loop at
+// once). A probe of the old path's uplink waits for it.
+const oldPathGrace = 250 * time.Millisecond
 
 // SwitchUplink makes the validated standby path on the uplink name the
 // active path (make-before-break: probe first with ProbeUplink). It counts
@@ -349,7 +377,15 @@ func (c *Conn) SwitchUplink(name string) error {
 	if c.mob.active != nil {
 		from = c.mob.active.name
 	}
-	oldPath := c.mob.path
+	oldPath, oldUplink := c.mob.path, c.mob.active
+	var retired chan struct{}
+	if oldPath != nil && oldUplink != nil {
+		retired = make(chan struct{})
+		if c.mob.retiring == nil {
+			c.mob.retiring = make(map[*uplink]chan struct{})
+		}
+		c.mob.retiring[oldUplink] = retired
+	}
 	c.mob.active, c.mob.path = sb.u, sb.p
 	delete(c.mob.standby, name)
 	c.mob.local = addrPortOf(sb.u.sock.LocalAddr())
@@ -378,6 +414,14 @@ func (c *Conn) SwitchUplink(name string) error {
 			if !active {
 				_ = oldPath.Close()
 			}
+			if retired != nil {
+				c.mob.mu.Lock()
+				if c.mob.retiring[oldUplink] == retired {
+					delete(c.mob.retiring, oldUplink)
+				}
+				c.mob.mu.Unlock()
+				close(retired)
+			}
 		})
 	}
 	// Seq 0 is never one of the heartbeat loop's, so the reply only counts
@@ -387,6 +431,29 @@ func (c *Conn) SwitchUplink(name string) error {
 	}
 	return nil
 }
+
+// Abandon closes c at once because its path is gone (its uplink went
+// away, or it went silent, and there is no validated standby to switch
+// to): unlike Close it sends no Goodbye and does not wait for the peer,
+// whose answer could not arrive anyway. The CONNECTION_CLOSE goes out on
+// the old path and is probably lost; the peer replaces the connection
+// when the new one arrives. A DialLoop that owns c dials again at once
+// (on the uplink Config.PickUplink names, with 0-RTT when it can) instead
+// of after RedialMin. It returns once c is done; abandoning a dead
+// connection does nothing. Safe for concurrent use.
+func (c *Conn) Abandon(reason string) {
+	select {
+	case <-c.done:
+		return
+	default:
+	}
+	c.mob.gone.Store(true)
+	c.closeLocal(CodeNoError, reason)
+	<-c.done
+}
+
+// abandoned reports whether Abandon closed c (DialLoop's abandoner).
+func (c *Conn) abandoned() bool { return c.mob.gone.Load() }
 
 // armPathCheck runs after every heartbeat sent at sent: if nothing at all
 // arrives within 3 smoothed RTTs plus Config.PathDeadFloor, the active path

@@ -39,7 +39,16 @@ type uplink struct {
 type uplinks struct {
 	byName    map[string]*uplink   // the current uplink of each name
 	lingering map[*uplink]struct{} // removed and replaced, still used by live conns
+	// wake is closed (and dropped) by UplinksChanged; nil until a
+	// DialLoop asks for it.
+	wake chan struct{}
 }
+
+// ErrNoUplink is returned (wrapped) by a DialLoop attempt when
+// Config.PickUplink reports that no uplink is usable, or names one that
+// is not added: the loop then waits for [Endpoint.UplinksChanged] instead
+// of dialing on the Endpoint's own socket.
+var ErrNoUplink = errors.New("quicconn: no usable uplink")
 
 // UplinkInfo describes one uplink of an [Endpoint].
 type UplinkInfo struct {
@@ -291,22 +300,51 @@ func (e *Endpoint) dialTransport(ctx context.Context) *quic.Transport {
 	return e.tr
 }
 
-// pickUplink returns the uplink DialLoop dials on: Config.PickUplink's
-// answer when it names a usable uplink, else "" (the main socket).
-func (e *Endpoint) pickUplink() string {
-	if e.cfg.PickUplink == nil {
-		return ""
+// UplinksChanged tells every DialLoop that the usable uplinks changed: a
+// loop that waits because no uplink was usable (ErrNoUplink), or that
+// backs off after a failed attempt, asks Config.PickUplink again and
+// dials at once. Call it after the answer of PickUplink changed. Safe for
+// concurrent use; it does not block.
+func (e *Endpoint) UplinksChanged() {
+	e.upMu.Lock()
+	defer e.upMu.Unlock()
+	if e.upl.wake != nil {
+		close(e.upl.wake)
+		e.upl.wake = nil
 	}
-	name := e.cfg.PickUplink()
+}
+
+// uplinkWake returns a channel that the next UplinksChanged closes.
+func (e *Endpoint) uplinkWake() <-chan struct{} {
+	e.upMu.Lock()
+	defer e.upMu.Unlock()
+	if e.upl.wake == nil {
+		e.upl.wake = make(chan struct{})
+	}
+	return e.upl.wake
+}
+
+// pickUplink returns the uplink DialLoop dials on: "" (the main socket)
+// without Config.PickUplink or when it says so, else the uplink it names.
+// It fails with ErrNoUplink when PickUplink reports none usable or names
+// one that is not added: a site with uplinks never dials outside them.
+func (e *Endpoint) pickUplink() (string, error) {
+	if e.cfg.PickUplink == nil {
+		return "", nil
+	}
+	name, ok := e.cfg.PickUplink()
+	if !ok {
+		return "", ErrNoUplink
+	}
 	if name == "" {
-		return ""
+		return "", nil
 	}
 	e.upMu.Lock()
 	defer e.upMu.Unlock()
 	if u := e.upl.byName[name]; u == nil || u.removed {
-		return ""
+		return "", fmt.Errorf("%w: %s is not added", ErrNoUplink, name)
 	}
-	return name
+	return name, nil
 }
 
 // addrPortOf converts a socket address to netip, unmapping IPv4.

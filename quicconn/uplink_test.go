@@ -5,6 +5,7 @@ package quicconn
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -226,4 +227,69 @@ func pollFor(d time.Duration, f func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return true
+}
+
+// TestDialLoopWaitsForUplink: with PickUplink reporting no usable uplink
+// the loop dials nothing, not even on the Endpoint's own socket; after
+// UplinksChanged it dials on the uplink named; a conn it owns that is
+// abandoned is redialed at once, long before RedialMin, on the uplink
+// again.
+func TestDialLoopWaitsForUplink(t *testing.T) {
+	var pick atomic.Value // string; "" means none usable
+	pick.Store("")
+	p := newTestPair(t, func(cli, srv *Config) {
+		cli.Listen = ""
+		cli.RedialMin, cli.RedialMax = 10*time.Second, 20*time.Second
+		cli.PickUplink = func() (string, bool) {
+			n := pick.Load().(string)
+			return n, n != ""
+		}
+	})
+	addLoopbackUplink(t, p.cli)
+	accepted := acceptAll(t, p.srv)
+	ups := make(chan *Conn, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.cli.DialLoop(ctx, p.srv.LocalAddr().String(), p.sk.pub, func(c *Conn) { ups <- c })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	select {
+	case c := <-ups:
+		t.Fatalf("dialed on %q while no uplink was usable", c.Uplink())
+	case <-time.After(500 * time.Millisecond):
+	}
+	pick.Store("lo")
+	p.cli.UplinksChanged()
+	var c *Conn
+	select {
+	case c = <-ups:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dial within 10 s of UplinksChanged")
+	}
+	if got := c.Uplink(); got != "lo" {
+		t.Errorf("Uplink() = %q, want lo", got)
+	}
+	s := <-accepted
+	exchange(t, c, s, []byte{0x45, 1})
+
+	start := time.Now()
+	c.Abandon("test: path gone")
+	var ce *CloseError
+	if err := c.Err(); !errors.As(err, &ce) || ce.Reason != "test: path gone" || ce.Remote {
+		t.Errorf("Err() after Abandon = %v, want a local CloseError with the reason", err)
+	}
+	select {
+	case c2 := <-ups:
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("redial after Abandon took %v, want it at once (RedialMin is 10 s)", took)
+		}
+		if got := c2.Uplink(); got != "lo" {
+			t.Errorf("redialed conn Uplink() = %q, want lo", got)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("no redial within 8 s of Abandon (RedialMin is 10 s)")
+	}
 }

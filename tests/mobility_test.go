@@ -443,6 +443,9 @@ func TestMobilityFlap(t *testing.T) {
 		ml.wifiUp(t)
 		n++
 		ml.waitMigrated(t, n, "wifi0")
+		// Without a validated standby the next loss redials (a new
+		// handshake): wait until cell0 is a standby again.
+		ml.waitPaths(t, 10*time.Second, "cell0 standby again", func(p *mobPeer) bool { return p.validated("cell0") })
 	}
 	t.Logf("10 switches in a row took %v", time.Since(start).Round(time.Millisecond))
 	// Let the standby come back and the old paths close.
@@ -552,4 +555,86 @@ func TestMobilityBlackhole(t *testing.T) {
 	t.Logf("during the blackhole the site logged %d path suspicions, %d switches, %d failed dials, %d connections",
 		len(ml.siteD.logLines("path suspect")), len(ml.siteD.logLines("quicconn: switched path")),
 		len(ml.siteD.logLines("dial failed")), len(ml.siteD.logLines("peer connected")))
+}
+
+// TestMobilityRedialNoStandby: with the cellular uplink down there is no
+// standby; Wi-Fi goes away and cellular comes up right after, as two
+// separate changes. The site redials at once with 0-RTT on cell0 instead
+// of probing cell0 first and switching (bug: an outage of about 1 s and
+// no redial), and when Wi-Fi is back the connection moves to it.
+func TestMobilityRedialNoStandby(t *testing.T) {
+	t.Parallel()
+	ml := startMobLab(t)
+	ml.cellDown(t, mobLinkDown)
+	ml.waitPaths(t, 10*time.Second, "wifi0 active without a cell0 standby", func(p *mobPeer) bool {
+		return p.active() == "wifi0" && !p.validated("cell0")
+	})
+	ping := startPinger(t, ml.site, mobHubTun)
+	time.Sleep(500 * time.Millisecond)
+
+	ml.wifiDown(t, mobLinkDown)
+	ml.siteD.waitLog(t, 5*time.Second, "no uplink to move to; waiting")
+	ml.cellUp(t)
+	ml.siteD.waitLog(t, 10*time.Second, "redialing: no validated standby", "via=cell0")
+	ml.siteD.waitLog(t, 10*time.Second, "quicconn: redialed")
+	p := ml.waitPaths(t, 10*time.Second, "a connection on cell0", func(p *mobPeer) bool {
+		return p.State == "connected" && p.active() == "cell0"
+	})
+	if p.Migrations != 0 {
+		t.Errorf("migrations = %d on the redialed connection, want 0 (a redial, not a switch)", p.Migrations)
+	}
+	for _, l := range ml.siteD.logLines("quicconn: redialed") {
+		t.Logf("site: %s", l)
+	}
+	if n := len(ml.siteD.logLines("waiting for a standby probe")); n != 0 {
+		t.Errorf("site waited for a standby probe %d times, want a redial at once", n)
+	}
+
+	ml.wifiUp(t)
+	ml.waitPaths(t, 15*time.Second, "back on wifi0", func(p *mobPeer) bool {
+		return p.State == "connected" && p.active() == "wifi0"
+	})
+	sent, lost := ping.end()
+	t.Logf("50 Hz ping: %d sent, %d lost", sent, lost)
+	must(t, ml.site.WaitPing(mobHubTun, 5*time.Second))
+}
+
+// TestMobilityStartWithoutUplink: the site starts while neither uplink
+// is usable. It must not dial on its wildcard socket (such a connection
+// belongs to no uplink and never moves); once Wi-Fi comes up it dials on
+// wifi0 at once, keeps cell0 as its standby once that is back, and moves
+// to it when Wi-Fi goes.
+func TestMobilityStartWithoutUplink(t *testing.T) {
+	t.Parallel()
+	tp := newMobilityTopo(t, mobOpts{})
+	hk, sk := genKey(t, tp.lab, "mhub"), genKey(t, tp.lab, "msite")
+	hub := nodeConf{name: "mhub", key: hk, addrs: []string{"10.77.0.1/24"}, listen: "0.0.0.0:4433",
+		peers: []peerConf{{name: "site", pub: sk.pub, allowed: []string{"10.77.0.2/32"}}}}
+	site := nodeConf{name: "msite", key: sk, addrs: []string{"10.77.0.2/24"},
+		extra: []string{`uplinks = ["wifi0", "cell0"]`},
+		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
+	ml := &mobLab{mobTopo: tp}
+	ml.hubD = startMobDaemon(t, tp.lab, tp.hub, hub)
+	tp.wifiDown(t, mobLinkDown)
+	tp.cellDown(t, mobLinkDown)
+	ml.siteD = startMobDaemon(t, tp.lab, tp.site, site)
+	ml.siteD.waitLog(t, 10*time.Second, "quicconn: no usable uplink; waiting for one")
+	time.Sleep(500 * time.Millisecond)
+	if p := mobPeerOf(t, ml.siteD, "hub"); p.State == "connected" {
+		t.Fatalf("site connected on %q without a usable uplink", p.active())
+	}
+
+	tp.wifiUp(t)
+	ml.siteD.waitConnected(t, "hub")
+	ml.waitPaths(t, 10*time.Second, "a connection on wifi0", func(p *mobPeer) bool { return p.active() == "wifi0" })
+	tp.cellUp(t)
+	ml.waitPaths(t, 10*time.Second, "cell0 validated as standby", func(p *mobPeer) bool {
+		return p.active() == "wifi0" && p.validated("cell0")
+	})
+	tp.wifiDown(t, mobAddrDel)
+	ml.waitMigrated(t, 1, "cell0")
+	must(t, ml.site.WaitPing(mobHubTun, 5*time.Second))
+	if n := len(ml.siteD.logLines("dialing on the wildcard socket")); n != 0 {
+		t.Errorf("site dialed on the wildcard socket %d times", n)
+	}
 }

@@ -61,6 +61,9 @@ type mobility struct {
 	// line written once its outage is measured.
 	reasons map[*quicconn.Conn]string
 	status  string // "migrated <peer> to <uplink>", for STATUS=
+	// avoid is an uplink whose path went silent: the next redial takes
+	// another usable uplink if there is one (pickUplink clears it).
+	avoid string
 }
 
 type mobLink struct {
@@ -289,24 +292,36 @@ func (m *mobility) reconcile(ctx context.Context) {
 	m.mu.Lock()
 	m.usable = usable
 	m.mu.Unlock()
-	if len(lost) > 0 || len(gained) > 0 || prev == nil {
-		m.log.Info("uplinks", "usable", fmt.Sprint(usable), "lost", fmt.Sprint(lost), "new", fmt.Sprint(gained))
-	}
-	for _, n := range lost {
-		for _, c := range m.conns() {
-			if c.Uplink() == n {
-				m.moveAway(c, "uplink "+n+" lost")
-			}
-		}
-		_ = m.ep.RemoveUplink(n)
-	}
-	for _, c := range m.conns() {
-		m.probeAll(ctx, c)
-	}
 	select {
 	case <-m.ready:
 	default:
-		close(m.ready)
+		close(m.ready) // before the wake-up: pickUplink answers from the view now
+	}
+	if len(lost) > 0 || len(gained) > 0 || prev == nil {
+		m.log.Info("uplinks", "usable", fmt.Sprint(usable), "lost", fmt.Sprint(lost), "new", fmt.Sprint(gained))
+	}
+	if len(gained) > 0 {
+		m.ep.UplinksChanged() // a dial loop waiting for an uplink dials now
+	}
+	// Connections off a usable uplink move: those on an uplink lost now,
+	// and those that waited for any uplink to come back. The wildcard
+	// socket ("", only before the first view) is left to the probes.
+	for _, c := range m.conns() {
+		if n := c.Uplink(); n != "" && !slices.Contains(usable, n) {
+			if slices.Contains(lost, n) {
+				m.moveAway(c, "uplink "+n+" lost")
+			} else {
+				m.moveAway(c, "uplink "+n+" still lost")
+			}
+		}
+	}
+	for _, n := range lost {
+		_ = m.ep.RemoveUplink(n)
+	}
+	for _, c := range m.conns() {
+		if n := c.Uplink(); n == "" || slices.Contains(usable, n) {
+			m.probeAll(ctx, c)
+		}
 	}
 }
 
@@ -324,14 +339,30 @@ func (m *mobility) conns() []*quicconn.Conn {
 	return cs
 }
 
-// pickUplink is quicconn.Config.PickUplink: the best usable uplink.
-func (m *mobility) pickUplink() string {
+// pickUplink is quicconn.Config.PickUplink: the best usable uplink, but
+// not one whose path just went silent when there is another. Before the
+// first view of the uplinks (the monitor is slow or failed) it is the
+// wildcard socket; afterwards a dial waits while no uplink is usable, so
+// that every connection belongs to an uplink and can move.
+func (m *mobility) pickUplink() (string, bool) {
+	select {
+	case <-m.ready:
+	default:
+		return "", true
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.usable) == 0 {
-		return ""
+	avoid := m.avoid
+	m.avoid = ""
+	for _, n := range m.usable {
+		if n != avoid {
+			return n, true
+		}
 	}
-	return m.usable[0]
+	if len(m.usable) > 0 {
+		return m.usable[0], true
+	}
+	return "", false
 }
 
 // attached is called for every new connection: probe its standbys.
@@ -425,9 +456,12 @@ func (m *mobility) isUsable(name string) bool {
 }
 
 // moveAway takes c off its active uplink: to its best validated standby,
-// else through a redial (closing c makes its dial loop dial again at once,
-// on the best usable uplink). With nothing usable it waits: the uplink may
-// come back, and the heartbeat closes a dead conn.
+// else at once through a redial (c.Abandon makes its dial loop dial again
+// without delay, on the best usable uplink, with 0-RTT when it can). A
+// probe under way is not waited for: when it validates later, it is
+// dropped with c. With nothing else usable it waits: the uplink may come
+// back (reconcile moves c when another becomes usable), and the heartbeat
+// closes a dead conn.
 func (m *mobility) moveAway(c *quicconn.Conn, reason string) {
 	m.mu.Lock()
 	usable := slices.Clone(m.usable)
@@ -448,21 +482,14 @@ func (m *mobility) moveAway(c *quicconn.Conn, reason string) {
 		m.log.Info("no uplink to move to; waiting", "peer", m.peerName(c), "uplink", cur, "reason", reason)
 		return
 	}
-	m.mu.Lock()
-	probing := false
-	for _, n := range others {
-		probing = probing || m.probing[probeKey{c, n}]
+	if slices.Contains(usable, cur) {
+		// cur is up but its path is silent: the redial takes another.
+		m.mu.Lock()
+		m.avoid = cur
+		m.mu.Unlock()
 	}
-	m.mu.Unlock()
-	if probing {
-		// A probe on another uplink is under way (at most
-		// mobProbeTimeout): it switches when it succeeds and comes back
-		// here when it fails.
-		m.log.Info("waiting for a standby probe", "peer", m.peerName(c), "from", cur, "reason", reason)
-		return
-	}
-	m.log.Info("redialing: no validated standby", "peer", m.peerName(c), "from", cur, "via", others[0], "reason", reason)
-	m.d.wg.Go(func() { _ = c.Close("redialing: " + reason) })
+	m.log.Info("redialing: no validated standby", "peer", m.peerName(c), "from", uplinkName(cur), "via", others[0], "reason", reason)
+	m.d.wg.Go(func() { c.Abandon("redialing: " + reason) })
 }
 
 // switchTo switches c to the standby on name and reports whether it did.
