@@ -20,8 +20,10 @@ import (
 // Mobility policy timings.
 const (
 	// mobDebounce collects the burst of netlink events one change makes
-	// (link, addresses, routes) before acting.
-	mobDebounce = 50 * time.Millisecond
+	// (link, addresses, routes) before acting on an uplink that appeared.
+	// A usable uplink that goes away is acted upon at once: every
+	// millisecond counts in a make-before-break switch.
+	mobDebounce = 20 * time.Millisecond
 	// mobProbeTimeout bounds one path probe.
 	mobProbeTimeout = 2 * time.Second
 	// mobProbeTries is how often a probe on a usable uplink is tried,
@@ -121,7 +123,8 @@ func (m *mobility) start(ctx context.Context, d *daemon) {
 }
 
 // run subscribes to the monitor, re-subscribing with capped backoff when
-// the subscription ends, and applies changes after mobDebounce of quiet.
+// the subscription ends, and applies changes: a loss of a usable uplink
+// at once, anything else after mobDebounce of quiet.
 func (m *mobility) run(ctx context.Context) {
 	retry := time.Second
 	for ctx.Err() == nil {
@@ -155,7 +158,11 @@ func (m *mobility) watch(ctx context.Context, ch <-chan routing.Change) {
 			if !ok {
 				return
 			}
-			m.apply(c)
+			if m.apply(c) {
+				debounce.Stop()
+				m.reconcile(ctx)
+				continue
+			}
 			debounce.Reset(mobDebounce)
 		case <-debounce.C:
 			m.reconcile(ctx)
@@ -167,11 +174,27 @@ func (m *mobility) watch(ctx context.Context, ch <-chan routing.Change) {
 	}
 }
 
-// apply records one change in the view of the links.
-func (m *mobility) apply(c routing.Change) {
+// apply records one change in the view of the links and reports whether
+// it made a usable uplink unusable.
+func (m *mobility) apply(c routing.Change) bool {
 	m.log.Debug("uplink monitor", "change", c.String())
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.recordLocked(c)
+	switch c.Kind {
+	case routing.LinkDown, routing.AddrRemoved, routing.DefaultRouteRemoved:
+		now := m.usableLocked()
+		for _, n := range m.usable {
+			if !slices.Contains(now, n) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// recordLocked records c in m.links.
+func (m *mobility) recordLocked(c routing.Change) {
 	l := m.links[c.Index]
 	if l == nil {
 		l = &mobLink{addrs: make(map[netip.Prefix]bool), routes: make(map[mobRoute]bool)}
