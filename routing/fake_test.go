@@ -122,7 +122,7 @@ func (f *fakeNL) addrDel(l linkInfo, p netip.Prefix) error {
 	return nil
 }
 
-func (f *fakeNL) routeReplace(l linkInfo, r route) error {
+func (f *fakeNL) routeAdd(l linkInfo, r route) error {
 	defer f.lock()()
 	if err := f.op("route add " + routeString(l, r)); err != nil {
 		return err

@@ -407,3 +407,43 @@ func TestKernelCleanUp(t *testing.T) {
 		t.Errorf("CleanUp with nothing left = %v, want nil", err)
 	}
 }
+
+// TestKernelKeepsForeignRoute: an allowed-IP equal to a route Godwit did not
+// add (here a LAN's connected route on a veth) is an error naming that
+// link, and neither Set nor Close takes the LAN's route away.
+func TestKernelKeepsForeignRoute(t *testing.T) {
+	h := enterNetns(t)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "lan0"}, PeerName: "lan1"}
+	if err := h.LinkAdd(veth); err != nil {
+		t.Fatalf("add veth: %v", err)
+	}
+	lan, err := h.LinkByName("lan0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddrAdd(lan, &netlink.Addr{IPNet: nlIPNet(netip.MustParsePrefix("192.0.2.1/24"))}); err != nil {
+		t.Fatalf("AddrAdd: %v", err)
+	}
+	if err := h.LinkSetUp(lan); err != nil {
+		t.Fatal(err)
+	}
+	createTUN(t, "gw0")
+	m, err := New(Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	err = m.Set(&Config{Interface: "gw0", Addrs: pfx("10.77.0.1/24"), Routes: pfx("192.0.2.0/24", "198.51.100.0/24")})
+	if err == nil || !strings.Contains(err.Error(), "lan0") {
+		t.Errorf("Set with a LAN's prefix = %v, want an error naming lan0", err)
+	}
+	wantLines(t, "after Set", snapshot(t, h, DefaultTable),
+		"route 192.0.2.0/24 dev lan0 table main", "route 198.51.100.0/24 dev gw0 table main")
+	// A second Set is still idempotent for the route it did add.
+	_ = m.Set(&Config{Interface: "gw0", Addrs: pfx("10.77.0.1/24"), Routes: pfx("192.0.2.0/24", "198.51.100.0/24")})
+	if err := m.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	got := snapshot(t, h, DefaultTable)
+	wantLines(t, "after Close", got, "route 192.0.2.0/24 dev lan0 table main")
+	noLines(t, "after Close", got, "route 198.51.100.0/24 dev gw0 table main")
+}

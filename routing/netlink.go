@@ -27,8 +27,11 @@ type netlinker interface {
 	// addrAdd adds or replaces the address p on l, with nodad for IPv6.
 	addrAdd(l linkInfo, p netip.Prefix) error
 	addrDel(l linkInfo, p netip.Prefix) error
-	// routeReplace adds or replaces r through l, scope link.
-	routeReplace(l linkInfo, r route) error
+	// routeAdd adds r through l, scope link. A route to the same
+	// destination in the same table through l already counts as added; one
+	// through another link is an error (Godwit never takes over a route it
+	// did not add, such as a LAN's connected route).
+	routeAdd(l linkInfo, r route) error
 	// routeDel deletes r through l; when l is zero, the first route with
 	// r's destination in r's table, whatever its device.
 	routeDel(l linkInfo, r route) error

@@ -105,8 +105,28 @@ func nlRoute(l linkInfo, r route) *netlink.Route {
 	}
 }
 
-func (k *kernel) routeReplace(l linkInfo, r route) error {
-	return k.h.RouteReplace(nlRoute(l, r))
+func (k *kernel) routeAdd(l linkInfo, r route) error {
+	err := k.h.RouteAdd(nlRoute(l, r))
+	if !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	filter := &netlink.Route{Dst: nlIPNet(r.dst), Table: r.table}
+	rs, lerr := k.h.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_DST|netlink.RT_FILTER_TABLE)
+	if lerr != nil {
+		return fmt.Errorf("%w (and listing the existing route: %v)", err, lerr)
+	}
+	for _, x := range rs {
+		if x.LinkIndex == l.index {
+			return nil // ours already, e.g. added again after a failed removal
+		}
+	}
+	via := "another route"
+	if len(rs) > 0 {
+		if ln, err := k.h.LinkByIndex(rs[0].LinkIndex); err == nil {
+			via = "a route via " + ln.Attrs().Name
+		}
+	}
+	return fmt.Errorf("%v is already reached through %s; Godwit does not replace routes it did not add (remove that route or the overlapping allowed_ips)", r.dst, via)
 }
 
 func (k *kernel) routeDel(l linkInfo, r route) error {

@@ -338,7 +338,7 @@ func (m *Manager) Set(cfg *Config) error {
 	}
 	for _, r := range sortedRoutes(w.routes) {
 		if !m.routes[r] {
-			err := m.nl.routeReplace(l, r)
+			err := m.nl.routeAdd(l, r)
 			errs = m.do(errs, "route add "+routeString(l, r), err)
 			if err == nil {
 				m.routes[r] = true
