@@ -13,9 +13,9 @@ type ChangeKind int
 // The kinds of [Change].
 const (
 	// LinkUp: a link is administratively up and has carrier
-	// (IFF_UP and IFF_RUNNING), newly or after being down.
+	// (IFF_UP and carrier, IFF_LOWER_UP), newly or after being down.
 	LinkUp ChangeKind = iota + 1
-	// LinkDown: a link lost IFF_UP or IFF_RUNNING, or was deleted.
+	// LinkDown: a link lost IFF_UP or its carrier, or was deleted.
 	LinkDown
 	// AddrAdded: an address was added to a link.
 	AddrAdded

@@ -108,7 +108,10 @@ func monitor(ctx context.Context, done chan struct{}, lch chan netlink.LinkUpdat
 				return
 			}
 			a := u.Link.Attrs()
-			up := u.Header.Type != unix.RTM_DELLINK && a.Flags&net.FlagUp != 0 && a.RawFlags&unix.IFF_RUNNING != 0
+			// Carrier (IFF_LOWER_UP), not IFF_RUNNING: the kernel sets
+			// RUNNING from its linkwatch work, up to a second after the
+			// carrier comes up, and that second would be an outage.
+			up := u.Header.Type != unix.RTM_DELLINK && a.Flags&net.FlagUp != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0
 			old, seen := links[a.Index]
 			if u.Header.Type == unix.RTM_DELLINK {
 				delete(links, a.Index)
