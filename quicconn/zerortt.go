@@ -324,20 +324,32 @@ func (e *Endpoint) serveEarly(qc *quic.Conn, peer [32]byte) {
 	}
 }
 
+// awaitHandshake waits until the handshake of qc, an early conn, completes
+// or qc dies. ctx ends, and qc is closed with "handshake timeout", once
+// HandshakeTimeout has passed since the call, which bounds the hello
+// exchange that follows too; done disarms that and must be called.
+func (e *Endpoint) awaitHandshake(qc *quic.Conn) (ctx context.Context, done func(), err error) {
+	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
+	stop := context.AfterFunc(ctx, func() {
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "handshake timeout")
+	})
+	done = func() { stop(); cancel() }
+	select {
+	case <-qc.HandshakeComplete():
+		return ctx, done, nil
+	case <-qc.Context().Done():
+		return ctx, done, convertCloseErr(context.Cause(qc.Context()))
+	}
+}
+
 // finishIncoming completes an early incoming conn: handshake, key check,
 // control stream, hello exchange.
 func (e *Endpoint) finishIncoming(c *Conn) error {
 	qc := c.qc
-	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "handshake timeout")
-	})
-	defer stop()
-	select {
-	case <-qc.HandshakeComplete():
-	case <-qc.Context().Done():
-		return convertCloseErr(context.Cause(qc.Context()))
+	ctx, done, err := e.awaitHandshake(qc)
+	defer done()
+	if err != nil {
+		return err
 	}
 	if key, err := peerKeyOf(qc.ConnectionState().TLS); err != nil || key != c.peerKey {
 		// Cannot happen: a resumed session carries the ticket's
@@ -411,16 +423,10 @@ func (e *Endpoint) dialEarly(qc *quic.Conn, g *earlyGate, peer [32]byte) (*Conn,
 
 func (e *Endpoint) finishDialed(c *Conn, st *quic.Stream, sent bool) error {
 	qc := c.qc
-	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "handshake timeout")
-	})
-	defer stop()
-	select {
-	case <-qc.HandshakeComplete():
-	case <-qc.Context().Done():
-		return convertCloseErr(context.Cause(qc.Context()))
+	ctx, done, err := e.awaitHandshake(qc)
+	defer done()
+	if err != nil {
+		return err
 	}
 	if g := c.gate.Load(); g != nil {
 		g.open(qc)
