@@ -5,7 +5,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -18,85 +17,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 )
-
-// statLine is a real /proc/<pid>/stat line, with utime=1234 and stime=56.
-const statLine = "4242 (wireguard) S 1 4242 4242 0 -1 4194560 1040 0 0 0 1234 56 0 0 20 0 9 0 12345 1262829568 2560 18446744073709551615 1 1 0 0 0 0 0 0 2143420159 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
-
-func TestParseStatTicks(t *testing.T) {
-	tests := []struct {
-		name    string
-		in      string
-		want    uint64
-		wantErr bool
-	}{
-		{"real line", statLine, 1290, false},
-		{"comm with spaces and parens", strings.Replace(statLine, "(wireguard)", "(a) S 1 2 (b c)", 1), 1290, false},
-		{"no comm", "4242 S 1 2 3", 0, true},
-		{"truncated", "4242 (x) S 1 4242 4242 0 -1 4194560 1040 0 0 0 1234", 0, true},
-		{"not a number", strings.Replace(statLine, " 1234 ", " 12x4 ", 1), 0, true},
-		{"empty", "", 0, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseStatTicks([]byte(tt.in))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("parseStatTicks(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
-			}
-			if got != tt.want {
-				t.Errorf("parseStatTicks(%q) = %d, want %d", tt.in, got, tt.want)
-			}
-		})
-	}
-}
-
-func FuzzParseStatTicks(f *testing.F) {
-	f.Add([]byte(statLine))
-	if b, err := os.ReadFile("/proc/self/stat"); err == nil {
-		f.Add(b)
-	}
-	f.Add([]byte("1 () R 0 0 0 0 0 0 0 0 0 0 18446744073709551615 1 0"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := parseStatTicks(b)
-		if err != nil {
-			return
-		}
-		// Accepted implies well-formed: rebuilding the line from the
-		// fields after the last ')' with utime=got, stime=0 gives got.
-		i := strings.LastIndexByte(string(b), ')')
-		f := strings.Fields(string(b[i+1:]))
-		f[11], f[12] = fmt.Sprint(got), "0"
-		again, err := parseStatTicks([]byte("1 (x) " + strings.Join(f, " ")))
-		if err != nil || again != got {
-			t.Fatalf("reparse of %q = %d, %v; want %d", b, again, err, got)
-		}
-	})
-}
-
-func TestProcCPU(t *testing.T) {
-	before, err := procCPU(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Burn at least 200 ms of CPU (20 ticks), bounded in wall time.
-	start := time.Now()
-	x := 0
-	for time.Since(start) < 300*time.Millisecond {
-		for i := range 100000 {
-			x += i
-		}
-	}
-	after, err := procCPU(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after-before < 0.05 || after-before > 60 {
-		t.Errorf("procCPU grew by %.3f s over a 300 ms busy loop (x=%d), want 0.05..60", after-before, x)
-	}
-	if _, err := procCPU(-1); err == nil {
-		t.Error("procCPU(-1) succeeded, want error")
-	}
-}
 
 func TestSummarise(t *testing.T) {
 	ms := func(v ...int) []time.Duration {
@@ -380,7 +303,7 @@ func TestMeasureTCPLoopback(t *testing.T) {
 		dial: func(ctx context.Context, a net.Addr) (net.Conn, error) {
 			return d.DialContext(ctx, "tcp", a.String())
 		},
-		cpu: func() (float64, error) { return procCPU(os.Getpid()) },
+		cpu: func() (float64, error) { return measure.ProcCPU(os.Getpid()) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -476,6 +399,29 @@ func TestWriteTable(t *testing.T) {
 		"ping veth min (ms)":                    {"0.020", "-", "-"},
 		"inner MTU (default)":                   {"1280", "1420", "0.90"},
 	}
+	checkRows(t, out, wantRows)
+}
+
+func TestWriteJSON(t *testing.T) {
+	rep := &report{Streams: []int{1}, WireGuard: &result{Name: "wireguard-go", TCP: []tcpResult{{Streams: 1, Mbps: 1.5}}}}
+	var b strings.Builder
+	if err := measure.WriteJSON(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"wireguard_go": {`, `"mbit_per_s": 1.5`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("JSON lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), `"godwit"`) {
+		t.Errorf("JSON has a godwit entry although it was not measured:\n%s", b.String())
+	}
+}
+
+// checkRows checks that each label of wantRows starts a line of the table
+// out, followed by two spaces and the want columns (split on white space).
+func checkRows(t *testing.T, out string, wantRows map[string][]string) {
+	t.Helper()
 	for _, line := range strings.Split(out, "\n") {
 		for label, want := range wantRows {
 			rest, ok := strings.CutPrefix(line, label+"  ")
@@ -490,21 +436,5 @@ func TestWriteTable(t *testing.T) {
 	}
 	for label := range wantRows {
 		t.Errorf("table has no row %q:\n%s", label, out)
-	}
-}
-
-func TestWriteJSON(t *testing.T) {
-	rep := &report{Streams: []int{1}, WireGuard: &result{Name: "wireguard-go", TCP: []tcpResult{{Streams: 1, Mbps: 1.5}}}}
-	var b strings.Builder
-	if err := writeJSON(&b, rep); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`"wireguard_go": {`, `"mbit_per_s": 1.5`} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("JSON lacks %q:\n%s", want, b.String())
-		}
-	}
-	if strings.Contains(b.String(), `"godwit"`) {
-		t.Errorf("JSON has a godwit entry although it was not measured:\n%s", b.String())
 	}
 }

@@ -9,39 +9,19 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 )
-
-// requireRoot skips t when not root, unless GODWIT_E2E=1 demands the test.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("GODWIT_E2E") == "1" {
-		t.Fatal("GODWIT_E2E=1 but not root: the benchmark needs network namespaces")
-	}
-	t.Skip("needs root for network namespaces (set GODWIT_E2E=1 to make this a failure)")
-}
-
-func netnsList(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip netns list: %v: %s", err, out)
-	}
-	return string(out)
-}
 
 // TestRun runs the whole program, shortened, once per daemon (Godwit built
 // from this module, wireguard-go from the module proxy) and checks the
 // report and the cleanup.
 func TestRun(t *testing.T) {
-	requireRoot(t)
+	measure.RequireRoot(t, "the benchmark")
 	if testing.Short() {
 		t.Skip("builds the daemons and runs traffic; skipped with -short")
 	}
@@ -55,7 +35,7 @@ func TestRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.only, func(t *testing.T) {
-			before := netnsList(t)
+			before := measure.NetnsList(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			o := options{duration: time.Second, warmup: 200 * time.Millisecond, json: true, only: tt.only, pings: 20,
@@ -122,7 +102,7 @@ func TestRun(t *testing.T) {
 			if !strings.Contains(stderr.String(), "TCP 2 streams (Mbit/s)") {
 				t.Errorf("table on stderr lacks the 2-stream row:\n%s", stderr.String())
 			}
-			if after := netnsList(t); strings.Count(after, "gwb-") > strings.Count(before, "gwb-") {
+			if after := measure.NetnsList(t); strings.Count(after, "gwb-") > strings.Count(before, "gwb-") {
 				t.Errorf("namespaces after run:\n%s\nwant no more gwb- ones than before:\n%s", after, before)
 			}
 		})

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
@@ -105,13 +106,13 @@ func startGodwit(ctx context.Context, t *topo) (*tunnelUp, error) {
 	sp := up.procs[1]
 	end := time.Now().Add(20 * time.Second)
 	for !strings.Contains(sp.Output(), "peer connected") {
-		if exited(sp) || exited(up.procs[0]) {
-			return up, fmt.Errorf("bench: godwit exited before connecting%s", procLogs(up.procs))
+		if measure.Exited(sp) || measure.Exited(up.procs[0]) {
+			return up, fmt.Errorf("bench: godwit exited before connecting%s", measure.ProcLogs(up.procs...))
 		}
 		if time.Now().After(end) {
-			return up, fmt.Errorf("bench: no \"peer connected\" from the godwit site within 20s%s", procLogs(up.procs))
+			return up, fmt.Errorf("bench: no \"peer connected\" from the godwit site within 20s%s", measure.ProcLogs(up.procs...))
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return up, err
 		}
 	}

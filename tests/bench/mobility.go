@@ -42,6 +42,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 	"github.com/godwit-vpn/godwit/tests/netlab"
 	"github.com/godwit-vpn/godwit/tests/relay"
 )
@@ -164,7 +165,7 @@ func statsOf(ds []time.Duration) durStats {
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	return durStats{N: len(s), MedianMs: ms(s[rank(len(s), 50)]), P90Ms: ms(s[rank(len(s), 90)]), MaxMs: ms(s[len(s)-1])}
+	return durStats{N: len(s), MedianMs: ms(s[measure.Rank(len(s), 50)]), P90Ms: ms(s[measure.Rank(len(s), 90)]), MaxMs: ms(s[len(s)-1])}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -313,7 +314,7 @@ func (p *probeStream) arrivals(from time.Time) []time.Time {
 // next d.
 func (p *probeStream) rtt(ctx context.Context, d time.Duration) (time.Duration, error) {
 	start := time.Now()
-	if err := sleep(ctx, d+time.Second); err != nil {
+	if err := measure.Sleep(ctx, d+time.Second); err != nil {
 		return 0, err
 	}
 	p.mu.Lock()
@@ -341,7 +342,7 @@ func (p *probeStream) waitFlowing(ctx context.Context, within time.Duration) err
 		if time.Now().After(end) {
 			return fmt.Errorf("bench: no echo through the tunnel within %v", within)
 		}
-		if err := sleep(ctx, 5*time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, 5*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -489,7 +490,7 @@ func (m *mobLab) setUplink(ctx context.Context, u mobUplink, up bool) error {
 		if err == nil || try == 200 {
 			break
 		}
-		if err := sleep(ctx, time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -637,7 +638,7 @@ func (m *mobLab) restartSite(ctx context.Context) error {
 		}
 	}
 	// Let the uplinks settle, so the new daemon's first view has both.
-	if err := sleep(ctx, 500*time.Millisecond); err != nil {
+	if err := measure.Sleep(ctx, 500*time.Millisecond); err != nil {
 		return err
 	}
 	if err := m.startSite(); err != nil {
@@ -661,7 +662,7 @@ func (m *mobLab) stopSiteHub(ctx context.Context, waitHub bool) error {
 			return err
 		}
 		if waitHub {
-			return fmt.Errorf("bench: site did not stop within 10 s of SIGTERM%s", procLogs([]*netlab.Proc{p}))
+			return fmt.Errorf("bench: site did not stop within 10 s of SIGTERM%s", measure.ProcLogs(p))
 		}
 		// Recovering from a stuck site: killed is stopped enough.
 		m.log.Error("site did not stop within 10 s of SIGTERM; killed it")
@@ -671,7 +672,7 @@ func (m *mobLab) stopSiteHub(ctx context.Context, waitHub bool) error {
 		if time.Now().After(end) {
 			return fmt.Errorf("bench: the hub did not notice the site's stop within 5 s%s", m.logs())
 		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -686,7 +687,7 @@ func (m *mobLab) logs() string {
 			ps = append(ps, p)
 		}
 	}
-	return procLogs(ps)
+	return measure.ProcLogs(ps...)
 }
 
 // waitTicket waits up to within for a session ticket in the site's state
@@ -700,7 +701,7 @@ func (m *mobLab) waitTicket(ctx context.Context, since time.Time, within time.Du
 				return
 			}
 		}
-		_ = sleep(ctx, 5*time.Millisecond)
+		_ = measure.Sleep(ctx, 5*time.Millisecond)
 	}
 	m.log.Info("no new session ticket before the restart", "waited", within)
 }
@@ -778,7 +779,7 @@ func (m *mobLab) waitSite(ctx context.Context, within time.Duration, what string
 		if time.Now().After(end) {
 			return nil, fmt.Errorf("bench: site: no %s within %v (last: %+v, err %v)%s", what, within, s, err, m.logs())
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
@@ -796,7 +797,7 @@ func (m *mobLab) gapAfter(ctx context.Context, at time.Time, then func() error) 
 		if time.Now().After(end) {
 			return 0, errNoRecovery
 		}
-		if err := sleep(ctx, 2*time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, 2*time.Millisecond); err != nil {
 			return 0, err
 		}
 	}
@@ -805,7 +806,7 @@ func (m *mobLab) gapAfter(ctx context.Context, at time.Time, then func() error) 
 			return 0, err
 		}
 	}
-	if err := sleep(ctx, mobSettle); err != nil {
+	if err := measure.Sleep(ctx, mobSettle); err != nil {
 		return 0, err
 	}
 	gap, ok := largestGap(m.stream.arrivals(at.Add(-time.Second)), at)
@@ -1016,7 +1017,7 @@ func (m *mobLab) measureRestart(ctx context.Context, runs int) (rs restartSeries
 				if now.Sub(at) > mobRecover {
 					return rs, fmt.Errorf("bench: restart %d: no echo, or no \"godwit running\" and \"peer connected\", within %v of the start%s", i+1, mobRecover, m.logs())
 				}
-				if err := sleep(ctx, 500*time.Microsecond); err != nil {
+				if err := measure.Sleep(ctx, 500*time.Microsecond); err != nil {
 					return rs, err
 				}
 			}
@@ -1137,7 +1138,7 @@ func measureMobilityInto(ctx context.Context, lab *netlab.Lab, bin string, rs ro
 			return err
 		}
 	}
-	if exited(m.hubProc) {
+	if measure.Exited(m.hubProc) {
 		return fmt.Errorf("bench: the mobility hub exited%s", m.logs())
 	}
 	return nil

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 )
 
 func TestLargestGap(t *testing.T) {
@@ -148,21 +150,7 @@ func TestMobilityTable(t *testing.T) {
 		"restart100, start: exec to first log line, median of 20 (ms)":                                              {"15.0", "n/a", "-"},
 		"switch outage, no standby (9/9 redialed), RTT 0.5 ms: failed runs (no echo within 10 s or no switch back)": {"1", "n/a", "-"},
 	}
-	for _, line := range strings.Split(out, "\n") {
-		for label, want := range wantRows {
-			rest, ok := strings.CutPrefix(line, label+"  ")
-			if !ok {
-				continue
-			}
-			if got := strings.Fields(rest); !reflect.DeepEqual(got, want) {
-				t.Errorf("row %q = %q, want %q", label, got, want)
-			}
-			delete(wantRows, label)
-		}
-	}
-	for label := range wantRows {
-		t.Errorf("table has no row %q:\n%s", label, out)
-	}
+	checkRows(t, out, wantRows)
 	for _, unwanted := range []string{"TCP:", "inner MTU"} {
 		if strings.Contains(out, unwanted) {
 			t.Errorf("mobility-only table contains %q:\n%s", unwanted, out)
@@ -173,11 +161,11 @@ func TestMobilityTable(t *testing.T) {
 // TestMobilityRun runs the mobility rows with 2 runs each and checks the
 // report's figures against generous physical bounds and the cleanup.
 func TestMobilityRun(t *testing.T) {
-	requireRoot(t)
+	measure.RequireRoot(t, "the benchmark")
 	if testing.Short() {
 		t.Skip("runs the mobility lab for about a minute; skipped with -short")
 	}
-	before := netnsList(t)
+	before := measure.NetnsList(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	rows, err := parseRows("switch,switch-nostandby,restart20,restart100")
@@ -254,7 +242,7 @@ func TestMobilityRun(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, stderr.String())
 		}
 	}
-	if after := netnsList(t); strings.Count(after, "gwb-") > strings.Count(before, "gwb-") {
+	if after := measure.NetnsList(t); strings.Count(after, "gwb-") > strings.Count(before, "gwb-") {
 		t.Errorf("namespaces after run:\n%s\nwant no more gwb- ones than before:\n%s", after, before)
 	}
 }

@@ -4,12 +4,13 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
 	"strings"
+
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 )
 
 // machine describes where the numbers were taken.
@@ -25,27 +26,12 @@ type machine struct {
 	LoadAfter  string `json:"load_after,omitempty"`
 }
 
-// loadAvg returns the 1, 5 and 15 minute load averages, or "".
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
-}
-
 func readMachine() machine {
-	m := machine{CPU: "unknown", NProc: runtime.NumCPU(), Kernel: "unknown", Go: runtime.Version(), LoadBefore: loadAvg()}
+	m := machine{CPU: "unknown", NProc: runtime.NumCPU(), Kernel: measure.ReadTrim("/proc/sys/kernel/osrelease"),
+		Go: runtime.Version(), LoadBefore: measure.LoadAvg()}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		m.CPU = cpuModel(f)
 		f.Close()
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
 	}
 	return m
 }
@@ -61,15 +47,6 @@ func cpuModel(r io.Reader) string {
 		}
 	}
 	return "unknown"
-}
-
-func writeJSON(w io.Writer, rep *report) error {
-	e := json.NewEncoder(w)
-	e.SetIndent("", "  ")
-	if err := e.Encode(rep); err != nil {
-		return fmt.Errorf("bench: json: %w", err)
-	}
-	return nil
 }
 
 // target is a goal of the data-path performance issue for one row.

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
@@ -109,11 +110,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := lab.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}()
+	defer measure.JoinClose(&err, lab)
 	t := &topo{lab: lab, profile: o.profile != ""}
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
@@ -186,9 +183,9 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		}
 	}
 
-	rep.Machine.LoadAfter = loadAvg()
+	rep.Machine.LoadAfter = measure.LoadAvg()
 	if o.json {
-		if err := writeJSON(stdout, &rep); err != nil {
+		if err := measure.WriteJSON(stdout, &rep); err != nil {
 			return err
 		}
 		writeTable(stderr, &rep)
@@ -202,27 +199,10 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 }
 
 // build makes the namespaces and the veth.
-func (t *topo) build() error {
-	var err error
-	if t.hub, err = t.lab.NS("hub"); err != nil {
-		return err
-	}
-	if t.site, err = t.lab.NS("site"); err != nil {
-		return err
-	}
-	if err := t.lab.Link(t.hub, "veth0", t.site, "veth0"); err != nil {
-		return err
-	}
-	for _, a := range []struct {
-		ns *netlab.NS
-		p  netip.Prefix
-	}{{t.hub, underHub}, {t.hub, under6Hub}, {t.site, underSite}, {t.site, under6Sit}} {
-		if err := a.ns.Addr("veth0", a.p.String()); err != nil {
-			return err
-		}
-	}
+func (t *topo) build() (err error) {
+	t.hub, t.site, err = measure.VethPair(t.lab, "hub", []netip.Prefix{underHub, under6Hub}, "site", []netip.Prefix{underSite, under6Sit})
 	t.hubVethIP, t.siteVethIP = underHub.Addr(), underSite.Addr()
-	return t.site.WaitPing(t.hubVethIP, 5*time.Second)
+	return err
 }
 
 // measure starts one daemon pair, measures it and stops it again. The
@@ -253,7 +233,7 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 	}
 	r.MTU, r.Version = up.mtu, up.version
 	if err := t.site.WaitPing(up.hubAddr, 20*time.Second); err != nil {
-		return fmt.Errorf("bench: tunnel not passing traffic: %w%s", err, procLogs(up.procs))
+		return fmt.Errorf("bench: tunnel not passing traffic: %w%s", err, measure.ProcLogs(up.procs...))
 	}
 	var pids []int
 	for _, p := range up.procs {
@@ -303,12 +283,12 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 		}
 		res, err := tcp(n, during)
 		if err != nil {
-			return fmt.Errorf("bench: %d streams: %w%s", n, err, procLogs(up.procs))
+			return fmt.Errorf("bench: %d streams: %w%s", n, err, measure.ProcLogs(up.procs...))
 		}
 		r.TCP = append(r.TCP, res)
 		log.Info("tcp done", "daemon", r.Name, "streams", n, "mbit/s", fmt.Sprintf("%.0f", res.Mbps), "cpu_s/GB", fmt.Sprintf("%.2f", res.CPUPerGB))
 		// Let queues drain so one run does not eat into the next.
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -316,17 +296,17 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 		log.Info("tcp", "daemon", r.Name, "streams", 1, "impairment", im.Key, "duration", o.duration)
 		res, err := t.measureImpaired(ctx, im, up.port, func() (tcpResult, error) { return tcp(1, nil) })
 		if err != nil {
-			return fmt.Errorf("bench: 1 stream, %s: %w%s", im.Key, err, procLogs(up.procs))
+			return fmt.Errorf("bench: 1 stream, %s: %w%s", im.Key, err, measure.ProcLogs(up.procs...))
 		}
 		r.TCP = append(r.TCP, res)
 		log.Info("tcp done", "daemon", r.Name, "streams", 1, "impairment", im.Key, "mbit/s", fmt.Sprintf("%.0f", res.Mbps))
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 	}
 	for _, p := range up.procs {
-		if exited(p) {
-			return fmt.Errorf("bench: %s exited during the measurement%s", p.Name, procLogs(up.procs))
+		if measure.Exited(p) {
+			return fmt.Errorf("bench: %s exited during the measurement%s", p.Name, measure.ProcLogs(up.procs...))
 		}
 	}
 	return nil
@@ -396,25 +376,6 @@ func stopProcs(procs []*netlab.Proc) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// exited reports whether p has exited.
-func exited(p *netlab.Proc) bool {
-	_, err := p.Wait(10 * time.Millisecond)
-	return err == nil
-}
-
-// procLogs returns the last lines of each process's log, for error messages.
-func procLogs(procs []*netlab.Proc) string {
-	var b strings.Builder
-	for _, p := range procs {
-		lines := strings.Split(strings.TrimRight(p.Output(), "\n"), "\n")
-		if len(lines) > 15 {
-			lines = lines[len(lines)-15:]
-		}
-		fmt.Fprintf(&b, "\n--- %s (%s):\n%s", p.Name, p.Log, strings.Join(lines, "\n"))
-	}
-	return b.String()
 }
 
 // linkMTU reads the MTU of ifname in ns.

@@ -5,6 +5,8 @@ package main
 import (
 	"slices"
 	"time"
+
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 )
 
 // pingStats summarises a series of round trips.
@@ -27,14 +29,7 @@ func summarise(sent int, rtts []time.Duration) pingStats {
 	slices.Sort(s)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	st.MinMs = ms(s[0])
-	st.MedianMs = ms(s[rank(len(s), 50)])
-	st.P90Ms = ms(s[rank(len(s), 90)])
+	st.MedianMs = ms(s[measure.Rank(len(s), 50)])
+	st.P90Ms = ms(s[measure.Rank(len(s), 90)])
 	return st
-}
-
-// rank returns the zero-based nearest-rank index of percentile p (1..100)
-// among n > 0 sorted values: the smallest index i with (i+1)/n >= p/100.
-func rank(n, p int) int {
-	r := (p*n + 99) / 100 // ceil(p*n/100)
-	return max(r, 1) - 1
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 )
 
 // tcpResult is one throughput measurement.
@@ -153,12 +155,12 @@ func measureTCP(ctx context.Context, p tcpParams) (tcpResult, error) {
 		wg.Go(func() { send(c) })
 	}
 	for s.accepted() < p.streams {
-		if err := sleep(dctx, 10*time.Millisecond); err != nil {
+		if err := measure.Sleep(dctx, 10*time.Millisecond); err != nil {
 			return res, fmt.Errorf("bench: %d of %d streams accepted: %w", s.accepted(), p.streams, err)
 		}
 	}
 
-	if err := sleep(ctx, p.warmup); err != nil {
+	if err := measure.Sleep(ctx, p.warmup); err != nil {
 		return res, err
 	}
 	b0, c0, t0 := s.bytes.Load(), 0.0, time.Now()
@@ -184,7 +186,7 @@ func measureTCP(ctx context.Context, p tcpParams) (tcpResult, error) {
 			}
 		}()
 	}
-	if err := sleep(ctx, p.dur); err != nil {
+	if err := measure.Sleep(ctx, p.dur); err != nil {
 		return res, err
 	}
 	b1, t1 := s.bytes.Load(), time.Now()
@@ -214,17 +216,5 @@ func send(c net.Conn) {
 		if _, err := c.Write(buf); err != nil {
 			return
 		}
-	}
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
@@ -155,7 +156,7 @@ func waitFile(ctx context.Context, path string, within time.Duration, exited fun
 		if time.Now().After(end) {
 			return fmt.Errorf("bench: %s did not appear within %v", path, within)
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -212,8 +213,8 @@ func startWireGuard(ctx context.Context, t *topo) (*tunnelUp, error) {
 		}
 		up.procs = append(up.procs, p)
 		sock := filepath.Join(wgSockDir, s.ifn+".sock")
-		if err := waitFile(ctx, sock, 10*time.Second, func() bool { return exited(p) }); err != nil {
-			return up, fmt.Errorf("%w%s", err, procLogs(up.procs))
+		if err := waitFile(ctx, sock, 10*time.Second, func() bool { return measure.Exited(p) }); err != nil {
+			return up, fmt.Errorf("%w%s", err, measure.ProcLogs(up.procs...))
 		}
 		if err := uapiConfigure(s.ifn, uapiSet(s.key, s.port, s.peer)); err != nil {
 			return up, err

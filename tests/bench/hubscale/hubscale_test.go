@@ -10,14 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 )
 
@@ -82,66 +81,6 @@ func TestHubConfig(t *testing.T) {
 	}
 }
 
-func TestParseVmRSS(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    uint64
-		wantErr bool
-	}{
-		{"Name:\tgodwit\nVmPeak:\t 1 kB\nVmRSS:\t   12345 kB\nRssAnon:\t 1 kB\n", 12345, false},
-		{"VmRSS: 7 kB", 7, false},
-		{"Name: x\n", 0, true},
-		{"VmRSS: 7 MB\n", 0, true},
-		{"VmRSS: x kB\n", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := parseVmRSS([]byte(tt.in))
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("parseVmRSS(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
-	if rss, err := vmRSS(os.Getpid()); err != nil || rss == 0 {
-		t.Errorf("vmRSS(self) = %d, %v; want > 0", rss, err)
-	}
-}
-
-func FuzzParseVmRSS(f *testing.F) {
-	f.Add([]byte("VmRSS:\t   12345 kB\n"))
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := parseVmRSS(b)
-		if err != nil {
-			return
-		}
-		// Accepted implies a well-formed line carrying got.
-		found := false
-		for line := range strings.SplitSeq(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				f := strings.Fields(v)
-				found = len(f) == 2 && f[1] == "kB"
-				break
-			}
-		}
-		if !found {
-			t.Fatalf("parseVmRSS(%q) = %d without a well-formed VmRSS line", b, got)
-		}
-	})
-}
-
-func TestParseStatTicks(t *testing.T) {
-	line := "4242 (go dwit) S 1 4242 4242 0 -1 4194560 1040 0 0 0 1234 56 0 0 20 0 9 0 12345 1262829568 2560 18446744073709551615\n"
-	if got, err := parseStatTicks([]byte(line)); err != nil || got != 1290 {
-		t.Errorf("parseStatTicks = %d, %v; want 1290", got, err)
-	}
-	for _, bad := range []string{"", "4242 S 1", "4242 (x) S 1 2 3", strings.Replace(line, " 56 ", " x ", 1)} {
-		if _, err := parseStatTicks([]byte(bad)); err == nil {
-			t.Errorf("parseStatTicks(%q) succeeded, want error", bad)
-		}
-	}
-}
-
 func TestIsEchoReply(t *testing.T) {
 	site, hub := netip.MustParseAddr("10.77.0.2"), netip.MustParseAddr("10.77.0.1")
 	reply := func(p []byte) []byte {
@@ -193,35 +132,14 @@ func FuzzIsEchoReply(f *testing.F) {
 	})
 }
 
-// requireRoot skips t when not root, unless GODWIT_E2E=1 demands the test.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("GODWIT_E2E") == "1" {
-		t.Fatal("GODWIT_E2E=1 but not root: hubscale needs network namespaces")
-	}
-	t.Skip("needs root for network namespaces (set GODWIT_E2E=1 to make this a failure)")
-}
-
-func netnsList(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip netns list: %v: %s", err, out)
-	}
-	return string(out)
-}
-
 // TestRun runs the whole program with 5 sites and short phases, and checks
 // the report and the cleanup.
 func TestRun(t *testing.T) {
-	requireRoot(t)
+	measure.RequireRoot(t, "hubscale")
 	if testing.Short() {
 		t.Skip("builds the daemon and runs traffic; skipped with -short")
 	}
-	before := netnsList(t)
+	before := measure.NetnsList(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	o := options{sites: 5, duration: 3 * time.Second, json: true}
@@ -253,7 +171,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, stderr.String())
 		}
 	}
-	if after := netnsList(t); strings.Count(after, "gwh-") > strings.Count(before, "gwh-") {
+	if after := measure.NetnsList(t); strings.Count(after, "gwh-") > strings.Count(before, "gwh-") {
 		t.Errorf("namespaces after run:\n%s\nwant no more gwh- ones than before:\n%s", after, before)
 	}
 }

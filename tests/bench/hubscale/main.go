@@ -24,16 +24,13 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
+
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 )
 
 // options are the command-line settings.
@@ -65,27 +62,5 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func main() {
-	o, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if a.Key == slog.TimeKey && len(groups) == 0 {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, o, log, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		log.Error("hubscale failed", "err", err)
-		os.Exit(1)
-	}
+	os.Exit(measure.Main("hubscale", os.Args[1:], os.Stdout, os.Stderr, parseFlags, run))
 }

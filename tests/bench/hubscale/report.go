@@ -3,19 +3,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 )
-
-func writeJSON(w io.Writer, rep *report) error {
-	e := json.NewEncoder(w)
-	e.SetIndent("", "  ")
-	if err := e.Encode(rep); err != nil {
-		return fmt.Errorf("hubscale: json: %w", err)
-	}
-	return nil
-}
 
 // writeTable prints the report as an aligned two-column table.
 func writeTable(w io.Writer, rep *report) {

@@ -3,7 +3,7 @@
 package main
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -18,13 +18,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/tests/bench/measure"
 	"github.com/godwit-vpn/godwit/tests/netlab"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 	"github.com/godwit-vpn/godwit/tunnel"
@@ -49,9 +49,6 @@ const (
 	settle          = 2 * time.Second // after the hub starts and after all sites connected
 	replyGrace      = 2 * time.Second // for the last echo replies
 )
-
-// userHZ is the unit of utime and stime in /proc/<pid>/stat.
-const userHZ = 100
 
 // report is the whole run, as printed with -json.
 type report struct {
@@ -104,7 +101,7 @@ type site struct {
 
 func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Writer) (err error) {
 	rep := report{
-		Machine:  machine{NProc: runtime.NumCPU(), Kernel: readTrim("/proc/sys/kernel/osrelease"), Go: runtime.Version(), LoadBefore: loadAvg()},
+		Machine:  machine{NProc: runtime.NumCPU(), Kernel: measure.ReadTrim("/proc/sys/kernel/osrelease"), Go: runtime.Version(), LoadBefore: loadAvg()},
 		Sites:    o.sites,
 		Duration: o.duration.String(),
 		Notes: []string{
@@ -118,12 +115,8 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if cerr := lab.Close(); cerr != nil {
-			err = errors.Join(err, cerr)
-		}
-	}()
-	hubNS, sitesNS, err := buildLab(lab)
+	defer measure.JoinClose(&err, lab)
+	hubNS, sitesNS, err := measure.VethPair(lab, "hub", []netip.Prefix{underHub}, "sites", []netip.Prefix{underSite})
 	if err != nil {
 		return err
 	}
@@ -154,10 +147,10 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		return err
 	}
 	pid := hub.Cmd.Process.Pid
-	if err := sleep(ctx, settle); err != nil {
+	if err := measure.Sleep(ctx, settle); err != nil {
 		return err
 	}
-	if rep.RSSAlone, err = vmRSS(pid); err != nil {
+	if rep.RSSAlone, err = measure.VmRSS(pid); err != nil {
 		return err
 	}
 	log.Info("hub up", "pid", pid, "rss_kib", rep.RSSAlone)
@@ -218,31 +211,31 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		slices.Sort(took)
 		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 		rep.ConnectAll = took[len(took)-1].Seconds()
-		rep.ConnectP50 = ms(took[rank(len(took), 50)])
-		rep.ConnectP99 = ms(took[rank(len(took), 99)])
+		rep.ConnectP50 = ms(took[measure.Rank(len(took), 50)])
+		rep.ConnectP99 = ms(took[measure.Rank(len(took), 99)])
 		rep.ConnectMax = ms(took[len(took)-1])
 	}
 	log.Info("sites connected", "connected", rep.Connected, "of", len(sites), "all_s", fmt.Sprintf("%.2f", rep.ConnectAll))
 	if rep.Connected < len(sites) {
-		return fmt.Errorf("hubscale: only %d of %d sites connected within %v%s", rep.Connected, len(sites), connectTimeout, tail(hub))
+		return fmt.Errorf("hubscale: only %d of %d sites connected within %v%s", rep.Connected, len(sites), connectTimeout, measure.ProcLogs(hub))
 	}
 
 	// Idle.
-	if err := sleep(ctx, settle); err != nil {
+	if err := measure.Sleep(ctx, settle); err != nil {
 		return err
 	}
 	log.Info("idle phase", "duration", o.duration)
 	if rep.CPUIdle, err = cpuPercent(ctx, pid, o.duration, nil); err != nil {
 		return err
 	}
-	if rep.RSSIdle, err = vmRSS(pid); err != nil {
+	if rep.RSSIdle, err = measure.VmRSS(pid); err != nil {
 		return err
 	}
 	rep.PerSite = (float64(rep.RSSIdle) - float64(rep.RSSAlone)) / float64(len(sites))
 
 	// One packet per second per site.
 	log.Info("1 pps phase", "duration", o.duration, "pps", len(sites))
-	self0, err := procCPU(os.Getpid())
+	self0, err := measure.ProcCPU(os.Getpid())
 	if err != nil {
 		return err
 	}
@@ -253,13 +246,13 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	if self1, err := procCPU(os.Getpid()); err == nil {
+	if self1, err := measure.ProcCPU(os.Getpid()); err == nil {
 		rep.SitesCPU = 100 * (self1 - self0) / time.Since(t0).Seconds()
 	}
-	if rep.RSSLoad, err = vmRSS(pid); err != nil {
+	if rep.RSSLoad, err = measure.VmRSS(pid); err != nil {
 		return err
 	}
-	if err := sleep(ctx, replyGrace); err != nil {
+	if err := measure.Sleep(ctx, replyGrace); err != nil {
 		return err
 	}
 	for _, s := range sites {
@@ -271,12 +264,12 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	}
 	rep.HubPeers = strings.Count(hub.Output(), "peer connected")
 	rep.Machine.LoadAfter = loadAvg()
-	if exited(hub) {
-		return fmt.Errorf("hubscale: the hub exited during the run%s", tail(hub))
+	if measure.Exited(hub) {
+		return fmt.Errorf("hubscale: the hub exited during the run%s", measure.ProcLogs(hub))
 	}
 
 	if o.json {
-		if err := writeJSON(stdout, &rep); err != nil {
+		if err := measure.WriteJSON(stdout, &rep); err != nil {
 			return err
 		}
 		writeTable(stderr, &rep)
@@ -284,26 +277,6 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		writeTable(stdout, &rep)
 	}
 	return nil
-}
-
-// buildLab makes the hub and sites namespaces and the veth between them.
-func buildLab(lab *netlab.Lab) (hub, sites *netlab.NS, err error) {
-	if hub, err = lab.NS("hub"); err != nil {
-		return nil, nil, err
-	}
-	if sites, err = lab.NS("sites"); err != nil {
-		return nil, nil, err
-	}
-	if err := lab.Link(hub, "veth0", sites, "veth0"); err != nil {
-		return nil, nil, err
-	}
-	if err := hub.Addr("veth0", underHub.String()); err != nil {
-		return nil, nil, err
-	}
-	if err := sites.Addr("veth0", underSite.String()); err != nil {
-		return nil, nil, err
-	}
-	return hub, sites, sites.WaitPing(underHub.Addr(), 5*time.Second)
 }
 
 // siteAddr is the inner address of site i: 10.77.0.2 and up.
@@ -347,17 +320,17 @@ func startHub(ctx context.Context, lab *netlab.Lab, ns *netlab.NS, bin string, k
 	}
 	end := time.Now().Add(hubStartTimeout)
 	for !strings.Contains(p.Output(), "godwit running") {
-		if exited(p) {
-			return nil, fmt.Errorf("hubscale: the hub exited at start%s", tail(p))
+		if measure.Exited(p) {
+			return nil, fmt.Errorf("hubscale: the hub exited at start%s", measure.ProcLogs(p))
 		}
 		if time.Now().After(end) {
-			return nil, fmt.Errorf("hubscale: no \"godwit running\" from the hub within %v%s", hubStartTimeout, tail(p))
+			return nil, fmt.Errorf("hubscale: no \"godwit running\" from the hub within %v%s", hubStartTimeout, measure.ProcLogs(p))
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
-	if c := readTrim(fmt.Sprintf("/proc/%d/comm", p.Cmd.Process.Pid)); c != "godwit" {
+	if c := measure.ReadTrim(fmt.Sprintf("/proc/%d/comm", p.Cmd.Process.Pid)); c != "godwit" {
 		return nil, fmt.Errorf("hubscale: hub pid %d is %q, not godwit", p.Cmd.Process.Pid, c)
 	}
 	return p, nil
@@ -441,7 +414,7 @@ func sendPings(ctx context.Context, sites []*site, d time.Duration) uint64 {
 	for r := range rounds {
 		for i, s := range sites {
 			at := start.Add(time.Duration(r)*time.Second + time.Duration(i)*step)
-			if err := sleep(ctx, time.Until(at)); err != nil {
+			if err := measure.Sleep(ctx, time.Until(at)); err != nil {
 				return sent
 			}
 			select {
@@ -452,151 +425,33 @@ func sendPings(ctx context.Context, sites []*site, d time.Duration) uint64 {
 		}
 	}
 	// Fill up to d if d is not a whole number of seconds.
-	_ = sleep(ctx, time.Until(start.Add(d)))
+	_ = measure.Sleep(ctx, time.Until(start.Add(d)))
 	return sent
 }
 
 // cpuPercent measures pid's CPU use over d, in percent of one core, while
 // during (if not nil) runs; during should return after about d.
 func cpuPercent(ctx context.Context, pid int, d time.Duration, during func(context.Context)) (float64, error) {
-	c0, err := procCPU(pid)
+	c0, err := measure.ProcCPU(pid)
 	if err != nil {
 		return 0, err
 	}
 	t0 := time.Now()
 	if during != nil {
 		during(ctx)
-	} else if err := sleep(ctx, d); err != nil {
+	} else if err := measure.Sleep(ctx, d); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	c1, err := procCPU(pid)
+	c1, err := measure.ProcCPU(pid)
 	if err != nil {
 		return 0, err
 	}
 	return 100 * (c1 - c0) / time.Since(t0).Seconds(), nil
 }
 
-// procCPU returns utime+stime of pid in seconds.
-func procCPU(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("hubscale: %w", err)
-	}
-	t, err := parseStatTicks(b)
-	if err != nil {
-		return 0, fmt.Errorf("hubscale: pid %d: %w", pid, err)
-	}
-	return float64(t) / userHZ, nil
-}
-
-// parseStatTicks returns utime+stime (fields 14 and 15) of a
-// /proc/<pid>/stat line, counting fields after the last ')' because the
-// command name may hold spaces and parentheses.
-func parseStatTicks(b []byte) (uint64, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || bytes.IndexByte(b, '(') < 0 {
-		return 0, errors.New("hubscale: stat line without command name")
-	}
-	f := bytes.Fields(b[i+1:])
-	const utime = 14 - 3
-	if len(f) <= utime+1 {
-		return 0, fmt.Errorf("hubscale: stat line has %d fields after the command name", len(f))
-	}
-	u, err := strconv.ParseUint(string(f[utime]), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("hubscale: stat utime: %w", err)
-	}
-	s, err := strconv.ParseUint(string(f[utime+1]), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("hubscale: stat stime: %w", err)
-	}
-	if u+s < u {
-		return 0, errors.New("hubscale: stat utime+stime overflows")
-	}
-	return u + s, nil
-}
-
-// vmRSS returns the resident set size of pid in KiB.
-func vmRSS(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("hubscale: %w", err)
-	}
-	return parseVmRSS(b)
-}
-
-// parseVmRSS finds "VmRSS: N kB" in /proc/<pid>/status.
-func parseVmRSS(b []byte) (uint64, error) {
-	for line := range strings.SplitSeq(string(b), "\n") {
-		v, ok := strings.CutPrefix(line, "VmRSS:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("hubscale: VmRSS line %q", line)
-		}
-		n, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("hubscale: VmRSS: %w", err)
-		}
-		return n, nil
-	}
-	return 0, errors.New("hubscale: no VmRSS line")
-}
-
-// rank is the zero-based nearest-rank index of percentile p among n > 0
-// sorted values.
-func rank(n, p int) int {
-	r := (p*n + 99) / 100
-	return max(r, 1) - 1
-}
-
-func exited(p *netlab.Proc) bool {
-	_, err := p.Wait(10 * time.Millisecond)
-	return err == nil
-}
-
-// tail returns the last lines of p's log, for error messages.
-func tail(p *netlab.Proc) string {
-	lines := strings.Split(strings.TrimRight(p.Output(), "\n"), "\n")
-	if len(lines) > 15 {
-		lines = lines[len(lines)-15:]
-	}
-	return fmt.Sprintf("\n--- %s (%s):\n%s", p.Name, p.Log, strings.Join(lines, "\n"))
-}
-
-func readTrim(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-// loadAvg returns the 1, 5 and 15 minute load averages.
-func loadAvg() string {
-	f := strings.Fields(readTrim("/proc/loadavg"))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// loadAvg is [measure.LoadAvg], or "unknown" when /proc/loadavg cannot be
+// read.
+func loadAvg() string { return cmp.Or(measure.LoadAvg(), "unknown") }
