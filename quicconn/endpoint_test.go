@@ -379,6 +379,28 @@ type udpProxy struct {
 	drop   atomic.Bool
 }
 
+// dialViaProxy connects p's client to p's server through a new udpProxy
+// and returns the proxy and both ends.
+func dialViaProxy(t testing.TB, p *testPair) (proxy *udpProxy, c, s *Conn) {
+	t.Helper()
+	proxy = newUDPProxy(t, p.srv.LocalAddr())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	acc := make(chan *Conn, 1)
+	go func() {
+		s, _ := p.srv.Accept(ctx)
+		acc <- s
+	}()
+	c, err := p.cli.Dial(ctx, proxy.pc.LocalAddr().String(), p.sk.pub)
+	if err != nil {
+		t.Fatalf("Dial via proxy: %v", err)
+	}
+	if s = <-acc; s == nil {
+		t.Fatal("Accept via proxy failed")
+	}
+	return proxy, c, s
+}
+
 func newUDPProxy(t testing.TB, server net.Addr) *udpProxy {
 	t.Helper()
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -426,22 +448,7 @@ func TestDeadPeerDetectedByHeartbeat(t *testing.T) {
 			c.IdleTimeout = idle
 		}
 	})
-	proxy := newUDPProxy(t, p.srv.LocalAddr())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	acc := make(chan *Conn, 1)
-	go func() {
-		s, _ := p.srv.Accept(ctx)
-		acc <- s
-	}()
-	c, err := p.cli.Dial(ctx, proxy.pc.LocalAddr().String(), p.sk.pub)
-	if err != nil {
-		t.Fatalf("Dial via proxy: %v", err)
-	}
-	s := <-acc
-	if s == nil {
-		t.Fatal("Accept via proxy failed")
-	}
+	proxy, c, s := dialViaProxy(t, p)
 	time.Sleep(300 * time.Millisecond) // a few heartbeats pass
 	if c.Err() != nil || s.Err() != nil {
 		t.Fatalf("conn died while the path worked: client %v, server %v", c.Err(), s.Err())

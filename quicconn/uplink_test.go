@@ -171,21 +171,7 @@ func TestPathDeadCallback(t *testing.T) {
 		cli.PathDeadFloor = 300 * time.Millisecond
 		cli.OnPathDead = func(*Conn) { dead <- time.Now() }
 	})
-	proxy := newUDPProxy(t, p.srv.LocalAddr())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	acc := make(chan *Conn, 1)
-	go func() {
-		s, _ := p.srv.Accept(ctx)
-		acc <- s
-	}()
-	c, err := p.cli.Dial(ctx, proxy.pc.LocalAddr().String(), p.sk.pub)
-	if err != nil {
-		t.Fatalf("Dial via proxy: %v", err)
-	}
-	if <-acc == nil {
-		t.Fatal("no accepted conn")
-	}
+	proxy, c, _ := dialViaProxy(t, p)
 	time.Sleep(500 * time.Millisecond)
 	select {
 	case <-dead:
