@@ -25,3 +25,5 @@ require (
 	golang.zx2c4.com/wintun v0.0.0-20230126152724-0fa3db229ce2 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/quic-go/quic-go => ./quicconn/quic-go
