@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
 	"github.com/quic-go/quic-go/qlogwriter"
 )
@@ -419,4 +420,68 @@ func cpuTime(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestTracerSkipsPacketEvents checks what the counting tracer tells
+// quic-go: alone it asks not to get the per-packet events, and with a qlog
+// file it asks for everything.
+func TestTracerSkipsPacketEvents(t *testing.T) {
+	tr := &connTrace{}
+	if qlogwriter.RecordsPacketEvents(tr.AddProducer()) {
+		t.Errorf("counting-only recorder: RecordsPacketEvents = true, want false")
+	}
+	f, err := createQlog(t.TempDir(), true, quic.ConnectionIDFromBytes([]byte{1, 2, 3, 4, 5, 6, 7, 8}), "p", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr = &connTrace{file: f}
+	r := tr.AddProducer()
+	if !qlogwriter.RecordsPacketEvents(r) {
+		t.Errorf("recorder with a qlog file: RecordsPacketEvents = false, want true")
+	}
+	r.RecordEvent(qlog.DatagramDropped{Direction: qlog.DirectionReceiving, Trigger: "buffer_full"})
+	if got := tr.dgramQueueFull.Load(); got != 1 {
+		t.Errorf("counter behind the qlog file = %d, want 1", got)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
+// TestTracerAllocs is the allocation gate of the always-on tracer: one
+// datagram there and back to the sender's ReceiveDatagram may allocate
+// at most 2 more times with the counting tracer than without a tracer
+// (stock quic-go builds every per-packet qlog event: 8 more).
+// testing.AllocsPerRun counts the whole process, so both endpoints' quic-go
+// goroutines are in it.
+func TestTracerAllocs(t *testing.T) {
+	perDatagram := func(disable bool) float64 {
+		p := newTestPair(t, func(cli, srv *Config) {
+			cli.DisableTracer = disable
+			srv.DisableTracer = disable
+		})
+		client, server := p.connect(t)
+		defer client.Close("test done")
+		payload := make([]byte, 1200)
+		lost := 0
+		n := testing.AllocsPerRun(1000, func() {
+			if err := client.SendDatagram(payload); err != nil {
+				t.Fatalf("SendDatagram: %v", err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if _, err := server.ReceiveDatagram(ctx); err != nil {
+				lost++
+			}
+			cancel()
+		})
+		if lost > 10 {
+			t.Fatalf("tracer off=%v: %d of 1000 datagrams lost on loopback", disable, lost)
+		}
+		return n
+	}
+	on, off := perDatagram(false), perDatagram(true)
+	t.Logf("allocations per datagram: %.1f with the counting tracer, %.1f without", on, off)
+	if on-off > 2 {
+		t.Errorf("counting tracer costs %.1f allocations per datagram (%.1f with, %.1f without), want <= 2", on-off, on, off)
+	}
 }

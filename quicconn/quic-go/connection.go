@@ -237,7 +237,10 @@ type Conn struct {
 	logID     string
 	qlogTrace qlogwriter.Trace
 	qlogger   qlogwriter.Recorder
-	logger    utils.Logger
+	// qlogPackets: qlogger wants the per-packet events (Godwit patch,
+	// qlogwriter.PacketEventSkipper)
+	qlogPackets bool
+	logger      utils.Logger
 }
 
 var _ streamSender = &Conn{}
@@ -295,6 +298,7 @@ var newConnection = func(
 	w := &wrappedConn{pathReceiver: pathReceiver{Conn: s}}
 	if qlogTrace != nil {
 		s.qlogger = qlogTrace.AddProducer()
+		s.qlogPackets = qlogwriter.RecordsPacketEvents(s.qlogger)
 	}
 	if origDestConnID.Len() > 0 {
 		s.logID = origDestConnID.String()
@@ -416,6 +420,7 @@ var newClientConnection = func(
 	w := &wrappedConn{pathReceiver: pathReceiver{Conn: s}}
 	if qlogTrace != nil {
 		s.qlogger = qlogTrace.AddProducer()
+		s.qlogPackets = qlogwriter.RecordsPacketEvents(s.qlogger)
 	}
 	if s.qlogger != nil {
 		var srcAddr, destAddr *net.UDPAddr
@@ -1267,7 +1272,7 @@ func (c *Conn) handleShortHeaderPacket(
 	}
 
 	var log func([]qlog.Frame)
-	if c.qlogger != nil {
+	if c.qlogPackets {
 		var tuple string
 		if path != activePathID {
 			tuple = strconv.FormatInt(int64(path), 10)

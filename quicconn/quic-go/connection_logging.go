@@ -131,7 +131,7 @@ func (c *Conn) logShortHeaderPacketWithDatagramPayloadChecksum(p shortHeaderPack
 	}
 
 	// tracing
-	if c.qlogger != nil {
+	if c.qlogPackets {
 		numFrames := len(p.Frames) + len(p.StreamFrames)
 		if p.Ack != nil {
 			numFrames++

@@ -32,6 +32,28 @@ type Recorder interface {
 	io.Closer
 }
 
+// PacketEventSkipper may be implemented by a [Recorder] that has no use for
+// the events recorded for every packet: PacketSent and PacketReceived of
+// 1-RTT packets, MetricsUpdated, and TimerUpdated when the loss detection
+// timer is set or cancelled. quic-go asks once per connection, right after
+// [Trace.AddProducer], and does not build those events when
+// SkipPacketEvents returns true. All other events are recorded as usual.
+// (Godwit patch: a counting-only recorder costs ~8 allocations per packet
+// otherwise.)
+type PacketEventSkipper interface {
+	SkipPacketEvents() bool
+}
+
+// RecordsPacketEvents reports whether r is not nil and wants the
+// per-packet events (see [PacketEventSkipper]).
+func RecordsPacketEvents(r Recorder) bool {
+	if r == nil {
+		return false
+	}
+	s, ok := r.(PacketEventSkipper)
+	return !ok || !s.SkipPacketEvents()
+}
+
 // Event represents a qlog event that can be encoded to JSON.
 // Each event must implement [Event.Name] and [Event.Encode].
 type Event interface {

@@ -132,6 +132,7 @@ type sentPacketHandler struct {
 	perspective protocol.Perspective
 
 	qlogger     qlogwriter.Recorder
+	qlogPackets bool // qlogger wants MetricsUpdated and TimerUpdated set/cancel (Godwit patch)
 	lastMetrics qlog.MetricsUpdated
 	logger      utils.Logger
 }
@@ -182,6 +183,7 @@ func NewSentPacketHandler(
 		ignorePacketsBelow: ignorePacketsBelow,
 		perspective:        pers,
 		qlogger:            qlogger,
+		qlogPackets:        qlogwriter.RecordsPacketEvents(qlogger),
 		logger:             logger,
 	}
 	if enableECN {
@@ -360,7 +362,7 @@ func (h *sentPacketHandler) SentPacket(
 		}
 		return
 	}
-	if h.qlogger != nil {
+	if h.qlogPackets {
 		h.qlogMetricsUpdated()
 	}
 	h.setLossDetectionTimer(t)
@@ -506,7 +508,7 @@ func (h *sentPacketHandler) ReceivedAck(ack *wire.AckFrame, encLevel protocol.En
 		h.congestion.OnSpuriousLoss(pn)
 	}
 	if len(ackedPackets) == 0 {
-		if len(spuriousLosses) > 0 && h.qlogger != nil {
+		if len(spuriousLosses) > 0 && h.qlogPackets {
 			h.qlogMetricsUpdated()
 		}
 		if timeThresholdIncreased {
@@ -544,7 +546,7 @@ func (h *sentPacketHandler) ReceivedAck(ack *wire.AckFrame, encLevel protocol.En
 	}
 	h.numProbesToSend = 0
 
-	if h.qlogger != nil {
+	if h.qlogPackets {
 		h.qlogMetricsUpdated()
 	}
 
@@ -788,14 +790,14 @@ func (h *sentPacketHandler) setLossDetectionTimer(now monotime.Time) {
 	hasAlarm := !newAlarm.Time.IsZero()
 	if !hasAlarm && !oldAlarm.Time.IsZero() {
 		h.logger.Debugf("Canceling loss detection timer.")
-		if h.qlogger != nil {
+		if h.qlogPackets {
 			h.qlogger.RecordEvent(qlog.TimerUpdated{
 				Type: qlog.TimerEventTypeCancelled,
 			})
 		}
 	}
 
-	if h.qlogger != nil && hasAlarm && newAlarm != oldAlarm {
+	if h.qlogPackets && hasAlarm && newAlarm != oldAlarm {
 		h.qlogger.RecordEvent(qlog.TimerUpdated{
 			Type:      qlog.TimerEventTypeSet,
 			TimerType: newAlarm.TimerType,
