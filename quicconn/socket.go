@@ -4,6 +4,7 @@ package quicconn
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +23,11 @@ import (
 type sockConn struct {
 	*net.UDPConn
 	unreachable *atomic.Uint64 // send errors swallowed; shared with the Endpoint
+
+	// Sends the kernel took: sendmsg/sendto calls, and the UDP datagrams
+	// they carried (a GSO call carries several). Written by quic-go's send
+	// queue, read by Endpoint.UDPSendStats.
+	sendCalls, sendSegments atomic.Uint64
 }
 
 var _ quic.OOBCapablePacketConn = (*sockConn)(nil)
@@ -34,24 +40,98 @@ func isNetGone(err error) bool {
 		errors.Is(err, syscall.EPERM)
 }
 
-// WriteMsgUDP is the path of every quic-go send on Linux.
+// WriteMsgUDP is the path of every quic-go send on Linux. A successful
+// call is counted with the number of UDP datagrams it carried: one, or
+// with GSO (a UDP_SEGMENT control message in oob) len(b) divided by the
+// segment size, rounded up.
 func (s *sockConn) WriteMsgUDP(b, oob []byte, addr *net.UDPAddr) (int, int, error) {
 	n, oobn, err := s.UDPConn.WriteMsgUDP(b, oob, addr)
-	if err != nil && isNetGone(err) {
-		s.unreachable.Add(1)
-		return len(b), len(oob), nil
+	if err != nil {
+		if isNetGone(err) {
+			s.unreachable.Add(1)
+			return len(b), len(oob), nil
+		}
+		return n, oobn, err
 	}
-	return n, oobn, err
+	segs := uint64(1)
+	if size := gsoSegmentSize(oob); size > 0 && len(b) > size {
+		segs = uint64((len(b) + size - 1) / size)
+	}
+	s.sendCalls.Add(1)
+	s.sendSegments.Add(segs)
+	return n, oobn, nil
 }
 
 // WriteTo is used only when quic-go cannot use the OOB path.
 func (s *sockConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	n, err := s.UDPConn.WriteTo(b, addr)
-	if err != nil && isNetGone(err) {
-		s.unreachable.Add(1)
-		return len(b), nil
+	if err != nil {
+		if isNetGone(err) {
+			s.unreachable.Add(1)
+			return len(b), nil
+		}
+		return n, err
 	}
-	return n, err
+	s.sendCalls.Add(1)
+	s.sendSegments.Add(1)
+	return n, nil
+}
+
+// gsoSegmentSize returns the segment size of the first UDP_SEGMENT control
+// message (level IPPROTO_UDP, a native-endian uint16) in oob, or 0 if
+// there is none or oob is malformed. It walks the messages the way
+// unix.ParseSocketControlMessage does, without allocating.
+func gsoSegmentSize(oob []byte) int {
+	hdr := unix.CmsgLen(0) // header length, aligned
+	for i := 0; i+hdr <= len(oob); {
+		var l uint64
+		var level, typ int32
+		b := oob[i:]
+		switch unix.SizeofCmsghdr {
+		case 16: // Len is 64 bits
+			l = binary.NativeEndian.Uint64(b)
+			level, typ = int32(binary.NativeEndian.Uint32(b[8:])), int32(binary.NativeEndian.Uint32(b[12:]))
+		case 12: // Len is 32 bits
+			l = uint64(binary.NativeEndian.Uint32(b))
+			level, typ = int32(binary.NativeEndian.Uint32(b[4:])), int32(binary.NativeEndian.Uint32(b[8:]))
+		default:
+			return 0
+		}
+		if l < unix.SizeofCmsghdr || l > uint64(len(b)) {
+			return 0
+		}
+		if level == unix.IPPROTO_UDP && typ == unix.UDP_SEGMENT {
+			if l < uint64(hdr+2) {
+				return 0
+			}
+			return int(binary.NativeEndian.Uint16(b[hdr:]))
+		}
+		i += unix.CmsgSpace(int(l) - hdr)
+	}
+	return 0
+}
+
+// UDPSendStats returns how many send calls (sendmsg, or sendto where
+// quic-go cannot use control messages) the kernel took on the Endpoint's
+// socket and on the sockets of its open uplinks, and how many UDP
+// datagrams they carried. segments/calls is the GSO batch size: 1 without
+// GSO. Failed sends are not counted (those quic-go treats as loss are in
+// EndpointStats.UnreachableDrops). The counts only grow, except that the
+// counts of an uplink's socket leave the sum when the socket closes.
+// Safe for concurrent use; two atomic loads per socket.
+func (e *Endpoint) UDPSendStats() (calls, segments uint64) {
+	calls, segments = e.sock.sendCalls.Load(), e.sock.sendSegments.Load()
+	e.upMu.Lock()
+	defer e.upMu.Unlock()
+	for _, u := range e.upl.byName { // closed uplinks leave both maps
+		calls += u.sock.sendCalls.Load()
+		segments += u.sock.sendSegments.Load()
+	}
+	for u := range e.upl.lingering {
+		calls += u.sock.sendCalls.Load()
+		segments += u.sock.sendSegments.Load()
+	}
+	return calls, segments
 }
 
 // listenUDP opens the endpoint's socket on addr ("" = wildcard, ephemeral

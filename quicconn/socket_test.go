@@ -3,6 +3,7 @@
 package quicconn
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -127,5 +130,160 @@ func TestUnreachableIsLoss(t *testing.T) {
 	}
 	if r.count != 2 {
 		t.Errorf("unreachable counter = %d, want 2", r.count)
+	}
+}
+
+// cmsg encodes one control message the way quic-go's
+// appendUDPSegmentSizeMsg does (a unix.Cmsghdr, then the data, padded to
+// the alignment).
+func cmsg(level, typ int32, data []byte) []byte {
+	b := make([]byte, unix.CmsgSpace(len(data)))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = level, typ
+	h.SetLen(unix.CmsgLen(len(data)))
+	copy(b[unix.CmsgLen(0):], data)
+	return b
+}
+
+// segmentMsg is a UDP_SEGMENT control message for size.
+func segmentMsg(size uint16) []byte {
+	return cmsg(unix.IPPROTO_UDP, unix.UDP_SEGMENT, binary.NativeEndian.AppendUint16(nil, size))
+}
+
+func TestGSOSegmentSize(t *testing.T) {
+	ecn4 := cmsg(unix.IPPROTO_IP, unix.IP_TOS, []byte{2, 0, 0, 0})
+	ecn6 := cmsg(unix.IPPROTO_IPV6, unix.IPV6_TCLASS, []byte{2, 0, 0, 0})
+	pktinfo := unix.PktInfo4(&unix.Inet4Pktinfo{Spec_dst: [4]byte{127, 0, 0, 1}})
+	join := func(bs ...[]byte) []byte {
+		var out []byte
+		for _, b := range bs {
+			out = append(out, b...)
+		}
+		return out
+	}
+	short := segmentMsg(1350)
+	short = short[:unix.CmsgLen(0)+1]
+	tests := []struct {
+		name string
+		oob  []byte
+		want int
+	}{
+		{"none", nil, 0},
+		{"ECN only", ecn4, 0},
+		{"segment alone", segmentMsg(1350), 1350},
+		{"after ECN", join(ecn4, segmentMsg(1228)), 1228},
+		{"after packet info and ECN", join(pktinfo, ecn6, segmentMsg(1452)), 1452},
+		{"first one counts", join(segmentMsg(1000), segmentMsg(1200)), 1000},
+		{"truncated header", segmentMsg(1350)[:unix.CmsgLen(0)-1], 0},
+		{"truncated data", short, 0},
+		{"length past the end", append(ecn4[:len(ecn4):len(ecn4)], segmentMsg(1350)[:unix.CmsgLen(2)-1]...), 0},
+		{"UDP_GRO is not UDP_SEGMENT", cmsg(unix.IPPROTO_UDP, unix.UDP_GRO, []byte{0x10, 0x05}), 0},
+	}
+	for _, tt := range tests {
+		if got := gsoSegmentSize(tt.oob); got != tt.want {
+			t.Errorf("gsoSegmentSize(%s) = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	oob := join(pktinfo, ecn6, segmentMsg(1452))
+	if n := testing.AllocsPerRun(100, func() { _ = gsoSegmentSize(oob) }); n != 0 {
+		t.Errorf("gsoSegmentSize allocates %v times, want 0", n)
+	}
+}
+
+// FuzzGSOSegmentSize checks gsoSegmentSize against x/sys's parser: where
+// unix.ParseSocketControlMessage accepts oob, the result is the data of
+// its first UDP_SEGMENT message (0 if that is shorter than 2 bytes or
+// there is none); anything else must not panic and gives a uint16.
+func FuzzGSOSegmentSize(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(segmentMsg(1350))
+	f.Add(append(cmsg(unix.IPPROTO_IP, unix.IP_TOS, []byte{2, 0, 0, 0}), segmentMsg(1228)...))
+	f.Add(append(unix.PktInfo6(&unix.Inet6Pktinfo{}), segmentMsg(1452)...))
+	f.Add(cmsg(unix.IPPROTO_UDP, unix.UDP_SEGMENT, nil))
+	f.Fuzz(func(t *testing.T, oob []byte) {
+		got := gsoSegmentSize(oob)
+		if got < 0 || got > 0xffff {
+			t.Fatalf("gsoSegmentSize = %d, not a uint16", got)
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob)
+		if err != nil {
+			return
+		}
+		want := 0
+		for _, m := range msgs {
+			if m.Header.Level == unix.IPPROTO_UDP && m.Header.Type == unix.UDP_SEGMENT {
+				if len(m.Data) >= 2 {
+					want = int(binary.NativeEndian.Uint16(m.Data))
+				}
+				break
+			}
+		}
+		if got != want {
+			t.Fatalf("gsoSegmentSize = %d, x/sys parses %d", got, want)
+		}
+	})
+}
+
+// TestSendCounts sends through the wrapper with and without GSO over
+// loopback and checks both the counters and what arrives.
+func TestSendCounts(t *testing.T) {
+	var n atomic.Uint64
+	sc, err := listenUDP("127.0.0.1:0", 0, &n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	rcv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Close()
+	dst := rcv.LocalAddr().(*net.UDPAddr)
+	tests := []struct {
+		name      string
+		len       int
+		oob       []byte
+		wantSizes []int // datagrams that arrive
+	}{
+		{"plain", 500, nil, []int{500}},
+		{"ECN only", 700, cmsg(unix.IPPROTO_IP, unix.IP_TOS, []byte{2, 0, 0, 0}), []int{700}},
+		{"GSO, even", 3000, segmentMsg(1000), []int{1000, 1000, 1000}},
+		{"GSO, short last segment", 2500, segmentMsg(1000), []int{1000, 1000, 500}},
+		{"GSO, one segment", 800, segmentMsg(1000), []int{800}},
+	}
+	buf := make([]byte, 1<<16)
+	for _, tt := range tests {
+		c0, s0 := sc.sendCalls.Load(), sc.sendSegments.Load()
+		if _, _, err := sc.WriteMsgUDP(make([]byte, tt.len), tt.oob, dst); err != nil {
+			t.Fatalf("%s: WriteMsgUDP: %v", tt.name, err)
+		}
+		if c, s := sc.sendCalls.Load()-c0, sc.sendSegments.Load()-s0; c != 1 || s != uint64(len(tt.wantSizes)) {
+			t.Errorf("%s: counted %d calls, %d segments; want 1, %d", tt.name, c, s, len(tt.wantSizes))
+		}
+		for i, want := range tt.wantSizes {
+			_ = rcv.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got, _, err := rcv.ReadFromUDP(buf)
+			if err != nil {
+				t.Fatalf("%s: datagram %d: %v", tt.name, i, err)
+			}
+			if got != want {
+				t.Errorf("%s: datagram %d has %d bytes, want %d", tt.name, i, got, want)
+			}
+		}
+	}
+	c0, s0 := sc.sendCalls.Load(), sc.sendSegments.Load()
+	if _, err := sc.WriteTo([]byte("x"), dst); err != nil {
+		t.Fatal(err)
+	}
+	if c, s := sc.sendCalls.Load()-c0, sc.sendSegments.Load()-s0; c != 1 || s != 1 {
+		t.Errorf("WriteTo: counted %d calls, %d segments; want 1, 1", c, s)
+	}
+	// A failed send is not counted.
+	c0, s0 = sc.sendCalls.Load(), sc.sendSegments.Load()
+	if _, _, err := sc.WriteMsgUDP(make([]byte, 1<<17), nil, dst); err == nil {
+		t.Fatal("sending 128 KiB in one datagram succeeded")
+	}
+	if c, s := sc.sendCalls.Load()-c0, sc.sendSegments.Load()-s0; c != 0 || s != 0 {
+		t.Errorf("failed send: counted %d calls, %d segments; want 0, 0", c, s)
 	}
 }
