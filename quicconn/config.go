@@ -13,10 +13,31 @@ import (
 // ALPN is the TLS application protocol both sides require.
 const ALPN = "godwit/1"
 
-// initialPacketSize is quic-go's InitialPacketSize on both sides: a floor
+// initialPacketSize is the default of Config.InitialPacketSize: a floor
 // for the datagram limit that survives migrations (1350 - 37 = 1313 bytes
 // of payload), large enough for inner IPv6 QUIC (reference section 1.4).
 const initialPacketSize = 1350
+
+// Bounds of Config.InitialPacketSize and the per-packet cost of a DATAGRAM
+// frame that quic-go reserves: the datagram limit is the packet size minus
+// DatagramOverhead.
+const (
+	// MaxInitialPacketSize is the largest UDP payload a 1500-byte IPv6 path
+	// carries (1500 - 40 - 8), quic-go's own maximum.
+	MaxInitialPacketSize = 1452
+	// DatagramOverhead is what quic-go keeps free in a packet for a
+	// DATAGRAM frame's header, the short header and the AEAD tag.
+	DatagramOverhead = 37
+)
+
+// InitialPacketSizeFor returns the InitialPacketSize that lets a TUN of the
+// given MTU send full-size packets from the first packet on, without
+// waiting for path MTU discovery: mtu + DatagramOverhead, at least the
+// default 1350 and at most MaxInitialPacketSize. A larger MTU than
+// MaxInitialPacketSize - DatagramOverhead (1415) never fits.
+func InitialPacketSizeFor(mtu int) int {
+	return min(max(mtu+DatagramOverhead, initialPacketSize), MaxInitialPacketSize)
+}
 
 // connectionIDLength is the same on every Transport so that a connection
 // can move between them (reference section 2.3 #2).
@@ -139,6 +160,14 @@ type Config struct {
 	// packet: BenchmarkDatagramTracer measured about 6 % more CPU time and
 	// 8 more allocations per 1200-byte datagram. A QlogDir overrides it.
 	DisableTracer bool
+	// InitialPacketSize is the UDP payload size of the first packets on
+	// every path (quic-go's InitialPacketSize): the datagram limit starts at
+	// InitialPacketSize - DatagramOverhead and path MTU discovery raises it
+	// from there, up to MaxInitialPacketSize. Every path a connection uses,
+	// including each uplink it migrates to, must carry packets of this size
+	// or the connection black-holes there. 0 means 1350 (limit 1313); it is
+	// clamped to [1200, MaxInitialPacketSize].
+	InitialPacketSize int
 }
 
 // withDefaults returns a copy of c with zero values replaced by defaults.
@@ -158,6 +187,10 @@ func (c Config) withDefaults() Config {
 	def(&c.RedialMin, 250*time.Millisecond)
 	def(&c.RedialMax, 15*time.Second)
 	def(&c.PathDeadFloor, time.Second)
+	if c.InitialPacketSize <= 0 {
+		c.InitialPacketSize = initialPacketSize
+	}
+	c.InitialPacketSize = min(max(c.InitialPacketSize, 1200), MaxInitialPacketSize)
 	if c.RedialMax < c.RedialMin {
 		c.RedialMax = c.RedialMin
 	}

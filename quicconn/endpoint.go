@@ -185,7 +185,7 @@ func (e *Endpoint) quicConfig(dialer bool) *quic.Config {
 	c := &quic.Config{
 		HandshakeIdleTimeout:  e.cfg.HandshakeTimeout,
 		MaxIdleTimeout:        e.cfg.IdleTimeout,
-		InitialPacketSize:     initialPacketSize,
+		InitialPacketSize:     uint16(e.cfg.InitialPacketSize),
 		EnableDatagrams:       true,
 		MaxIncomingStreams:    1, // the control stream
 		MaxIncomingUniStreams: -1,

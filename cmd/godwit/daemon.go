@@ -124,6 +124,13 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		StateDir:   ifc.StateDir, // reset and ticket keys, session tickets: 0-RTT and stateless resets across restarts
 		Logger:     log.With("part", "quic"),
 		KeepAlive:  ifc.KeepAlive,
+		// Full-size inner packets fit from the first packet on, with no ICMP
+		// "too big" while path MTU discovery probes (docs/PERFORMANCE.md).
+		InitialPacketSize: quicconn.InitialPacketSizeFor(ifc.MTU),
+	}
+	if limit := quicconn.MaxInitialPacketSize - quicconn.DatagramOverhead; ifc.MTU > limit {
+		log.Warn("mtu is larger than the largest datagram a 1500-byte path carries; larger inner packets get ICMP too big",
+			"mtu", ifc.MTU, "datagram_limit", limit)
 	}
 	if d.mob = newMobility(cfg, log.With("part", "mobility")); d.mob != nil { // mobility.go
 		qcfg.PickUplink, qcfg.OnPathDead, qcfg.OnMigrated = d.mob.pickUplink, d.mob.pathDead, d.mob.migrated
