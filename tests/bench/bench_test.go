@@ -269,7 +269,7 @@ func TestParseLinkMTU(t *testing.T) {
 }
 
 func TestGodwitConfig(t *testing.T) {
-	got := godwitConfig("gw1", "/tmp/x/hub.key", "/tmp/x/hub-state", netip.MustParsePrefix("10.77.0.1/24"),
+	got := godwitConfig("gw1", "/tmp/x/hub.key", "/tmp/x/hub-state", netip.MustParsePrefix("10.77.0.1/24"), 0,
 		netip.MustParseAddrPort("198.18.0.1:4433"), "site", "c2l0ZQ==", netip.MustParsePrefix("10.77.0.2/32"), netip.AddrPort{},
 		netip.MustParseAddrPort("127.0.0.1:9586"))
 	var cfg struct {
@@ -285,10 +285,10 @@ func TestGodwitConfig(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Interface, wantIf) || !reflect.DeepEqual(cfg.Peer, wantPeer) {
 		t.Errorf("godwitConfig decoded to %v %v, want %v %v", cfg.Interface, cfg.Peer, wantIf, wantPeer)
 	}
-	site := godwitConfig("gw1", "k", "s", netip.MustParsePrefix("10.77.0.2/32"), netip.AddrPort{}, "hub", "aHVi",
+	site := godwitConfig("gw1", "k", "s", netip.MustParsePrefix("10.77.0.2/32"), 1400, netip.AddrPort{}, "hub", "aHVi",
 		netip.MustParsePrefix("10.77.0.0/24"), netip.MustParseAddrPort("198.18.0.1:4433"), netip.AddrPort{})
-	if strings.Contains(site, "listen") || !strings.Contains(site, `endpoint = "198.18.0.1:4433"`) {
-		t.Errorf("site config = %q, want an endpoint and no listen", site)
+	if strings.Contains(site, "listen") || !strings.Contains(site, `endpoint = "198.18.0.1:4433"`) || !strings.Contains(site, "mtu = 1400\n") {
+		t.Errorf("site config = %q, want an endpoint, mtu 1400 and no listen", site)
 	}
 }
 

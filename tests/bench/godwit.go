@@ -19,11 +19,14 @@ import (
 const godwitPort = 4433
 
 // godwitConfig renders a Godwit TOML config with one peer. listen,
-// endpoint and metrics may be invalid (zero) to leave them out. The MTU is
-// left to the daemon's default on purpose.
-func godwitConfig(ifname, keyFile, stateDir string, addr netip.Prefix, listen netip.AddrPort, peerName, peerPub string, peerAllowed netip.Prefix, endpoint, metrics netip.AddrPort) string {
+// endpoint and metrics may be invalid (zero) to leave them out. An mtu of 0
+// leaves the MTU to the daemon's default.
+func godwitConfig(ifname, keyFile, stateDir string, addr netip.Prefix, mtu int, listen netip.AddrPort, peerName, peerPub string, peerAllowed netip.Prefix, endpoint, metrics netip.AddrPort) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[interface]\nname = %q\nprivate_key_file = %q\naddresses = [%q]\nstate_dir = %q\n", ifname, keyFile, addr.String(), stateDir)
+	if mtu != 0 {
+		fmt.Fprintf(&b, "mtu = %d\n", mtu)
+	}
 	if listen.IsValid() {
 		fmt.Fprintf(&b, "listen = %q\n", listen.String())
 	}
@@ -79,9 +82,9 @@ func startGodwit(ctx context.Context, t *topo) (*tunnelUp, error) {
 		env = append(env, "env", "GODWIT_PPROF=1")
 	}
 	cfgs := map[string]string{
-		"hub": godwitConfig(ifname, hub.keyFile, filepath.Join(dir, "hub-state"), hubIn, listen,
+		"hub": godwitConfig(ifname, hub.keyFile, filepath.Join(dir, "hub-state"), hubIn, t.mtu, listen,
 			"site", site.pub, siteIn, netip.AddrPort{}, metrics),
-		"site": godwitConfig(ifname, site.keyFile, filepath.Join(dir, "site-state"), siteIn, netip.AddrPort{},
+		"site": godwitConfig(ifname, site.keyFile, filepath.Join(dir, "site-state"), siteIn, t.mtu, netip.AddrPort{},
 			"hub", hub.pub, hubIn.Masked(), listen, metrics),
 	}
 

@@ -60,6 +60,7 @@ type options struct {
 	pings    int           // echo requests per ping series
 	profile  string        // directory for Godwit's profiles, or ""
 	runs     int           // runs per mobility series
+	mtu      int           // Godwit's inner MTU, 0 for its default
 }
 
 // defaultRows is every row of the issue's target table.
@@ -81,6 +82,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.pings, "pings", 100, "echo requests per ping series (10 ms apart)")
 	fs.StringVar(&o.profile, "profile", "", "during the tcp1 row, save 5 s CPU and allocation profiles and a heap profile\n"+
 		"of both Godwit daemons into `dir` and print their pprof tops")
+	fs.IntVar(&o.mtu, "mtu", 0, "Godwit's inner `mtu` (0: the daemon's default; wireguard-go keeps its 1420)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -98,6 +100,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("bench: -duration %v: want more than 0 and at most 1h", o.duration)
 	case o.warmup < 0 || o.warmup > time.Minute:
 		return o, fmt.Errorf("bench: -warmup %v: want 0 to 1m", o.warmup)
+	case o.mtu != 0 && (o.mtu < 576 || o.mtu > 1500):
+		return o, fmt.Errorf("bench: -mtu %d: want 0 or 576 to 1500", o.mtu)
 	case o.pings < 1 || o.pings > 10000:
 		return o, fmt.Errorf("bench: -pings %d: want 1 to 10000", o.pings)
 	case o.runs < 1 || o.runs > 100:

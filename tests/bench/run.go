@@ -45,6 +45,7 @@ type topo struct {
 	wgBin      string // wireguard-go binary, or "" when not measured
 	godwitBin  string // godwit binary, or "" when not measured
 	profile    bool   // Godwit daemons serve pprof (-profile)
+	mtu        int    // Godwit's inner MTU (-mtu), 0 for the default
 	hubVethIP  netip.Addr
 	siteVethIP netip.Addr
 }
@@ -111,7 +112,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		return err
 	}
 	defer measure.JoinClose(&err, lab)
-	t := &topo{lab: lab, profile: o.profile != ""}
+	t := &topo{lab: lab, profile: o.profile != "", mtu: o.mtu}
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
 			return fmt.Errorf("bench: -profile: %w", err)
