@@ -168,6 +168,15 @@ type Config struct {
 	// or the connection black-holes there. 0 means 1350 (limit 1313); it is
 	// clamped to [1200, MaxInitialPacketSize].
 	InitialPacketSize int
+	// OuterCongestionControl turns quic-go's congestion control (NewReno
+	// with pacing) on for the connection's packets. Off by default: like
+	// WireGuard, the tunnel leaves congestion control to the inner flows.
+	// An outer controller halved single-stream TCP throughput under 1-5 %
+	// random loss, queued inner packets in front of its window, and with a
+	// full window on a dead path it blocks the path probes of a migration
+	// (docs/PERFORMANCE.md). Loss detection and retransmission of the
+	// control stream work either way.
+	OuterCongestionControl bool
 }
 
 // withDefaults returns a copy of c with zero values replaced by defaults.

@@ -183,12 +183,14 @@ func newTransport(pc *sockConn) (*quic.Transport, error) {
 
 func (e *Endpoint) quicConfig(dialer bool) *quic.Config {
 	c := &quic.Config{
-		HandshakeIdleTimeout:  e.cfg.HandshakeTimeout,
-		MaxIdleTimeout:        e.cfg.IdleTimeout,
-		InitialPacketSize:     uint16(e.cfg.InitialPacketSize),
-		EnableDatagrams:       true,
-		MaxIncomingStreams:    1, // the control stream
-		MaxIncomingUniStreams: -1,
+		HandshakeIdleTimeout: e.cfg.HandshakeTimeout,
+		MaxIdleTimeout:       e.cfg.IdleTimeout,
+		InitialPacketSize:    uint16(e.cfg.InitialPacketSize),
+		EnableDatagrams:      true,
+		// Godwit's quic-go patch; see Config.OuterCongestionControl.
+		DisableCongestionControl: !e.cfg.OuterCongestionControl,
+		MaxIncomingStreams:       1, // the control stream
+		MaxIncomingUniStreams:    -1,
 	}
 	if dialer {
 		c.KeepAlivePeriod = e.cfg.KeepAlive

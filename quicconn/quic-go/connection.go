@@ -331,6 +331,7 @@ var newConnection = func(
 		s.conn.capabilities().ECN,
 		s.receivedPacketHandler.IgnorePacketsBelow,
 		s.perspective,
+		s.config.DisableCongestionControl,
 		s.qlogger,
 		s.logger,
 	)
@@ -470,6 +471,7 @@ var newClientConnection = func(
 		s.conn.capabilities().ECN,
 		s.receivedPacketHandler.IgnorePacketsBelow,
 		s.perspective,
+		s.config.DisableCongestionControl,
 		s.qlogger,
 		s.logger,
 	)

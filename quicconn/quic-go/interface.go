@@ -190,6 +190,13 @@ type Config struct {
 	Allow0RTT bool
 	// Enable QUIC datagram support (RFC 9221).
 	EnableDatagrams bool
+	// DisableCongestionControl sends whenever there is data to send: no
+	// congestion window and no pacing (Godwit patch). Loss detection, PTO
+	// probes and the amplification limit are unchanged. Only for tunnels
+	// whose inner flows do their own congestion control, like WireGuard:
+	// an outer controller on top of them halves throughput under random
+	// loss and queues inner packets in front of the window.
+	DisableCongestionControl bool
 	// Enable QUIC Stream Resets with Partial Delivery.
 	// See https://datatracker.ietf.org/doc/html/draft-ietf-quic-reliable-stream-reset-09.
 	EnableStreamResetPartialDelivery bool

@@ -130,6 +130,7 @@ type sentPacketHandler struct {
 	ecnTracker ecnHandler
 
 	perspective protocol.Perspective
+	noCC        bool // Config.DisableCongestionControl (Godwit patch): no cwnd, no pacing
 
 	qlogger     qlogwriter.Recorder
 	qlogPackets bool // qlogger wants MetricsUpdated and TimerUpdated set/cancel (Godwit patch)
@@ -150,6 +151,7 @@ func NewSentPacketHandler(
 	enableECN bool,
 	ignorePacketsBelow func(protocol.PacketNumber),
 	pers protocol.Perspective,
+	noCC bool,
 	qlogger qlogwriter.Recorder,
 	logger utils.Logger,
 ) SentPacketHandler {
@@ -182,6 +184,7 @@ func NewSentPacketHandler(
 		congestion:         congestion,
 		ignorePacketsBelow: ignorePacketsBelow,
 		perspective:        pers,
+		noCC:               noCC,
 		qlogger:            qlogger,
 		qlogPackets:        qlogwriter.RecordsPacketEvents(qlogger),
 		logger:             logger,
@@ -1129,7 +1132,7 @@ func (h *sentPacketHandler) SendMode(now monotime.Time) SendMode {
 		return h.ptoMode
 	}
 	// Only send ACKs if we're congestion limited.
-	if !h.congestion.CanSend(h.bytesInFlight) {
+	if !h.noCC && !h.congestion.CanSend(h.bytesInFlight) {
 		if h.logger.Debug() {
 			h.logger.Debugf("Congestion limited: bytes in flight %d, window %d", h.bytesInFlight, h.congestion.GetCongestionWindow())
 		}
@@ -1141,13 +1144,16 @@ func (h *sentPacketHandler) SendMode(now monotime.Time) SendMode {
 		}
 		return SendAck
 	}
-	if !h.congestion.HasPacingBudget(now) {
+	if !h.noCC && !h.congestion.HasPacingBudget(now) {
 		return SendPacingLimited
 	}
 	return SendAny
 }
 
 func (h *sentPacketHandler) TimeUntilSend() monotime.Time {
+	if h.noCC {
+		return 0
+	}
 	return h.congestion.TimeUntilSend(h.bytesInFlight)
 }
 

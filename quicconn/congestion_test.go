@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"testing"
+	"time"
+)
+
+// TestNoOuterCongestionControl: with the path black-holed, a connection
+// without outer congestion control keeps sending every datagram it is
+// given, while NewReno stops at its window (32 packets at the start) and
+// only sends PTO probes. This is what lets a migration probe the new path
+// while the old one died with a full window (reference 2.3 #4).
+func TestNoOuterCongestionControl(t *testing.T) {
+	const n = 300
+	for _, tt := range []struct {
+		name     string
+		outerCC  bool
+		min, max uint64 // packets sent while black-holed
+	}{
+		{"default, no outer congestion control", false, n * 9 / 10, 10 * n},
+		{"OuterCongestionControl", true, 0, n / 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newTestPair(t, func(cli, srv *Config) { cli.OuterCongestionControl = tt.outerCC })
+			proxy, c, _ := dialViaProxy(t, p)
+			proxy.drop.Store(true)
+			before := c.Stats().PacketsSent
+			payload := make([]byte, 1200)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for range n {
+					if c.SendDatagram(payload) != nil {
+						return
+					}
+				}
+			}()
+			// With NewReno, SendDatagram blocks once quic-go's 32-slot
+			// queue is full: give both cases the same time.
+			time.Sleep(500 * time.Millisecond)
+			sent := c.Stats().PacketsSent - before
+			if sent < tt.min || sent > tt.max {
+				t.Errorf("packets sent into a black hole = %d, want %d..%d", sent, tt.min, tt.max)
+			}
+			c.Close("test over")
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("SendDatagram still blocked 5 s after Close")
+			}
+		})
+	}
+}
