@@ -61,6 +61,7 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 	}
 	const (
 		count = 2000
+		burst = 100
 		size  = 1300 // a full-size packet: see the function comment
 	)
 	p := newTestPair(t, nil)
@@ -111,47 +112,57 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 		}
 	}()
 
+	// arrived waits until the receiver has seen want datagrams or nothing
+	// more arrived for 300 ms, and returns how many it has seen.
+	arrived := func(want int) int {
+		last, lastChange := -1, time.Now()
+		for {
+			mu.Lock()
+			n := len(seen) + corrupted + dups
+			mu.Unlock()
+			if n >= want {
+				return n
+			}
+			if n != last {
+				last, lastChange = n, time.Now()
+			} else if time.Since(lastChange) > 300*time.Millisecond {
+				return n
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	// Bursts of 100 as fast as SendDatagram takes them, each once the
+	// receiver has the one before: quic-go's send queue holds 32, so a
+	// burst is plenty for GSO, and the receiving application keeps up,
+	// so what is missing was lost below it.
 	calls0, segs0 := p.cli.UDPSendStats()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	payload := make([]byte, size)
 	sent := 0
-	var sendErr error
-	for ; sent < count && time.Now().Before(deadline); sent++ {
-		gsoPayload(payload, uint32(sent))
-		if sendErr = client.SendDatagram(payload); sendErr != nil {
-			break
+	for sent < count && time.Now().Before(deadline) {
+		for range burst {
+			gsoPayload(payload, uint32(sent))
+			if err := client.SendDatagram(payload); err != nil {
+				t.Fatalf("SendDatagram %d: %v", sent, err)
+			}
+			sent++
 		}
+		arrived(sent)
 	}
-	if sendErr != nil {
-		t.Fatalf("SendDatagram %d: %v", sent, sendErr)
-	}
-	// Wait until everything arrived or nothing more arrives for 500 ms.
-	last, lastChange := -1, time.Now()
-	for time.Now().Before(deadline.Add(5 * time.Second)) {
-		mu.Lock()
-		n := len(seen) + corrupted + dups
-		mu.Unlock()
-		if n >= sent {
-			break
-		}
-		if n != last {
-			last, lastChange = n, time.Now()
-		} else if time.Since(lastChange) > 500*time.Millisecond {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	<-done
 	calls1, segs1 := p.cli.UDPSendStats()
 	calls, segs := calls1-calls0, segs1-segs0
+	dropped := server.Stats().DatagramsDroppedQueueFull
+	cancel()
+	<-done
 
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("sent %d datagrams of %d bytes: %d sendmsg calls carried %d UDP datagrams (%.1f per call); received %d intact, %d corrupted, %d duplicates",
-		sent, size, calls, segs, float64(segs)/float64(max(calls, 1)), len(seen), corrupted, dups)
+	t.Logf("sent %d datagrams of %d bytes: %d sendmsg calls carried %d UDP datagrams (%.1f per call); "+
+		"received %d intact, %d corrupted, %d duplicates; %d dropped by a full receive queue",
+		sent, size, calls, segs, float64(segs)/float64(max(calls, 1)), len(seen), corrupted, dups, dropped)
 	if sent != count {
-		t.Errorf("sent %d datagrams in 10 s, want %d", sent, count)
+		t.Errorf("sent %d datagrams in 15 s, want %d", sent, count)
 	}
 	if calls == 0 || float64(segs)/float64(calls) <= 2 {
 		t.Errorf("%d sendmsg calls carried %d UDP datagrams, want more than 2 per call (GSO batching)", calls, segs)
@@ -162,8 +173,8 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 	if corrupted != 0 || dups != 0 {
 		t.Errorf("receiver got %d corrupted and %d duplicated datagrams, want 0", corrupted, dups)
 	}
-	if len(seen) < count/2 {
-		t.Errorf("receiver got %d of %d datagrams intact, want at least %d", len(seen), sent, count/2)
+	if len(seen) < count*9/10 {
+		t.Errorf("receiver got %d of %d datagrams intact, want at least %d", len(seen), sent, count*9/10)
 	}
 }
 
