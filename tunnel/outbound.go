@@ -5,12 +5,14 @@ package tunnel
 // Outbound flow (TUN -> network):
 //
 //  1. readTUN (one goroutine, sequential): reads a batch from the TUN into
-//     pooled buffers at packetOffset, loads the allowed-IPs table once per
-//     batch, validates each packet and looks up its destination.
-//  2. Hand-off (non-blocking): the buffer goes to the peer's bounded queue
-//     p.out and readTUN takes a fresh buffer for that slot. No route: an
-//     ICMP unreachable is queued to writeTUN (rate-limited). Queue full:
-//     the packet is dropped and counted.
+//     its own full-size buffers at packetOffset, loads the allowed-IPs
+//     table once per batch, validates each packet and looks up its
+//     destination.
+//  2. Hand-off (non-blocking): the packet is copied into an MTU-sized
+//     outbound buffer that goes to the peer's bounded queue p.out. No
+//     route: an ICMP unreachable is queued to writeTUN (rate-limited).
+//     Larger than the MTU: an ICMP too big is queued instead. Queue full:
+//     the packet is dropped and counted, without the copy.
 //  3. p.send (one goroutine per peer, sequential per peer, parallel across
 //     peers): takes packets off p.out in order, waits while the peer has
 //     no conn, calls SendDatagram and returns the buffer. A packet over the
@@ -33,26 +35,20 @@ import (
 func (t *Tunnel) readTUN(ctx context.Context) error {
 	t.log.Debug("tunnel: readTUN started")
 	defer t.log.Debug("tunnel: readTUN stopped")
+	// The reader's buffers are its own for its lifetime, full size (see
+	// bufSize); they are not pooled because they never leave readTUN.
 	var (
 		bufs  = make([][]byte, t.batch)
 		sizes = make([]int, t.batch)
-		elems = make([]*[bufSize]byte, t.batch)
 	)
-	for i := range elems {
-		elems[i] = getBuf()
-		bufs[i] = elems[i][:]
+	for i := range bufs {
+		bufs[i] = make([]byte, bufSize)
 	}
-	defer func() {
-		for i := range elems {
-			putBuf(elems[i])
-			elems[i], bufs[i] = nil, nil
-		}
-	}()
 	for {
 		n, err := t.dev.Read(bufs, sizes, packetOffset)
 		t.readBusy.Add(1) // odd: busy with this batch (see Probe)
 		if n > 0 {
-			t.routeBatch(elems, bufs, sizes[:n])
+			t.routeBatch(bufs, sizes[:n])
 		}
 		t.readBusy.Add(1)
 		if err == nil {
@@ -69,17 +65,17 @@ func (t *Tunnel) readTUN(ctx context.Context) error {
 	}
 }
 
-// routeBatch hands each packet of a batch read into elems (sizes[i] bytes
-// at packetOffset) to its peer's queue, replacing each buffer it hands off
-// with a fresh one in elems and bufs. It does not allocate in steady state.
-func (t *Tunnel) routeBatch(elems []*[bufSize]byte, bufs [][]byte, sizes []int) {
+// routeBatch hands each packet of a batch read into bufs (sizes[i] bytes
+// at packetOffset) to its peer's queue, as a copy in an outbound buffer.
+// It does not retain bufs and does not allocate in steady state.
+func (t *Tunnel) routeBatch(bufs [][]byte, sizes []int) {
 	tbl := t.table.Load()
 	for i, size := range sizes {
-		if size <= 0 || size > bufSize-packetOffset {
+		if size <= 0 || size > len(bufs[i])-packetOffset {
 			t.stats.outMalformed.Add(1)
 			continue
 		}
-		b := elems[i][packetOffset : packetOffset+size]
+		b := bufs[i][packetOffset : packetOffset+size]
 		n, v := checkPacket(b)
 		if v != verdictOK {
 			t.stats.outMalformed.Add(1)
@@ -97,17 +93,33 @@ func (t *Tunnel) routeBatch(elems []*[bufSize]byte, bufs [][]byte, sizes []int) 
 			t.sendICMP(b, icmpUnreachable, 0, t.unreachableLimit)
 			continue
 		}
+		if n > t.mtu {
+			// Only a route whose MTU is above the TUN's sends these
+			// (the kernel does not check the device MTU). They would not
+			// fit an outbound buffer, and they would not fit a datagram
+			// either: the sender would answer with the same ICMP.
+			p.stats.tooBig.Add(1)
+			t.sendICMP(b, icmpTooBig, t.mtu, t.tooBigLimit)
+			continue
+		}
 		// Tail drop: when the queue is full the new packet is dropped.
 		// wireguard-go evicts the oldest instead, but that needs the
 		// reader to receive from the queue it feeds; dropping the newest
 		// keeps the reader to one non-blocking send, preserves order, and
 		// for a stalled peer the outcome is the same: the queue stays full
-		// and the excess is counted.
+		// and the excess is counted. readTUN is the only sender on p.out,
+		// so the length check makes the copy only for a packet that will
+		// be queued; the select stays non-blocking regardless.
+		if len(p.out) == cap(p.out) {
+			p.stats.queueFull.Add(1)
+			continue
+		}
+		ob := t.getOutBuf()
+		copy(ob.b[packetOffset:], b)
 		select {
-		case p.out <- packet{buf: elems[i], n: n}:
-			elems[i] = getBuf()
-			bufs[i] = elems[i][:]
+		case p.out <- outPacket{buf: ob, n: n}:
 		default:
+			t.putOutBuf(ob)
 			p.stats.queueFull.Add(1)
 		}
 	}
@@ -121,7 +133,7 @@ func (p *peer) send(ctx context.Context, log *slog.Logger) {
 	defer log.Debug("tunnel: sender stopped")
 	defer p.drain()
 	for {
-		var pkt packet
+		var pkt outPacket
 		select {
 		case <-ctx.Done():
 			return
@@ -131,7 +143,7 @@ func (p *peer) send(ctx context.Context, log *slog.Logger) {
 		for a == nil {
 			select {
 			case <-ctx.Done():
-				putBuf(pkt.buf)
+				p.t.putOutBuf(pkt.buf)
 				return
 			case <-p.wake:
 			}
@@ -142,8 +154,8 @@ func (p *peer) send(ctx context.Context, log *slog.Logger) {
 }
 
 // sendPacket sends pkt on c and returns its buffer to the pool.
-func (p *peer) sendPacket(c DatagramConn, pkt packet, log *slog.Logger) {
-	defer putBuf(pkt.buf)
+func (p *peer) sendPacket(c DatagramConn, pkt outPacket, log *slog.Logger) {
+	defer p.t.putOutBuf(pkt.buf)
 	err := c.SendDatagram(pkt.data())
 	if err == nil {
 		p.stats.txPackets.Add(1)
@@ -168,7 +180,7 @@ func (p *peer) drain() {
 	for {
 		select {
 		case pkt := <-p.out:
-			putBuf(pkt.buf)
+			p.t.putOutBuf(pkt.buf)
 		default:
 			return
 		}

@@ -19,7 +19,7 @@ type attachment struct {
 type peer struct {
 	t   *Tunnel
 	id  PeerID
-	out chan packet // outbound queue; the sender owns what it takes off
+	out chan outPacket // outbound queue; the sender owns what it takes off
 
 	// wake has capacity 1; Attach signals it so a sender waiting for a conn
 	// looks again.
@@ -39,7 +39,7 @@ func (t *Tunnel) newPeer(id PeerID, name string) *peer {
 	return &peer{
 		t:    t,
 		id:   id,
-		out:  make(chan packet, t.queueLen),
+		out:  make(chan outPacket, t.queueLen),
 		wake: make(chan struct{}, 1),
 		name: name,
 		log:  t.log.With("peer", id.String(), "name", name),

@@ -15,8 +15,9 @@ import (
 //   - NoRoute ("no_route"): no peer's allowed-IPs contain the destination;
 //     an ICMP destination unreachable goes back into the TUN (rate-limited).
 //   - QueueFull ("queue_full"): the peer's outbound queue was full.
-//   - TooBig ("too_big"): larger than the connection's datagram limit; an
-//     ICMP fragmentation needed / packet too big goes back into the TUN.
+//   - TooBig ("too_big"): larger than the connection's datagram limit or
+//     than the tunnel's MTU; an ICMP fragmentation needed / packet too big
+//     goes back into the TUN.
 //   - SendError ("send_error"): SendDatagram failed otherwise.
 //   - OutMalformed ("malformed"): too short, bad version or bad length.
 //

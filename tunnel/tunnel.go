@@ -62,10 +62,15 @@ type Config struct {
 	// packet's destination.
 	Addresses []netip.Prefix
 	// MTU is the TUN MTU, checked to be in [68, 65535]; 0 means ask the
-	// device.
+	// device. It is also the largest outbound packet: the buffers of the
+	// peers' queues hold 16 + MTU bytes, and a larger packet read from the
+	// TUN (possible only through a route with a larger MTU) is answered
+	// with an ICMP too big at MTU and counted as TooBig.
 	MTU int
 	// QueueLen is the length of each peer's outbound queue, in packets;
-	// 0 means 1024.
+	// 0 means 1024. A peer whose connection stalls holds at most
+	// QueueLen + 1 buffers of 16 + MTU bytes (the queue and the packet in
+	// SendDatagram): 1.3 MiB at the defaults with MTU 1300.
 	QueueLen int
 }
 
@@ -109,6 +114,7 @@ type Tunnel struct {
 
 	table   atomic.Pointer[table] // never nil
 	inbound chan packet           // to writeTUN; receivers own what they fail to send
+	outPool sync.Pool             // *outBuf of outBufSize bytes; see getOutBuf
 
 	stats           counters // drops that belong to no peer
 	icmpSent        atomic.Uint64

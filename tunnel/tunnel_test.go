@@ -379,7 +379,9 @@ func TestSpoofedSourceDropped(t *testing.T) {
 
 func TestTooBigICMP(t *testing.T) {
 	h := newHarness(t)
-	ta, devA := h.tunnel(Config{Addresses: []netip.Prefix{ownA4, ownA6}}, 4,
+	// MTU 1500: the packets fit the TUN, and only the datagram limit
+	// stops them (packets over the MTU: TestOverMTUTooBigICMP).
+	ta, devA := h.tunnel(Config{Addresses: []netip.Prefix{ownA4, ownA6}, MTU: 1500}, 4,
 		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4, prefB6}})
 	c1, c2 := h.pipe()
 	attach(t, ta, idB, c1)

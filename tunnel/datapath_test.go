@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: MIT
+
+package tunnel
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/godwit-vpn/godwit/tun/tuntest"
+)
+
+// TestStalledPeerBufferBound checks by accounting that a peer whose
+// connection stalls pins at most (QueueLen + 1) * (packetOffset + MTU)
+// bytes of buffers: QueueLen in its queue and one in the blocked
+// SendDatagram, each MTU-sized rather than 64 KiB.
+func TestStalledPeerBufferBound(t *testing.T) {
+	const queueLen, mtu, extra = 64, 1400, 20
+	h := newHarness(t)
+	hub, dev := h.tunnel(Config{QueueLen: queueLen, MTU: mtu}, 16,
+		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
+	b1, b2 := h.pipe()
+	attach(t, hub, idB, b1)
+	b1.Stall()
+
+	// Full-MTU packets, each with its number in the payload.
+	pkts := make([][]byte, queueLen+1+extra)
+	for i := range pkts {
+		payload := make([]byte, mtu-28)
+		binary.BigEndian.PutUint32(payload, uint32(i))
+		pkts[i] = tuntest.UDP(netip.AddrPortFrom(hostA4, 1), netip.AddrPortFrom(hostB4, 2), payload)
+		if len(pkts[i]) != mtu {
+			t.Fatalf("packet of %d bytes, want %d", len(pkts[i]), mtu)
+		}
+		dev.ToTunnel <- pkts[i]
+	}
+	eventually(t, "queue full", func() bool { return hub.Stats().Peers[idB].Drops.QueueFull == extra })
+
+	hub.mu.Lock()
+	p := hub.peers[idB]
+	hub.mu.Unlock()
+	// The sender is blocked in SendDatagram with packet 0, so the queue
+	// holds packets 1..queueLen and nothing else takes from it.
+	if got := len(p.out); got != queueLen {
+		t.Fatalf("queue holds %d packets, want %d", got, queueLen)
+	}
+	held := make([]outPacket, 0, queueLen)
+	pinned := 0
+	for range queueLen {
+		pkt := <-p.out
+		held = append(held, pkt)
+		pinned += cap(pkt.buf.b)
+	}
+	inFlight := packetOffset + mtu // the sender's packet: same pool
+	worst := (queueLen + 1) * (packetOffset + mtu)
+	if pinned+inFlight > worst {
+		t.Errorf("stalled peer pins %d bytes of buffers, want at most %d", pinned+inFlight, worst)
+	}
+	t.Logf("stalled peer, queue %d, MTU %d: %d bytes pinned (64 KiB buffers: %d)", queueLen, mtu, pinned+inFlight, (queueLen+1)*bufSize)
+	for i, pkt := range held {
+		if !bytes.Equal(pkt.data(), pkts[i+1]) {
+			t.Fatalf("queued packet %d differs", i)
+		}
+		p.out <- pkt // back, in order; readTUN is idle
+	}
+
+	b1.Unstall()
+	for i := range queueLen + 1 {
+		if got := receive(t, b2); !bytes.Equal(got, pkts[i]) {
+			t.Fatalf("packet %d to B differs after Unstall", i)
+		}
+	}
+}
+
+// TestOverMTUTooBigICMP: a packet larger than the tunnel's MTU (which only
+// a route with a larger MTU sends) does not fit an outbound buffer; it is
+// answered with ICMP too big at the MTU, counted as TooBig, and not sent.
+func TestOverMTUTooBigICMP(t *testing.T) {
+	const mtu = 1280
+	h := newHarness(t)
+	ta, devA := h.tunnel(Config{Addresses: []netip.Prefix{ownA4, ownA6}, MTU: mtu}, 4,
+		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4, prefB6}})
+	c1, c2 := h.pipe()
+	attach(t, ta, idB, c1)
+
+	tests := []struct {
+		name string
+		pkt  []byte
+		typ  byte
+		code byte
+	}{
+		{"v4", tuntest.Ping(hostA4, hostB4, 1, 1, mtu-28+1), 3, 4},
+		{"v6", tuntest.Ping(hostA6, hostB6, 1, 2, mtu-48+1), 2, 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			devA.ToTunnel <- bytes.Clone(tt.pkt)
+			eventually(t, "too_big count", func() bool { return ta.Stats().Peers[idB].Drops.TooBig == uint64(i+1) })
+			var got []byte
+			select {
+			case got = <-devA.FromTunnel:
+			case <-time.After(waitTimeout):
+				t.Fatal("no ICMP error")
+			}
+			e, err := parseICMPError(got)
+			if err != nil {
+				t.Fatalf("parseICMPError: %v", err)
+			}
+			if e.typ != tt.typ || e.code != tt.code || e.mtu != mtu {
+				t.Errorf("type/code/mtu = %d/%d/%d, want %d/%d/%d", e.typ, e.code, e.mtu, tt.typ, tt.code, mtu)
+			}
+		})
+	}
+	fits := tuntest.Ping(hostA4, hostB4, 1, 3, mtu-28)
+	devA.ToTunnel <- bytes.Clone(fits)
+	if got := receive(t, c2); !bytes.Equal(got, fits) {
+		t.Errorf("packet of exactly the MTU differs")
+	}
+	if got := c1.Sent(); got != 1 {
+		t.Errorf("conn sent %d datagrams, want 1 (only the packet that fits)", got)
+	}
+}
