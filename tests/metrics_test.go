@@ -84,6 +84,8 @@ func TestMetrics(t *testing.T) {
 		{"godwit_peer_rx_bytes_total" + peer, pb.RxBytes, pa.RxBytes},
 		{"godwit_peer_tx_bytes_total" + peer, pb.TxBytes, pa.TxBytes},
 		{"godwit_rx_packets_total", before.Interface.RxPackets, after.Interface.RxPackets},
+		{"godwit_udp_send_calls_total", before.Interface.UDPSendCalls, after.Interface.UDPSendCalls},
+		{"godwit_udp_send_segments_total", before.Interface.UDPSendSegments, after.Interface.UDPSendSegments},
 	}
 	for _, c := range counters {
 		v, ok := got[c.sample]

@@ -27,6 +27,9 @@ type statusDoc struct {
 		PublicKey string `json:"public_key"`
 		RxPackets uint64 `json:"rx_packets"`
 		TxPackets uint64 `json:"tx_packets"`
+		// sendmsg calls of the QUIC sockets and the datagrams they carried
+		UDPSendCalls    uint64 `json:"udp_send_calls"`
+		UDPSendSegments uint64 `json:"udp_send_segments"`
 	} `json:"interface"`
 	Peers []peerDoc `json:"peers"`
 }

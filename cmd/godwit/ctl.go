@@ -100,6 +100,11 @@ type InterfaceStatus struct {
 	UDPRcvbufErrors     uint64 `json:"udp_rcvbuf_errors"`
 	SocketReceiveBuffer int    `json:"socket_receive_buffer_bytes"`
 	SocketSendBuffer    int    `json:"socket_send_buffer_bytes"`
+	// UDPSendCalls counts the sendmsg calls of Godwit's QUIC sockets and
+	// UDPSendSegments the UDP datagrams they carried: with GSO one call
+	// carries several (docs/PERFORMANCE.md).
+	UDPSendCalls    uint64 `json:"udp_send_calls"`
+	UDPSendSegments uint64 `json:"udp_send_segments"`
 }
 
 // ConnEvents counts the endpoint's connection events (see
@@ -317,6 +322,7 @@ func (d *daemon) snapshot(started time.Time) *Status {
 	}
 	st.Interface.UDPRcvbufErrors, _ = quicconn.UDPRcvbufErrors()
 	st.Interface.SocketReceiveBuffer, st.Interface.SocketSendBuffer, _ = d.ep.SocketBuffers()
+	st.Interface.UDPSendCalls, st.Interface.UDPSendSegments = d.ep.UDPSendStats()
 	for _, pc := range peers {
 		ps := &pc.ps
 		c := ts.Peers[tunnel.PeerID(ps.cfg.PublicKey)]

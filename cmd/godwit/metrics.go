@@ -31,8 +31,12 @@ var metricDescs = struct {
 	ifRxPackets, ifRxBytes, ifTxPackets, ifTxBytes, ifDrops, icmpSent     *prometheus.Desc
 	icmpLimited, unreachableSends, tunWriteErrors, tunTooManySegs, uptime *prometheus.Desc
 	pathQUICDrops, pathPTO, pathMaxPacket, udpRcvbufErrors                *prometheus.Desc
-	connEvents, lastRedialOutage                                          *prometheus.Desc
+	connEvents, lastRedialOutage, udpSendCalls, udpSendSegments           *prometheus.Desc
 }{
+	udpSendCalls: prometheus.NewDesc("godwit_udp_send_calls_total",
+		"sendmsg calls of the QUIC sockets.", nil, nil),
+	udpSendSegments: prometheus.NewDesc("godwit_udp_send_segments_total",
+		"UDP datagrams the sendmsg calls carried (more than the calls with GSO).", nil, nil),
 	connEvents: prometheus.NewDesc("godwit_connection_events_total",
 		"Connection events of the endpoint: zero_rtt_attempted, zero_rtt_accepted, zero_rtt_rejected, early_accepted, early_refused_replay, early_refused_restart, early_refused_other, redials, redials_after_reset.",
 		[]string{"event"}, nil),
@@ -114,7 +118,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		m.pathRTT, m.pathCwnd, m.pathLimit, m.pathLost, m.pathSentBytes, m.pathRecvBytes,
 		m.ifRxPackets, m.ifRxBytes, m.ifTxPackets, m.ifTxBytes, m.ifDrops,
 		m.icmpSent, m.icmpLimited, m.unreachableSends, m.tunWriteErrors, m.tunTooManySegs,
-		m.pathQUICDrops, m.pathPTO, m.pathMaxPacket, m.udpRcvbufErrors,
+		m.pathQUICDrops, m.pathPTO, m.pathMaxPacket, m.udpRcvbufErrors, m.udpSendCalls, m.udpSendSegments,
 		m.connEvents, m.lastRedialOutage,
 	} {
 		ch <- d
@@ -154,6 +158,8 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 	counter(m.tunWriteErrors, ifc.TUNWriteErrors)
 	counter(m.tunTooManySegs, ifc.TUNTooManySegments)
 	counter(m.udpRcvbufErrors, ifc.UDPRcvbufErrors)
+	counter(m.udpSendCalls, ifc.UDPSendCalls)
+	counter(m.udpSendSegments, ifc.UDPSendSegments)
 	ce := &ifc.Connections
 	for _, e := range []struct {
 		name string

@@ -101,6 +101,10 @@ func formatStatus(st *Status) string {
 	}
 	fmt.Fprintf(&b, "  up: %s (godwit %s)\n", humanDuration(st.Now.Sub(st.Started)), st.Version)
 	fmt.Fprintf(&b, "  transfer: %s\n", formatTraffic(ifc.Traffic))
+	if ifc.UDPSendCalls > 0 {
+		fmt.Fprintf(&b, "  udp sends: %d datagrams in %d sendmsg calls (%.1f per call)\n",
+			ifc.UDPSendSegments, ifc.UDPSendCalls, float64(ifc.UDPSendSegments)/float64(ifc.UDPSendCalls))
+	}
 	if d := formatDrops(ifc.Drops); d != "" {
 		fmt.Fprintf(&b, "  drops: %s\n", d)
 	}
