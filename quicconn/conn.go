@@ -266,6 +266,11 @@ func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
+// ReleaseDatagram hands b, a slice ReceiveDatagram returned, back for reuse
+// by the next received datagram: the caller must not use b afterwards.
+// Calling it is optional; without it every received datagram allocates.
+func (c *Conn) ReleaseDatagram(b []byte) { c.qc.ReleaseDatagram(b) }
+
 // PeerKey returns the peer's raw Ed25519 public key, as verified in the
 // handshake.
 func (c *Conn) PeerKey() [32]byte { return c.peerKey }

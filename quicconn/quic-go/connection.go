@@ -3220,6 +3220,12 @@ func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	return c.datagramQueue.Receive(ctx)
 }
 
+// ReleaseDatagram hands a slice returned by ReceiveDatagram back for reuse
+// (Godwit patch): received payloads come from a pool, and a caller that has
+// copied b out may return it so that the next datagram needs no
+// allocation. b must not be used afterwards. Calling it is optional.
+func (c *Conn) ReleaseDatagram(b []byte) { wire.PutReceivedData(b) }
+
 // LocalAddr returns the local address of the QUIC connection.
 func (c *Conn) LocalAddr() net.Addr { return c.conn.LocalAddr() }
 

@@ -48,6 +48,28 @@ func PutDatagramFrame(f *DatagramFrame) {
 	}
 }
 
+// receivedDataPool holds the payload buffers of received DATAGRAM frames
+// (Godwit patch): see GetReceivedData and PutReceivedData.
+var receivedDataPool = sync.Pool{New: func() any { return new([protocol.MaxPacketBufferSize]byte) }}
+
+// getReceivedData returns a buffer of length n for a received payload,
+// from receivedDataPool when n fits.
+func getReceivedData(n int) []byte {
+	if n > protocol.MaxPacketBufferSize {
+		return make([]byte, n)
+	}
+	return receivedDataPool.Get().(*[protocol.MaxPacketBufferSize]byte)[:n]
+}
+
+// PutReceivedData returns the payload of a received DATAGRAM frame to the
+// pool. b must not be used afterwards. Slices that did not come from the
+// pool whole (another capacity) are left to the garbage collector.
+func PutReceivedData(b []byte) {
+	if cap(b) == protocol.MaxPacketBufferSize {
+		receivedDataPool.Put((*[protocol.MaxPacketBufferSize]byte)(b[:protocol.MaxPacketBufferSize]))
+	}
+}
+
 func parseDatagramFrame(b []byte, typ FrameType, _ protocol.Version) (*DatagramFrame, int, error) {
 	startLen := len(b)
 	f := &DatagramFrame{}
@@ -68,7 +90,7 @@ func parseDatagramFrame(b []byte, typ FrameType, _ protocol.Version) (*DatagramF
 	} else {
 		length = uint64(len(b))
 	}
-	f.Data = make([]byte, length)
+	f.Data = getReceivedData(int(length))
 	copy(f.Data, b)
 	return f, startLen - len(b) + int(length), nil
 }
