@@ -40,6 +40,9 @@ func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
 			return // detached: what a detached conn delivers is not ours
 		}
 		p.receivePacket(d)
+		if r, ok := a.c.(datagramReleaser); ok {
+			r.ReleaseDatagram(d) // receivePacket copied what it keeps
+		}
 	}
 }
 

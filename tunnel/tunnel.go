@@ -48,6 +48,11 @@ type DatagramConn interface {
 	ReceiveDatagram(ctx context.Context) ([]byte, error)
 }
 
+// datagramReleaser is what a DatagramConn may implement to take back a
+// slice ReceiveDatagram returned once the tunnel has copied it out
+// (quicconn.Conn does: the next datagram then reuses the buffer).
+type datagramReleaser interface{ ReleaseDatagram(b []byte) }
+
 // datagramLimiter is what a "datagram too large" error implements.
 type datagramLimiter interface{ DatagramLimit() int }
 

@@ -13,6 +13,7 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -813,4 +814,44 @@ func TestPeerIDString(t *testing.T) {
 	if got, want := id.String(), "/+4A…AAAA"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
+}
+
+// releasingConn is a PipeConn that implements ReleaseDatagram like
+// quicconn.Conn: it counts releases and overwrites each released slice, as
+// a reused buffer would be, so a tunnel that kept a released slice would
+// deliver garbage.
+type releasingConn struct {
+	*quictest.PipeConn
+	released atomic.Int64
+}
+
+func (c *releasingConn) ReleaseDatagram(b []byte) {
+	c.released.Add(1)
+	clear(b)
+}
+
+// TestReleaseDatagram: every received datagram is released once the tunnel
+// has copied it out, also the dropped ones, and what reaches the TUN is
+// intact.
+func TestReleaseDatagram(t *testing.T) {
+	h := newHarness(t)
+	ta, devA := h.tunnel(Config{}, 4, PeerConfig{ID: idB, Name: "b", AllowedIPs: []netip.Prefix{prefB4}})
+	tb, devB := h.tunnel(Config{}, 4, PeerConfig{ID: idA, Name: "a", AllowedIPs: []netip.Prefix{prefA4}})
+	ca, cb := h.pipe()
+	rc := &releasingConn{PipeConn: ca}
+	attach(t, ta, idB, rc)
+	attach(t, tb, idA, cb)
+	for seq := range 20 {
+		pkt := tuntest.Ping(hostB4, hostA4, 1, uint16(seq), 56)
+		devB.ToTunnel <- bytes.Clone(pkt)
+		expectPacket(t, devA.FromTunnel, pkt)
+	}
+	// A spoofed source is dropped, and its datagram released too.
+	if err := cb.SendDatagram(tuntest.Ping(hostA4, hostA4, 1, 1, 56)); err != nil {
+		t.Fatal(err)
+	}
+	statsEventually(t, ta, "20 packets in, 1 bad source", func(s Stats) bool {
+		return s.Peers[idB].RxPackets == 20 && s.Peers[idB].Drops.BadSource == 1
+	})
+	eventually(t, "21 releases", func() bool { return rc.released.Load() == 21 })
 }
