@@ -495,13 +495,24 @@ func (c *Conn) deadAfter() time.Duration {
 	return max(4*c.cfg.Heartbeat, 3*c.qc.ConnectionStats().SmoothedRTT+time.Second)
 }
 
+// listenerHeartbeatEvery is how often, in heartbeat intervals, the
+// listening side sends its own Heartbeat while it hears from the peer
+// anyway: the dialer's heartbeats (every interval, for its path checks) and
+// their replies already prove both directions, so the hub only needs its
+// own now and then to keep HeartbeatRTT current. This halves a hub's idle
+// control traffic, which on a hub with hundreds of sites is mostly
+// scheduler wake-ups (docs/PERFORMANCE.md).
+const listenerHeartbeatEvery = 8
+
 // heartbeat sends a Heartbeat every cfg.Heartbeat and closes the connection
-// with "heartbeat timeout" once the peer has been silent for deadAfter.
+// with "heartbeat timeout" once the peer has been silent for deadAfter. The
+// listening side skips its own while the peer was heard within the last
+// interval, except every listenerHeartbeatEvery-th.
 func (c *Conn) heartbeat() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.cfg.Heartbeat)
 	defer t.Stop()
-	var seq uint64
+	var seq, tick uint64
 	for {
 		select {
 		case <-c.qc.Context().Done():
@@ -513,6 +524,9 @@ func (c *Conn) heartbeat() {
 			c.log.Info("quicconn: peer silent, closing", "silent", silent.Round(time.Millisecond))
 			c.closeLocal(CodeHeartbeatTimeout, "heartbeat timeout")
 			return
+		}
+		if tick++; !c.dialer && silent < c.cfg.Heartbeat && tick%listenerHeartbeatEvery != 1 {
+			continue
 		}
 		seq++
 		now := time.Now()
