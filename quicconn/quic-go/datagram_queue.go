@@ -23,6 +23,7 @@ type datagramQueue struct {
 
 	rcvMx    sync.Mutex
 	rcvQueue [][]byte
+	rcvHead  int // index of the oldest queued datagram in rcvQueue (Godwit patch: no reallocation per datagram)
 	rcvd     chan struct{} // used to notify Receive that a new datagram was received
 
 	closeErr error
@@ -107,7 +108,13 @@ func (h *datagramQueue) HandleDatagramFrame(f *wire.DatagramFrame) {
 	data := f.Data // parseDatagramFrame already copied it out of the packet
 	var queued bool
 	h.rcvMx.Lock()
-	if len(h.rcvQueue) < maxDatagramRcvQueueLen {
+	if len(h.rcvQueue)-h.rcvHead < maxDatagramRcvQueueLen {
+		if len(h.rcvQueue) == cap(h.rcvQueue) && h.rcvHead > 0 {
+			// Move the queued datagrams to the front instead of growing.
+			n := copy(h.rcvQueue, h.rcvQueue[h.rcvHead:])
+			clear(h.rcvQueue[n:])
+			h.rcvQueue, h.rcvHead = h.rcvQueue[:n], 0
+		}
 		h.rcvQueue = append(h.rcvQueue, data)
 		queued = true
 		select {
@@ -139,9 +146,12 @@ func (h *datagramQueue) Receive(ctx context.Context) ([]byte, error) {
 	}
 	for {
 		h.rcvMx.Lock()
-		if len(h.rcvQueue) > 0 {
-			data := h.rcvQueue[0]
-			h.rcvQueue = h.rcvQueue[1:]
+		if h.rcvHead < len(h.rcvQueue) {
+			data := h.rcvQueue[h.rcvHead]
+			h.rcvQueue[h.rcvHead] = nil
+			if h.rcvHead++; h.rcvHead == len(h.rcvQueue) {
+				h.rcvQueue, h.rcvHead = h.rcvQueue[:0], 0
+			}
 			h.rcvMx.Unlock()
 			return data, nil
 		}

@@ -60,6 +60,7 @@ type oobConn struct {
 	gro     bool
 	groBufs [batchSize][]byte
 	pending []receivedPacket
+	next    int // index of the next packet in pending to hand out
 }
 
 const (
@@ -170,9 +171,10 @@ func (c *oobConn) ReadPacket() (receivedPacket, error) {
 		return p, err
 	}
 	for {
-		if len(c.pending) > 0 {
-			p := c.pending[0]
-			c.pending = c.pending[1:]
+		if c.next < len(c.pending) {
+			p := c.pending[c.next]
+			c.pending[c.next] = receivedPacket{}
+			c.next++
 			return p, nil
 		}
 		p, seg, err := c.readPacket()
@@ -183,7 +185,7 @@ func (c *oobConn) ReadPacket() (receivedPacket, error) {
 		if seg <= 0 || seg >= len(data) {
 			seg = len(data)
 		}
-		c.pending = c.pending[:0]
+		c.pending, c.next = c.pending[:0], 0 // reuse the backing array: no allocation per read
 		for off := 0; off < len(data); off += seg {
 			end := min(off+seg, len(data))
 			if end-off > protocol.MaxPacketBufferSize {
