@@ -13,7 +13,7 @@
 //	private_key_file = "/etc/godwit/gw0.key"   # required, absolute; mode 0600 (see ReadPrivateKeyFile)
 //	addresses = ["10.77.0.1/24", "fd77::1/64"] # required: prefixes on the TUN, host bits kept
 //	listen = "[::]:4433"                       # optional: accept peers here; host empty or an IP
-//	mtu = 1300                                 # 576..1500, >= 1280 with IPv6; default 1300
+//	mtu = 1300                                 # 576..1500, >= 1280 with IPv6; default 1300; 1415 fits 1500-byte paths
 //	state_dir = "/var/lib/godwit"              # default "/var/lib/godwit"
 //	fwmark = 0x4757                            # SO_MARK of Godwit's own sockets; default 0x4757
 //	table = 18263                              # routing table for full tunnel; default 18263
