@@ -23,7 +23,7 @@ type datagramQueue struct {
 
 	rcvMx    sync.Mutex
 	rcvQueue [][]byte
-	rcvHead  int // index of the oldest queued datagram in rcvQueue (Godwit patch: no reallocation per datagram)
+	rcvHead  int           // index of the oldest queued datagram in rcvQueue (Godwit patch: no reallocation per datagram)
 	rcvd     chan struct{} // used to notify Receive that a new datagram was received
 
 	closeErr error
