@@ -60,7 +60,7 @@ func runIdleRTT(b *testing.B, p pinger) {
 	// Warm up: the first datagrams after a handshake may wait for the
 	// connection's state to settle (keys, ACKs, path MTU probes).
 	for i := range 5 {
-		if _, err := pingOnce(p, buf, uint32(1<<31+i)); err != nil {
+		if _, err := pingOnce(p, buf, 1<<31+uint32(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
