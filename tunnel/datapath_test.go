@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 )
@@ -98,16 +97,7 @@ func TestOverMTUTooBigICMP(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			devA.ToTunnel <- bytes.Clone(tt.pkt)
 			eventually(t, "too_big count", func() bool { return ta.Stats().Peers[idB].Drops.TooBig == uint64(i+1) })
-			var got []byte
-			select {
-			case got = <-devA.FromTunnel:
-			case <-time.After(waitTimeout):
-				t.Fatal("no ICMP error")
-			}
-			e, err := parseICMPError(got)
-			if err != nil {
-				t.Fatalf("parseICMPError: %v", err)
-			}
+			e := expectICMPError(t, devA.FromTunnel)
 			if e.typ != tt.typ || e.code != tt.code || e.mtu != mtu {
 				t.Errorf("type/code/mtu = %d/%d/%d, want %d/%d/%d", e.typ, e.code, e.mtu, tt.typ, tt.code, mtu)
 			}

@@ -157,6 +157,23 @@ func expectPacket(t *testing.T, ch <-chan []byte, want []byte) {
 	}
 }
 
+// expectICMPError waits for the next packet on ch and parses it as an ICMP
+// or ICMPv6 error.
+func expectICMPError(t *testing.T, ch <-chan []byte) icmpError {
+	t.Helper()
+	select {
+	case got := <-ch:
+		e, err := parseICMPError(got)
+		if err != nil {
+			t.Fatalf("parseICMPError: %v", err)
+		}
+		return e
+	case <-time.After(waitTimeout):
+		t.Fatal("no ICMP error")
+	}
+	return icmpError{}
+}
+
 // receive waits for the next datagram on c.
 func receive(t *testing.T, c *quictest.PipeConn) []byte {
 	t.Helper()
@@ -412,16 +429,7 @@ func TestTooBigICMP(t *testing.T) {
 				expectNothing(t, devA.FromTunnel)
 				return
 			}
-			var got []byte
-			select {
-			case got = <-devA.FromTunnel:
-			case <-time.After(waitTimeout):
-				t.Fatal("no ICMP error")
-			}
-			e, err := parseICMPError(got)
-			if err != nil {
-				t.Fatalf("parseICMPError: %v", err)
-			}
+			e := expectICMPError(t, devA.FromTunnel)
 			if e.typ != tt.typ || e.code != tt.code || e.mtu != tt.limit {
 				t.Errorf("type/code/mtu = %d/%d/%d, want %d/%d/%d", e.typ, e.code, e.mtu, tt.typ, tt.code, tt.limit)
 			}
