@@ -86,3 +86,50 @@ func TestReleaseDatagram(t *testing.T) {
 		t.Errorf("releasing saves %.1f allocations per datagram (%.1f kept, %.1f released), want >= 1", kept-released, kept, released)
 	}
 }
+
+// TestDatagramHandler: with a handler set, every datagram goes to it in
+// order, intact, instead of ReceiveDatagram; nil restores the queue; the
+// end of the connection still ends ReceiveDatagram.
+func TestDatagramHandler(t *testing.T) {
+	p := newTestPair(t, nil)
+	client, server := p.connect(t)
+	got := make(chan []byte, 16)
+	server.SetDatagramHandler(func(b []byte) {
+		got <- append([]byte(nil), b...)
+		server.ReleaseDatagram(b)
+	})
+	for i := range 10 {
+		payload := []byte{byte(i), 1, 2, 3}
+		if err := client.SendDatagram(payload); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case b := <-got:
+			if string(b) != string(payload) {
+				t.Fatalf("handler got %x, want %x", b, payload)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("datagram %d did not reach the handler", i)
+		}
+	}
+	server.SetDatagramHandler(nil)
+	exchange(t, client, server, []byte("queued again"))
+	if len(got) != 0 {
+		t.Errorf("handler got %d datagrams after it was removed", len(got))
+	}
+	server.SetDatagramHandler(func(b []byte) {})
+	done := make(chan error, 1)
+	go func() {
+		_, err := server.ReceiveDatagram(context.Background())
+		done <- err
+	}()
+	client.Close("test over")
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("ReceiveDatagram returned a datagram, want the connection's end")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReceiveDatagram did not return after the peer closed")
+	}
+}

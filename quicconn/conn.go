@@ -266,6 +266,26 @@ func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
+// SetDatagramHandler makes f take every datagram received from now on,
+// instead of ReceiveDatagram, which saves a goroutine hand-off per datagram
+// (docs/PERFORMANCE.md). f runs on quic-go's run loop for this connection,
+// one call at a time: it must not block, and it owns b (it may pass it to
+// ReleaseDatagram). Datagrams queued before stay for ReceiveDatagram, which
+// also still reports the connection's end. A nil f restores the queue.
+func (c *Conn) SetDatagramHandler(f func(b []byte)) {
+	if f == nil {
+		c.qc.SetDatagramHandler(nil)
+		return
+	}
+	c.qc.SetDatagramHandler(func(b []byte) {
+		if !c.gotFirst.Load() && c.gotFirst.CompareAndSwap(false, true) {
+			close(c.firstRx) // as in ReceiveDatagram
+		}
+		c.noteRx()
+		f(b)
+	})
+}
+
 // ReleaseDatagram hands b, a slice ReceiveDatagram returned, back for reuse
 // by the next received datagram: the caller must not use b afterwards.
 // Calling it is optional; without it every received datagram allocates.

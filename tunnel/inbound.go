@@ -22,11 +22,26 @@ import (
 )
 
 // receive is the receiver of conn a of peer p: it runs until ctx is done
-// or a's ReceiveDatagram fails.
+// or a's ReceiveDatagram fails. When the conn can hand datagrams to a
+// handler on its own goroutine (quicconn.Conn can), receive installs one
+// that does the receiver's work there, saving a goroutine hand-off per
+// datagram, and its loop then only drains what was queued before and
+// waits for the conn's end.
 func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
 	defer p.t.wg.Done()
 	log.Debug("tunnel: receiver started")
 	defer log.Debug("tunnel: receiver stopped")
+	if h, ok := a.c.(datagramHandlerSetter); ok {
+		r, _ := a.c.(datagramReleaser)
+		h.SetDatagramHandler(func(d []byte) {
+			if ctx.Err() == nil { // detached: what a detached conn delivers is not ours
+				p.receivePacket(d)
+			}
+			if r != nil {
+				r.ReleaseDatagram(d)
+			}
+		})
+	}
 	for {
 		d, err := a.c.ReceiveDatagram(ctx)
 		if err != nil {

@@ -53,6 +53,13 @@ type DatagramConn interface {
 // (quicconn.Conn does: the next datagram then reuses the buffer).
 type datagramReleaser interface{ ReleaseDatagram(b []byte) }
 
+// datagramHandlerSetter is what a DatagramConn may implement to hand each
+// received datagram to f on its own goroutine instead of ReceiveDatagram
+// (quicconn.Conn does). f must not block and owns its argument. The
+// tunnel's f does not block: it only copies the packet and queues it to
+// the TUN writer, dropping it when that queue is full.
+type datagramHandlerSetter interface{ SetDatagramHandler(f func(b []byte)) }
+
 // datagramLimiter is what a "datagram too large" error implements.
 type datagramLimiter interface{ DatagramLimit() int }
 

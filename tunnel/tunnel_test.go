@@ -863,3 +863,56 @@ func TestReleaseDatagram(t *testing.T) {
 	})
 	eventually(t, "21 releases", func() bool { return rc.released.Load() == 21 })
 }
+
+// handlerConn is a PipeConn that also takes a datagram handler, like
+// quicconn.Conn: deliver calls the installed handler as the conn's own
+// goroutine would.
+type handlerConn struct {
+	releasingConn
+	mu sync.Mutex
+	f  func([]byte)
+}
+
+func (c *handlerConn) SetDatagramHandler(f func([]byte)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.f = f
+}
+
+func (c *handlerConn) deliver(t *testing.T, b []byte) {
+	t.Helper()
+	c.mu.Lock()
+	f := c.f
+	c.mu.Unlock()
+	if f == nil {
+		t.Fatal("no datagram handler installed")
+	}
+	f(b)
+}
+
+// TestDatagramHandler: a conn that takes a handler gets one on Attach;
+// datagrams it hands over reach the TUN (with the source check) and are
+// released; after Detach they are dropped, still released.
+func TestDatagramHandler(t *testing.T) {
+	h := newHarness(t)
+	ta, devA := h.tunnel(Config{}, 4, PeerConfig{ID: idB, Name: "b", AllowedIPs: []netip.Prefix{prefB4}})
+	ca, _ := h.pipe()
+	hc := &handlerConn{releasingConn: releasingConn{PipeConn: ca}}
+	attach(t, ta, idB, hc)
+	eventually(t, "handler installed", func() bool { hc.mu.Lock(); defer hc.mu.Unlock(); return hc.f != nil })
+	for seq := range 5 {
+		pkt := tuntest.Ping(hostB4, hostA4, 1, uint16(seq), 56)
+		hc.deliver(t, bytes.Clone(pkt))
+		expectPacket(t, devA.FromTunnel, pkt)
+	}
+	hc.deliver(t, tuntest.Ping(hostA4, hostA4, 1, 1, 56)) // spoofed source
+	statsEventually(t, ta, "5 packets in, 1 bad source", func(s Stats) bool {
+		return s.Peers[idB].RxPackets == 5 && s.Peers[idB].Drops.BadSource == 1
+	})
+	ta.Detach(idB, hc)
+	hc.deliver(t, tuntest.Ping(hostB4, hostA4, 1, 9, 56))
+	expectNothing(t, devA.FromTunnel)
+	if got := hc.released.Load(); got != 7 {
+		t.Errorf("released %d datagrams, want 7", got)
+	}
+}

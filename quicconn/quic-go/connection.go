@@ -3220,6 +3220,20 @@ func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	return c.datagramQueue.Receive(ctx)
 }
 
+// SetDatagramHandler makes f take every datagram received from now on,
+// instead of ReceiveDatagram's queue (Godwit patch): it saves a goroutine
+// hand-off per datagram. f runs on the connection's run loop, one call at a
+// time, so it must not block; it owns b and may pass it to ReleaseDatagram.
+// Datagrams queued before stay in the queue. A nil f restores the queue.
+// ReceiveDatagram still returns an error once the connection is closed.
+func (c *Conn) SetDatagramHandler(f func(b []byte)) {
+	if f == nil {
+		c.datagramQueue.handler.Store(nil)
+		return
+	}
+	c.datagramQueue.handler.Store(&f)
+}
+
 // ReleaseDatagram hands a slice returned by ReceiveDatagram back for reuse
 // (Godwit patch): received payloads come from a pool, and a caller that has
 // copied b out may return it so that the next datagram needs no

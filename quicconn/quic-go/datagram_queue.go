@@ -3,6 +3,7 @@ package quic
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/quic-go/quic-go/internal/utils"
 	"github.com/quic-go/quic-go/internal/utils/ringbuffer"
@@ -23,6 +24,9 @@ type datagramQueue struct {
 
 	rcvMx    sync.Mutex
 	rcvQueue [][]byte
+	// handler, when set, takes every received datagram on the run loop
+	// instead of the queue (Godwit patch: Conn.SetDatagramHandler).
+	handler atomic.Pointer[func([]byte)]
 	rcvHead  int           // index of the oldest queued datagram in rcvQueue (Godwit patch: no reallocation per datagram)
 	rcvd     chan struct{} // used to notify Receive that a new datagram was received
 
@@ -106,6 +110,10 @@ func (h *datagramQueue) Pop() {
 // HandleDatagramFrame handles a received DATAGRAM frame.
 func (h *datagramQueue) HandleDatagramFrame(f *wire.DatagramFrame) {
 	data := f.Data // parseDatagramFrame already copied it out of the packet
+	if hp := h.handler.Load(); hp != nil {
+		(*hp)(data)
+		return
+	}
 	var queued bool
 	h.rcvMx.Lock()
 	if len(h.rcvQueue)-h.rcvHead < maxDatagramRcvQueueLen {
