@@ -18,6 +18,8 @@
 // written to the TUN like inbound packets.
 //
 // A [Tunnel] runs one TUN reader, one TUN writer, one sender per peer and
-// one receiver per attached connection (see outbound.go and inbound.go).
+// one receiver per attached connection; a connection that takes a datagram
+// handler does the receiver's per-packet work on its own goroutine (see
+// outbound.go and inbound.go).
 // Drops are counted, never logged per packet; see [Stats].
 package tunnel

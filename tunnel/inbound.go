@@ -8,6 +8,10 @@ package tunnel
 //     parallel across conns): ReceiveDatagram, validate the IP header, trim
 //     trailing bytes, check that the source address maps to THIS peer in
 //     the allowed-IPs table, copy into a pooled buffer at packetOffset.
+//     A conn that takes a datagram handler (quicconn.Conn) runs this step
+//     on its own goroutine (quic-go's run loop) through the handler
+//     p.receive installs, one hand-off fewer per packet; p.receive then
+//     only drains what was queued before and waits for the conn's end.
 //  2. Hand-off (non-blocking): to t.inbound, shared by all receivers and by
 //     the ICMP errors the tunnel generates. Full: drop and count.
 //  3. writeTUN (one goroutine, sequential): blocks for the first packet,
