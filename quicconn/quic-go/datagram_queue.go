@@ -27,8 +27,8 @@ type datagramQueue struct {
 	// handler, when set, takes every received datagram on the run loop
 	// instead of the queue (Godwit patch: Conn.SetDatagramHandler).
 	handler atomic.Pointer[func([]byte)]
-	rcvHead  int           // index of the oldest queued datagram in rcvQueue (Godwit patch: no reallocation per datagram)
-	rcvd     chan struct{} // used to notify Receive that a new datagram was received
+	rcvHead int           // index of the oldest queued datagram in rcvQueue (Godwit patch: no reallocation per datagram)
+	rcvd    chan struct{} // used to notify Receive that a new datagram was received
 
 	closeErr error
 	closed   chan struct{}
