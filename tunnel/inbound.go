@@ -35,16 +35,17 @@ func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
 	defer p.t.wg.Done()
 	log.Debug("tunnel: receiver started")
 	defer log.Debug("tunnel: receiver stopped")
+	r, _ := a.c.(datagramReleaser)
+	take := func(d []byte) {
+		if ctx.Err() == nil { // detached: what a detached conn delivers is not ours
+			p.receivePacket(d)
+		}
+		if r != nil {
+			r.ReleaseDatagram(d) // receivePacket copied what it keeps
+		}
+	}
 	if h, ok := a.c.(datagramHandlerSetter); ok {
-		r, _ := a.c.(datagramReleaser)
-		h.SetDatagramHandler(func(d []byte) {
-			if ctx.Err() == nil { // detached: what a detached conn delivers is not ours
-				p.receivePacket(d)
-			}
-			if r != nil {
-				r.ReleaseDatagram(d)
-			}
-		})
+		h.SetDatagramHandler(take)
 	}
 	for {
 		d, err := a.c.ReceiveDatagram(ctx)
@@ -56,12 +57,9 @@ func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
 			return
 		}
 		if ctx.Err() != nil {
-			return // detached: what a detached conn delivers is not ours
+			return
 		}
-		p.receivePacket(d)
-		if r, ok := a.c.(datagramReleaser); ok {
-			r.ReleaseDatagram(d) // receivePacket copied what it keeps
-		}
+		take(d)
 	}
 }
 
