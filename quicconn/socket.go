@@ -79,34 +79,20 @@ func (s *sockConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 
 // gsoSegmentSize returns the segment size of the first UDP_SEGMENT control
 // message (level IPPROTO_UDP, a native-endian uint16) in oob, or 0 if
-// there is none or oob is malformed. It walks the messages the way
-// unix.ParseSocketControlMessage does, without allocating.
+// there is none or oob is malformed. It does not allocate.
 func gsoSegmentSize(oob []byte) int {
-	hdr := unix.CmsgLen(0) // header length, aligned
-	for i := 0; i+hdr <= len(oob); {
-		var l uint64
-		var level, typ int32
-		b := oob[i:]
-		switch unix.SizeofCmsghdr {
-		case 16: // Len is 64 bits
-			l = binary.NativeEndian.Uint64(b)
-			level, typ = int32(binary.NativeEndian.Uint32(b[8:])), int32(binary.NativeEndian.Uint32(b[12:]))
-		case 12: // Len is 32 bits
-			l = uint64(binary.NativeEndian.Uint32(b))
-			level, typ = int32(binary.NativeEndian.Uint32(b[4:])), int32(binary.NativeEndian.Uint32(b[8:]))
-		default:
+	for len(oob) >= unix.CmsgLen(0) { // ParseOneSocketControlMessage reads a whole header
+		hdr, data, rest, err := unix.ParseOneSocketControlMessage(oob)
+		if err != nil {
 			return 0
 		}
-		if l < unix.SizeofCmsghdr || l > uint64(len(b)) {
-			return 0
-		}
-		if level == unix.IPPROTO_UDP && typ == unix.UDP_SEGMENT {
-			if l < uint64(hdr+2) {
+		if hdr.Level == unix.IPPROTO_UDP && hdr.Type == unix.UDP_SEGMENT {
+			if len(data) < 2 {
 				return 0
 			}
-			return int(binary.NativeEndian.Uint16(b[hdr:]))
+			return int(binary.NativeEndian.Uint16(data))
 		}
-		i += unix.CmsgSpace(int(l) - hdr)
+		oob = rest
 	}
 	return 0
 }
