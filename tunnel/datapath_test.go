@@ -24,6 +24,10 @@ func TestStalledPeerBufferBound(t *testing.T) {
 	attach(t, hub, idB, b1)
 	b1.Stall()
 
+	hub.mu.Lock()
+	p := hub.peers[idB]
+	hub.mu.Unlock()
+
 	// Full-MTU packets, each with its number in the payload.
 	pkts := make([][]byte, queueLen+1+extra)
 	for i := range pkts {
@@ -34,12 +38,16 @@ func TestStalledPeerBufferBound(t *testing.T) {
 			t.Fatalf("packet of %d bytes, want %d", len(pkts[i]), mtu)
 		}
 		dev.ToTunnel <- pkts[i]
+		if i == 0 {
+			// Let the sender take packet 0 into the stalled SendDatagram
+			// first; otherwise it may take it only once the queue is full,
+			// and a later packet takes the freed slot.
+			// readBusy reaches 2 when readTUN finished the batch that
+			// queued it.
+			eventually(t, "sender took packet 0", func() bool { return hub.readBusy.Load() >= 2 && len(p.out) == 0 })
+		}
 	}
 	eventually(t, "queue full", func() bool { return hub.Stats().Peers[idB].Drops.QueueFull == extra })
-
-	hub.mu.Lock()
-	p := hub.peers[idB]
-	hub.mu.Unlock()
 	// The sender is blocked in SendDatagram with packet 0, so the queue
 	// holds packets 1..queueLen and nothing else takes from it.
 	if got := len(p.out); got != queueLen {
