@@ -10,6 +10,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // Defaults for the optional [interface] keys. Parse applies them to keys that
@@ -50,7 +52,7 @@ type Config struct {
 type Interface struct {
 	Name           string         // TUN device name; default "gw0"
 	PrivateKeyFile string         // absolute path of the private key file (required)
-	PrivateKey     PrivateKey     // read from PrivateKeyFile by Load; zero after Parse
+	PrivateKey     key.Private    // read from PrivateKeyFile by Load; zero after Parse
 	Addresses      []netip.Prefix // addresses on the TUN as written, host bits kept (10.77.0.1/24); at least one
 	Listen         string         // "host:port" to accept peers on, host empty or an IP literal; "" when not listening
 	MTU            int            // TUN MTU, 576..1500 (>= 1280 with an IPv6 address); default 1300
@@ -100,7 +102,7 @@ type Interface struct {
 // its public key.
 type Peer struct {
 	Name       string         // unique, [A-Za-z0-9._-]{1,64}
-	PublicKey  PublicKey      // unique among peers, never zero
+	PublicKey  key.Public     // unique among peers, never zero
 	AllowedIPs []netip.Prefix // routed to this peer and accepted as source from it; canonical (host bits zero), at least one
 	Endpoint   string         // "host:port" to dial, host a name or IP literal; "" when this side does not dial the peer
 	Line       int            // line of this peer's [[peer]] header, for messages; 0 when not parsed from a file
@@ -183,7 +185,7 @@ func (p Peer) Equal(q Peer) bool {
 }
 
 // Peer returns the peer with public key k, and whether there is one.
-func (c *Config) Peer(k PublicKey) (Peer, bool) {
+func (c *Config) Peer(k key.Public) (Peer, bool) {
 	for _, p := range c.Peers {
 		if p.PublicKey == k {
 			return p, true

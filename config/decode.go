@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/BurntSushi/toml"
 )
 
@@ -343,12 +345,12 @@ func (t *table) decodePeer(pr *Peer) {
 	}
 	t.unknown(peerKeys)
 	if s, ok := t.str("public_key"); ok {
-		k, err := decodeKey(s)
+		k, err := key.Decode(s)
 		if err != nil {
 			t.p.addErr(t.pos.line("public_key"), fmt.Sprintf("%s public_key %q is not a valid key: %v", t.what, clip(s), err), err)
 			t.pos.bad["public_key"] = true
 		}
-		pr.PublicKey = PublicKey(k)
+		pr.PublicKey = key.Public(k)
 	}
 	pr.AllowedIPs = t.prefixes("allowed_ips", t.what+" allowed_ips entry", false)
 	if s, ok := t.str("endpoint"); ok {

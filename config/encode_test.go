@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // checkRoundTrip encodes c, parses the result and checks that it is equal
@@ -78,7 +80,7 @@ func TestMarshalTOMLRoundTrip(t *testing.T) {
 // TestMarshalTOMLBuilt checks the encoder on a config built in code, as
 // `godwit demo` builds them.
 func TestMarshalTOMLBuilt(t *testing.T) {
-	k, err := GeneratePrivateKey()
+	k, err := key.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}

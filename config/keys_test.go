@@ -3,100 +3,18 @@
 package config
 
 import (
-	"crypto/ed25519"
-	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
-
-// RFC 8032 section 7.1, TEST 1.
-const (
-	rfcSeed   = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
-	rfcPublic = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
-)
-
-func TestPrivateKeyPublic(t *testing.T) {
-	seed, _ := hex.DecodeString(rfcSeed)
-	var k PrivateKey
-	copy(k[:], seed)
-	pub := k.Public()
-	if got := hex.EncodeToString(pub[:]); got != rfcPublic {
-		t.Errorf("Public() = %s, want %s", got, rfcPublic)
-	}
-	msg := []byte("godwit")
-	if !ed25519.Verify(pub[:], msg, ed25519.Sign(k.Ed25519(), msg)) {
-		t.Errorf("signature by Ed25519() does not verify with Public()")
-	}
-}
-
-func TestKeyTextRoundTrip(t *testing.T) {
-	k, err := GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k2, err := GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k == k2 {
-		t.Fatalf("GeneratePrivateKey returned the same key twice")
-	}
-	if s := k.String(); len(s) != 44 {
-		t.Errorf("len(String()) = %d, want 44", len(s))
-	}
-	got, err := ParsePrivateKey("  " + k.String() + "\n")
-	if err != nil || got != k {
-		t.Errorf("ParsePrivateKey(String()+newline) = %v, %v; want the key", got, err)
-	}
-	var viaText PrivateKey
-	text, _ := k.MarshalText()
-	if err := viaText.UnmarshalText(text); err != nil || viaText != k {
-		t.Errorf("PrivateKey text round trip = %v, %v", viaText, err)
-	}
-	pub := k.Public()
-	pp, err := ParsePublicKey(pub.String())
-	if err != nil || pp != pub {
-		t.Errorf("ParsePublicKey(String()) = %v, %v; want %v", pp, err, pub)
-	}
-	var viaPub PublicKey
-	text, _ = pub.MarshalText()
-	if err := viaPub.UnmarshalText(text); err != nil || viaPub != pub {
-		t.Errorf("PublicKey text round trip = %v, %v", viaPub, err)
-	}
-	if pub.IsZero() || !(PublicKey{}).IsZero() {
-		t.Errorf("IsZero wrong: %v for a real key, %v for the zero key", pub.IsZero(), (PublicKey{}).IsZero())
-	}
-}
-
-func TestParseKeyErrors(t *testing.T) {
-	tests := []struct {
-		in, want string
-	}{
-		{"", "decodes to 0 bytes, want 32"},
-		{"AAAAAAAAAAAAAAAAAAAAAA==", "decodes to 16 bytes, want 32"},
-		{"u3TMwMO9CAtI3HrXudfFF2cE0qS0W9RDcIOafKUd9tc", "not standard base64"},    // no padding
-		{"u3TMwMO9CAtI3HrXudfFF2cE0qS0W9RDcIOafKUd9tc=\n", "not standard base64"}, // public keys are not trimmed
-		{"u3TMwMO9CAtI3HrXudfFF2cE0qS0W9RDcIOafKUd9t-=", "not standard base64"},   // URL alphabet
-	}
-	for _, tt := range tests {
-		_, err := ParsePublicKey(tt.in)
-		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "config: ") {
-			t.Errorf("ParsePublicKey(%q) error = %v, want one containing %q", tt.in, err, tt.want)
-		}
-	}
-	secret := "secretsecretsecretsecret"
-	_, err := ParsePrivateKey(secret)
-	if err == nil || strings.Contains(err.Error(), secret) {
-		t.Errorf("ParsePrivateKey(%q) error = %v, want an error that does not quote the input", secret, err)
-	}
-}
 
 // writeKey writes k to a new file of the given mode in dir.
-func writeKey(t *testing.T, dir, name string, k PrivateKey, mode os.FileMode) string {
+func writeKey(t *testing.T, dir, name string, k key.Private, mode os.FileMode) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, []byte(k.String()+"\n"), 0o600); err != nil {
@@ -110,7 +28,7 @@ func writeKey(t *testing.T, dir, name string, k PrivateKey, mode os.FileMode) st
 
 func TestReadPrivateKeyFile(t *testing.T) {
 	dir := t.TempDir()
-	k, err := GeneratePrivateKey()
+	k, err := key.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}

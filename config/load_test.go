@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // writeConfig writes text (with KEYFILE replaced by keyFile) to dir/name.
@@ -24,7 +26,7 @@ func writeConfig(t *testing.T, dir, name, text, keyFile string) string {
 
 func TestLoad(t *testing.T) {
 	dir := t.TempDir()
-	k, err := GeneratePrivateKey()
+	k, err := key.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func TestLoad(t *testing.T) {
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	hub := string(mustRead(t, "testdata/hub.toml"))
-	k, err := GeneratePrivateKey()
+	k, err := key.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}

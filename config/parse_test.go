@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // Public keys of the test nodes (seeds are sha256("godwit test key " + name)).
@@ -425,8 +427,8 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 	return out
 }
 
-func mustKey(s string) PublicKey {
-	k, err := ParsePublicKey(s)
+func mustKey(s string) key.Public {
+	k, err := key.ParsePublic(s)
 	if err != nil {
 		panic(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // Validate checks c and returns every problem found, joined with
@@ -31,7 +33,7 @@ func (c *Config) validate(p *problems) {
 	}
 	owners := make([]owned, 0, len(c.Peers))
 	names := make(map[string]int, len(c.Peers))
-	keys := make(map[PublicKey]int, len(c.Peers))
+	keys := make(map[key.Public]int, len(c.Peers))
 	dials := false
 	for i := range c.Peers {
 		pr := &c.Peers[i]

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config"
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 const (
@@ -305,7 +306,7 @@ func TestUnitDirectives(t *testing.T) {
 // exampleKeyFile writes a new private key with mode 0600 and returns its path.
 func exampleKeyFile(t *testing.T) string {
 	t.Helper()
-	k, err := config.GeneratePrivateKey()
+	k, err := key.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/config"
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // syscallGroups parses `systemd-analyze syscall-filter` into group -> members
@@ -238,7 +238,7 @@ endpoint = "192.0.2.1:4433"
 // testKey is a private key file and its public key.
 type testKey struct {
 	path string
-	pub  config.PublicKey
+	pub  key.Public
 }
 
 // peer returns the public key of other, for a [[peer]] table.
@@ -246,7 +246,7 @@ func (testKey) peer(other testKey) string { return other.pub.String() }
 
 func newKey(t *testing.T, dir, name string) testKey {
 	t.Helper()
-	k, err := config.GeneratePrivateKey()
+	k, err := key.NewPrivate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // ALPN is the TLS application protocol both sides require.
@@ -78,7 +80,7 @@ type Config struct {
 	// safe for concurrent use and fast; it may read the caller's own
 	// atomic state so that removing a peer takes effect at the next
 	// handshake. Nil refuses everyone.
-	Authorize func(peer [32]byte) bool
+	Authorize func(peer key.Public) bool
 	// Logger receives state changes (Info) and details (Debug). Nil
 	// discards.
 	Logger *slog.Logger
@@ -145,7 +147,7 @@ type Config struct {
 	// peer's name in the daemon's config). It is called from quic-go's and
 	// the Endpoint's goroutines and must be safe for concurrent use. Nil,
 	// or "" for a key, falls back to the name in the peer's Hello.
-	PeerLabel func(peer [32]byte) string
+	PeerLabel func(peer key.Public) string
 	// KeyLogWriter, if not nil, receives the TLS secrets of every
 	// connection, dialed and accepted, in NSS key log format (what
 	// Wireshark reads; see tls.Config.KeyLogWriter). crypto/tls serializes

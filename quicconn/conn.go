@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/quic-go/quic-go"
 )
 
@@ -119,7 +121,7 @@ type Conn struct {
 	br      *bufio.Reader // control-stream reader; only the readControl goroutine uses it after start
 	cfg     *Config       // the Endpoint's config with defaults
 	log     *slog.Logger
-	peerKey [32]byte
+	peerKey key.Public
 	dialer  bool        // this side dialed
 	forget  func(*Conn) // removes c from its Endpoint; nil when not registered
 	trace   *connTrace  // quic-go's tracer of qc; nil when the Endpoint has none
@@ -293,7 +295,7 @@ func (c *Conn) ReleaseDatagram(b []byte) { c.qc.ReleaseDatagram(b) }
 
 // PeerKey returns the peer's raw Ed25519 public key, as verified in the
 // handshake.
-func (c *Conn) PeerKey() [32]byte { return c.peerKey }
+func (c *Conn) PeerKey() key.Public { return c.peerKey }
 
 // PeerName returns the node name from the peer's Hello; "" while a
 // connection handed out in 0-RTT has not completed its hello exchange.

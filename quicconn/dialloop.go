@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"time"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // DialLoop keeps one connection to the peer at addr up until ctx is done.
@@ -39,7 +41,7 @@ import (
 // up runs on DialLoop's goroutine and should return promptly; the Conn
 // stays owned by DialLoop, which closes it ("shutting down") when ctx is
 // done. DialLoop blocks until ctx is done.
-func (e *Endpoint) DialLoop(ctx context.Context, addr string, peer [32]byte, up func(*Conn)) {
+func (e *Endpoint) DialLoop(ctx context.Context, addr string, peer key.Public, up func(*Conn)) {
 	dial := func(ctx context.Context) (*Conn, error) {
 		name, err := e.pickUplink() // uplink.go
 		if err != nil {

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/quic-go/quic-go"
 )
 
@@ -159,7 +161,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 
 // logRefused logs a handshake refused for an unknown key, at most once a
 // minute per key so that a misconfigured site redialing cannot flood the log.
-func (e *Endpoint) logRefused(key [32]byte) {
+func (e *Endpoint) logRefused(key key.Public) {
 	if e.limitLog(key, "unauthorized") {
 		e.log.Warn("quicconn: refused a peer whose key is not configured", "key", keyString(key))
 	}
@@ -427,7 +429,7 @@ func (e *Endpoint) forget(c *Conn) {
 // peer's Hello arrived. A rejected 0-RTT loses the datagrams sent in it. A server presenting
 // another key fails with an error saying "server key mismatch". The caller
 // owns the returned Conn.
-func (e *Endpoint) Dial(ctx context.Context, addr string, peer [32]byte) (*Conn, error) {
+func (e *Endpoint) Dial(ctx context.Context, addr string, peer key.Public) (*Conn, error) {
 	if e.ctx.Err() != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, net.ErrClosed)
 	}

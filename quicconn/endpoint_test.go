@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/quic-go/quic-go"
 )
 
 type testKey struct {
-	pub  [32]byte
+	pub  key.Public
 	priv ed25519.PrivateKey
 }
 
@@ -30,7 +32,7 @@ func newKey(t testing.TB) testKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testKey{[32]byte(pub), priv}
+	return testKey{key.Public(pub), priv}
 }
 
 func newEndpoint(t testing.TB, cfg Config) *Endpoint {
@@ -60,7 +62,7 @@ func newTestPair(t testing.TB, mutate func(cli, srv *Config)) *testPair {
 		PrivateKey: p.sk.priv,
 		NodeName:   "hub",
 		Listen:     "127.0.0.1:0",
-		Authorize:  func(k [32]byte) bool { return k == p.ck.pub && p.allow.Load() },
+		Authorize:  func(k key.Public) bool { return k == p.ck.pub && p.allow.Load() },
 	}
 	ccfg := Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0"}
 	if mutate != nil {
@@ -234,10 +236,10 @@ func TestWrongServerKeyRefused(t *testing.T) {
 func TestUnauthorizedClientRefused(t *testing.T) {
 	tests := []struct {
 		name      string
-		authorize func([32]byte) bool
+		authorize func(key.Public) bool
 	}{
 		{"nil authorize", nil},
-		{"other key", func([32]byte) bool { return false }},
+		{"other key", func(key.Public) bool { return false }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,7 +271,7 @@ func TestRefusedKeyLoggedOncePerMinute(t *testing.T) {
 	h := &recordHandler{}
 	e := newEndpoint(t, Config{PrivateKey: newKey(t).priv, Logger: slog.New(h)})
 	a, b := newKey(t).pub, newKey(t).pub
-	for _, k := range [][32]byte{a, a, b, a, b} {
+	for _, k := range []key.Public{a, a, b, a, b} {
 		e.logRefused(k)
 	}
 	// A 0-RTT refusal for the same key is limited on its own.
@@ -703,7 +705,7 @@ func ExampleEndpoint_Dial() {
 		return
 	}
 	defer e.Close()
-	var hub [32]byte // the hub's public key from the configuration
+	var hub key.Public // the hub's public key from the configuration
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	// Port 1 on loopback has no hub: the dial fails within the timeout.

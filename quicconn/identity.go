@@ -15,6 +15,8 @@ import (
 	"math/big"
 	"strings"
 	"time"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // newCertificate makes the self-signed certificate this node presents. Its
@@ -46,22 +48,22 @@ func newCertificate(priv ed25519.PrivateKey) (tls.Certificate, error) {
 }
 
 // peerKeyOf returns the raw Ed25519 key of the peer's leaf certificate.
-func peerKeyOf(cs tls.ConnectionState) ([32]byte, error) {
+func peerKeyOf(cs tls.ConnectionState) (key.Public, error) {
 	if len(cs.PeerCertificates) == 0 {
-		return [32]byte{}, errors.New("quicconn: peer sent no certificate")
+		return key.Public{}, errors.New("quicconn: peer sent no certificate")
 	}
 	pk, ok := cs.PeerCertificates[0].PublicKey.(ed25519.PublicKey)
 	if !ok || len(pk) != ed25519.PublicKeySize {
-		return [32]byte{}, fmt.Errorf("quicconn: peer key is %T, want ed25519", cs.PeerCertificates[0].PublicKey)
+		return key.Public{}, fmt.Errorf("quicconn: peer key is %T, want ed25519", cs.PeerCertificates[0].PublicKey)
 	}
-	return [32]byte(pk), nil
+	return key.Public(pk), nil
 }
 
 // serverTLSConfig requires a client certificate and admits only keys that
 // Authorize accepts. VerifyConnection (not VerifyPeerCertificate) runs on
 // resumed sessions too, so a removed peer cannot come back on an old ticket.
 // refused, if not nil, hears of every key it turned away.
-func serverTLSConfig(cert tls.Certificate, authorize func([32]byte) bool, refused func([32]byte)) *tls.Config {
+func serverTLSConfig(cert tls.Certificate, authorize func(key.Public) bool, refused func(key.Public)) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
@@ -84,7 +86,7 @@ func serverTLSConfig(cert tls.Certificate, authorize func([32]byte) bool, refuse
 }
 
 // clientTLSConfig pins the server's key to peer.
-func clientTLSConfig(cert tls.Certificate, peer [32]byte, cache tls.ClientSessionCache) *tls.Config {
+func clientTLSConfig(cert tls.Certificate, peer key.Public, cache tls.ClientSessionCache) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
@@ -116,12 +118,12 @@ var nameEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 
 // serverName is a DNS-safe name derived from the peer key (52 characters
 // of base32, one label).
-func serverName(peer [32]byte) string {
+func serverName(peer key.Public) string {
 	return strings.ToLower(nameEncoding.EncodeToString(peer[:])) + ".godwit"
 }
 
 // keyString formats a raw public key as standard base64, the form used in
 // configuration files and by `godwit pubkey`.
-func keyString(k [32]byte) string {
+func keyString(k key.Public) string {
 	return base64.StdEncoding.EncodeToString(k[:])
 }

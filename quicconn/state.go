@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/quic-go/quic-go"
 )
 
@@ -335,20 +337,20 @@ func (c *sessionCache) loadFile(name, path string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errTicketFile, err)
 	}
-	c.mem.Put(serverName([32]byte(k)), cs)
+	c.mem.Put(serverName(key.Public(k)), cs)
 	c.log.Debug("quicconn: loaded session ticket", "file", path, "early_data", st.EarlyData)
 	return nil
 }
 
 // peerOfServerName inverts serverName.
-func peerOfServerName(name string) ([32]byte, bool) {
+func peerOfServerName(name string) (key.Public, bool) {
 	label, ok := strings.CutSuffix(name, ".godwit")
 	if !ok {
-		return [32]byte{}, false
+		return key.Public{}, false
 	}
 	b, err := nameEncoding.DecodeString(strings.ToUpper(label))
 	if err != nil || len(b) != 32 {
-		return [32]byte{}, false
+		return key.Public{}, false
 	}
-	return [32]byte(b), true
+	return key.Public(b), true
 }

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
 	"github.com/quic-go/quic-go/qlogwriter"
@@ -177,7 +179,7 @@ func qlogName(stamp, peer, key, odcid, pers string) string {
 // qlogKey is the part of a peer key in qlog file names: the first 8
 // characters of its URL-safe base64 (the config's standard base64 with
 // '+' as '-' and '/' as '_').
-func qlogKey(k [32]byte) string {
+func qlogKey(k key.Public) string {
 	return base64.RawURLEncoding.EncodeToString(k[:])[:8]
 }
 
@@ -243,14 +245,14 @@ func (e *Endpoint) newTrace(ctx context.Context, isClient bool, odcid quic.Conne
 	if e.cfg.QlogDir == "" {
 		return t
 	}
-	peer, key := "unknown", "unknown"
-	if k, ok := ctx.Value(dialPeerKey{}).([32]byte); ok {
-		key = qlogKey(k)
+	peer, kname := "unknown", "unknown"
+	if k, ok := ctx.Value(dialPeerKey{}).(key.Public); ok {
+		kname = qlogKey(k)
 		if e.cfg.PeerLabel != nil {
 			peer = e.cfg.PeerLabel(k)
 		}
 	}
-	f, err := createQlog(e.cfg.QlogDir, isClient, odcid, peer, key)
+	f, err := createQlog(e.cfg.QlogDir, isClient, odcid, peer, kname)
 	if err != nil {
 		e.log.Warn("quicconn: no qlog for this connection", "err", err)
 		return t

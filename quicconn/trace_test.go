@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
 	"github.com/quic-go/quic-go/qlogwriter"
@@ -153,7 +155,7 @@ func TestQlogFiles(t *testing.T) {
 	p := newTestPair(t, func(cli, srv *Config) {
 		cli.QlogDir = dir
 		srv.QlogDir = dir
-		srv.PeerLabel = func(k [32]byte) string { return "site-from-config" }
+		srv.PeerLabel = func(k key.Public) string { return "site-from-config" }
 	})
 	client, server := p.connect(t)
 	exchange(t, client, server, []byte("ping"))

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/quic-go/quic-go"
 )
 
@@ -270,7 +272,7 @@ type dialTransportKey struct{}
 // with that uplink as its active path ([Conn.Uplink]). An unknown or
 // removed uplink fails with an error wrapping ErrUnknownUplink. The caller
 // owns the returned Conn.
-func (e *Endpoint) DialVia(ctx context.Context, uplink, addr string, peer [32]byte) (*Conn, error) {
+func (e *Endpoint) DialVia(ctx context.Context, uplink, addr string, peer key.Public) (*Conn, error) {
 	if uplink == "" {
 		c, err := e.Dial(ctx, addr, peer)
 		if err != nil {

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/quic-go/quic-go"
 )
 
@@ -65,7 +67,7 @@ const (
 type ticketExtra struct {
 	id   [16]byte
 	boot [8]byte
-	peer [32]byte
+	peer key.Public
 }
 
 func (x ticketExtra) append(b []byte) []byte {
@@ -97,11 +99,11 @@ type ticketBook struct {
 	boot [8]byte // random per Endpoint: tickets of an earlier process differ
 
 	mu     sync.Mutex // mu guards the following field.
-	issued map[[32]byte][][16]byte
+	issued map[key.Public][][16]byte
 }
 
 func newTicketBook() (*ticketBook, error) {
-	b := &ticketBook{issued: make(map[[32]byte][][16]byte)}
+	b := &ticketBook{issued: make(map[key.Public][][16]byte)}
 	if _, err := rand.Read(b.boot[:]); err != nil {
 		return nil, fmt.Errorf("quicconn: boot id: %w", err)
 	}
@@ -109,7 +111,7 @@ func newTicketBook() (*ticketBook, error) {
 }
 
 // issue books a new ticket ID for peer.
-func (b *ticketBook) issue(peer [32]byte) ([16]byte, error) {
+func (b *ticketBook) issue(peer key.Public) ([16]byte, error) {
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return id, err
@@ -131,7 +133,7 @@ func (b *ticketBook) issue(peer [32]byte) ([16]byte, error) {
 }
 
 // redeem reports whether id was booked for peer, and unbooks it.
-func (b *ticketBook) redeem(peer [32]byte, id [16]byte) bool {
+func (b *ticketBook) redeem(peer key.Public, id [16]byte) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ids := b.issued[peer]
@@ -156,13 +158,13 @@ type earlyInfo struct {
 	mu        sync.Mutex // mu guards the following fields.
 	attempted bool       // the ClientHello offered early data
 	granted   bool       // the ticket check allowed 0-RTT
-	peer      [32]byte   // the ticket's peer key; zero without Godwit's data
+	peer      key.Public // the ticket's peer key; zero without Godwit's data
 	refused   string     // why 0-RTT was refused; "" if not
 }
 
 type earlyInfoKey struct{}
 
-func (ei *earlyInfo) get() (granted bool, peer [32]byte, refused string, attempted bool) {
+func (ei *earlyInfo) get() (granted bool, peer key.Public, refused string, attempted bool) {
 	ei.mu.Lock()
 	defer ei.mu.Unlock()
 	return ei.granted, ei.peer, ei.refused, ei.attempted
@@ -259,7 +261,7 @@ func (e *Endpoint) checkTicket(ss *tls.SessionState, ei *earlyInfo) *tls.Session
 // countRefused counts and logs an incoming connection whose 0-RTT data
 // was refused. Logs are limited to one a minute per peer and reason, as a
 // replaying attacker controls how often this happens.
-func (e *Endpoint) countRefused(peer [32]byte, reason string) {
+func (e *Endpoint) countRefused(peer key.Public, reason string) {
 	switch reason {
 	case refusedReplay:
 		e.zc.refusedReplay.Add(1)
@@ -275,7 +277,7 @@ func (e *Endpoint) countRefused(peer [32]byte, reason string) {
 
 // limitLog reports whether a log line for key and what may be written
 // now: at most one a minute for each pair.
-func (e *Endpoint) limitLog(key [32]byte, what string) bool {
+func (e *Endpoint) limitLog(key key.Public, what string) bool {
 	k := logKey{key, what}
 	now := time.Now()
 	e.logLimitMu.Lock()
@@ -291,7 +293,7 @@ func (e *Endpoint) limitLog(key [32]byte, what string) bool {
 }
 
 type logKey struct {
-	key  [32]byte
+	key  key.Public
 	what string
 }
 
@@ -308,7 +310,7 @@ func isClosed(ch <-chan struct{}) bool {
 // serveEarly hands an incoming connection that was granted 0-RTT to
 // Accept before its handshake completes, then finishes the handshake and
 // the hello exchange. peer comes from the ticket.
-func (e *Endpoint) serveEarly(qc *quic.Conn, peer [32]byte) {
+func (e *Endpoint) serveEarly(qc *quic.Conn, peer key.Public) {
 	c := newEarlyConn(qc, &e.cfg, peer, nil, false)
 	c.zrtt.Store(zrttAccepted)
 	if err := e.register(c); err != nil {
@@ -391,7 +393,7 @@ func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, se
 // datagrams go out in 0-RTT packets. The Hello goes out in 0-RTT too; the
 // server's Hello is read after the handshake. On rejection the control
 // stream is opened again and the Hello resent.
-func (e *Endpoint) dialEarly(qc *quic.Conn, g *earlyGate, peer [32]byte) (*Conn, error) {
+func (e *Endpoint) dialEarly(qc *quic.Conn, g *earlyGate, peer key.Public) (*Conn, error) {
 	var (
 		st   *quic.Stream
 		sent bool
@@ -477,7 +479,7 @@ func (c *Conn) zeroRTTString() string {
 // newEarlyConn wraps a connection whose handshake is still running. st is
 // nil until the control stream is known. The caller registers it and
 // calls runEarly.
-func newEarlyConn(qc *quic.Conn, cfg *Config, peer [32]byte, st *quic.Stream, dialer bool) *Conn {
+func newEarlyConn(qc *quic.Conn, cfg *Config, peer key.Public, st *quic.Stream, dialer bool) *Conn {
 	c := &Conn{
 		qc:      qc,
 		st:      st,

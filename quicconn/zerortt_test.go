@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/quic-go/quic-go"
 
 	"github.com/godwit-vpn/godwit/tests/relay"
@@ -58,7 +60,7 @@ func startRelay(t testing.TB, target net.Addr, cfg relay.Config) *relay.Relay {
 }
 
 // ticketFile is where a client keeps its ticket for the server key.
-func ticketFile(dir string, server [32]byte) string {
+func ticketFile(dir string, server key.Public) string {
 	return filepath.Join(dir, ticketsDir, base64.RawURLEncoding.EncodeToString(server[:]))
 }
 
@@ -193,13 +195,13 @@ func TestZeroRTTRejectedResendsHello(t *testing.T) {
 	// issued tickets is empty, so it refuses the 0-RTT but resumes.
 	sdir := t.TempDir()
 	srv1 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: "127.0.0.1:0", StateDir: sdir,
-		Authorize: func(k [32]byte) bool { return k == p.ck.pub }})
+		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
 	p.srv = srv1
 	primeTicket(t, p, dir) // the ticket now comes from srv1
 	addr := srv1.LocalAddr().String()
 	srv1.Close()
 	srv2 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: addr, StateDir: sdir,
-		Authorize: func(k [32]byte) bool { return k == p.ck.pub }})
+		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
 	p.srv = srv2
 	accepted := acceptAll(t, srv2)
 
@@ -456,7 +458,7 @@ func TestStatelessResetAfterServerRestart(t *testing.T) {
 	addr := p.srv.LocalAddr().String()
 	crash(p.srv)
 	srv2 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: addr, StateDir: sdir,
-		Authorize: func(k [32]byte) bool { return k == p.ck.pub }})
+		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
 	accepted := acceptAll(t, srv2)
 
 	start := time.Now()

@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 )
 
@@ -249,7 +251,7 @@ func FuzzInboundPacket(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	idB, idC := PeerID{2}, PeerID{3}
+	idB, idC := key.Public{2}, key.Public{3}
 	allowedB := []netip.Prefix{netip.MustParsePrefix("192.0.2.64/26"), netip.MustParsePrefix("2001:db8:b::/48")}
 	if err := tu.SetPeers([]PeerConfig{
 		{ID: idB, AllowedIPs: allowedB},

@@ -6,6 +6,8 @@ import (
 	"context"
 	"log/slog"
 	"sync/atomic"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // attachment is one conn attached to a peer, with its receiver.
@@ -18,7 +20,7 @@ type attachment struct {
 // receivers of its attached conns. The table maps its allowed-IPs to it.
 type peer struct {
 	t   *Tunnel
-	id  PeerID
+	id  key.Public
 	out chan outPacket // outbound queue; the sender owns what it takes off
 
 	// wake has capacity 1; Attach signals it so a sender waiting for a conn
@@ -35,7 +37,7 @@ type peer struct {
 	cancel context.CancelFunc
 }
 
-func (t *Tunnel) newPeer(id PeerID, name string) *peer {
+func (t *Tunnel) newPeer(id key.Public, name string) *peer {
 	return &peer{
 		t:    t,
 		id:   id,

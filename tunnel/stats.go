@@ -6,6 +6,8 @@ import (
 	"iter"
 	"sync/atomic"
 	"time"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // Drops counts dropped packets by reason. The reasons and their names (see
@@ -108,7 +110,7 @@ type Stats struct {
 	// TUNQueueFull of the tunnel's own ICMP errors).
 	Total Counters
 	// Peers has the counters of each current peer since it was added.
-	Peers map[PeerID]Counters
+	Peers map[key.Public]Counters
 	// ICMPSent counts ICMP errors the tunnel queued to the TUN.
 	ICMPSent uint64
 	// ICMPLimited counts ICMP errors suppressed by the rate limit.

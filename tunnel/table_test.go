@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 // testPeer returns a peer with id n (not attached to any tunnel).
-func testPeer(n byte) *peer { return &peer{id: PeerID{n}} }
+func testPeer(n byte) *peer { return &peer{id: key.Public{n}} }
 
 func TestTableLookup(t *testing.T) {
 	a, b, c := testPeer(1), testPeer(2), testPeer(3)

@@ -4,7 +4,6 @@ package tunnel
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,18 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/godwit-vpn/godwit/tun"
 )
-
-// PeerID identifies a peer: its Ed25519 public key.
-type PeerID [32]byte
-
-// String returns a short form of the standard base64 encoding of id, like
-// wireguard-go's peer names: "AbCd…WxYz".
-func (id PeerID) String() string {
-	b := base64.StdEncoding.EncodeToString(id[:])
-	return b[:4] + "…" + b[39:43]
-}
 
 // DatagramConn is the side of a QUIC connection the tunnel uses: unreliable
 // datagrams, one IP packet each. A quicconn.Conn satisfies it. The
@@ -88,8 +79,8 @@ type Config struct {
 
 // PeerConfig is one peer for [Tunnel.SetPeers].
 type PeerConfig struct {
-	ID   PeerID // the peer's Ed25519 public key; must not be all zero
-	Name string // for logs
+	ID   key.Public // the peer's Ed25519 public key; must not be all zero
+	Name string     // for logs
 	// AllowedIPs are the prefixes routed to this peer, and the only source
 	// addresses accepted from it. They must not overlap any other peer's.
 	AllowedIPs []netip.Prefix
@@ -152,7 +143,7 @@ type Tunnel struct {
 
 	// mu guards the following fields.
 	mu      sync.Mutex
-	peers   map[PeerID]*peer
+	peers   map[key.Public]*peer
 	started bool            // Run was called
 	runCtx  context.Context // Run's context while running, else nil
 	done    bool            // Run has returned or is returning
@@ -200,7 +191,7 @@ func New(dev tun.Device, cfg Config) (*Tunnel, error) {
 		unreachableLimit: newTokenBucket(unreachableRate, unreachableBurst),
 		tooBigLimit:      newTokenBucket(tooBigRate, tooBigBurst),
 		logLimit:         newTokenBucket(1, 5),
-		peers:            make(map[PeerID]*peer),
+		peers:            make(map[key.Public]*peer),
 	}
 	for _, p := range cfg.Addresses {
 		a := p.Addr().Unmap()
@@ -320,9 +311,9 @@ func isClosedErr(err error) bool {
 // IPv4-mapped prefixes and allowed-IPs that overlap between peers. It
 // does not block on the data path.
 func (t *Tunnel) SetPeers(peers []PeerConfig) error {
-	seen := make(map[PeerID]bool, len(peers))
+	seen := make(map[key.Public]bool, len(peers))
 	for _, pc := range peers {
-		if pc.ID == (PeerID{}) {
+		if pc.ID == (key.Public{}) {
 			return fmt.Errorf("tunnel: peer %q: zero id", pc.Name)
 		}
 		if seen[pc.ID] {
@@ -336,7 +327,7 @@ func (t *Tunnel) SetPeers(peers []PeerConfig) error {
 	if t.done {
 		return ErrClosed
 	}
-	next := make(map[PeerID]*peer, len(peers))
+	next := make(map[key.Public]*peer, len(peers))
 	var routes []route
 	var added []*peer
 	for _, pc := range peers {
@@ -387,7 +378,7 @@ func (t *Tunnel) SetPeers(peers []PeerConfig) error {
 // path are not lost. Attach returns an error for an unknown peer and
 // [ErrClosed] once Run has returned. The tunnel does not take ownership of
 // c.
-func (t *Tunnel) Attach(id PeerID, c DatagramConn) error {
+func (t *Tunnel) Attach(id key.Public, c DatagramConn) error {
 	if c == nil {
 		return errors.New("tunnel: attach nil conn")
 	}
@@ -422,7 +413,7 @@ func (t *Tunnel) Attach(id PeerID, c DatagramConn) error {
 // in its queue for the next Attach, and are dropped (QueueFull) once the
 // queue is full. Detach does not close c and does nothing for an unknown
 // peer or conn.
-func (t *Tunnel) Detach(id PeerID, c DatagramConn) {
+func (t *Tunnel) Detach(id key.Public, c DatagramConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.peers[id]
@@ -448,7 +439,7 @@ func (t *Tunnel) Stats() Stats {
 	defer t.mu.Unlock()
 	s := Stats{
 		Total:           t.retired,
-		Peers:           make(map[PeerID]Counters, len(t.peers)),
+		Peers:           make(map[key.Public]Counters, len(t.peers)),
 		ICMPSent:        t.icmpSent.Load(),
 		ICMPLimited:     t.icmpLimited.Load(),
 		TooManySegments: t.tooManySegments.Load(),

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/godwit-vpn/godwit/quicconn/quictest"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 )
@@ -28,7 +30,7 @@ var _ DatagramConn = (*quictest.PipeConn)(nil)
 const waitTimeout = 20 * time.Second
 
 var (
-	idA, idB, idC, idD, idH = PeerID{0xa}, PeerID{0xb}, PeerID{0xc}, PeerID{0xd}, PeerID{0xee}
+	idA, idB, idC, idD, idH = key.Public{0xa}, key.Public{0xb}, key.Public{0xc}, key.Public{0xd}, key.Public{0xee}
 
 	prefA4, prefA6 = netip.MustParsePrefix("192.0.2.0/26"), netip.MustParsePrefix("2001:db8:a::/48")
 	prefB4, prefB6 = netip.MustParsePrefix("192.0.2.64/26"), netip.MustParsePrefix("2001:db8:b::/48")
@@ -137,7 +139,7 @@ func (h *harness) pipe() (a, b *quictest.PipeConn) {
 }
 
 // attach attaches c to peer id of tu or fails the test.
-func attach(t *testing.T, tu *Tunnel, id PeerID, c DatagramConn) {
+func attach(t *testing.T, tu *Tunnel, id key.Public, c DatagramConn) {
 	t.Helper()
 	if err := tu.Attach(id, c); err != nil {
 		t.Fatalf("Attach(%v): %v", id, err)
@@ -617,7 +619,7 @@ func TestReplacedConnStillDelivers(t *testing.T) {
 }
 
 // peerConn returns the current conn of peer id, or nil.
-func (t *Tunnel) peerConn(id PeerID) DatagramConn {
+func (t *Tunnel) peerConn(id key.Public) DatagramConn {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if a := t.peers[id].conn.Load(); a != nil {
@@ -774,7 +776,7 @@ func TestAPIErrors(t *testing.T) {
 	}
 	for _, bad := range [][]PeerConfig{
 		{{ID: idB}, {ID: idB}},
-		{{ID: PeerID{}}},
+		{{ID: key.Public{}}},
 		{{ID: idB, AllowedIPs: []netip.Prefix{prefB4}}, {ID: idC, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}},
 	} {
 		if err := tu.SetPeers(bad); err == nil {
@@ -814,13 +816,6 @@ func TestAPIErrors(t *testing.T) {
 	}
 	if err := tu.SetPeers(good); !errors.Is(err, ErrClosed) {
 		t.Errorf("SetPeers after Run = %v, want ErrClosed", err)
-	}
-}
-
-func TestPeerIDString(t *testing.T) {
-	id := PeerID{0xff, 0xee}
-	if got, want := id.String(), "/+4A…AAAA"; got != want {
-		t.Errorf("String() = %q, want %q", got, want)
 	}
 }
 

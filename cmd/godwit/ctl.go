@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/godwit-vpn/godwit/quicconn"
@@ -275,7 +277,7 @@ func (d *daemon) snapshot(started time.Time) *Status {
 	cfg := d.cfg
 	peers := make([]peerCopy, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		ps := d.peers[tunnel.PeerID(p.PublicKey)]
+		ps := d.peers[key.Public(p.PublicKey)]
 		if ps == nil {
 			continue
 		}
@@ -325,7 +327,7 @@ func (d *daemon) snapshot(started time.Time) *Status {
 	st.Interface.UDPSendCalls, st.Interface.UDPSendSegments = d.ep.UDPSendStats()
 	for _, pc := range peers {
 		ps := &pc.ps
-		c := ts.Peers[tunnel.PeerID(ps.cfg.PublicKey)]
+		c := ts.Peers[key.Public(ps.cfg.PublicKey)]
 		p := PeerStatus{
 			Name:           ps.cfg.Name,
 			PublicKey:      ps.cfg.PublicKey.String(),

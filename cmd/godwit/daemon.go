@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/godwit-vpn/godwit/config"
 	"github.com/godwit-vpn/godwit/quicconn"
 	"github.com/godwit-vpn/godwit/routing"
@@ -49,12 +51,12 @@ type daemon struct {
 
 	// authorized maps the keys that may connect to their peer names. It is
 	// read during every TLS handshake, so it is swapped, never mutated.
-	authorized atomic.Pointer[map[[32]byte]string]
+	authorized atomic.Pointer[map[key.Public]string]
 
 	mu sync.Mutex
 	// mu guards the following fields.
 	cfg   *config.Config
-	peers map[tunnel.PeerID]*peerState
+	peers map[key.Public]*peerState
 }
 
 // peerState is the daemon's view of one configured peer.
@@ -77,7 +79,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	d := &daemon{
 		log:     log,
 		cfg:     cfg,
-		peers:   make(map[tunnel.PeerID]*peerState),
+		peers:   make(map[key.Public]*peerState),
 		failed:  make(chan struct{}),
 		changed: make(chan struct{}, 1),
 		tnDone:  make(chan struct{}),
@@ -180,7 +182,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	d.mu.Lock()
 	for _, p := range cfg.Peers {
 		ps := &peerState{cfg: p}
-		d.peers[tunnel.PeerID(p.PublicKey)] = ps
+		d.peers[key.Public(p.PublicKey)] = ps
 		d.startDialLocked(ps)
 	}
 	d.mu.Unlock()
@@ -211,13 +213,13 @@ func routingConfig(cfg *config.Config) *routing.Config {
 func tunnelPeers(cfg *config.Config) []tunnel.PeerConfig {
 	peers := make([]tunnel.PeerConfig, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		peers = append(peers, tunnel.PeerConfig{ID: tunnel.PeerID(p.PublicKey), Name: p.Name, AllowedIPs: p.AllowedIPs})
+		peers = append(peers, tunnel.PeerConfig{ID: key.Public(p.PublicKey), Name: p.Name, AllowedIPs: p.AllowedIPs})
 	}
 	return peers
 }
 
 func (d *daemon) setAuthorized(cfg *config.Config) {
-	m := make(map[[32]byte]string, len(cfg.Peers))
+	m := make(map[key.Public]string, len(cfg.Peers))
 	for _, p := range cfg.Peers {
 		m[p.PublicKey] = p.Name
 	}
@@ -225,12 +227,12 @@ func (d *daemon) setAuthorized(cfg *config.Config) {
 }
 
 // peerName is the configured name of the peer with key, for qlog files.
-func (d *daemon) peerName(key [32]byte) string {
+func (d *daemon) peerName(key key.Public) string {
 	return (*d.authorized.Load())[key]
 }
 
 // authorize is called by quicconn during every handshake, resumed ones too.
-func (d *daemon) authorize(key [32]byte) bool {
+func (d *daemon) authorize(key key.Public) bool {
 	_, ok := (*d.authorized.Load())[key]
 	return ok
 }
@@ -255,7 +257,7 @@ func (d *daemon) startDialLocked(ps *peerState) {
 	}
 	ctx, cancel := context.WithCancel(d.ctx)
 	ps.stopDial = cancel
-	endpoint, key := ps.cfg.Endpoint, [32]byte(ps.cfg.PublicKey)
+	endpoint, key := ps.cfg.Endpoint, ps.cfg.PublicKey
 	d.wg.Go(func() { d.ep.DialLoop(ctx, endpoint, key, d.attach) })
 }
 
@@ -265,7 +267,7 @@ func (d *daemon) startDialLocked(ps *peerState) {
 // does not wait for the network: the replaced connection is closed on a
 // goroutine of its own.
 func (d *daemon) attach(c *quicconn.Conn) {
-	id := tunnel.PeerID(c.PeerKey())
+	id := key.Public(c.PeerKey())
 	d.mu.Lock()
 	ps := d.peers[id]
 	if ps == nil || d.ctx.Err() != nil {
@@ -398,9 +400,9 @@ func (d *daemon) apply(cfg *config.Config) error {
 	if err := d.rm.Set(routingConfig(cfg)); err != nil {
 		routeErr = fmt.Errorf("%w: routing: %w", errRoutesIncomplete, err)
 	}
-	want := make(map[tunnel.PeerID]config.Peer, len(cfg.Peers))
+	want := make(map[key.Public]config.Peer, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		want[tunnel.PeerID(p.PublicKey)] = p
+		want[key.Public(p.PublicKey)] = p
 	}
 	for _, id := range slices.Collect(maps.Keys(d.peers)) {
 		ps := d.peers[id]

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config"
+	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn"
 	"github.com/godwit-vpn/godwit/quicconn/quictest"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
@@ -27,7 +28,7 @@ func attachDaemon(t *testing.T, srv *quicconn.Conn) (*daemon, *tunnel.Tunnel, *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := tunnel.PeerID(srv.PeerKey())
+	id := key.Public(srv.PeerKey())
 	allowed := []netip.Prefix{netip.MustParsePrefix("10.77.0.2/32")}
 	if err := tn.SetPeers([]tunnel.PeerConfig{{ID: id, Name: "site", AllowedIPs: allowed}}); err != nil {
 		t.Fatal(err)
@@ -36,8 +37,8 @@ func attachDaemon(t *testing.T, srv *quicconn.Conn) (*daemon, *tunnel.Tunnel, *t
 		log:     slog.New(slog.DiscardHandler),
 		tn:      tn,
 		changed: make(chan struct{}, 1),
-		peers: map[tunnel.PeerID]*peerState{
-			id: {cfg: config.Peer{Name: "site", PublicKey: config.PublicKey(id), AllowedIPs: allowed}},
+		peers: map[key.Public]*peerState{
+			id: {cfg: config.Peer{Name: "site", PublicKey: key.Public(id), AllowedIPs: allowed}},
 		},
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())

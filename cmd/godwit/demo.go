@@ -22,7 +22,7 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
-	"github.com/godwit-vpn/godwit/config"
+	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
@@ -279,15 +279,15 @@ func demoRoute(site *netlab.NS, u demoUplink) error {
 
 // demoConfigs writes keys and the two TOML files into dir.
 func demoConfigs(dir string) (hubPath, sitePath string, err error) {
-	hubKey, err := config.GeneratePrivateKey()
+	hubKey, err := key.NewPrivate()
 	if err != nil {
 		return "", "", err
 	}
-	siteKey, err := config.GeneratePrivateKey()
+	siteKey, err := key.NewPrivate()
 	if err != nil {
 		return "", "", err
 	}
-	for name, k := range map[string]config.PrivateKey{"hub.key": hubKey, "site.key": siteKey} {
+	for name, k := range map[string]key.Private{"hub.key": hubKey, "site.key": siteKey} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(k.String()+"\n"), 0o600); err != nil {
 			return "", "", err
 		}

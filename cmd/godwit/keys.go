@@ -11,13 +11,14 @@ import (
 	"os"
 
 	"github.com/godwit-vpn/godwit/config"
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 func cmdGenkey(args []string) error {
 	if len(args) > 0 {
 		return exitError{code: 2, msg: "usage: godwit genkey > private.key"}
 	}
-	k, err := config.GeneratePrivateKey()
+	k, err := key.NewPrivate()
 	if err != nil {
 		return err
 	}
@@ -40,7 +41,7 @@ func cmdPubkey(args []string) error {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
-	k, err := config.ParsePrivateKey(line)
+	k, err := key.ParsePrivate(line)
 	if err != nil {
 		return exitError{code: 1, msg: fmt.Sprintf("godwit pubkey: %v", err)}
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/godwit-vpn/godwit/quicconn"
 )
 
@@ -32,7 +34,7 @@ func LoopbackPair(t testing.TB) (client, server *quicconn.Conn) {
 		PrivateKey: spriv,
 		NodeName:   "server",
 		Listen:     "127.0.0.1:0",
-		Authorize:  func(k [32]byte) bool { return k == [32]byte(cpub) },
+		Authorize:  func(k key.Public) bool { return k == key.Public(cpub) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +59,7 @@ func LoopbackPair(t testing.TB) (client, server *quicconn.Conn) {
 		c, err := srv.Accept(ctx)
 		acc <- result{c, err}
 	}()
-	client, err = cli.Dial(ctx, srv.LocalAddr().String(), [32]byte(spub))
+	client, err = cli.Dial(ctx, srv.LocalAddr().String(), key.Public(spub))
 	if err != nil {
 		t.Fatalf("quictest: dial: %v", err)
 	}

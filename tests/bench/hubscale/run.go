@@ -23,6 +23,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
+
 	"github.com/godwit-vpn/godwit/quicconn"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
 	"github.com/godwit-vpn/godwit/tests/netlab"
@@ -130,7 +132,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	if err != nil {
 		return fmt.Errorf("hubscale: %w", err)
 	}
-	var hubID [32]byte
+	var hubID key.Public
 	copy(hubID[:], hubKey.Public().(ed25519.PublicKey))
 	sites := make([]*site, o.sites)
 	for i := range sites {
@@ -175,7 +177,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 			}
 		}
 	}()
-	if err := makeSites(sctx, sitesNS, tunnel.PeerID(hubID), sites, &dialers); err != nil {
+	if err := makeSites(sctx, sitesNS, key.Public(hubID), sites, &dialers); err != nil {
 		return err
 	}
 	log.Info("sites dialing", "count", len(sites))
@@ -184,7 +186,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	for _, s := range sites {
 		dialers.Go(func() {
 			s.ep.DialLoop(sctx, hubAddr, hubID, func(c *quicconn.Conn) {
-				if err := s.tn.Attach(tunnel.PeerID(hubID), c); err != nil {
+				if err := s.tn.Attach(key.Public(hubID), c); err != nil {
 					return // only after shutdown
 				}
 				if s.ups.Add(1) == 1 {
@@ -340,7 +342,7 @@ func startHub(ctx context.Context, lab *netlab.Lab, ns *netlab.NS, bin string, k
 // Tunnel with the hub hubID as its one peer, and starts the Tunnel and a
 // reader that counts echo replies (on wg), all stopping when ctx is done
 // and the Channel is closed.
-func makeSites(ctx context.Context, ns *netlab.NS, hubID tunnel.PeerID, sites []*site, wg *sync.WaitGroup) error {
+func makeSites(ctx context.Context, ns *netlab.NS, hubID key.Public, sites []*site, wg *sync.WaitGroup) error {
 	err := ns.Do(func() error {
 		for _, s := range sites {
 			ep, err := quicconn.NewEndpoint(quicconn.Config{PrivateKey: s.key, NodeName: fmt.Sprintf("site-%04d", s.idx)})
