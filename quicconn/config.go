@@ -105,32 +105,9 @@ type Config struct {
 	// 15 s.
 	RedialMin, RedialMax time.Duration
 
-	// PickUplink, if not nil, is asked before every DialLoop attempt which
-	// uplink (see Endpoint.AddUplink) to dial on; "" means the Endpoint's
-	// own socket. ok false (no uplink is usable), or a name that is not an
-	// added uplink, makes DialLoop wait without dialing until
-	// Endpoint.UplinksChanged is called (or RedialMax passed). It is
-	// called on DialLoop's goroutine and must be fast and safe for
-	// concurrent use.
-	PickUplink func() (name string, ok bool)
-	// OnPathDead, if not nil, is called when a connection's active path is
-	// suspect: nothing at all (datagram or control message) arrived for 3
-	// smoothed RTTs plus PathDeadFloor after a heartbeat was sent. It is
-	// called once per suspicion (again only after a packet arrived or the
-	// path was switched), on a timer goroutine, and may switch to a
-	// standby or close the connection. If nothing happens, the connection
-	// is still closed after DeadAfter.
-	OnPathDead func(c *Conn)
 	// PathDeadFloor is added to 3 smoothed RTTs to declare a path suspect
-	// (OnPathDead). Zero means 1 s.
+	// (Mobility.PathDead). Zero means 1 s.
 	PathDeadFloor time.Duration
-	// OnMigrated, if not nil, is called on its own goroutine for each
-	// migration (Conn.SwitchUplink) once its outage is measured at the
-	// first packet received afterwards, or with Measured false when
-	// another migration followed first. It is not called when the
-	// connection dies before anything arrives.
-	OnMigrated func(c *Conn, m Migration)
-
 	// QlogDir, when not empty, is a directory (created with mode 0750 if
 	// missing) where every QUIC connection of the Endpoint writes a qlog
 	// file (JSON-SEQ, for qvis), named

@@ -33,7 +33,7 @@ import (
 // an outage when the new connection ends first).
 //
 // A connection ended with [Conn.Abandon] is redialed at once as well. With
-// Config.PickUplink, every attempt dials on the uplink it names; while it
+// Mobility.PickUplink, every attempt dials on the uplink it names; while it
 // reports none usable the loop waits (logged once) for
 // [Endpoint.UplinksChanged], which also cuts short the backoff after a
 // failed attempt.
@@ -50,6 +50,61 @@ func (e *Endpoint) DialLoop(ctx context.Context, addr string, peer key.Public, u
 		return e.DialVia(ctx, name, addr, peer)
 	}
 	dialLoop(ctx, e.log.With("addr", addr, "peer", keyString(peer)), backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, e.uplinkWake, dial, up)
+}
+
+// Mobility is a site's uplink policy as the Endpoint's dialed connections
+// see it; package quicconn/mobility implements it. Its methods must be safe
+// for concurrent use.
+type Mobility interface {
+	// PickUplink is asked before every DialLoop attempt which uplink (see
+	// Endpoint.AddUplink) to dial on; "" means the Endpoint's own socket.
+	// ok false (no uplink is usable), or a name that is not an added
+	// uplink, makes DialLoop wait without dialing until
+	// Endpoint.UplinksChanged is called (or RedialMax passed). It is
+	// called on DialLoop's goroutine and must be fast.
+	PickUplink() (name string, ok bool)
+	// PathDead is called when a connection's active path is suspect:
+	// nothing at all (datagram or control message) arrived for 3 smoothed
+	// RTTs plus Config.PathDeadFloor after a heartbeat was sent. It is
+	// called once per suspicion (again only after a packet arrived or the
+	// path was switched), on a timer goroutine, and may switch to a
+	// standby or close the connection. If nothing happens, the connection
+	// is still closed after Config.DeadAfter.
+	PathDead(c *Conn)
+	// Migrated is called on its own goroutine for each migration
+	// (Conn.SwitchUplink) once its outage is measured at the first packet
+	// received afterwards, or with Measured false when another migration
+	// followed first. It is not called when the connection dies before
+	// anything arrives.
+	Migrated(c *Conn, m Migration)
+}
+
+// SetMobility makes m the policy of every connection of e, or removes it
+// (nil). Without one, DialLoop dials on the Endpoint's own socket and
+// silent paths are left to the heartbeat timeout. Set it before the first
+// dial.
+func (e *Endpoint) SetMobility(m Mobility) {
+	if m == nil {
+		e.mob.Store(nil)
+		return
+	}
+	e.mob.Store(&m)
+}
+
+// mobility returns e's Mobility, or nil.
+func (e *Endpoint) mobility() Mobility {
+	if m := e.mob.Load(); m != nil {
+		return *m
+	}
+	return nil
+}
+
+// mobility returns the Mobility of c's Endpoint, or nil.
+func (c *Conn) mobility() Mobility {
+	if c.mob.ep == nil {
+		return nil
+	}
+	return c.mob.ep.mobility()
 }
 
 // abandoner is implemented by *Conn: abandoned reports that Abandon ended

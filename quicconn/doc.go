@@ -22,8 +22,9 @@
 // length and reset key), dial on one ([Endpoint.DialVia]), validate standby
 // paths on the others ([Conn.ProbeUplink]) and move a live connection to
 // one without a new handshake ([Conn.SwitchUplink]), counting each
-// migration and its outage. [Config.OnPathDead] reports a silent path long
-// before the idle timeout; the policy that uses all this lives in the daemon.
+// migration and its outage. [Mobility.PathDead] reports a silent path long
+// before the idle timeout; the policy that uses all this ([Mobility]) is
+// package quicconn/mobility.
 //
 // Restarts: [Config.StateDir] keeps the stateless-reset, session-ticket and
 // token keys and the client's session tickets, so a restarted listener

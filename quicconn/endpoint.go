@@ -47,6 +47,7 @@ type Endpoint struct {
 	logLimit   map[logKey]time.Time // see limitLog
 
 	unreachable atomic.Uint64
+	mob         atomic.Pointer[Mobility] // SetMobility; nil without
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc

@@ -54,7 +54,7 @@ type mobState struct {
 	ep      *Endpoint    // set when the Conn is registered
 	lastRx  atomic.Int64 // nanoseconds since Conn.start of the latest datagram or control message
 	pending atomic.Bool  // a migration waits for its first received packet
-	suspect atomic.Bool  // OnPathDead was called; cleared when a packet arrives
+	suspect atomic.Bool  // Mobility.PathDead was called; cleared when a packet arrives
 	gone    atomic.Bool  // Abandon closed the conn: DialLoop redials at once
 
 	mu sync.Mutex // mu guards the following fields.
@@ -112,8 +112,8 @@ func (c *Conn) finishMigration(now int64) {
 	c.mob.lastOutage = m.Outage
 	c.mob.mu.Unlock()
 	c.log.Debug("quicconn: first packet after migration", "from", m.From, "to", m.To, "outage", m.Outage.Round(time.Millisecond))
-	if f := c.cfg.OnMigrated; f != nil {
-		go f(c, m)
+	if mob := c.mobility(); mob != nil {
+		go mob.Migrated(c, m)
 	}
 }
 
@@ -349,7 +349,7 @@ const oldPathGrace = 250 * time.Millisecond
 // SwitchUplink makes the validated standby path on the uplink name the
 // active path (make-before-break: probe first with ProbeUplink). It counts
 // a migration, whose outage is measured at the first packet received
-// afterwards (see [Migration], Config.OnMigrated), and sends a heartbeat at
+// afterwards (see [Migration], Mobility.Migrated), and sends a heartbeat at
 // once, so that even an idle connection gets an answer and the peer a
 // packet from the new address. The old path is closed a second later; probe
 // its uplink again to keep it as a standby. It fails with an error wrapping
@@ -403,8 +403,8 @@ func (c *Conn) SwitchUplink(name string) error {
 	c.mob.mu.Unlock()
 
 	c.log.Debug("quicconn: switched path", "from", from, "to", name)
-	if superseded != nil && c.cfg.OnMigrated != nil {
-		go c.cfg.OnMigrated(c, *superseded)
+	if mob := c.mobility(); superseded != nil && mob != nil {
+		go mob.Migrated(c, *superseded)
 	}
 	if oldPath != nil {
 		time.AfterFunc(oldPathGrace, func() {
@@ -438,7 +438,7 @@ func (c *Conn) SwitchUplink(name string) error {
 // whose answer could not arrive anyway. The CONNECTION_CLOSE goes out on
 // the old path and is probably lost; the peer replaces the connection
 // when the new one arrives. A DialLoop that owns c dials again at once
-// (on the uplink Config.PickUplink names, with 0-RTT when it can) instead
+// (on the uplink Mobility.PickUplink names, with 0-RTT when it can) instead
 // of after RedialMin. It returns once c is done; abandoning a dead
 // connection does nothing. Safe for concurrent use.
 func (c *Conn) Abandon(reason string) {
@@ -457,9 +457,10 @@ func (c *Conn) abandoned() bool { return c.mob.gone.Load() }
 
 // armPathCheck runs after every heartbeat sent at sent: if nothing at all
 // arrives within 3 smoothed RTTs plus Config.PathDeadFloor, the active path
-// is suspect and Config.OnPathDead is called, once per suspicion.
+// is suspect and Mobility.PathDead is called, once per suspicion.
 func (c *Conn) armPathCheck(sent time.Time) {
-	if c.cfg.OnPathDead == nil {
+	mob := c.mobility()
+	if mob == nil {
 		return
 	}
 	sentAt := int64(sent.Sub(c.start))
@@ -473,6 +474,6 @@ func (c *Conn) armPathCheck(sent time.Time) {
 		}
 		silent := time.Since(c.start) - time.Duration(c.mob.lastRx.Load())
 		c.log.Info("quicconn: path suspect: nothing received", "uplink", c.Uplink(), "silent", silent.Round(time.Millisecond))
-		c.cfg.OnPathDead(c)
+		mob.PathDead(c)
 	})
 }

@@ -47,7 +47,7 @@ type uplinks struct {
 }
 
 // ErrNoUplink is returned (wrapped) by a DialLoop attempt when
-// Config.PickUplink reports that no uplink is usable, or names one that
+// Mobility.PickUplink reports that no uplink is usable, or names one that
 // is not added: the loop then waits for [Endpoint.UplinksChanged] instead
 // of dialing on the Endpoint's own socket.
 var ErrNoUplink = errors.New("quicconn: no usable uplink")
@@ -304,7 +304,7 @@ func (e *Endpoint) dialTransport(ctx context.Context) *quic.Transport {
 
 // UplinksChanged tells every DialLoop that the usable uplinks changed: a
 // loop that waits because no uplink was usable (ErrNoUplink), or that
-// backs off after a failed attempt, asks Config.PickUplink again and
+// backs off after a failed attempt, asks Mobility.PickUplink again and
 // dials at once. Call it after the answer of PickUplink changed. Safe for
 // concurrent use; it does not block.
 func (e *Endpoint) UplinksChanged() {
@@ -327,14 +327,15 @@ func (e *Endpoint) uplinkWake() <-chan struct{} {
 }
 
 // pickUplink returns the uplink DialLoop dials on: "" (the main socket)
-// without Config.PickUplink or when it says so, else the uplink it names.
+// without Mobility.PickUplink or when it says so, else the uplink it names.
 // It fails with ErrNoUplink when PickUplink reports none usable or names
 // one that is not added: a site with uplinks never dials outside them.
 func (e *Endpoint) pickUplink() (string, error) {
-	if e.cfg.PickUplink == nil {
+	mob := e.mobility()
+	if mob == nil {
 		return "", nil
 	}
-	name, ok := e.cfg.PickUplink()
+	name, ok := mob.PickUplink()
 	if !ok {
 		return "", ErrNoUplink
 	}

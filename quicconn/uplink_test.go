@@ -36,8 +36,8 @@ func TestSwitchUplink(t *testing.T) {
 	migrated := make(chan Migration, 4)
 	p := newTestPair(t, func(cli, srv *Config) {
 		cli.Listen = ""
-		cli.OnMigrated = func(_ *Conn, m Migration) { migrated <- m }
 	})
+	p.cli.SetMobility(funcMobility{migrated: func(_ *Conn, m Migration) { migrated <- m }})
 	addLoopbackUplink(t, p.cli)
 	c, s := p.connect(t)
 	exchange(t, c, s, []byte{0x45, 1})
@@ -70,10 +70,10 @@ func TestSwitchUplink(t *testing.T) {
 	select {
 	case m := <-migrated:
 		if m.From != "" || m.To != "lo" || !m.Measured || m.Outage <= 0 || m.Outage > 5*time.Second {
-			t.Errorf("OnMigrated got %+v, want from \"\" to lo with a measured outage in (0, 5s]", m)
+			t.Errorf("Migrated got %+v, want from \"\" to lo with a measured outage in (0, 5s]", m)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("OnMigrated not called within 5 s of traffic after the switch")
+		t.Fatal("Migrated not called within 5 s of traffic after the switch")
 	}
 	n, outage := c.Migrations()
 	if n != 1 || outage <= 0 {
@@ -159,7 +159,7 @@ func TestDialVia(t *testing.T) {
 	}
 }
 
-// TestPathDeadCallback blackholes the path and expects OnPathDead once
+// TestPathDeadCallback blackholes the path and expects PathDead once
 // per suspicion, well before DeadAfter closes the conn.
 func TestPathDeadCallback(t *testing.T) {
 	dead := make(chan time.Time, 8)
@@ -169,13 +169,13 @@ func TestPathDeadCallback(t *testing.T) {
 			c.DeadAfter = 20 * time.Second
 		}
 		cli.PathDeadFloor = 300 * time.Millisecond
-		cli.OnPathDead = func(*Conn) { dead <- time.Now() }
 	})
+	p.cli.SetMobility(funcMobility{dead: func(*Conn) { dead <- time.Now() }})
 	proxy, c, _ := dialViaProxy(t, p)
 	time.Sleep(500 * time.Millisecond)
 	select {
 	case <-dead:
-		t.Fatal("OnPathDead called while the path works")
+		t.Fatal("PathDead called while the path works")
 	default:
 	}
 	for round := range 2 {
@@ -185,14 +185,14 @@ func TestPathDeadCallback(t *testing.T) {
 		case at := <-dead:
 			// A heartbeat goes out within 100 ms, then 3 RTT (tiny) + 300 ms.
 			if d := at.Sub(start); d > 3*time.Second {
-				t.Errorf("round %d: OnPathDead after %v, want within about 400 ms", round, d)
+				t.Errorf("round %d: PathDead after %v, want within about 400 ms", round, d)
 			}
 		case <-time.After(10 * time.Second):
-			t.Fatalf("round %d: OnPathDead not called within 10 s of a blackhole", round)
+			t.Fatalf("round %d: PathDead not called within 10 s of a blackhole", round)
 		}
 		select {
 		case <-dead:
-			t.Errorf("round %d: OnPathDead called twice for one suspicion", round)
+			t.Errorf("round %d: PathDead called twice for one suspicion", round)
 		case <-time.After(time.Second):
 		}
 		proxy.drop.Store(false)
@@ -226,11 +226,11 @@ func TestDialLoopWaitsForUplink(t *testing.T) {
 	p := newTestPair(t, func(cli, srv *Config) {
 		cli.Listen = ""
 		cli.RedialMin, cli.RedialMax = 10*time.Second, 20*time.Second
-		cli.PickUplink = func() (string, bool) {
-			n := pick.Load().(string)
-			return n, n != ""
-		}
 	})
+	p.cli.SetMobility(funcMobility{pick: func() (string, bool) {
+		n := pick.Load().(string)
+		return n, n != ""
+	}})
 	addLoopbackUplink(t, p.cli)
 	accepted := acceptAll(t, p.srv)
 	ups := make(chan *Conn, 4)
@@ -277,5 +277,32 @@ func TestDialLoopWaitsForUplink(t *testing.T) {
 		}
 	case <-time.After(8 * time.Second):
 		t.Fatal("no redial within 8 s of Abandon (RedialMin is 10 s)")
+	}
+}
+
+// funcMobility is a Mobility made of functions; a nil one does nothing
+// (pick: the Endpoint's own socket).
+type funcMobility struct {
+	pick     func() (string, bool)
+	dead     func(*Conn)
+	migrated func(*Conn, Migration)
+}
+
+func (f funcMobility) PickUplink() (string, bool) {
+	if f.pick == nil {
+		return "", true
+	}
+	return f.pick()
+}
+
+func (f funcMobility) PathDead(c *Conn) {
+	if f.dead != nil {
+		f.dead(c)
+	}
+}
+
+func (f funcMobility) Migrated(c *Conn, m Migration) {
+	if f.migrated != nil {
+		f.migrated(c, m)
 	}
 }
