@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/mobility"
 
 	"github.com/godwit-vpn/godwit/config"
 	"github.com/godwit-vpn/godwit/quicconn"
@@ -34,8 +35,8 @@ type daemon struct {
 	rm  *routing.Manager
 	tn  *tunnel.Tunnel
 	ep  *quicconn.Endpoint
-	ops *ops      // godwit show socket and metrics (ctl.go); nil until started
-	mob *mobility // uplinks and migration (mobility.go); nil without uplinks
+	ops *ops             // godwit show socket and metrics (ctl.go); nil until started
+	mob *mobility.Policy // uplinks and migration; nil without uplinks
 
 	ctx    context.Context // cancelled by stop
 	cancel context.CancelFunc
@@ -58,6 +59,15 @@ type daemon struct {
 	cfg   *config.Config
 	peers map[key.Public]*peerState
 }
+
+// The tunnel finds the fast receive path of a connection by type
+// assertion: these make a change in quicconn that would lose it a compile
+// error instead of a silent fall-back to the slow path.
+var (
+	_ tunnel.DatagramConn          = (*quicconn.Conn)(nil)
+	_ tunnel.DatagramReleaser      = (*quicconn.Conn)(nil)
+	_ tunnel.DatagramHandlerSetter = (*quicconn.Conn)(nil)
+)
 
 // peerState is the daemon's view of one configured peer.
 type peerState struct {
@@ -134,9 +144,6 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		log.Warn("mtu is larger than the largest datagram a 1500-byte path carries; larger inner packets get ICMP too big",
 			"mtu", ifc.MTU, "datagram_limit", limit)
 	}
-	if d.mob = newMobility(cfg, log.With("part", "mobility")); d.mob != nil { // mobility.go
-		qcfg.PickUplink, qcfg.OnPathDead, qcfg.OnMigrated = d.mob.pickUplink, d.mob.pathDead, d.mob.migrated
-	}
 	if qcfg.QlogDir != "" {
 		log.Info("writing a qlog file per QUIC connection", "dir", qcfg.QlogDir)
 	}
@@ -173,8 +180,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		}
 	}()
 
-	if d.mob != nil {
-		d.mob.start(d.ctx, d) // mobility.go: the uplinks are known before the first dial
+	if ifc.Uplinks != nil || ifc.UplinksAny {
+		d.startMobility(cfg)
 	}
 	if ifc.Listen != "" {
 		d.wg.Go(d.acceptLoop)
@@ -193,6 +200,27 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		log.Warn("IP forwarding is off, so traffic to and from other hosts behind this node will not pass", "fix", hint)
 	}
 	return d, nil
+}
+
+// mobilityStartWait bounds how long start-up waits for the first view of
+// the uplinks before the first dial.
+const mobilityStartWait = 2 * time.Second
+
+// startMobility starts the uplink policy of a site with uplinks: the
+// monitor feeds it the usable uplinks, the Endpoint asks it where to dial
+// and tells it of silent paths and migrations. It waits, at most
+// mobilityStartWait, until the first view of the uplinks is applied, so
+// that the first dial already uses the best one.
+func (d *daemon) startMobility(cfg *config.Config) {
+	ifc := &cfg.Interface
+	log := d.log.With("part", "mobility")
+	d.mob = mobility.New(mobility.Config{Endpoint: d.ep, Logger: log, Changed: d.notifyChanged})
+	d.ep.SetMobility(d.mob.Hooks())
+	sel := routing.UplinkSelection{Names: ifc.Uplinks, Any: ifc.UplinksAny, Exclude: []string{ifc.Name}}
+	d.wg.Go(func() { routing.WatchUplinks(d.ctx, routing.Options{Logger: log}, sel, d.mob.SetUplinks) })
+	if !d.mob.WaitReady(d.ctx, mobilityStartWait) && d.ctx.Err() == nil {
+		log.Warn("no view of the uplinks yet; dialing on the wildcard socket")
+	}
 }
 
 func routingConfig(cfg *config.Config) *routing.Config {
@@ -299,7 +327,7 @@ func (d *daemon) attach(c *quicconn.Conn) {
 	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink())
 	d.notifyChanged()
 	if d.mob != nil && ps.cfg.Endpoint != "" {
-		d.mob.attached(c) // mobility.go: probe standby paths
+		d.mob.Add(c, name) // probes its standby paths; only a dialer can move
 	}
 	d.wg.Go(func() {
 		<-c.Done()
@@ -310,7 +338,7 @@ func (d *daemon) attach(c *quicconn.Conn) {
 		d.mu.Unlock()
 		d.tn.Detach(id, c)
 		if d.mob != nil {
-			d.mob.forget(c) // mobility.go
+			d.mob.Remove(c)
 		}
 		d.log.Info("peer disconnected", "peer", name, "reason", c.Err())
 		d.notifyChanged()
@@ -347,8 +375,8 @@ func (d *daemon) status() (line string, connected int) {
 	}
 	line = fmt.Sprintf("%d/%d peers connected", connected, len(d.peers))
 	if d.mob != nil {
-		if m := d.mob.statusLine(); m != "" {
-			line += "; " + m // mobility.go: "migrated <peer> to <uplink>"
+		if m := d.mob.Status(); m != "" {
+			line += "; " + m // "migrated <peer> to <uplink>"
 		}
 	}
 	return line, connected
@@ -494,6 +522,9 @@ func (d *daemon) teardown() error {
 		}
 	}
 	d.wg.Wait()
+	if d.mob != nil {
+		d.mob.Close()
+	}
 	if d.tnCancel != nil {
 		d.tnCancel()
 	}

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -13,7 +14,6 @@ import (
 	"github.com/godwit-vpn/godwit/config"
 	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn"
-	"github.com/godwit-vpn/godwit/quicconn/quictest"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 	"github.com/godwit-vpn/godwit/tunnel"
 )
@@ -82,7 +82,7 @@ func waitConnected(t *testing.T, d *daemon, want int) {
 // TestAttachLifecycle attaches a connection: the daemon counts it, the
 // tunnel sends over it, and it is forgotten once it dies.
 func TestAttachLifecycle(t *testing.T) {
-	cli, srv := quictest.LoopbackPair(t)
+	cli, srv := loopbackPair(t)
 	d, tn, dev := attachDaemon(t, srv)
 	runTunnel(t, tn, dev)
 
@@ -111,7 +111,7 @@ func TestAttachLifecycle(t *testing.T) {
 // used to stay attached in the daemon's view, pointing at a closed conn
 // that nothing would ever clear).
 func TestAttachTunnelClosed(t *testing.T) {
-	_, srv := quictest.LoopbackPair(t)
+	_, srv := loopbackPair(t)
 	d, tn, dev := attachDaemon(t, srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -160,4 +160,58 @@ func TestStopBounded(t *testing.T) {
 	if took < stopTimeout || took > stopTimeout+time.Second {
 		t.Errorf("stop of a stuck daemon took %v, want about %v", took, stopTimeout)
 	}
+}
+
+// loopbackPair returns two connected Conns over real QUIC on 127.0.0.1:
+// two Endpoints with generated keys, pinned to each other, the client
+// named "client" and the server "server". Everything is closed by
+// t.Cleanup. It calls t.Fatal if the pair cannot be set up within 10 s.
+func loopbackPair(t testing.TB) (client, server *quicconn.Conn) {
+	t.Helper()
+	cpub, cpriv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spub, spriv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := quicconn.NewEndpoint(quicconn.Config{
+		PrivateKey: spriv,
+		NodeName:   "server",
+		Listen:     "127.0.0.1:0",
+		Authorize:  func(k key.Public) bool { return k == key.Public(cpub) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	// Listen on loopback too (Authorize nil accepts nobody), so the test
+	// socket is not bound to the wildcard address.
+	cli, err := quicconn.NewEndpoint(quicconn.Config{PrivateKey: cpriv, NodeName: "client", Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type result struct {
+		c   *quicconn.Conn
+		err error
+	}
+	acc := make(chan result, 1)
+	go func() {
+		c, err := srv.Accept(ctx)
+		acc <- result{c, err}
+	}()
+	client, err = cli.Dial(ctx, srv.LocalAddr().String(), key.Public(spub))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	r := <-acc
+	if r.err != nil {
+		t.Fatalf("accept: %v", r.err)
+	}
+	return client, r.c
 }
