@@ -35,7 +35,7 @@ func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
 	defer p.t.wg.Done()
 	log.Debug("tunnel: receiver started")
 	defer log.Debug("tunnel: receiver stopped")
-	r, _ := a.c.(datagramReleaser)
+	r, _ := a.c.(DatagramReleaser)
 	take := func(d []byte) {
 		if ctx.Err() == nil { // detached: what a detached conn delivers is not ours
 			p.receivePacket(d)
@@ -44,7 +44,7 @@ func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
 			r.ReleaseDatagram(d) // receivePacket copied what it keeps
 		}
 	}
-	if h, ok := a.c.(datagramHandlerSetter); ok {
+	if h, ok := a.c.(DatagramHandlerSetter); ok {
 		h.SetDatagramHandler(take)
 	}
 	for {

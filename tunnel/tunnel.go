@@ -39,17 +39,19 @@ type DatagramConn interface {
 	ReceiveDatagram(ctx context.Context) ([]byte, error)
 }
 
-// datagramReleaser is what a DatagramConn may implement to take back a
-// slice ReceiveDatagram returned once the tunnel has copied it out
-// (quicconn.Conn does: the next datagram then reuses the buffer).
-type datagramReleaser interface{ ReleaseDatagram(b []byte) }
+// DatagramReleaser is what a DatagramConn may implement to take back a
+// slice ReceiveDatagram returned (or a datagram handler was given) once
+// the tunnel has copied it out: the next datagram then reuses the buffer.
+// *quicconn.Conn implements it; the daemon asserts so at compile time.
+type DatagramReleaser interface{ ReleaseDatagram(b []byte) }
 
-// datagramHandlerSetter is what a DatagramConn may implement to hand each
-// received datagram to f on its own goroutine instead of ReceiveDatagram
-// (quicconn.Conn does). f must not block and owns its argument. The
-// tunnel's f does not block: it only copies the packet and queues it to
-// the TUN writer, dropping it when that queue is full.
-type datagramHandlerSetter interface{ SetDatagramHandler(f func(b []byte)) }
+// DatagramHandlerSetter is what a DatagramConn may implement to hand each
+// received datagram to f on its own goroutine instead of ReceiveDatagram;
+// the tunnel then takes the fast receive path. f must not block and owns
+// its argument. The tunnel's f does not block: it only copies the packet
+// and queues it to the TUN writer, dropping it when that queue is full.
+// *quicconn.Conn implements it; the daemon asserts so at compile time.
+type DatagramHandlerSetter interface{ SetDatagramHandler(f func(b []byte)) }
 
 // datagramLimiter is what a "datagram too large" error implements.
 type datagramLimiter interface{ DatagramLimit() int }

@@ -819,6 +819,13 @@ func TestAPIErrors(t *testing.T) {
 	}
 }
 
+// The fakes implement what they stand in for.
+var (
+	_ DatagramConn          = (*quictest.PipeConn)(nil)
+	_ DatagramReleaser      = (*releasingConn)(nil)
+	_ DatagramHandlerSetter = (*handlerConn)(nil)
+)
+
 // releasingConn is a PipeConn that implements ReleaseDatagram like
 // quicconn.Conn: it counts releases and overwrites each released slice, as
 // a reused buffer would be, so a tunnel that kept a released slice would

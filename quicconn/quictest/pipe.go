@@ -1,5 +1,9 @@
 // SPDX-License-Identifier: MIT
 
+// Package quictest has an in-memory test double for the connections of
+// package quicconn, as package tunnel sees them: datagram pipes ([Pipe])
+// with quic-go's bounded receive queue and "too large" error, without
+// quic-go, so that the tunnel's tests do not link it.
 package quictest
 
 import (
