@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 const (

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 // statusDoc is the part of `godwit show --json` these tests read. It is

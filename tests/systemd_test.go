@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 // These tests play systemd's part of the notify protocol (sd_notify(3)):

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 // transferSize is how many bytes each TCP check sends each way.

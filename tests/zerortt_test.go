@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 // The 0-RTT tests use the mobility lab with its relay (50 ms each way, so

@@ -23,7 +23,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 // The demo topology: two LANs joined by a Godwit tunnel between a hub and a
@@ -91,7 +91,6 @@ func cmdDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	os.Setenv("GODWIT_BIN", exe)
 
 	lab, err := netlab.New("gwdemo")
 	if err != nil {

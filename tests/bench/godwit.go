@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
-	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
 // godwitPort is the hub's QUIC listen port.

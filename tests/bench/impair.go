@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 // chaosTable is the nft table of the loss rule (TESTING.md 4.1).

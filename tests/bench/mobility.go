@@ -42,8 +42,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
-	"github.com/godwit-vpn/godwit/tests/netlab"
 	"github.com/godwit-vpn/godwit/tests/relay"
 )
 

@@ -17,8 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
-	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
 // Underlay addresses of the veth between the namespaces.

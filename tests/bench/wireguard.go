@@ -19,8 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
-	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
 // wgSockDir is where wireguard-go puts its UAPI sockets; both instances

@@ -26,8 +26,8 @@ import (
 	"github.com/godwit-vpn/godwit/config/key"
 
 	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
-	"github.com/godwit-vpn/godwit/tests/netlab"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 	"github.com/godwit-vpn/godwit/tunnel"
 )

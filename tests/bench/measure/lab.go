@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 // tailLines is how many lines of each log ProcLogs shows.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 func TestProcLogs(t *testing.T) {
