@@ -22,6 +22,7 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/routing/netlab"
 )
@@ -353,8 +354,8 @@ func (d *demoRun) failed(err error) error {
 
 // peer returns the first peer in the status of the daemon at sock, as
 // `godwit show --json` prints it.
-func demoPeer(ctx context.Context, sock string) (*PeerStatus, error) {
-	st, err := queryStatus(ctx, sock)
+func demoPeer(ctx context.Context, sock string) (*ctl.PeerStatus, error) {
+	st, err := ctl.Query(ctx, sock)
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +367,7 @@ func demoPeer(ctx context.Context, sock string) (*PeerStatus, error) {
 
 // waitPeer polls the first peer of the daemon at sock until ok holds, and
 // fails after within naming what it waited for.
-func waitPeer(ctx context.Context, sock string, within time.Duration, what string, ok func(*PeerStatus) bool) (*PeerStatus, error) {
+func waitPeer(ctx context.Context, sock string, within time.Duration, what string, ok func(*ctl.PeerStatus) bool) (*ctl.PeerStatus, error) {
 	end := time.Now().Add(within)
 	for {
 		p, err := demoPeer(ctx, sock)
@@ -384,28 +385,8 @@ func waitPeer(ctx context.Context, sock string, within time.Duration, what strin
 	}
 }
 
-// activeUplink is the uplink of p's active path, "" if none.
-func activeUplink(p *PeerStatus) string {
-	for _, pa := range p.Paths {
-		if pa.Active {
-			return pa.Uplink
-		}
-	}
-	return ""
-}
-
-// validStandby reports whether p has a validated standby path on uplink.
-func validStandby(p *PeerStatus, uplink string) bool {
-	for _, pa := range p.Paths {
-		if !pa.Active && pa.Validated && pa.Uplink == uplink {
-			return true
-		}
-	}
-	return false
-}
-
 // demoPaths describes p's paths in one line.
-func demoPaths(p *PeerStatus) string {
+func demoPaths(p *ctl.PeerStatus) string {
 	var s []string
 	for _, pa := range p.Paths {
 		role := "standby"
@@ -428,8 +409,8 @@ func demoPaths(p *PeerStatus) string {
 // it.
 func (d *demoRun) uplinkSwitch(ctx context.Context) error {
 	p, err := waitPeer(ctx, d.siteSock, demoSwitchWithin, "active path on wifi0 with a validated standby on cell0",
-		func(p *PeerStatus) bool {
-			return p.State == StateConnected && activeUplink(p) == "wifi0" && validStandby(p, "cell0")
+		func(p *ctl.PeerStatus) bool {
+			return p.State == ctl.StateConnected && p.ActiveUplink() == "wifi0" && p.ValidatedStandby("cell0")
 		})
 	if err != nil {
 		return err
@@ -481,8 +462,8 @@ func (d *demoRun) uplinkSwitch(ctx context.Context) error {
 		}
 		want := uint64(i + 1)
 		_, err := waitPeer(ctx, d.siteSock, demoSwitchWithin, fmt.Sprintf("migration #%d to %s", want, m.to),
-			func(p *PeerStatus) bool {
-				return p.State == StateConnected && p.Migrations >= want && activeUplink(p) == m.to
+			func(p *ctl.PeerStatus) bool {
+				return p.State == ctl.StateConnected && p.Migrations >= want && p.ActiveUplink() == m.to
 			})
 		if err != nil {
 			return err
@@ -497,7 +478,7 @@ func (d *demoRun) uplinkSwitch(ctx context.Context) error {
 		// The daemon measures the outage at the first packet it receives
 		// on the new path (the ping reply above at the latest).
 		q, err := waitPeer(ctx, d.siteSock, 2*time.Second, "measured migration outage",
-			func(p *PeerStatus) bool { return p.LastMigrationOutage > 0 })
+			func(p *ctl.PeerStatus) bool { return p.LastMigrationOutage > 0 })
 		if err != nil {
 			return err
 		}
@@ -516,7 +497,7 @@ func (d *demoRun) uplinkSwitch(ctx context.Context) error {
 
 // sameConnection checks that the site (before, now) and the hub (before)
 // still have the connection they had: no new handshake happened.
-func (d *demoRun) sameConnection(ctx context.Context, before, hubBefore, now *PeerStatus) error {
+func (d *demoRun) sameConnection(ctx context.Context, before, hubBefore, now *ctl.PeerStatus) error {
 	hubNow, err := demoPeer(ctx, d.hubSock)
 	if err != nil {
 		return err
@@ -547,7 +528,7 @@ func (d *demoRun) restartSite(ctx context.Context) error {
 	}
 	fmt.Printf("    site exited with status %d after %v\n", code, time.Since(t0).Round(time.Millisecond))
 	if _, err := waitPeer(ctx, d.hubSock, 5*time.Second, "hub noticing the site left",
-		func(p *PeerStatus) bool { return p.State != StateConnected }); err != nil {
+		func(p *ctl.PeerStatus) bool { return p.State != ctl.StateConnected }); err != nil {
 		return err
 	}
 	tickets, _ := os.ReadDir(filepath.Join(filepath.Dir(d.siteCfg), "site-state", "tickets"))
@@ -574,7 +555,7 @@ func (d *demoRun) restartSite(ctx context.Context) error {
 	}
 	fmt.Printf("    process start to first ping reply from the hub LAN: %v\n", first.Sub(start).Round(time.Millisecond))
 	p, err := waitPeer(ctx, d.siteSock, 5*time.Second, "connected hub",
-		func(p *PeerStatus) bool { return p.State == StateConnected })
+		func(p *ctl.PeerStatus) bool { return p.State == ctl.StateConnected })
 	if err != nil {
 		return err
 	}

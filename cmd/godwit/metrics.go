@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 )
 
 // metricDescs are the metrics of statusCollector. Counters of a peer
@@ -106,7 +108,7 @@ var metricDescs = struct {
 // statusCollector is a prometheus.Collector that takes one Status snapshot
 // per scrape, so the data path pays nothing beyond its atomic counters.
 type statusCollector struct {
-	snap func() *Status
+	snap func() *ctl.Status
 }
 
 // Describe sends every metric's description.
@@ -133,7 +135,7 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // collectStatus sends the metrics of st on ch.
-func collectStatus(st *Status, ch chan<- prometheus.Metric) {
+func collectStatus(st *ctl.Status, ch chan<- prometheus.Metric) {
 	m := &metricDescs
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
@@ -178,7 +180,7 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 	for i := range st.Peers {
 		p := &st.Peers[i]
 		connected := 0.0
-		if p.State == StateConnected {
+		if p.State == ctl.StateConnected {
 			connected = 1
 		}
 		gauge(m.peerConnected, connected, p.Name)
@@ -222,13 +224,13 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 }
 
 // pathLabel names a path for the "path" label: "local->remote".
-func pathLabel(p *PathStatus) string {
+func pathLabel(p *ctl.PathStatus) string {
 	return p.Local.String() + "->" + p.Remote.String()
 }
 
 // newMetricsRegistry returns a private registry with the status collector
 // and the process and Go runtime collectors.
-func newMetricsRegistry(snap func() *Status) (*prometheus.Registry, error) {
+func newMetricsRegistry(snap func() *ctl.Status) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
 	for _, c := range []prometheus.Collector{
 		statusCollector{snap: snap},
@@ -251,7 +253,7 @@ type metricsServer struct {
 
 // listenMetrics listens on addr (a TCP "host:port") and serves the metrics
 // of snap at /metrics until close.
-func listenMetrics(addr string, snap func() *Status, log *slog.Logger) (*metricsServer, error) {
+func listenMetrics(addr string, snap func() *ctl.Status, log *slog.Logger) (*metricsServer, error) {
 	reg, err := newMetricsRegistry(snap)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 )
 
 // scrape fetches url and returns the samples of the text exposition
@@ -57,7 +59,7 @@ func parseSamples(t *testing.T, text string) map[string]float64 {
 
 func TestMetricsEndpoint(t *testing.T) {
 	st := fixtureStatus()
-	s, err := listenMetrics("127.0.0.1:0", func() *Status { return st }, discard)
+	s, err := listenMetrics("127.0.0.1:0", func() *ctl.Status { return st }, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
