@@ -73,7 +73,7 @@ func TestMetrics(t *testing.T) {
 	got := scrapeIn(t, tp.hub, metricsAddr)
 	after := hub.status(t)
 
-	pb, pa := before.peer(t, s.name()), after.peer(t, s.name())
+	pb, pa := peerOf(t, before, s.name()), peerOf(t, after, s.name())
 	peer := fmt.Sprintf(`{peer=%q}`, s.name())
 	counters := []struct {
 		sample        string

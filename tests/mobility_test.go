@@ -4,7 +4,6 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
@@ -53,8 +53,8 @@ func startMobLab(t *testing.T) *mobLab {
 	ml.hubD.waitConnected(t, "site")
 	// The first path is on the preferred uplink, and cell0 becomes a
 	// validated standby.
-	p := ml.waitPaths(t, 10*time.Second, "wifi0 active, cell0 validated", func(p *mobPeer) bool {
-		return p.active() == "wifi0" && p.validated("cell0")
+	p := ml.waitPaths(t, 10*time.Second, "wifi0 active, cell0 validated", func(p *ctl.PeerStatus) bool {
+		return p.ActiveUplink() == "wifi0" && p.ValidatedStandby("cell0")
 	})
 	if p.Migrations != 0 {
 		t.Errorf("migrations at start = %d, want 0", p.Migrations)
@@ -81,73 +81,17 @@ func startMobDaemon(t *testing.T, l *netlab.Lab, ns *netlab.NS, c nodeConf, env 
 	return &opsDaemon{daemon: &daemon{Proc: p, ns: ns}, sock: sock}
 }
 
-// mobPeer is the part of a peer in `godwit show --json` these tests read.
-type mobPeer struct {
-	Name                string        `json:"name"`
-	State               string        `json:"state"`
-	ConnectedSince      time.Time     `json:"connected_since"`
-	Migrations          uint64        `json:"migrations"`
-	LastMigrationOutage time.Duration `json:"last_migration_outage_ns"`
-	Paths               []struct {
-		Uplink    string         `json:"uplink"`
-		Local     netip.AddrPort `json:"local"`
-		Remote    netip.AddrPort `json:"remote"`
-		Active    bool           `json:"active"`
-		Validated bool           `json:"validated"`
-	} `json:"paths"`
-}
-
-func (p *mobPeer) active() string {
-	for _, pa := range p.Paths {
-		if pa.Active {
-			return pa.Uplink
-		}
-	}
-	return "(none)"
-}
-
-func (p *mobPeer) validated(uplink string) bool {
-	for _, pa := range p.Paths {
-		if pa.Uplink == uplink && pa.Validated {
-			return true
-		}
-	}
-	return false
-}
-
-func (p *mobPeer) remote() netip.AddrPort {
-	for _, pa := range p.Paths {
-		if pa.Active {
-			return pa.Remote
-		}
-	}
-	return netip.AddrPort{}
-}
-
-// peer returns the peer name from d's `godwit show --json`.
-func mobPeerOf(t *testing.T, d *opsDaemon, name string) *mobPeer {
+// mobPeerOf returns the peer name from d's `godwit show --json`.
+func mobPeerOf(t *testing.T, d *opsDaemon, name string) *ctl.PeerStatus {
 	t.Helper()
-	var st struct {
-		Peers []mobPeer `json:"peers"`
-	}
-	out := d.show(t, "--json")
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("show --json: %v in %q", err, out)
-	}
-	for i := range st.Peers {
-		if st.Peers[i].Name == name {
-			return &st.Peers[i]
-		}
-	}
-	t.Fatalf("show --json of %s has no peer %q", d.Name, name)
-	return nil
+	return peerOf(t, d.status(t), name)
 }
 
 // waitPaths polls the site's view of the hub until ok, and fails after
 // within.
-func (ml *mobLab) waitPaths(t *testing.T, within time.Duration, what string, ok func(*mobPeer) bool) *mobPeer {
+func (ml *mobLab) waitPaths(t *testing.T, within time.Duration, what string, ok func(*ctl.PeerStatus) bool) *ctl.PeerStatus {
 	t.Helper()
-	var p *mobPeer
+	var p *ctl.PeerStatus
 	if !poll(within, func() bool { p = mobPeerOf(t, ml.siteD, "hub"); return ok(p) }) {
 		t.Fatalf("site: no %s within %v; last: state %s, migrations %d, paths %+v", what, within, p.State, p.Migrations, p.Paths)
 	}
@@ -155,10 +99,10 @@ func (ml *mobLab) waitPaths(t *testing.T, within time.Duration, what string, ok 
 }
 
 // waitMigrated waits until the site made n migrations and is on uplink.
-func (ml *mobLab) waitMigrated(t *testing.T, n uint64, uplink string) *mobPeer {
+func (ml *mobLab) waitMigrated(t *testing.T, n uint64, uplink string) *ctl.PeerStatus {
 	t.Helper()
-	return ml.waitPaths(t, 10*time.Second, fmt.Sprintf("migration #%d to %s", n, uplink), func(p *mobPeer) bool {
-		return p.State == "connected" && p.Migrations >= n && p.active() == uplink
+	return ml.waitPaths(t, 10*time.Second, fmt.Sprintf("migration #%d to %s", n, uplink), func(p *ctl.PeerStatus) bool {
+		return p.State == ctl.StateConnected && p.Migrations >= n && p.ActiveUplink() == uplink
 	})
 }
 
@@ -422,12 +366,12 @@ func TestMobilityFlap(t *testing.T) {
 	ml.waitMigrated(t, 2, "wifi0")
 
 	ml.cellDown(t, mobAddrDel)
-	ml.waitPaths(t, 10*time.Second, "cell0 standby gone", func(p *mobPeer) bool { return !p.validated("cell0") })
+	ml.waitPaths(t, 10*time.Second, "cell0 standby gone", func(p *ctl.PeerStatus) bool { return !p.ValidatedStandby("cell0") })
 	time.Sleep(500 * time.Millisecond)
 	ml.cellUp(t)
-	ml.waitPaths(t, 10*time.Second, "cell0 standby back", func(p *mobPeer) bool { return p.validated("cell0") })
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.Migrations != 2 || p.active() != "wifi0" {
-		t.Errorf("after the cellular flap: %d migrations on %s, want 2 on wifi0 (the standby does not move the connection)", p.Migrations, p.active())
+	ml.waitPaths(t, 10*time.Second, "cell0 standby back", func(p *ctl.PeerStatus) bool { return p.ValidatedStandby("cell0") })
+	if p := mobPeerOf(t, ml.siteD, "hub"); p.Migrations != 2 || p.ActiveUplink() != "wifi0" {
+		t.Errorf("after the cellular flap: %d migrations on %s, want 2 on wifi0 (the standby does not move the connection)", p.Migrations, p.ActiveUplink())
 	}
 
 	start := time.Now()
@@ -445,11 +389,11 @@ func TestMobilityFlap(t *testing.T) {
 		ml.waitMigrated(t, n, "wifi0")
 		// Without a validated standby the next loss redials (a new
 		// handshake): wait until cell0 is a standby again.
-		ml.waitPaths(t, 10*time.Second, "cell0 standby again", func(p *mobPeer) bool { return p.validated("cell0") })
+		ml.waitPaths(t, 10*time.Second, "cell0 standby again", func(p *ctl.PeerStatus) bool { return p.ValidatedStandby("cell0") })
 	}
 	t.Logf("10 switches in a row took %v", time.Since(start).Round(time.Millisecond))
 	// Let the standby come back and the old paths close.
-	ml.waitPaths(t, 10*time.Second, "cell0 standby", func(p *mobPeer) bool { return p.validated("cell0") })
+	ml.waitPaths(t, 10*time.Second, "cell0 standby", func(p *ctl.PeerStatus) bool { return p.ValidatedStandby("cell0") })
 	time.Sleep(2 * time.Second)
 	sent, lost := ping.end()
 	t.Logf("50 Hz ping: %d sent, %d lost over %d migrations", sent, lost, n)
@@ -473,7 +417,12 @@ func TestMobilityFlap(t *testing.T) {
 func TestMobilityNATRebinding(t *testing.T) {
 	t.Parallel()
 	ml := startMobLab(t)
-	hubSees := func() netip.AddrPort { return mobPeerOf(t, ml.hubD, "site").remote() }
+	hubSees := func() netip.AddrPort {
+		if a := mobPeerOf(t, ml.hubD, "site").ActivePath(); a != nil {
+			return a.Remote
+		}
+		return netip.AddrPort{}
+	}
 	first := hubSees()
 	wifiPub, _ := ml.publicAddrs()
 	if first.Addr() != wifiPub {
@@ -530,7 +479,7 @@ func TestMobilityBlackhole(t *testing.T) {
 	ml.blackhole(t, cut)
 	ml.siteD.waitLog(t, 10*time.Second, "path suspect")
 	t.Logf("site suspected its path after %v", time.Since(start).Round(time.Millisecond))
-	if !poll(cut, func() bool { return mobPeerOf(t, ml.siteD, "hub").State != "connected" }) {
+	if !poll(cut, func() bool { return mobPeerOf(t, ml.siteD, "hub").State != ctl.StateConnected }) {
 		t.Errorf("site still reports the hub connected during a %v blackhole", cut)
 	}
 	t.Logf("site dropped the dead connection after %v", time.Since(start).Round(time.Millisecond))
@@ -549,7 +498,7 @@ func TestMobilityBlackhole(t *testing.T) {
 			t.Errorf("%s exited with %d", d.Name, code)
 		}
 	}
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.State != "connected" {
+	if p := mobPeerOf(t, ml.siteD, "hub"); p.State != ctl.StateConnected {
 		t.Errorf("site: hub is %s after recovery, want connected", p.State)
 	}
 	t.Logf("during the blackhole the site logged %d path suspicions, %d switches, %d failed dials, %d connections",
@@ -566,8 +515,8 @@ func TestMobilityRedialNoStandby(t *testing.T) {
 	t.Parallel()
 	ml := startMobLab(t)
 	ml.cellDown(t, mobLinkDown)
-	ml.waitPaths(t, 10*time.Second, "wifi0 active without a cell0 standby", func(p *mobPeer) bool {
-		return p.active() == "wifi0" && !p.validated("cell0")
+	ml.waitPaths(t, 10*time.Second, "wifi0 active without a cell0 standby", func(p *ctl.PeerStatus) bool {
+		return p.ActiveUplink() == "wifi0" && !p.ValidatedStandby("cell0")
 	})
 	ping := startPinger(t, ml.site, mobHubTun)
 	time.Sleep(500 * time.Millisecond)
@@ -577,8 +526,8 @@ func TestMobilityRedialNoStandby(t *testing.T) {
 	ml.cellUp(t)
 	ml.siteD.waitLog(t, 10*time.Second, "redialing: no validated standby", "via=cell0")
 	ml.siteD.waitLog(t, 10*time.Second, "quicconn: redialed")
-	p := ml.waitPaths(t, 10*time.Second, "a connection on cell0", func(p *mobPeer) bool {
-		return p.State == "connected" && p.active() == "cell0"
+	p := ml.waitPaths(t, 10*time.Second, "a connection on cell0", func(p *ctl.PeerStatus) bool {
+		return p.State == ctl.StateConnected && p.ActiveUplink() == "cell0"
 	})
 	if p.Migrations != 0 {
 		t.Errorf("migrations = %d on the redialed connection, want 0 (a redial, not a switch)", p.Migrations)
@@ -591,8 +540,8 @@ func TestMobilityRedialNoStandby(t *testing.T) {
 	}
 
 	ml.wifiUp(t)
-	ml.waitPaths(t, 15*time.Second, "back on wifi0", func(p *mobPeer) bool {
-		return p.State == "connected" && p.active() == "wifi0"
+	ml.waitPaths(t, 15*time.Second, "back on wifi0", func(p *ctl.PeerStatus) bool {
+		return p.State == ctl.StateConnected && p.ActiveUplink() == "wifi0"
 	})
 	sent, lost := ping.end()
 	t.Logf("50 Hz ping: %d sent, %d lost", sent, lost)
@@ -620,16 +569,16 @@ func TestMobilityStartWithoutUplink(t *testing.T) {
 	ml.siteD = startMobDaemon(t, tp.lab, tp.site, site)
 	ml.siteD.waitLog(t, 10*time.Second, "quicconn: no usable uplink; waiting for one")
 	time.Sleep(500 * time.Millisecond)
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.State == "connected" {
-		t.Fatalf("site connected on %q without a usable uplink", p.active())
+	if p := mobPeerOf(t, ml.siteD, "hub"); p.State == ctl.StateConnected {
+		t.Fatalf("site connected on %q without a usable uplink", p.ActiveUplink())
 	}
 
 	tp.wifiUp(t)
 	ml.siteD.waitConnected(t, "hub")
-	ml.waitPaths(t, 10*time.Second, "a connection on wifi0", func(p *mobPeer) bool { return p.active() == "wifi0" })
+	ml.waitPaths(t, 10*time.Second, "a connection on wifi0", func(p *ctl.PeerStatus) bool { return p.ActiveUplink() == "wifi0" })
 	tp.cellUp(t)
-	ml.waitPaths(t, 10*time.Second, "cell0 validated as standby", func(p *mobPeer) bool {
-		return p.active() == "wifi0" && p.validated("cell0")
+	ml.waitPaths(t, 10*time.Second, "cell0 validated as standby", func(p *ctl.PeerStatus) bool {
+		return p.ActiveUplink() == "wifi0" && p.ValidatedStandby("cell0")
 	})
 	tp.wifiDown(t, mobAddrDel)
 	ml.waitMigrated(t, 1, "cell0")

@@ -14,65 +14,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
-// statusDoc is the part of `godwit show --json` these tests read. It is
-// decoded from the command's output, as a script would, not shared with
-// package main.
-type statusDoc struct {
-	Now       time.Time `json:"now"`
-	Interface struct {
-		Name      string `json:"name"`
-		PublicKey string `json:"public_key"`
-		RxPackets uint64 `json:"rx_packets"`
-		TxPackets uint64 `json:"tx_packets"`
-		// sendmsg calls of the QUIC sockets and the datagrams they carried
-		UDPSendCalls    uint64 `json:"udp_send_calls"`
-		UDPSendSegments uint64 `json:"udp_send_segments"`
-	} `json:"interface"`
-	Peers []peerDoc `json:"peers"`
-}
-
-type peerDoc struct {
-	Name          string            `json:"name"`
-	PublicKey     string            `json:"public_key"`
-	Endpoint      string            `json:"endpoint"`
-	State         string            `json:"state"`
-	LastHandshake time.Time         `json:"last_handshake"`
-	LastRx        time.Time         `json:"last_rx"`
-	LastTx        time.Time         `json:"last_tx"`
-	RxPackets     uint64            `json:"rx_packets"`
-	RxBytes       uint64            `json:"rx_bytes"`
-	TxPackets     uint64            `json:"tx_packets"`
-	TxBytes       uint64            `json:"tx_bytes"`
-	Drops         map[string]uint64 `json:"drops"`
-	Paths         []struct {
-		Local  netip.AddrPort `json:"local"`
-		Remote netip.AddrPort `json:"remote"`
-		Active bool           `json:"active"`
-		RTT    struct {
-			Smoothed time.Duration `json:"smoothed_ns"`
-			Min      time.Duration `json:"min_ns"`
-			Latest   time.Duration `json:"latest_ns"`
-		} `json:"rtt"`
-		CongestionWindow uint64 `json:"congestion_window_bytes"`
-		DatagramLimit    int    `json:"datagram_limit_bytes"`
-		PacketsSent      uint64 `json:"packets_sent"`
-		PacketsReceived  uint64 `json:"packets_received"`
-	} `json:"paths"`
-}
-
-// peer returns the peer called name, failing the test without one.
-func (s *statusDoc) peer(t *testing.T, name string) *peerDoc {
+// peerOf returns the peer called name in st, failing the test without one.
+func peerOf(t *testing.T, st *ctl.Status, name string) *ctl.PeerStatus {
 	t.Helper()
-	for i := range s.Peers {
-		if s.Peers[i].Name == name {
-			return &s.Peers[i]
-		}
+	p := st.Peer(name)
+	if p == nil {
+		t.Fatalf("show: no peer %q in %+v", name, st.Peers)
 	}
-	t.Fatalf("show: no peer %q in %+v", name, s.Peers)
-	return nil
+	return p
 }
 
 // opsDaemon is a daemon started with its own control socket (GODWIT_SOCKET)
@@ -125,10 +78,10 @@ func (d *opsDaemon) show(t *testing.T, args ...string) string {
 }
 
 // status runs `godwit show --json` and decodes it.
-func (d *opsDaemon) status(t *testing.T) *statusDoc {
+func (d *opsDaemon) status(t *testing.T) *ctl.Status {
 	t.Helper()
 	out := d.show(t, "--json")
-	var st statusDoc
+	var st ctl.Status
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("godwit show --json (%s): %v in %q", d.Name, err, out)
 	}
@@ -183,8 +136,8 @@ func TestShow(t *testing.T) {
 	// link-local multicast has no route).
 	const slack = 5
 	delta := func(after, before uint64) uint64 { return after - before }
-	sp, sp0 := siteAfter.peer(t, "hub"), siteBefore.peer(t, "hub")
-	hp, hp0 := hubAfter.peer(t, s.name()), hubBefore.peer(t, s.name())
+	sp, sp0 := peerOf(t, siteAfter, "hub"), peerOf(t, siteBefore, "hub")
+	hp, hp0 := peerOf(t, hubAfter, s.name()), peerOf(t, hubBefore, s.name())
 	counters := []struct {
 		name     string
 		got      uint64
@@ -209,8 +162,8 @@ func TestShow(t *testing.T) {
 	site4, _ := underlay(s.i, 2)
 	for _, tt := range []struct {
 		who        string
-		st         *statusDoc
-		p          *peerDoc
+		st         *ctl.Status
+		p          *ctl.PeerStatus
 		wantKey    string
 		wantRemote netip.Addr
 		wantPort   uint16 // 0: any (the site's port is ephemeral)
@@ -220,7 +173,7 @@ func TestShow(t *testing.T) {
 		{"hub", hubAfter, hp, s.k.pub, site4, 0, ""},
 	} {
 		p := tt.p
-		if p.State != "connected" {
+		if p.State != ctl.StateConnected {
 			t.Errorf("%s: peer %s state %q, want connected", tt.who, p.Name, p.State)
 		}
 		if p.PublicKey != tt.wantKey {

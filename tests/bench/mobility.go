@@ -24,7 +24,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +41,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
 	"github.com/godwit-vpn/godwit/tests/relay"
@@ -647,7 +647,7 @@ func (m *mobLab) restartSite(ctx context.Context) error {
 	if err := m.stream.waitFlowing(ctx, 20*time.Second); err != nil {
 		return err
 	}
-	_, err := m.waitSite(ctx, 15*time.Second, "wifi0 active after the restart", func(s *siteStatus) bool { return s.active() == mobWifi.name })
+	_, err := m.waitSite(ctx, 15*time.Second, "wifi0 active after the restart", func(s *ctl.Status) bool { return hubOf(s).ActiveUplink() == mobWifi.name })
 	return err
 }
 
@@ -706,73 +706,20 @@ func (m *mobLab) waitTicket(ctx context.Context, since time.Time, within time.Du
 	m.log.Info("no new session ticket before the restart", "waited", within)
 }
 
-// siteStatus is the part of the site's `godwit show --json` used here.
-type siteStatus struct {
-	Interface struct {
-		Connections struct {
-			ZeroRTTAttempted uint64 `json:"zero_rtt_attempted"`
-			ZeroRTTAccepted  uint64 `json:"zero_rtt_accepted"`
-			ZeroRTTRejected  uint64 `json:"zero_rtt_rejected"`
-			Redials          uint64 `json:"redials"`
-		} `json:"connections"`
-	} `json:"interface"`
-	Peers []struct {
-		State               string        `json:"state"`
-		Resumed             bool          `json:"resumed"`
-		Migrations          uint64        `json:"migrations"`
-		LastMigrationOutage time.Duration `json:"last_migration_outage_ns"`
-		Paths               []struct {
-			Uplink    string `json:"uplink"`
-			Active    bool   `json:"active"`
-			Validated bool   `json:"validated"`
-		} `json:"paths"`
-	} `json:"peers"`
-}
-
-// active returns the uplink of the active path, or "".
-func (s *siteStatus) active() string {
-	if len(s.Peers) == 0 || s.Peers[0].State != "connected" {
-		return ""
-	}
-	for _, p := range s.Peers[0].Paths {
-		if p.Active {
-			return p.Uplink
-		}
-	}
-	return ""
-}
-
-// validated reports whether the hub's connection has a validated path on
-// uplink.
-func (s *siteStatus) validated(uplink string) bool {
+// hubOf returns the site's one peer, the hub, from its status (a zero
+// PeerStatus when the status lists none).
+func hubOf(s *ctl.Status) *ctl.PeerStatus {
 	if len(s.Peers) == 0 {
-		return false
+		return &ctl.PeerStatus{}
 	}
-	for _, p := range s.Peers[0].Paths {
-		if p.Uplink == uplink && p.Validated {
-			return true
-		}
-	}
-	return false
-}
-
-func (m *mobLab) show(ctx context.Context) (*siteStatus, error) {
-	out, err := commandOutput(ctx, "", m.bin, "show", "--socket", m.siteSock, "--json")
-	if err != nil {
-		return nil, err
-	}
-	var s siteStatus
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		return nil, fmt.Errorf("bench: show --json: %w", err)
-	}
-	return &s, nil
+	return &s.Peers[0]
 }
 
 // waitSite polls the site's status until ok, for at most within.
-func (m *mobLab) waitSite(ctx context.Context, within time.Duration, what string, ok func(*siteStatus) bool) (*siteStatus, error) {
+func (m *mobLab) waitSite(ctx context.Context, within time.Duration, what string, ok func(*ctl.Status) bool) (*ctl.Status, error) {
 	end := time.Now().Add(within)
 	for {
-		s, err := m.show(ctx)
+		s, err := ctl.Query(ctx, m.siteSock)
 		if err == nil && ok(s) {
 			return s, nil
 		}
@@ -830,13 +777,13 @@ func (m *mobLab) measureSwitch(ctx context.Context, runs int) (sw, back outageSe
 		}
 	}()
 	for i := range runs {
-		st, err := m.waitSite(ctx, 15*time.Second, "wifi0 active with cell0 validated", func(s *siteStatus) bool {
-			return s.active() == mobWifi.name && s.validated(mobCell.name)
+		st, err := m.waitSite(ctx, 15*time.Second, "wifi0 active with cell0 validated", func(s *ctl.Status) bool {
+			return hubOf(s).ActiveUplink() == mobWifi.name && hubOf(s).ValidatedStandby(mobCell.name)
 		})
 		if err != nil {
 			return sw, back, err
 		}
-		migrations := st.Peers[0].Migrations
+		migrations := hubOf(st).Migrations
 		if err := m.stream.waitFlowing(ctx, 10*time.Second); err != nil {
 			return sw, back, err
 		}
@@ -857,17 +804,17 @@ func (m *mobLab) measureSwitch(ctx context.Context, runs int) (sw, back outageSe
 		default:
 			outs = append(outs, gap)
 		}
-		if st, err := m.waitSite(ctx, 5*time.Second, "migration to cell0", func(s *siteStatus) bool {
-			return s.active() == mobCell.name && s.Peers[0].Migrations > migrations
-		}); err == nil && st.Peers[0].LastMigrationOutage > 0 {
-			daemon = append(daemon, st.Peers[0].LastMigrationOutage)
+		if st, err := m.waitSite(ctx, 5*time.Second, "migration to cell0", func(s *ctl.Status) bool {
+			return hubOf(s).ActiveUplink() == mobCell.name && hubOf(s).Migrations > migrations
+		}); err == nil && hubOf(st).LastMigrationOutage > 0 {
+			daemon = append(daemon, hubOf(st).LastMigrationOutage)
 		}
 		at = time.Now()
 		if err := m.setUplink(ctx, mobWifi, true); err != nil {
 			return sw, back, err
 		}
 		bgap, err := m.gapAfter(ctx, at, func() error {
-			_, err := m.waitSite(ctx, 15*time.Second, "switch back to wifi0", func(s *siteStatus) bool { return s.active() == mobWifi.name })
+			_, err := m.waitSite(ctx, 15*time.Second, "switch back to wifi0", func(s *ctl.Status) bool { return hubOf(s).ActiveUplink() == mobWifi.name })
 			return err
 		})
 		switch {
@@ -902,8 +849,8 @@ func (m *mobLab) measureNoStandby(ctx context.Context, runs int) (sw outageSerie
 		if err := m.setUplink(ctx, mobCell, false); err != nil {
 			return sw, err
 		}
-		st, err := m.waitSite(ctx, 15*time.Second, "wifi0 active without a cell0 standby", func(s *siteStatus) bool {
-			return s.active() == mobWifi.name && !s.validated(mobCell.name)
+		st, err := m.waitSite(ctx, 15*time.Second, "wifi0 active without a cell0 standby", func(s *ctl.Status) bool {
+			return hubOf(s).ActiveUplink() == mobWifi.name && !hubOf(s).ValidatedStandby(mobCell.name)
 		})
 		if err != nil {
 			return sw, err
@@ -933,16 +880,16 @@ func (m *mobLab) measureNoStandby(ctx context.Context, runs int) (sw outageSerie
 		default:
 			outs = append(outs, gap)
 		}
-		if st, err := m.waitSite(ctx, 5*time.Second, "connection on cell0", func(s *siteStatus) bool {
-			return s.active() == mobCell.name
+		if st, err := m.waitSite(ctx, 5*time.Second, "connection on cell0", func(s *ctl.Status) bool {
+			return hubOf(s).ActiveUplink() == mobCell.name
 		}); err == nil && st.Interface.Connections.Redials > redials {
 			sw.Redials++
 		}
 		if err := m.setUplink(ctx, mobWifi, true); err != nil {
 			return sw, err
 		}
-		if _, err := m.waitSite(ctx, 15*time.Second, "switch back to wifi0", func(s *siteStatus) bool {
-			return s.active() == mobWifi.name
+		if _, err := m.waitSite(ctx, 15*time.Second, "switch back to wifi0", func(s *ctl.Status) bool {
+			return hubOf(s).ActiveUplink() == mobWifi.name
 		}); err != nil {
 			// The outage counts; the run is a failure all the same.
 			sw.failed(m, i+1)
@@ -1027,9 +974,9 @@ func (m *mobLab) measureRestart(ctx context.Context, runs int) (rs restartSeries
 			connected[mode] = append(connected[mode], isConnected.Sub(at))
 			// The 0-RTT answer is counted once the handshake completes,
 			// which may be after the first echo: wait for it too.
-			st, err := m.waitSite(ctx, 5*time.Second, "connected hub", func(s *siteStatus) bool {
+			st, err := m.waitSite(ctx, 5*time.Second, "connected hub", func(s *ctl.Status) bool {
 				c := &s.Interface.Connections
-				return s.active() != "" && (c.ZeroRTTAttempted == 0 || c.ZeroRTTAccepted+c.ZeroRTTRejected > 0)
+				return hubOf(s).ActiveUplink() != "" && (c.ZeroRTTAttempted == 0 || c.ZeroRTTAccepted+c.ZeroRTTRejected > 0)
 			})
 			if err != nil {
 				return rs, err
@@ -1041,7 +988,7 @@ func (m *mobLab) measureRestart(ctx context.Context, runs int) (rs restartSeries
 				}
 			} else {
 				full = append(full, took)
-				if st.Peers[0].Resumed {
+				if hubOf(st).Resumed {
 					rs.Resumed++
 				}
 			}
