@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // metricsAddr is where the hub serves metrics, on its own loopback.
@@ -69,11 +70,11 @@ func TestMetrics(t *testing.T) {
 	s := tp.sites[0]
 	pingThrough(t, tp)
 
-	before := hub.status(t)
+	before := hub.Status(t)
 	got := scrapeIn(t, tp.hub, metricsAddr)
-	after := hub.status(t)
+	after := hub.Status(t)
 
-	pb, pa := peerOf(t, before, s.name()), peerOf(t, after, s.name())
+	pb, pa := labtest.PeerOf(t, before, s.name()), labtest.PeerOf(t, after, s.name())
 	peer := fmt.Sprintf(`{peer=%q}`, s.name())
 	counters := []struct {
 		sample        string

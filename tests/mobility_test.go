@@ -17,6 +17,7 @@ import (
 
 	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // The mobility system tests run a hub and a site with the uplinks wifi0
@@ -32,7 +33,7 @@ var (
 // mobLab is the mobility lab with both daemons running and connected.
 type mobLab struct {
 	*mobTopo
-	hubD, siteD *opsDaemon
+	hubD, siteD *labtest.Daemon
 	siteNotify  *notifySock // what the site tells systemd
 }
 
@@ -47,10 +48,10 @@ func startMobLab(t *testing.T) *mobLab {
 		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
 	ml := &mobLab{mobTopo: tp}
 	ml.siteNotify = newNotifySock(t, tp.lab, "msite")
-	ml.hubD = startMobDaemon(t, tp.lab, tp.hub, hub)
-	ml.siteD = startMobDaemon(t, tp.lab, tp.site, site, "NOTIFY_SOCKET="+ml.siteNotify.path)
-	ml.siteD.waitConnected(t, "hub")
-	ml.hubD.waitConnected(t, "site")
+	ml.hubD = startNode(t, tp.lab, tp.hub, hub)
+	ml.siteD = startNode(t, tp.lab, tp.site, site, "NOTIFY_SOCKET="+ml.siteNotify.path)
+	ml.siteD.WaitConnected(t, "hub")
+	ml.hubD.WaitConnected(t, "site")
 	// The first path is on the preferred uplink, and cell0 becomes a
 	// validated standby.
 	p := ml.waitPaths(t, 10*time.Second, "wifi0 active, cell0 validated", func(p *ctl.PeerStatus) bool {
@@ -62,37 +63,12 @@ func startMobLab(t *testing.T) *mobLab {
 	return ml
 }
 
-// startMobDaemon runs `godwit run` for c in ns with its control socket in
-// the lab directory and the extra environment variables env.
-func startMobDaemon(t *testing.T, l *netlab.Lab, ns *netlab.NS, c nodeConf, env ...string) *opsDaemon {
-	t.Helper()
-	path := c.write(t, l)
-	sock := filepath.Join(l.Dir, c.name+".sock")
-	args := append([]string{"env", "-u", "NOTIFY_SOCKET", "-u", "WATCHDOG_USEC", "GODWIT_SOCKET=" + sock}, env...)
-	p, err := ns.Start(c.name, append(args, godwit(t), "run", "-c", path)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- log of %s ---\n%s", c.name, p.Output())
-		}
-	})
-	return &opsDaemon{daemon: &daemon{Proc: p, ns: ns}, sock: sock}
-}
-
-// mobPeerOf returns the peer name from d's `godwit show --json`.
-func mobPeerOf(t *testing.T, d *opsDaemon, name string) *ctl.PeerStatus {
-	t.Helper()
-	return peerOf(t, d.status(t), name)
-}
-
 // waitPaths polls the site's view of the hub until ok, and fails after
 // within.
 func (ml *mobLab) waitPaths(t *testing.T, within time.Duration, what string, ok func(*ctl.PeerStatus) bool) *ctl.PeerStatus {
 	t.Helper()
 	var p *ctl.PeerStatus
-	if !poll(within, func() bool { p = mobPeerOf(t, ml.siteD, "hub"); return ok(p) }) {
+	if !labtest.Eventually(within, func() bool { p = ml.siteD.Peer(t, "hub"); return ok(p) }) {
 		t.Fatalf("site: no %s within %v; last: state %s, migrations %d, paths %+v", what, within, p.State, p.Migrations, p.Paths)
 	}
 	return p
@@ -109,10 +85,10 @@ func (ml *mobLab) waitMigrated(t *testing.T, n uint64, uplink string) *ctl.PeerS
 // checkOneHandshake fails unless each side logged exactly one connection.
 func (ml *mobLab) checkOneHandshake(t *testing.T) {
 	t.Helper()
-	if got := ml.hubD.logLines("peer connected", "peer=site"); len(got) != 1 {
+	if got := ml.hubD.LogLines("peer connected", "peer=site"); len(got) != 1 {
 		t.Errorf("hub logged %d connections of the site, want 1 (no new handshake):\n%s", len(got), strings.Join(got, "\n"))
 	}
-	if got := ml.siteD.logLines("peer connected", "peer=hub"); len(got) != 1 {
+	if got := ml.siteD.LogLines("peer connected", "peer=hub"); len(got) != 1 {
 		t.Errorf("site logged %d connections to the hub, want 1 (no new handshake):\n%s", len(got), strings.Join(got, "\n"))
 	}
 }
@@ -120,7 +96,7 @@ func (ml *mobLab) checkOneHandshake(t *testing.T) {
 // logMigrations reports the site's "migrated" log lines.
 func (ml *mobLab) logMigrations(t *testing.T) {
 	t.Helper()
-	for _, l := range ml.siteD.logLines("msg=migrated") {
+	for _, l := range ml.siteD.LogLines("msg=migrated") {
 		t.Logf("site: %s", l)
 	}
 }
@@ -283,7 +259,7 @@ func (s *stream) finish(t *testing.T) {
 func TestMobilitySwitch(t *testing.T) {
 	t.Parallel()
 	ml := startMobLab(t)
-	since := mobPeerOf(t, ml.siteD, "hub").ConnectedSince
+	since := ml.siteD.Peer(t, "hub").ConnectedSince
 	st := startStream(t, ml)
 	ping := startPinger(t, ml.site, mobHubTun)
 	time.Sleep(time.Second)
@@ -305,7 +281,7 @@ func TestMobilitySwitch(t *testing.T) {
 		ml.waitMigrated(t, uint64(i+1), s.to)
 		took := time.Since(start)
 		time.Sleep(time.Second) // traffic flows on the new path
-		p := mobPeerOf(t, ml.siteD, "hub")
+		p := ml.siteD.Peer(t, "hub")
 		lost := ping.sent.Load() - ping.received.Load() - before
 		t.Logf("%s: on %s within %v; reported outage %v; pings lost %d (about %v at 50 Hz)",
 			s.name, s.to, took.Round(time.Millisecond), p.LastMigrationOutage, lost, time.Duration(lost)*20*time.Millisecond)
@@ -320,19 +296,19 @@ func TestMobilitySwitch(t *testing.T) {
 	if sent == 0 || lost > sent/4 {
 		t.Errorf("ping: %d of %d lost, want far fewer", lost, sent)
 	}
-	p := mobPeerOf(t, ml.siteD, "hub")
+	p := ml.siteD.Peer(t, "hub")
 	if !p.ConnectedSince.Equal(since) {
 		t.Errorf("connected_since changed from %v to %v: the connection was replaced", since, p.ConnectedSince)
 	}
 	ml.checkOneHandshake(t)
-	if got := ml.siteD.logLines("msg=migrated", "outage="); len(got) < len(steps) {
+	if got := ml.siteD.LogLines("msg=migrated", "outage="); len(got) < len(steps) {
 		t.Errorf("site logged %d migrations with an outage, want %d", len(got), len(steps))
 	}
 	ml.logMigrations(t)
 }
 
 // daemonSockets counts the sockets the process holds.
-func daemonSockets(t *testing.T, d *opsDaemon) int {
+func daemonSockets(t *testing.T, d *labtest.Daemon) int {
 	t.Helper()
 	dir := fmt.Sprintf("/proc/%d/fd", d.Cmd.Process.Pid)
 	ents, err := os.ReadDir(dir)
@@ -370,7 +346,7 @@ func TestMobilityFlap(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	ml.cellUp(t)
 	ml.waitPaths(t, 10*time.Second, "cell0 standby back", func(p *ctl.PeerStatus) bool { return p.ValidatedStandby("cell0") })
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.Migrations != 2 || p.ActiveUplink() != "wifi0" {
+	if p := ml.siteD.Peer(t, "hub"); p.Migrations != 2 || p.ActiveUplink() != "wifi0" {
 		t.Errorf("after the cellular flap: %d migrations on %s, want 2 on wifi0 (the standby does not move the connection)", p.Migrations, p.ActiveUplink())
 	}
 
@@ -418,7 +394,7 @@ func TestMobilityNATRebinding(t *testing.T) {
 	t.Parallel()
 	ml := startMobLab(t)
 	hubSees := func() netip.AddrPort {
-		if a := mobPeerOf(t, ml.hubD, "site").ActivePath(); a != nil {
+		if a := ml.hubD.Peer(t, "site").ActivePath(); a != nil {
 			return a.Remote
 		}
 		return netip.AddrPort{}
@@ -432,7 +408,7 @@ func TestMobilityNATRebinding(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		var got netip.AddrPort
-		if !poll(15*time.Second, func() bool { got = hubSees(); return ok(got) }) {
+		if !labtest.Eventually(15*time.Second, func() bool { got = hubSees(); return ok(got) }) {
 			t.Fatalf("%s: hub still sees the site at %v after 15 s", what, got)
 		}
 		t.Logf("%s: hub follows %v -> %v after %v", what, from, got, time.Since(start).Round(time.Millisecond))
@@ -461,7 +437,7 @@ func TestMobilityNATRebinding(t *testing.T) {
 	if err := ml.hub.WaitPing(mobSiteTun, 5*time.Second); err != nil {
 		t.Errorf("hub to site after an idle rebinding: %v", err)
 	}
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.Migrations != 0 {
+	if p := ml.siteD.Peer(t, "hub"); p.Migrations != 0 {
 		t.Errorf("site made %d migrations for a NAT rebinding, want 0 (the hub follows)", p.Migrations)
 	}
 	ml.checkOneHandshake(t)
@@ -477,9 +453,9 @@ func TestMobilityBlackhole(t *testing.T) {
 	const cut = 33 * time.Second
 	start := time.Now()
 	ml.blackhole(t, cut)
-	ml.siteD.waitLog(t, 10*time.Second, "path suspect")
+	ml.siteD.WaitLog(t, 10*time.Second, "path suspect")
 	t.Logf("site suspected its path after %v", time.Since(start).Round(time.Millisecond))
-	if !poll(cut, func() bool { return mobPeerOf(t, ml.siteD, "hub").State != ctl.StateConnected }) {
+	if !labtest.Eventually(cut, func() bool { return ml.siteD.Peer(t, "hub").State != ctl.StateConnected }) {
 		t.Errorf("site still reports the hub connected during a %v blackhole", cut)
 	}
 	t.Logf("site dropped the dead connection after %v", time.Since(start).Round(time.Millisecond))
@@ -493,17 +469,17 @@ func TestMobilityBlackhole(t *testing.T) {
 	if back > 20*time.Second {
 		t.Errorf("tunnel back only after %v, want within seconds", back)
 	}
-	for _, d := range []*opsDaemon{ml.hubD, ml.siteD} {
+	for _, d := range []*labtest.Daemon{ml.hubD, ml.siteD} {
 		if code, err := d.Wait(0); err == nil {
 			t.Errorf("%s exited with %d", d.Name, code)
 		}
 	}
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.State != ctl.StateConnected {
+	if p := ml.siteD.Peer(t, "hub"); p.State != ctl.StateConnected {
 		t.Errorf("site: hub is %s after recovery, want connected", p.State)
 	}
 	t.Logf("during the blackhole the site logged %d path suspicions, %d switches, %d failed dials, %d connections",
-		len(ml.siteD.logLines("path suspect")), len(ml.siteD.logLines("quicconn: switched path")),
-		len(ml.siteD.logLines("dial failed")), len(ml.siteD.logLines("peer connected")))
+		len(ml.siteD.LogLines("path suspect")), len(ml.siteD.LogLines("quicconn: switched path")),
+		len(ml.siteD.LogLines("dial failed")), len(ml.siteD.LogLines("peer connected")))
 }
 
 // TestMobilityRedialNoStandby: with the cellular uplink down there is no
@@ -522,20 +498,20 @@ func TestMobilityRedialNoStandby(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 
 	ml.wifiDown(t, mobLinkDown)
-	ml.siteD.waitLog(t, 5*time.Second, "no uplink to move to; waiting")
+	ml.siteD.WaitLog(t, 5*time.Second, "no uplink to move to; waiting")
 	ml.cellUp(t)
-	ml.siteD.waitLog(t, 10*time.Second, "redialing: no validated standby", "via=cell0")
-	ml.siteD.waitLog(t, 10*time.Second, "quicconn: redialed")
+	ml.siteD.WaitLog(t, 10*time.Second, "redialing: no validated standby", "via=cell0")
+	ml.siteD.WaitLog(t, 10*time.Second, "quicconn: redialed")
 	p := ml.waitPaths(t, 10*time.Second, "a connection on cell0", func(p *ctl.PeerStatus) bool {
 		return p.State == ctl.StateConnected && p.ActiveUplink() == "cell0"
 	})
 	if p.Migrations != 0 {
 		t.Errorf("migrations = %d on the redialed connection, want 0 (a redial, not a switch)", p.Migrations)
 	}
-	for _, l := range ml.siteD.logLines("quicconn: redialed") {
+	for _, l := range ml.siteD.LogLines("quicconn: redialed") {
 		t.Logf("site: %s", l)
 	}
-	if n := len(ml.siteD.logLines("waiting for a standby probe")); n != 0 {
+	if n := len(ml.siteD.LogLines("waiting for a standby probe")); n != 0 {
 		t.Errorf("site waited for a standby probe %d times, want a redial at once", n)
 	}
 
@@ -563,18 +539,18 @@ func TestMobilityStartWithoutUplink(t *testing.T) {
 		extra: []string{`uplinks = ["wifi0", "cell0"]`},
 		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
 	ml := &mobLab{mobTopo: tp}
-	ml.hubD = startMobDaemon(t, tp.lab, tp.hub, hub)
+	ml.hubD = startNode(t, tp.lab, tp.hub, hub)
 	tp.wifiDown(t, mobLinkDown)
 	tp.cellDown(t, mobLinkDown)
-	ml.siteD = startMobDaemon(t, tp.lab, tp.site, site)
-	ml.siteD.waitLog(t, 10*time.Second, "quicconn: no usable uplink; waiting for one")
+	ml.siteD = startNode(t, tp.lab, tp.site, site)
+	ml.siteD.WaitLog(t, 10*time.Second, "quicconn: no usable uplink; waiting for one")
 	time.Sleep(500 * time.Millisecond)
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.State == ctl.StateConnected {
+	if p := ml.siteD.Peer(t, "hub"); p.State == ctl.StateConnected {
 		t.Fatalf("site connected on %q without a usable uplink", p.ActiveUplink())
 	}
 
 	tp.wifiUp(t)
-	ml.siteD.waitConnected(t, "hub")
+	ml.siteD.WaitConnected(t, "hub")
 	ml.waitPaths(t, 10*time.Second, "a connection on wifi0", func(p *ctl.PeerStatus) bool { return p.ActiveUplink() == "wifi0" })
 	tp.cellUp(t)
 	ml.waitPaths(t, 10*time.Second, "cell0 validated as standby", func(p *ctl.PeerStatus) bool {
@@ -583,7 +559,7 @@ func TestMobilityStartWithoutUplink(t *testing.T) {
 	tp.wifiDown(t, mobAddrDel)
 	ml.waitMigrated(t, 1, "cell0")
 	must(t, ml.site.WaitPing(mobHubTun, 5*time.Second))
-	if n := len(ml.siteD.logLines("dialing on the wildcard socket")); n != 0 {
+	if n := len(ml.siteD.LogLines("dialing on the wildcard socket")); n != 0 {
 		t.Errorf("site dialed on the wildcard socket %d times", n)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 	"github.com/godwit-vpn/godwit/tests/relay"
 )
 
@@ -119,7 +120,7 @@ type mobTopo struct {
 // ends. It needs root and nft.
 func newMobilityTopo(t *testing.T, o mobOpts) *mobTopo {
 	t.Helper()
-	l := newLab(t)
+	l := labtest.NewLab(t, "gwt")
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatalf("the mobility lab needs the nft command (package nftables): %v", err)
 	}
@@ -160,15 +161,13 @@ func newMobilityTopo(t *testing.T, o mobOpts) *mobTopo {
 func (tp *mobTopo) siteRoute(t *testing.T, u mobUplink) {
 	t.Helper()
 	var err error
-	for range 20 {
+	if !labtest.Eventually(time.Second, func() bool {
 		_, err = tp.site.Exec("ip", "route", "replace", "default", "via", u.gw.String(),
 			"dev", u.siteIf, "metric", fmt.Sprint(u.metric))
-		if err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("default route via %s: %v", u.name, err)
 	}
-	t.Fatalf("default route via %s: %v", u.name, err)
 }
 
 // writeNAT loads the router's NAT rules for the current public addresses
@@ -601,7 +600,7 @@ func TestMobilityTopology(t *testing.T) {
 	}
 	// The relay counts an answer after its write returned, which can be
 	// after the client read it.
-	if !poll(5*time.Second, func() bool { st := tp.relay.Stats(); return st.Clients == 2 && st.ToClient.Forwarded >= 4 }) {
+	if !labtest.Eventually(5*time.Second, func() bool { st := tp.relay.Stats(); return st.Clients == 2 && st.ToClient.Forwarded >= 4 }) {
 		t.Errorf("relay stats %+v, want 2 clients (wifi, cell) and at least 4 answers", tp.relay.Stats())
 	}
 	t.Logf("mobility lab checks took %v", time.Since(start).Round(time.Millisecond))

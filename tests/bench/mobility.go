@@ -334,18 +334,14 @@ func (p *probeStream) rtt(ctx context.Context, d time.Duration) (time.Duration, 
 
 // waitFlowing waits until an echo arrived in the last 20 ms.
 func (p *probeStream) waitFlowing(ctx context.Context, within time.Duration) error {
-	end := time.Now().Add(within)
-	for {
-		if _, ok := p.firstArrivalAfter(time.Now().Add(-20 * time.Millisecond)); ok {
-			return nil
-		}
-		if time.Now().After(end) {
-			return fmt.Errorf("bench: no echo through the tunnel within %v", within)
-		}
-		if err := measure.Sleep(ctx, 5*time.Millisecond); err != nil {
-			return err
-		}
+	err := netlab.WaitFor(ctx, within, "echo through the tunnel", func() (bool, error) {
+		_, ok := p.firstArrivalAfter(time.Now().Add(-20 * time.Millisecond))
+		return ok, nil
+	})
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
+	return nil
 }
 
 // mobLab is the lab drawn at the top of this file with the hub, the relay,
@@ -361,10 +357,9 @@ type mobLab struct {
 	echo      *net.UDPConn
 	echoDone  chan struct{}
 	stream    *probeStream
-	hubProc   *netlab.Proc
-	siteProc  *netlab.Proc // the running site daemon, or nil
+	hubProc   *netlab.Daemon
+	siteProc  *netlab.Daemon // the running site daemon, or nil
 	siteCfg   string
-	siteSock  string
 	stateDir  string // the site's
 	starts    int    // site daemon starts, for log names
 }
@@ -429,8 +424,7 @@ func newMobLab(ctx context.Context, lab *netlab.Lab, bin string, log *slog.Logge
 	if err := m.writeConfigs(ctx); err != nil {
 		return nil, err
 	}
-	m.hubProc, err = m.hub.Start("godwit-mhub", "env", "GODWIT_SOCKET="+filepath.Join(lab.Dir, "mhub.sock"),
-		bin, "run", "-c", filepath.Join(lab.Dir, "mhub.toml"))
+	m.hubProc, err = m.hub.StartDaemon("godwit-mhub", bin, filepath.Join(lab.Dir, "mhub.toml"))
 	if err != nil {
 		return nil, err
 	}
@@ -578,7 +572,7 @@ func (m *mobLab) writeConfigs(ctx context.Context) error {
 		}
 	}
 	m.stateDir = filepath.Join(dir, "msite-state")
-	m.siteCfg, m.siteSock = filepath.Join(dir, "msite.toml"), filepath.Join(dir, "msite.sock")
+	m.siteCfg = filepath.Join(dir, "msite.toml")
 	cfgs := map[string]string{
 		"mhub.toml": mobConfig(filepath.Join(dir, "mhub.key"), filepath.Join(dir, "mhub-state"), mobHubIn,
 			`listen = "`+mobHubListen.String()+`"`, "site", pub[1], netip.PrefixFrom(mobSiteIn.Addr(), 32), ""),
@@ -610,12 +604,11 @@ func mobConfig(keyFile, stateDir string, addr netip.Prefix, extra, peer, peerPub
 // startSite starts a site daemon; it does not wait for anything.
 func (m *mobLab) startSite() error {
 	m.starts++
-	p, err := m.site.Start(fmt.Sprintf("godwit-msite-%d", m.starts), "env", "GODWIT_SOCKET="+m.siteSock,
-		m.bin, "run", "-c", m.siteCfg)
+	d, err := m.site.StartDaemon(fmt.Sprintf("godwit-msite-%d", m.starts), m.bin, m.siteCfg)
 	if err != nil {
 		return err
 	}
-	m.siteProc = p
+	m.siteProc = d
 	return nil
 }
 
@@ -662,19 +655,19 @@ func (m *mobLab) stopSiteHub(ctx context.Context, waitHub bool) error {
 			return err
 		}
 		if waitHub {
-			return fmt.Errorf("bench: site did not stop within 10 s of SIGTERM%s", measure.ProcLogs(p))
+			return fmt.Errorf("bench: site did not stop within 10 s of SIGTERM%s", measure.ProcLogs(p.Proc))
 		}
 		// Recovering from a stuck site: killed is stopped enough.
 		m.log.Error("site did not stop within 10 s of SIGTERM; killed it")
 	}
-	end := time.Now().Add(5 * time.Second)
-	for waitHub && strings.Count(m.hubProc.Output(), "peer disconnected") == before {
-		if time.Now().After(end) {
-			return fmt.Errorf("bench: the hub did not notice the site's stop within 5 s%s", m.logs())
-		}
-		if err := measure.Sleep(ctx, 10*time.Millisecond); err != nil {
-			return err
-		}
+	if !waitHub {
+		return nil
+	}
+	err := netlab.WaitFor(ctx, 5*time.Second, "hub noticing the site's stop", func() (bool, error) {
+		return strings.Count(m.hubProc.Output(), "peer disconnected") > before, nil
+	})
+	if err != nil {
+		return fmt.Errorf("bench: %w%s", err, m.logs())
 	}
 	return nil
 }
@@ -682,9 +675,9 @@ func (m *mobLab) stopSiteHub(ctx context.Context, waitHub bool) error {
 // logs returns the daemons' last log lines for error messages.
 func (m *mobLab) logs() string {
 	ps := []*netlab.Proc{}
-	for _, p := range []*netlab.Proc{m.hubProc, m.siteProc} {
-		if p != nil {
-			ps = append(ps, p)
+	for _, d := range []*netlab.Daemon{m.hubProc, m.siteProc} {
+		if d != nil {
+			ps = append(ps, d.Proc)
 		}
 	}
 	return measure.ProcLogs(ps...)
@@ -693,17 +686,18 @@ func (m *mobLab) logs() string {
 // waitTicket waits up to within for a session ticket in the site's state
 // dir written after since; it logs when none comes.
 func (m *mobLab) waitTicket(ctx context.Context, since time.Time, within time.Duration) {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	err := netlab.WaitFor(ctx, within, "new session ticket", func() (bool, error) {
 		files, _ := filepath.Glob(filepath.Join(m.stateDir, "tickets", "*"))
 		for _, f := range files {
 			if fi, err := os.Stat(f); err == nil && fi.ModTime().After(since) {
-				return
+				return true, nil
 			}
 		}
-		_ = measure.Sleep(ctx, 5*time.Millisecond)
+		return false, nil
+	})
+	if err != nil {
+		m.log.Info("no new session ticket before the restart", "waited", within, "err", err)
 	}
-	m.log.Info("no new session ticket before the restart", "waited", within)
 }
 
 // hubOf returns the site's one peer, the hub, from its status (a zero
@@ -717,19 +711,22 @@ func hubOf(s *ctl.Status) *ctl.PeerStatus {
 
 // waitSite polls the site's status until ok, for at most within.
 func (m *mobLab) waitSite(ctx context.Context, within time.Duration, what string, ok func(*ctl.Status) bool) (*ctl.Status, error) {
-	end := time.Now().Add(within)
-	for {
-		s, err := ctl.Query(ctx, m.siteSock)
-		if err == nil && ok(s) {
-			return s, nil
-		}
-		if time.Now().After(end) {
-			return nil, fmt.Errorf("bench: site: no %s within %v (last: %+v, err %v)%s", what, within, s, err, m.logs())
-		}
-		if err := measure.Sleep(ctx, 20*time.Millisecond); err != nil {
-			return nil, err
-		}
+	var (
+		st   *ctl.Status
+		qerr error
+	)
+	err := netlab.WaitFor(ctx, within, what, func() (bool, error) {
+		st, qerr = m.siteProc.Status(ctx)
+		return qerr == nil && ok(st), nil
+	})
+	switch {
+	case err == nil:
+		return st, nil
+	case qerr != nil:
+		return nil, fmt.Errorf("bench: site: %w (last: %v)%s", err, qerr, m.logs())
 	}
+	p := hubOf(st)
+	return nil, fmt.Errorf("bench: site: %w (last: hub %s, migrations %d, paths %+v)%s", err, p.State, p.Migrations, p.Paths, m.logs())
 }
 
 // gapAfter waits until an echo of a probe sent after at arrived, lets
@@ -1085,7 +1082,7 @@ func measureMobilityInto(ctx context.Context, lab *netlab.Lab, bin string, rs ro
 			return err
 		}
 	}
-	if measure.Exited(m.hubProc) {
+	if m.hubProc.Exited() {
 		return fmt.Errorf("bench: the mobility hub exited%s", m.logs())
 	}
 	return nil

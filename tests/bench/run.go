@@ -306,7 +306,7 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 		}
 	}
 	for _, p := range up.procs {
-		if measure.Exited(p) {
+		if p.Exited() {
 			return fmt.Errorf("bench: %s exited during the measurement%s", p.Name, measure.ProcLogs(up.procs...))
 		}
 	}

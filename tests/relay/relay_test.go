@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // wait bounds every wait for a datagram; generous for shared machines.
@@ -152,18 +154,6 @@ func reversed(s []string) []string {
 	return s
 }
 
-// poll calls f every 10 ms until it returns true or within passes.
-func poll(within time.Duration, f func() bool) bool {
-	deadline := time.Now().Add(within)
-	for !f() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
-}
-
 func TestNew(t *testing.T) {
 	target := netip.MustParseAddrPort("127.0.0.1:9")
 	tests := []struct {
@@ -275,7 +265,7 @@ func TestRelayRTT(t *testing.T) {
 			// The sender counts a datagram after its write returned, which
 			// may be after the echo arrived.
 			want := DirStats{Packets: 5, Bytes: 25, Forwarded: 5, ForwardedBytes: 25}
-			if !poll(wait, func() bool { st := r.Stats(); return st.ToServer == want && st.ToClient == want }) {
+			if !labtest.Eventually(wait, func() bool { st := r.Stats(); return st.ToServer == want && st.ToClient == want }) {
 				st := r.Stats()
 				t.Errorf("Stats = %+v, want %+v both ways", st, want)
 			}
@@ -354,11 +344,9 @@ func TestRelayBlackholeInFlight(t *testing.T) {
 	r := startRelay(t, Config{Target: e.addr(), Delay: func(Direction, uint64) time.Duration { return 300 * time.Millisecond }})
 	c := dial(t, r)
 	send(t, c, "x")
-	if !poll(wait, func() bool { return r.Stats().ToServer.Packets == 1 }) {
-		t.Fatal("relay never received the datagram")
-	}
+	labtest.WaitFor(t, wait, "datagram at the relay", func() bool { return r.Stats().ToServer.Packets == 1 })
 	r.SetBlackhole(true)
-	if !poll(wait, func() bool { return r.Stats().ToServer.Blackholed == 1 }) {
+	if !labtest.Eventually(wait, func() bool { return r.Stats().ToServer.Blackholed == 1 }) {
 		t.Fatalf("queued datagram not blackholed at release: %+v", r.Stats())
 	}
 	if srv, _ := e.received(); len(srv) != 0 {
@@ -375,7 +363,7 @@ func TestRelayReplay(t *testing.T) {
 	if got := readN(t, c, 3, wait); !slices.Equal(got, []string{"i1", "i2", "i3"}) {
 		t.Fatalf("echoes = %v, want [i1 i2 i3]", got)
 	}
-	if !poll(wait, func() bool { srv, _ := e.received(); return len(srv) == 9 }) {
+	if !labtest.Eventually(wait, func() bool { srv, _ := e.received(); return len(srv) == 9 }) {
 		srv, _ := e.received()
 		t.Fatalf("server got %v, want 3 datagrams and 6 replayed", srv)
 	}
@@ -391,7 +379,7 @@ func TestRelayReplay(t *testing.T) {
 			t.Errorf("replayed datagram %d from %v, want %v like the first replayed one", i, from[i], from[3])
 		}
 	}
-	if !poll(wait, func() bool { st := r.Stats(); return st.ReplayReplies == 6 && st.Replayed == 6 }) {
+	if !labtest.Eventually(wait, func() bool { st := r.Stats(); return st.ReplayReplies == 6 && st.Replayed == 6 }) {
 		t.Errorf("Stats = %+v, want Replayed and ReplayReplies 6", r.Stats())
 	}
 	if st := r.Stats(); st.ToServer.Packets != 3 {
@@ -424,7 +412,7 @@ func TestRelayOrdering(t *testing.T) {
 			}})
 			c := dial(t, r)
 			send(t, c, seq("o", n)...)
-			if !poll(wait, func() bool { srv, _ := e.received(); return len(srv) == n }) {
+			if !labtest.Eventually(wait, func() bool { srv, _ := e.received(); return len(srv) == n }) {
 				t.Fatalf("server got %d datagrams, want %d", len(e.got), n)
 			}
 			if srv, _ := e.received(); !slices.Equal(srv, tt.want) {
@@ -462,7 +450,7 @@ func TestRelayLimits(t *testing.T) {
 	a, b := dial(t, r), dial(t, r)
 	send(t, a, seq("q", 10)...)
 	send(t, b, "other")
-	if !poll(wait, func() bool { return r.Stats().ToServer.Packets == 11 }) {
+	if !labtest.Eventually(wait, func() bool { return r.Stats().ToServer.Packets == 11 }) {
 		t.Fatalf("relay received %d datagrams, want 11", r.Stats().ToServer.Packets)
 	}
 	st := r.Stats()
@@ -474,7 +462,7 @@ func TestRelayLimits(t *testing.T) {
 func TestRelayRunTwice(t *testing.T) {
 	e := newEcho(t)
 	r := startRelay(t, Config{Target: e.addr()})
-	poll(wait, func() bool { return r.running.Load() })
+	labtest.Eventually(wait, func() bool { return r.running.Load() })
 	if err := r.Run(context.Background()); err == nil {
 		t.Errorf("second Run = nil, want an error")
 	}
@@ -500,9 +488,7 @@ func TestRelayNoLeak(t *testing.T) {
 	}
 	r.Replay(1, 1, 0)
 	r.Replay(1, 1, time.Hour) // still waiting when Run stops
-	if !poll(wait, func() bool { return r.Stats().Replayed == 1 }) {
-		t.Fatal("replay never sent")
-	}
+	labtest.WaitFor(t, wait, "replayed datagram", func() bool { return r.Stats().Replayed == 1 })
 	send(t, a, "queued") // may still be queued at cancel
 	if runtime.NumGoroutine() <= before {
 		t.Fatalf("goroutines %d while running, want more than %d", runtime.NumGoroutine(), before)
@@ -516,7 +502,7 @@ func TestRelayNoLeak(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("Run did not return after cancel")
 	}
-	if !poll(wait, func() bool { return runtime.NumGoroutine() <= before }) {
+	if !labtest.Eventually(wait, func() bool { return runtime.NumGoroutine() <= before }) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("goroutines %d after Run returned, want <= %d:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 	}
@@ -637,7 +623,7 @@ func TestRelayServerRestart(t *testing.T) {
 		send(t, c, "nobody")
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !poll(wait, func() bool { return r.Stats().ToServer.Forwarded+r.Stats().ToServer.Errors == 3 }) {
+	if !labtest.Eventually(wait, func() bool { return r.Stats().ToServer.Forwarded+r.Stats().ToServer.Errors == 3 }) {
 		t.Fatalf("stats %+v, want 3 datagrams written or failed", r.Stats())
 	}
 	srv, err := net.ListenUDP("udp", target)

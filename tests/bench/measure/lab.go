@@ -15,12 +15,6 @@ import (
 // tailLines is how many lines of each log ProcLogs shows.
 const tailLines = 15
 
-// Exited reports whether p has exited. It waits at most 10 ms.
-func Exited(p *netlab.Proc) bool {
-	_, err := p.Wait(10 * time.Millisecond)
-	return err == nil
-}
-
 // ProcLogs returns the last 15 lines of each process's log, each block
 // headed by "--- <name> (<log path>):" on a line of its own and preceded
 // by a newline, for appending to error messages.
