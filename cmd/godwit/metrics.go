@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -268,20 +266,7 @@ func listenMetrics(addr string, snap func() *ctl.Status, log *slog.Logger) (*met
 		MaxRequestsInFlight: 4,
 		Timeout:             10 * time.Second,
 	}))
-	// pprof hook (tests/bench -profile): with the environment variable
-	// GODWIT_PPROF=1, and only then, the metrics server also serves the Go
-	// profiler at /debug/pprof/ (CPU, heap, allocs, goroutine, trace). Never
-	// on by default: profiles expose memory contents and cost CPU while
-	// taken, so it is meant for a metrics_listen bound to loopback.
-	if os.Getenv("GODWIT_PPROF") == "1" {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-		log.Warn("pprof endpoint enabled by GODWIT_PPROF=1", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
-	}
-	// End of the pprof hook.
+	servePprofHook(mux, ln.Addr(), log) // test hook, see testhooks.go
 	s := &metricsServer{
 		ln: ln,
 		srv: &http.Server{
