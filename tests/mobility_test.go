@@ -37,15 +37,24 @@ type mobLab struct {
 	siteNotify  *notifySock // what the site tells systemd
 }
 
+// mobConfs makes keys and returns the configs of the mobility lab's hub
+// and site; the site has both uplinks.
+func mobConfs(t *testing.T, tp *mobTopo) (hub, site nodeConf) {
+	t.Helper()
+	hk, sk := genKey(t, tp.lab, "mhub"), genKey(t, tp.lab, "msite")
+	hub = nodeConf{name: "mhub", key: hk, addrs: []string{"10.77.0.1/24"}, listen: "0.0.0.0:4433",
+		peers: []peerConf{{name: "site", pub: sk.pub, allowed: []string{"10.77.0.2/32"}}}}
+	site = nodeConf{name: "msite", key: sk, addrs: []string{"10.77.0.2/24"},
+		extra: []string{`uplinks = ["wifi0", "cell0"]`},
+		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
+	return hub, site
+}
+
 func startMobLab(t *testing.T) *mobLab {
 	t.Helper()
 	tp := newMobilityTopo(t, mobOpts{})
-	hk, sk := genKey(t, tp.lab, "mhub"), genKey(t, tp.lab, "msite")
-	hub := nodeConf{name: "mhub", key: hk, addrs: []string{"10.77.0.1/24"}, listen: "0.0.0.0:4433",
-		peers: []peerConf{{name: "site", pub: sk.pub, allowed: []string{"10.77.0.2/32"}}}}
-	site := nodeConf{name: "msite", key: sk, addrs: []string{"10.77.0.2/24"},
-		extra: []string{`uplinks = ["wifi0", "cell0"]`, `metrics_listen = "127.0.0.1:9586"`},
-		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
+	hub, site := mobConfs(t, tp)
+	site.extra = append(site.extra, `metrics_listen = "127.0.0.1:9586"`)
 	ml := &mobLab{mobTopo: tp}
 	ml.siteNotify = newNotifySock(t, tp.lab, "msite")
 	ml.hubD = startNode(t, tp.lab, tp.hub, hub)
@@ -532,12 +541,7 @@ func TestMobilityRedialNoStandby(t *testing.T) {
 func TestMobilityStartWithoutUplink(t *testing.T) {
 	t.Parallel()
 	tp := newMobilityTopo(t, mobOpts{})
-	hk, sk := genKey(t, tp.lab, "mhub"), genKey(t, tp.lab, "msite")
-	hub := nodeConf{name: "mhub", key: hk, addrs: []string{"10.77.0.1/24"}, listen: "0.0.0.0:4433",
-		peers: []peerConf{{name: "site", pub: sk.pub, allowed: []string{"10.77.0.2/32"}}}}
-	site := nodeConf{name: "msite", key: sk, addrs: []string{"10.77.0.2/24"},
-		extra: []string{`uplinks = ["wifi0", "cell0"]`},
-		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
+	hub, site := mobConfs(t, tp)
 	ml := &mobLab{mobTopo: tp}
 	ml.hubD = startNode(t, tp.lab, tp.hub, hub)
 	tp.wifiDown(t, mobLinkDown)

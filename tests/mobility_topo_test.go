@@ -3,7 +3,6 @@
 package tests
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -241,19 +240,11 @@ func (tp *mobTopo) startRelay(t *testing.T, delay time.Duration) {
 		t.Fatal(err)
 	}
 	tp.relay = r
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	// Registered after newLab's cleanup, so it runs before the lab goes.
+	stop := r.Start()
+	// Registered after the lab's cleanup, so it runs before the lab goes.
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("relay: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("relay did not stop within 10 s")
+		if err := stop(10 * time.Second); err != nil {
+			t.Errorf("relay: %v", err)
 		}
 	})
 }
@@ -415,31 +406,14 @@ func (tp *mobTopo) siteUplink(t *testing.T) (dev string, src netip.Addr) {
 	return v[0].Dev, src
 }
 
-// mobEcho is a UDP server in the hub that answers every datagram with the
-// datagram followed by " " and the source address it saw.
-type mobEcho struct {
-	conn *net.UDPConn
-}
-
-func startMobEcho(t *testing.T, ns *netlab.NS, addr netip.AddrPort) *mobEcho {
+// startMobEcho runs a UDP server on addr in ns that answers every
+// datagram with the datagram followed by " " and the source address it
+// saw, until the test ends.
+func startMobEcho(t *testing.T, ns *netlab.NS, addr netip.AddrPort) {
 	t.Helper()
 	c, err := ns.ListenUDP(addr.String())
 	must(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			reply := fmt.Appendf(nil, "%s %s", buf[:n], from)
-			c.WriteToUDPAddrPort(reply, from)
-		}
-	}()
-	t.Cleanup(func() { c.Close(); <-done })
-	return &mobEcho{conn: c}
+	labtest.ServeUDP(t, c, func(b []byte, from netip.AddrPort) []byte { return fmt.Appendf(nil, "%s %s", b, from) })
 }
 
 // mobClient is an unconnected UDP socket in the site, so the kernel picks

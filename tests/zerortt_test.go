@@ -212,29 +212,18 @@ func TestZeroRTTReplayThroughRelay(t *testing.T) {
 	z := newZRLab(t)
 	ln, err := z.hub.NS.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), zrEcho.Port()).String())
 	must(t, err)
-	t.Cleanup(func() { ln.Close() })
 	var (
-		mu   sync.Mutex // guards got
-		got  = map[string]int{}
-		done = make(chan struct{})
+		mu  sync.Mutex // guards got
+		got = map[string]int{}
 	)
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := ln.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			if from.Addr().Unmap() != zrSiteTun {
-				continue
-			}
+	labtest.ServeUDP(t, ln, func(b []byte, from netip.AddrPort) []byte {
+		if from.Addr().Unmap() == zrSiteTun {
 			mu.Lock()
-			got[string(buf[:n])]++
+			got[string(b)]++
 			mu.Unlock()
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+		return nil // count only, never answer
+	})
 
 	// Prime directly, so the relay records only the restarted site's
 	// traffic: its first datagrams are the 0-RTT first flight.

@@ -516,12 +516,9 @@ func (m *mobLab) startRelay() error {
 		ln.Close()
 		return fmt.Errorf("bench: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	stop := r.Start()
 	m.stopRelay = func() {
-		cancel()
-		if err := <-errc; err != nil {
+		if err := stop(10 * time.Second); err != nil {
 			m.log.Error("relay", "err", err)
 		}
 	}

@@ -36,25 +36,18 @@ func newEcho(t *testing.T) *echo {
 		t.Fatal(err)
 	}
 	e := &echo{conn: c}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			e.mu.Lock()
-			e.got = append(e.got, string(buf[:n]))
-			e.from = append(e.from, from)
-			e.mu.Unlock()
-			c.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	t.Cleanup(func() { c.Close(); <-done })
+	labtest.ServeUDP(t, c, func(b []byte, from netip.AddrPort) []byte {
+		e.mu.Lock()
+		e.got = append(e.got, string(b))
+		e.from = append(e.from, from)
+		e.mu.Unlock()
+		return b
+	})
 	return e
 }
+
+// echoBack is the answer of an echo server: the datagram itself.
+func echoBack(b []byte, _ netip.AddrPort) []byte { return b }
 
 func (e *echo) addr() netip.AddrPort { return e.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
@@ -73,18 +66,10 @@ func startRelay(t *testing.T, cfg Config) *Relay {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	stop := r.Start()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run = %v, want nil", err)
-			}
-		case <-time.After(wait):
-			t.Errorf("Run did not return within %v of cancel", wait)
+		if err := stop(wait); err != nil {
+			t.Errorf("Run = %v, want nil", err)
 		}
 	})
 	return r
@@ -532,12 +517,9 @@ func TestRelayUnconnectedUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	stop := r.Start()
 	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
+		if err := stop(wait); err != nil {
 			t.Errorf("Run = %v, want nil", err)
 		}
 	}()
@@ -569,25 +551,13 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer srv.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := srv.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			srv.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
+	labtest.ServeUDP(b, srv, echoBack)
 	r, err := New(nil, Config{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Target: srv.LocalAddr().(*net.UDPAddr).AddrPort()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	defer func() { cancel(); <-errc }()
+	stop := r.Start()
+	defer stop(time.Minute)
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(r.Addr()))
 	if err != nil {
 		b.Fatal(err)
@@ -630,17 +600,7 @@ func TestRelayServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cannot rebind the server's port %v: %v", target, err)
 	}
-	defer srv.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := srv.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			srv.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
+	labtest.ServeUDP(t, srv, echoBack)
 	send(t, c, "back")
 	if got := read(t, c, wait); got != "back" {
 		t.Errorf("echo after the server came back = %q, want %q", got, "back")

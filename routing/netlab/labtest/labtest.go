@@ -6,15 +6,23 @@
 // the polling helpers, and a daemon starter whose log is printed when the
 // test fails and whose status is read over its control socket.
 //
-// It imports package testing, so only tests may import it; the programs
-// (`godwit demo`, the benchmarks) use package netlab directly.
+// It also has a UDP answering server, a Prometheus scraper and a check
+// that no network namespace is left behind. It imports package testing,
+// so only tests may import it; the programs (`godwit demo`, the
+// benchmarks) use package netlab directly.
 package labtest
 
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -103,9 +111,35 @@ func Eventually(within time.Duration, cond func() bool) bool {
 	return netlab.WaitFor(context.Background(), within, "", func() (bool, error) { return cond(), nil }) == nil
 }
 
-// NetnsList returns the output of `ip netns list`, failing t if the
+// CheckNamespacesRemoved makes t fail if, when it ends, more network
+// namespaces whose names start with prefix exist than now: what the test
+// runs must remove the namespaces it makes. Call it before the code under
+// test makes any.
+func CheckNamespacesRemoved(t testing.TB, prefix string) {
+	t.Helper()
+	before := countNamespaces(t, prefix)
+	t.Cleanup(func() {
+		if after := countNamespaces(t, prefix); after > before {
+			t.Errorf("%d network namespaces named %s* left behind (%d before the test); ip netns list:\n%s",
+				after-before, prefix, before, netnsList(t))
+		}
+	})
+}
+
+func countNamespaces(t testing.TB, prefix string) int {
+	t.Helper()
+	n := 0
+	for line := range strings.Lines(netnsList(t)) {
+		if strings.HasPrefix(line, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// netnsList returns the output of `ip netns list`, failing t if the
 // command fails.
-func NetnsList(t testing.TB) string {
+func netnsList(t testing.TB) string {
 	t.Helper()
 	out, err := exec.Command("ip", "netns", "list").CombinedOutput()
 	if err != nil {
@@ -196,4 +230,67 @@ func (d *Daemon) Stop(t testing.TB, within time.Duration) {
 	if code != 0 {
 		t.Fatalf("%s exited with %d after SIGTERM, want 0", d.Name, code)
 	}
+}
+
+// ServeUDP answers every datagram c receives with what reply returns for
+// it (nothing when that is nil), from a goroutine of its own, until the
+// test ends; then it closes c and waits for the goroutine. reply must not
+// keep b, which the next datagram overwrites.
+func ServeUDP(t testing.TB, c *net.UDPConn, reply func(b []byte, from netip.AddrPort) []byte) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1<<16)
+		for {
+			n, from, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			if r := reply(buf[:n], from); r != nil {
+				_, _ = c.WriteToUDPAddrPort(r, from)
+			}
+		}
+	}()
+	t.Cleanup(func() { c.Close(); <-done })
+}
+
+// Scrape fetches url with c (nil: a client with a 10 s timeout) and
+// returns the samples of the Prometheus text format it serves as
+// "name{labels}" -> value, the labels as Prometheus writes them (sorted by
+// name). It fails t on any error.
+func Scrape(t testing.TB, c *http.Client, url string) map[string]float64 {
+	t.Helper()
+	if c == nil {
+		c = &http.Client{Timeout: 10 * time.Second}
+	}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping %s: %s\n%s", url, resp.Status, body)
+	}
+	m := make(map[string]float64)
+	for line := range strings.Lines(string(body)) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			t.Fatalf("scraping %s: bad sample line %q", url, line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("scraping %s: bad sample line %q: %v", url, line, err)
+		}
+		m[line[:i]] = v
+	}
+	return m
 }

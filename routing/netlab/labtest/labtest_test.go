@@ -52,8 +52,8 @@ func TestRequireRoot(t *testing.T) {
 func TestNetnsList(t *testing.T) {
 	RequireRoot(t)
 	var r recorder
-	_ = NetnsList(&r)
+	_ = netnsList(&r)
 	if len(r.fatal) != 0 {
-		t.Errorf("NetnsList failed: %q", r.fatal)
+		t.Errorf("netnsList failed: %q", r.fatal)
 	}
 }
