@@ -24,6 +24,7 @@ import (
 
 	"github.com/godwit-vpn/godwit/config"
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 const (
@@ -42,26 +43,13 @@ const (
 	debVersion = "0.0.0~pkgtest"
 )
 
-// e2e reports whether GODWIT_E2E=1 turns skips into failures.
-func e2e() bool { return os.Getenv("GODWIT_E2E") == "1" }
-
-// skipOrFail skips the test, or fails it when GODWIT_E2E=1.
-func skipOrFail(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if e2e() {
-		t.Fatalf("GODWIT_E2E=1: %s", msg)
-	}
-	t.Skip(msg)
-}
-
 // requireTool returns the path of the program name, or skips the test when
 // it is missing (fails it when GODWIT_E2E=1).
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		skipOrFail(t, "%s is not installed: %v", name, err)
+		labtest.SkipOrFail(t, "%s is not installed: %v", name, err)
 	}
 	return p
 }
@@ -410,10 +398,10 @@ func TestDeb(t *testing.T) {
 	requireTool(t, "bash")
 	arch := runtime.GOARCH
 	if arch != "amd64" && arch != "arm64" {
-		skipOrFail(t, "the .deb is built for amd64 and arm64, not %s", arch)
+		labtest.SkipOrFail(t, "the .deb is built for amd64 and arm64, not %s", arch)
 	}
 	if _, why := godwitBinary(t); why != "" {
-		skipOrFail(t, "cannot package a binary that does not build: %s", why)
+		labtest.SkipOrFail(t, "cannot package a binary that does not build: %s", why)
 	}
 
 	outDir := t.TempDir()
@@ -476,7 +464,7 @@ func TestDeb(t *testing.T) {
 	})
 
 	t.Run("install", func(t *testing.T) {
-		if !e2e() {
+		if !labtest.E2E() {
 			t.Skip("installing the .deb changes the host: run as root with GODWIT_E2E=1")
 		}
 		if os.Geteuid() != 0 {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // syscallGroups parses `systemd-analyze syscall-filter` into group -> members
@@ -124,14 +125,12 @@ var traceCallRE = regexp.MustCompile(`^(\d+)\s+(?:<\.\.\. )?([a-z_0-9]+)[( ]`)
 // the unit's SystemCallFilter=. Needs root, strace and ip.
 func TestSyscallFilter(t *testing.T) {
 	sa := requireTool(t, "systemd-analyze")
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "running the daemon in network namespaces needs root")
-	}
+	labtest.RequireRoot(t)
 	strace := requireTool(t, "strace")
 	ip := requireTool(t, "ip")
 	bin, why := godwitBinary(t)
 	if bin == "" {
-		skipOrFail(t, "cmd/godwit does not build: %s", why)
+		labtest.SkipOrFail(t, "cmd/godwit does not build: %s", why)
 	}
 	allowed := unitSyscallFilter(t, syscallGroups(t, sa))
 

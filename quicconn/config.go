@@ -17,7 +17,10 @@ const ALPN = "godwit/1"
 
 // initialPacketSize is the default of Config.InitialPacketSize: a floor
 // for the datagram limit that survives migrations (1350 - 37 = 1313 bytes
-// of payload), large enough for inner IPv6 QUIC (reference section 1.4).
+// of payload), large enough for inner IPv6 QUIC. quic-go resets the packet
+// size to InitialPacketSize on every migration (to 1200 when it is left
+// at 0, a 1163-byte datagram limit) and raises it again only as path MTU
+// probes succeed.
 const initialPacketSize = 1350
 
 // Bounds of Config.InitialPacketSize and the per-packet cost of a DATAGRAM
@@ -42,7 +45,9 @@ func InitialPacketSizeFor(mtu int) int {
 }
 
 // connectionIDLength is the same on every Transport so that a connection
-// can move between them (reference section 2.3 #2).
+// can move between them: a Transport parses connection IDs of its own
+// length only, so a path probed on a Transport with another length never
+// validates (quic-go's Probe times out silently).
 const connectionIDLength = 8
 
 // Config configures an [Endpoint]. The zero value of every field except

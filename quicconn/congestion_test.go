@@ -11,7 +11,8 @@ import (
 // without outer congestion control keeps sending every datagram it is
 // given, while NewReno stops at its window (32 packets at the start) and
 // only sends PTO probes. This is what lets a migration probe the new path
-// while the old one died with a full window (reference 2.3 #4).
+// while the old one died with a full window: quic-go sends a client's
+// PATH_CHALLENGE only when the congestion controller allows a packet.
 func TestNoOuterCongestionControl(t *testing.T) {
 	const n = 300
 	for _, tt := range []struct {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // gsoPayload fills b with datagram number seq: seq in the first 4 bytes,
@@ -181,7 +183,7 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 // TestUDPSendStatsUplinks checks that UDPSendStats adds the sends of an
 // uplink's socket; it needs SO_BINDTODEVICE on lo, so root.
 func TestUDPSendStatsUplinks(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	e := newEndpoint(t, Config{PrivateKey: newKey(t).priv})
 	if err := e.AddUplink("lo"); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,9 @@ import (
 
 // DefaultProbeTimeout bounds [Conn.ProbeUplink] when its context has no
 // deadline: quic-go's Probe never returns on its own when no
-// PATH_CHALLENGE can be sent (reference section 2.3 #4).
+// PATH_CHALLENGE can be sent, as when the old path died with a full
+// congestion window (quic-go sends a client's PATH_CHALLENGE only when
+// its congestion controller allows a packet).
 const DefaultProbeTimeout = 2 * time.Second
 
 // ErrNoStandby is returned (wrapped) by [Conn.SwitchUplink] when the uplink

@@ -19,7 +19,8 @@ import (
 // it still satisfies [quic.OOBCapablePacketConn] (GSO, ECN, recvmmsg, DF),
 // and it turns "network gone" send errors into packet loss: quic-go closes
 // a connection on any send error but EMSGSIZE, which would kill every
-// connection the moment an uplink goes away (reference section 2.3 #3).
+// connection the moment an uplink goes away (the next sendmsg fails with
+// ENETUNREACH, EADDRNOTAVAIL, EHOSTUNREACH or EPERM).
 type sockConn struct {
 	*net.UDPConn
 	unreachable *atomic.Uint64 // send errors swallowed; shared with the Endpoint

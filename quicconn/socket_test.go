@@ -16,20 +16,9 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-)
 
-// requireRoot skips a test that needs root, or fails it when GODWIT_E2E=1
-// says the environment must support it.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("GODWIT_E2E") == "1" {
-		t.Fatal("test needs root (GODWIT_E2E=1 is set)")
-	}
-	t.Skip("test needs root")
-}
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
+)
 
 func TestIsNetGone(t *testing.T) {
 	wrap := func(e error) error {
@@ -57,7 +46,7 @@ func TestIsNetGone(t *testing.T) {
 }
 
 func TestFwMark(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	var n atomic.Uint64
 	sc, err := listenUDP("127.0.0.1:0", 0x4711, &n)
 	if err != nil {
@@ -85,7 +74,7 @@ func TestFwMark(t *testing.T) {
 // route at all (its lo is down), so the kernel answers ENETUNREACH without
 // a packet leaving: the wrapper must report success and count it.
 func TestUnreachableIsLoss(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	type result struct {
 		err        error
 		count      uint64

@@ -24,7 +24,8 @@ var ErrUnknownUplink = errors.New("quicconn: unknown uplink")
 // uplink is one interface's UDP socket and Transport. The socket is bound
 // to the wildcard address and to the device (SO_BINDTODEVICE), so it
 // survives address changes on the interface: those look like a NAT
-// rebinding to the peer (reference section 2.3 #5).
+// rebinding to the peer. A Transport is never closed while a connection
+// that used it lives (see RemoveUplink).
 type uplink struct {
 	name  string
 	index int // the interface's index when the socket was bound
@@ -137,8 +138,9 @@ func (e *Endpoint) AddUplink(name string) error {
 
 // RemoveUplink stops new dials and probes on the uplink name and drops
 // every connection's standby path on it. Its Transport is closed once no
-// live connection ever used it: quic-go closes every connection
-// registered on a Transport when it closes (reference section 2.3 #5).
+// live connection ever used it: a connection's IDs stay registered on
+// every Transport it touched, and quic-go closes every connection
+// registered on a Transport when it closes.
 // Removing an unknown name is a no-op. Safe for concurrent use.
 func (e *Endpoint) RemoveUplink(name string) error {
 	e.upMu.Lock()

@@ -18,20 +18,9 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	wgtun "golang.zx2c4.com/wireguard/tun"
-)
 
-// requireRoot skips t when not root, unless GODWIT_E2E=1 asks for the
-// root tests to run, in which case it fails.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("GODWIT_E2E") == "1" {
-		t.Fatal("GODWIT_E2E=1 but not root: kernel routing tests need root")
-	}
-	t.Skip("kernel routing tests need root (CAP_NET_ADMIN); set GODWIT_E2E=1 to make this a failure")
-}
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
+)
 
 var nsSeq atomic.Int32
 
@@ -43,7 +32,7 @@ var nsSeq atomic.Int32
 // in new goroutines) must not be used after this call.
 func enterNetns(t *testing.T) *netlink.Handle {
 	t.Helper()
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {

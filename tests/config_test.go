@@ -12,13 +12,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 const exConfig = 78 // EX_CONFIG
 
 // TestGenkeyMode checks that genkey into a regular file makes it 0600.
 func TestGenkeyMode(t *testing.T) {
-	l := newLab(t)
+	l := labtest.NewLab(t, "gwt")
 	k := genKey(t, l, "mode")
 	fi, err := os.Stat(k.file)
 	must(t, err)
@@ -34,8 +36,8 @@ func TestGenkeyMode(t *testing.T) {
 // broken one with exit 78 and a FILE:LINE line per problem, and `godwit
 // run` on the broken config exits 78 without creating the TUN.
 func TestCheckAndRunBadConfig(t *testing.T) {
-	l := newLab(t)
-	bin := godwit(t)
+	l := labtest.NewLab(t, "gwt")
+	bin := labtest.Godwit(t)
 	k := genKey(t, l, "node")
 	p := genKey(t, l, "peer")
 	good := fmt.Sprintf(`[interface]
@@ -94,7 +96,7 @@ allowed_ips = ["10.77.0.3/32"]
 	ns, err := l.NS("bad")
 	must(t, err)
 	before := rules(t, ns)
-	d := startDaemon(t, ns, "bad-run", badFile)
+	d := labtest.StartDaemon(t, ns, "bad-run", badFile)
 	code, err := d.Wait(10 * time.Second)
 	if err != nil || code != exConfig {
 		t.Errorf("godwit run on a bad config: exit %d, %v; want %d", code, err, exConfig)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // TestQlogAndKeylog runs a hub with qlog_dir and a site with keylog_file:
@@ -18,7 +20,6 @@ import (
 // QUIC events, and the site writes TLS secrets Wireshark can use, after a
 // loud warning.
 func TestQlogAndKeylog(t *testing.T) {
-	requireRoot(t)
 	tp := newTopo(t, 1, false)
 	qlogDir := filepath.Join(tp.lab.Dir, "qlog")
 	keylog := filepath.Join(tp.lab.Dir, "site.keys")
@@ -30,13 +31,13 @@ func TestQlogAndKeylog(t *testing.T) {
 	sc := tp.siteConf(s, false)
 	sc.extra = []string{fmt.Sprintf("keylog_file = %q", keylog)}
 	site := tp.start(t, s.ns, sc)
-	site.waitConnected(t, "hub")
-	hub.waitConnected(t, s.name())
+	site.WaitConnected(t, "hub")
+	hub.WaitConnected(t, s.name())
 	hub4, _ := tunAddrs(0)
 	if err := s.ns.WaitPing(hub4, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	site.waitLog(t, 5*time.Second, "WRITING TLS SECRETS")
+	site.WaitLog(t, 5*time.Second, "WRITING TLS SECRETS")
 
 	keys, err := os.ReadFile(keylog)
 	if err != nil {
@@ -52,14 +53,10 @@ func TestQlogAndKeylog(t *testing.T) {
 	}
 
 	var files []string
-	deadline := time.Now().Add(5 * time.Second)
-	for len(files) == 0 && time.Now().Before(deadline) {
+	labtest.WaitFor(t, 5*time.Second, "server qlog file in "+qlogDir, func() bool {
 		files, _ = filepath.Glob(filepath.Join(qlogDir, "*_server.sqlog"))
-		time.Sleep(50 * time.Millisecond)
-	}
-	if len(files) == 0 {
-		t.Fatalf("no server qlog file in %s", qlogDir)
-	}
+		return len(files) > 0
+	})
 	if !strings.Contains(filepath.Base(files[0]), "_"+s.name()+"_") {
 		t.Errorf("qlog file %s does not name the peer %q", files[0], s.name())
 	}

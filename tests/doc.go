@@ -2,8 +2,10 @@
 
 // Package tests holds Godwit's system tests: they build network namespaces
 // with package netlab, start the real godwit binary with generated keys and
-// configs, and push real traffic through it. They need root and skip
-// without it, unless GODWIT_E2E=1 is set, in which case they fail.
+// configs, and push real traffic through it. The root gate, the daemon
+// starter, the status reader and the polling helpers are package labtest's
+// (routing/netlab/labtest), shared with the benchmarks. They need root and
+// skip without it, unless GODWIT_E2E=1 is set, in which case they fail.
 //
 // The shared topology (hub plus one or two sites, each optionally with a
 // LAN namespace behind it); site i hangs off the hub's up<i> with its own

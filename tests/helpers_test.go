@@ -11,57 +11,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 const (
 	port    = 4433
 	tunName = "gw0"
-	// connectWithin bounds how long a site may take to connect; generous
-	// for shared 2-core machines.
-	connectWithin = 20 * time.Second
 )
-
-// requireRoot skips the test when not root, or fails it when GODWIT_E2E=1.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("GODWIT_E2E") == "1" {
-		t.Fatal("GODWIT_E2E=1 but the system tests are not running as root")
-	}
-	t.Skip("system tests need root (network namespaces, TUN); run as root, or set GODWIT_E2E=1 to make this a failure")
-}
-
-// newLab makes a lab that is always closed when the test ends.
-func newLab(t *testing.T) *netlab.Lab {
-	t.Helper()
-	requireRoot(t)
-	l, err := netlab.New("gwt")
-	if err != nil {
-		t.Fatalf("netlab.New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("lab.Close: %v", err)
-		}
-	})
-	return l
-}
-
-func godwit(t *testing.T) string {
-	t.Helper()
-	bin, err := netlab.Godwit()
-	if err != nil {
-		t.Fatalf("building godwit: %v", err)
-	}
-	return bin
-}
 
 // key is a private key file and its public key.
 type key struct {
@@ -71,7 +30,7 @@ type key struct {
 // genKey runs `godwit genkey > file` and `godwit pubkey < file`.
 func genKey(t *testing.T, l *netlab.Lab, name string) key {
 	t.Helper()
-	bin := godwit(t)
+	bin := labtest.Godwit(t)
 	file := filepath.Join(l.Dir, name+".key")
 	f, err := os.Create(file)
 	if err != nil {
@@ -151,80 +110,11 @@ func (c nodeConf) write(t *testing.T, l *netlab.Lab) string {
 	return path
 }
 
-// daemon is a running `godwit run`.
-type daemon struct {
-	*netlab.Proc
-	ns *netlab.NS
-}
-
-// startDaemon runs `godwit run -c cfg` in ns. Its log is printed if the test
-// fails. The lab stops it at the end of the test.
-func startDaemon(t *testing.T, ns *netlab.NS, name, cfg string) *daemon {
+// startNode writes c into the lab's directory and runs a daemon with it in
+// ns, named c.name, with the extra environment variables env.
+func startNode(t *testing.T, l *netlab.Lab, ns *netlab.NS, c nodeConf, env ...string) *labtest.Daemon {
 	t.Helper()
-	p, err := ns.Start(name, godwit(t), "run", "-c", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- log of %s ---\n%s", name, p.Output())
-		}
-	})
-	return &daemon{Proc: p, ns: ns}
-}
-
-// logLines returns the log lines containing every one of subs.
-func (d *daemon) logLines(subs ...string) []string {
-	var found []string
-	for line := range strings.Lines(d.Output()) {
-		ok := true
-		for _, s := range subs {
-			ok = ok && strings.Contains(line, s)
-		}
-		if ok {
-			found = append(found, strings.TrimSpace(line))
-		}
-	}
-	return found
-}
-
-// waitLog waits for a log line containing every one of subs.
-func (d *daemon) waitLog(t *testing.T, within time.Duration, subs ...string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		if len(d.logLines(subs...)) > 0 {
-			return
-		}
-		if code, err := d.Wait(0); err == nil {
-			t.Fatalf("%s exited with %d while waiting for a log line with %q", d.Name, code, subs)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: no log line with %q within %v", d.Name, subs, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// waitConnected waits until the daemon logs that peer is connected.
-func (d *daemon) waitConnected(t *testing.T, peer string) {
-	t.Helper()
-	d.waitLog(t, connectWithin, "peer connected", "peer="+peer)
-}
-
-// stop sends SIGTERM and requires exit status 0 within within.
-func (d *daemon) stop(t *testing.T, within time.Duration) {
-	t.Helper()
-	if err := d.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM %s: %v", d.Name, err)
-	}
-	code, err := d.Wait(within)
-	if err != nil {
-		t.Fatalf("%s after SIGTERM: %v", d.Name, err)
-	}
-	if code != 0 {
-		t.Fatalf("%s exited with %d after SIGTERM, want 0", d.Name, code)
-	}
+	return labtest.StartDaemon(t, ns, c.name, c.write(t, l), env...)
 }
 
 // must fails the test on err.
@@ -336,18 +226,4 @@ func addrs(t *testing.T, ns *netlab.NS, dev string) []netip.Prefix {
 		}
 	}
 	return got
-}
-
-// poll calls f every 50 ms until it returns true or within has passed.
-func poll(within time.Duration, f func() bool) bool {
-	deadline := time.Now().Add(within)
-	for {
-		if f() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // fullTunnelConf is site s's config with everything routed to the hub.
@@ -24,7 +25,7 @@ func (tp *topo) fullTunnelConf(s *site) nodeConf {
 // route through it, and exactly the policy rules of before it started.
 func requireClean(t *testing.T, ns *netlab.NS, baseRules, baseRoutes []string) {
 	t.Helper()
-	if !poll(2*time.Second, func() bool { return !linkExists(t, ns, tunName) }) {
+	if !labtest.Eventually(2*time.Second, func() bool { return !linkExists(t, ns, tunName) }) {
 		t.Errorf("%s still exists in %s", tunName, ns.Name)
 	}
 	if r := tunRoutes(t, ns, tunName); len(r) > 0 {
@@ -53,8 +54,8 @@ func TestFullTunnel(t *testing.T) {
 	baseSiteR, baseHubR := routes(t, s.ns), routes(t, tp.hub)
 	hub := tp.start(t, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)))
 	site := tp.start(t, s.ns, tp.fullTunnelConf(s))
-	site.waitConnected(t, "hub")
-	hub.waitConnected(t, s.name())
+	site.WaitConnected(t, "hub")
+	hub.WaitConnected(t, s.name())
 
 	running := rules(t, s.ns)
 	if len(running) <= len(baseSite) {
@@ -78,15 +79,15 @@ func TestFullTunnel(t *testing.T) {
 	if n := nftCounter(t, s.ns, "up_quic"); n == 0 {
 		t.Errorf("no packets to UDP port %d left through up0, want the QUIC traffic there", port)
 	}
-	if l := site.logLines("peer connected"); len(l) != 1 {
+	if l := site.LogLines("peer connected"); len(l) != 1 {
 		t.Errorf("site connected %d times, want once: %q", len(l), l)
 	}
 
 	start := time.Now()
-	site.stop(t, 2*time.Second)
+	site.Stop(t, 2*time.Second)
 	t.Logf("site stopped in %v", time.Since(start).Round(time.Millisecond))
 	requireClean(t, s.ns, baseSite, baseSiteR)
-	hub.stop(t, 2*time.Second)
+	hub.Stop(t, 2*time.Second)
 	requireClean(t, tp.hub, baseHub, baseHubR)
 }
 
@@ -99,9 +100,9 @@ func TestCrashRestart(t *testing.T) {
 	base, baseR := rules(t, s.ns), routes(t, s.ns)
 	hub := tp.start(t, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)))
 	cfg := tp.fullTunnelConf(s).write(t, tp.lab)
-	site := startDaemon(t, s.ns, "s1", cfg)
-	site.waitConnected(t, "hub")
-	hub.waitConnected(t, s.name())
+	site := labtest.StartDaemon(t, s.ns, "s1", cfg)
+	site.WaitConnected(t, "hub")
+	hub.WaitConnected(t, s.name())
 	running := rules(t, s.ns)
 	if len(running) <= len(base) {
 		t.Fatalf("site policy rules while running = %q, want more than before (%q)", running, base)
@@ -111,20 +112,20 @@ func TestCrashRestart(t *testing.T) {
 	if code, err := site.Wait(5 * time.Second); err != nil || code != -1 {
 		t.Fatalf("after SIGKILL: exit %d, %v; want -1 (killed)", code, err)
 	}
-	if !poll(2*time.Second, func() bool { return !linkExists(t, s.ns, tunName) }) {
+	if !labtest.Eventually(2*time.Second, func() bool { return !linkExists(t, s.ns, tunName) }) {
 		t.Errorf("%s outlived the killed daemon", tunName)
 	}
 	if got := rules(t, s.ns); !slices.Equal(got, running) {
 		t.Errorf("policy rules after SIGKILL:\n got %q\nwant %q (left behind)", got, running)
 	}
 
-	again := startDaemon(t, s.ns, "s1-again", cfg)
-	again.waitConnected(t, "hub")
+	again := labtest.StartDaemon(t, s.ns, "s1-again", cfg)
+	again.WaitConnected(t, "hub")
 	h4, _ := tunAddrs(0)
 	pingOK(t, s.ns, h4)
 	if got := rules(t, s.ns); !slices.Equal(got, running) {
 		t.Errorf("policy rules after restart:\n got %q\nwant %q (one copy each)", got, running)
 	}
-	again.stop(t, 2*time.Second)
+	again.Stop(t, 2*time.Second)
 	requireClean(t, s.ns, base, baseR)
 }

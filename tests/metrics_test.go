@@ -3,26 +3,23 @@
 package tests
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // metricsAddr is where the hub serves metrics, on its own loopback.
 const metricsAddr = "127.0.0.1:9586"
 
-// scrapeIn fetches http://addr/metrics from inside ns and returns the
-// samples as "name{labels}" -> value (labels as Prometheus writes them,
-// sorted by name).
+// scrapeIn fetches http://addr/metrics from inside ns (see
+// labtest.Scrape).
 func scrapeIn(t *testing.T, ns *netlab.NS, addr string) map[string]float64 {
 	t.Helper()
 	c := &http.Client{
@@ -31,34 +28,7 @@ func scrapeIn(t *testing.T, ns *netlab.NS, addr string) map[string]float64 {
 			DialContext: func(ctx context.Context, _, a string) (net.Conn, error) { return ns.DialTCP(ctx, a) },
 		},
 	}
-	defer c.CloseIdleConnections()
-	resp, err := c.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("scraping %s in %s: %v", addr, ns.Name, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scraping %s: %s\n%s", addr, resp.Status, body)
-	}
-	m := make(map[string]float64)
-	sc := bufio.NewScanner(strings.NewReader(string(body)))
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if i < 0 || err != nil {
-			t.Fatalf("bad sample line %q", line)
-		}
-		m[line[:i]] = v
-	}
-	return m
+	return labtest.Scrape(t, c, "http://"+addr+"/metrics")
 }
 
 // TestMetrics runs a hub with metrics_listen, sends pings from a site and
@@ -69,11 +39,11 @@ func TestMetrics(t *testing.T) {
 	s := tp.sites[0]
 	pingThrough(t, tp)
 
-	before := hub.status(t)
+	before := hub.Status(t)
 	got := scrapeIn(t, tp.hub, metricsAddr)
-	after := hub.status(t)
+	after := hub.Status(t)
 
-	pb, pa := before.peer(t, s.name()), after.peer(t, s.name())
+	pb, pa := labtest.PeerOf(t, before, s.name()), labtest.PeerOf(t, after, s.name())
 	peer := fmt.Sprintf(`{peer=%q}`, s.name())
 	counters := []struct {
 		sample        string

@@ -4,7 +4,6 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // The mobility system tests run a hub and a site with the uplinks wifi0
@@ -32,29 +33,38 @@ var (
 // mobLab is the mobility lab with both daemons running and connected.
 type mobLab struct {
 	*mobTopo
-	hubD, siteD *opsDaemon
+	hubD, siteD *labtest.Daemon
 	siteNotify  *notifySock // what the site tells systemd
+}
+
+// mobConfs makes keys and returns the configs of the mobility lab's hub
+// and site; the site has both uplinks.
+func mobConfs(t *testing.T, tp *mobTopo) (hub, site nodeConf) {
+	t.Helper()
+	hk, sk := genKey(t, tp.lab, "mhub"), genKey(t, tp.lab, "msite")
+	hub = nodeConf{name: "mhub", key: hk, addrs: []string{"10.77.0.1/24"}, listen: "0.0.0.0:4433",
+		peers: []peerConf{{name: "site", pub: sk.pub, allowed: []string{"10.77.0.2/32"}}}}
+	site = nodeConf{name: "msite", key: sk, addrs: []string{"10.77.0.2/24"},
+		extra: []string{`uplinks = ["wifi0", "cell0"]`},
+		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
+	return hub, site
 }
 
 func startMobLab(t *testing.T) *mobLab {
 	t.Helper()
 	tp := newMobilityTopo(t, mobOpts{})
-	hk, sk := genKey(t, tp.lab, "mhub"), genKey(t, tp.lab, "msite")
-	hub := nodeConf{name: "mhub", key: hk, addrs: []string{"10.77.0.1/24"}, listen: "0.0.0.0:4433",
-		peers: []peerConf{{name: "site", pub: sk.pub, allowed: []string{"10.77.0.2/32"}}}}
-	site := nodeConf{name: "msite", key: sk, addrs: []string{"10.77.0.2/24"},
-		extra: []string{`uplinks = ["wifi0", "cell0"]`, `metrics_listen = "127.0.0.1:9586"`},
-		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
+	hub, site := mobConfs(t, tp)
+	site.extra = append(site.extra, `metrics_listen = "127.0.0.1:9586"`)
 	ml := &mobLab{mobTopo: tp}
 	ml.siteNotify = newNotifySock(t, tp.lab, "msite")
-	ml.hubD = startMobDaemon(t, tp.lab, tp.hub, hub)
-	ml.siteD = startMobDaemon(t, tp.lab, tp.site, site, "NOTIFY_SOCKET="+ml.siteNotify.path)
-	ml.siteD.waitConnected(t, "hub")
-	ml.hubD.waitConnected(t, "site")
+	ml.hubD = startNode(t, tp.lab, tp.hub, hub)
+	ml.siteD = startNode(t, tp.lab, tp.site, site, "NOTIFY_SOCKET="+ml.siteNotify.path)
+	ml.siteD.WaitConnected(t, "hub")
+	ml.hubD.WaitConnected(t, "site")
 	// The first path is on the preferred uplink, and cell0 becomes a
 	// validated standby.
-	p := ml.waitPaths(t, 10*time.Second, "wifi0 active, cell0 validated", func(p *mobPeer) bool {
-		return p.active() == "wifi0" && p.validated("cell0")
+	p := ml.waitPaths(t, 10*time.Second, "wifi0 active, cell0 validated", func(p *ctl.PeerStatus) bool {
+		return p.ActiveUplink() == "wifi0" && p.ValidatedStandby("cell0")
 	})
 	if p.Migrations != 0 {
 		t.Errorf("migrations at start = %d, want 0", p.Migrations)
@@ -62,113 +72,32 @@ func startMobLab(t *testing.T) *mobLab {
 	return ml
 }
 
-// startMobDaemon runs `godwit run` for c in ns with its control socket in
-// the lab directory and the extra environment variables env.
-func startMobDaemon(t *testing.T, l *netlab.Lab, ns *netlab.NS, c nodeConf, env ...string) *opsDaemon {
-	t.Helper()
-	path := c.write(t, l)
-	sock := filepath.Join(l.Dir, c.name+".sock")
-	args := append([]string{"env", "-u", "NOTIFY_SOCKET", "-u", "WATCHDOG_USEC", "GODWIT_SOCKET=" + sock}, env...)
-	p, err := ns.Start(c.name, append(args, godwit(t), "run", "-c", path)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- log of %s ---\n%s", c.name, p.Output())
-		}
-	})
-	return &opsDaemon{daemon: &daemon{Proc: p, ns: ns}, sock: sock}
-}
-
-// mobPeer is the part of a peer in `godwit show --json` these tests read.
-type mobPeer struct {
-	Name                string        `json:"name"`
-	State               string        `json:"state"`
-	ConnectedSince      time.Time     `json:"connected_since"`
-	Migrations          uint64        `json:"migrations"`
-	LastMigrationOutage time.Duration `json:"last_migration_outage_ns"`
-	Paths               []struct {
-		Uplink    string         `json:"uplink"`
-		Local     netip.AddrPort `json:"local"`
-		Remote    netip.AddrPort `json:"remote"`
-		Active    bool           `json:"active"`
-		Validated bool           `json:"validated"`
-	} `json:"paths"`
-}
-
-func (p *mobPeer) active() string {
-	for _, pa := range p.Paths {
-		if pa.Active {
-			return pa.Uplink
-		}
-	}
-	return "(none)"
-}
-
-func (p *mobPeer) validated(uplink string) bool {
-	for _, pa := range p.Paths {
-		if pa.Uplink == uplink && pa.Validated {
-			return true
-		}
-	}
-	return false
-}
-
-func (p *mobPeer) remote() netip.AddrPort {
-	for _, pa := range p.Paths {
-		if pa.Active {
-			return pa.Remote
-		}
-	}
-	return netip.AddrPort{}
-}
-
-// peer returns the peer name from d's `godwit show --json`.
-func mobPeerOf(t *testing.T, d *opsDaemon, name string) *mobPeer {
-	t.Helper()
-	var st struct {
-		Peers []mobPeer `json:"peers"`
-	}
-	out := d.show(t, "--json")
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("show --json: %v in %q", err, out)
-	}
-	for i := range st.Peers {
-		if st.Peers[i].Name == name {
-			return &st.Peers[i]
-		}
-	}
-	t.Fatalf("show --json of %s has no peer %q", d.Name, name)
-	return nil
-}
-
 // waitPaths polls the site's view of the hub until ok, and fails after
 // within.
-func (ml *mobLab) waitPaths(t *testing.T, within time.Duration, what string, ok func(*mobPeer) bool) *mobPeer {
+func (ml *mobLab) waitPaths(t *testing.T, within time.Duration, what string, ok func(*ctl.PeerStatus) bool) *ctl.PeerStatus {
 	t.Helper()
-	var p *mobPeer
-	if !poll(within, func() bool { p = mobPeerOf(t, ml.siteD, "hub"); return ok(p) }) {
+	var p *ctl.PeerStatus
+	if !labtest.Eventually(within, func() bool { p = ml.siteD.Peer(t, "hub"); return ok(p) }) {
 		t.Fatalf("site: no %s within %v; last: state %s, migrations %d, paths %+v", what, within, p.State, p.Migrations, p.Paths)
 	}
 	return p
 }
 
 // waitMigrated waits until the site made n migrations and is on uplink.
-func (ml *mobLab) waitMigrated(t *testing.T, n uint64, uplink string) *mobPeer {
+func (ml *mobLab) waitMigrated(t *testing.T, n uint64, uplink string) *ctl.PeerStatus {
 	t.Helper()
-	return ml.waitPaths(t, 10*time.Second, fmt.Sprintf("migration #%d to %s", n, uplink), func(p *mobPeer) bool {
-		return p.State == "connected" && p.Migrations >= n && p.active() == uplink
+	return ml.waitPaths(t, 10*time.Second, fmt.Sprintf("migration #%d to %s", n, uplink), func(p *ctl.PeerStatus) bool {
+		return p.State == ctl.StateConnected && p.Migrations >= n && p.ActiveUplink() == uplink
 	})
 }
 
 // checkOneHandshake fails unless each side logged exactly one connection.
 func (ml *mobLab) checkOneHandshake(t *testing.T) {
 	t.Helper()
-	if got := ml.hubD.logLines("peer connected", "peer=site"); len(got) != 1 {
+	if got := ml.hubD.LogLines("peer connected", "peer=site"); len(got) != 1 {
 		t.Errorf("hub logged %d connections of the site, want 1 (no new handshake):\n%s", len(got), strings.Join(got, "\n"))
 	}
-	if got := ml.siteD.logLines("peer connected", "peer=hub"); len(got) != 1 {
+	if got := ml.siteD.LogLines("peer connected", "peer=hub"); len(got) != 1 {
 		t.Errorf("site logged %d connections to the hub, want 1 (no new handshake):\n%s", len(got), strings.Join(got, "\n"))
 	}
 }
@@ -176,7 +105,7 @@ func (ml *mobLab) checkOneHandshake(t *testing.T) {
 // logMigrations reports the site's "migrated" log lines.
 func (ml *mobLab) logMigrations(t *testing.T) {
 	t.Helper()
-	for _, l := range ml.siteD.logLines("msg=migrated") {
+	for _, l := range ml.siteD.LogLines("msg=migrated") {
 		t.Logf("site: %s", l)
 	}
 }
@@ -339,7 +268,7 @@ func (s *stream) finish(t *testing.T) {
 func TestMobilitySwitch(t *testing.T) {
 	t.Parallel()
 	ml := startMobLab(t)
-	since := mobPeerOf(t, ml.siteD, "hub").ConnectedSince
+	since := ml.siteD.Peer(t, "hub").ConnectedSince
 	st := startStream(t, ml)
 	ping := startPinger(t, ml.site, mobHubTun)
 	time.Sleep(time.Second)
@@ -361,7 +290,7 @@ func TestMobilitySwitch(t *testing.T) {
 		ml.waitMigrated(t, uint64(i+1), s.to)
 		took := time.Since(start)
 		time.Sleep(time.Second) // traffic flows on the new path
-		p := mobPeerOf(t, ml.siteD, "hub")
+		p := ml.siteD.Peer(t, "hub")
 		lost := ping.sent.Load() - ping.received.Load() - before
 		t.Logf("%s: on %s within %v; reported outage %v; pings lost %d (about %v at 50 Hz)",
 			s.name, s.to, took.Round(time.Millisecond), p.LastMigrationOutage, lost, time.Duration(lost)*20*time.Millisecond)
@@ -376,19 +305,19 @@ func TestMobilitySwitch(t *testing.T) {
 	if sent == 0 || lost > sent/4 {
 		t.Errorf("ping: %d of %d lost, want far fewer", lost, sent)
 	}
-	p := mobPeerOf(t, ml.siteD, "hub")
+	p := ml.siteD.Peer(t, "hub")
 	if !p.ConnectedSince.Equal(since) {
 		t.Errorf("connected_since changed from %v to %v: the connection was replaced", since, p.ConnectedSince)
 	}
 	ml.checkOneHandshake(t)
-	if got := ml.siteD.logLines("msg=migrated", "outage="); len(got) < len(steps) {
+	if got := ml.siteD.LogLines("msg=migrated", "outage="); len(got) < len(steps) {
 		t.Errorf("site logged %d migrations with an outage, want %d", len(got), len(steps))
 	}
 	ml.logMigrations(t)
 }
 
 // daemonSockets counts the sockets the process holds.
-func daemonSockets(t *testing.T, d *opsDaemon) int {
+func daemonSockets(t *testing.T, d *labtest.Daemon) int {
 	t.Helper()
 	dir := fmt.Sprintf("/proc/%d/fd", d.Cmd.Process.Pid)
 	ents, err := os.ReadDir(dir)
@@ -422,12 +351,12 @@ func TestMobilityFlap(t *testing.T) {
 	ml.waitMigrated(t, 2, "wifi0")
 
 	ml.cellDown(t, mobAddrDel)
-	ml.waitPaths(t, 10*time.Second, "cell0 standby gone", func(p *mobPeer) bool { return !p.validated("cell0") })
+	ml.waitPaths(t, 10*time.Second, "cell0 standby gone", func(p *ctl.PeerStatus) bool { return !p.ValidatedStandby("cell0") })
 	time.Sleep(500 * time.Millisecond)
 	ml.cellUp(t)
-	ml.waitPaths(t, 10*time.Second, "cell0 standby back", func(p *mobPeer) bool { return p.validated("cell0") })
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.Migrations != 2 || p.active() != "wifi0" {
-		t.Errorf("after the cellular flap: %d migrations on %s, want 2 on wifi0 (the standby does not move the connection)", p.Migrations, p.active())
+	ml.waitPaths(t, 10*time.Second, "cell0 standby back", func(p *ctl.PeerStatus) bool { return p.ValidatedStandby("cell0") })
+	if p := ml.siteD.Peer(t, "hub"); p.Migrations != 2 || p.ActiveUplink() != "wifi0" {
+		t.Errorf("after the cellular flap: %d migrations on %s, want 2 on wifi0 (the standby does not move the connection)", p.Migrations, p.ActiveUplink())
 	}
 
 	start := time.Now()
@@ -445,11 +374,11 @@ func TestMobilityFlap(t *testing.T) {
 		ml.waitMigrated(t, n, "wifi0")
 		// Without a validated standby the next loss redials (a new
 		// handshake): wait until cell0 is a standby again.
-		ml.waitPaths(t, 10*time.Second, "cell0 standby again", func(p *mobPeer) bool { return p.validated("cell0") })
+		ml.waitPaths(t, 10*time.Second, "cell0 standby again", func(p *ctl.PeerStatus) bool { return p.ValidatedStandby("cell0") })
 	}
 	t.Logf("10 switches in a row took %v", time.Since(start).Round(time.Millisecond))
 	// Let the standby come back and the old paths close.
-	ml.waitPaths(t, 10*time.Second, "cell0 standby", func(p *mobPeer) bool { return p.validated("cell0") })
+	ml.waitPaths(t, 10*time.Second, "cell0 standby", func(p *ctl.PeerStatus) bool { return p.ValidatedStandby("cell0") })
 	time.Sleep(2 * time.Second)
 	sent, lost := ping.end()
 	t.Logf("50 Hz ping: %d sent, %d lost over %d migrations", sent, lost, n)
@@ -473,7 +402,12 @@ func TestMobilityFlap(t *testing.T) {
 func TestMobilityNATRebinding(t *testing.T) {
 	t.Parallel()
 	ml := startMobLab(t)
-	hubSees := func() netip.AddrPort { return mobPeerOf(t, ml.hubD, "site").remote() }
+	hubSees := func() netip.AddrPort {
+		if a := ml.hubD.Peer(t, "site").ActivePath(); a != nil {
+			return a.Remote
+		}
+		return netip.AddrPort{}
+	}
 	first := hubSees()
 	wifiPub, _ := ml.publicAddrs()
 	if first.Addr() != wifiPub {
@@ -483,7 +417,7 @@ func TestMobilityNATRebinding(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		var got netip.AddrPort
-		if !poll(15*time.Second, func() bool { got = hubSees(); return ok(got) }) {
+		if !labtest.Eventually(15*time.Second, func() bool { got = hubSees(); return ok(got) }) {
 			t.Fatalf("%s: hub still sees the site at %v after 15 s", what, got)
 		}
 		t.Logf("%s: hub follows %v -> %v after %v", what, from, got, time.Since(start).Round(time.Millisecond))
@@ -512,7 +446,7 @@ func TestMobilityNATRebinding(t *testing.T) {
 	if err := ml.hub.WaitPing(mobSiteTun, 5*time.Second); err != nil {
 		t.Errorf("hub to site after an idle rebinding: %v", err)
 	}
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.Migrations != 0 {
+	if p := ml.siteD.Peer(t, "hub"); p.Migrations != 0 {
 		t.Errorf("site made %d migrations for a NAT rebinding, want 0 (the hub follows)", p.Migrations)
 	}
 	ml.checkOneHandshake(t)
@@ -528,9 +462,9 @@ func TestMobilityBlackhole(t *testing.T) {
 	const cut = 33 * time.Second
 	start := time.Now()
 	ml.blackhole(t, cut)
-	ml.siteD.waitLog(t, 10*time.Second, "path suspect")
+	ml.siteD.WaitLog(t, 10*time.Second, "path suspect")
 	t.Logf("site suspected its path after %v", time.Since(start).Round(time.Millisecond))
-	if !poll(cut, func() bool { return mobPeerOf(t, ml.siteD, "hub").State != "connected" }) {
+	if !labtest.Eventually(cut, func() bool { return ml.siteD.Peer(t, "hub").State != ctl.StateConnected }) {
 		t.Errorf("site still reports the hub connected during a %v blackhole", cut)
 	}
 	t.Logf("site dropped the dead connection after %v", time.Since(start).Round(time.Millisecond))
@@ -544,17 +478,17 @@ func TestMobilityBlackhole(t *testing.T) {
 	if back > 20*time.Second {
 		t.Errorf("tunnel back only after %v, want within seconds", back)
 	}
-	for _, d := range []*opsDaemon{ml.hubD, ml.siteD} {
+	for _, d := range []*labtest.Daemon{ml.hubD, ml.siteD} {
 		if code, err := d.Wait(0); err == nil {
 			t.Errorf("%s exited with %d", d.Name, code)
 		}
 	}
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.State != "connected" {
+	if p := ml.siteD.Peer(t, "hub"); p.State != ctl.StateConnected {
 		t.Errorf("site: hub is %s after recovery, want connected", p.State)
 	}
 	t.Logf("during the blackhole the site logged %d path suspicions, %d switches, %d failed dials, %d connections",
-		len(ml.siteD.logLines("path suspect")), len(ml.siteD.logLines("quicconn: switched path")),
-		len(ml.siteD.logLines("dial failed")), len(ml.siteD.logLines("peer connected")))
+		len(ml.siteD.LogLines("path suspect")), len(ml.siteD.LogLines("quicconn: switched path")),
+		len(ml.siteD.LogLines("dial failed")), len(ml.siteD.LogLines("peer connected")))
 }
 
 // TestMobilityRedialNoStandby: with the cellular uplink down there is no
@@ -566,33 +500,33 @@ func TestMobilityRedialNoStandby(t *testing.T) {
 	t.Parallel()
 	ml := startMobLab(t)
 	ml.cellDown(t, mobLinkDown)
-	ml.waitPaths(t, 10*time.Second, "wifi0 active without a cell0 standby", func(p *mobPeer) bool {
-		return p.active() == "wifi0" && !p.validated("cell0")
+	ml.waitPaths(t, 10*time.Second, "wifi0 active without a cell0 standby", func(p *ctl.PeerStatus) bool {
+		return p.ActiveUplink() == "wifi0" && !p.ValidatedStandby("cell0")
 	})
 	ping := startPinger(t, ml.site, mobHubTun)
 	time.Sleep(500 * time.Millisecond)
 
 	ml.wifiDown(t, mobLinkDown)
-	ml.siteD.waitLog(t, 5*time.Second, "no uplink to move to; waiting")
+	ml.siteD.WaitLog(t, 5*time.Second, "no uplink to move to; waiting")
 	ml.cellUp(t)
-	ml.siteD.waitLog(t, 10*time.Second, "redialing: no validated standby", "via=cell0")
-	ml.siteD.waitLog(t, 10*time.Second, "quicconn: redialed")
-	p := ml.waitPaths(t, 10*time.Second, "a connection on cell0", func(p *mobPeer) bool {
-		return p.State == "connected" && p.active() == "cell0"
+	ml.siteD.WaitLog(t, 10*time.Second, "redialing: no validated standby", "via=cell0")
+	ml.siteD.WaitLog(t, 10*time.Second, "quicconn: redialed")
+	p := ml.waitPaths(t, 10*time.Second, "a connection on cell0", func(p *ctl.PeerStatus) bool {
+		return p.State == ctl.StateConnected && p.ActiveUplink() == "cell0"
 	})
 	if p.Migrations != 0 {
 		t.Errorf("migrations = %d on the redialed connection, want 0 (a redial, not a switch)", p.Migrations)
 	}
-	for _, l := range ml.siteD.logLines("quicconn: redialed") {
+	for _, l := range ml.siteD.LogLines("quicconn: redialed") {
 		t.Logf("site: %s", l)
 	}
-	if n := len(ml.siteD.logLines("waiting for a standby probe")); n != 0 {
+	if n := len(ml.siteD.LogLines("waiting for a standby probe")); n != 0 {
 		t.Errorf("site waited for a standby probe %d times, want a redial at once", n)
 	}
 
 	ml.wifiUp(t)
-	ml.waitPaths(t, 15*time.Second, "back on wifi0", func(p *mobPeer) bool {
-		return p.State == "connected" && p.active() == "wifi0"
+	ml.waitPaths(t, 15*time.Second, "back on wifi0", func(p *ctl.PeerStatus) bool {
+		return p.State == ctl.StateConnected && p.ActiveUplink() == "wifi0"
 	})
 	sent, lost := ping.end()
 	t.Logf("50 Hz ping: %d sent, %d lost", sent, lost)
@@ -607,34 +541,29 @@ func TestMobilityRedialNoStandby(t *testing.T) {
 func TestMobilityStartWithoutUplink(t *testing.T) {
 	t.Parallel()
 	tp := newMobilityTopo(t, mobOpts{})
-	hk, sk := genKey(t, tp.lab, "mhub"), genKey(t, tp.lab, "msite")
-	hub := nodeConf{name: "mhub", key: hk, addrs: []string{"10.77.0.1/24"}, listen: "0.0.0.0:4433",
-		peers: []peerConf{{name: "site", pub: sk.pub, allowed: []string{"10.77.0.2/32"}}}}
-	site := nodeConf{name: "msite", key: sk, addrs: []string{"10.77.0.2/24"},
-		extra: []string{`uplinks = ["wifi0", "cell0"]`},
-		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
+	hub, site := mobConfs(t, tp)
 	ml := &mobLab{mobTopo: tp}
-	ml.hubD = startMobDaemon(t, tp.lab, tp.hub, hub)
+	ml.hubD = startNode(t, tp.lab, tp.hub, hub)
 	tp.wifiDown(t, mobLinkDown)
 	tp.cellDown(t, mobLinkDown)
-	ml.siteD = startMobDaemon(t, tp.lab, tp.site, site)
-	ml.siteD.waitLog(t, 10*time.Second, "quicconn: no usable uplink; waiting for one")
+	ml.siteD = startNode(t, tp.lab, tp.site, site)
+	ml.siteD.WaitLog(t, 10*time.Second, "quicconn: no usable uplink; waiting for one")
 	time.Sleep(500 * time.Millisecond)
-	if p := mobPeerOf(t, ml.siteD, "hub"); p.State == "connected" {
-		t.Fatalf("site connected on %q without a usable uplink", p.active())
+	if p := ml.siteD.Peer(t, "hub"); p.State == ctl.StateConnected {
+		t.Fatalf("site connected on %q without a usable uplink", p.ActiveUplink())
 	}
 
 	tp.wifiUp(t)
-	ml.siteD.waitConnected(t, "hub")
-	ml.waitPaths(t, 10*time.Second, "a connection on wifi0", func(p *mobPeer) bool { return p.active() == "wifi0" })
+	ml.siteD.WaitConnected(t, "hub")
+	ml.waitPaths(t, 10*time.Second, "a connection on wifi0", func(p *ctl.PeerStatus) bool { return p.ActiveUplink() == "wifi0" })
 	tp.cellUp(t)
-	ml.waitPaths(t, 10*time.Second, "cell0 validated as standby", func(p *mobPeer) bool {
-		return p.active() == "wifi0" && p.validated("cell0")
+	ml.waitPaths(t, 10*time.Second, "cell0 validated as standby", func(p *ctl.PeerStatus) bool {
+		return p.ActiveUplink() == "wifi0" && p.ValidatedStandby("cell0")
 	})
 	tp.wifiDown(t, mobAddrDel)
 	ml.waitMigrated(t, 1, "cell0")
 	must(t, ml.site.WaitPing(mobHubTun, 5*time.Second))
-	if n := len(ml.siteD.logLines("dialing on the wildcard socket")); n != 0 {
+	if n := len(ml.siteD.LogLines("dialing on the wildcard socket")); n != 0 {
 		t.Errorf("site dialed on the wildcard socket %d times", n)
 	}
 }

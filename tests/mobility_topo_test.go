@@ -3,7 +3,6 @@
 package tests
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +19,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 	"github.com/godwit-vpn/godwit/tests/relay"
 )
 
@@ -119,7 +119,7 @@ type mobTopo struct {
 // ends. It needs root and nft.
 func newMobilityTopo(t *testing.T, o mobOpts) *mobTopo {
 	t.Helper()
-	l := newLab(t)
+	l := labtest.NewLab(t, "gwt")
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatalf("the mobility lab needs the nft command (package nftables): %v", err)
 	}
@@ -160,15 +160,13 @@ func newMobilityTopo(t *testing.T, o mobOpts) *mobTopo {
 func (tp *mobTopo) siteRoute(t *testing.T, u mobUplink) {
 	t.Helper()
 	var err error
-	for range 20 {
+	if !labtest.Eventually(time.Second, func() bool {
 		_, err = tp.site.Exec("ip", "route", "replace", "default", "via", u.gw.String(),
 			"dev", u.siteIf, "metric", fmt.Sprint(u.metric))
-		if err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("default route via %s: %v", u.name, err)
 	}
-	t.Fatalf("default route via %s: %v", u.name, err)
 }
 
 // writeNAT loads the router's NAT rules for the current public addresses
@@ -242,19 +240,11 @@ func (tp *mobTopo) startRelay(t *testing.T, delay time.Duration) {
 		t.Fatal(err)
 	}
 	tp.relay = r
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	// Registered after newLab's cleanup, so it runs before the lab goes.
+	stop := r.Start()
+	// Registered after the lab's cleanup, so it runs before the lab goes.
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("relay: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("relay did not stop within 10 s")
+		if err := stop(10 * time.Second); err != nil {
+			t.Errorf("relay: %v", err)
 		}
 	})
 }
@@ -416,31 +406,14 @@ func (tp *mobTopo) siteUplink(t *testing.T) (dev string, src netip.Addr) {
 	return v[0].Dev, src
 }
 
-// mobEcho is a UDP server in the hub that answers every datagram with the
-// datagram followed by " " and the source address it saw.
-type mobEcho struct {
-	conn *net.UDPConn
-}
-
-func startMobEcho(t *testing.T, ns *netlab.NS, addr netip.AddrPort) *mobEcho {
+// startMobEcho runs a UDP server on addr in ns that answers every
+// datagram with the datagram followed by " " and the source address it
+// saw, until the test ends.
+func startMobEcho(t *testing.T, ns *netlab.NS, addr netip.AddrPort) {
 	t.Helper()
 	c, err := ns.ListenUDP(addr.String())
 	must(t, err)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			reply := fmt.Appendf(nil, "%s %s", buf[:n], from)
-			c.WriteToUDPAddrPort(reply, from)
-		}
-	}()
-	t.Cleanup(func() { c.Close(); <-done })
-	return &mobEcho{conn: c}
+	labtest.ServeUDP(t, c, func(b []byte, from netip.AddrPort) []byte { return fmt.Appendf(nil, "%s %s", b, from) })
 }
 
 // mobClient is an unconnected UDP socket in the site, so the kernel picks
@@ -601,7 +574,7 @@ func TestMobilityTopology(t *testing.T) {
 	}
 	// The relay counts an answer after its write returned, which can be
 	// after the client read it.
-	if !poll(5*time.Second, func() bool { st := tp.relay.Stats(); return st.Clients == 2 && st.ToClient.Forwarded >= 4 }) {
+	if !labtest.Eventually(5*time.Second, func() bool { st := tp.relay.Stats(); return st.Clients == 2 && st.ToClient.Forwarded >= 4 }) {
 		t.Errorf("relay stats %+v, want 2 clients (wifi, cell) and at least 4 answers", tp.relay.Stats())
 	}
 	t.Logf("mobility lab checks took %v", time.Since(start).Round(time.Millisecond))

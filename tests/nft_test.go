@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 const nftTable = "gwtest"

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // TestReloadKeepsUnchangedPeer reloads a hub with two sites, A and B, under
@@ -20,12 +22,12 @@ func TestReloadKeepsUnchangedPeer(t *testing.T) {
 	a, b := tp.sites[0], tp.sites[1]
 	full := tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port))
 	hubPath := full.write(t, tp.lab)
-	hub := startDaemon(t, tp.hub, "hub", hubPath)
-	tp.start(t, a.ns, tp.siteConf(a, false)).waitConnected(t, "hub")
+	hub := labtest.StartDaemon(t, tp.hub, "hub", hubPath)
+	tp.start(t, a.ns, tp.siteConf(a, false)).WaitConnected(t, "hub")
 	siteB := tp.start(t, b.ns, tp.siteConf(b, false))
-	siteB.waitConnected(t, "hub")
-	hub.waitConnected(t, a.name())
-	hub.waitConnected(t, b.name())
+	siteB.WaitConnected(t, "hub")
+	hub.WaitConnected(t, a.name())
+	hub.WaitConnected(t, b.name())
 	a4, _ := tunAddrs(a.i)
 	b4, _ := tunAddrs(b.i)
 	// B's tunnel addresses are inside the hub's own /24 and /64, so the
@@ -69,13 +71,13 @@ func TestReloadKeepsUnchangedPeer(t *testing.T) {
 	}
 	must(t, hub.Signal(syscall.SIGHUP))
 	reloaded := time.Now()
-	hub.waitLog(t, 5*time.Second, "msg=reloaded", "peers=1")
-	if !poll(time.Second, func() bool { return len(routesTo(bl4, bl6)) == 0 }) {
+	hub.WaitLog(t, 5*time.Second, "msg=reloaded", "peers=1")
+	if !labtest.Eventually(time.Second, func() bool { return len(routesTo(bl4, bl6)) == 0 }) {
 		t.Errorf("hub routes to B 1 s after the reload: %q, want none", routesTo(bl4, bl6))
 	}
 	t.Logf("B's routes gone %v after SIGHUP", time.Since(reloaded).Round(time.Millisecond))
-	siteB.waitLog(t, 2*time.Second, "peer disconnected", "peer=hub", "peer removed from config")
-	if len(hub.logLines("peer removed", "peer="+b.name())) == 0 {
+	siteB.WaitLog(t, 2*time.Second, "peer disconnected", "peer=hub", "peer removed from config")
+	if len(hub.LogLines("peer removed", "peer="+b.name())) == 0 {
 		t.Errorf("hub did not log that it removed %s", b.name())
 	}
 
@@ -86,16 +88,16 @@ func TestReloadKeepsUnchangedPeer(t *testing.T) {
 	if r.sent != count || r.received != r.sent {
 		t.Errorf("100 Hz ping to A across the reload: %d of %d replies (%d sent), want all", r.received, count, r.sent)
 	}
-	if n := len(hub.logLines("peer disconnected", "peer="+a.name())); n != 0 {
+	if n := len(hub.LogLines("peer disconnected", "peer="+a.name())); n != 0 {
 		t.Errorf("A was disconnected %d times by a reload that did not change it", n)
 	}
 
 	// Re-adding B: B's dial loop, refused meanwhile, gets through again.
 	full.write(t, tp.lab)
 	must(t, hub.Signal(syscall.SIGHUP))
-	if !poll(connectWithin, func() bool { return len(hub.logLines("peer connected", "peer="+b.name())) >= 2 }) {
-		t.Fatalf("B did not reconnect within %v of being re-added", connectWithin)
-	}
+	labtest.WaitFor(t, labtest.ConnectWithin, "second connection of "+b.name()+" after re-adding it", func() bool {
+		return len(hub.LogLines("peer connected", "peer="+b.name())) >= 2
+	})
 	if err := tp.hub.WaitPing(b4, 10*time.Second); err != nil {
 		t.Errorf("after re-adding B: %v", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // TestHubRestartStatelessReset kills the hub with SIGKILL (no
@@ -30,18 +32,18 @@ func TestHubRestartStatelessReset(t *testing.T) {
 		t.Fatalf("hub after SIGKILL: %v", err)
 	}
 	cfg := tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)).write(t, tp.lab) // the same file and state dir
-	hub2 := startDaemon(t, tp.hub, "hub-restarted", cfg)
-	hub2.waitLog(t, connectWithin, "quicconn: listening")
+	hub2 := labtest.StartDaemon(t, tp.hub, "hub-restarted", cfg)
+	hub2.WaitLog(t, labtest.ConnectWithin, "quicconn: listening")
 
 	start := time.Now()
 	if err := s.ns.WaitPing(hub4, 3*time.Second); err != nil {
 		t.Fatalf("after the hub restart: %v", err)
 	}
 	back := time.Since(start)
-	site.waitLog(t, 5*time.Second, "quicconn: connection ended, redialing", `reason="stateless reset"`, "retry_in=0s")
-	site.waitLog(t, 5*time.Second, "quicconn: redialed", `reason="stateless reset"`, "outage=")
-	hub2.waitConnected(t, s.name())
-	if n := len(site.logLines("idle timeout")); n != 0 {
+	site.WaitLog(t, 5*time.Second, "quicconn: connection ended, redialing", `reason="stateless reset"`, "retry_in=0s")
+	site.WaitLog(t, 5*time.Second, "quicconn: redialed", `reason="stateless reset"`, "outage=")
+	hub2.WaitConnected(t, s.name())
+	if n := len(site.LogLines("idle timeout")); n != 0 {
 		t.Errorf("site logged %d idle timeouts, want the stateless reset to end the old connection", n)
 	}
 	t.Logf("pings back %v after the restarted hub listened", back.Round(time.Millisecond))

@@ -13,14 +13,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // refusalWords are the words one of which a log line explaining a refused
 // peer must contain (case-insensitive).
 var refusalWords = []string{"refus", "reject", "unknown", "not pinned", "mismatch", "not allowed", "not authorized", "unauthorized", "untrusted", "denied"}
 
-func refusals(d *daemon) []string {
+func refusals(d *labtest.Daemon) []string {
 	var found []string
 	for line := range strings.Lines(strings.ToLower(d.Output())) {
 		for _, w := range refusalWords {
@@ -37,7 +38,7 @@ func refusals(d *daemon) []string {
 // hub does not know, and a site that pins a key other than the hub's, never
 // connect, carry no traffic, and the refusing side says why.
 func TestWrongKey(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	tests := []struct {
 		name     string
 		badSite  bool // the hub pins another key for the site
@@ -64,7 +65,7 @@ func TestWrongKey(t *testing.T) {
 			if tt.refuserH {
 				refuser = hub
 			}
-			if !poll(10*time.Second, func() bool { return len(refusals(refuser)) > 0 }) {
+			if !labtest.Eventually(10*time.Second, func() bool { return len(refusals(refuser)) > 0 }) {
 				t.Errorf("%s log shows no refusal (a line with one of %q) within 10 s", refuser.Name, refusalWords)
 			}
 			h4, _ := tunAddrs(0)
@@ -75,8 +76,8 @@ func TestWrongKey(t *testing.T) {
 			if r.Received != 0 {
 				t.Errorf("ping %v from the site: %d of %d replies, want none", h4, r.Received, r.Sent)
 			}
-			for _, d := range []*daemon{hub, site} {
-				if l := d.logLines("peer connected"); len(l) > 0 {
+			for _, d := range []*labtest.Daemon{hub, site} {
+				if l := d.LogLines("peer connected"); len(l) > 0 {
 					t.Errorf("%s logged %q, want no connection", d.Name, l)
 				}
 				if code, err := d.Wait(0); err == nil {

@@ -14,107 +14,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
-// statusDoc is the part of `godwit show --json` these tests read. It is
-// decoded from the command's output, as a script would, not shared with
-// package main.
-type statusDoc struct {
-	Now       time.Time `json:"now"`
-	Interface struct {
-		Name      string `json:"name"`
-		PublicKey string `json:"public_key"`
-		RxPackets uint64 `json:"rx_packets"`
-		TxPackets uint64 `json:"tx_packets"`
-		// sendmsg calls of the QUIC sockets and the datagrams they carried
-		UDPSendCalls    uint64 `json:"udp_send_calls"`
-		UDPSendSegments uint64 `json:"udp_send_segments"`
-	} `json:"interface"`
-	Peers []peerDoc `json:"peers"`
-}
-
-type peerDoc struct {
-	Name          string            `json:"name"`
-	PublicKey     string            `json:"public_key"`
-	Endpoint      string            `json:"endpoint"`
-	State         string            `json:"state"`
-	LastHandshake time.Time         `json:"last_handshake"`
-	LastRx        time.Time         `json:"last_rx"`
-	LastTx        time.Time         `json:"last_tx"`
-	RxPackets     uint64            `json:"rx_packets"`
-	RxBytes       uint64            `json:"rx_bytes"`
-	TxPackets     uint64            `json:"tx_packets"`
-	TxBytes       uint64            `json:"tx_bytes"`
-	Drops         map[string]uint64 `json:"drops"`
-	Paths         []struct {
-		Local  netip.AddrPort `json:"local"`
-		Remote netip.AddrPort `json:"remote"`
-		Active bool           `json:"active"`
-		RTT    struct {
-			Smoothed time.Duration `json:"smoothed_ns"`
-			Min      time.Duration `json:"min_ns"`
-			Latest   time.Duration `json:"latest_ns"`
-		} `json:"rtt"`
-		CongestionWindow uint64 `json:"congestion_window_bytes"`
-		DatagramLimit    int    `json:"datagram_limit_bytes"`
-		PacketsSent      uint64 `json:"packets_sent"`
-		PacketsReceived  uint64 `json:"packets_received"`
-	} `json:"paths"`
-}
-
-// peer returns the peer called name, failing the test without one.
-func (s *statusDoc) peer(t *testing.T, name string) *peerDoc {
+// show runs `godwit show --socket <d's socket> args...` and returns its
+// stdout.
+func show(t *testing.T, d *labtest.Daemon, args ...string) string {
 	t.Helper()
-	for i := range s.Peers {
-		if s.Peers[i].Name == name {
-			return &s.Peers[i]
-		}
-	}
-	t.Fatalf("show: no peer %q in %+v", name, s.Peers)
-	return nil
-}
-
-// opsDaemon is a daemon started with its own control socket (GODWIT_SOCKET)
-// so that daemons of parallel tests and of other labs, which all name
-// their interface gw0, never share /run/godwit/gw0.sock.
-type opsDaemon struct {
-	*daemon
-	sock string
-}
-
-// startOpsDaemon writes c, adds extra lines to its [interface] table and
-// runs the daemon in ns with its control socket in the lab directory.
-func startOpsDaemon(t *testing.T, tp *topo, ns *netlab.NS, c nodeConf, extra ...string) *opsDaemon {
-	t.Helper()
-	path := c.write(t, tp.lab)
-	if len(extra) > 0 {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := strings.Replace(string(b), "[interface]\n", "[interface]\n"+strings.Join(extra, "\n")+"\n", 1)
-		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sock := filepath.Join(tp.lab.Dir, c.name+".sock")
-	p, err := ns.Start(c.name, "env", "GODWIT_SOCKET="+sock, godwit(t), "run", "-c", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- log of %s ---\n%s", c.name, p.Output())
-		}
-	})
-	return &opsDaemon{daemon: &daemon{Proc: p, ns: ns}, sock: sock}
-}
-
-// show runs `godwit show --socket <sock> args...` and returns its stdout.
-func (d *opsDaemon) show(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(godwit(t), append([]string{"show", "--socket", d.sock}, args...)...)
+	cmd := exec.Command(labtest.Godwit(t), append([]string{"show", "--socket", d.Socket}, args...)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -124,27 +32,18 @@ func (d *opsDaemon) show(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// status runs `godwit show --json` and decodes it.
-func (d *opsDaemon) status(t *testing.T) *statusDoc {
-	t.Helper()
-	out := d.show(t, "--json")
-	var st statusDoc
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("godwit show --json (%s): %v in %q", d.Name, err, out)
-	}
-	return &st
-}
-
-// opsLab is a hub and one site, both up, each with its own control
-// socket; the hub has the extra [interface] lines hubExtra.
-func opsLab(t *testing.T, hubExtra ...string) (tp *topo, hub, site *opsDaemon) {
+// opsLab is a hub and one site, both up; the hub has the extra
+// [interface] lines hubExtra.
+func opsLab(t *testing.T, hubExtra ...string) (tp *topo, hub, site *labtest.Daemon) {
 	t.Helper()
 	tp = newTopo(t, 1, false)
 	s := tp.sites[0]
-	hub = startOpsDaemon(t, tp, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)), hubExtra...)
-	site = startOpsDaemon(t, tp, s.ns, tp.siteConf(s, false))
-	site.waitConnected(t, "hub")
-	hub.waitConnected(t, s.name())
+	hc := tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port))
+	hc.extra = hubExtra
+	hub = tp.start(t, tp.hub, hc)
+	site = tp.start(t, s.ns, tp.siteConf(s, false))
+	site.WaitConnected(t, "hub")
+	hub.WaitConnected(t, s.name())
 	return tp, hub, site
 }
 
@@ -174,17 +73,17 @@ func pingThrough(t *testing.T, tp *topo) int {
 func TestShow(t *testing.T) {
 	tp, hub, site := opsLab(t)
 	s := tp.sites[0]
-	hubBefore, siteBefore := hub.status(t), site.status(t)
+	hubBefore, siteBefore := hub.Status(t), site.Status(t)
 	replies := pingThrough(t, tp)
-	hubAfter, siteAfter := hub.status(t), site.status(t)
+	hubAfter, siteAfter := hub.Status(t), site.Status(t)
 
 	// Counters grow by the pings, plus little: nothing else talks over
 	// the tunnel in this lab (heartbeats ride the control stream, and
 	// link-local multicast has no route).
 	const slack = 5
 	delta := func(after, before uint64) uint64 { return after - before }
-	sp, sp0 := siteAfter.peer(t, "hub"), siteBefore.peer(t, "hub")
-	hp, hp0 := hubAfter.peer(t, s.name()), hubBefore.peer(t, s.name())
+	sp, sp0 := labtest.PeerOf(t, siteAfter, "hub"), labtest.PeerOf(t, siteBefore, "hub")
+	hp, hp0 := labtest.PeerOf(t, hubAfter, s.name()), labtest.PeerOf(t, hubBefore, s.name())
 	counters := []struct {
 		name     string
 		got      uint64
@@ -209,8 +108,8 @@ func TestShow(t *testing.T) {
 	site4, _ := underlay(s.i, 2)
 	for _, tt := range []struct {
 		who        string
-		st         *statusDoc
-		p          *peerDoc
+		st         *ctl.Status
+		p          *ctl.PeerStatus
 		wantKey    string
 		wantRemote netip.Addr
 		wantPort   uint16 // 0: any (the site's port is ephemeral)
@@ -220,7 +119,7 @@ func TestShow(t *testing.T) {
 		{"hub", hubAfter, hp, s.k.pub, site4, 0, ""},
 	} {
 		p := tt.p
-		if p.State != "connected" {
+		if p.State != ctl.StateConnected {
 			t.Errorf("%s: peer %s state %q, want connected", tt.who, p.Name, p.State)
 		}
 		if p.PublicKey != tt.wantKey {
@@ -263,7 +162,7 @@ func TestShow(t *testing.T) {
 		}
 	}
 
-	human := site.show(t)
+	human := show(t, site)
 	for _, want := range []string{
 		"interface: " + tunName,
 		"peer: hub",
@@ -277,20 +176,31 @@ func TestShow(t *testing.T) {
 			t.Errorf("godwit show (site): no %q in\n%s", want, human)
 		}
 	}
-	if human := hub.show(t); !strings.Contains(human, "peer: "+s.name()) || !strings.Contains(human, "listening on: 0.0.0.0:4433") {
+	if human := show(t, hub); !strings.Contains(human, "peer: "+s.name()) || !strings.Contains(human, "listening on: 0.0.0.0:4433") {
 		t.Errorf("godwit show (hub) does not mention peer %s and the listen address:\n%s", s.name(), human)
 	}
 
+	// `godwit show --json` prints the document the control socket serves.
+	js := show(t, site, "--json")
+	var doc ctl.Status
+	if err := json.Unmarshal([]byte(js), &doc); err != nil {
+		t.Fatalf("godwit show --json: %v in %q", err, js)
+	}
+	if p := doc.Peer("hub"); doc.Interface.PublicKey != siteAfter.Interface.PublicKey || p == nil ||
+		p.PublicKey != tp.hubK.pub || p.State != ctl.StateConnected || len(p.Paths) != 1 {
+		t.Errorf("godwit show --json (site) = %s\nwant the site's status with the hub connected on one path", js)
+	}
+
 	// No daemon on a socket: a clear error and a failing exit status.
-	cmd := exec.Command(godwit(t), "show", "--socket", filepath.Join(tp.lab.Dir, "none.sock"))
+	cmd := exec.Command(labtest.Godwit(t), "show", "--socket", filepath.Join(tp.lab.Dir, "none.sock"))
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "is it running?") {
 		t.Errorf("godwit show without a daemon: %v, %q; want an error saying so", err, out)
 	}
 
 	// A stopped daemon leaves no socket (nor its lock file) behind.
-	site.stop(t, 10*time.Second)
-	for _, p := range []string{site.sock, site.sock + ".lock"} {
+	site.Stop(t, 10*time.Second)
+	for _, p := range []string{site.Socket, site.Socket + ".lock"} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("after SIGTERM: stat %s = %v, want not exist", p, err)
 		}

@@ -20,7 +20,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // These tests play systemd's part of the notify protocol (sd_notify(3)):
@@ -159,7 +160,7 @@ func (s *notifySock) pings() []time.Time {
 // waitPings waits until n WATCHDOG=1 messages have arrived in all.
 func (s *notifySock) waitPings(t *testing.T, n int, within time.Duration) {
 	t.Helper()
-	if !poll(within, func() bool { return len(s.pings()) >= n }) {
+	if !labtest.Eventually(within, func() bool { return len(s.pings()) >= n }) {
 		t.Fatalf("%d WATCHDOG=1 messages within %v, want %d", len(s.pings()), within, n)
 	}
 }
@@ -180,23 +181,11 @@ func checkPingGaps(t *testing.T, pings []time.Time, until time.Time) {
 
 // startNotified runs `godwit run -c cfg` in ns with a fake notify socket,
 // a 1 s watchdog and the extra environment variables env.
-func startNotified(t *testing.T, l *netlab.Lab, ns *netlab.NS, name, cfg string, env ...string) (*daemon, *notifySock) {
+func startNotified(t *testing.T, l *netlab.Lab, ns *netlab.NS, name, cfg string, env ...string) (*labtest.Daemon, *notifySock) {
 	t.Helper()
 	s := newNotifySock(t, l, name)
-	args := []string{"env", "-u", "WATCHDOG_PID", "-u", "GODWIT_DEBUG_WEDGE", "-u", "GODWIT_DEBUG_WEDGE_AFTER",
-		"NOTIFY_SOCKET=" + s.path, fmt.Sprintf("WATCHDOG_USEC=%d", watchdogInterval.Microseconds())}
-	args = append(args, env...)
-	args = append(args, godwit(t), "run", "-c", cfg)
-	p, err := ns.Start(name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("--- log of %s ---\n%s", name, p.Output())
-		}
-	})
-	return &daemon{Proc: p, ns: ns}, s
+	env = append([]string{"NOTIFY_SOCKET=" + s.path, fmt.Sprintf("WATCHDOG_USEC=%d", watchdogInterval.Microseconds())}, env...)
+	return labtest.StartDaemon(t, ns, name, cfg, env...), s
 }
 
 // setInterfaceKey adds `line` to the [interface] table of the config file.
@@ -283,7 +272,7 @@ func TestSystemdHub(t *testing.T) {
 
 	// A site connects: one STATUS line says so.
 	site := tp.start(t, s.ns, tp.siteConf(s, false))
-	if m := ns.next(t, connectWithin, "STATUS", "1/1 peers connected"); m.fields["READY"] != "" {
+	if m := ns.next(t, labtest.ConnectWithin, "STATUS", "1/1 peers connected"); m.fields["READY"] != "" {
 		t.Errorf("connect sent %q, want a STATUS line without READY", m.raw)
 	}
 
@@ -316,18 +305,18 @@ func TestSystemdHub(t *testing.T) {
 	if !strings.Contains(st, "reload failed") || !strings.Contains(st, hubPath+":") || !strings.Contains(st, "bogus") || !strings.Contains(st, "previous config") {
 		t.Errorf("STATUS after a bad reload = %q, want it to say that the reload failed, where (%s:line), what (bogus) and that the previous config runs", st, hubPath)
 	}
-	if len(hub.logLines("reload failed", "bogus")) == 0 {
+	if len(hub.LogLines("reload failed", "bogus")) == 0 {
 		t.Errorf("no log line about the failed reload")
 	}
 	pingOK(t, s.ns, a4)
 
 	// The site leaves: one STATUS line says so.
-	site.stop(t, 2*time.Second)
+	site.Stop(t, 2*time.Second)
 	ns.next(t, 5*time.Second, "STATUS", "0/1 peers connected")
 
 	// Stop: STOPPING=1, exit 0 within 2 s, gw0 gone.
 	stopAt := time.Now()
-	hub.stop(t, 2*time.Second)
+	hub.Stop(t, 2*time.Second)
 	st0 := ns.next(t, time.Second, "STOPPING", "1")
 	if linkExists(t, tp.hub, tunName) {
 		t.Errorf("%s still exists after the hub exited", tunName)
@@ -376,8 +365,8 @@ func TestSystemdSiteReady(t *testing.T) {
 	site1, n1 := startNotified(t, tp.lab, s1.ns, "s1", tp.siteConf(s1, false).write(t, tp.lab))
 	_, n2 := startNotified(t, tp.lab, s2.ns, "s2", p2)
 
-	r1 := n1.next(t, connectWithin, "READY", "1")
-	if len(site1.logLines("peer connected", "peer=hub")) == 0 {
+	r1 := n1.next(t, labtest.ConnectWithin, "READY", "1")
+	if len(site1.LogLines("peer connected", "peer=hub")) == 0 {
 		t.Errorf("s1 sent READY=1 before its log said the hub is connected")
 	}
 	if got, want := r1.fields["STATUS"], "1/1 peers connected"; got != want {
@@ -439,7 +428,7 @@ func TestSystemdWatchdogWedge(t *testing.T) {
 					t.Errorf("WATCHDOG=1 at %v, %v after the %s loop wedged", p.Format("15:04:05.000"), p.Sub(w.at).Round(time.Millisecond), tt.loop)
 				}
 			}
-			if len(d.logLines("watchdog: no progress")) == 0 {
+			if len(d.LogLines("watchdog: no progress")) == 0 {
 				t.Errorf("no log line saying that the watchdog saw no progress")
 			}
 			if tt.loop == "control" {
@@ -452,7 +441,7 @@ func TestSystemdWatchdogWedge(t *testing.T) {
 			}
 			// A wedged TUN write gives up when the device is closed, so
 			// the daemon still stops cleanly.
-			d.stop(t, 2*time.Second)
+			d.Stop(t, 2*time.Second)
 		})
 	}
 }

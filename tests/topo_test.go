@@ -7,7 +7,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // topo is the hub-and-spoke lab drawn in the package doc.
@@ -58,7 +59,7 @@ func lanHost(i int) (v4, v6 netip.Addr) {
 // hub and the sites. No daemon runs yet.
 func newTopo(t *testing.T, n int, lans bool) *topo {
 	t.Helper()
-	l := newLab(t)
+	l := labtest.NewLab(t, "gwt")
 	tp := &topo{lab: l}
 	var err error
 	tp.hub, err = l.NS("hub")
@@ -188,14 +189,14 @@ func (tp *topo) siteConf(s *site, v6 bool) nodeConf {
 }
 
 // start writes c and runs a daemon with it in ns.
-func (tp *topo) start(t *testing.T, ns *netlab.NS, c nodeConf) *daemon {
+func (tp *topo) start(t *testing.T, ns *netlab.NS, c nodeConf) *labtest.Daemon {
 	t.Helper()
-	return startDaemon(t, ns, c.name, c.write(t, tp.lab))
+	return startNode(t, tp.lab, ns, c)
 }
 
 // up starts the hub and every site with default configs and waits until
 // every connection is up on both ends.
-func (tp *topo) up(t *testing.T, v6 bool) (hub *daemon, sites []*daemon) {
+func (tp *topo) up(t *testing.T, v6 bool) (hub *labtest.Daemon, sites []*labtest.Daemon) {
 	t.Helper()
 	listen := fmt.Sprintf("0.0.0.0:%d", port)
 	if v6 {
@@ -206,8 +207,8 @@ func (tp *topo) up(t *testing.T, v6 bool) (hub *daemon, sites []*daemon) {
 		sites = append(sites, tp.start(t, s.ns, tp.siteConf(s, v6)))
 	}
 	for i, s := range tp.sites {
-		sites[i].waitConnected(t, "hub")
-		hub.waitConnected(t, s.name())
+		sites[i].WaitConnected(t, "hub")
+		hub.WaitConnected(t, s.name())
 	}
 	return hub, sites
 }

@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // transferSize is how many bytes each TCP check sends each way.
@@ -104,17 +105,7 @@ func udpEcho(t *testing.T, server, client *netlab.NS, dst netip.Addr, udpPort ui
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := srv.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			srv.WriteToUDPAddrPort(append([]byte("re:"), buf[:n]...), from)
-		}
-	}()
+	labtest.ServeUDP(t, srv, func(b []byte, _ netip.AddrPort) []byte { return append([]byte("re:"), b...) })
 	c, err := client.DialUDP(addr)
 	if err != nil {
 		t.Fatal(err)

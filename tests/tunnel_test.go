@@ -7,14 +7,15 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // TestTwoSite carries inner IPv4 and IPv6 over an outer IPv4 and IPv6
 // underlay between a hub and one site: ping, a TCP transfer with content
 // check and UDP request/response, each both ways.
 func TestTwoSite(t *testing.T) {
-	requireRoot(t)
+	labtest.RequireRoot(t)
 	for _, outer := range []string{"v4", "v6"} {
 		t.Run("outer="+outer, func(t *testing.T) {
 			tp := newTopo(t, 1, false)
@@ -36,7 +37,7 @@ func TestTwoSite(t *testing.T) {
 				})
 			}
 			// The connection must have stayed up through the load.
-			if n := len(siteD[0].logLines("peer connected")); n != 1 {
+			if n := len(siteD[0].LogLines("peer connected")); n != 1 {
 				t.Errorf("site logged %d connects, want 1", n)
 			}
 			if got := fmt.Sprint(addrs(t, s.ns, tunName)); got != fmt.Sprint([]netip.Prefix{netip.PrefixFrom(s4, 24), netip.PrefixFrom(s6, 64)}) &&

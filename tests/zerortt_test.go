@@ -14,7 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // The 0-RTT tests use the mobility lab with its relay (50 ms each way, so
@@ -30,7 +31,7 @@ var (
 type zrLab struct {
 	*mobTopo
 	hubK, siteK key
-	hub         *daemon
+	hub         *labtest.Daemon
 	stateDir    string // the site's state directory
 }
 
@@ -41,8 +42,8 @@ func newZRLab(t *testing.T) *zrLab {
 	z.stateDir = filepath.Join(tp.lab.Dir, "site-state")
 	hc := nodeConf{name: "hub", key: z.hubK, listen: mobHub.String(), addrs: []string{"10.77.0.1/24"},
 		peers: []peerConf{{name: "site", pub: z.siteK.pub, allowed: []string{"10.77.0.2/32"}}}}
-	z.hub = startDaemon(t, tp.hub, "hub", hc.write(t, tp.lab))
-	z.hub.waitLog(t, connectWithin, "quicconn: listening")
+	z.hub = labtest.StartDaemon(t, tp.hub, "hub", hc.write(t, tp.lab))
+	z.hub.WaitLog(t, labtest.ConnectWithin, "quicconn: listening")
 	return z
 }
 
@@ -68,13 +69,14 @@ func (z *zrLab) ticketPath(t *testing.T) string {
 // for the hub on disk, and stops it with SIGTERM.
 func (z *zrLab) prime(t *testing.T, ep netip.AddrPort) {
 	t.Helper()
-	d := startDaemon(t, z.site, "site-prime", z.siteConfig(t, ep))
-	d.waitConnected(t, "hub")
-	if !poll(5*time.Second, func() bool { _, err := os.Stat(z.ticketPath(t)); return err == nil }) {
-		t.Fatal("the site wrote no session ticket to its state dir")
-	}
-	d.stop(t, 10*time.Second)
-	z.hub.waitLog(t, 5*time.Second, "peer disconnected", "peer=site")
+	d := labtest.StartDaemon(t, z.site, "site-prime", z.siteConfig(t, ep))
+	d.WaitConnected(t, "hub")
+	labtest.WaitFor(t, 5*time.Second, "session ticket in the site's state dir", func() bool {
+		_, err := os.Stat(z.ticketPath(t))
+		return err == nil
+	})
+	d.Stop(t, 10*time.Second)
+	z.hub.WaitLog(t, 5*time.Second, "peer disconnected", "peer=site")
 }
 
 // prober sends a numbered UDP datagram from the site to dst every 10 ms
@@ -169,11 +171,11 @@ func TestSiteRestartZeroRTT(t *testing.T) {
 	cfg := z.siteConfig(t, z.dialAddr())
 	z.prime(t, z.dialAddr())
 
-	run := func(name string) (time.Duration, *daemon) {
+	run := func(name string) (time.Duration, *labtest.Daemon) {
 		t.Helper()
 		p := startProber(t, z.site, zrEcho, 5*time.Second, true)
 		start := time.Now()
-		d := startDaemon(t, z.site, name, cfg)
+		d := labtest.StartDaemon(t, z.site, name, cfg)
 		first := p.firstEcho()
 		if first.IsZero() {
 			t.Fatalf("%s: no answer through the tunnel within 5 s of the start", name)
@@ -182,14 +184,14 @@ func TestSiteRestartZeroRTT(t *testing.T) {
 	}
 
 	zeroRTT, d := run("site-0rtt")
-	d.waitLog(t, 5*time.Second, "quicconn: connection up", "dialer=true", "zero_rtt=accepted")
-	d.stop(t, 10*time.Second)
-	z.hub.waitLog(t, 5*time.Second, "peer disconnected", "peer=site")
+	d.WaitLog(t, 5*time.Second, "quicconn: connection up", "dialer=true", "zero_rtt=accepted")
+	d.Stop(t, 10*time.Second)
+	z.hub.WaitLog(t, 5*time.Second, "peer disconnected", "peer=site")
 
 	must(t, os.RemoveAll(z.stateDir))
 	full, d := run("site-full")
-	d.waitLog(t, 5*time.Second, "quicconn: connection up", "dialer=true", "resumed=false")
-	if n := len(d.logLines("zero_rtt=")); n != 0 {
+	d.WaitLog(t, 5*time.Second, "quicconn: connection up", "dialer=true", "resumed=false")
+	if n := len(d.LogLines("zero_rtt=")); n != 0 {
 		t.Errorf("with the state dir emptied the site logged %d lines about 0-RTT, want a full handshake", n)
 	}
 
@@ -208,38 +210,27 @@ func TestSiteRestartZeroRTT(t *testing.T) {
 // once, and the hub refuses the replayed 0-RTT data.
 func TestZeroRTTReplayThroughRelay(t *testing.T) {
 	z := newZRLab(t)
-	ln, err := z.hub.ns.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), zrEcho.Port()).String())
+	ln, err := z.hub.NS.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), zrEcho.Port()).String())
 	must(t, err)
-	t.Cleanup(func() { ln.Close() })
 	var (
-		mu   sync.Mutex // guards got
-		got  = map[string]int{}
-		done = make(chan struct{})
+		mu  sync.Mutex // guards got
+		got = map[string]int{}
 	)
-	go func() {
-		defer close(done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := ln.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			if from.Addr().Unmap() != zrSiteTun {
-				continue
-			}
+	labtest.ServeUDP(t, ln, func(b []byte, from netip.AddrPort) []byte {
+		if from.Addr().Unmap() == zrSiteTun {
 			mu.Lock()
-			got[string(buf[:n])]++
+			got[string(b)]++
 			mu.Unlock()
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+		return nil // count only, never answer
+	})
 
 	// Prime directly, so the relay records only the restarted site's
 	// traffic: its first datagrams are the 0-RTT first flight.
 	z.prime(t, mobHub)
 	startProber(t, z.site, zrEcho, 600*time.Millisecond, false)
-	d := startDaemon(t, z.site, "site-0rtt", z.siteConfig(t, z.dialAddr()))
-	d.waitLog(t, 5*time.Second, "quicconn: connection up", "dialer=true", "zero_rtt=accepted")
+	d := labtest.StartDaemon(t, z.site, "site-0rtt", z.siteConfig(t, z.dialAddr()))
+	d.WaitLog(t, 5*time.Second, "quicconn: connection up", "dialer=true", "zero_rtt=accepted")
 
 	// A replay reaches a new connection on the hub once quic-go retired
 	// the client's first connection ID (3 PTOs after the handshake, about
@@ -247,8 +238,8 @@ func TestZeroRTTReplayThroughRelay(t *testing.T) {
 	refused := false
 	for i := 0; i < 8 && !refused; i++ {
 		z.relay.Replay(4, 2, 500*time.Millisecond)
-		refused = poll(time.Second, func() bool {
-			return len(z.hub.logLines("quicconn: refused 0-RTT data", "already used")) > 0
+		refused = labtest.Eventually(time.Second, func() bool {
+			return len(z.hub.LogLines("quicconn: refused 0-RTT data", "already used")) > 0
 		})
 	}
 	if !refused {
@@ -266,7 +257,7 @@ func TestZeroRTTReplayThroughRelay(t *testing.T) {
 			t.Errorf("inner datagram %q arrived %d times, want once", payload, n)
 		}
 	}
-	if n := len(z.hub.logLines("peer connected", "peer=site")); n != 2 {
+	if n := len(z.hub.LogLines("peer connected", "peer=site")); n != 2 {
 		t.Errorf("hub logged %d site connections, want 2 (priming and restart), none for the replays", n)
 	}
 	t.Logf("%d distinct inner datagrams arrived once each; relay %+v", len(got), z.relay.Stats())

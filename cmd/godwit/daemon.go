@@ -109,7 +109,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		return nil, err
 	}
 	if err = d.rm.Set(routingConfig(cfg)); err != nil {
-		return nil, fmt.Errorf("routing: %w", err)
+		return nil, err
 	}
 	d.tn, err = tunnel.New(d.dev, tunnel.Config{
 		Logger:    log.With("part", "tunnel"),
@@ -426,7 +426,7 @@ func (d *daemon) apply(cfg *config.Config) error {
 	d.setAuthorized(cfg)
 	var routeErr error
 	if err := d.rm.Set(routingConfig(cfg)); err != nil {
-		routeErr = fmt.Errorf("%w: routing: %w", errRoutesIncomplete, err)
+		routeErr = fmt.Errorf("%w: %w", errRoutesIncomplete, err)
 	}
 	want := make(map[key.Public]config.Peer, len(cfg.Peers))
 	for _, p := range cfg.Peers {
@@ -536,7 +536,7 @@ func (d *daemon) teardown() error {
 	}
 	if d.rm != nil {
 		if err := d.rm.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("routing: %w", err))
+			errs = append(errs, err)
 		}
 	}
 	if d.keylog != nil {

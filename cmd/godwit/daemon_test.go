@@ -14,6 +14,7 @@ import (
 	"github.com/godwit-vpn/godwit/config"
 	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 	"github.com/godwit-vpn/godwit/tunnel"
 )
@@ -66,16 +67,12 @@ func runTunnel(t *testing.T, tn *tunnel.Tunnel, dev *tuntest.Channel) {
 // waitConnected waits up to 10 s until status reports want connected peers.
 func waitConnected(t *testing.T, d *daemon, want int) {
 	t.Helper()
-	end := time.Now().Add(10 * time.Second)
-	for {
-		line, got := d.status()
-		if got == want {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("status = %q (%d connected), want %d connected", line, got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var (
+		line string
+		got  int
+	)
+	if !labtest.Eventually(10*time.Second, func() bool { line, got = d.status(); return got == want }) {
+		t.Fatalf("status = %q (%d connected), want %d connected", line, got, want)
 	}
 }
 

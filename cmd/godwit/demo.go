@@ -22,8 +22,9 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 // The demo topology: two LANs joined by a Godwit tunnel between a hub and a
@@ -91,7 +92,6 @@ func cmdDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	os.Setenv("GODWIT_BIN", exe)
 
 	lab, err := netlab.New("gwdemo")
 	if err != nil {
@@ -117,15 +117,14 @@ func cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("    hub config:  %s\n    site config: %s\n", hubCfg, siteCfg)
-	d := &demoRun{ns: n, exe: exe, siteCfg: siteCfg,
-		hubSock: filepath.Join(lab.Dir, "hub.sock"), siteSock: filepath.Join(lab.Dir, "site.sock")}
+	d := &demoRun{ns: n, exe: exe, siteCfg: siteCfg}
 
 	step("starting both daemons")
 	start := time.Now()
-	if d.hub, err = d.start(n.hub, "hub", hubCfg, d.hubSock); err != nil {
+	if d.hub, err = n.hub.StartDaemon("hub", exe, hubCfg); err != nil {
 		return err
 	}
-	if d.site, err = d.start(n.site, "site", siteCfg, d.siteSock); err != nil {
+	if d.site, err = n.site.StartDaemon("site", exe, siteCfg); err != nil {
 		return err
 	}
 	if err := n.siteLAN.WaitPing(hubLANHost, 15*time.Second); err != nil {
@@ -170,7 +169,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 	}
 
 	step("stopping both daemons (SIGTERM)")
-	for _, p := range []*netlab.Proc{d.site, d.hub} {
+	for _, p := range []*netlab.Daemon{d.site, d.hub} {
 		if err := p.Signal(syscall.SIGTERM); err != nil {
 			return err
 		}
@@ -268,11 +267,11 @@ func demoNamespaces(lab *netlab.Lab) (*demoNS, error) {
 // retries for up to a second.
 func demoRoute(site *netlab.NS, u demoUplink) error {
 	var err error
-	for range 20 {
-		if _, err = site.Exec("ip", "route", "replace", "default", "via", u.gw, "dev", u.siteIf, "metric", u.metric); err == nil {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+	if netlab.WaitFor(context.Background(), time.Second, "", func() (bool, error) {
+		_, err = site.Exec("ip", "route", "replace", "default", "via", u.gw, "dev", u.siteIf, "metric", u.metric)
+		return err == nil, nil
+	}) == nil {
+		return nil
 	}
 	return err
 }
@@ -326,25 +325,19 @@ endpoint = "198.18.0.1:4433"
 	return hubPath, sitePath, os.WriteFile(sitePath, []byte(site), 0o600)
 }
 
-// demoRun is the running demo: its namespaces and daemons, and where their
-// control sockets are.
+// demoRun is the running demo: its namespaces and daemons (each with its
+// control socket in the demo's directory, which is how the demo reads
+// their status).
 type demoRun struct {
-	ns                *demoNS
-	exe, siteCfg      string
-	hubSock, siteSock string
-	hub, site         *netlab.Proc
-}
-
-// start runs `godwit run -c cfg` in ns with its control socket at sock.
-func (d *demoRun) start(ns *netlab.NS, name, cfg, sock string) (*netlab.Proc, error) {
-	return ns.Start(name, "env", "-u", "NOTIFY_SOCKET", "-u", "WATCHDOG_USEC", "GODWIT_SOCKET="+sock,
-		d.exe, "run", "-c", cfg)
+	ns           *demoNS
+	exe, siteCfg string
+	hub, site    *netlab.Daemon
 }
 
 // failed adds both daemons' logs to err.
 func (d *demoRun) failed(err error) error {
 	var b strings.Builder
-	for _, p := range []*netlab.Proc{d.hub, d.site} {
+	for _, p := range []*netlab.Daemon{d.hub, d.site} {
 		if p != nil {
 			fmt.Fprintf(&b, "\n--- %s log ---\n%s", p.Name, p.Output())
 		}
@@ -352,61 +345,41 @@ func (d *demoRun) failed(err error) error {
 	return fmt.Errorf("%w%s", err, b.String())
 }
 
-// peer returns the first peer in the status of the daemon at sock, as
-// `godwit show --json` prints it.
-func demoPeer(ctx context.Context, sock string) (*PeerStatus, error) {
-	st, err := queryStatus(ctx, sock)
+// demoPeer returns the first peer in the status of daemon d, as `godwit
+// show --json` prints it.
+func demoPeer(ctx context.Context, d *netlab.Daemon) (*ctl.PeerStatus, error) {
+	st, err := d.Status(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if len(st.Peers) == 0 {
-		return nil, fmt.Errorf("%s: status has no peers", sock)
+		return nil, fmt.Errorf("%s: status has no peers", d.Name)
 	}
 	return &st.Peers[0], nil
 }
 
-// waitPeer polls the first peer of the daemon at sock until ok holds, and
-// fails after within naming what it waited for.
-func waitPeer(ctx context.Context, sock string, within time.Duration, what string, ok func(*PeerStatus) bool) (*PeerStatus, error) {
-	end := time.Now().Add(within)
-	for {
-		p, err := demoPeer(ctx, sock)
-		if err == nil && ok(p) {
-			return p, nil
-		}
-		if time.Now().After(end) || ctx.Err() != nil {
-			if err != nil {
-				return nil, fmt.Errorf("no %s within %v: %w", what, within, err)
-			}
-			return nil, fmt.Errorf("no %s within %v; last: state %s, migrations %d, paths %s",
-				what, within, p.State, p.Migrations, demoPaths(p))
-		}
-		time.Sleep(20 * time.Millisecond)
+// waitPeer polls the first peer of daemon d until ok holds, and fails
+// after within naming what it waited for.
+func waitPeer(ctx context.Context, d *netlab.Daemon, within time.Duration, what string, ok func(*ctl.PeerStatus) bool) (*ctl.PeerStatus, error) {
+	var (
+		p    *ctl.PeerStatus
+		perr error
+	)
+	err := netlab.WaitFor(ctx, within, what, func() (bool, error) {
+		p, perr = demoPeer(ctx, d)
+		return perr == nil && ok(p), nil
+	})
+	switch {
+	case err == nil:
+		return p, nil
+	case perr != nil:
+		return nil, fmt.Errorf("%w: %w", err, perr)
 	}
-}
-
-// activeUplink is the uplink of p's active path, "" if none.
-func activeUplink(p *PeerStatus) string {
-	for _, pa := range p.Paths {
-		if pa.Active {
-			return pa.Uplink
-		}
-	}
-	return ""
-}
-
-// validStandby reports whether p has a validated standby path on uplink.
-func validStandby(p *PeerStatus, uplink string) bool {
-	for _, pa := range p.Paths {
-		if !pa.Active && pa.Validated && pa.Uplink == uplink {
-			return true
-		}
-	}
-	return false
+	return nil, fmt.Errorf("%w; last: state %s, migrations %d, paths %s", err, p.State, p.Migrations, demoPaths(p))
 }
 
 // demoPaths describes p's paths in one line.
-func demoPaths(p *PeerStatus) string {
+func demoPaths(p *ctl.PeerStatus) string {
 	var s []string
 	for _, pa := range p.Paths {
 		role := "standby"
@@ -428,14 +401,14 @@ func demoPaths(p *PeerStatus) string {
 // printing each outage as the ping saw it and as the site daemon measured
 // it.
 func (d *demoRun) uplinkSwitch(ctx context.Context) error {
-	p, err := waitPeer(ctx, d.siteSock, demoSwitchWithin, "active path on wifi0 with a validated standby on cell0",
-		func(p *PeerStatus) bool {
-			return p.State == StateConnected && activeUplink(p) == "wifi0" && validStandby(p, "cell0")
+	p, err := waitPeer(ctx, d.site, demoSwitchWithin, "active path on wifi0 with a validated standby on cell0",
+		func(p *ctl.PeerStatus) bool {
+			return p.State == ctl.StateConnected && p.ActiveUplink() == "wifi0" && p.ValidatedStandby("cell0")
 		})
 	if err != nil {
 		return err
 	}
-	hubPeer, err := demoPeer(ctx, d.hubSock)
+	hubPeer, err := demoPeer(ctx, d.hub)
 	if err != nil {
 		return err
 	}
@@ -481,9 +454,9 @@ func (d *demoRun) uplinkSwitch(ctx context.Context) error {
 			return err
 		}
 		want := uint64(i + 1)
-		_, err := waitPeer(ctx, d.siteSock, demoSwitchWithin, fmt.Sprintf("migration #%d to %s", want, m.to),
-			func(p *PeerStatus) bool {
-				return p.State == StateConnected && p.Migrations >= want && activeUplink(p) == m.to
+		_, err := waitPeer(ctx, d.site, demoSwitchWithin, fmt.Sprintf("migration #%d to %s", want, m.to),
+			func(p *ctl.PeerStatus) bool {
+				return p.State == ctl.StateConnected && p.Migrations >= want && p.ActiveUplink() == m.to
 			})
 		if err != nil {
 			return err
@@ -497,8 +470,8 @@ func (d *demoRun) uplinkSwitch(ctx context.Context) error {
 		time.Sleep(demoSettle)
 		// The daemon measures the outage at the first packet it receives
 		// on the new path (the ping reply above at the latest).
-		q, err := waitPeer(ctx, d.siteSock, 2*time.Second, "measured migration outage",
-			func(p *PeerStatus) bool { return p.LastMigrationOutage > 0 })
+		q, err := waitPeer(ctx, d.site, 2*time.Second, "measured migration outage",
+			func(p *ctl.PeerStatus) bool { return p.LastMigrationOutage > 0 })
 		if err != nil {
 			return err
 		}
@@ -517,8 +490,8 @@ func (d *demoRun) uplinkSwitch(ctx context.Context) error {
 
 // sameConnection checks that the site (before, now) and the hub (before)
 // still have the connection they had: no new handshake happened.
-func (d *demoRun) sameConnection(ctx context.Context, before, hubBefore, now *PeerStatus) error {
-	hubNow, err := demoPeer(ctx, d.hubSock)
+func (d *demoRun) sameConnection(ctx context.Context, before, hubBefore, now *ctl.PeerStatus) error {
+	hubNow, err := demoPeer(ctx, d.hub)
 	if err != nil {
 		return err
 	}
@@ -547,8 +520,8 @@ func (d *demoRun) restartSite(ctx context.Context) error {
 		return fmt.Errorf("the site did not stop: %w", err)
 	}
 	fmt.Printf("    site exited with status %d after %v\n", code, time.Since(t0).Round(time.Millisecond))
-	if _, err := waitPeer(ctx, d.hubSock, 5*time.Second, "hub noticing the site left",
-		func(p *PeerStatus) bool { return p.State != StateConnected }); err != nil {
+	if _, err := waitPeer(ctx, d.hub, 5*time.Second, "hub noticing the site left",
+		func(p *ctl.PeerStatus) bool { return p.State != ctl.StateConnected }); err != nil {
 		return err
 	}
 	tickets, _ := os.ReadDir(filepath.Join(filepath.Dir(d.siteCfg), "site-state", "tickets"))
@@ -566,7 +539,7 @@ func (d *demoRun) restartSite(ctx context.Context) error {
 		return fmt.Errorf("the hub LAN answered %d pings while the site daemon was down: traffic bypasses the tunnel", n)
 	}
 	start := time.Now()
-	if d.site, err = d.start(d.ns.site, "site-restarted", d.siteCfg, d.siteSock); err != nil {
+	if d.site, err = d.ns.site.StartDaemon("site-restarted", d.exe, d.siteCfg); err != nil {
 		return err
 	}
 	first, err := ping.replyAfter(ctx, start, 10*time.Second)
@@ -574,8 +547,8 @@ func (d *demoRun) restartSite(ctx context.Context) error {
 		return fmt.Errorf("after the restart: %w", err)
 	}
 	fmt.Printf("    process start to first ping reply from the hub LAN: %v\n", first.Sub(start).Round(time.Millisecond))
-	p, err := waitPeer(ctx, d.siteSock, 5*time.Second, "connected hub",
-		func(p *PeerStatus) bool { return p.State == StateConnected })
+	p, err := waitPeer(ctx, d.site, 5*time.Second, "connected hub",
+		func(p *ctl.PeerStatus) bool { return p.State == ctl.StateConnected })
 	if err != nil {
 		return err
 	}

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 )
 
 // metricDescs are the metrics of statusCollector. Counters of a peer
@@ -106,7 +106,7 @@ var metricDescs = struct {
 // statusCollector is a prometheus.Collector that takes one Status snapshot
 // per scrape, so the data path pays nothing beyond its atomic counters.
 type statusCollector struct {
-	snap func() *Status
+	snap func() *ctl.Status
 }
 
 // Describe sends every metric's description.
@@ -133,7 +133,7 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // collectStatus sends the metrics of st on ch.
-func collectStatus(st *Status, ch chan<- prometheus.Metric) {
+func collectStatus(st *ctl.Status, ch chan<- prometheus.Metric) {
 	m := &metricDescs
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
@@ -178,7 +178,7 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 	for i := range st.Peers {
 		p := &st.Peers[i]
 		connected := 0.0
-		if p.State == StateConnected {
+		if p.State == ctl.StateConnected {
 			connected = 1
 		}
 		gauge(m.peerConnected, connected, p.Name)
@@ -222,13 +222,13 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 }
 
 // pathLabel names a path for the "path" label: "local->remote".
-func pathLabel(p *PathStatus) string {
+func pathLabel(p *ctl.PathStatus) string {
 	return p.Local.String() + "->" + p.Remote.String()
 }
 
 // newMetricsRegistry returns a private registry with the status collector
 // and the process and Go runtime collectors.
-func newMetricsRegistry(snap func() *Status) (*prometheus.Registry, error) {
+func newMetricsRegistry(snap func() *ctl.Status) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
 	for _, c := range []prometheus.Collector{
 		statusCollector{snap: snap},
@@ -251,7 +251,7 @@ type metricsServer struct {
 
 // listenMetrics listens on addr (a TCP "host:port") and serves the metrics
 // of snap at /metrics until close.
-func listenMetrics(addr string, snap func() *Status, log *slog.Logger) (*metricsServer, error) {
+func listenMetrics(addr string, snap func() *ctl.Status, log *slog.Logger) (*metricsServer, error) {
 	reg, err := newMetricsRegistry(snap)
 	if err != nil {
 		return nil, err
@@ -266,20 +266,7 @@ func listenMetrics(addr string, snap func() *Status, log *slog.Logger) (*metrics
 		MaxRequestsInFlight: 4,
 		Timeout:             10 * time.Second,
 	}))
-	// pprof hook (tests/bench -profile): with the environment variable
-	// GODWIT_PPROF=1, and only then, the metrics server also serves the Go
-	// profiler at /debug/pprof/ (CPU, heap, allocs, goroutine, trace). Never
-	// on by default: profiles expose memory contents and cost CPU while
-	// taken, so it is meant for a metrics_listen bound to loopback.
-	if os.Getenv("GODWIT_PPROF") == "1" {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-		log.Warn("pprof endpoint enabled by GODWIT_PPROF=1", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
-	}
-	// End of the pprof hook.
+	servePprofHook(mux, ln.Addr(), log) // test hook, see testhooks.go
 	s := &metricsServer{
 		ln: ln,
 		srv: &http.Server{

@@ -3,67 +3,23 @@
 package main
 
 import (
-	"bufio"
-	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
-
-// scrape fetches url and returns the samples of the text exposition
-// format as "name{labels}" -> value; labels appear as Prometheus writes
-// them (sorted by name: kind, path, peer).
-func scrape(t *testing.T, url string) map[string]float64 {
-	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s\n%s", url, resp.Status, body)
-	}
-	return parseSamples(t, string(body))
-}
-
-func parseSamples(t *testing.T, text string) map[string]float64 {
-	t.Helper()
-	m := make(map[string]float64)
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			t.Fatalf("bad sample line %q", line)
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("bad sample line %q: %v", line, err)
-		}
-		m[line[:i]] = v
-	}
-	return m
-}
 
 func TestMetricsEndpoint(t *testing.T) {
 	st := fixtureStatus()
-	s, err := listenMetrics("127.0.0.1:0", func() *Status { return st }, discard)
+	s, err := listenMetrics("127.0.0.1:0", func() *ctl.Status { return st }, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.close()
 	base := "http://" + s.addr().String()
-	got := scrape(t, base+"/metrics")
+	got := labtest.Scrape(t, nil, base+"/metrics")
 
 	path := `path="198.18.1.1:4433->198.18.1.2:51234"`
 	tests := []struct {
@@ -122,7 +78,7 @@ func TestMetricsEndpoint(t *testing.T) {
 
 	// A changed snapshot shows on the next scrape: no caching.
 	st.Peers[0].RxPackets = 11
-	if v := scrape(t, base+"/metrics")[`godwit_peer_rx_packets_total{peer="boat-1"}`]; v != 11 {
+	if v := labtest.Scrape(t, nil, base+"/metrics")[`godwit_peer_rx_packets_total{peer="boat-1"}`]; v != 11 {
 		t.Errorf("after the counter moved: rx packets = %v, want 11", v)
 	}
 

@@ -34,7 +34,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	}
 	log := newLogger(cfg.Interface.LogLevel)
 
-	wedge, err := wedgeFromEnv()
+	wedge, err := wedgeFromEnv() // test hook, see testhooks.go
 	if err != nil {
 		return exitError{code: 2, msg: "godwit run: " + err.Error()}
 	}
@@ -65,13 +65,8 @@ func cmdRun(ctx context.Context, args []string) error {
 		}()
 		defer func() { wcancel(); <-done }()
 	}
-	var wedgeControl <-chan time.Time // test hook, see watchdog.go
-	if wedge.loop == "control" {
-		log.Warn("debug: the control loop will wedge (test hook)", "env", envWedge, "after", wedge.after)
-		t := time.NewTimer(wedge.after)
-		defer t.Stop()
-		wedgeControl = t.C
-	}
+	wedgeControl, stopWedge := wedge.controlTimer(log) // test hook: nil without it
+	defer stopWedge()
 
 	// A hub is ready once it listens: startDaemon returns with the TUN,
 	// its addresses and routes and the listener up. A site is ready once
@@ -128,9 +123,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		case reply := <-asks:
 			close(reply)
 		case <-wedgeControl:
-			log.Warn("debug: wedging the control loop (test hook)", "env", envWedge)
-			n.send("STATUS=debug: wedged the control loop")
-			select {} // forever: only a signal that kills ends the process
+			wedgeControlLoop(log, n) // never returns
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 )
 
 const showUsage = "usage: godwit show [-i IFACE] [--json] [--socket PATH]"
@@ -27,18 +29,18 @@ func cmdShow(ctx context.Context, args []string) error {
 	fs.SetOutput(io.Discard)
 	iface := fs.String("i", "", "interface `name`")
 	asJSON := fs.Bool("json", false, "print the status as JSON")
-	sock := fs.String("socket", os.Getenv(socketEnv), "control socket `path`")
+	sock := fs.String("socket", socketOverride(), "control socket `path`")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return exitError{code: 2, msg: showUsage}
 	}
 	path := *sock
 	if path == "" {
 		var err error
-		if path, err = findSocket(ctlDir, *iface); err != nil {
+		if path, err = findSocket(ctl.Dir, *iface); err != nil {
 			return err
 		}
 	}
-	st, err := queryStatus(ctx, path)
+	st, err := ctl.Query(ctx, path)
 	if err != nil {
 		return err
 	}
@@ -84,7 +86,7 @@ func findSocket(dir, iface string) (string, error) {
 
 // formatStatus renders st for people, in the manner of `wg show`: times
 // relative to the daemon's clock at the snapshot, sizes in binary units.
-func formatStatus(st *Status) string {
+func formatStatus(st *ctl.Status) string {
 	var b strings.Builder
 	ifc := &st.Interface
 	fmt.Fprintf(&b, "interface: %s\n", ifc.Name)
@@ -140,7 +142,7 @@ func formatStatus(st *Status) string {
 		fmt.Fprintf(&b, "\npeer: %s\n", p.Name)
 		fmt.Fprintf(&b, "  public key: %s\n", p.PublicKey)
 		state := string(p.State)
-		if p.State == StateConnected && !p.ConnectedSince.IsZero() {
+		if p.State == ctl.StateConnected && !p.ConnectedSince.IsZero() {
 			state += " for " + humanDuration(st.Now.Sub(p.ConnectedSince))
 		}
 		fmt.Fprintf(&b, "  state: %s\n", state)
@@ -224,7 +226,7 @@ func joinPrefixes(ps []netip.Prefix) string {
 	return strings.Join(s, ", ")
 }
 
-func formatTraffic(t Traffic) string {
+func formatTraffic(t ctl.Traffic) string {
 	return fmt.Sprintf("%s received (%d packets), %s sent (%d packets)",
 		humanBytes(t.RxBytes), t.RxPackets, humanBytes(t.TxBytes), t.TxPackets)
 }

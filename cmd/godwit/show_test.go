@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 )
 
 func TestHumanDuration(t *testing.T) {
@@ -94,8 +96,8 @@ func TestHumanBytes(t *testing.T) {
 	}
 }
 
-// fixtureStatus is a Status with one connected and one idle peer.
-func fixtureStatus() *Status {
+// fixtureStatus is a ctl.Status with one connected and one idle peer.
+func fixtureStatus() *ctl.Status {
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	drops := func(kv ...any) map[string]uint64 {
 		m := map[string]uint64{"outbound/no_route": 0, "inbound/bad_source": 0}
@@ -104,11 +106,11 @@ func fixtureStatus() *Status {
 		}
 		return m
 	}
-	return &Status{
+	return &ctl.Status{
 		Version: "v1.2.3",
 		Now:     now,
 		Started: now.Add(-2 * time.Hour),
-		Interface: InterfaceStatus{
+		Interface: ctl.InterfaceStatus{
 			Name:          "gw0",
 			PublicKey:     "HUBKEYHUBKEYHUBKEYHUBKEYHUBKEYHUBKEYHUBKEYM=",
 			Addresses:     []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24"), netip.MustParsePrefix("fd77::1/64")},
@@ -116,29 +118,29 @@ func fixtureStatus() *Status {
 			Listen:        "0.0.0.0:4433",
 			LocalAddr:     netip.MustParseAddrPort("0.0.0.0:4433"),
 			MetricsListen: "127.0.0.1:9586",
-			Traffic:       Traffic{RxPackets: 10, RxBytes: 840, TxPackets: 12, TxBytes: 13_000_000},
+			Traffic:       ctl.Traffic{RxPackets: 10, RxBytes: 840, TxPackets: 12, TxBytes: 13_000_000},
 			Drops:         drops("outbound/no_route", 3),
 			ICMPSent:      3,
 		},
-		Peers: []PeerStatus{
+		Peers: []ctl.PeerStatus{
 			{
 				Name:           "boat-1",
 				PublicKey:      "BOATKEYBOATKEYBOATKEYBOATKEYBOATKEYBOATKEYA=",
 				AllowedIPs:     []netip.Prefix{netip.MustParsePrefix("10.77.0.2/32")},
-				State:          StateConnected,
+				State:          ctl.StateConnected,
 				ConnectedSince: now.Add(-5*time.Minute - 3*time.Second),
 				LastHandshake:  now.Add(-72 * time.Second),
 				LastRx:         now.Add(-2 * time.Second),
 				LastTx:         now.Add(-500 * time.Millisecond),
-				Traffic:        Traffic{RxPackets: 10, RxBytes: 840, TxPackets: 12, TxBytes: 13_000_000},
+				Traffic:        ctl.Traffic{RxPackets: 10, RxBytes: 840, TxPackets: 12, TxBytes: 13_000_000},
 				Drops:          drops("inbound/bad_source", 2),
 				Resumed:        true,
 				HeartbeatRTT:   1500 * time.Microsecond,
-				Paths: []PathStatus{{
+				Paths: []ctl.PathStatus{{
 					Local:            netip.MustParseAddrPort("198.18.1.1:4433"),
 					Remote:           netip.MustParseAddrPort("198.18.1.2:51234"),
 					Active:           true,
-					RTT:              RTT{Smoothed: 1234 * time.Microsecond, Min: 900 * time.Microsecond, Latest: 1100 * time.Microsecond},
+					RTT:              ctl.RTT{Smoothed: 1234 * time.Microsecond, Min: 900 * time.Microsecond, Latest: 1100 * time.Microsecond},
 					CongestionWindow: 39_321,
 					DatagramLimit:    1252,
 					BytesSent:        14_000_000,
@@ -154,9 +156,9 @@ func fixtureStatus() *Status {
 				PublicKey:  "VANKEYVANKEYVANKEYVANKEYVANKEYVANKEYVANKEY0=",
 				Endpoint:   "van.example.net:4433",
 				AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.77.0.3/32"), netip.MustParsePrefix("192.168.30.0/24")},
-				State:      StateConnecting,
+				State:      ctl.StateConnecting,
 				Drops:      drops(),
-				Paths:      []PathStatus{},
+				Paths:      []ctl.PathStatus{},
 			},
 		},
 	}

@@ -7,13 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
-
-	"github.com/godwit-vpn/godwit/tun"
 )
 
 // watchdog sends WATCHDOG=1 every interval/2 (sd_watchdog_enabled(3)), but
@@ -26,6 +23,9 @@ import (
 // healthy. Per-peer senders blocked in quic-go's SendDatagram are waits on
 // the network, not wedges, and are not watched (see tunnel.Probe); a dead
 // path ends with the QUIC idle timeout instead.
+//
+// Tests wedge either loop on purpose with the GODWIT_DEBUG_WEDGE test hook
+// (testhooks.go) to watch the pings stop.
 type watchdog struct {
 	log      *slog.Logger
 	interval time.Duration // WATCHDOG_USEC
@@ -119,81 +119,4 @@ func (w *watchdog) check(ctx context.Context) error {
 	}
 	wg.Wait()
 	return errors.Join(ctlErr, probeErr)
-}
-
-// The debug wedge is a test hook, never to be set in production: with
-// GODWIT_DEBUG_WEDGE=control or =datapath, the named loop blocks forever
-// once GODWIT_DEBUG_WEDGE_AFTER (a Go duration, default 2s) has passed
-// since start, so that tests can watch the watchdog stop. The control loop
-// then blocks in its select; the data path blocks in the first TUN Write
-// after the delay (until the device is closed), so it needs a packet to
-// write to wedge: inbound traffic or an ICMP error the tunnel generates.
-const (
-	envWedge      = "GODWIT_DEBUG_WEDGE"
-	envWedgeAfter = "GODWIT_DEBUG_WEDGE_AFTER"
-)
-
-// debugWedge is the parsed test hook: which loop to wedge, and when.
-type debugWedge struct {
-	loop  string // "", "control" or "datapath"
-	after time.Duration
-}
-
-// wedgeFromEnv reads the test hook from the environment.
-func wedgeFromEnv() (debugWedge, error) {
-	w := debugWedge{loop: os.Getenv(envWedge), after: 2 * time.Second}
-	switch w.loop {
-	case "":
-		return w, nil
-	case "control", "datapath":
-	default:
-		return w, fmt.Errorf("%s=%q: want control or datapath", envWedge, w.loop)
-	}
-	if s := os.Getenv(envWedgeAfter); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < 0 {
-			return w, fmt.Errorf("%s=%q: want a duration like 2s", envWedgeAfter, s)
-		}
-		w.after = d
-	}
-	return w, nil
-}
-
-// wedgeDataPath returns dev itself unless the test hook asks to wedge the
-// data path, in which case it returns dev wrapped so that its first Write
-// after the delay blocks until Close.
-func wedgeDataPath(dev tun.Device, log *slog.Logger) tun.Device {
-	w, err := wedgeFromEnv()
-	if err != nil || w.loop != "datapath" {
-		return dev // cmdRun has reported a bad hook before starting
-	}
-	log.Warn("debug: the data path will wedge (test hook)", "env", envWedge, "after", w.after)
-	return &wedgedDevice{Device: dev, log: log, at: time.Now().Add(w.after), closed: make(chan struct{})}
-}
-
-// wedgedDevice is the data path test hook: see wedgeDataPath.
-type wedgedDevice struct {
-	tun.Device
-	log       *slog.Logger
-	at        time.Time
-	once      sync.Once
-	closed    chan struct{}
-	closeOnce sync.Once
-}
-
-func (d *wedgedDevice) Write(bufs [][]byte, offset int) (int, error) {
-	if time.Now().Before(d.at) {
-		return d.Device.Write(bufs, offset)
-	}
-	d.once.Do(func() {
-		d.log.Warn("debug: wedging the data path (test hook)", "env", envWedge)
-		_, _ = sd.SdNotify(false, "STATUS=debug: wedged the data path")
-	})
-	<-d.closed
-	return 0, os.ErrClosed
-}
-
-func (d *wedgedDevice) Close() error {
-	d.closeOnce.Do(func() { close(d.closed) })
-	return d.Device.Close()
 }

@@ -14,14 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/bench/measure"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // TestRun runs the whole program, shortened, once per daemon (Godwit built
 // from this module, wireguard-go from the module proxy) and checks the
 // report and the cleanup.
 func TestRun(t *testing.T) {
-	measure.RequireRoot(t, "the benchmark")
+	labtest.RequireRoot(t)
 	if testing.Short() {
 		t.Skip("builds the daemons and runs traffic; skipped with -short")
 	}
@@ -35,7 +35,7 @@ func TestRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.only, func(t *testing.T) {
-			before := measure.NetnsList(t)
+			labtest.CheckNamespacesRemoved(t, "gwb-")
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			o := options{duration: time.Second, warmup: 200 * time.Millisecond, json: true, only: tt.only, pings: 20,
@@ -101,9 +101,6 @@ func TestRun(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), "TCP 2 streams (Mbit/s)") {
 				t.Errorf("table on stderr lacks the 2-stream row:\n%s", stderr.String())
-			}
-			if after := measure.NetnsList(t); strings.Count(after, "gwb-") > strings.Count(before, "gwb-") {
-				t.Errorf("namespaces after run:\n%s\nwant no more gwb- ones than before:\n%s", after, before)
 			}
 		})
 	}

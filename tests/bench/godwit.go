@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -11,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
-	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
 // godwitPort is the hub's QUIC listen port.
@@ -76,10 +77,10 @@ func startGodwit(ctx context.Context, t *topo) (*tunnelUp, error) {
 	// With -profile each daemon serves pprof on loopback of its own
 	// namespace, so both use the same port.
 	var metrics netip.AddrPort
-	env := []string{}
+	var env []string
 	if t.profile {
 		metrics = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), pprofPort)
-		env = append(env, "env", "GODWIT_PPROF=1")
+		env = append(env, "GODWIT_PPROF=1")
 	}
 	cfgs := map[string]string{
 		"hub": godwitConfig(ifname, hub.keyFile, filepath.Join(dir, "hub-state"), hubIn, t.mtu, listen,
@@ -98,28 +99,25 @@ func startGodwit(ctx context.Context, t *topo) (*tunnelUp, error) {
 		if err := os.WriteFile(path, []byte(cfgs[n.name]), 0o600); err != nil {
 			return up, fmt.Errorf("bench: %w", err)
 		}
-		// env execs, so the pid stays the daemon's.
-		p, err := ns.Start("godwit-"+n.name, append(env, t.godwitBin, "run", "-c", path)...)
+		d, err := ns.StartDaemon("godwit-"+n.name, t.godwitBin, path, env...)
 		if err != nil {
 			return up, err
 		}
-		up.procs = append(up.procs, p)
+		up.procs = append(up.procs, d.Proc)
 	}
 	// The site dials, so its log shows the connection first.
-	sp := up.procs[1]
-	end := time.Now().Add(20 * time.Second)
-	for !strings.Contains(sp.Output(), "peer connected") {
-		if measure.Exited(sp) || measure.Exited(up.procs[0]) {
-			return up, fmt.Errorf("bench: godwit exited before connecting%s", measure.ProcLogs(up.procs...))
+	err := netlab.WaitFor(ctx, 20*time.Second, "connection from the godwit site", func() (bool, error) {
+		if len(up.procs[1].LogLines("peer connected", "peer=hub")) > 0 {
+			return true, nil
 		}
-		if time.Now().After(end) {
-			return up, fmt.Errorf("bench: no \"peer connected\" from the godwit site within 20s%s", measure.ProcLogs(up.procs...))
+		if up.procs[0].Exited() || up.procs[1].Exited() {
+			return false, errors.New("godwit exited before connecting")
 		}
-		if err := measure.Sleep(ctx, 50*time.Millisecond); err != nil {
-			return up, err
-		}
+		return false, nil
+	})
+	if err != nil {
+		return up, fmt.Errorf("bench: %w%s", err, measure.ProcLogs(up.procs...))
 	}
-	var err error
 	if up.mtu, err = linkMTU(t.site, ifname); err != nil {
 		return up, err
 	}

@@ -9,14 +9,17 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
-// chaosTable is the nft table of the loss rule (TESTING.md 4.1).
+// chaosTable is the nft table of the loss rule: in prerouting at priority
+// -300, before conntrack, `numgen random mod 100 < pct` drops pct % of
+// the UDP packets to the port.
 const chaosTable = "gwbchaos"
 
-// tbfBurst and tbfLatency shape the rate limit (TESTING.md 4.5): a burst
-// large enough for a GSO super-packet at 100 Mbit/s, and a queue of 25 ms.
+// tbfBurst and tbfLatency shape the rate limit of `tc qdisc ... tbf`: a
+// burst large enough for a GSO super-packet at 100 Mbit/s, and a queue of
+// 25 ms.
 const (
 	tbfBurst   = "64kb"
 	tbfLatency = "25ms"

@@ -24,7 +24,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,8 +41,9 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
-	"github.com/godwit-vpn/godwit/tests/netlab"
 	"github.com/godwit-vpn/godwit/tests/relay"
 )
 
@@ -334,18 +334,14 @@ func (p *probeStream) rtt(ctx context.Context, d time.Duration) (time.Duration, 
 
 // waitFlowing waits until an echo arrived in the last 20 ms.
 func (p *probeStream) waitFlowing(ctx context.Context, within time.Duration) error {
-	end := time.Now().Add(within)
-	for {
-		if _, ok := p.firstArrivalAfter(time.Now().Add(-20 * time.Millisecond)); ok {
-			return nil
-		}
-		if time.Now().After(end) {
-			return fmt.Errorf("bench: no echo through the tunnel within %v", within)
-		}
-		if err := measure.Sleep(ctx, 5*time.Millisecond); err != nil {
-			return err
-		}
+	err := netlab.WaitFor(ctx, within, "echo through the tunnel", func() (bool, error) {
+		_, ok := p.firstArrivalAfter(time.Now().Add(-20 * time.Millisecond))
+		return ok, nil
+	})
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
+	return nil
 }
 
 // mobLab is the lab drawn at the top of this file with the hub, the relay,
@@ -361,10 +357,9 @@ type mobLab struct {
 	echo      *net.UDPConn
 	echoDone  chan struct{}
 	stream    *probeStream
-	hubProc   *netlab.Proc
-	siteProc  *netlab.Proc // the running site daemon, or nil
+	hubProc   *netlab.Daemon
+	siteProc  *netlab.Daemon // the running site daemon, or nil
 	siteCfg   string
-	siteSock  string
 	stateDir  string // the site's
 	starts    int    // site daemon starts, for log names
 }
@@ -429,8 +424,7 @@ func newMobLab(ctx context.Context, lab *netlab.Lab, bin string, log *slog.Logge
 	if err := m.writeConfigs(ctx); err != nil {
 		return nil, err
 	}
-	m.hubProc, err = m.hub.Start("godwit-mhub", "env", "GODWIT_SOCKET="+filepath.Join(lab.Dir, "mhub.sock"),
-		bin, "run", "-c", filepath.Join(lab.Dir, "mhub.toml"))
+	m.hubProc, err = m.hub.StartDaemon("godwit-mhub", bin, filepath.Join(lab.Dir, "mhub.toml"))
 	if err != nil {
 		return nil, err
 	}
@@ -522,12 +516,9 @@ func (m *mobLab) startRelay() error {
 		ln.Close()
 		return fmt.Errorf("bench: %w", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	stop := r.Start()
 	m.stopRelay = func() {
-		cancel()
-		if err := <-errc; err != nil {
+		if err := stop(10 * time.Second); err != nil {
 			m.log.Error("relay", "err", err)
 		}
 	}
@@ -578,7 +569,7 @@ func (m *mobLab) writeConfigs(ctx context.Context) error {
 		}
 	}
 	m.stateDir = filepath.Join(dir, "msite-state")
-	m.siteCfg, m.siteSock = filepath.Join(dir, "msite.toml"), filepath.Join(dir, "msite.sock")
+	m.siteCfg = filepath.Join(dir, "msite.toml")
 	cfgs := map[string]string{
 		"mhub.toml": mobConfig(filepath.Join(dir, "mhub.key"), filepath.Join(dir, "mhub-state"), mobHubIn,
 			`listen = "`+mobHubListen.String()+`"`, "site", pub[1], netip.PrefixFrom(mobSiteIn.Addr(), 32), ""),
@@ -610,12 +601,11 @@ func mobConfig(keyFile, stateDir string, addr netip.Prefix, extra, peer, peerPub
 // startSite starts a site daemon; it does not wait for anything.
 func (m *mobLab) startSite() error {
 	m.starts++
-	p, err := m.site.Start(fmt.Sprintf("godwit-msite-%d", m.starts), "env", "GODWIT_SOCKET="+m.siteSock,
-		m.bin, "run", "-c", m.siteCfg)
+	d, err := m.site.StartDaemon(fmt.Sprintf("godwit-msite-%d", m.starts), m.bin, m.siteCfg)
 	if err != nil {
 		return err
 	}
-	m.siteProc = p
+	m.siteProc = d
 	return nil
 }
 
@@ -647,7 +637,7 @@ func (m *mobLab) restartSite(ctx context.Context) error {
 	if err := m.stream.waitFlowing(ctx, 20*time.Second); err != nil {
 		return err
 	}
-	_, err := m.waitSite(ctx, 15*time.Second, "wifi0 active after the restart", func(s *siteStatus) bool { return s.active() == mobWifi.name })
+	_, err := m.waitSite(ctx, 15*time.Second, "wifi0 active after the restart", func(s *ctl.Status) bool { return hubOf(s).ActiveUplink() == mobWifi.name })
 	return err
 }
 
@@ -662,19 +652,19 @@ func (m *mobLab) stopSiteHub(ctx context.Context, waitHub bool) error {
 			return err
 		}
 		if waitHub {
-			return fmt.Errorf("bench: site did not stop within 10 s of SIGTERM%s", measure.ProcLogs(p))
+			return fmt.Errorf("bench: site did not stop within 10 s of SIGTERM%s", measure.ProcLogs(p.Proc))
 		}
 		// Recovering from a stuck site: killed is stopped enough.
 		m.log.Error("site did not stop within 10 s of SIGTERM; killed it")
 	}
-	end := time.Now().Add(5 * time.Second)
-	for waitHub && strings.Count(m.hubProc.Output(), "peer disconnected") == before {
-		if time.Now().After(end) {
-			return fmt.Errorf("bench: the hub did not notice the site's stop within 5 s%s", m.logs())
-		}
-		if err := measure.Sleep(ctx, 10*time.Millisecond); err != nil {
-			return err
-		}
+	if !waitHub {
+		return nil
+	}
+	err := netlab.WaitFor(ctx, 5*time.Second, "hub noticing the site's stop", func() (bool, error) {
+		return strings.Count(m.hubProc.Output(), "peer disconnected") > before, nil
+	})
+	if err != nil {
+		return fmt.Errorf("bench: %w%s", err, m.logs())
 	}
 	return nil
 }
@@ -682,9 +672,9 @@ func (m *mobLab) stopSiteHub(ctx context.Context, waitHub bool) error {
 // logs returns the daemons' last log lines for error messages.
 func (m *mobLab) logs() string {
 	ps := []*netlab.Proc{}
-	for _, p := range []*netlab.Proc{m.hubProc, m.siteProc} {
-		if p != nil {
-			ps = append(ps, p)
+	for _, d := range []*netlab.Daemon{m.hubProc, m.siteProc} {
+		if d != nil {
+			ps = append(ps, d.Proc)
 		}
 	}
 	return measure.ProcLogs(ps...)
@@ -693,96 +683,47 @@ func (m *mobLab) logs() string {
 // waitTicket waits up to within for a session ticket in the site's state
 // dir written after since; it logs when none comes.
 func (m *mobLab) waitTicket(ctx context.Context, since time.Time, within time.Duration) {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	err := netlab.WaitFor(ctx, within, "new session ticket", func() (bool, error) {
 		files, _ := filepath.Glob(filepath.Join(m.stateDir, "tickets", "*"))
 		for _, f := range files {
 			if fi, err := os.Stat(f); err == nil && fi.ModTime().After(since) {
-				return
+				return true, nil
 			}
 		}
-		_ = measure.Sleep(ctx, 5*time.Millisecond)
-	}
-	m.log.Info("no new session ticket before the restart", "waited", within)
-}
-
-// siteStatus is the part of the site's `godwit show --json` used here.
-type siteStatus struct {
-	Interface struct {
-		Connections struct {
-			ZeroRTTAttempted uint64 `json:"zero_rtt_attempted"`
-			ZeroRTTAccepted  uint64 `json:"zero_rtt_accepted"`
-			ZeroRTTRejected  uint64 `json:"zero_rtt_rejected"`
-			Redials          uint64 `json:"redials"`
-		} `json:"connections"`
-	} `json:"interface"`
-	Peers []struct {
-		State               string        `json:"state"`
-		Resumed             bool          `json:"resumed"`
-		Migrations          uint64        `json:"migrations"`
-		LastMigrationOutage time.Duration `json:"last_migration_outage_ns"`
-		Paths               []struct {
-			Uplink    string `json:"uplink"`
-			Active    bool   `json:"active"`
-			Validated bool   `json:"validated"`
-		} `json:"paths"`
-	} `json:"peers"`
-}
-
-// active returns the uplink of the active path, or "".
-func (s *siteStatus) active() string {
-	if len(s.Peers) == 0 || s.Peers[0].State != "connected" {
-		return ""
-	}
-	for _, p := range s.Peers[0].Paths {
-		if p.Active {
-			return p.Uplink
-		}
-	}
-	return ""
-}
-
-// validated reports whether the hub's connection has a validated path on
-// uplink.
-func (s *siteStatus) validated(uplink string) bool {
-	if len(s.Peers) == 0 {
-		return false
-	}
-	for _, p := range s.Peers[0].Paths {
-		if p.Uplink == uplink && p.Validated {
-			return true
-		}
-	}
-	return false
-}
-
-func (m *mobLab) show(ctx context.Context) (*siteStatus, error) {
-	out, err := commandOutput(ctx, "", m.bin, "show", "--socket", m.siteSock, "--json")
+		return false, nil
+	})
 	if err != nil {
-		return nil, err
+		m.log.Info("no new session ticket before the restart", "waited", within, "err", err)
 	}
-	var s siteStatus
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
-		return nil, fmt.Errorf("bench: show --json: %w", err)
+}
+
+// hubOf returns the site's one peer, the hub, from its status (a zero
+// PeerStatus when the status lists none).
+func hubOf(s *ctl.Status) *ctl.PeerStatus {
+	if len(s.Peers) == 0 {
+		return &ctl.PeerStatus{}
 	}
-	return &s, nil
+	return &s.Peers[0]
 }
 
 // waitSite polls the site's status until ok, for at most within.
-func (m *mobLab) waitSite(ctx context.Context, within time.Duration, what string, ok func(*siteStatus) bool) (*siteStatus, error) {
-	end := time.Now().Add(within)
-	for {
-		s, err := m.show(ctx)
-		if err == nil && ok(s) {
-			return s, nil
-		}
-		if time.Now().After(end) {
-			return nil, fmt.Errorf("bench: site: no %s within %v (last: %+v, err %v)%s", what, within, s, err, m.logs())
-		}
-		if err := measure.Sleep(ctx, 20*time.Millisecond); err != nil {
-			return nil, err
-		}
+func (m *mobLab) waitSite(ctx context.Context, within time.Duration, what string, ok func(*ctl.Status) bool) (*ctl.Status, error) {
+	var (
+		st   *ctl.Status
+		qerr error
+	)
+	err := netlab.WaitFor(ctx, within, what, func() (bool, error) {
+		st, qerr = m.siteProc.Status(ctx)
+		return qerr == nil && ok(st), nil
+	})
+	switch {
+	case err == nil:
+		return st, nil
+	case qerr != nil:
+		return nil, fmt.Errorf("bench: site: %w (last: %v)%s", err, qerr, m.logs())
 	}
+	p := hubOf(st)
+	return nil, fmt.Errorf("bench: site: %w (last: hub %s, migrations %d, paths %+v)%s", err, p.State, p.Migrations, p.Paths, m.logs())
 }
 
 // gapAfter waits until an echo of a probe sent after at arrived, lets
@@ -830,13 +771,13 @@ func (m *mobLab) measureSwitch(ctx context.Context, runs int) (sw, back outageSe
 		}
 	}()
 	for i := range runs {
-		st, err := m.waitSite(ctx, 15*time.Second, "wifi0 active with cell0 validated", func(s *siteStatus) bool {
-			return s.active() == mobWifi.name && s.validated(mobCell.name)
+		st, err := m.waitSite(ctx, 15*time.Second, "wifi0 active with cell0 validated", func(s *ctl.Status) bool {
+			return hubOf(s).ActiveUplink() == mobWifi.name && hubOf(s).ValidatedStandby(mobCell.name)
 		})
 		if err != nil {
 			return sw, back, err
 		}
-		migrations := st.Peers[0].Migrations
+		migrations := hubOf(st).Migrations
 		if err := m.stream.waitFlowing(ctx, 10*time.Second); err != nil {
 			return sw, back, err
 		}
@@ -857,17 +798,17 @@ func (m *mobLab) measureSwitch(ctx context.Context, runs int) (sw, back outageSe
 		default:
 			outs = append(outs, gap)
 		}
-		if st, err := m.waitSite(ctx, 5*time.Second, "migration to cell0", func(s *siteStatus) bool {
-			return s.active() == mobCell.name && s.Peers[0].Migrations > migrations
-		}); err == nil && st.Peers[0].LastMigrationOutage > 0 {
-			daemon = append(daemon, st.Peers[0].LastMigrationOutage)
+		if st, err := m.waitSite(ctx, 5*time.Second, "migration to cell0", func(s *ctl.Status) bool {
+			return hubOf(s).ActiveUplink() == mobCell.name && hubOf(s).Migrations > migrations
+		}); err == nil && hubOf(st).LastMigrationOutage > 0 {
+			daemon = append(daemon, hubOf(st).LastMigrationOutage)
 		}
 		at = time.Now()
 		if err := m.setUplink(ctx, mobWifi, true); err != nil {
 			return sw, back, err
 		}
 		bgap, err := m.gapAfter(ctx, at, func() error {
-			_, err := m.waitSite(ctx, 15*time.Second, "switch back to wifi0", func(s *siteStatus) bool { return s.active() == mobWifi.name })
+			_, err := m.waitSite(ctx, 15*time.Second, "switch back to wifi0", func(s *ctl.Status) bool { return hubOf(s).ActiveUplink() == mobWifi.name })
 			return err
 		})
 		switch {
@@ -902,8 +843,8 @@ func (m *mobLab) measureNoStandby(ctx context.Context, runs int) (sw outageSerie
 		if err := m.setUplink(ctx, mobCell, false); err != nil {
 			return sw, err
 		}
-		st, err := m.waitSite(ctx, 15*time.Second, "wifi0 active without a cell0 standby", func(s *siteStatus) bool {
-			return s.active() == mobWifi.name && !s.validated(mobCell.name)
+		st, err := m.waitSite(ctx, 15*time.Second, "wifi0 active without a cell0 standby", func(s *ctl.Status) bool {
+			return hubOf(s).ActiveUplink() == mobWifi.name && !hubOf(s).ValidatedStandby(mobCell.name)
 		})
 		if err != nil {
 			return sw, err
@@ -933,16 +874,16 @@ func (m *mobLab) measureNoStandby(ctx context.Context, runs int) (sw outageSerie
 		default:
 			outs = append(outs, gap)
 		}
-		if st, err := m.waitSite(ctx, 5*time.Second, "connection on cell0", func(s *siteStatus) bool {
-			return s.active() == mobCell.name
+		if st, err := m.waitSite(ctx, 5*time.Second, "connection on cell0", func(s *ctl.Status) bool {
+			return hubOf(s).ActiveUplink() == mobCell.name
 		}); err == nil && st.Interface.Connections.Redials > redials {
 			sw.Redials++
 		}
 		if err := m.setUplink(ctx, mobWifi, true); err != nil {
 			return sw, err
 		}
-		if _, err := m.waitSite(ctx, 15*time.Second, "switch back to wifi0", func(s *siteStatus) bool {
-			return s.active() == mobWifi.name
+		if _, err := m.waitSite(ctx, 15*time.Second, "switch back to wifi0", func(s *ctl.Status) bool {
+			return hubOf(s).ActiveUplink() == mobWifi.name
 		}); err != nil {
 			// The outage counts; the run is a failure all the same.
 			sw.failed(m, i+1)
@@ -1027,9 +968,9 @@ func (m *mobLab) measureRestart(ctx context.Context, runs int) (rs restartSeries
 			connected[mode] = append(connected[mode], isConnected.Sub(at))
 			// The 0-RTT answer is counted once the handshake completes,
 			// which may be after the first echo: wait for it too.
-			st, err := m.waitSite(ctx, 5*time.Second, "connected hub", func(s *siteStatus) bool {
+			st, err := m.waitSite(ctx, 5*time.Second, "connected hub", func(s *ctl.Status) bool {
 				c := &s.Interface.Connections
-				return s.active() != "" && (c.ZeroRTTAttempted == 0 || c.ZeroRTTAccepted+c.ZeroRTTRejected > 0)
+				return hubOf(s).ActiveUplink() != "" && (c.ZeroRTTAttempted == 0 || c.ZeroRTTAccepted+c.ZeroRTTRejected > 0)
 			})
 			if err != nil {
 				return rs, err
@@ -1041,7 +982,7 @@ func (m *mobLab) measureRestart(ctx context.Context, runs int) (rs restartSeries
 				}
 			} else {
 				full = append(full, took)
-				if st.Peers[0].Resumed {
+				if hubOf(st).Resumed {
 					rs.Resumed++
 				}
 			}
@@ -1138,7 +1079,7 @@ func measureMobilityInto(ctx context.Context, lab *netlab.Lab, bin string, rs ro
 			return err
 		}
 	}
-	if measure.Exited(m.hubProc) {
+	if m.hubProc.Exited() {
 		return fmt.Errorf("bench: the mobility hub exited%s", m.logs())
 	}
 	return nil

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/bench/measure"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 func TestLargestGap(t *testing.T) {
@@ -161,11 +161,11 @@ func TestMobilityTable(t *testing.T) {
 // TestMobilityRun runs the mobility rows with 2 runs each and checks the
 // report's figures against generous physical bounds and the cleanup.
 func TestMobilityRun(t *testing.T) {
-	measure.RequireRoot(t, "the benchmark")
+	labtest.RequireRoot(t)
 	if testing.Short() {
 		t.Skip("runs the mobility lab for about a minute; skipped with -short")
 	}
-	before := measure.NetnsList(t)
+	labtest.CheckNamespacesRemoved(t, "gwb-")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	rows, err := parseRows("switch,switch-nostandby,restart20,restart100")
@@ -241,8 +241,5 @@ func TestMobilityRun(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, stderr.String())
 		}
-	}
-	if after := measure.NetnsList(t); strings.Count(after, "gwb-") > strings.Count(before, "gwb-") {
-		t.Errorf("namespaces after run:\n%s\nwant no more gwb- ones than before:\n%s", after, before)
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 // pprofPort is the metrics_listen port of each Godwit daemon when

@@ -17,8 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
-	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
 // Underlay addresses of the veth between the namespaces.
@@ -306,7 +306,7 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 		}
 	}
 	for _, p := range up.procs {
-		if measure.Exited(p) {
+		if p.Exited() {
 			return fmt.Errorf("bench: %s exited during the measurement%s", p.Name, measure.ProcLogs(up.procs...))
 		}
 	}

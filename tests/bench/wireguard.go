@@ -19,8 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
-	"github.com/godwit-vpn/godwit/tests/netlab"
 )
 
 // wgSockDir is where wireguard-go puts its UAPI sockets; both instances
@@ -142,24 +142,22 @@ func uapiConfigure(ifname, req string) error {
 	return nil
 }
 
-// waitFile waits up to within for path to exist, or for exited to be
-// closed.
+// waitFile waits up to within for path to exist, or until exited
+// reports true.
 func waitFile(ctx context.Context, path string, within time.Duration, exited func() bool) error {
-	end := time.Now().Add(within)
-	for {
+	err := netlab.WaitFor(ctx, within, path, func() (bool, error) {
 		if _, err := os.Stat(path); err == nil {
-			return nil
+			return true, nil
 		}
 		if exited() {
-			return fmt.Errorf("bench: process exited before creating %s", path)
+			return false, fmt.Errorf("process exited before creating %s", path)
 		}
-		if time.Now().After(end) {
-			return fmt.Errorf("bench: %s did not appear within %v", path, within)
-		}
-		if err := measure.Sleep(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
+	return nil
 }
 
 // startWireGuard runs one wireguard-go per namespace, configures them over
@@ -213,7 +211,7 @@ func startWireGuard(ctx context.Context, t *topo) (*tunnelUp, error) {
 		}
 		up.procs = append(up.procs, p)
 		sock := filepath.Join(wgSockDir, s.ifn+".sock")
-		if err := waitFile(ctx, sock, 10*time.Second, func() bool { return measure.Exited(p) }); err != nil {
+		if err := waitFile(ctx, sock, 10*time.Second, func() bool { return p.Exited() }); err != nil {
 			return up, fmt.Errorf("%w%s", err, measure.ProcLogs(up.procs...))
 		}
 		if err := uapiConfigure(s.ifn, uapiSet(s.key, s.port, s.peer)); err != nil {

@@ -266,6 +266,26 @@ func (r *Relay) Stats() Stats {
 	}
 }
 
+// Start runs [Relay.Run] on a goroutine of its own until stop is called.
+// stop ends Run and returns its result, or an error when Run has not
+// returned within `within` of it; call it once.
+func (r *Relay) Start() (stop func(within time.Duration) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- r.Run(ctx) }()
+	return func(within time.Duration) error {
+		cancel()
+		t := time.NewTimer(within)
+		defer t.Stop()
+		select {
+		case err := <-errc:
+			return err
+		case <-t.C:
+			return fmt.Errorf("relay: Run did not return within %v of its stop", within)
+		}
+	}
+}
+
 // Run relays until ctx is done, then closes every socket, waits for its
 // goroutines and returns nil. It returns an error if the listen socket
 // fails for another reason, or if Run was called before. It blocks.

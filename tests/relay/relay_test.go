@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 // wait bounds every wait for a datagram; generous for shared machines.
@@ -34,25 +36,18 @@ func newEcho(t *testing.T) *echo {
 		t.Fatal(err)
 	}
 	e := &echo{conn: c}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			e.mu.Lock()
-			e.got = append(e.got, string(buf[:n]))
-			e.from = append(e.from, from)
-			e.mu.Unlock()
-			c.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	t.Cleanup(func() { c.Close(); <-done })
+	labtest.ServeUDP(t, c, func(b []byte, from netip.AddrPort) []byte {
+		e.mu.Lock()
+		e.got = append(e.got, string(b))
+		e.from = append(e.from, from)
+		e.mu.Unlock()
+		return b
+	})
 	return e
 }
+
+// echoBack is the answer of an echo server: the datagram itself.
+func echoBack(b []byte, _ netip.AddrPort) []byte { return b }
 
 func (e *echo) addr() netip.AddrPort { return e.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
@@ -71,18 +66,10 @@ func startRelay(t *testing.T, cfg Config) *Relay {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	stop := r.Start()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run = %v, want nil", err)
-			}
-		case <-time.After(wait):
-			t.Errorf("Run did not return within %v of cancel", wait)
+		if err := stop(wait); err != nil {
+			t.Errorf("Run = %v, want nil", err)
 		}
 	})
 	return r
@@ -150,18 +137,6 @@ func reversed(s []string) []string {
 	s = slices.Clone(s)
 	slices.Reverse(s)
 	return s
-}
-
-// poll calls f every 10 ms until it returns true or within passes.
-func poll(within time.Duration, f func() bool) bool {
-	deadline := time.Now().Add(within)
-	for !f() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }
 
 func TestNew(t *testing.T) {
@@ -275,7 +250,7 @@ func TestRelayRTT(t *testing.T) {
 			// The sender counts a datagram after its write returned, which
 			// may be after the echo arrived.
 			want := DirStats{Packets: 5, Bytes: 25, Forwarded: 5, ForwardedBytes: 25}
-			if !poll(wait, func() bool { st := r.Stats(); return st.ToServer == want && st.ToClient == want }) {
+			if !labtest.Eventually(wait, func() bool { st := r.Stats(); return st.ToServer == want && st.ToClient == want }) {
 				st := r.Stats()
 				t.Errorf("Stats = %+v, want %+v both ways", st, want)
 			}
@@ -354,11 +329,9 @@ func TestRelayBlackholeInFlight(t *testing.T) {
 	r := startRelay(t, Config{Target: e.addr(), Delay: func(Direction, uint64) time.Duration { return 300 * time.Millisecond }})
 	c := dial(t, r)
 	send(t, c, "x")
-	if !poll(wait, func() bool { return r.Stats().ToServer.Packets == 1 }) {
-		t.Fatal("relay never received the datagram")
-	}
+	labtest.WaitFor(t, wait, "datagram at the relay", func() bool { return r.Stats().ToServer.Packets == 1 })
 	r.SetBlackhole(true)
-	if !poll(wait, func() bool { return r.Stats().ToServer.Blackholed == 1 }) {
+	if !labtest.Eventually(wait, func() bool { return r.Stats().ToServer.Blackholed == 1 }) {
 		t.Fatalf("queued datagram not blackholed at release: %+v", r.Stats())
 	}
 	if srv, _ := e.received(); len(srv) != 0 {
@@ -375,7 +348,7 @@ func TestRelayReplay(t *testing.T) {
 	if got := readN(t, c, 3, wait); !slices.Equal(got, []string{"i1", "i2", "i3"}) {
 		t.Fatalf("echoes = %v, want [i1 i2 i3]", got)
 	}
-	if !poll(wait, func() bool { srv, _ := e.received(); return len(srv) == 9 }) {
+	if !labtest.Eventually(wait, func() bool { srv, _ := e.received(); return len(srv) == 9 }) {
 		srv, _ := e.received()
 		t.Fatalf("server got %v, want 3 datagrams and 6 replayed", srv)
 	}
@@ -391,7 +364,7 @@ func TestRelayReplay(t *testing.T) {
 			t.Errorf("replayed datagram %d from %v, want %v like the first replayed one", i, from[i], from[3])
 		}
 	}
-	if !poll(wait, func() bool { st := r.Stats(); return st.ReplayReplies == 6 && st.Replayed == 6 }) {
+	if !labtest.Eventually(wait, func() bool { st := r.Stats(); return st.ReplayReplies == 6 && st.Replayed == 6 }) {
 		t.Errorf("Stats = %+v, want Replayed and ReplayReplies 6", r.Stats())
 	}
 	if st := r.Stats(); st.ToServer.Packets != 3 {
@@ -424,7 +397,7 @@ func TestRelayOrdering(t *testing.T) {
 			}})
 			c := dial(t, r)
 			send(t, c, seq("o", n)...)
-			if !poll(wait, func() bool { srv, _ := e.received(); return len(srv) == n }) {
+			if !labtest.Eventually(wait, func() bool { srv, _ := e.received(); return len(srv) == n }) {
 				t.Fatalf("server got %d datagrams, want %d", len(e.got), n)
 			}
 			if srv, _ := e.received(); !slices.Equal(srv, tt.want) {
@@ -462,7 +435,7 @@ func TestRelayLimits(t *testing.T) {
 	a, b := dial(t, r), dial(t, r)
 	send(t, a, seq("q", 10)...)
 	send(t, b, "other")
-	if !poll(wait, func() bool { return r.Stats().ToServer.Packets == 11 }) {
+	if !labtest.Eventually(wait, func() bool { return r.Stats().ToServer.Packets == 11 }) {
 		t.Fatalf("relay received %d datagrams, want 11", r.Stats().ToServer.Packets)
 	}
 	st := r.Stats()
@@ -474,7 +447,7 @@ func TestRelayLimits(t *testing.T) {
 func TestRelayRunTwice(t *testing.T) {
 	e := newEcho(t)
 	r := startRelay(t, Config{Target: e.addr()})
-	poll(wait, func() bool { return r.running.Load() })
+	labtest.Eventually(wait, func() bool { return r.running.Load() })
 	if err := r.Run(context.Background()); err == nil {
 		t.Errorf("second Run = nil, want an error")
 	}
@@ -500,9 +473,7 @@ func TestRelayNoLeak(t *testing.T) {
 	}
 	r.Replay(1, 1, 0)
 	r.Replay(1, 1, time.Hour) // still waiting when Run stops
-	if !poll(wait, func() bool { return r.Stats().Replayed == 1 }) {
-		t.Fatal("replay never sent")
-	}
+	labtest.WaitFor(t, wait, "replayed datagram", func() bool { return r.Stats().Replayed == 1 })
 	send(t, a, "queued") // may still be queued at cancel
 	if runtime.NumGoroutine() <= before {
 		t.Fatalf("goroutines %d while running, want more than %d", runtime.NumGoroutine(), before)
@@ -516,7 +487,7 @@ func TestRelayNoLeak(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("Run did not return after cancel")
 	}
-	if !poll(wait, func() bool { return runtime.NumGoroutine() <= before }) {
+	if !labtest.Eventually(wait, func() bool { return runtime.NumGoroutine() <= before }) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("goroutines %d after Run returned, want <= %d:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 	}
@@ -546,12 +517,9 @@ func TestRelayUnconnectedUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
+	stop := r.Start()
 	defer func() {
-		cancel()
-		if err := <-errc; err != nil {
+		if err := stop(wait); err != nil {
 			t.Errorf("Run = %v, want nil", err)
 		}
 	}()
@@ -583,25 +551,13 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer srv.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := srv.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			srv.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
+	labtest.ServeUDP(b, srv, echoBack)
 	r, err := New(nil, Config{Listen: netip.MustParseAddrPort("127.0.0.1:0"), Target: srv.LocalAddr().(*net.UDPAddr).AddrPort()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- r.Run(ctx) }()
-	defer func() { cancel(); <-errc }()
+	stop := r.Start()
+	defer stop(time.Minute)
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(r.Addr()))
 	if err != nil {
 		b.Fatal(err)
@@ -637,24 +593,14 @@ func TestRelayServerRestart(t *testing.T) {
 		send(t, c, "nobody")
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !poll(wait, func() bool { return r.Stats().ToServer.Forwarded+r.Stats().ToServer.Errors == 3 }) {
+	if !labtest.Eventually(wait, func() bool { return r.Stats().ToServer.Forwarded+r.Stats().ToServer.Errors == 3 }) {
 		t.Fatalf("stats %+v, want 3 datagrams written or failed", r.Stats())
 	}
 	srv, err := net.ListenUDP("udp", target)
 	if err != nil {
 		t.Fatalf("cannot rebind the server's port %v: %v", target, err)
 	}
-	defer srv.Close()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := srv.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			srv.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
+	labtest.ServeUDP(t, srv, echoBack)
 	send(t, c, "back")
 	if got := read(t, c, wait); got != "back" {
 		t.Errorf("echo after the server came back = %q, want %q", got, "back")

@@ -24,10 +24,9 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
-
 	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
-	"github.com/godwit-vpn/godwit/tests/netlab"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 	"github.com/godwit-vpn/godwit/tunnel"
 )
@@ -266,7 +265,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	}
 	rep.HubPeers = strings.Count(hub.Output(), "peer connected")
 	rep.Machine.LoadAfter = loadAvg()
-	if measure.Exited(hub) {
+	if hub.Exited() {
 		return fmt.Errorf("hubscale: the hub exited during the run%s", measure.ProcLogs(hub))
 	}
 
@@ -316,21 +315,13 @@ func startHub(ctx context.Context, lab *netlab.Lab, ns *netlab.NS, bin string, k
 	if err := os.WriteFile(cfg, []byte(hubConfig("gwh"+lab.ID, keyFile, filepath.Join(dir, "state"), sites)), 0o600); err != nil {
 		return nil, fmt.Errorf("hubscale: %w", err)
 	}
-	p, err := ns.Start("godwit-hub", bin, "run", "-c", cfg)
+	d, err := ns.StartDaemon("godwit-hub", bin, cfg)
 	if err != nil {
 		return nil, err
 	}
-	end := time.Now().Add(hubStartTimeout)
-	for !strings.Contains(p.Output(), "godwit running") {
-		if measure.Exited(p) {
-			return nil, fmt.Errorf("hubscale: the hub exited at start%s", measure.ProcLogs(p))
-		}
-		if time.Now().After(end) {
-			return nil, fmt.Errorf("hubscale: no \"godwit running\" from the hub within %v%s", hubStartTimeout, measure.ProcLogs(p))
-		}
-		if err := measure.Sleep(ctx, 50*time.Millisecond); err != nil {
-			return nil, err
-		}
+	p := d.Proc
+	if err := p.WaitLog(ctx, hubStartTimeout, "godwit running"); err != nil {
+		return nil, fmt.Errorf("hubscale: the hub did not start: %w%s", err, measure.ProcLogs(p))
 	}
 	if c := measure.ReadTrim(fmt.Sprintf("/proc/%d/comm", p.Cmd.Process.Pid)); c != "godwit" {
 		return nil, fmt.Errorf("hubscale: hub pid %d is %q, not godwit", p.Cmd.Process.Pid, c)

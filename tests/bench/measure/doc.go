@@ -4,9 +4,9 @@
 // tests/bench/hubscale, share: CPU time and resident memory of a process
 // read from /proc, the machine's load average, a context-aware sleep, the
 // nearest-rank percentile index, JSON output, the main function with its
-// flag error handling, timestamp-less logger and signal context, helpers
-// for the processes of a [netlab.Lab], and the root gate of their
-// end-to-end tests.
+// flag error handling, timestamp-less logger and signal context, and
+// helpers for the namespaces and processes of a [netlab.Lab]. Their
+// end-to-end tests take the root gate and the lab from package labtest.
 //
 // Everything here is Linux-only (it reads /proc) and safe for concurrent
 // use; nothing keeps state between calls.

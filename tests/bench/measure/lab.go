@@ -9,17 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 )
 
 // tailLines is how many lines of each log ProcLogs shows.
 const tailLines = 15
-
-// Exited reports whether p has exited. It waits at most 10 ms.
-func Exited(p *netlab.Proc) bool {
-	_, err := p.Wait(10 * time.Millisecond)
-	return err == nil
-}
 
 // ProcLogs returns the last 15 lines of each process's log, each block
 // headed by "--- <name> (<log path>):" on a line of its own and preceded

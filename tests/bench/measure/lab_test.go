@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/godwit-vpn/godwit/tests/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
 func TestProcLogs(t *testing.T) {
@@ -38,49 +38,8 @@ func TestProcLogs(t *testing.T) {
 	}
 }
 
-// newLab returns a lab that t's cleanup closes, or skips t when not root.
-func newLab(t *testing.T, what string) *netlab.Lab {
-	t.Helper()
-	RequireRoot(t, what)
-	lab, err := netlab.New("gwm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return lab
-}
-
-func TestExited(t *testing.T) {
-	lab := newLab(t, "TestExited")
-	ns, err := lab.NS("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	running, err := ns.Start("sleeper", "sleep", "60")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done, err := ns.Start("true", "true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := done.Wait(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if got := Exited(done); !got {
-		t.Errorf("Exited(true after Wait) = %v, want true", got)
-	}
-	if got := Exited(running); got {
-		t.Errorf("Exited(sleep 60) = %v, want false", got)
-	}
-}
-
 func TestVethPair(t *testing.T) {
-	lab := newLab(t, "TestVethPair")
+	lab := labtest.NewLab(t, "gwm")
 	aAddrs := []netip.Prefix{netip.MustParsePrefix("198.18.0.1/24"), netip.MustParsePrefix("2001:db8::1/64")}
 	bAddrs := []netip.Prefix{netip.MustParsePrefix("198.18.0.2/24"), netip.MustParsePrefix("2001:db8::2/64")}
 	a, b, err := VethPair(lab, "a", aAddrs, "b", bAddrs)

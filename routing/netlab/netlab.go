@@ -85,7 +85,7 @@ func (l *Lab) close() error {
 
 	var errs []error
 	for _, p := range procs {
-		if !p.exited() {
+		if !p.Exited() {
 			_ = p.Signal(syscall.SIGTERM)
 		}
 	}
@@ -97,13 +97,13 @@ func (l *Lab) close() error {
 		}
 	}
 	for _, p := range procs {
-		if !p.exited() {
+		if !p.Exited() {
 			_ = p.Signal(syscall.SIGKILL)
 		}
 		// Kill leftovers of the process group (children of a shell, say),
 		// also when the leader exited by itself.
 		_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
-		if !p.exited() {
+		if !p.Exited() {
 			select {
 			case <-p.done:
 			case <-time.After(stopGrace):

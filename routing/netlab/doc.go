@@ -26,4 +26,10 @@
 // installed, and needs root. Sockets for test traffic are made inside a
 // namespace with [NS.Do], so a test can drive TCP, UDP and ICMP from Go
 // without iputils or other tools.
+//
+// [NS.StartDaemon] runs `godwit run` with its control socket in the lab's
+// directory; [Godwit] finds or builds the binary, and [WaitFor] is the
+// polling loop everything that waits for a daemon uses. Tests use these
+// through package labtest, which fails the test instead of returning
+// errors.
 package netlab

@@ -20,8 +20,8 @@ var build struct {
 }
 
 // Godwit returns the path of a godwit binary. If the environment variable
-// GODWIT_BIN is set, it names the binary to use (`godwit demo` passes its
-// own executable this way). Otherwise the first call builds ./cmd/godwit of
+// GODWIT_BIN is set, it names the binary to use (a prebuilt one, for
+// instance to compare two builds in the benchmarks). Otherwise the first call builds ./cmd/godwit of
 // this module into a temporary directory with `go build`, and later calls
 // in the same process return the same binary (or the same error). The
 // temporary directory is left for the OS to clean, as the binary is shared

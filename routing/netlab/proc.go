@@ -3,10 +3,12 @@
 package netlab
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"time"
 )
 
@@ -34,7 +36,8 @@ func (p *Proc) wait() {
 	close(p.done)
 }
 
-func (p *Proc) exited() bool {
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -45,7 +48,7 @@ func (p *Proc) exited() bool {
 
 // Signal sends sig to the process. It fails once the process has exited.
 func (p *Proc) Signal(sig os.Signal) error {
-	if p.exited() {
+	if p.Exited() {
 		return fmt.Errorf("netlab: %s already exited", p.Name)
 	}
 	if err := p.Cmd.Process.Signal(sig); err != nil {
@@ -80,4 +83,38 @@ func (p *Proc) Output() string {
 		return fmt.Sprintf("(netlab: %v)", err)
 	}
 	return string(b)
+}
+
+// LogLines returns the lines of the log that contain every one of subs,
+// without their line ends.
+func (p *Proc) LogLines(subs ...string) []string {
+	var found []string
+	for line := range strings.Lines(p.Output()) {
+		ok := true
+		for _, s := range subs {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			found = append(found, strings.TrimSpace(line))
+		}
+	}
+	return found
+}
+
+// WaitLog waits until the log has a line that contains every one of subs
+// (see [WaitFor]). It fails at once when the process exits first.
+func (p *Proc) WaitLog(ctx context.Context, within time.Duration, subs ...string) error {
+	err := WaitFor(ctx, within, fmt.Sprintf("log line with %q", subs), func() (bool, error) {
+		if len(p.LogLines(subs...)) > 0 {
+			return true, nil
+		}
+		if p.Exited() {
+			return false, fmt.Errorf("exited with %d while waiting for a log line with %q", p.code, subs)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("netlab: %s: %w", p.Name, err)
+	}
+	return nil
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package netlab
+package netlab_test
 
 import (
 	"bytes"
@@ -13,32 +13,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-func newLab(t *testing.T) *Lab {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("GODWIT_E2E") == "1" {
-			t.Fatal("GODWIT_E2E=1 but not running as root")
-		}
-		t.Skip("netlab tests need root (network namespaces)")
-	}
-	l, err := New("nlt")
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := l.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return l
-}
+	"github.com/godwit-vpn/godwit/routing/netlab"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
+)
 
 // pair builds
 //
 //	a (eth0 198.18.0.1/24 2001:db8::1/64) <-veth-> b (eth0 198.18.0.2/24 2001:db8::2/64)
-func pair(t *testing.T, l *Lab) (a, b *NS) {
+func pair(t *testing.T, l *netlab.Lab) (a, b *netlab.NS) {
 	t.Helper()
 	var err error
 	if a, err = l.NS("a"); err != nil {
@@ -51,7 +34,7 @@ func pair(t *testing.T, l *Lab) (a, b *NS) {
 		t.Fatal(err)
 	}
 	for _, s := range []struct {
-		ns   *NS
+		ns   *netlab.NS
 		addr string
 	}{{a, "198.18.0.1/24"}, {a, "2001:db8::1/64"}, {b, "198.18.0.2/24"}, {b, "2001:db8::2/64"}} {
 		if err := s.ns.Addr("eth0", s.addr); err != nil {
@@ -62,11 +45,11 @@ func pair(t *testing.T, l *Lab) (a, b *NS) {
 }
 
 func TestPing(t *testing.T) {
-	l := newLab(t)
+	l := labtest.NewLab(t, "nlt")
 	a, b := pair(t, l)
 	tests := []struct {
 		name string
-		from *NS
+		from *netlab.NS
 		dst  string
 		want int
 	}{
@@ -97,7 +80,7 @@ func TestPing(t *testing.T) {
 }
 
 func TestTCPUDP(t *testing.T) {
-	l := newLab(t)
+	l := labtest.NewLab(t, "nlt")
 	a, b := pair(t, l)
 	ln, err := b.ListenTCP("[2001:db8::2]:7000")
 	if err != nil {
@@ -148,7 +131,7 @@ func TestTCPUDP(t *testing.T) {
 }
 
 func TestExecSysctlDo(t *testing.T) {
-	l := newLab(t)
+	l := labtest.NewLab(t, "nlt")
 	a, err := l.NS("x")
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +166,7 @@ func TestExecSysctlDo(t *testing.T) {
 }
 
 func TestStartWaitClose(t *testing.T) {
-	l := newLab(t)
+	l := labtest.NewLab(t, "nlt")
 	a, err := l.NS("p")
 	if err != nil {
 		t.Fatal(err)
@@ -210,12 +193,9 @@ func TestStartWaitClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; !strings.Contains(stubborn.Output(), "ready"); i++ {
-		if i > 100 {
-			t.Fatalf("stubborn process not ready: %q", stubborn.Output())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	labtest.WaitFor(t, 2*time.Second, "ready from the stubborn process", func() bool {
+		return strings.Contains(stubborn.Output(), "ready")
+	})
 	if err := s.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

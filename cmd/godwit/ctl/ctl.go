@@ -1,0 +1,323 @@
+// SPDX-License-Identifier: MIT
+
+// Package ctl is the client side and the schema of Godwit's control
+// socket: the [Status] document that `godwit run` serves, `godwit show
+// --json` prints and the metrics endpoint exports, the wire format of a
+// request and its answer, and [Query], which asks a running daemon. The
+// server side, which builds a Status from the running daemon, is in
+// package main (cmd/godwit/ctl.go).
+//
+// The JSON field names are an interface for scripts (`godwit show --json`):
+// they do not change.
+//
+// Protocol: `godwit run` listens on /run/godwit/<iface>.sock (directory
+// 0700, socket 0600; the environment variable GODWIT_SOCKET moves it) and
+// answers one JSON request per connection. The client sends one JSON
+// object, {"cmd":"status"}, and reads one JSON object back,
+// {"status":{...}} (a Status) or {"error":"..."}; then the daemon closes
+// the connection.
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+const (
+	// Dir holds the control sockets, one per interface. The systemd unit
+	// creates it (RuntimeDirectory=godwit, mode 0700); the daemon creates it
+	// when it is missing and tightens its mode when it is looser.
+	Dir = "/run/godwit"
+	// SocketEnv names the environment variable that overrides the control
+	// socket path for both `godwit run` and `godwit show` (two daemons with
+	// the same interface name in different network namespaces, the system
+	// tests, runs without /run/godwit). `godwit show --socket` overrides it
+	// in turn.
+	SocketEnv = "GODWIT_SOCKET"
+	// Timeout bounds one control connection, request and answer, on both
+	// sides.
+	Timeout = 5 * time.Second
+)
+
+// SocketPath returns the default control socket of interface iface, in
+// [Dir].
+func SocketPath(iface string) string {
+	return filepath.Join(Dir, iface+".sock")
+}
+
+// Request is what a client sends: {"cmd":"status"}.
+type Request struct {
+	Cmd string `json:"cmd"`
+}
+
+// Response is the daemon's answer: a Status or an error, never both.
+type Response struct {
+	Status *Status `json:"status,omitempty"`
+	Error  string  `json:"error,omitempty"`
+}
+
+// Status is the answer to the "status" command: a snapshot of the daemon,
+// its interface and every configured peer. `godwit show --json` prints it.
+// Times are RFC 3339 in the daemon's clock (compare them with Now, not with
+// the reader's clock); fields ending in _ns are durations in nanoseconds.
+type Status struct {
+	Version   string          `json:"version"`
+	Now       time.Time       `json:"now"`     // when the snapshot was taken
+	Started   time.Time       `json:"started"` // when the daemon started
+	Interface InterfaceStatus `json:"interface"`
+	Peers     []PeerStatus    `json:"peers"` // in config order
+}
+
+// InterfaceStatus is this node: its TUN interface and its QUIC endpoint.
+type InterfaceStatus struct {
+	Name          string         `json:"name"`
+	PublicKey     string         `json:"public_key"` // base64
+	Addresses     []netip.Prefix `json:"addresses"`
+	MTU           int            `json:"mtu"`
+	Listen        string         `json:"listen,omitempty"` // as configured; "" when not listening
+	LocalAddr     netip.AddrPort `json:"local_addr"`       // the UDP socket's address
+	MetricsListen string         `json:"metrics_listen,omitempty"`
+	// Traffic and Drops are totals since start, including peers removed
+	// since and drops that belong to no peer (outbound/no_route,
+	// outbound/malformed).
+	Traffic
+	Drops map[string]uint64 `json:"drops"` // by "direction/reason", every reason present
+	// ICMPSent counts ICMP errors the tunnel wrote to the TUN (unreachable,
+	// too big); ICMPRateLimited those it suppressed.
+	ICMPSent        uint64 `json:"icmp_sent"`
+	ICMPRateLimited uint64 `json:"icmp_rate_limited"`
+	// TUNTooManySegments counts TUN reads that lost part of a coalesced
+	// segment; TUNWriteErrors failed TUN writes.
+	TUNTooManySegments uint64 `json:"tun_too_many_segments"`
+	TUNWriteErrors     uint64 `json:"tun_write_errors"`
+	// UnreachableSends counts UDP sends that failed because the network
+	// was gone and were treated as loss.
+	UnreachableSends uint64 `json:"unreachable_sends"`
+	// Connections are the endpoint's connection events since start: 0-RTT
+	// attempts and their answers, incoming 0-RTT accepted or refused
+	// (replayed or pre-restart tickets resume without 0-RTT), redials and
+	// the latest redial's outage.
+	Connections ConnEvents `json:"connections"`
+	// UDPRcvbufErrors is the kernel's count of UDP datagrams dropped for a
+	// full socket receive buffer in this network namespace (all UDP
+	// sockets, /proc/net/snmp and snmp6); SocketReceiveBuffer and
+	// SocketSendBuffer are the sizes the kernel granted Godwit's socket.
+	UDPRcvbufErrors     uint64 `json:"udp_rcvbuf_errors"`
+	SocketReceiveBuffer int    `json:"socket_receive_buffer_bytes"`
+	SocketSendBuffer    int    `json:"socket_send_buffer_bytes"`
+	// UDPSendCalls counts the sendmsg calls of Godwit's QUIC sockets and
+	// UDPSendSegments the UDP datagrams they carried: with GSO one call
+	// carries several (docs/PERFORMANCE.md).
+	UDPSendCalls    uint64 `json:"udp_send_calls"`
+	UDPSendSegments uint64 `json:"udp_send_segments"`
+}
+
+// ConnEvents counts the endpoint's connection events (see
+// quicconn.EndpointStats).
+type ConnEvents struct {
+	ZeroRTTAttempted    uint64        `json:"zero_rtt_attempted"`
+	ZeroRTTAccepted     uint64        `json:"zero_rtt_accepted"`
+	ZeroRTTRejected     uint64        `json:"zero_rtt_rejected"`
+	EarlyAccepted       uint64        `json:"early_accepted"`
+	EarlyRefusedReplay  uint64        `json:"early_refused_replay"`
+	EarlyRefusedRestart uint64        `json:"early_refused_restart"`
+	EarlyRefusedOther   uint64        `json:"early_refused_other"`
+	Redials             uint64        `json:"redials"`
+	RedialsAfterReset   uint64        `json:"redials_after_reset"`
+	LastRedialOutage    time.Duration `json:"last_redial_outage_ns"`
+}
+
+// Traffic is IP packets and bytes carried through the tunnel: Rx received
+// from peers, Tx sent to peers.
+type Traffic struct {
+	RxPackets uint64 `json:"rx_packets"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	TxPackets uint64 `json:"tx_packets"`
+	TxBytes   uint64 `json:"tx_bytes"`
+}
+
+// PeerState is a peer's connection state.
+type PeerState string
+
+// The peer states.
+const (
+	StateConnected  PeerState = "connected"  // has a live connection
+	StateConnecting PeerState = "connecting" // no connection; this side dials it
+	StateIdle       PeerState = "idle"       // no connection; waiting for it to dial in
+)
+
+// PeerStatus is one configured peer.
+type PeerStatus struct {
+	Name       string         `json:"name"`
+	PublicKey  string         `json:"public_key"`         // base64
+	Endpoint   string         `json:"endpoint,omitempty"` // as configured; "" when the peer dials in
+	AllowedIPs []netip.Prefix `json:"allowed_ips"`
+	State      PeerState      `json:"state"`
+	// ConnectedSince is when the current (or, when not connected, the
+	// last) connection was attached; LastHandshake when its QUIC handshake
+	// completed. Both are zero when the peer never connected.
+	ConnectedSince time.Time `json:"connected_since,omitzero"`
+	LastHandshake  time.Time `json:"last_handshake,omitzero"`
+	// LastRx and LastTx are when the latest IP packet came from or went to
+	// the peer (within 250 ms); zero if none did.
+	LastRx time.Time `json:"last_rx,omitzero"`
+	LastTx time.Time `json:"last_tx,omitzero"`
+	// Traffic and Drops count since the peer was configured, across its
+	// connections. Drops by "direction/reason" (see tunnel.Drops), every
+	// reason present.
+	Traffic
+	Drops map[string]uint64 `json:"drops"`
+	// Resumed reports whether the current connection resumed a TLS
+	// session; false when not connected.
+	Resumed bool `json:"resumed"`
+	// HeartbeatRTT is the latest round trip on the control stream.
+	HeartbeatRTT time.Duration `json:"heartbeat_rtt_ns"`
+	// ZeroRTT reports 0-RTT on the current connection; zero when not
+	// connected.
+	ZeroRTT ZeroRTT `json:"zero_rtt"`
+	// Migrations counts the current connection's switches between
+	// uplinks; LastMigrationOutage is the measured outage of the latest
+	// one (0 until measured).
+	Migrations          uint64        `json:"migrations"`
+	LastMigrationOutage time.Duration `json:"last_migration_outage_ns"`
+	// Paths are the current connection's network paths, the active one
+	// first, then validated or probing standby paths on other uplinks;
+	// empty when not connected. Standby paths carry only their addresses.
+	Paths []PathStatus `json:"paths"`
+}
+
+// ZeroRTT reports 0-RTT on a connection (quicconn.ConnStats Used0RTT and
+// Rejected0RTT): Used when data sent before the handshake completed was
+// accepted, Rejected when the dialer's 0-RTT was rejected or this side
+// refused the peer's (an old or replayed ticket); both false when 0-RTT
+// was not tried.
+type ZeroRTT struct {
+	Used     bool `json:"used"`
+	Rejected bool `json:"rejected"`
+}
+
+// PathStatus is one network path of a connection. QUIC figures are for the
+// whole connection (quic-go counts per connection, and they reset when the
+// connection is replaced); packets and bytes are QUIC packets and UDP
+// payload bytes, not the tunnel's IP packets.
+type PathStatus struct {
+	// Uplink is the interface of the path's socket; "" for the wildcard
+	// socket (no uplinks configured, or a hub).
+	Uplink           string         `json:"uplink,omitempty"`
+	Local            netip.AddrPort `json:"local"`
+	Remote           netip.AddrPort `json:"remote"`
+	Active           bool           `json:"active"`
+	Validated        bool           `json:"validated"` // the peer answered on it; always true when Active
+	RTT              RTT            `json:"rtt"`
+	CongestionWindow uint64         `json:"congestion_window_bytes"`
+	DatagramLimit    int            `json:"datagram_limit_bytes"` // largest datagram payload right now
+	BytesSent        uint64         `json:"bytes_sent"`
+	PacketsSent      uint64         `json:"packets_sent"`
+	BytesReceived    uint64         `json:"bytes_received"`
+	PacketsReceived  uint64         `json:"packets_received"`
+	BytesLost        uint64         `json:"bytes_lost"`
+	PacketsLost      uint64         `json:"packets_lost"`
+	// QUICDrops are drops only quic-go's tracer sees, by reason:
+	// receive_queue_full (datagrams), send_too_large (datagrams) and
+	// dos_prevention (packets).
+	QUICDrops map[string]uint64 `json:"quic_drops"`
+	// PTOCount is the current number of consecutive probe timeouts (a
+	// rising count means the path stopped answering); MaxPacketSize the
+	// UDP payload size path MTU discovery has reached.
+	PTOCount      uint32 `json:"pto_count"`
+	MaxPacketSize int    `json:"max_packet_size_bytes"`
+}
+
+// RTT holds quic-go's round-trip estimates of a path.
+type RTT struct {
+	Smoothed      time.Duration `json:"smoothed_ns"`
+	Min           time.Duration `json:"min_ns"`
+	Latest        time.Duration `json:"latest_ns"`
+	MeanDeviation time.Duration `json:"mean_deviation_ns"`
+}
+
+// Peer returns the peer called name, or nil.
+func (s *Status) Peer(name string) *PeerStatus {
+	for i := range s.Peers {
+		if s.Peers[i].Name == name {
+			return &s.Peers[i]
+		}
+	}
+	return nil
+}
+
+// ActivePath returns the path p's connection sends on, or nil when p is
+// not connected.
+func (p *PeerStatus) ActivePath() *PathStatus {
+	for i := range p.Paths {
+		if p.Paths[i].Active {
+			return &p.Paths[i]
+		}
+	}
+	return nil
+}
+
+// ActiveUplink returns the uplink of p's active path: "" when p is not
+// connected or its connection uses the wildcard socket.
+func (p *PeerStatus) ActiveUplink() string {
+	if a := p.ActivePath(); a != nil {
+		return a.Uplink
+	}
+	return ""
+}
+
+// ValidatedStandby reports whether p's connection has a validated standby
+// path on uplink, one it can move to without a new handshake.
+func (p *PeerStatus) ValidatedStandby(uplink string) bool {
+	for _, pa := range p.Paths {
+		if !pa.Active && pa.Validated && pa.Uplink == uplink {
+			return true
+		}
+	}
+	return false
+}
+
+// Query asks the daemon on the control socket at path for its Status. It
+// gives up after [Timeout] (sooner if ctx says so). Its errors say what to
+// do: run as root, or start the daemon.
+func Query(ctx context.Context, path string) (*Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	var dl net.Dialer
+	c, err := dl.DialContext(ctx, "unix", path)
+	if err != nil {
+		switch {
+		case errors.Is(err, os.ErrPermission):
+			return nil, fmt.Errorf("permission denied on %s: run godwit show as root", path)
+		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+			return nil, fmt.Errorf("no godwit daemon on %s: is it running?", path)
+		}
+		return nil, err
+	}
+	defer c.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(d)
+	}
+	if err := json.NewEncoder(c).Encode(Request{Cmd: "status"}); err != nil {
+		return nil, fmt.Errorf("sending to %s: %w", path, err)
+	}
+	var resp Response
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("reading from %s: %w", path, err)
+	}
+	if resp.Error != "" {
+		return nil, fmt.Errorf("daemon: %s", resp.Error)
+	}
+	if resp.Status == nil {
+		return nil, fmt.Errorf("reading from %s: empty answer", path)
+	}
+	return resp.Status, nil
+}
