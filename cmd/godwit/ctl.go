@@ -10,33 +10,17 @@ package main
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn"
 	"github.com/godwit-vpn/godwit/tunnel"
-)
-
-const (
-	// maxRequest caps the size of a request; real ones are ~20 bytes.
-	maxRequest = 4 << 10
-	// maxCtlConns bounds the connections served at once; more are closed
-	// at once.
-	maxCtlConns = 8
 )
 
 // dropMap turns tunnel drops into the "direction/reason" map of Status.
@@ -195,7 +179,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 type ops struct {
 	log     *slog.Logger
 	started time.Time
-	ctl     *ctlServer     // nil when another daemon holds the socket
+	ctl     *ctl.Server    // nil when another daemon holds the socket
 	metrics *metricsServer // nil without metrics_listen
 }
 
@@ -229,7 +213,7 @@ func (o *ops) close() {
 		o.metrics.close()
 	}
 	if o.ctl != nil {
-		o.ctl.close()
+		o.ctl.Close()
 	}
 }
 
@@ -243,150 +227,15 @@ func socketPath(iface string) string {
 	return cmp.Or(socketOverride(), ctl.SocketPath(iface))
 }
 
-// ctlServer answers requests on the control socket.
-type ctlServer struct {
-	path string
-	log  *slog.Logger
-	snap func() *ctl.Status
-	ln   *net.UnixListener
-	lock *os.File // flock'ed path+".lock"; held while serving
-	sem  chan struct{}
-	wg   sync.WaitGroup
-}
-
-// errCtlBusy means another live daemon holds the socket's lock.
-var errCtlBusy = errors.New("control socket in use by another running daemon")
-
-// listenCtl creates the control socket at path and serves it until close.
-// The socket belongs to whoever holds an flock on path+".lock", so a
-// socket left by a crashed daemon is replaced, but a live daemon's socket
-// is not (two daemons with the same interface name in different network
-// namespaces share /run/godwit): then listenCtl logs a warning and returns
-// a nil server and no error, and `godwit show` cannot reach this daemon.
-func listenCtl(path string, snap func() *ctl.Status, log *slog.Logger) (*ctlServer, error) {
-	s, err := newCtlServer(path, snap, log)
-	if errors.Is(err, errCtlBusy) {
+// listenCtl is ctl.Listen, but a socket held by another live daemon is
+// only a warning: this daemon runs on without one (nil, nil), and
+// `godwit show` cannot reach it.
+func listenCtl(path string, snap func() *ctl.Status, log *slog.Logger) (*ctl.Server, error) {
+	s, err := ctl.Listen(path, snap, log)
+	if errors.Is(err, ctl.ErrBusy) {
 		log.Warn("godwit show will not reach this daemon: its control socket is held by another one",
 			"socket", path, "fix", "set "+ctl.SocketEnv+" to another path")
 		return nil, nil
 	}
 	return s, err
-}
-
-func newCtlServer(path string, snap func() *ctl.Status, log *slog.Logger) (_ *ctlServer, err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	if dir == ctl.Dir {
-		// Only our own directory: an override may live in a shared one.
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("control socket: %w", err)
-		}
-	}
-	lock, err := lockFile(path + ".lock")
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			lock.Close()
-		}
-	}()
-	// We hold the lock, so a socket file here is a dead daemon's.
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("control socket: removing stale socket: %w", err)
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	s := &ctlServer{path: path, log: log, snap: snap, ln: ln, lock: lock, sem: make(chan struct{}, maxCtlConns)}
-	s.wg.Go(s.serve)
-	log.Debug("control socket listening", "socket", path)
-	return s, nil
-}
-
-// lockFile opens and flocks path without blocking. It returns errCtlBusy
-// when another process holds the lock. It checks after locking that path
-// still names the locked file, since a stopping daemon unlinks it.
-func lockFile(path string) (*os.File, error) {
-	for range 5 {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("control socket: %w", err)
-		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, errCtlBusy
-			}
-			return nil, fmt.Errorf("control socket: lock %s: %w", path, err)
-		}
-		fi, err1 := f.Stat()
-		pi, err2 := os.Stat(path)
-		if err1 == nil && err2 == nil && os.SameFile(fi, pi) {
-			return f, nil
-		}
-		f.Close() // unlinked by its previous owner after we opened it
-	}
-	return nil, fmt.Errorf("control socket: %s keeps changing", path)
-}
-
-func (s *ctlServer) serve() {
-	for {
-		c, err := s.ln.AcceptUnix()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Warn("control socket accept", "err", err)
-			time.Sleep(100 * time.Millisecond) // e.g. EMFILE; do not spin
-			continue
-		}
-		select {
-		case s.sem <- struct{}{}:
-		default:
-			c.Close() // too many at once
-			continue
-		}
-		s.wg.Go(func() {
-			defer func() { <-s.sem }()
-			s.handle(c)
-		})
-	}
-}
-
-// handle answers the one request on c and closes it.
-func (s *ctlServer) handle(c net.Conn) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(ctl.Timeout))
-	var req ctl.Request
-	var resp ctl.Response
-	if err := json.NewDecoder(io.LimitReader(c, maxRequest)).Decode(&req); err != nil {
-		resp.Error = fmt.Sprintf("bad request: %v", err)
-	} else {
-		switch req.Cmd {
-		case "status":
-			resp.Status = s.snap()
-		default:
-			resp.Error = fmt.Sprintf("unknown command %q", req.Cmd)
-		}
-	}
-	if err := json.NewEncoder(c).Encode(&resp); err != nil {
-		s.log.Debug("control socket write", "err", err)
-	}
-}
-
-// close stops serving, waits for the connections being answered, removes
-// the socket and releases the lock.
-func (s *ctlServer) close() {
-	s.ln.Close() // unlinks the socket file
-	s.wg.Wait()
-	_ = os.Remove(s.path + ".lock") // while holding the lock: see lockFile
-	s.lock.Close()
 }

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 
-// Package ctl is the client side and the schema of Godwit's control
-// socket: the [Status] document that `godwit run` serves, `godwit show
-// --json` prints and the metrics endpoint exports, the wire format of a
-// request and its answer, and [Query], which asks a running daemon. The
-// server side, which builds a Status from the running daemon, is in
-// package main (cmd/godwit/ctl.go).
+// Package ctl is what Godwit tells its operator: the [Status] document
+// that `godwit run` serves on its control socket ([Listen], [Server]),
+// `godwit show` asks for ([Query]) and prints ([Format]; --json prints the
+// document itself), and the metrics endpoint exports to Prometheus
+// ([NewRegistry]). The daemon builds a Status from its parts
+// (cmd/godwit/ctl.go); the tests and benchmarks read it with Query.
 //
 // The JSON field names are an interface for scripts (`godwit show --json`):
 // they do not change.

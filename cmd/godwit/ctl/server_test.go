@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package main
+package ctl
 
 import (
 	"context"
@@ -17,8 +17,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 )
 
 var discard = slog.New(slog.DiscardHandler)
@@ -29,7 +27,7 @@ func TestStatusJSONRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got ctl.Status
+	var got Status
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
@@ -72,20 +70,20 @@ func TestStatusJSONRoundTrip(t *testing.T) {
 }
 
 // startTestCtl serves snap on a socket in a fresh directory.
-func startTestCtl(t *testing.T, snap func() *ctl.Status) (*ctlServer, string) {
+func startTestCtl(t *testing.T, snap func() *Status) (*Server, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "run", "gw0.sock")
-	s, err := newCtlServer(path, snap, discard)
+	s, err := Listen(path, snap, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.close)
+	t.Cleanup(s.Close)
 	return s, path
 }
 
 func TestControlSocket(t *testing.T) {
 	var calls atomic.Int32
-	_, path := startTestCtl(t, func() *ctl.Status {
+	_, path := startTestCtl(t, func() *Status {
 		calls.Add(1)
 		return fixtureStatus()
 	})
@@ -107,7 +105,7 @@ func TestControlSocket(t *testing.T) {
 
 	ctx := context.Background()
 	for i := range 3 {
-		st, err := ctl.Query(ctx, path)
+		st, err := Query(ctx, path)
 		if err != nil {
 			t.Fatalf("queryStatus #%d: %v", i, err)
 		}
@@ -157,7 +155,7 @@ func TestControlSocket(t *testing.T) {
 func TestControlSocketOwnership(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gw0.sock")
-	snap := func() *ctl.Status { return &ctl.Status{Version: "first"} }
+	snap := func() *Status { return &Status{Version: "first"} }
 
 	// A socket file left by a crashed daemon (nobody listens, nobody holds
 	// the lock) is replaced.
@@ -167,44 +165,41 @@ func TestControlSocketOwnership(t *testing.T) {
 	}
 	stale.SetUnlinkOnClose(false)
 	stale.Close()
-	if _, err := ctl.Query(context.Background(), path); err == nil || !strings.Contains(err.Error(), "is it running?") {
+	if _, err := Query(context.Background(), path); err == nil || !strings.Contains(err.Error(), "is it running?") {
 		t.Fatalf("queryStatus on a stale socket = %v, want a not-running error", err)
 	}
-	s1, err := newCtlServer(path, snap, discard)
+	s1, err := Listen(path, snap, discard)
 	if err != nil {
 		t.Fatalf("newCtlServer over a stale socket: %v", err)
 	}
-	if st, err := ctl.Query(context.Background(), path); err != nil || st.Version != "first" {
+	if st, err := Query(context.Background(), path); err != nil || st.Version != "first" {
 		t.Fatalf("queryStatus = %+v, %v; want the first server", st, err)
 	}
 
 	// A live daemon's socket is not taken over.
-	if _, err := newCtlServer(path, func() *ctl.Status { return &ctl.Status{Version: "second"} }, discard); !errors.Is(err, errCtlBusy) {
-		t.Fatalf("second newCtlServer = %v, want errCtlBusy", err)
+	if _, err := Listen(path, func() *Status { return &Status{Version: "second"} }, discard); !errors.Is(err, ErrBusy) {
+		t.Fatalf("second newCtlServer = %v, want ErrBusy", err)
 	}
-	if s, err := listenCtl(path, snap, discard); s != nil || err != nil {
-		t.Fatalf("listenCtl on a busy socket = %v, %v; want nil, nil (a warning)", s, err)
-	}
-	if st, err := ctl.Query(context.Background(), path); err != nil || st.Version != "first" {
+	if st, err := Query(context.Background(), path); err != nil || st.Version != "first" {
 		t.Fatalf("after a refused second server: queryStatus = %+v, %v; want the first server", st, err)
 	}
 
 	// Close removes the socket and the lock file; the next daemon starts.
-	s1.close()
+	s1.Close()
 	for _, p := range []string{path, path + ".lock"} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("after close: stat %s = %v, want not exist", p, err)
 		}
 	}
-	if _, err := ctl.Query(context.Background(), path); err == nil || !strings.Contains(err.Error(), "no godwit daemon on "+path+": is it running?") {
+	if _, err := Query(context.Background(), path); err == nil || !strings.Contains(err.Error(), "no godwit daemon on "+path+": is it running?") {
 		t.Errorf("queryStatus after close = %v, want a not-running error", err)
 	}
-	s2, err := newCtlServer(path, func() *ctl.Status { return &ctl.Status{Version: "third"} }, discard)
+	s2, err := Listen(path, func() *Status { return &Status{Version: "third"} }, discard)
 	if err != nil {
 		t.Fatalf("newCtlServer after close: %v", err)
 	}
-	defer s2.close()
-	if st, err := ctl.Query(context.Background(), path); err != nil || st.Version != "third" {
+	defer s2.Close()
+	if st, err := Query(context.Background(), path); err != nil || st.Version != "third" {
 		t.Fatalf("queryStatus = %+v, %v; want the third server", st, err)
 	}
 }
@@ -219,7 +214,7 @@ func TestControlSocketSlowClient(t *testing.T) {
 	defer idle.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := ctl.Query(context.Background(), path)
+		_, err := Query(context.Background(), path)
 		done <- err
 	}()
 	select {
@@ -227,7 +222,7 @@ func TestControlSocketSlowClient(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(ctl.Timeout / 2):
+	case <-time.After(Timeout / 2):
 		t.Fatal("a silent client blocked another one")
 	}
 }
@@ -242,7 +237,7 @@ func FuzzCtlRequest(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	s := &ctlServer{log: discard, snap: func() *ctl.Status { return &ctl.Status{Version: "fuzz"} }}
+	s := &Server{log: discard, snap: func() *Status { return &Status{Version: "fuzz"} }}
 	f.Fuzz(func(t *testing.T, req []byte) {
 		a, b := net.Pipe()
 		go func() {
@@ -259,7 +254,7 @@ func FuzzCtlRequest(f *testing.F) {
 		s.handle(&splitConn{Conn: srv, r: a})
 		a.Close()
 		out := <-done
-		var resp ctl.Response
+		var resp Response
 		if err := json.Unmarshal(out, &resp); err != nil {
 			t.Fatalf("answer to %q is not JSON: %v: %q", req, err, out)
 		}
@@ -269,7 +264,7 @@ func FuzzCtlRequest(f *testing.F) {
 		if resp.Status != nil {
 			// The daemon decodes one JSON value; what follows it is
 			// ignored. That value must be a status request.
-			var first ctl.Request
+			var first Request
 			if err := json.NewDecoder(strings.NewReader(string(req))).Decode(&first); err != nil || first.Cmd != "status" {
 				t.Fatalf("status answered to %q", req)
 			}

@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: MIT
+
+package ctl
+
+// The Prometheus view of a Status: what `godwit run` serves at /metrics
+// (metrics_listen).
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metricDescs are the metrics of statusCollector. Counters of a peer
+// count since it was configured; path figures are quic-go's, per
+// connection, and restart at zero with each new connection (Prometheus
+// rate() treats that as a counter reset).
+var metricDescs = struct {
+	info, peerConnected, peerHandshake, peerLastRx, peerLastTx            *prometheus.Desc
+	peerRxPackets, peerRxBytes, peerTxPackets, peerTxBytes, peerDrops     *prometheus.Desc
+	pathRTT, pathCwnd, pathLimit, pathLost, pathSentBytes, pathRecvBytes  *prometheus.Desc
+	ifRxPackets, ifRxBytes, ifTxPackets, ifTxBytes, ifDrops, icmpSent     *prometheus.Desc
+	icmpLimited, unreachableSends, tunWriteErrors, tunTooManySegs, uptime *prometheus.Desc
+	pathQUICDrops, pathPTO, pathMaxPacket, udpRcvbufErrors                *prometheus.Desc
+	connEvents, lastRedialOutage, udpSendCalls, udpSendSegments           *prometheus.Desc
+}{
+	udpSendCalls: prometheus.NewDesc("godwit_udp_send_calls_total",
+		"sendmsg calls of the QUIC sockets.", nil, nil),
+	udpSendSegments: prometheus.NewDesc("godwit_udp_send_segments_total",
+		"UDP datagrams the sendmsg calls carried (more than the calls with GSO).", nil, nil),
+	connEvents: prometheus.NewDesc("godwit_connection_events_total",
+		"Connection events of the endpoint: zero_rtt_attempted, zero_rtt_accepted, zero_rtt_rejected, early_accepted, early_refused_replay, early_refused_restart, early_refused_other, redials, redials_after_reset.",
+		[]string{"event"}, nil),
+	lastRedialOutage: prometheus.NewDesc("godwit_last_redial_outage_seconds",
+		"Time from a connection's death to the first datagram on its redialed successor, for the latest redial.", nil, nil),
+	pathQUICDrops: prometheus.NewDesc("godwit_path_quic_drops_total",
+		"Datagrams or packets dropped inside quic-go, by reason (receive_queue_full, send_too_large, dos_prevention).",
+		[]string{"peer", "path", "reason"}, nil),
+	pathPTO: prometheus.NewDesc("godwit_path_pto_count", "Consecutive probe timeouts on the path right now.",
+		[]string{"peer", "path"}, nil),
+	pathMaxPacket: prometheus.NewDesc("godwit_path_max_packet_size_bytes", "UDP payload size reached by path MTU discovery.",
+		[]string{"peer", "path"}, nil),
+	udpRcvbufErrors: prometheus.NewDesc("godwit_udp_rcvbuf_errors_total",
+		"UDP datagrams the kernel dropped for a full receive buffer in this network namespace (all sockets).", nil, nil),
+	info: prometheus.NewDesc("godwit_info", "Constant 1, labelled with the version and interface.",
+		[]string{"version", "interface"}, nil),
+	uptime: prometheus.NewDesc("godwit_start_time_seconds", "When the daemon started, in Unix seconds.", nil, nil),
+
+	peerConnected: prometheus.NewDesc("godwit_peer_connected", "1 if the peer has a live connection, else 0.",
+		[]string{"peer"}, nil),
+	peerHandshake: prometheus.NewDesc("godwit_peer_last_handshake_timestamp_seconds",
+		"When the QUIC handshake of the peer's current or last connection completed; absent if it never connected.",
+		[]string{"peer"}, nil),
+	peerLastRx: prometheus.NewDesc("godwit_peer_last_rx_timestamp_seconds",
+		"When the latest IP packet from the peer arrived (250 ms resolution); absent if none did.",
+		[]string{"peer"}, nil),
+	peerLastTx: prometheus.NewDesc("godwit_peer_last_tx_timestamp_seconds",
+		"When the latest IP packet to the peer was sent (250 ms resolution); absent if none was.",
+		[]string{"peer"}, nil),
+	peerRxPackets: prometheus.NewDesc("godwit_peer_rx_packets_total", "IP packets received from the peer and written to the TUN.",
+		[]string{"peer"}, nil),
+	peerRxBytes: prometheus.NewDesc("godwit_peer_rx_bytes_total", "IP bytes received from the peer and written to the TUN.",
+		[]string{"peer"}, nil),
+	peerTxPackets: prometheus.NewDesc("godwit_peer_tx_packets_total", "IP packets sent to the peer.",
+		[]string{"peer"}, nil),
+	peerTxBytes: prometheus.NewDesc("godwit_peer_tx_bytes_total", "IP bytes sent to the peer.",
+		[]string{"peer"}, nil),
+	peerDrops: prometheus.NewDesc("godwit_peer_drops_total", "IP packets to or from the peer dropped, by direction and reason.",
+		[]string{"peer", "direction", "reason"}, nil),
+
+	pathRTT: prometheus.NewDesc("godwit_path_rtt_seconds", "Round-trip time estimate of the path, by kind (smoothed, min, latest).",
+		[]string{"peer", "path", "kind"}, nil),
+	pathCwnd: prometheus.NewDesc("godwit_path_congestion_window_bytes", "Congestion window of the path.",
+		[]string{"peer", "path"}, nil),
+	pathLimit: prometheus.NewDesc("godwit_path_datagram_limit_bytes", "Largest datagram payload the path accepts right now.",
+		[]string{"peer", "path"}, nil),
+	pathLost: prometheus.NewDesc("godwit_path_lost_packets_total", "QUIC packets declared lost on the path's connection.",
+		[]string{"peer", "path"}, nil),
+	pathSentBytes: prometheus.NewDesc("godwit_path_sent_bytes_total", "UDP payload bytes sent on the path's connection.",
+		[]string{"peer", "path"}, nil),
+	pathRecvBytes: prometheus.NewDesc("godwit_path_received_bytes_total", "UDP payload bytes received on the path's connection.",
+		[]string{"peer", "path"}, nil),
+
+	ifRxPackets: prometheus.NewDesc("godwit_rx_packets_total", "IP packets received from all peers, removed ones included.", nil, nil),
+	ifRxBytes:   prometheus.NewDesc("godwit_rx_bytes_total", "IP bytes received from all peers, removed ones included.", nil, nil),
+	ifTxPackets: prometheus.NewDesc("godwit_tx_packets_total", "IP packets sent to all peers, removed ones included.", nil, nil),
+	ifTxBytes:   prometheus.NewDesc("godwit_tx_bytes_total", "IP bytes sent to all peers, removed ones included.", nil, nil),
+	ifDrops: prometheus.NewDesc("godwit_drops_total", "IP packets dropped, by direction and reason, including those of no peer (no_route).",
+		[]string{"direction", "reason"}, nil),
+	icmpSent:         prometheus.NewDesc("godwit_icmp_sent_total", "ICMP errors written to the TUN (unreachable, packet too big).", nil, nil),
+	icmpLimited:      prometheus.NewDesc("godwit_icmp_rate_limited_total", "ICMP errors suppressed by the rate limit.", nil, nil),
+	unreachableSends: prometheus.NewDesc("godwit_unreachable_sends_total", "UDP sends that failed because the network was gone, counted as loss.", nil, nil),
+	tunWriteErrors:   prometheus.NewDesc("godwit_tun_write_errors_total", "Failed TUN writes (the rest of that batch is lost).", nil, nil),
+	tunTooManySegs:   prometheus.NewDesc("godwit_tun_too_many_segments_total", "TUN reads that lost part of a coalesced segment.", nil, nil),
+}
+
+// statusCollector is a prometheus.Collector that takes one Status snapshot
+// per scrape, so the data path pays nothing beyond its atomic counters.
+type statusCollector struct {
+	snap func() *Status
+}
+
+// Describe sends every metric's description.
+func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	m := &metricDescs
+	for _, d := range []*prometheus.Desc{
+		m.info, m.uptime, m.peerConnected, m.peerHandshake, m.peerLastRx, m.peerLastTx,
+		m.peerRxPackets, m.peerRxBytes, m.peerTxPackets, m.peerTxBytes, m.peerDrops,
+		m.pathRTT, m.pathCwnd, m.pathLimit, m.pathLost, m.pathSentBytes, m.pathRecvBytes,
+		m.ifRxPackets, m.ifRxBytes, m.ifTxPackets, m.ifTxBytes, m.ifDrops,
+		m.icmpSent, m.icmpLimited, m.unreachableSends, m.tunWriteErrors, m.tunTooManySegs,
+		m.pathQUICDrops, m.pathPTO, m.pathMaxPacket, m.udpRcvbufErrors, m.udpSendCalls, m.udpSendSegments,
+		m.connEvents, m.lastRedialOutage,
+	} {
+		ch <- d
+	}
+}
+
+// Collect takes a snapshot and sends its figures.
+func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
+	collectStatus(c.snap(), ch)
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// collectStatus sends the metrics of st on ch.
+func collectStatus(st *Status, ch chan<- prometheus.Metric) {
+	m := &metricDescs
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	ifc := &st.Interface
+	gauge(m.info, 1, st.Version, ifc.Name)
+	gauge(m.uptime, unixSeconds(st.Started))
+	counter(m.ifRxPackets, ifc.RxPackets)
+	counter(m.ifRxBytes, ifc.RxBytes)
+	counter(m.ifTxPackets, ifc.TxPackets)
+	counter(m.ifTxBytes, ifc.TxBytes)
+	for k, v := range ifc.Drops {
+		dir, reason, _ := strings.Cut(k, "/")
+		counter(m.ifDrops, v, dir, reason)
+	}
+	counter(m.icmpSent, ifc.ICMPSent)
+	counter(m.icmpLimited, ifc.ICMPRateLimited)
+	counter(m.unreachableSends, ifc.UnreachableSends)
+	counter(m.tunWriteErrors, ifc.TUNWriteErrors)
+	counter(m.tunTooManySegs, ifc.TUNTooManySegments)
+	counter(m.udpRcvbufErrors, ifc.UDPRcvbufErrors)
+	counter(m.udpSendCalls, ifc.UDPSendCalls)
+	counter(m.udpSendSegments, ifc.UDPSendSegments)
+	ce := &ifc.Connections
+	for _, e := range []struct {
+		name string
+		n    uint64
+	}{
+		{"zero_rtt_attempted", ce.ZeroRTTAttempted}, {"zero_rtt_accepted", ce.ZeroRTTAccepted},
+		{"zero_rtt_rejected", ce.ZeroRTTRejected}, {"early_accepted", ce.EarlyAccepted},
+		{"early_refused_replay", ce.EarlyRefusedReplay}, {"early_refused_restart", ce.EarlyRefusedRestart},
+		{"early_refused_other", ce.EarlyRefusedOther}, {"redials", ce.Redials},
+		{"redials_after_reset", ce.RedialsAfterReset},
+	} {
+		counter(m.connEvents, e.n, e.name)
+	}
+	gauge(m.lastRedialOutage, ce.LastRedialOutage.Seconds())
+
+	for i := range st.Peers {
+		p := &st.Peers[i]
+		connected := 0.0
+		if p.State == StateConnected {
+			connected = 1
+		}
+		gauge(m.peerConnected, connected, p.Name)
+		for _, ts := range []struct {
+			d *prometheus.Desc
+			t time.Time
+		}{{m.peerHandshake, p.LastHandshake}, {m.peerLastRx, p.LastRx}, {m.peerLastTx, p.LastTx}} {
+			if !ts.t.IsZero() {
+				gauge(ts.d, unixSeconds(ts.t), p.Name)
+			}
+		}
+		counter(m.peerRxPackets, p.RxPackets, p.Name)
+		counter(m.peerRxBytes, p.RxBytes, p.Name)
+		counter(m.peerTxPackets, p.TxPackets, p.Name)
+		counter(m.peerTxBytes, p.TxBytes, p.Name)
+		for k, v := range p.Drops {
+			dir, reason, _ := strings.Cut(k, "/")
+			counter(m.peerDrops, v, p.Name, dir, reason)
+		}
+		for j := range p.Paths {
+			pa := &p.Paths[j]
+			if !pa.Active {
+				continue // standby paths have no QUIC figures of their own
+			}
+			path := pathLabel(pa)
+			gauge(m.pathRTT, pa.RTT.Smoothed.Seconds(), p.Name, path, "smoothed")
+			gauge(m.pathRTT, pa.RTT.Min.Seconds(), p.Name, path, "min")
+			gauge(m.pathRTT, pa.RTT.Latest.Seconds(), p.Name, path, "latest")
+			gauge(m.pathCwnd, float64(pa.CongestionWindow), p.Name, path)
+			gauge(m.pathLimit, float64(pa.DatagramLimit), p.Name, path)
+			counter(m.pathLost, pa.PacketsLost, p.Name, path)
+			counter(m.pathSentBytes, pa.BytesSent, p.Name, path)
+			counter(m.pathRecvBytes, pa.BytesReceived, p.Name, path)
+			gauge(m.pathPTO, float64(pa.PTOCount), p.Name, path)
+			gauge(m.pathMaxPacket, float64(pa.MaxPacketSize), p.Name, path)
+			for reason, v := range pa.QUICDrops {
+				counter(m.pathQUICDrops, v, p.Name, path, reason)
+			}
+		}
+	}
+}
+
+// pathLabel names a path for the "path" label: "local->remote".
+func pathLabel(p *PathStatus) string {
+	return p.Local.String() + "->" + p.Remote.String()
+}
+
+// NewRegistry returns a private Prometheus registry with a collector that
+// takes one snap() per scrape, and the process and Go runtime collectors.
+func NewRegistry(snap func() *Status) (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		statusCollector{snap: snap},
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	return reg, nil
+}
