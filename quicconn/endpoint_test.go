@@ -217,6 +217,19 @@ func TestDatagramTooLarge(t *testing.T) {
 	exchange(t, c, s, full)
 }
 
+// BenchmarkConnStats measures Conn.Stats, which the daemon calls for every
+// peer on each status request and metrics scrape.
+func BenchmarkConnStats(b *testing.B) {
+	p := newTestPair(b, nil)
+	c, _ := p.connect(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.Stats().DatagramLimit == 0 {
+			b.Fatal("Stats().DatagramLimit = 0")
+		}
+	}
+}
+
 func TestWrongServerKeyRefused(t *testing.T) {
 	p := newTestPair(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

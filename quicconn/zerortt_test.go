@@ -550,16 +550,21 @@ func (p *attrProxy) Handle(_ context.Context, r slog.Record) error {
 
 // BenchmarkFirstDatagram measures, through a relay that adds 50 ms each
 // way, the time from Dial to the peer's answer to the first datagram:
-// with a session ticket (0-RTT: about one round trip) and without one (a
-// full handshake and the hello exchange before Dial returns: about three).
+// with a session ticket (0-RTT: about one round trip), the same with
+// Config.DisableTracer on both sides (0-RTT must not depend on the tracer),
+// and without a ticket (a full handshake and the hello exchange before Dial
+// returns: about three).
 func BenchmarkFirstDatagram(b *testing.B) {
 	const delay = 50 * time.Millisecond
 	for _, tc := range []struct {
-		name    string
-		zeroRTT bool
-	}{{"0rtt", true}, {"full", false}} {
+		name     string
+		zeroRTT  bool
+		noTracer bool
+	}{{"0rtt", true, false}, {"0rtt-notracer", true, true}, {"full", false, false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			p := newTestPair(b, nil)
+			p := newTestPair(b, func(cli, srv *Config) {
+				cli.DisableTracer, srv.DisableTracer = tc.noTracer, tc.noTracer
+			})
 			r := startRelay(b, p.srv.LocalAddr(), relay.Config{
 				Delay: func(relay.Direction, uint64) time.Duration { return delay },
 			})
