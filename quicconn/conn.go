@@ -134,10 +134,9 @@ type Conn struct {
 	resumed  bool
 	hsDone   time.Time // zero until the handshake completed
 
-	zrtt     atomic.Uint32             // zrttNone, zrttPending, zrttAccepted or zrttRejected
-	gate     atomic.Pointer[earlyGate] // non-nil while a dialed 0-RTT conn's handshake runs (zerortt.go)
-	gotFirst atomic.Bool               // a datagram was received
-	firstRx  chan struct{}             // closed when the first datagram is received
+	zrtt     atomic.Uint32 // zrttNone, zrttPending, zrttAccepted or zrttRejected
+	gotFirst atomic.Bool   // a datagram was received
+	firstRx  chan struct{} // closed when the first datagram is received
 
 	wmu  sync.Mutex // wmu guards the following field and writes to st.
 	wbuf []byte
@@ -226,19 +225,9 @@ func (c *Conn) closeLocal(code uint64, reason string) {
 // may reuse it at once. It may block while quic-go's 32-slot send queue is
 // full (congestion control); it returns when the connection closes. A b
 // larger than the current limit fails with *DatagramTooLargeError and
-// sends nothing. While the handshake of a Conn that Dial returned in
-// 0-RTT runs, SendDatagram never blocks: the first 32 datagrams leave in
-// 0-RTT, up to 64 more wait for the handshake, and further ones are
-// dropped.
+// sends nothing. On a Conn that Dial returned in 0-RTT, datagrams sent
+// before the handshake completes leave in 0-RTT packets.
 func (c *Conn) SendDatagram(b []byte) error {
-	if g := c.gate.Load(); g != nil {
-		g.mu.RLock()
-		defer g.mu.RUnlock()
-		if !g.admit() {
-			g.hold(b)
-			return nil
-		}
-	}
 	err := c.qc.SendDatagram(b)
 	if err == nil {
 		return nil
@@ -387,8 +376,7 @@ func (c *Conn) Stats() ConnStats {
 	s.HandshakeDone, s.Resumed = c.hsDone, c.resumed
 	c.infoMu.Unlock()
 	var tl *quic.DatagramTooLargeError
-	// No probe while a 0-RTT handshake runs (earlyGate): the limit is 0 then.
-	if err := c.probeLimit(); errors.As(err, &tl) {
+	if err := c.qc.SendDatagram(probeDatagram); errors.As(err, &tl) {
 		s.DatagramLimit = int(tl.MaxDatagramPayloadSize)
 	}
 	if t := c.trace; t != nil {

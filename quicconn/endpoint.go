@@ -441,15 +441,14 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, peer key.Public) (*Con
 	defer cancel()
 	tc := clientTLSConfig(e.cert, peer, e.sessions)
 	tc.KeyLogWriter = e.cfg.KeyLogWriter
-	gate := &earlyGate{} // see zerortt.go
-	dctx := context.WithValue(context.WithValue(ctx, dialPeerKey{}, peer), earlyGateKey{}, gate)
+	dctx := context.WithValue(ctx, dialPeerKey{}, peer)
 	qc, err := e.dialTransport(ctx).DialEarly(dctx, ua, tc, e.quicConfig(true)) // dialTransport: uplink.go
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 	}
 	if !isClosed(qc.HandshakeComplete()) {
 		// DialEarly returned with 0-RTT keys: hand the Conn out now.
-		c, err := e.dialEarly(qc, gate, peer)
+		c, err := e.dialEarly(qc, peer)
 		if err != nil {
 			return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 		}

@@ -250,10 +250,8 @@ func (c *Conn) ProbeUplink(ctx context.Context, name string) error {
 		ctx, cancel = context.WithTimeout(ctx, DefaultProbeTimeout)
 		defer cancel()
 	}
-	// Not during a 0-RTT handshake: AddPath reads the peer's transport
-	// parameters, which quic-go replaces when the handshake completes
-	// (see earlyGate), and the peer has issued no connection ID for a
-	// new path yet.
+	// Not during a 0-RTT handshake: the peer has issued no connection ID
+	// for a new path yet.
 	select {
 	case <-c.qc.HandshakeComplete():
 	case <-c.qc.Context().Done():

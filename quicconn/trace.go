@@ -31,8 +31,6 @@ type counters struct {
 	pto            atomic.Uint32 // current PTO count
 	maxPacketSize  atomic.Int64  // current max UDP payload (PMTUD); initialPacketSize at start and after a path change
 	pathChanges    atomic.Uint64 // times the active path (tuple "") was reassigned
-
-	gate *earlyGate // a dialed 0-RTT conn's send gate (zerortt.go); nil otherwise; set before quic-go sees the trace
 }
 
 // record updates the counters for one event. It is a type switch and
@@ -64,12 +62,6 @@ func (c *counters) record(ev qlogwriter.Event) {
 		if e.TupleID == "" {
 			c.pathChanges.Add(1)
 			c.maxPacketSize.Store(initialPacketSize)
-		}
-	case qlog.ParametersSet:
-		// quic-go records the server's transport parameters right before
-		// it installs them, racing with SendDatagram (quic-go#4303).
-		if e.Initiator == qlog.InitiatorRemote && c.gate != nil {
-			c.gate.close()
 		}
 	}
 }
@@ -238,10 +230,6 @@ type dialPeerKey struct{}
 func (e *Endpoint) newTrace(ctx context.Context, isClient bool, odcid quic.ConnectionID) qlogwriter.Trace {
 	t := &connTrace{}
 	t.maxPacketSize.Store(initialPacketSize)
-	if g, ok := ctx.Value(earlyGateKey{}).(*earlyGate); ok && isClient {
-		t.gate = g
-		g.traced = true
-	}
 	if e.cfg.QlogDir == "" {
 		return t
 	}

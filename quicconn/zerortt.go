@@ -393,27 +393,11 @@ func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, se
 // datagrams go out in 0-RTT packets. The Hello goes out in 0-RTT too; the
 // server's Hello is read after the handshake. On rejection the control
 // stream is opened again and the Hello resent.
-func (e *Endpoint) dialEarly(qc *quic.Conn, g *earlyGate, peer key.Public) (*Conn, error) {
-	var (
-		st   *quic.Stream
-		sent bool
-	)
-	g.mu.Lock()
-	if !g.traced {
-		g.closed = true
-	}
-	g.mu.Unlock()
-	g.mu.RLock()
-	if !g.closed {
-		var err error
-		if st, err = qc.OpenStream(); err == nil {
-			sent = st.TryWriteAll(AppendMessage(nil, Hello{Version: e.version, Name: e.cfg.NodeName})) == nil
-		}
-	}
-	g.mu.RUnlock()
+func (e *Endpoint) dialEarly(qc *quic.Conn, peer key.Public) (*Conn, error) {
+	st, err := qc.OpenStream()
+	sent := err == nil && st.TryWriteAll(AppendMessage(nil, Hello{Version: e.version, Name: e.cfg.NodeName})) == nil
 	c := newEarlyConn(qc, &e.cfg, peer, st, true)
 	c.zrtt.Store(zrttPending)
-	c.gate.Store(g)
 	if err := e.register(c); err != nil {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
 		return nil, err
@@ -430,10 +414,6 @@ func (e *Endpoint) finishDialed(c *Conn, st *quic.Stream, sent bool) error {
 	if err != nil {
 		return err
 	}
-	if g := c.gate.Load(); g != nil {
-		g.open(qc)
-		c.gate.Store(nil)
-	}
 	if qc.ConnectionState().Used0RTT {
 		c.zrtt.Store(zrttAccepted)
 		e.zc.accepted.Add(1)
@@ -446,7 +426,7 @@ func (e *Endpoint) finishDialed(c *Conn, st *quic.Stream, sent bool) error {
 		}
 		st, sent = nil, false // streams opened in 0-RTT are gone
 	}
-	if st == nil { // rejected, or the gate was closed before the stream was opened
+	if st == nil { // rejected, or OpenStream failed in 0-RTT
 		var err error
 		if st, err = qc.OpenStream(); err != nil {
 			_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "open control stream")
@@ -539,96 +519,4 @@ func redialReason(err error) string {
 		return "closed: " + ce.Reason
 	}
 	return err.Error()
-}
-
-// earlyGate works around a data race in quic-go v0.65 (quic-go#4303): on a
-// dialed connection in 0-RTT, SendDatagram and OpenStream read the peer's
-// transport parameters while quic-go's run loop replaces them when the
-// server's parameters arrive. The connection's tracer closes the gate
-// (under its write lock) when quic-go records those parameters, right
-// before it installs them; senders hold the read lock while they call
-// into quic-go, so every call either happened before (and the lock orders
-// it before the install) or finds the gate closed and queues its datagram.
-// The queue is flushed once the handshake completed, which quic-go
-// signals after the install. Without a tracer (Config.DisableTracer) the
-// gate starts closed: datagrams then wait for the handshake instead of
-// leaving in 0-RTT.
-//
-// No call may block in quic-go while it holds the read lock before the
-// gate closed, or the run loop, waiting in close for the write lock, could
-// never drain the send queue it waits on: a burst in 0-RTT fills the
-// congestion window and then quic-go's 32-slot datagram queue long before
-// the server answers. So at most maxGateDirect datagrams go to quic-go
-// before the gate opened (each finds a free slot); later ones are queued.
-type earlyGate struct {
-	traced bool // the conn's tracer will close the gate; set by newTrace
-
-	mu     sync.RWMutex // mu guards the following fields; held for reading around calls into quic-go.
-	closed bool
-	opened bool // open ran: sends no longer count against maxGateDirect
-
-	direct atomic.Int32 // datagrams handed to quic-go before the gate opened
-
-	qmu   sync.Mutex // qmu guards the following field.
-	queue [][]byte   // datagrams sent while closed, at most maxGateQueue
-}
-
-// earlyGateKey is the dial-context key that hands the gate to newTrace.
-type earlyGateKey struct{}
-
-// maxGateQueue bounds the datagrams held while the gate is closed (about
-// one round trip of traffic); more are dropped, as a full queue would.
-const maxGateQueue = 64
-
-// maxGateDirect is quic-go's datagram send queue length
-// (maxDatagramSendQueueLen in v0.65): that many datagrams handed to quic-go
-// always find a free slot, so none of them blocks.
-const maxGateDirect = 32
-
-// admit reports whether a datagram may go to quic-go now; if not, the
-// caller holds it. The caller holds g.mu for reading.
-func (g *earlyGate) admit() bool {
-	if g.closed {
-		return false
-	}
-	return g.opened || g.direct.Add(1) <= maxGateDirect
-}
-
-func (g *earlyGate) close() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
-}
-
-// hold queues a copy of b; the caller holds g.mu for reading.
-func (g *earlyGate) hold(b []byte) {
-	g.qmu.Lock()
-	defer g.qmu.Unlock()
-	if len(g.queue) < maxGateQueue {
-		g.queue = append(g.queue, append([]byte(nil), b...))
-	}
-}
-
-// open flushes the queue into qc and lets every later send through. Call
-// it only after qc's handshake completed.
-func (g *earlyGate) open(qc *quic.Conn) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.closed, g.opened = false, true
-	g.qmu.Lock()
-	q := g.queue
-	g.queue = nil
-	g.qmu.Unlock()
-	for _, b := range q {
-		_ = qc.SendDatagram(b) // best effort, like any datagram
-	}
-}
-
-// probeLimit makes quic-go report the current datagram limit, unless a
-// 0-RTT handshake is running (see earlyGate).
-func (c *Conn) probeLimit() error {
-	if c.gate.Load() != nil {
-		return nil
-	}
-	return c.qc.SendDatagram(probeDatagram)
 }

@@ -103,8 +103,24 @@ func acceptAll(t testing.TB, e *Endpoint) <-chan *Conn {
 	return ch
 }
 
-func TestZeroRTTAfterClientRestart(t *testing.T) {
-	p := newTestPair(t, nil)
+func TestZeroRTTAfterClientRestart(t *testing.T) { zeroRTTAfterClientRestart(t, false) }
+
+// TestZeroRTTWithoutTracer is TestZeroRTTAfterClientRestart with
+// Config.DisableTracer on both sides: the tracer is diagnostics only, and
+// 0-RTT must work the same without it. (Before the fork fixed quic-go#4303,
+// quicconn held every datagram of a 0-RTT handshake until the handshake
+// completed when no tracer could tell it the server's transport parameters
+// were about to be installed; the first datagram then reached the server
+// after the held-back answer, with its handshake complete.) A goroutine
+// keeps sending and reading Stats while the handshake completes, so the
+// race detector sees SendDatagram and the datagram limit being read while
+// quic-go installs the server's transport parameters.
+func TestZeroRTTWithoutTracer(t *testing.T) { zeroRTTAfterClientRestart(t, true) }
+
+func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
+	p := newTestPair(t, func(cli, srv *Config) {
+		cli.DisableTracer, srv.DisableTracer = disableTracer, disableTracer
+	})
 	dir := t.TempDir()
 	primeTicket(t, p, dir)
 
@@ -122,7 +138,8 @@ func TestZeroRTTAfterClientRestart(t *testing.T) {
 	accepted := acceptAll(t, p.srv)
 
 	// The restarted client: a new Endpoint on the same state dir.
-	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir,
+		DisableTracer: disableTracer})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -133,13 +150,28 @@ func TestZeroRTTAfterClientRestart(t *testing.T) {
 	if d := time.Since(start); d >= hold {
 		t.Errorf("Dial took %v, want it to return before the server's first answer (%v)", d, hold)
 	}
-	if got := c.Stats().HandshakeDone; !got.IsZero() {
-		t.Errorf("HandshakeDone = %v right after a 0-RTT Dial, want zero", got)
+	st := c.Stats()
+	if !st.HandshakeDone.IsZero() {
+		t.Errorf("HandshakeDone = %v right after a 0-RTT Dial, want zero", st.HandshakeDone)
+	}
+	if want := initialPacketSize - DatagramOverhead; st.DatagramLimit != want {
+		t.Errorf("DatagramLimit = %d right after a 0-RTT Dial, want %d", st.DatagramLimit, want)
 	}
 	payload := []byte{0x45, 0, 0, 20, 0x0e, 0x42}
 	if err := c.SendDatagram(payload); err != nil {
 		t.Fatalf("SendDatagram in 0-RTT: %v", err)
 	}
+	stopSending := make(chan struct{})
+	sending := make(chan struct{})
+	go func() {
+		defer close(sending)
+		for !isClosed(stopSending) {
+			_ = c.SendDatagram(payload)
+			_ = c.Stats()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	defer func() { close(stopSending); <-sending }()
 
 	var s *Conn
 	select {
@@ -348,10 +380,12 @@ func TestZeroRTTReplayDeliversOnce(t *testing.T) {
 	}
 }
 
-// A burst sent in 0-RTT fills quic-go's congestion window and its 32-slot
-// datagram queue long before the server's answer arrives. Senders must not
-// block inside the early gate then: the run loop closes the gate when the
-// server's transport parameters arrive and would wait for them forever.
+// A burst sent in 0-RTT fills quic-go's 32-slot datagram queue long before
+// the server's answer arrives. SendDatagram must keep going while quic-go's
+// run loop installs the server's transport parameters: quicconn once held
+// a lock around its calls into quic-go that the run loop's tracer waited
+// for (quic-go#4303, now fixed in the fork), and a sender blocked on the
+// full queue deadlocked the handshake.
 func TestZeroRTTBurstDoesNotDeadlock(t *testing.T) {
 	p := newTestPair(t, nil)
 	dir := t.TempDir()
