@@ -108,10 +108,6 @@ type ConnStats struct {
 	PathChanges uint64
 }
 
-// probeDatagram is longer than any datagram quic-go accepts (16383 at most),
-// so SendDatagram rejects it with the current limit before copying it.
-var probeDatagram = make([]byte, 1<<15)
-
 // Conn is an established connection to a peer: handshake done, key
 // verified, Hello exchanged. All methods are safe for concurrent use; use
 // one goroutine for ReceiveDatagram.
@@ -375,10 +371,7 @@ func (c *Conn) Stats() ConnStats {
 	c.infoMu.Lock()
 	s.HandshakeDone, s.Resumed = c.hsDone, c.resumed
 	c.infoMu.Unlock()
-	var tl *quic.DatagramTooLargeError
-	if err := c.qc.SendDatagram(probeDatagram); errors.As(err, &tl) {
-		s.DatagramLimit = int(tl.MaxDatagramPayloadSize)
-	}
+	s.DatagramLimit = c.qc.MaxDatagramPayloadSize()
 	if t := c.trace; t != nil {
 		s.DatagramsDroppedQueueFull = t.dgramQueueFull.Load()
 		s.DatagramsDroppedTooLarge = t.dgramTooLarge.Load()

@@ -3200,22 +3200,41 @@ func (c *Conn) recordStreamPriorityUpdated(id protocol.StreamID, urgency int8, i
 // In addition, a datagram may be dropped before being sent out if the available packet size suddenly decreases.
 // If the payload is too large to be sent at the current time, a [DatagramTooLargeError] is returned.
 func (c *Conn) SendDatagram(p []byte) error {
-	params := c.sharedPeerParams.Load()
-	if params.MaxDatagramFrameSize == 0 {
+	maxDataLen, ok := c.maxDatagramPayloadSize()
+	if !ok {
 		return errors.New("datagram support disabled")
 	}
-
-	f := &wire.DatagramFrame{DataLenPresent: true} // only for MaxDataLen
-	// The payload size estimate is conservative.
-	// Under many circumstances we could send a few more bytes.
-	maxDataLen := min(
-		f.MaxDataLen(params.MaxDatagramFrameSize, c.version),
-		protocol.ByteCount(c.maxPayloadSizeEstimate.Load()),
-	)
 	if protocol.ByteCount(len(p)) > maxDataLen {
 		return &DatagramTooLargeError{MaxDatagramPayloadSize: int64(maxDataLen)}
 	}
 	return c.datagramQueue.Add(wire.GetDatagramFrame(p))
+}
+
+// MaxDatagramPayloadSize returns the largest payload SendDatagram accepts
+// right now, in bytes: what a DatagramTooLargeError would report (Godwit
+// patch; upstream issue quic-go#4259). It grows with path MTU discovery and
+// drops back after a path change. It is 0 when the peer does not support
+// datagrams. Safe for concurrent use; on a client in 0-RTT it follows from
+// the remembered transport parameters until the server's arrive.
+func (c *Conn) MaxDatagramPayloadSize() int {
+	n, _ := c.maxDatagramPayloadSize()
+	return int(n)
+}
+
+// maxDatagramPayloadSize returns the datagram payload limit, and false when
+// the peer does not support datagrams.
+func (c *Conn) maxDatagramPayloadSize() (protocol.ByteCount, bool) {
+	params := c.sharedPeerParams.Load()
+	if params == nil || params.MaxDatagramFrameSize == 0 {
+		return 0, false
+	}
+	f := wire.DatagramFrame{DataLenPresent: true} // only for MaxDataLen
+	// The payload size estimate is conservative.
+	// Under many circumstances we could send a few more bytes.
+	return min(
+		f.MaxDataLen(params.MaxDatagramFrameSize, c.version),
+		protocol.ByteCount(c.maxPayloadSizeEstimate.Load()),
+	), true
 }
 
 // ReceiveDatagram gets a message received in a QUIC datagram, as specified in RFC 9221.
