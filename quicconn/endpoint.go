@@ -20,6 +20,7 @@ import (
 	"github.com/godwit-vpn/godwit/config/key"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // maxPendingIn bounds incoming connections that finished the QUIC
@@ -145,7 +146,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		tc := serverTLSConfig(cert, cfg.Authorize, e.logRefused)
 		tc.KeyLogWriter = cfg.KeyLogWriter
 		e.setupTickets(tc)
-		e.ln, err = e.tr.ListenEarly(tc, e.quicConfig(false))
+		e.ln, err = e.tr.ListenEarly(tc, e.quicConfig(nil))
 		if err != nil {
 			e.cancel()
 			e.tr.Close()
@@ -183,7 +184,9 @@ func newTransport(pc *sockConn) (*quic.Transport, error) {
 	}, nil
 }
 
-func (e *Endpoint) quicConfig(dialer bool) *quic.Config {
+// quicConfig returns the quic-go configuration of the listener (dialPeer
+// nil) or of one dial to the peer with key *dialPeer.
+func (e *Endpoint) quicConfig(dialPeer *key.Public) *quic.Config {
 	c := &quic.Config{
 		HandshakeIdleTimeout: e.cfg.HandshakeTimeout,
 		MaxIdleTimeout:       e.cfg.IdleTimeout,
@@ -194,13 +197,15 @@ func (e *Endpoint) quicConfig(dialer bool) *quic.Config {
 		MaxIncomingStreams:       1, // the control stream
 		MaxIncomingUniStreams:    -1,
 	}
-	if dialer {
+	if dialPeer != nil {
 		c.KeepAlivePeriod = e.cfg.KeepAlive
 	} else {
 		c.Allow0RTT = true // single-use tickets: see zerortt.go
 	}
 	if !e.cfg.DisableTracer || e.cfg.QlogDir != "" {
-		c.Tracer = e.newTrace
+		c.Tracer = func(_ context.Context, isClient bool, odcid quic.ConnectionID) qlogwriter.Trace {
+			return e.newTrace(isClient, odcid, dialPeer)
+		}
 	}
 	return c
 }
@@ -430,6 +435,11 @@ func (e *Endpoint) forget(c *Conn) {
 // another key fails with an error saying "server key mismatch". The caller
 // owns the returned Conn.
 func (e *Endpoint) Dial(ctx context.Context, addr string, peer key.Public) (*Conn, error) {
+	return e.dial(ctx, e.tr, addr, peer)
+}
+
+// dial is Dial on tr: the Endpoint's own Transport or an uplink's.
+func (e *Endpoint) dial(ctx context.Context, tr *quic.Transport, addr string, peer key.Public) (*Conn, error) {
 	if e.ctx.Err() != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, net.ErrClosed)
 	}
@@ -441,8 +451,7 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, peer key.Public) (*Con
 	defer cancel()
 	tc := clientTLSConfig(e.cert, peer, e.sessions)
 	tc.KeyLogWriter = e.cfg.KeyLogWriter
-	dctx := context.WithValue(ctx, dialPeerKey{}, peer)
-	qc, err := e.dialTransport(ctx).DialEarly(dctx, ua, tc, e.quicConfig(true)) // dialTransport: uplink.go
+	qc, err := tr.DialEarly(ctx, ua, tc, e.quicConfig(&peer))
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 	}

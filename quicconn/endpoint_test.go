@@ -540,7 +540,7 @@ func TestSlowClientDoesNotBlockAccept(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ua := p.srv.LocalAddr().(*net.UDPAddr)
-	slow, err := p.cli.tr.Dial(ctx, ua, clientTLSConfig(p.cli.cert, p.sk.pub, nil), p.cli.quicConfig(true))
+	slow, err := p.cli.tr.Dial(ctx, ua, clientTLSConfig(p.cli.cert, p.sk.pub, nil), p.cli.quicConfig(&p.sk.pub))
 	if err != nil {
 		t.Fatalf("raw dial: %v", err)
 	}

@@ -4,7 +4,6 @@ package quicconn
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -220,24 +219,22 @@ func (q *qlogFile) current() string {
 	return q.path
 }
 
-// dialPeerKey is the context key under which Dial passes the pinned peer
-// key to newTrace, so that a client's qlog file is named after the peer
-// from the start.
-type dialPeerKey struct{}
-
-// newTrace is quic.Config.Tracer: it returns a fresh connTrace for every
-// connection quic-go creates (dialed, or accepted before the handshake).
-func (e *Endpoint) newTrace(ctx context.Context, isClient bool, odcid quic.ConnectionID) qlogwriter.Trace {
+// newTrace backs quic.Config.Tracer (see Endpoint.quicConfig): it returns a
+// fresh connTrace for every connection quic-go creates, dialed or accepted
+// before the handshake. dialPeer is the pinned key of a dialed peer, so
+// that its qlog file is named after the peer from the start; nil for an
+// accepted connection.
+func (e *Endpoint) newTrace(isClient bool, odcid quic.ConnectionID, dialPeer *key.Public) qlogwriter.Trace {
 	t := &connTrace{}
 	t.maxPacketSize.Store(initialPacketSize)
 	if e.cfg.QlogDir == "" {
 		return t
 	}
 	peer, kname := "unknown", "unknown"
-	if k, ok := ctx.Value(dialPeerKey{}).(key.Public); ok {
-		kname = qlogKey(k)
+	if dialPeer != nil {
+		kname = qlogKey(*dialPeer)
 		if e.cfg.PeerLabel != nil {
-			peer = e.cfg.PeerLabel(k)
+			peer = e.cfg.PeerLabel(*dialPeer)
 		}
 	}
 	f, err := createQlog(e.cfg.QlogDir, isClient, odcid, peer, kname)

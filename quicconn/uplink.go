@@ -264,9 +264,6 @@ func (e *Endpoint) closeUplinks() []error {
 	return errs
 }
 
-// dialTransportKey carries the Transport DialVia wants Dial to use.
-type dialTransportKey struct{}
-
 // DialVia is [Endpoint.Dial] on the Transport of the uplink (see
 // AddUplink); "" means the Endpoint's own socket. The connection starts
 // with that uplink as its active path ([Conn.Uplink]). An unknown or
@@ -286,20 +283,12 @@ func (e *Endpoint) DialVia(ctx context.Context, uplink, addr string, peer key.Pu
 		return nil, fmt.Errorf("quicconn: dial %s via %s: %w", addr, uplink, err)
 	}
 	defer e.releaseUplink(u)
-	c, err := e.Dial(context.WithValue(ctx, dialTransportKey{}, u.tr), addr, peer)
+	c, err := e.dial(ctx, u.tr, addr, peer)
 	if err != nil {
 		return nil, fmt.Errorf("via %s: %w", uplink, err)
 	}
 	c.initPath(u)
 	return c, nil
-}
-
-// dialTransport returns the Transport Dial should use.
-func (e *Endpoint) dialTransport(ctx context.Context) *quic.Transport {
-	if tr, ok := ctx.Value(dialTransportKey{}).(*quic.Transport); ok {
-		return tr
-	}
-	return e.tr
 }
 
 // UplinksChanged tells every DialLoop that the usable uplinks changed: a

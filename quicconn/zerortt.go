@@ -154,6 +154,12 @@ func (b *ticketBook) redeem(peer key.Public, id [16]byte) bool {
 // Transport.ConnContext puts a fresh one into every incoming connection's
 // context, which quic-go passes on to crypto/tls (ClientHelloInfo) and to
 // Conn.Context.
+//
+// earlyInfoKey is the package's only context key, and it has to be one:
+// the TLS callbacks of an incoming connection (GetConfigForClient,
+// UnwrapSession) and the quic.Conn that EarlyListener.Accept returns later
+// share nothing else that quic-go lets a caller set or see before the
+// handshake; the remote address could be shared by several connections.
 type earlyInfo struct {
 	mu        sync.Mutex // mu guards the following fields.
 	attempted bool       // the ClientHello offered early data
