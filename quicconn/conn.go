@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
 
 	"github.com/quic-go/quic-go"
 )
@@ -155,7 +156,7 @@ type Conn struct {
 
 // newConn wraps a connection whose hello exchange completed. The caller
 // calls c.run next.
-func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer Hello, hsDone time.Time) *Conn {
+func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer ctlmsg.Hello, hsDone time.Time) *Conn {
 	cs := qc.ConnectionState()
 	key, _ := peerKeyOf(cs.TLS) // verified during the handshake
 	c := &Conn{
@@ -334,8 +335,8 @@ func (c *Conn) Close(reason string) error {
 		return nil
 	default:
 	}
-	c.setErr(&CloseError{Code: CodeNoError, Reason: reason})
-	if err := c.writeMessage(Goodbye{Code: CodeNoError, Reason: reason}); err == nil {
+	c.setErr(&CloseError{Code: ctlmsg.CodeNoError, Reason: reason})
+	if err := c.writeMessage(ctlmsg.Goodbye{Code: ctlmsg.CodeNoError, Reason: reason}); err == nil {
 		t := time.NewTimer(goodbyeTimeout)
 		select {
 		case <-c.qc.Context().Done():
@@ -343,7 +344,7 @@ func (c *Conn) Close(reason string) error {
 		}
 		t.Stop()
 	}
-	_ = c.qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), reason)
+	_ = c.qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), reason)
 	<-c.done
 	return nil
 }
@@ -391,13 +392,13 @@ var errNoControlStream = errors.New("quicconn: control stream not open yet")
 // control messages never wait for congestion control or a dead path. It
 // fails with quic.ErrWouldBlock when the peer's flow-control window is
 // full, which means the peer does not read its control stream.
-func (c *Conn) writeMessage(m Message) error {
+func (c *Conn) writeMessage(m ctlmsg.Message) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.st == nil {
 		return errNoControlStream
 	}
-	c.wbuf = AppendMessage(c.wbuf[:0], m)
+	c.wbuf = ctlmsg.Append(c.wbuf[:0], m)
 	return c.st.TryWriteAll(c.wbuf)
 }
 
@@ -413,7 +414,7 @@ func (c *Conn) readControl() {
 			return
 		}
 		_ = c.st.SetReadDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
-		m, err := ReadMessage(c.br)
+		m, err := ctlmsg.Read(c.br)
 		if err != nil {
 			c.controlReadFailed(err)
 			return
@@ -422,7 +423,7 @@ func (c *Conn) readControl() {
 		c.lastHeard.Store(int64(time.Since(c.start)))
 		c.noteRx() // path.go
 		switch m := m.(type) {
-		case Heartbeat:
+		case ctlmsg.Heartbeat:
 			if !m.Reply {
 				m.Reply = true
 				if err := c.writeMessage(m); err != nil {
@@ -432,16 +433,16 @@ func (c *Conn) readControl() {
 				continue
 			}
 			c.heartbeatReply(m)
-		case Goodbye:
+		case ctlmsg.Goodbye:
 			c.log.Debug("quicconn: peer said goodbye", "code", m.Code, "reason", m.Reason)
 			c.setErr(&CloseError{Remote: true, Code: m.Code, Reason: m.Reason})
-			_ = c.qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "goodbye")
+			_ = c.qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "goodbye")
 			return
-		case Hello:
-			c.closeLocal(CodeProtocolError, "unexpected hello")
+		case ctlmsg.Hello:
+			c.closeLocal(ctlmsg.CodeProtocolError, "unexpected hello")
 			return
-		case Unknown:
-			// Skipped by ReadMessage: a newer peer's optional message.
+		case ctlmsg.Unknown:
+			// Skipped by ctlmsg.Read: a newer peer's optional message.
 		}
 	}
 }
@@ -464,12 +465,12 @@ func (c *Conn) controlReadFailed(err error) {
 		return // the connection is closing; watch records why
 	}
 	switch {
-	case errors.Is(err, ErrMalformed), errors.Is(err, ErrMessageTooLarge):
-		c.closeLocal(CodeProtocolError, err.Error())
+	case errors.Is(err, ctlmsg.ErrMalformed), errors.Is(err, ctlmsg.ErrTooLarge):
+		c.closeLocal(ctlmsg.CodeProtocolError, err.Error())
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.closeLocal(CodeProtocolError, "control message not delivered in time")
+		c.closeLocal(ctlmsg.CodeProtocolError, "control message not delivered in time")
 	default:
-		c.closeLocal(CodeControlStream, fmt.Sprintf("control stream: %v", err))
+		c.closeLocal(ctlmsg.CodeControlStream, fmt.Sprintf("control stream: %v", err))
 	}
 }
 
@@ -477,10 +478,10 @@ func (c *Conn) controlWriteFailed(err error) {
 	if c.qc.Context().Err() != nil || connLevel(err) {
 		return
 	}
-	c.closeLocal(CodeControlStream, fmt.Sprintf("control stream write: %v", err))
+	c.closeLocal(ctlmsg.CodeControlStream, fmt.Sprintf("control stream write: %v", err))
 }
 
-func (c *Conn) heartbeatReply(m Heartbeat) {
+func (c *Conn) heartbeatReply(m ctlmsg.Heartbeat) {
 	c.hbMu.Lock()
 	slot := c.hbSent[m.Seq%uint64(len(c.hbSent))]
 	c.hbMu.Unlock()
@@ -525,7 +526,7 @@ func (c *Conn) heartbeat() {
 		silent := time.Since(c.start) - time.Duration(c.lastHeard.Load())
 		if silent > c.deadAfter() {
 			c.log.Info("quicconn: peer silent, closing", "silent", silent.Round(time.Millisecond))
-			c.closeLocal(CodeHeartbeatTimeout, "heartbeat timeout")
+			c.closeLocal(ctlmsg.CodeHeartbeatTimeout, "heartbeat timeout")
 			return
 		}
 		if tick++; !c.dialer && silent < c.cfg.Heartbeat && tick%listenerHeartbeatEvery != 1 {
@@ -539,7 +540,7 @@ func (c *Conn) heartbeat() {
 			at  time.Time
 		}{seq, now}
 		c.hbMu.Unlock()
-		if err := c.writeMessage(Heartbeat{Seq: seq, SentUnixNano: now.UnixNano()}); err != nil {
+		if err := c.writeMessage(ctlmsg.Heartbeat{Seq: seq, SentUnixNano: now.UnixNano()}); err != nil {
 			c.controlWriteFailed(err)
 			return
 		}

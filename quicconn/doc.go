@@ -5,7 +5,7 @@
 // packet loss), one long-lived [quic.Transport] per [Endpoint], the TLS
 // identity made from the node's Ed25519 key with key pinning on both sides,
 // the quic-go configuration, dialing and accepting, the control stream
-// (hello, heartbeat, goodbye; see [AppendMessage] and [ReadMessage]) and the
+// (hello, heartbeat, goodbye; its codec is quicconn/internal/ctlmsg) and the
 // client's redial loop ([Endpoint.DialLoop]), and what can be observed of
 // them: a counting tracer on every connection ([ConnStats]), optional qlog
 // files and TLS key logs ([Config]), and the UDP buffer sizes and kernel

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlogwriter"
@@ -39,7 +40,7 @@ type Endpoint struct {
 	sock     *sockConn
 	tr       *quic.Transport
 	ln       *quic.EarlyListener // nil when not listening
-	version  uint16              // ProtocolVersion; tests change it
+	version  uint16              // ctlmsg.Version; tests change it
 	state    *state              // keys and client tickets (Config.StateDir)
 	tickets  *ticketBook         // 0-RTT tickets issued and not yet used
 	zc       zeroRTTCounters
@@ -125,7 +126,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		state:    st,
 		tickets:  tickets,
 		logLimit: make(map[logKey]time.Time),
-		version:  ProtocolVersion,
+		version:  ctlmsg.Version,
 		accepted: make(chan *Conn),
 		pending:  make(chan struct{}, maxPendingIn),
 		conns:    make(map[*Conn]struct{}),
@@ -300,7 +301,7 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 	st, err := qc.AcceptStream(ctx)
 	if err != nil {
 		log.Info("quicconn: no control stream from peer", "err", err)
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "no control stream")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "no control stream")
 		return
 	}
 	c, err := e.helloExchange(ctx, qc, st, false)
@@ -331,7 +332,7 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 	c.dialer = dialer
 	e.nameQlog(c)
 	if err := e.register(c); err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
 		return nil, err
 	}
 	c.run()
@@ -345,59 +346,59 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 // version. It returns the peer's Hello, the reader of st that holds what
 // followed it, and when the handshake completed. On failure the QUIC
 // connection is closed.
-func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer, sent bool) (Hello, *bufio.Reader, time.Time, error) {
+func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer, sent bool) (ctlmsg.Hello, *bufio.Reader, time.Time, error) {
 	// Closing the connection unblocks every read below when ctx ends.
 	stop := context.AfterFunc(ctx, func() {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "hello timeout")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "hello timeout")
 	})
 	defer stop()
 	select {
 	case <-qc.HandshakeComplete():
 	case <-qc.Context().Done():
-		return Hello{}, nil, time.Time{}, convertCloseErr(context.Cause(qc.Context()))
+		return ctlmsg.Hello{}, nil, time.Time{}, convertCloseErr(context.Cause(qc.Context()))
 	}
 	hsDone := time.Now()
-	own := Hello{Version: e.version, Name: e.cfg.NodeName}
+	own := ctlmsg.Hello{Version: e.version, Name: e.cfg.NodeName}
 	write := func() error {
-		if err := st.TryWriteAll(AppendMessage(nil, own)); err != nil {
-			_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "hello write failed")
+		if err := st.TryWriteAll(ctlmsg.Append(nil, own)); err != nil {
+			_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "hello write failed")
 			return fmt.Errorf("quicconn: write hello: %w", err)
 		}
 		return nil
 	}
 	if dialer && !sent {
 		if err := write(); err != nil {
-			return Hello{}, nil, time.Time{}, err
+			return ctlmsg.Hello{}, nil, time.Time{}, err
 		}
 	}
 	_ = st.SetReadDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	br := bufio.NewReader(st)
-	m, err := ReadMessage(br)
+	m, err := ctlmsg.Read(br)
 	if err != nil {
 		if qc.Context().Err() != nil {
-			return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", convertCloseErr(context.Cause(qc.Context())))
+			return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", convertCloseErr(context.Cause(qc.Context())))
 		}
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocolError), "bad hello")
-		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", err)
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeProtocolError), "bad hello")
+		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", err)
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	peer, ok := m.(Hello)
+	peer, ok := m.(ctlmsg.Hello)
 	if !ok {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocolError), "expected hello")
-		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: first control message is %T, want hello", m)
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeProtocolError), "expected hello")
+		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: first control message is %T, want hello", m)
 	}
 	if peer.Version != e.version {
 		reason := fmt.Sprintf("incompatible protocol version %d (local %d)", peer.Version, e.version)
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeVersionMismatch), reason)
-		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: %s", reason)
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeVersionMismatch), reason)
+		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: %s", reason)
 	}
 	if !dialer {
 		if err := write(); err != nil {
-			return Hello{}, nil, time.Time{}, err
+			return ctlmsg.Hello{}, nil, time.Time{}, err
 		}
 	}
 	if !stop() {
-		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: hello: %w", context.Cause(ctx))
+		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: hello: %w", context.Cause(ctx))
 	}
 	return peer, br, hsDone, nil
 }
@@ -465,7 +466,7 @@ func (e *Endpoint) dial(ctx context.Context, tr *quic.Transport, addr string, pe
 	}
 	st, err := qc.OpenStream()
 	if err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "open control stream")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "open control stream")
 		return nil, fmt.Errorf("quicconn: dial %s: open control stream: %w", addr, err)
 	}
 	hctx, hcancel := context.WithTimeout(ctx, e.cfg.HandshakeTimeout)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
 
 	"github.com/quic-go/quic-go"
 )
@@ -335,7 +336,7 @@ func TestRemovedPeerCannotComeBack(t *testing.T) {
 
 func TestVersionMismatch(t *testing.T) {
 	p := newTestPair(t, nil)
-	p.cli.version = ProtocolVersion + 1
+	p.cli.version = ctlmsg.Version + 1
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), p.sk.pub)
@@ -473,7 +474,7 @@ func TestDeadPeerDetectedByHeartbeat(t *testing.T) {
 	for _, conn := range []*Conn{c, s} {
 		waitDone(t, conn, 10*time.Second)
 		var ce *CloseError
-		if err := conn.Err(); !errors.As(err, &ce) || ce.Code != CodeHeartbeatTimeout || ce.Reason != "heartbeat timeout" {
+		if err := conn.Err(); !errors.As(err, &ce) || ce.Code != ctlmsg.CodeHeartbeatTimeout || ce.Reason != "heartbeat timeout" {
 			t.Errorf("Err() = %v, want local close %q", err, "heartbeat timeout")
 		}
 	}
@@ -498,10 +499,10 @@ func TestControlStreamErrors(t *testing.T) {
 		raw      []byte
 		wantCode uint64 // 0: the conn must survive
 	}{
-		{"malformed heartbeat", []byte{0x02, 17, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9}, CodeProtocolError},
-		{"over-long message", []byte{0x02, 0x80, 0x01, 0x00, 0x01}, CodeProtocolError},
-		{"message never completed", []byte{0x02, 17, 0, 0}, CodeProtocolError},
-		{"second hello", AppendMessage(nil, Hello{Version: ProtocolVersion}), CodeProtocolError},
+		{"malformed heartbeat", []byte{0x02, 17, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9}, ctlmsg.CodeProtocolError},
+		{"over-long message", []byte{0x02, 0x80, 0x01, 0x00, 0x01}, ctlmsg.CodeProtocolError},
+		{"message never completed", []byte{0x02, 17, 0, 0}, ctlmsg.CodeProtocolError},
+		{"second hello", ctlmsg.Append(nil, ctlmsg.Hello{Version: ctlmsg.Version}), ctlmsg.CodeProtocolError},
 		{"unknown type skipped", []byte{0x3f, 3, 'a', 'b', 'c'}, 0},
 	}
 	for _, tt := range tests {

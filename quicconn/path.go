@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
+
 	"github.com/quic-go/quic-go"
 )
 
@@ -424,7 +426,7 @@ func (c *Conn) SwitchUplink(name string) error {
 	}
 	// Seq 0 is never one of the heartbeat loop's, so the reply only counts
 	// as a sign of life, not as an RTT sample.
-	if err := c.writeMessage(Heartbeat{SentUnixNano: time.Now().UnixNano()}); err != nil {
+	if err := c.writeMessage(ctlmsg.Heartbeat{SentUnixNano: time.Now().UnixNano()}); err != nil {
 		c.log.Debug("quicconn: heartbeat after switch", "err", err)
 	}
 	return nil
@@ -446,7 +448,7 @@ func (c *Conn) Abandon(reason string) {
 	default:
 	}
 	c.mob.gone.Store(true)
-	c.closeLocal(CodeNoError, reason)
+	c.closeLocal(ctlmsg.CodeNoError, reason)
 	<-c.done
 }
 

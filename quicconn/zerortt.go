@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
 
 	"github.com/quic-go/quic-go"
 )
@@ -320,7 +321,7 @@ func (e *Endpoint) serveEarly(qc *quic.Conn, peer key.Public) {
 	c := newEarlyConn(qc, &e.cfg, peer, nil, false)
 	c.zrtt.Store(zrttAccepted)
 	if err := e.register(c); err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
 		return
 	}
 	e.zc.earlyAccepted.Add(1)
@@ -339,7 +340,7 @@ func (e *Endpoint) serveEarly(qc *quic.Conn, peer key.Public) {
 func (e *Endpoint) awaitHandshake(qc *quic.Conn) (ctx context.Context, done func(), err error) {
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
 	stop := context.AfterFunc(ctx, func() {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "handshake timeout")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "handshake timeout")
 	})
 	done = func() { stop(); cancel() }
 	select {
@@ -362,12 +363,12 @@ func (e *Endpoint) finishIncoming(c *Conn) error {
 	if key, err := peerKeyOf(qc.ConnectionState().TLS); err != nil || key != c.peerKey {
 		// Cannot happen: a resumed session carries the ticket's
 		// certificate, and the ticket's key was written from it.
-		c.closeLocal(CodeProtocolError, "peer key differs from the session ticket's")
+		c.closeLocal(ctlmsg.CodeProtocolError, "peer key differs from the session ticket's")
 		return fmt.Errorf("quicconn: peer key differs from the session ticket's")
 	}
 	st, err := qc.AcceptStream(ctx)
 	if err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "no control stream")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "no control stream")
 		return fmt.Errorf("quicconn: no control stream: %w", err)
 	}
 	return e.finishHello(ctx, c, st, false)
@@ -401,11 +402,11 @@ func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, se
 // stream is opened again and the Hello resent.
 func (e *Endpoint) dialEarly(qc *quic.Conn, peer key.Public) (*Conn, error) {
 	st, err := qc.OpenStream()
-	sent := err == nil && st.TryWriteAll(AppendMessage(nil, Hello{Version: e.version, Name: e.cfg.NodeName})) == nil
+	sent := err == nil && st.TryWriteAll(ctlmsg.Append(nil, ctlmsg.Hello{Version: e.version, Name: e.cfg.NodeName})) == nil
 	c := newEarlyConn(qc, &e.cfg, peer, st, true)
 	c.zrtt.Store(zrttPending)
 	if err := e.register(c); err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
 		return nil, err
 	}
 	e.zc.attempted.Add(1)
@@ -435,7 +436,7 @@ func (e *Endpoint) finishDialed(c *Conn, st *quic.Stream, sent bool) error {
 	if st == nil { // rejected, or OpenStream failed in 0-RTT
 		var err error
 		if st, err = qc.OpenStream(); err != nil {
-			_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "open control stream")
+			_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "open control stream")
 			return fmt.Errorf("quicconn: open control stream: %w", err)
 		}
 	}
@@ -491,7 +492,7 @@ func (c *Conn) runEarly(finish func() error) {
 		defer c.wg.Done()
 		if err := finish(); err != nil {
 			if c.qc.Context().Err() == nil {
-				c.closeLocal(CodeControlStream, err.Error())
+				c.closeLocal(ctlmsg.CodeControlStream, err.Error())
 			}
 			return
 		}
