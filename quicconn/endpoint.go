@@ -19,6 +19,7 @@ import (
 
 	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
+	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlogwriter"
@@ -41,8 +42,8 @@ type Endpoint struct {
 	tr       *quic.Transport
 	ln       *quic.EarlyListener // nil when not listening
 	version  uint16              // ctlmsg.Version; tests change it
-	state    *state              // keys and client tickets (Config.StateDir)
-	tickets  *ticketBook         // 0-RTT tickets issued and not yet used
+	state    *state.State        // keys and client tickets (Config.StateDir)
+	tickets  *state.TicketBook   // 0-RTT tickets issued and not yet used
 	zc       zeroRTTCounters
 
 	logLimitMu sync.Mutex           // logLimitMu guards logLimit.
@@ -110,11 +111,11 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 			return nil, fmt.Errorf("quicconn: qlog dir: %w", err)
 		}
 	}
-	st, err := loadState(cfg.StateDir, cfg.Logger)
+	st, err := state.Load(cfg.StateDir, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	tickets, err := newTicketBook()
+	tickets, err := state.NewTicketBook()
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +123,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		cert:     cert,
-		sessions: st.sessions,
+		sessions: st.Sessions,
 		state:    st,
 		tickets:  tickets,
 		logLimit: make(map[logKey]time.Time),
@@ -140,7 +141,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		e.sock.Close()
 		return nil, err
 	}
-	st.configure(e.tr)
+	st.Configure(e.tr)
 	e.tr.ConnContext = e.connContext
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if cfg.Listen != "" {
@@ -173,7 +174,7 @@ func (e *Endpoint) logRefused(key key.Public) {
 // daemon must share.
 func newTransport(pc *sockConn) (*quic.Transport, error) {
 	// Random here; NewEndpoint replaces it (and the token key) with the
-	// persistent keys of its state (state.configure).
+	// persistent keys of its state (State.Configure).
 	var key quic.StatelessResetKey
 	if _, err := rand.Read(key[:]); err != nil {
 		return nil, fmt.Errorf("quicconn: stateless reset key: %w", err)

@@ -3,9 +3,7 @@
 package quicconn
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
+	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 
 	"github.com/quic-go/quic-go"
 )
@@ -27,7 +26,8 @@ import (
 // it issues one (tls.Config.WrapSession) it gives it a random ID, writes
 // the ID, the Endpoint's boot ID and the client's key into the ticket
 // (tls.SessionState.Extra, encrypted with the ticket keys), and books the
-// ID as issued to that key. When a client presents the ticket
+// ID as issued to that key (state.TicketBook, which also bounds its
+// memory). When a client presents the ticket
 // (UnwrapSession) the ID is redeemed: the first use of a booked ID may
 // carry 0-RTT data; any other (a replayed first flight, a client reusing
 // an old ticket, a ticket issued before this Endpoint started, whose ID
@@ -36,13 +36,6 @@ import (
 // still resumes, so such a reconnect costs one round trip more, not a
 // full handshake: in particular the first reconnect of every site after
 // a hub restart is 1-RTT (the ticket keys persist, the booked IDs do not).
-//
-// The book keeps at most maxTicketsPerPeer IDs per client key (a client
-// always holds the newest; older ones are dropped first) and at most
-// maxTicketPeers keys, so memory is bounded whatever clients do; IDs need
-// no expiry because crypto/tls refuses tickets older than 7 days anyway.
-// Tickets are only issued after a complete handshake of an authorized
-// key, so only authorized peers fill the book.
 //
 // An incoming connection that is granted 0-RTT is handed to Accept before
 // its handshake completes, so the datagrams of the client's first flight
@@ -53,103 +46,8 @@ import (
 // is decrypted. Control messages are read only after the handshake
 // completed, on both sides.
 
-const (
-	// ticketExtraPrefix marks Godwit's entry in tls.SessionState.Extra
-	// (quic-go keeps its own entry there with another prefix).
-	ticketExtraPrefix = "godwit-ticket1\x00"
-	ticketExtraLen    = len(ticketExtraPrefix) + 16 + 8 + 32 // id, boot, peer key
-	maxTicketsPerPeer = 4
-	maxTicketPeers    = 16384
-	// extEarlyData is the TLS early_data extension's number.
-	extEarlyData = 42
-)
-
-// ticketExtra is Godwit's entry in a session ticket.
-type ticketExtra struct {
-	id   [16]byte
-	boot [8]byte
-	peer key.Public
-}
-
-func (x ticketExtra) append(b []byte) []byte {
-	b = append(b, ticketExtraPrefix...)
-	b = append(b, x.id[:]...)
-	b = append(b, x.boot[:]...)
-	return append(b, x.peer[:]...)
-}
-
-// findTicketExtra returns Godwit's entry among a ticket's extras.
-func findTicketExtra(extras [][]byte) (ticketExtra, bool) {
-	for _, e := range extras {
-		b, ok := bytes.CutPrefix(e, []byte(ticketExtraPrefix))
-		if !ok || len(e) != ticketExtraLen {
-			continue
-		}
-		var x ticketExtra
-		copy(x.id[:], b)
-		copy(x.boot[:], b[16:])
-		copy(x.peer[:], b[24:])
-		return x, true
-	}
-	return ticketExtra{}, false
-}
-
-// ticketBook remembers the 0-RTT ticket IDs issued and not yet used. It
-// is safe for concurrent use.
-type ticketBook struct {
-	boot [8]byte // random per Endpoint: tickets of an earlier process differ
-
-	mu     sync.Mutex // mu guards the following field.
-	issued map[key.Public][][16]byte
-}
-
-func newTicketBook() (*ticketBook, error) {
-	b := &ticketBook{issued: make(map[key.Public][][16]byte)}
-	if _, err := rand.Read(b.boot[:]); err != nil {
-		return nil, fmt.Errorf("quicconn: boot id: %w", err)
-	}
-	return b, nil
-}
-
-// issue books a new ticket ID for peer.
-func (b *ticketBook) issue(peer key.Public) ([16]byte, error) {
-	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return id, err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ids, ok := b.issued[peer]
-	if !ok && len(b.issued) >= maxTicketPeers {
-		for k := range b.issued { // drop an arbitrary peer: it loses 0-RTT once
-			delete(b.issued, k)
-			break
-		}
-	}
-	if len(ids) >= maxTicketsPerPeer {
-		ids = slices.Delete(ids, 0, 1)
-	}
-	b.issued[peer] = append(ids, id)
-	return id, nil
-}
-
-// redeem reports whether id was booked for peer, and unbooks it.
-func (b *ticketBook) redeem(peer key.Public, id [16]byte) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ids := b.issued[peer]
-	i := slices.Index(ids, id)
-	if i < 0 {
-		return false
-	}
-	ids = slices.Delete(ids, i, i+1)
-	if len(ids) == 0 {
-		delete(b.issued, peer)
-	} else {
-		b.issued[peer] = ids
-	}
-	return true
-}
+// extEarlyData is the TLS early_data extension's number.
+const extEarlyData = 42
 
 // earlyInfo is what the TLS callbacks learn about one incoming connection.
 // Transport.ConnContext puts a fresh one into every incoming connection's
@@ -202,14 +100,14 @@ const (
 // 0-RTT tickets with the persistent ticket keys. It must be called last,
 // as GetConfigForClient clones tc.
 func (e *Endpoint) setupTickets(tc *tls.Config) {
-	tc.SetSessionTicketKeys(e.state.ticketKeys)
+	tc.SetSessionTicketKeys(e.state.TicketKeys)
 	tc.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 		if key, err := peerKeyOf(cs); err == nil && ss.EarlyData {
-			id, err := e.tickets.issue(key)
+			t, err := e.tickets.Issue(key)
 			if err != nil {
 				return nil, err
 			}
-			ss.Extra = append(ss.Extra, ticketExtra{id: id, boot: e.tickets.boot, peer: key}.append(nil))
+			ss.Extra = append(ss.Extra, t.Append(nil))
 		}
 		return tc.EncryptTicket(cs, ss)
 	}
@@ -237,25 +135,24 @@ func (e *Endpoint) setupTickets(tc *tls.Config) {
 // checkTicket decides whether a decrypted ticket may carry 0-RTT data; a
 // nil result makes crypto/tls ignore the ticket (full handshake).
 func (e *Endpoint) checkTicket(ss *tls.SessionState, ei *earlyInfo) *tls.SessionState {
-	x, ok := findTicketExtra(ss.Extra)
-	if ok && (e.cfg.Authorize == nil || !e.cfg.Authorize(x.peer)) {
+	t, ok := state.FindTicket(ss.Extra)
+	if ok && (e.cfg.Authorize == nil || !e.cfg.Authorize(t.Peer)) {
 		return nil // a removed peer: the full handshake refuses it
 	}
 	if !ss.EarlyData {
 		return ss
 	}
 	reason := ""
-	switch {
-	case !ok:
+	if !ok {
 		reason = refusedOther
-	case x.boot != e.tickets.boot:
+	} else if err := e.tickets.Redeem(t); errors.Is(err, state.ErrTicketRestart) {
 		reason = refusedRestart
-	case !e.tickets.redeem(x.peer, x.id):
+	} else if err != nil {
 		reason = refusedReplay
 	}
 	ei.mu.Lock()
 	defer ei.mu.Unlock()
-	ei.peer = x.peer
+	ei.peer = t.Peer
 	if reason != "" {
 		ss.EarlyData = false
 		ei.refused = reason

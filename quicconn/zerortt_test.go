@@ -5,7 +5,6 @@ package quicconn
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 
 	"github.com/quic-go/quic-go"
 
@@ -59,11 +59,6 @@ func startRelay(t testing.TB, target net.Addr, cfg relay.Config) *relay.Relay {
 	return r
 }
 
-// ticketFile is where a client keeps its ticket for the server key.
-func ticketFile(dir string, server key.Public) string {
-	return filepath.Join(dir, ticketsDir, base64.RawURLEncoding.EncodeToString(server[:]))
-}
-
 // primeTicket connects a client Endpoint with StateDir dir to p's server
 // once, waits until the session ticket is on disk, and closes the client
 // Endpoint (a site that then stops).
@@ -75,7 +70,7 @@ func primeTicket(t testing.TB, p *testPair, dir string) {
 	c, s := p.connect(t)
 	p.cli = old
 	exchange(t, c, s, []byte{0x45, 0})
-	if !waitFor(5*time.Second, func() bool { _, err := os.Stat(ticketFile(dir, p.sk.pub)); return err == nil }) {
+	if !waitFor(5*time.Second, func() bool { _, err := os.Stat(state.TicketFile(dir, p.sk.pub)); return err == nil }) {
 		t.Fatal("no session ticket written to the state dir")
 	}
 	cli.Close()
@@ -454,6 +449,33 @@ func TestZeroRTTBurstDoesNotDeadlock(t *testing.T) {
 		t.Fatal("server Accept returned nothing")
 	}
 	exchange(t, s, c, []byte{0x45, 1}) // the server's queue holds the burst
+}
+
+// TestCorruptTicketFileIgnored checks that a ticket file that does not
+// parse neither stops NewEndpoint nor leads to a 0-RTT attempt, and that
+// the next ticket is saved in its place.
+func TestCorruptTicketFileIgnored(t *testing.T) {
+	p := newTestPair(t, nil)
+	dir := t.TempDir()
+	bad := state.TicketFile(dir, p.sk.pub)
+	if err := os.MkdirAll(filepath.Dir(bad), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cli = newEndpoint(t, Config{PrivateKey: p.ck.priv, Listen: "127.0.0.1:0", StateDir: dir})
+	c, s := p.connect(t)
+	exchange(t, c, s, []byte{0x45, 1})
+	if st := p.cli.Stats(); st.ZeroRTTAttempted != 0 {
+		t.Errorf("ZeroRTTAttempted = %d without a usable ticket, want 0", st.ZeroRTTAttempted)
+	}
+	if !waitFor(5*time.Second, func() bool {
+		b, err := os.ReadFile(bad)
+		return err == nil && !bytes.Equal(b, []byte("junk"))
+	}) {
+		t.Error("no ticket file written after a successful handshake")
+	}
 }
 
 // crash stops e the way kill -9 would: no CONNECTION_CLOSE, no Goodbye.
