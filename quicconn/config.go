@@ -12,8 +12,8 @@ import (
 	"github.com/godwit-vpn/godwit/config/key"
 )
 
-// ALPN is the TLS application protocol both sides require.
-const ALPN = "godwit/1"
+// alpn is the TLS application protocol both sides require.
+const alpn = "godwit/1"
 
 // initialPacketSize is the default of Config.InitialPacketSize: a floor
 // for the datagram limit that survives migrations (1350 - 37 = 1313 bytes

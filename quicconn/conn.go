@@ -20,30 +20,30 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// DatagramTooLargeError is returned by [Conn.SendDatagram] for a datagram
+// datagramTooLargeError is returned by [Conn.SendDatagram] for a datagram
 // larger than the connection's current limit. The limit changes over a
 // connection's life (path MTU discovery, migration).
-type DatagramTooLargeError struct {
+type datagramTooLargeError struct {
 	Limit int // largest datagram payload accepted right now, in bytes
 }
 
-func (e *DatagramTooLargeError) Error() string {
+func (e *datagramTooLargeError) Error() string {
 	return fmt.Sprintf("quicconn: datagram too large (limit %d bytes)", e.Limit)
 }
 
 // DatagramLimit returns Limit. Package tunnel detects the error through
 // this method without importing quicconn.
-func (e *DatagramTooLargeError) DatagramLimit() int { return e.Limit }
+func (e *datagramTooLargeError) DatagramLimit() int { return e.Limit }
 
-// CloseError is what [Conn.Err] returns for a connection closed
+// closeError is what [Conn.Err] returns for a connection closed
 // deliberately, by either side, with an application error code and reason.
-type CloseError struct {
+type closeError struct {
 	Remote bool   // closed by the peer (true) or by this side (false)
 	Code   uint64 // one of the Code constants, or the peer's own code
 	Reason string // the reason given to Conn.Close or set by this package
 }
 
-func (e *CloseError) Error() string {
+func (e *closeError) Error() string {
 	who := "locally"
 	if e.Remote {
 		who = "by peer"
@@ -206,14 +206,14 @@ func (c *Conn) setErr(err error) {
 func convertCloseErr(err error) error {
 	var ae *quic.ApplicationError
 	if errors.As(err, &ae) {
-		return &CloseError{Remote: ae.Remote, Code: uint64(ae.ErrorCode), Reason: ae.ErrorMessage}
+		return &closeError{Remote: ae.Remote, Code: uint64(ae.ErrorCode), Reason: ae.ErrorMessage}
 	}
 	return fmt.Errorf("quicconn: connection lost: %w", err)
 }
 
 // closeLocal closes the connection with code and reason, without a Goodbye.
 func (c *Conn) closeLocal(code uint64, reason string) {
-	c.setErr(&CloseError{Code: code, Reason: reason})
+	c.setErr(&closeError{Code: code, Reason: reason})
 	c.log.Debug("quicconn: closing", "code", code, "reason", reason)
 	_ = c.qc.CloseWithError(quic.ApplicationErrorCode(code), reason)
 }
@@ -221,8 +221,8 @@ func (c *Conn) closeLocal(code uint64, reason string) {
 // SendDatagram sends b as one DATAGRAM frame. It copies b, so the caller
 // may reuse it at once. It may block while quic-go's 32-slot send queue is
 // full (congestion control); it returns when the connection closes. A b
-// larger than the current limit fails with *DatagramTooLargeError and
-// sends nothing. On a Conn that Dial returned in 0-RTT, datagrams sent
+// larger than the current limit sends nothing and fails with an error
+// whose DatagramLimit() int method returns that limit (Stats has it too). On a Conn that Dial returned in 0-RTT, datagrams sent
 // before the handshake completes leave in 0-RTT packets.
 func (c *Conn) SendDatagram(b []byte) error {
 	err := c.qc.SendDatagram(b)
@@ -231,7 +231,7 @@ func (c *Conn) SendDatagram(b []byte) error {
 	}
 	var tl *quic.DatagramTooLargeError
 	if errors.As(err, &tl) {
-		return &DatagramTooLargeError{Limit: int(tl.MaxDatagramPayloadSize)}
+		return &datagramTooLargeError{Limit: int(tl.MaxDatagramPayloadSize)}
 	}
 	return fmt.Errorf("quicconn: send datagram: %w", err)
 }
@@ -306,9 +306,9 @@ func (c *Conn) LocalAddr() net.Addr { return c.localAddr() } // path.go
 // any reason and its goroutines have ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// Err returns why the connection died: a *CloseError for a deliberate close
-// by either side (including "heartbeat timeout" and protocol errors), or a
-// wrapped quic-go error (idle timeout, stateless reset, ...). It returns nil
+// Err returns why the connection died: for a deliberate close by either
+// side (including "heartbeat timeout" and protocol errors) an error that
+// says who closed, the code and the reason, else a wrapped quic-go error (idle timeout, stateless reset, ...). It returns nil
 // while the connection is alive.
 func (c *Conn) Err() error {
 	select {
@@ -335,7 +335,7 @@ func (c *Conn) Close(reason string) error {
 		return nil
 	default:
 	}
-	c.setErr(&CloseError{Code: ctlmsg.CodeNoError, Reason: reason})
+	c.setErr(&closeError{Code: ctlmsg.CodeNoError, Reason: reason})
 	if err := c.writeMessage(ctlmsg.Goodbye{Code: ctlmsg.CodeNoError, Reason: reason}); err == nil {
 		t := time.NewTimer(goodbyeTimeout)
 		select {
@@ -435,7 +435,7 @@ func (c *Conn) readControl() {
 			c.heartbeatReply(m)
 		case ctlmsg.Goodbye:
 			c.log.Debug("quicconn: peer said goodbye", "code", m.Code, "reason", m.Reason)
-			c.setErr(&CloseError{Remote: true, Code: m.Code, Reason: m.Reason})
+			c.setErr(&closeError{Remote: true, Code: m.Code, Reason: m.Reason})
 			_ = c.qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "goodbye")
 			return
 		case ctlmsg.Hello:

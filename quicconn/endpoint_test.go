@@ -198,9 +198,9 @@ func TestDatagramTooLarge(t *testing.T) {
 	p := newTestPair(t, nil)
 	c, s := p.connect(t)
 	err := c.SendDatagram(make([]byte, 5000))
-	var tl *DatagramTooLargeError
+	var tl *datagramTooLargeError
 	if !errors.As(err, &tl) {
-		t.Fatalf("SendDatagram(5000 bytes) = %v, want *DatagramTooLargeError", err)
+		t.Fatalf("SendDatagram(5000 bytes) = %v, want *datagramTooLargeError", err)
 	}
 	// 1350-byte initial packets give 1313 bytes; DPLPMTUD may raise it to
 	// at most 1452 - 37.
@@ -375,7 +375,7 @@ func TestGoodbyeReasonReachesPeer(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	waitDone(t, s, 5*time.Second)
-	var ce *CloseError
+	var ce *closeError
 	if err := s.Err(); !errors.As(err, &ce) || !ce.Remote || ce.Reason != "maintenance window" {
 		t.Errorf("server Err() = %v, want remote close with reason %q", err, "maintenance window")
 	}
@@ -473,7 +473,7 @@ func TestDeadPeerDetectedByHeartbeat(t *testing.T) {
 	start := time.Now()
 	for _, conn := range []*Conn{c, s} {
 		waitDone(t, conn, 10*time.Second)
-		var ce *CloseError
+		var ce *closeError
 		if err := conn.Err(); !errors.As(err, &ce) || ce.Code != ctlmsg.CodeHeartbeatTimeout || ce.Reason != "heartbeat timeout" {
 			t.Errorf("Err() = %v, want local close %q", err, "heartbeat timeout")
 		}
@@ -525,7 +525,7 @@ func TestControlStreamErrors(t *testing.T) {
 				return
 			}
 			waitDone(t, c, 10*time.Second)
-			var ce *CloseError
+			var ce *closeError
 			if err := c.Err(); !errors.As(err, &ce) || !ce.Remote || ce.Code != tt.wantCode {
 				t.Errorf("client Err() = %v, want remote close with code %d", err, tt.wantCode)
 			}
@@ -634,7 +634,7 @@ func TestEndpointCloseNoLeaks(t *testing.T) {
 		}
 		cancel()
 		waitDone(t, c, 5*time.Second)
-		var ce *CloseError
+		var ce *closeError
 		if err := c.Err(); !errors.As(err, &ce) || ce.Reason != "shutting down" {
 			t.Errorf("client Err() after server Close = %v, want reason %q", err, "shutting down")
 		}

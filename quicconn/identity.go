@@ -67,7 +67,7 @@ func serverTLSConfig(cert tls.Certificate, authorize func(key.Public) bool, refu
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAnyClientCert,
-		NextProtos:   []string{ALPN},
+		NextProtos:   []string{alpn},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			key, err := peerKeyOf(cs)
 			if err != nil {
@@ -89,7 +89,7 @@ func clientTLSConfig(cert tls.Certificate, peer key.Public, cache tls.ClientSess
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{ALPN},
+		NextProtos:   []string{alpn},
 		// ServerName is the session-cache key: one per pinned peer key,
 		// stable across address and DNS changes.
 		ServerName:         state.ServerName(peer),

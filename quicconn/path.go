@@ -19,14 +19,14 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// DefaultProbeTimeout bounds [Conn.ProbeUplink] when its context has no
+// defaultProbeTimeout bounds [Conn.ProbeUplink] when its context has no
 // deadline: quic-go's Probe never returns on its own when no
 // PATH_CHALLENGE can be sent (reference section 2.3 #4).
-const DefaultProbeTimeout = 2 * time.Second
+const defaultProbeTimeout = 2 * time.Second
 
-// ErrNoStandby is returned (wrapped) by [Conn.SwitchUplink] when the uplink
+// errNoStandby is returned (wrapped) by [Conn.SwitchUplink] when the uplink
 // has no validated standby path.
-var ErrNoStandby = errors.New("quicconn: no validated standby path")
+var errNoStandby = errors.New("quicconn: no validated standby path")
 
 // PathInfo describes one network path of a [Conn]: the active one or a
 // standby probed with [Conn.ProbeUplink].
@@ -237,8 +237,8 @@ func (c *Conn) Migrations() (n uint64, lastOutage time.Duration) {
 
 // ProbeUplink validates a path over the uplink name (see
 // [Endpoint.AddUplink]): quic-go's AddPath on the uplink's Transport, then
-// PATH_CHALLENGEs until the peer answers or ctx is done (DefaultProbeTimeout
-// when ctx has no deadline). A validated path is kept as the uplink's
+// PATH_CHALLENGEs until the peer answers or ctx is done (2 s when ctx has
+// no deadline). A validated path is kept as the uplink's
 // standby, replacing an older one; [Conn.SwitchUplink] moves to it. Probing
 // the active uplink does nothing. It blocks for the probe; several probes
 // on different uplinks may run at once. Only a dialing side can probe.
@@ -249,7 +249,7 @@ func (c *Conn) ProbeUplink(ctx context.Context, name string) error {
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultProbeTimeout)
+		ctx, cancel = context.WithTimeout(ctx, defaultProbeTimeout)
 		defer cancel()
 	}
 	// Not during a 0-RTT handshake: the peer has issued no connection ID
@@ -352,8 +352,8 @@ const oldPathGrace = 250 * time.Millisecond
 // afterwards (see [Migration], Config.OnMigrated), and sends a heartbeat at
 // once, so that even an idle connection gets an answer and the peer a
 // packet from the new address. The old path is closed a second later; probe
-// its uplink again to keep it as a standby. It fails with an error wrapping
-// ErrNoStandby when there is no validated standby on name. Safe for
+// its uplink again to keep it as a standby. It fails when there is no
+// validated standby on name. Safe for
 // concurrent use; it does not block on the network.
 func (c *Conn) SwitchUplink(name string) error {
 	c.mob.mu.Lock()
@@ -364,7 +364,7 @@ func (c *Conn) SwitchUplink(name string) error {
 	sb := c.mob.standby[name]
 	if sb == nil || !sb.validated {
 		c.mob.mu.Unlock()
-		return fmt.Errorf("quicconn: switch to %s: %w", name, ErrNoStandby)
+		return fmt.Errorf("quicconn: switch to %s: %w", name, errNoStandby)
 	}
 	c.captureLocked()
 	if err := sb.p.Switch(); err != nil {

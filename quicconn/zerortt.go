@@ -406,7 +406,7 @@ type redialStats = zeroRTTCounters
 // redialReason names why a connection ended, for the redial log line.
 func redialReason(err error) string {
 	var (
-		ce *CloseError
+		ce *closeError
 		sr *quic.StatelessResetError
 		it *quic.IdleTimeoutError
 	)
