@@ -62,7 +62,7 @@ type Endpoint struct {
 	closed bool
 
 	upMu sync.Mutex // upMu guards upl; taken after a Conn's mob.mu, never before.
-	upl  uplinks    // uplink.go
+	upl  uplinks    // the uplink Transports (AddUplink)
 }
 
 // EndpointStats are an Endpoint's counters.
@@ -311,7 +311,7 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 		return
 	}
 	if refused != "" {
-		c.zrtt.Store(zrttRejected)
+		c.id.zrtt.Store(zrttRejected)
 	}
 	select {
 	case e.accepted <- c:
@@ -330,14 +330,14 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 		return nil, err
 	}
 	c := newConn(qc, st, br, &e.cfg, peer, hsDone)
-	c.dialer = dialer
+	c.id.dialer = dialer
 	e.nameQlog(c)
 	if err := e.register(c); err != nil {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
 		return nil, err
 	}
 	c.run()
-	c.log.Info("quicconn: connection up", "dialer", dialer, "resumed", c.resumed)
+	c.log.Info("quicconn: connection up", "dialer", dialer, "resumed", c.id.resumed)
 	return c, nil
 }
 
@@ -411,8 +411,8 @@ func (e *Endpoint) register(c *Conn) error {
 		return fmt.Errorf("quicconn: %w", net.ErrClosed)
 	}
 	e.conns[c] = struct{}{}
-	c.forget = e.forget
-	c.mob.ep = e // path.go
+	c.life.forget = e.forget
+	c.mob.ep = e
 	return nil
 }
 
@@ -550,7 +550,7 @@ func (e *Endpoint) Close() error {
 	if err := e.tr.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, e.closeUplinks()...) // uplink.go
+	errs = append(errs, e.closeUplinks()...)
 	if err := e.sock.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -486,9 +486,9 @@ func TestDeadPeerDetectedByHeartbeat(t *testing.T) {
 // writeRaw puts raw bytes on c's control stream.
 func writeRaw(t testing.TB, c *Conn, b []byte) {
 	t.Helper()
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.st.TryWriteAll(b); err != nil {
+	c.ctl.mu.Lock()
+	defer c.ctl.mu.Unlock()
+	if err := c.ctl.st.TryWriteAll(b); err != nil {
 		t.Fatalf("raw control write: %v", err)
 	}
 }

@@ -10,13 +10,9 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
-
-	"github.com/quic-go/quic-go"
 )
 
 // defaultProbeTimeout bounds [Conn.ProbeUplink] when its context has no
@@ -50,65 +46,28 @@ type Migration struct {
 	Measured bool
 }
 
-// mobState is a Conn's path and migration state (uplinks). The atomics are
-// touched on the receive path; the rest is guarded by mu.
-type mobState struct {
-	ep      *Endpoint    // set when the Conn is registered
-	lastRx  atomic.Int64 // nanoseconds since Conn.start of the latest datagram or control message
-	pending atomic.Bool  // a migration waits for its first received packet
-	suspect atomic.Bool  // OnPathDead was called; cleared when a packet arrives
-	gone    atomic.Bool  // Abandon closed the conn: DialLoop redials at once
-
-	mu sync.Mutex // mu guards the following fields.
-	// released is set when the conn died and gave its uplinks back.
-	released bool
-	used     map[*uplink]struct{} // uplinks this conn ever used (held)
-	active   *uplink              // nil: the Endpoint's own socket
-	path     *quic.Path           // the active path; nil for the handshake path
-	// Own copy of the active path's addresses once captured: quic-go's
-	// LocalAddr and RemoteAddr race with a path switch in its run loop.
-	captured      bool
-	local, remote netip.AddrPort
-	standby       map[string]*standbyPath
-	// retiring holds, per uplink, a channel closed once the path that
-	// SwitchUplink left on it is closed: a new path on the same Transport
-	// is not validated while the old one exists (quic-go attributes the
-	// Transport's packets to the first path that used it).
-	retiring   map[*uplink]chan struct{}
-	migrations uint64
-	lastOutage time.Duration
-	cur        Migration // the pending migration
-	before     int64     // lastRx when the pending migration started
-}
-
-type standbyPath struct {
-	u         *uplink
-	p         *quic.Path
-	validated bool
-}
-
 // noteRx records that a datagram or control message arrived: it completes
 // a pending migration's outage and clears a path suspicion. It is on the
 // per-packet path: two atomic loads and a store unless something is
 // pending.
 func (c *Conn) noteRx() {
 	now := int64(time.Since(c.start))
-	c.mob.lastRx.Store(now)
-	if c.mob.suspect.Load() {
-		c.mob.suspect.Store(false)
+	c.rx.last.Store(now)
+	if c.rx.suspect.Load() {
+		c.rx.suspect.Store(false)
 	}
-	if c.mob.pending.Load() {
+	if c.rx.pending.Load() {
 		c.finishMigration(now)
 	}
 }
 
 func (c *Conn) finishMigration(now int64) {
 	c.mob.mu.Lock()
-	if !c.mob.pending.Load() {
+	if !c.rx.pending.Load() {
 		c.mob.mu.Unlock()
 		return
 	}
-	c.mob.pending.Store(false)
+	c.rx.pending.Store(false)
 	m := c.mob.cur
 	m.Outage, m.Measured = time.Duration(now-c.mob.before), true
 	c.mob.lastOutage = m.Outage
@@ -163,7 +122,7 @@ func (c *Conn) releaseUplinks() {
 	c.mob.released = true
 	used := c.mob.used
 	c.mob.used = nil
-	c.mob.pending.Store(false)
+	c.rx.pending.Store(false)
 	c.mob.mu.Unlock()
 	for u := range used {
 		c.mob.ep.releaseUplink(u)
@@ -391,15 +350,15 @@ func (c *Conn) SwitchUplink(name string) error {
 	c.mob.local = addrPortOf(sb.u.sock.LocalAddr())
 	c.mob.migrations++
 	var superseded *Migration
-	if c.mob.pending.Load() {
+	if c.rx.pending.Load() {
 		m := c.mob.cur // its outage goes on: keep its start
 		superseded = &m
 	} else {
-		c.mob.before = c.mob.lastRx.Load()
+		c.mob.before = c.rx.last.Load()
 	}
 	c.mob.cur = Migration{From: from, To: name, At: time.Now()}
-	c.mob.pending.Store(true)
-	c.mob.suspect.Store(false)
+	c.rx.pending.Store(true)
+	c.rx.suspect.Store(false)
 	c.mob.mu.Unlock()
 
 	c.log.Debug("quicconn: switched path", "from", from, "to", name)
@@ -443,13 +402,13 @@ func (c *Conn) SwitchUplink(name string) error {
 // connection does nothing. Safe for concurrent use.
 func (c *Conn) Abandon(reason string) {
 	select {
-	case <-c.done:
+	case <-c.life.done:
 		return
 	default:
 	}
 	c.mob.gone.Store(true)
 	c.closeLocal(ctlmsg.CodeNoError, reason)
-	<-c.done
+	<-c.life.done
 }
 
 // abandoned reports whether Abandon closed c (DialLoop's abandoner).
@@ -465,13 +424,13 @@ func (c *Conn) armPathCheck(sent time.Time) {
 	sentAt := int64(sent.Sub(c.start))
 	d := 3*c.qc.ConnectionStats().SmoothedRTT + c.cfg.PathDeadFloor
 	time.AfterFunc(d, func() {
-		if c.qc.Context().Err() != nil || c.mob.lastRx.Load() >= sentAt {
+		if c.qc.Context().Err() != nil || c.rx.last.Load() >= sentAt {
 			return
 		}
-		if c.mob.suspect.Swap(true) {
+		if c.rx.suspect.Swap(true) {
 			return
 		}
-		silent := time.Since(c.start) - time.Duration(c.mob.lastRx.Load())
+		silent := time.Since(c.start) - time.Duration(c.rx.last.Load())
 		c.log.Info("quicconn: path suspect: nothing received", "uplink", c.Uplink(), "silent", silent.Round(time.Millisecond))
 		c.cfg.OnPathDead(c)
 	})

@@ -254,12 +254,12 @@ func (e *Endpoint) nameQlog(c *Conn) {
 	}
 	peer := ""
 	if e.cfg.PeerLabel != nil {
-		peer = e.cfg.PeerLabel(c.peerKey)
+		peer = e.cfg.PeerLabel(c.id.key)
 	}
 	if peer == "" {
-		peer = c.peerName
+		peer = c.id.name
 	}
-	if err := c.trace.file.rename(peer, qlogKey(c.peerKey)); err != nil {
+	if err := c.trace.file.rename(peer, qlogKey(c.id.key)); err != nil {
 		c.log.Warn("quicconn: cannot name the qlog file after the peer", "err", err)
 		return
 	}

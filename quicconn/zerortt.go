@@ -216,7 +216,7 @@ func isClosed(ch <-chan struct{}) bool {
 // the hello exchange. peer comes from the ticket.
 func (e *Endpoint) serveEarly(qc *quic.Conn, peer key.Public) {
 	c := newEarlyConn(qc, &e.cfg, peer, nil, false)
-	c.zrtt.Store(zrttAccepted)
+	c.id.zrtt.Store(zrttAccepted)
 	if err := e.register(c); err != nil {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
 		return
@@ -257,7 +257,7 @@ func (e *Endpoint) finishIncoming(c *Conn) error {
 	if err != nil {
 		return err
 	}
-	if key, err := peerKeyOf(qc.ConnectionState().TLS); err != nil || key != c.peerKey {
+	if key, err := peerKeyOf(qc.ConnectionState().TLS); err != nil || key != c.id.key {
 		// Cannot happen: a resumed session carries the ticket's
 		// certificate, and the ticket's key was written from it.
 		c.closeLocal(ctlmsg.CodeProtocolError, "peer key differs from the session ticket's")
@@ -274,21 +274,21 @@ func (e *Endpoint) finishIncoming(c *Conn) error {
 // finishHello runs the hello exchange of an early conn on st and starts
 // its control goroutines' prerequisites.
 func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, sent bool) error {
-	peer, br, hsDone, err := e.hello(ctx, c.qc, st, c.dialer, sent)
+	peer, br, hsDone, err := e.hello(ctx, c.qc, st, c.id.dialer, sent)
 	if err != nil {
 		c.log.Info("quicconn: hello failed", "err", err)
 		return err
 	}
-	c.wmu.Lock()
-	c.st, c.br = st, br
-	c.wmu.Unlock()
-	c.infoMu.Lock()
-	c.peerName = peer.Name
-	c.hsDone = hsDone
-	c.resumed = c.qc.ConnectionState().TLS.DidResume
-	c.infoMu.Unlock()
+	c.ctl.mu.Lock()
+	c.ctl.st, c.ctl.br = st, br
+	c.ctl.mu.Unlock()
+	c.id.mu.Lock()
+	c.id.name = peer.Name
+	c.id.hsDone = hsDone
+	c.id.resumed = c.qc.ConnectionState().TLS.DidResume
+	c.id.mu.Unlock()
 	e.nameQlog(c)
-	c.log.Info("quicconn: connection up", "dialer", c.dialer, "resumed", c.resumed, "name", peer.Name, "zero_rtt", c.zeroRTTString())
+	c.log.Info("quicconn: connection up", "dialer", c.id.dialer, "resumed", c.id.resumed, "name", peer.Name, "zero_rtt", c.zeroRTTString())
 	return nil
 }
 
@@ -301,7 +301,7 @@ func (e *Endpoint) dialEarly(qc *quic.Conn, peer key.Public) (*Conn, error) {
 	st, err := qc.OpenStream()
 	sent := err == nil && st.TryWriteAll(ctlmsg.Append(nil, ctlmsg.Hello{Version: e.version, Name: e.cfg.NodeName})) == nil
 	c := newEarlyConn(qc, &e.cfg, peer, st, true)
-	c.zrtt.Store(zrttPending)
+	c.id.zrtt.Store(zrttPending)
 	if err := e.register(c); err != nil {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
 		return nil, err
@@ -319,10 +319,10 @@ func (e *Endpoint) finishDialed(c *Conn, st *quic.Stream, sent bool) error {
 		return err
 	}
 	if qc.ConnectionState().Used0RTT {
-		c.zrtt.Store(zrttAccepted)
+		c.id.zrtt.Store(zrttAccepted)
 		e.zc.accepted.Add(1)
 	} else {
-		c.zrtt.Store(zrttRejected)
+		c.id.zrtt.Store(zrttRejected)
 		e.zc.rejected.Add(1)
 		c.log.Info("quicconn: 0-RTT rejected by the peer, resending the hello")
 		if _, err := qc.NextConnection(ctx); err != nil {
@@ -349,7 +349,7 @@ const (
 )
 
 func (c *Conn) zeroRTTString() string {
-	switch c.zrtt.Load() {
+	switch c.id.zrtt.Load() {
 	case zrttPending:
 		return "pending"
 	case zrttAccepted:
@@ -365,14 +365,13 @@ func (c *Conn) zeroRTTString() string {
 // calls runEarly.
 func newEarlyConn(qc *quic.Conn, cfg *Config, peer key.Public, st *quic.Stream, dialer bool) *Conn {
 	c := &Conn{
-		qc:      qc,
-		st:      st,
-		cfg:     cfg,
-		peerKey: peer,
-		dialer:  dialer,
-		start:   time.Now(),
-		done:    make(chan struct{}),
-		firstRx: make(chan struct{}),
+		qc:    qc,
+		start: time.Now(),
+		cfg:   cfg,
+		id:    identity{key: peer, dialer: dialer},
+		ctl:   controlStream{st: st},
+		life:  lifecycle{done: make(chan struct{})},
+		rx:    rxState{first: make(chan struct{})},
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)
 	c.log = cfg.Logger.With("peer", keyString(peer), "remote", qc.RemoteAddr().String())
@@ -383,18 +382,18 @@ func newEarlyConn(qc *quic.Conn, cfg *Config, peer key.Public, st *quic.Stream, 
 // when finish succeeds, the control goroutines start. A failing finish
 // has closed the connection.
 func (c *Conn) runEarly(finish func() error) {
-	c.wg.Add(1)
+	c.life.wg.Add(1)
 	go c.watch()
 	go func() {
-		defer c.wg.Done()
+		defer c.life.wg.Done()
 		if err := finish(); err != nil {
 			if c.qc.Context().Err() == nil {
 				c.closeLocal(ctlmsg.CodeControlStream, err.Error())
 			}
 			return
 		}
-		c.lastHeard.Store(int64(time.Since(c.start)))
-		c.wg.Add(2) // before Done above, so the count never touches zero
+		c.ctl.lastHeard.Store(int64(time.Since(c.start)))
+		c.life.wg.Add(2) // before Done above, so the count never touches zero
 		go c.readControl()
 		go c.heartbeat()
 	}()

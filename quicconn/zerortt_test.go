@@ -665,7 +665,7 @@ func BenchmarkFirstDatagram(b *testing.B) {
 					b.Fatalf("no answer: %v", err)
 				}
 				total += time.Since(start)
-				if got := c.Stats().Used0RTT || c.zrtt.Load() == zrttPending; got != tc.zeroRTT {
+				if got := c.Stats().Used0RTT || c.id.zrtt.Load() == zrttPending; got != tc.zeroRTT {
 					b.Errorf("0-RTT state %s, want 0-RTT %v", c.zeroRTTString(), tc.zeroRTT)
 				}
 				// Wait for the new ticket before the next 0-RTT dial.
