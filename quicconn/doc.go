@@ -30,5 +30,5 @@
 // resets its peers' old connections at once and a restarted dialer sends
 // its first datagrams in 0-RTT ([Endpoint.Dial]). Tickets are single-use
 // on the listener, so a replayed first flight never delivers twice; the
-// details are in zerortt.go.
+// details are in zerortt.go and quicconn/internal/state.
 package quicconn
