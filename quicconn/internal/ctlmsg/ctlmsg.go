@@ -9,17 +9,17 @@
 // Every message is framed as
 //
 //	type    QUIC varint
-//	length  QUIC varint, the payload length in bytes, at most MaxSize
+//	length  QUIC varint, the payload length in bytes, at most maxSize
 //	payload length bytes
 //
 // Payloads of the known types (all integers big-endian, fixed width):
 //
-//	Hello     (1): version u16 | capabilities u64 | name (rest, UTF-8, <= MaxNameLen)
+//	Hello     (1): version u16 | capabilities u64 | name (rest, UTF-8, <= maxNameLen)
 //	Heartbeat (2): seq u64 | sent unix nanoseconds i64 | flags u8 (0 = request, 1 = reply)
-//	Goodbye   (3): code u64 | reason (rest, UTF-8, <= MaxReasonLen)
+//	Goodbye   (3): code u64 | reason (rest, UTF-8, <= maxReasonLen)
 //
 // A known message must fill its payload exactly; anything else is malformed.
-// Messages of other types are skipped (within MaxSize): new features
+// Messages of other types are skipped (within maxSize): new features
 // arrive as new message types, and an incompatible change bumps Version.
 package ctlmsg
 
@@ -42,12 +42,12 @@ const Version uint16 = 1
 
 // Limits of the control protocol.
 const (
-	// MaxSize is the hard cap on one message's payload in bytes.
-	MaxSize = 64 << 10
-	// MaxNameLen is the longest node name in a Hello, in bytes.
-	MaxNameLen = 255
-	// MaxReasonLen is the longest reason in a Goodbye, in bytes.
-	MaxReasonLen = 1024
+	// maxSize is the hard cap on one message's payload in bytes.
+	maxSize = 64 << 10
+	// maxNameLen is the longest node name in a Hello, in bytes.
+	maxNameLen = 255
+	// maxReasonLen is the longest reason in a Goodbye, in bytes.
+	maxReasonLen = 1024
 )
 
 // Message types on the control stream.
@@ -86,7 +86,7 @@ const (
 var ErrMalformed = errors.New("quicconn: malformed control message")
 
 // ErrTooLarge is wrapped by the error [Read] returns for a message whose
-// declared length exceeds MaxSize.
+// declared length exceeds maxSize.
 var ErrTooLarge = errors.New("quicconn: control message too large")
 
 // Message is one control-stream message: [Hello], [Heartbeat], [Goodbye] or
@@ -113,7 +113,7 @@ type Heartbeat struct {
 // Goodbye announces a deliberate close and its reason.
 type Goodbye struct {
 	Code   uint64 // one of the Code constants
-	Reason string // human-readable, at most MaxReasonLen bytes
+	Reason string // human-readable, at most maxReasonLen bytes
 }
 
 // Unknown stands for a message of a type this version does not know. Its
@@ -135,7 +135,7 @@ func (m Unknown) messageType() uint64 { return m.Type }
 func Append(b []byte, m Message) []byte {
 	switch m := m.(type) {
 	case Hello:
-		name := clampString(m.Name, MaxNameLen)
+		name := clampString(m.Name, maxNameLen)
 		b = appendHeader(b, typeHello, helloFixedLen+len(name))
 		b = binary.BigEndian.AppendUint16(b, m.Version)
 		b = binary.BigEndian.AppendUint64(b, m.Capabilities)
@@ -150,7 +150,7 @@ func Append(b []byte, m Message) []byte {
 		}
 		return append(b, flags)
 	case Goodbye:
-		reason := clampString(m.Reason, MaxReasonLen)
+		reason := clampString(m.Reason, maxReasonLen)
 		b = appendHeader(b, typeGoodbye, goodbyeFixedLen+len(reason))
 		b = binary.BigEndian.AppendUint64(b, m.Code)
 		return append(b, reason...)
@@ -191,7 +191,7 @@ func clampString(s string, limit int) string {
 //
 // It returns io.EOF only when r ends cleanly before a message starts, and
 // io.ErrUnexpectedEOF when it ends inside one. A declared length above
-// MaxSize fails with [ErrTooLarge] before anything is
+// maxSize fails with [ErrTooLarge] before anything is
 // allocated; a payload that does not parse fails with [ErrMalformed]. A
 // message of an unknown type is skipped and returned as [Unknown]. Any error
 // other than io.EOF leaves r in an undefined position: the stream is unusable.
@@ -204,8 +204,8 @@ func Read(r *bufio.Reader) (Message, error) {
 	if err != nil {
 		return nil, noEOF(err)
 	}
-	if n > MaxSize {
-		return nil, fmt.Errorf("%w: type %d, %d bytes (max %d)", ErrTooLarge, typ, n, MaxSize)
+	if n > maxSize {
+		return nil, fmt.Errorf("%w: type %d, %d bytes (max %d)", ErrTooLarge, typ, n, maxSize)
 	}
 	switch typ {
 	case typeHello, typeHeartbeat, typeGoodbye:
@@ -215,7 +215,7 @@ func Read(r *bufio.Reader) (Message, error) {
 		}
 		return Unknown{Type: typ}, nil
 	}
-	p := make([]byte, n) // n <= MaxSize: bounded by the check above
+	p := make([]byte, n) // n <= maxSize: bounded by the check above
 	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, noEOF(err)
 	}
@@ -236,8 +236,8 @@ func parsePayload(typ uint64, p []byte) (Message, error) {
 			return nil, fmt.Errorf("%w: hello of %d bytes", ErrMalformed, len(p))
 		}
 		name := p[helloFixedLen:]
-		if len(name) > MaxNameLen || !utf8.Valid(name) {
-			return nil, fmt.Errorf("%w: hello name (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(name), MaxNameLen)
+		if len(name) > maxNameLen || !utf8.Valid(name) {
+			return nil, fmt.Errorf("%w: hello name (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(name), maxNameLen)
 		}
 		return Hello{
 			Version:      binary.BigEndian.Uint16(p),
@@ -262,8 +262,8 @@ func parsePayload(typ uint64, p []byte) (Message, error) {
 			return nil, fmt.Errorf("%w: goodbye of %d bytes", ErrMalformed, len(p))
 		}
 		reason := p[goodbyeFixedLen:]
-		if len(reason) > MaxReasonLen || !utf8.Valid(reason) {
-			return nil, fmt.Errorf("%w: goodbye reason (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(reason), MaxReasonLen)
+		if len(reason) > maxReasonLen || !utf8.Valid(reason) {
+			return nil, fmt.Errorf("%w: goodbye reason (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(reason), maxReasonLen)
 		}
 		return Goodbye{Code: binary.BigEndian.Uint64(p), Reason: string(reason)}, nil
 	}

@@ -43,8 +43,8 @@ func TestMessageRoundTrip(t *testing.T) {
 		{"goodbye", Goodbye{Code: CodeHeartbeatTimeout, Reason: "heartbeat timeout"}, nil},
 		{"goodbye empty", Goodbye{}, nil},
 		{"unknown", Unknown{Type: 4711}, nil},
-		{"long name clamped", Hello{Name: strings.Repeat("n", 300)}, Hello{Name: strings.Repeat("n", MaxNameLen)}},
-		{"clamp keeps utf8", Goodbye{Reason: strings.Repeat("é", 600)}, Goodbye{Reason: strings.Repeat("é", MaxReasonLen/2)}},
+		{"long name clamped", Hello{Name: strings.Repeat("n", 300)}, Hello{Name: strings.Repeat("n", maxNameLen)}},
+		{"clamp keeps utf8", Goodbye{Reason: strings.Repeat("é", 600)}, Goodbye{Reason: strings.Repeat("é", maxReasonLen/2)}},
 		{"invalid utf8 replaced", Hello{Name: "a\xffb"}, Hello{Name: "a\uFFFDb"}},
 	}
 	for _, tt := range tests {
@@ -100,7 +100,7 @@ func TestReadErrors(t *testing.T) {
 		{"varint cut", []byte{0x02, 0x40}, io.ErrUnexpectedEOF},
 		{"payload cut", hb[:len(hb)-1], io.ErrUnexpectedEOF},
 		{"unknown payload cut", []byte{0x3f, 10, 1, 2}, io.ErrUnexpectedEOF},
-		{"too large known", quicvarint.Append([]byte{0x02}, MaxSize+1), ErrTooLarge},
+		{"too large known", quicvarint.Append([]byte{0x02}, maxSize+1), ErrTooLarge},
 		{"too large unknown", quicvarint.Append([]byte{0x3f}, 1<<40), ErrTooLarge},
 		{"hello short", []byte{0x01, 9, 0, 1, 0, 0, 0, 0, 0, 0, 0}, ErrMalformed},
 		{"hello bad utf8", append([]byte{0x01, 11, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}, 0xff), ErrMalformed},
@@ -160,7 +160,7 @@ func FuzzRead(f *testing.F) {
 				return
 			}
 			enc := Append(nil, m)
-			if len(enc) > MaxSize+16 {
+			if len(enc) > maxSize+16 {
 				t.Fatalf("re-encoding of %#v is %d bytes", m, len(enc))
 			}
 			back, err := Read(bufio.NewReader(bytes.NewReader(enc)))

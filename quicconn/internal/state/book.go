@@ -39,16 +39,16 @@ const (
 
 // Ticket is Godwit's entry in a session ticket.
 type Ticket struct {
-	ID   [16]byte
-	Boot [8]byte    // the issuing TicketBook's boot ID
+	id   [16]byte
+	boot [8]byte    // the issuing TicketBook's boot ID
 	Peer key.Public // the client the ticket was issued to
 }
 
 // Append appends t's encoding, an element of tls.SessionState.Extra, to b.
 func (t Ticket) Append(b []byte) []byte {
 	b = append(b, ticketPrefix...)
-	b = append(b, t.ID[:]...)
-	b = append(b, t.Boot[:]...)
+	b = append(b, t.id[:]...)
+	b = append(b, t.boot[:]...)
 	return append(b, t.Peer[:]...)
 }
 
@@ -61,23 +61,21 @@ func FindTicket(extras [][]byte) (Ticket, bool) {
 			continue
 		}
 		var t Ticket
-		copy(t.ID[:], b)
-		copy(t.Boot[:], b[16:])
+		copy(t.id[:], b)
+		copy(t.boot[:], b[16:])
 		copy(t.Peer[:], b[24:])
 		return t, true
 	}
 	return Ticket{}, false
 }
 
-// Errors of [TicketBook.Redeem].
-var (
-	// ErrTicketUsed: the ticket was redeemed before (a replay, or a client
-	// reusing a ticket), or dropped from the book.
-	ErrTicketUsed = errors.New("ticket already used")
-	// ErrTicketRestart: another TicketBook issued the ticket, in
-	// practice this process before a restart.
-	ErrTicketRestart = errors.New("ticket issued before this process started")
-)
+// ErrTicketRestart is what [TicketBook.Redeem] returns for a ticket that
+// another TicketBook issued, in practice this process before a restart.
+var ErrTicketRestart = errors.New("ticket issued before this process started")
+
+// errTicketUsed is what Redeem returns for a ticket that was redeemed
+// before (a replay, or a client reusing a ticket) or dropped from the book.
+var errTicketUsed = errors.New("ticket already used")
 
 // TicketBook remembers the 0-RTT ticket IDs issued and not yet redeemed.
 // It is safe for concurrent use.
@@ -99,8 +97,8 @@ func NewTicketBook() (*TicketBook, error) {
 
 // Issue books a new ticket for peer.
 func (b *TicketBook) Issue(peer key.Public) (Ticket, error) {
-	t := Ticket{Boot: b.boot, Peer: peer}
-	if _, err := rand.Read(t.ID[:]); err != nil {
+	t := Ticket{boot: b.boot, Peer: peer}
+	if _, err := rand.Read(t.id[:]); err != nil {
 		return Ticket{}, err
 	}
 	b.mu.Lock()
@@ -115,23 +113,24 @@ func (b *TicketBook) Issue(peer key.Public) (Ticket, error) {
 	if len(ids) >= maxTicketsPerPeer {
 		ids = slices.Delete(ids, 0, 1)
 	}
-	b.issued[peer] = append(ids, t.ID)
+	b.issued[peer] = append(ids, t.id)
 	return t, nil
 }
 
 // Redeem unbooks t and reports whether it may carry 0-RTT data: nil the
-// first time for a ticket this book issued, else ErrTicketRestart or
-// ErrTicketUsed.
+// first time for a ticket this book issued, ErrTicketRestart for one
+// another book issued, and another error for one already redeemed (a
+// replay) or dropped from the book.
 func (b *TicketBook) Redeem(t Ticket) error {
-	if t.Boot != b.boot {
+	if t.boot != b.boot {
 		return ErrTicketRestart
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ids := b.issued[t.Peer]
-	i := slices.Index(ids, t.ID)
+	i := slices.Index(ids, t.id)
 	if i < 0 {
-		return ErrTicketUsed
+		return errTicketUsed
 	}
 	ids = slices.Delete(ids, i, i+1)
 	if len(ids) == 0 {

@@ -48,8 +48,8 @@ const maxTicketKeys = 8
 // It is immutable after Load, except for the session cache, which is safe
 // for concurrent use.
 type State struct {
-	ResetKey   quic.StatelessResetKey
-	TokenKey   quic.TokenGeneratorKey
+	resetKey   quic.StatelessResetKey
+	tokenKey   quic.TokenGeneratorKey
 	TicketKeys [][32]byte // TLS session-ticket keys, current first; never empty
 	Sessions   *SessionCache
 }
@@ -62,7 +62,7 @@ type State struct {
 func Load(dir string, log *slog.Logger) (*State, error) {
 	s := &State{}
 	if dir == "" {
-		for _, k := range [][]byte{s.ResetKey[:], s.TokenKey[:]} {
+		for _, k := range [][]byte{s.resetKey[:], s.tokenKey[:]} {
 			if _, err := rand.Read(k); err != nil {
 				return nil, fmt.Errorf("quicconn: state: random key: %w", err)
 			}
@@ -82,11 +82,11 @@ func Load(dir string, log *slog.Logger) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	copy(s.ResetKey[:], b)
+	copy(s.resetKey[:], b)
 	if b, err = loadKeyFile(filepath.Join(dir, tokenKeyFile), 32, 1, log); err != nil {
 		return nil, err
 	}
-	copy(s.TokenKey[:], b)
+	copy(s.tokenKey[:], b)
 	if b, err = loadKeyFile(filepath.Join(dir, ticketKeysFile), 32, maxTicketKeys, log); err != nil {
 		return nil, err
 	}
@@ -101,8 +101,8 @@ func Load(dir string, log *slog.Logger) (*State, error) {
 // Configure gives tr the persistent keys. Every Transport of an Endpoint
 // must get the same keys, before its first use.
 func (s *State) Configure(tr *quic.Transport) {
-	tr.StatelessResetKey = &s.ResetKey
-	tr.TokenGeneratorKey = &s.TokenKey
+	tr.StatelessResetKey = &s.resetKey
+	tr.TokenGeneratorKey = &s.tokenKey
 }
 
 // loadKeyFile reads path, which must hold between 1 and max keys of size

@@ -84,14 +84,14 @@ func TestLoadCreatesAndReloads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second Load: %v", err)
 	}
-	if s2.ResetKey != s1.ResetKey || s2.TokenKey != s1.TokenKey || s2.TicketKeys[0] != s1.TicketKeys[0] {
+	if s2.resetKey != s1.resetKey || s2.tokenKey != s1.tokenKey || s2.TicketKeys[0] != s1.TicketKeys[0] {
 		t.Error("a second Load of the same dir has other keys")
 	}
 	s3, err := Load("", discard)
 	if err != nil {
 		t.Fatalf("Load in memory: %v", err)
 	}
-	if s3.ResetKey == s1.ResetKey || len(s3.TicketKeys) != 1 {
+	if s3.resetKey == s1.resetKey || len(s3.TicketKeys) != 1 {
 		t.Errorf("Load(\"\") reuses the persisted reset key or has %d ticket keys, want fresh keys and 1", len(s3.TicketKeys))
 	}
 }
@@ -273,14 +273,14 @@ func TestTicketBook(t *testing.T) {
 	}
 	stolen := ta
 	stolen.Peer = c
-	if err := b.Redeem(stolen); !errors.Is(err, ErrTicketUsed) {
-		t.Errorf("Redeem(a's ticket with c's key) = %v, want ErrTicketUsed", err)
+	if err := b.Redeem(stolen); !errors.Is(err, errTicketUsed) {
+		t.Errorf("Redeem(a's ticket with c's key) = %v, want errTicketUsed", err)
 	}
 	if err := b.Redeem(ta); err != nil {
 		t.Errorf("first Redeem = %v, want nil", err)
 	}
-	if err := b.Redeem(ta); !errors.Is(err, ErrTicketUsed) {
-		t.Errorf("second Redeem = %v, want ErrTicketUsed", err)
+	if err := b.Redeem(ta); !errors.Is(err, errTicketUsed) {
+		t.Errorf("second Redeem = %v, want errTicketUsed", err)
 	}
 	other, err := NewTicketBook()
 	if err != nil {
@@ -296,8 +296,8 @@ func TestTicketBook(t *testing.T) {
 		tk, _ := b.Issue(c)
 		ts = append(ts, tk)
 	}
-	if err := b.Redeem(ts[0]); !errors.Is(err, ErrTicketUsed) {
-		t.Errorf("Redeem(oldest of %d) = %v, want ErrTicketUsed", len(ts), err)
+	if err := b.Redeem(ts[0]); !errors.Is(err, errTicketUsed) {
+		t.Errorf("Redeem(oldest of %d) = %v, want errTicketUsed", len(ts), err)
 	}
 	for _, tk := range ts[1:] {
 		if err := b.Redeem(tk); err != nil {
