@@ -239,11 +239,11 @@ func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer
 	c := &Conn{
 		qc:    qc,
 		start: time.Now(),
+		rx:    rxState{first: make(chan struct{})},
 		cfg:   cfg,
 		id:    identity{key: key, name: peer.Name, resumed: cs.TLS.DidResume, hsDone: hsDone},
 		ctl:   controlStream{st: st, br: br},
 		life:  lifecycle{done: make(chan struct{})},
-		rx:    rxState{first: make(chan struct{})},
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)
 	c.log = cfg.Logger.With("peer", keyString(key), "name", peer.Name, "remote", qc.RemoteAddr().String())

@@ -367,11 +367,11 @@ func newEarlyConn(qc *quic.Conn, cfg *Config, peer key.Public, st *quic.Stream, 
 	c := &Conn{
 		qc:    qc,
 		start: time.Now(),
+		rx:    rxState{first: make(chan struct{})},
 		cfg:   cfg,
 		id:    identity{key: peer, dialer: dialer},
 		ctl:   controlStream{st: st},
 		life:  lifecycle{done: make(chan struct{})},
-		rx:    rxState{first: make(chan struct{})},
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)
 	c.log = cfg.Logger.With("peer", keyString(peer), "remote", qc.RemoteAddr().String())
