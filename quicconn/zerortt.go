@@ -27,15 +27,15 @@ import (
 // the ID, the Endpoint's boot ID and the client's key into the ticket
 // (tls.SessionState.Extra, encrypted with the ticket keys), and books the
 // ID as issued to that key (state.TicketBook, which also bounds its
-// memory). When a client presents the ticket
-// (UnwrapSession) the ID is redeemed: the first use of a booked ID may
-// carry 0-RTT data; any other (a replayed first flight, a client reusing
-// an old ticket, a ticket issued before this Endpoint started, whose ID
-// the restarted process never booked) gets tls.SessionState.EarlyData =
-// false, which makes crypto/tls reject the early data. The session itself
-// still resumes, so such a reconnect costs one round trip more, not a
-// full handshake: in particular the first reconnect of every site after
-// a hub restart is 1-RTT (the ticket keys persist, the booked IDs do not).
+// memory). When a client presents the ticket (UnwrapSession) the ID is
+// redeemed: the first use of a booked ID may carry 0-RTT data; any other
+// (a replayed first flight, a client reusing an old ticket, a ticket
+// issued before this Endpoint started, whose ID the restarted process
+// never booked) gets tls.SessionState.EarlyData = false, which makes
+// crypto/tls reject the early data. The session itself still resumes, so
+// such a reconnect costs one round trip more, not a full handshake: in
+// particular the first reconnect of every site after a hub restart is
+// 1-RTT (the ticket keys persist, the booked IDs do not).
 //
 // An incoming connection that is granted 0-RTT is handed to Accept before
 // its handshake completes, so the datagrams of the client's first flight
