@@ -26,4 +26,4 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-replace github.com/quic-go/quic-go => ./quicconn/quic-go
+replace github.com/quic-go/quic-go => ./quicconn/third_party/quic-go

@@ -15,15 +15,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WantedBufferSize is the UDP socket buffer size quic-go asks for, for
+// wantedBufferSize is the UDP socket buffer size quic-go asks for, for
 // receiving and for sending (its desiredBufferSize, 7 MiB). Linux reports
 // double the size that was set, so quic-go is content once
 // getsockopt(SO_RCVBUF) reports at least this much, which a
 // net.core.rmem_max of 3.5 MiB already allows.
-const WantedBufferSize = 7 << 20
+const wantedBufferSize = 7 << 20
 
 // raiseBuffers does what quic-go does when it first uses the socket: ask
-// for WantedBufferSize with SO_RCVBUF/SO_SNDBUF (capped by
+// for wantedBufferSize with SO_RCVBUF/SO_SNDBUF (capped by
 // net.core.rmem_max/wmem_max) and, if that falls short, with
 // SO_RCVBUFFORCE/SO_SNDBUFFORCE (which need CAP_NET_ADMIN). Doing it when
 // the socket is made means SocketBuffers reports the final sizes from
@@ -31,21 +31,22 @@ const WantedBufferSize = 7 << 20
 // are not errors: quic-go tries again and logs its own warning.
 func raiseBuffers(fd int) {
 	for _, o := range []struct{ set, force int }{{unix.SO_RCVBUF, unix.SO_RCVBUFFORCE}, {unix.SO_SNDBUF, unix.SO_SNDBUFFORCE}} {
-		if n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, o.set); err == nil && n >= WantedBufferSize {
+		if n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, o.set); err == nil && n >= wantedBufferSize {
 			continue
 		}
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.set, WantedBufferSize)
-		if n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, o.set); err == nil && n >= WantedBufferSize {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.set, wantedBufferSize)
+		if n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, o.set); err == nil && n >= wantedBufferSize {
 			continue
 		}
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.force, WantedBufferSize)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.force, wantedBufferSize)
 	}
 }
 
 // SocketBuffers returns the sizes of the endpoint's UDP receive and send
 // buffers in bytes as the kernel reports them (getsockopt SO_RCVBUF and
 // SO_SNDBUF; on Linux double the size that was set). The endpoint has
-// tried to raise them to WantedBufferSize already. See [BufferAdvice].
+// tried to raise them to what quic-go asks for (7 MiB) already. See
+// [BufferAdvice].
 // Safe for concurrent use.
 func (e *Endpoint) SocketBuffers() (rcv, snd int, err error) {
 	rc, err := e.sock.SyscallConn()
@@ -66,23 +67,23 @@ func (e *Endpoint) SocketBuffers() (rcv, snd int, err error) {
 }
 
 // BufferAdvice returns "" when both rcv and snd, as returned by
-// [Endpoint.SocketBuffers], reach WantedBufferSize, and otherwise one line
+// [Endpoint.SocketBuffers], reach what quic-go asks for, and otherwise one line
 // for the operator that says which buffer is short and how to fix it, e.g.
 //
 //	UDP receive buffer is 416 KiB, quic-go wants 7168 KiB: sysctl -w net.core.rmem_max=7500000 net.core.wmem_max=7500000 (or install packaging/sysctl.d/60-godwit.conf), or run with CAP_NET_ADMIN
 func BufferAdvice(rcv, snd int) string {
 	var short []string
-	if rcv < WantedBufferSize {
+	if rcv < wantedBufferSize {
 		short = append(short, fmt.Sprintf("receive buffer is %d KiB", rcv/1024))
 	}
-	if snd < WantedBufferSize {
+	if snd < wantedBufferSize {
 		short = append(short, fmt.Sprintf("send buffer is %d KiB", snd/1024))
 	}
 	if len(short) == 0 {
 		return ""
 	}
 	return fmt.Sprintf("UDP %s, quic-go wants %d KiB: sysctl -w net.core.rmem_max=7500000 net.core.wmem_max=7500000 "+
-		"(or install packaging/sysctl.d/60-godwit.conf), or run with CAP_NET_ADMIN", strings.Join(short, " and "), WantedBufferSize/1024)
+		"(or install packaging/sysctl.d/60-godwit.conf), or run with CAP_NET_ADMIN", strings.Join(short, " and "), wantedBufferSize/1024)
 }
 
 // UDPRcvbufErrors returns how many UDP datagrams the kernel dropped

@@ -164,12 +164,12 @@ func TestBufferAdvice(t *testing.T) {
 		rcv, snd int
 		want     string
 	}{
-		{"both enough", WantedBufferSize, WantedBufferSize, ""},
+		{"both enough", wantedBufferSize, wantedBufferSize, ""},
 		{"rmem_max 3.5 MiB doubled", 2 * 3670016, 2 * 3670016, ""},
-		{"linux default receive", 425984, WantedBufferSize, "UDP receive buffer is 416 KiB" + fix},
-		{"send short", WantedBufferSize, 425984, "UDP send buffer is 416 KiB" + fix},
+		{"linux default receive", 425984, wantedBufferSize, "UDP receive buffer is 416 KiB" + fix},
+		{"send short", wantedBufferSize, 425984, "UDP send buffer is 416 KiB" + fix},
 		{"both short", 425984, 1 << 20, "UDP receive buffer is 416 KiB and send buffer is 1024 KiB" + fix},
-		{"one byte short", WantedBufferSize - 1, WantedBufferSize, "UDP receive buffer is 7167 KiB" + fix},
+		{"one byte short", wantedBufferSize - 1, wantedBufferSize, "UDP receive buffer is 7167 KiB" + fix},
 	}
 	for _, tt := range tests {
 		if got := BufferAdvice(tt.rcv, tt.snd); got != tt.want {
@@ -191,7 +191,7 @@ func TestSocketBuffers(t *testing.T) {
 	// As root (CAP_NET_ADMIN) SO_RCVBUFFORCE ignores rmem_max, so the
 	// endpoint must have what quic-go wants whatever the sysctls say.
 	if os.Geteuid() == 0 && BufferAdvice(rcv, snd) != "" {
-		t.Errorf("as root SocketBuffers = %d, %d; want both >= %d", rcv, snd, WantedBufferSize)
+		t.Errorf("as root SocketBuffers = %d, %d; want both >= %d", rcv, snd, wantedBufferSize)
 	}
 
 	// A dialing-only endpoint has its buffers raised from the start too.

@@ -12,8 +12,8 @@ import (
 	"github.com/godwit-vpn/godwit/config/key"
 )
 
-// ALPN is the TLS application protocol both sides require.
-const ALPN = "godwit/1"
+// alpn is the TLS application protocol both sides require.
+const alpn = "godwit/1"
 
 // initialPacketSize is the default of Config.InitialPacketSize: a floor
 // for the datagram limit that survives migrations (1350 - 37 = 1313 bytes
@@ -143,6 +143,8 @@ type Config struct {
 	// without it). With any tracer, quic-go builds an event for every
 	// packet: BenchmarkDatagramTracer measured about 6 % more CPU time and
 	// 8 more allocations per 1200-byte datagram. A QlogDir overrides it.
+	// The tracer is diagnostics only: 0-RTT and everything else work the
+	// same without it.
 	DisableTracer bool
 	// InitialPacketSize is the UDP payload size of the first packets on
 	// every path (quic-go's InitialPacketSize): the datagram limit starts at

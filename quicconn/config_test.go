@@ -33,9 +33,9 @@ func TestInitialPacketSizeSetsFirstLimit(t *testing.T) {
 		cli.InitialPacketSize, srv.InitialPacketSize = 1452, 1452
 	})
 	c, s := p.connect(t)
-	var tl *DatagramTooLargeError
+	var tl *datagramTooLargeError
 	if err := c.SendDatagram(make([]byte, 1416)); !errors.As(err, &tl) || tl.Limit != 1452-DatagramOverhead {
-		t.Fatalf("SendDatagram(1416 bytes) = %v, want *DatagramTooLargeError with Limit %d", err, 1452-DatagramOverhead)
+		t.Fatalf("SendDatagram(1416 bytes) = %v, want *datagramTooLargeError with Limit %d", err, 1452-DatagramOverhead)
 	}
 	exchange(t, c, s, make([]byte, 1452-DatagramOverhead))
 	exchange(t, s, c, make([]byte, 1452-DatagramOverhead))

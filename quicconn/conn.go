@@ -9,40 +9,43 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sys/cpu"
 )
 
-// DatagramTooLargeError is returned by [Conn.SendDatagram] for a datagram
+// datagramTooLargeError is returned by [Conn.SendDatagram] for a datagram
 // larger than the connection's current limit. The limit changes over a
 // connection's life (path MTU discovery, migration).
-type DatagramTooLargeError struct {
+type datagramTooLargeError struct {
 	Limit int // largest datagram payload accepted right now, in bytes
 }
 
-func (e *DatagramTooLargeError) Error() string {
+func (e *datagramTooLargeError) Error() string {
 	return fmt.Sprintf("quicconn: datagram too large (limit %d bytes)", e.Limit)
 }
 
 // DatagramLimit returns Limit. Package tunnel detects the error through
 // this method without importing quicconn.
-func (e *DatagramTooLargeError) DatagramLimit() int { return e.Limit }
+func (e *datagramTooLargeError) DatagramLimit() int { return e.Limit }
 
-// CloseError is what [Conn.Err] returns for a connection closed
+// closeError is what [Conn.Err] returns for a connection closed
 // deliberately, by either side, with an application error code and reason.
-type CloseError struct {
+type closeError struct {
 	Remote bool   // closed by the peer (true) or by this side (false)
 	Code   uint64 // one of the Code constants, or the peer's own code
 	Reason string // the reason given to Conn.Close or set by this package
 }
 
-func (e *CloseError) Error() string {
+func (e *closeError) Error() string {
 	who := "locally"
 	if e.Remote {
 		who = "by peer"
@@ -108,50 +111,120 @@ type ConnStats struct {
 	PathChanges uint64
 }
 
-// probeDatagram is longer than any datagram quic-go accepts (16383 at most),
-// so SendDatagram rejects it with the current limit before copying it.
-var probeDatagram = make([]byte, 1<<15)
-
 // Conn is an established connection to a peer: handshake done, key
 // verified, Hello exchanged. All methods are safe for concurrent use; use
 // one goroutine for ReceiveDatagram.
 type Conn struct {
-	qc      *quic.Conn
-	st      *quic.Stream
-	br      *bufio.Reader // control-stream reader; only the readControl goroutine uses it after start
-	cfg     *Config       // the Endpoint's config with defaults
-	log     *slog.Logger
-	peerKey key.Public
-	dialer  bool        // this side dialed
-	forget  func(*Conn) // removes c from its Endpoint; nil when not registered
-	trace   *connTrace  // quic-go's tracer of qc; nil when the Endpoint has none
-	mob     mobState    // uplinks, standby paths, migrations (path.go)
+	// The state is grouped by concern, each group documented at its
+	// type: what a datagram touches (qc, start, rx), the counters only
+	// quic-go's tracer sees (trace), who the peer is (id), the control
+	// stream (ctl), paths and migrations (mob), and how the Conn ends
+	// (life).
+	//
+	// qc and start are read for every datagram, and never written after
+	// creation. rx, written for every datagram received, sits in a cache
+	// line of its own, so that receiving does not invalidate the line a
+	// sender reads qc from.
+	qc    *quic.Conn
+	start time.Time // monotonic base of the "nanoseconds since start" in rx and ctl
+	_     cpu.CacheLinePad
+	rx    rxState
+	_     cpu.CacheLinePad
 
-	// infoMu guards the following fields, which a conn handed out before
-	// its handshake completed (0-RTT) learns later.
-	infoMu   sync.Mutex
-	peerName string
-	resumed  bool
-	hsDone   time.Time // zero until the handshake completed
+	cfg   *Config // the Endpoint's config with defaults
+	log   *slog.Logger
+	trace *connTrace // counters only quic-go's tracer sees (ConnStats); nil with Config.DisableTracer
+	id    identity
+	ctl   controlStream
+	mob   mobState
+	life  lifecycle
+}
 
-	zrtt     atomic.Uint32             // zrttNone, zrttPending, zrttAccepted or zrttRejected
-	gate     atomic.Pointer[earlyGate] // non-nil while a dialed 0-RTT conn's handshake runs (zerortt.go)
-	gotFirst atomic.Bool               // a datagram was received
-	firstRx  chan struct{}             // closed when the first datagram is received
+// rxState is what the receive path records for every datagram, and for
+// every control message: the marks that a redial's outage, a migration's
+// outage and the path-dead check are measured against.
+type rxState struct {
+	last     atomic.Int64  // nanoseconds since Conn.start of the latest datagram or control message
+	gotFirst atomic.Bool   // a datagram was received; first is closed
+	pending  atomic.Bool   // a migration (mob.cur) waits for its first received packet
+	suspect  atomic.Bool   // Mobility.PathDead was called; cleared when a packet arrives
+	first    chan struct{} // closed when the first datagram is received
+}
 
-	wmu  sync.Mutex // wmu guards the following field and writes to st.
+// identity is who the peer is and how the handshake went. key and dialer
+// never change; a conn handed out before its handshake completed (0-RTT)
+// learns the rest later.
+type identity struct {
+	key    key.Public    // verified in the handshake, or from the session ticket of an early incoming conn
+	dialer bool          // this side dialed
+	zrtt   atomic.Uint32 // zrttNone, zrttPending, zrttAccepted or zrttRejected
+
+	mu      sync.Mutex // mu guards the following fields.
+	name    string     // from the peer's Hello; "" until it arrived
+	resumed bool       // the TLS handshake resumed a session
+	hsDone  time.Time  // when the handshake completed; zero until then
+}
+
+// controlStream is the connection's control stream (Hello, Heartbeat,
+// Goodbye) and what its heartbeats measure.
+type controlStream struct {
+	br        *bufio.Reader // reader of st; only the readControl goroutine uses it after start
+	lastHeard atomic.Int64  // nanoseconds since Conn.start of the last complete control message
+	rtt       atomic.Int64  // latest heartbeat round trip in nanoseconds; 0 until measured
+
+	// mu guards the following fields and writes to st. readControl reads
+	// st without it: it starts after st is set.
+	mu   sync.Mutex
+	st   *quic.Stream // nil until opened (a conn handed out in 0-RTT)
 	wbuf []byte
-
-	start     time.Time    // monotonic base for lastHeard
-	lastHeard atomic.Int64 // nanoseconds since start of the last complete control message
-	hbRTT     atomic.Int64 // latest heartbeat RTT in nanoseconds; 0 until measured
 
 	hbMu   sync.Mutex // hbMu guards the following field.
 	hbSent [16]struct {
 		seq uint64
 		at  time.Time
 	}
+}
 
+// mobState is a Conn's paths and migrations: the uplinks it uses, its
+// active path and the validated standby paths it may switch to. The
+// receive-path marks a migration is measured with are in rxState.
+type mobState struct {
+	ep   *Endpoint   // set when the Conn is registered
+	gone atomic.Bool // Abandon closed the conn: DialLoop redials at once
+
+	mu sync.Mutex // mu guards the following fields.
+	// released is set when the conn died and gave its uplinks back.
+	released bool
+	used     map[*uplink]struct{} // uplinks this conn ever used (held)
+	active   *uplink              // nil: the Endpoint's own socket
+	path     *quic.Path           // the active path; nil for the handshake path
+	// Own copy of the active path's addresses once captured: quic-go's
+	// LocalAddr and RemoteAddr race with a path switch in its run loop.
+	captured      bool
+	local, remote netip.AddrPort
+	standby       map[string]*standbyPath
+	// retiring holds, per uplink, a channel closed once the path that
+	// SwitchUplink left on it is closed: a new path on the same Transport
+	// is not validated while the old one exists (quic-go attributes the
+	// Transport's packets to the first path that used it).
+	retiring   map[*uplink]chan struct{}
+	migrations uint64
+	lastOutage time.Duration
+	cur        Migration // the pending migration (rx.pending)
+	before     int64     // rx.last when the pending migration started
+}
+
+// standbyPath is a path probed on an uplink, validated once the peer
+// answered.
+type standbyPath struct {
+	u         *uplink
+	p         *quic.Path
+	validated bool
+}
+
+// lifecycle is how a Conn ends.
+type lifecycle struct {
+	forget  func(*Conn) // removes the Conn from its Endpoint; nil when not registered
 	errOnce sync.Once
 	err     error         // why the conn died; written once before done is closed
 	done    chan struct{} // closed when the conn is dead and its goroutines ended
@@ -160,21 +233,17 @@ type Conn struct {
 
 // newConn wraps a connection whose hello exchange completed. The caller
 // calls c.run next.
-func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer Hello, hsDone time.Time) *Conn {
+func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer ctlmsg.Hello, hsDone time.Time) *Conn {
 	cs := qc.ConnectionState()
 	key, _ := peerKeyOf(cs.TLS) // verified during the handshake
 	c := &Conn{
-		qc:       qc,
-		st:       st,
-		br:       br,
-		cfg:      cfg,
-		peerKey:  key,
-		peerName: peer.Name,
-		resumed:  cs.TLS.DidResume,
-		hsDone:   hsDone,
-		start:    time.Now(),
-		done:     make(chan struct{}),
-		firstRx:  make(chan struct{}),
+		qc:    qc,
+		start: time.Now(),
+		rx:    rxState{first: make(chan struct{})},
+		cfg:   cfg,
+		id:    identity{key: key, name: peer.Name, resumed: cs.TLS.DidResume, hsDone: hsDone},
+		ctl:   controlStream{st: st, br: br},
+		life:  lifecycle{done: make(chan struct{})},
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)
 	c.log = cfg.Logger.With("peer", keyString(key), "name", peer.Name, "remote", qc.RemoteAddr().String())
@@ -183,8 +252,8 @@ func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer
 
 // run starts the control goroutines and the watcher that closes Done.
 func (c *Conn) run() {
-	c.lastHeard.Store(int64(time.Since(c.start)))
-	c.wg.Add(2)
+	c.ctl.lastHeard.Store(int64(time.Since(c.start)))
+	c.life.wg.Add(2)
 	go c.readControl()
 	go c.heartbeat()
 	go c.watch()
@@ -193,31 +262,31 @@ func (c *Conn) run() {
 func (c *Conn) watch() {
 	<-c.qc.Context().Done()
 	c.setErr(convertCloseErr(context.Cause(c.qc.Context())))
-	c.wg.Wait()
-	c.releaseUplinks() // path.go
-	if c.forget != nil {
-		c.forget(c)
+	c.life.wg.Wait()
+	c.releaseUplinks()
+	if c.life.forget != nil {
+		c.life.forget(c)
 	}
-	c.log.Info("quicconn: connection down", "err", c.err)
-	close(c.done)
+	c.log.Info("quicconn: connection down", "err", c.life.err)
+	close(c.life.done)
 }
 
 func (c *Conn) setErr(err error) {
-	c.errOnce.Do(func() { c.err = err })
+	c.life.errOnce.Do(func() { c.life.err = err })
 }
 
 // convertCloseErr turns quic-go's close cause into this package's errors.
 func convertCloseErr(err error) error {
 	var ae *quic.ApplicationError
 	if errors.As(err, &ae) {
-		return &CloseError{Remote: ae.Remote, Code: uint64(ae.ErrorCode), Reason: ae.ErrorMessage}
+		return &closeError{Remote: ae.Remote, Code: uint64(ae.ErrorCode), Reason: ae.ErrorMessage}
 	}
 	return fmt.Errorf("quicconn: connection lost: %w", err)
 }
 
 // closeLocal closes the connection with code and reason, without a Goodbye.
 func (c *Conn) closeLocal(code uint64, reason string) {
-	c.setErr(&CloseError{Code: code, Reason: reason})
+	c.setErr(&closeError{Code: code, Reason: reason})
 	c.log.Debug("quicconn: closing", "code", code, "reason", reason)
 	_ = c.qc.CloseWithError(quic.ApplicationErrorCode(code), reason)
 }
@@ -225,27 +294,17 @@ func (c *Conn) closeLocal(code uint64, reason string) {
 // SendDatagram sends b as one DATAGRAM frame. It copies b, so the caller
 // may reuse it at once. It may block while quic-go's 32-slot send queue is
 // full (congestion control); it returns when the connection closes. A b
-// larger than the current limit fails with *DatagramTooLargeError and
-// sends nothing. While the handshake of a Conn that Dial returned in
-// 0-RTT runs, SendDatagram never blocks: the first 32 datagrams leave in
-// 0-RTT, up to 64 more wait for the handshake, and further ones are
-// dropped.
+// larger than the current limit sends nothing and fails with an error
+// whose DatagramLimit() int method returns that limit (Stats has it too). On a Conn that Dial returned in 0-RTT, datagrams sent
+// before the handshake completes leave in 0-RTT packets.
 func (c *Conn) SendDatagram(b []byte) error {
-	if g := c.gate.Load(); g != nil {
-		g.mu.RLock()
-		defer g.mu.RUnlock()
-		if !g.admit() {
-			g.hold(b)
-			return nil
-		}
-	}
 	err := c.qc.SendDatagram(b)
 	if err == nil {
 		return nil
 	}
 	var tl *quic.DatagramTooLargeError
 	if errors.As(err, &tl) {
-		return &DatagramTooLargeError{Limit: int(tl.MaxDatagramPayloadSize)}
+		return &datagramTooLargeError{Limit: int(tl.MaxDatagramPayloadSize)}
 	}
 	return fmt.Errorf("quicconn: send datagram: %w", err)
 }
@@ -261,10 +320,10 @@ func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("quicconn: receive datagram: %w", err)
 	}
-	if !c.gotFirst.Load() && c.gotFirst.CompareAndSwap(false, true) {
-		close(c.firstRx) // DialLoop measures the outage of a redial up to here
+	if !c.rx.gotFirst.Load() && c.rx.gotFirst.CompareAndSwap(false, true) {
+		close(c.rx.first) // DialLoop measures the outage of a redial up to here
 	}
-	c.noteRx() // path.go
+	c.noteRx()
 	return b, nil
 }
 
@@ -280,8 +339,8 @@ func (c *Conn) SetDatagramHandler(f func(b []byte)) {
 		return
 	}
 	c.qc.SetDatagramHandler(func(b []byte) {
-		if !c.gotFirst.Load() && c.gotFirst.CompareAndSwap(false, true) {
-			close(c.firstRx) // as in ReceiveDatagram
+		if !c.rx.gotFirst.Load() && c.rx.gotFirst.CompareAndSwap(false, true) {
+			close(c.rx.first) // as in ReceiveDatagram
 		}
 		c.noteRx()
 		f(b)
@@ -295,39 +354,39 @@ func (c *Conn) ReleaseDatagram(b []byte) { c.qc.ReleaseDatagram(b) }
 
 // PeerKey returns the peer's raw Ed25519 public key, as verified in the
 // handshake.
-func (c *Conn) PeerKey() key.Public { return c.peerKey }
+func (c *Conn) PeerKey() key.Public { return c.id.key }
 
 // PeerName returns the node name from the peer's Hello; "" while a
 // connection handed out in 0-RTT has not completed its hello exchange.
 func (c *Conn) PeerName() string {
-	c.infoMu.Lock()
-	defer c.infoMu.Unlock()
-	return c.peerName
+	c.id.mu.Lock()
+	defer c.id.mu.Unlock()
+	return c.id.name
 }
 
 // firstDatagram returns a channel that is closed when ReceiveDatagram
 // returns the connection's first datagram.
-func (c *Conn) firstDatagram() <-chan struct{} { return c.firstRx }
+func (c *Conn) firstDatagram() <-chan struct{} { return c.rx.first }
 
 // RemoteAddr returns the peer's current address; it changes when the peer
 // migrates.
-func (c *Conn) RemoteAddr() net.Addr { return c.remoteAddr() } // path.go
+func (c *Conn) RemoteAddr() net.Addr { return c.remoteAddr() }
 
 // LocalAddr returns the local address of the active path.
-func (c *Conn) LocalAddr() net.Addr { return c.localAddr() } // path.go
+func (c *Conn) LocalAddr() net.Addr { return c.localAddr() }
 
 // Done returns a channel that is closed when the connection is dead for
 // any reason and its goroutines have ended.
-func (c *Conn) Done() <-chan struct{} { return c.done }
+func (c *Conn) Done() <-chan struct{} { return c.life.done }
 
-// Err returns why the connection died: a *CloseError for a deliberate close
-// by either side (including "heartbeat timeout" and protocol errors), or a
-// wrapped quic-go error (idle timeout, stateless reset, ...). It returns nil
+// Err returns why the connection died: for a deliberate close by either
+// side (including "heartbeat timeout" and protocol errors) an error that
+// says who closed, the code and the reason, else a wrapped quic-go error (idle timeout, stateless reset, ...). It returns nil
 // while the connection is alive.
 func (c *Conn) Err() error {
 	select {
-	case <-c.done:
-		return c.err
+	case <-c.life.done:
+		return c.life.err
 	default:
 		return nil
 	}
@@ -345,12 +404,12 @@ const goodbyeTimeout = 500 * time.Millisecond
 // lost). Closing a dead connection returns nil.
 func (c *Conn) Close(reason string) error {
 	select {
-	case <-c.done:
+	case <-c.life.done:
 		return nil
 	default:
 	}
-	c.setErr(&CloseError{Code: CodeNoError, Reason: reason})
-	if err := c.writeMessage(Goodbye{Code: CodeNoError, Reason: reason}); err == nil {
+	c.setErr(&closeError{Code: ctlmsg.CodeNoError, Reason: reason})
+	if err := c.writeMessage(ctlmsg.Goodbye{Code: ctlmsg.CodeNoError, Reason: reason}); err == nil {
 		t := time.NewTimer(goodbyeTimeout)
 		select {
 		case <-c.qc.Context().Done():
@@ -358,8 +417,8 @@ func (c *Conn) Close(reason string) error {
 		}
 		t.Stop()
 	}
-	_ = c.qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), reason)
-	<-c.done
+	_ = c.qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), reason)
+	<-c.life.done
 	return nil
 }
 
@@ -379,18 +438,14 @@ func (c *Conn) Stats() ConnStats {
 		PacketsReceived:  qs.PacketsReceived,
 		BytesLost:        qs.BytesLost,
 		PacketsLost:      qs.PacketsLost,
-		HeartbeatRTT:     time.Duration(c.hbRTT.Load()),
-		Used0RTT:         c.zrtt.Load() == zrttAccepted,
-		Rejected0RTT:     c.zrtt.Load() == zrttRejected,
+		HeartbeatRTT:     time.Duration(c.ctl.rtt.Load()),
+		Used0RTT:         c.id.zrtt.Load() == zrttAccepted,
+		Rejected0RTT:     c.id.zrtt.Load() == zrttRejected,
 	}
-	c.infoMu.Lock()
-	s.HandshakeDone, s.Resumed = c.hsDone, c.resumed
-	c.infoMu.Unlock()
-	var tl *quic.DatagramTooLargeError
-	// No probe while a 0-RTT handshake runs (earlyGate): the limit is 0 then.
-	if err := c.probeLimit(); errors.As(err, &tl) {
-		s.DatagramLimit = int(tl.MaxDatagramPayloadSize)
-	}
+	c.id.mu.Lock()
+	s.HandshakeDone, s.Resumed = c.id.hsDone, c.id.resumed
+	c.id.mu.Unlock()
+	s.DatagramLimit = c.qc.MaxDatagramPayloadSize()
 	if t := c.trace; t != nil {
 		s.DatagramsDroppedQueueFull = t.dgramQueueFull.Load()
 		s.DatagramsDroppedTooLarge = t.dgramTooLarge.Load()
@@ -410,14 +465,14 @@ var errNoControlStream = errors.New("quicconn: control stream not open yet")
 // control messages never wait for congestion control or a dead path. It
 // fails with quic.ErrWouldBlock when the peer's flow-control window is
 // full, which means the peer does not read its control stream.
-func (c *Conn) writeMessage(m Message) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.st == nil {
+func (c *Conn) writeMessage(m ctlmsg.Message) error {
+	c.ctl.mu.Lock()
+	defer c.ctl.mu.Unlock()
+	if c.ctl.st == nil {
 		return errNoControlStream
 	}
-	c.wbuf = AppendMessage(c.wbuf[:0], m)
-	return c.st.TryWriteAll(c.wbuf)
+	c.ctl.wbuf = ctlmsg.Append(c.ctl.wbuf[:0], m)
+	return c.ctl.st.TryWriteAll(c.ctl.wbuf)
 }
 
 // readControl reads and acts on the peer's control messages until the
@@ -425,23 +480,23 @@ func (c *Conn) writeMessage(m Message) error {
 // HandshakeTimeout of its first byte (a slowloris guard); the wait for the
 // first byte is unbounded, as silence is the heartbeat's business.
 func (c *Conn) readControl() {
-	defer c.wg.Done()
+	defer c.life.wg.Done()
 	for {
-		if _, err := c.br.Peek(1); err != nil {
+		if _, err := c.ctl.br.Peek(1); err != nil {
 			c.controlReadFailed(err)
 			return
 		}
-		_ = c.st.SetReadDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
-		m, err := ReadMessage(c.br)
+		_ = c.ctl.st.SetReadDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
+		m, err := ctlmsg.Read(c.ctl.br)
 		if err != nil {
 			c.controlReadFailed(err)
 			return
 		}
-		_ = c.st.SetReadDeadline(time.Time{})
-		c.lastHeard.Store(int64(time.Since(c.start)))
-		c.noteRx() // path.go
+		_ = c.ctl.st.SetReadDeadline(time.Time{})
+		c.ctl.lastHeard.Store(int64(time.Since(c.start)))
+		c.noteRx()
 		switch m := m.(type) {
-		case Heartbeat:
+		case ctlmsg.Heartbeat:
 			if !m.Reply {
 				m.Reply = true
 				if err := c.writeMessage(m); err != nil {
@@ -451,16 +506,16 @@ func (c *Conn) readControl() {
 				continue
 			}
 			c.heartbeatReply(m)
-		case Goodbye:
+		case ctlmsg.Goodbye:
 			c.log.Debug("quicconn: peer said goodbye", "code", m.Code, "reason", m.Reason)
-			c.setErr(&CloseError{Remote: true, Code: m.Code, Reason: m.Reason})
-			_ = c.qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "goodbye")
+			c.setErr(&closeError{Remote: true, Code: m.Code, Reason: m.Reason})
+			_ = c.qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "goodbye")
 			return
-		case Hello:
-			c.closeLocal(CodeProtocolError, "unexpected hello")
+		case ctlmsg.Hello:
+			c.closeLocal(ctlmsg.CodeProtocolError, "unexpected hello")
 			return
-		case Unknown:
-			// Skipped by ReadMessage: a newer peer's optional message.
+		case ctlmsg.Unknown:
+			// Skipped by ctlmsg.Read: a newer peer's optional message.
 		}
 	}
 }
@@ -483,12 +538,12 @@ func (c *Conn) controlReadFailed(err error) {
 		return // the connection is closing; watch records why
 	}
 	switch {
-	case errors.Is(err, ErrMalformed), errors.Is(err, ErrMessageTooLarge):
-		c.closeLocal(CodeProtocolError, err.Error())
+	case errors.Is(err, ctlmsg.ErrMalformed), errors.Is(err, ctlmsg.ErrTooLarge):
+		c.closeLocal(ctlmsg.CodeProtocolError, err.Error())
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.closeLocal(CodeProtocolError, "control message not delivered in time")
+		c.closeLocal(ctlmsg.CodeProtocolError, "control message not delivered in time")
 	default:
-		c.closeLocal(CodeControlStream, fmt.Sprintf("control stream: %v", err))
+		c.closeLocal(ctlmsg.CodeControlStream, fmt.Sprintf("control stream: %v", err))
 	}
 }
 
@@ -496,17 +551,17 @@ func (c *Conn) controlWriteFailed(err error) {
 	if c.qc.Context().Err() != nil || connLevel(err) {
 		return
 	}
-	c.closeLocal(CodeControlStream, fmt.Sprintf("control stream write: %v", err))
+	c.closeLocal(ctlmsg.CodeControlStream, fmt.Sprintf("control stream write: %v", err))
 }
 
-func (c *Conn) heartbeatReply(m Heartbeat) {
-	c.hbMu.Lock()
-	slot := c.hbSent[m.Seq%uint64(len(c.hbSent))]
-	c.hbMu.Unlock()
+func (c *Conn) heartbeatReply(m ctlmsg.Heartbeat) {
+	c.ctl.hbMu.Lock()
+	slot := c.ctl.hbSent[m.Seq%uint64(len(c.ctl.hbSent))]
+	c.ctl.hbMu.Unlock()
 	if slot.seq != m.Seq || slot.at.IsZero() || slot.at.UnixNano() != m.SentUnixNano {
 		return // not one of ours, or too old to measure
 	}
-	c.hbRTT.Store(int64(time.Since(slot.at))) // monotonic clock
+	c.ctl.rtt.Store(int64(time.Since(slot.at))) // monotonic clock
 }
 
 // deadAfter returns the silence after which the peer counts as dead.
@@ -531,7 +586,7 @@ const listenerHeartbeatEvery = 8
 // listening side skips its own while the peer was heard within the last
 // interval, except every listenerHeartbeatEvery-th.
 func (c *Conn) heartbeat() {
-	defer c.wg.Done()
+	defer c.life.wg.Done()
 	t := time.NewTicker(c.cfg.Heartbeat)
 	defer t.Stop()
 	var seq, tick uint64
@@ -541,27 +596,27 @@ func (c *Conn) heartbeat() {
 			return
 		case <-t.C:
 		}
-		silent := time.Since(c.start) - time.Duration(c.lastHeard.Load())
+		silent := time.Since(c.start) - time.Duration(c.ctl.lastHeard.Load())
 		if silent > c.deadAfter() {
 			c.log.Info("quicconn: peer silent, closing", "silent", silent.Round(time.Millisecond))
-			c.closeLocal(CodeHeartbeatTimeout, "heartbeat timeout")
+			c.closeLocal(ctlmsg.CodeHeartbeatTimeout, "heartbeat timeout")
 			return
 		}
-		if tick++; !c.dialer && silent < c.cfg.Heartbeat && tick%listenerHeartbeatEvery != 1 {
+		if tick++; !c.id.dialer && silent < c.cfg.Heartbeat && tick%listenerHeartbeatEvery != 1 {
 			continue
 		}
 		seq++
 		now := time.Now()
-		c.hbMu.Lock()
-		c.hbSent[seq%uint64(len(c.hbSent))] = struct {
+		c.ctl.hbMu.Lock()
+		c.ctl.hbSent[seq%uint64(len(c.ctl.hbSent))] = struct {
 			seq uint64
 			at  time.Time
 		}{seq, now}
-		c.hbMu.Unlock()
-		if err := c.writeMessage(Heartbeat{Seq: seq, SentUnixNano: now.UnixNano()}); err != nil {
+		c.ctl.hbMu.Unlock()
+		if err := c.writeMessage(ctlmsg.Heartbeat{Seq: seq, SentUnixNano: now.UnixNano()}); err != nil {
 			c.controlWriteFailed(err)
 			return
 		}
-		c.armPathCheck(now) // path.go
+		c.armPathCheck(now)
 	}
 }

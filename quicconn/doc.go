@@ -5,7 +5,7 @@
 // packet loss), one long-lived [quic.Transport] per [Endpoint], the TLS
 // identity made from the node's Ed25519 key with key pinning on both sides,
 // the quic-go configuration, dialing and accepting, the control stream
-// (hello, heartbeat, goodbye; see [AppendMessage] and [ReadMessage]) and the
+// (hello, heartbeat, goodbye; its codec is quicconn/internal/ctlmsg) and the
 // client's redial loop ([Endpoint.DialLoop]), and what can be observed of
 // them: a counting tracer on every connection ([ConnStats]), optional qlog
 // files and TLS key logs ([Config]), and the UDP buffer sizes and kernel
@@ -31,5 +31,5 @@
 // resets its peers' old connections at once and a restarted dialer sends
 // its first datagrams in 0-RTT ([Endpoint.Dial]). Tickets are single-use
 // on the listener, so a replayed first flight never delivers twice; the
-// details are in zerortt.go.
+// details are in zerortt.go and quicconn/internal/state.
 package quicconn

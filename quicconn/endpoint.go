@@ -18,8 +18,11 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
+	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // maxPendingIn bounds incoming connections that finished the QUIC
@@ -38,9 +41,9 @@ type Endpoint struct {
 	sock     *sockConn
 	tr       *quic.Transport
 	ln       *quic.EarlyListener // nil when not listening
-	version  uint16              // ProtocolVersion; tests change it
-	state    *state              // keys and client tickets (Config.StateDir)
-	tickets  *ticketBook         // 0-RTT tickets issued and not yet used
+	version  uint16              // ctlmsg.Version; tests change it
+	state    *state.State        // keys and client tickets (Config.StateDir)
+	tickets  *state.TicketBook   // 0-RTT tickets issued and not yet used
 	zc       zeroRTTCounters
 
 	logLimitMu sync.Mutex           // logLimitMu guards logLimit.
@@ -60,7 +63,7 @@ type Endpoint struct {
 	closed bool
 
 	upMu sync.Mutex // upMu guards upl; taken after a Conn's mob.mu, never before.
-	upl  uplinks    // uplink.go
+	upl  uplinks    // the uplink Transports (AddUplink)
 }
 
 // EndpointStats are an Endpoint's counters.
@@ -109,11 +112,11 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 			return nil, fmt.Errorf("quicconn: qlog dir: %w", err)
 		}
 	}
-	st, err := loadState(cfg.StateDir, cfg.Logger)
+	st, err := state.Load(cfg.StateDir, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	tickets, err := newTicketBook()
+	tickets, err := state.NewTicketBook()
 	if err != nil {
 		return nil, err
 	}
@@ -121,11 +124,11 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		cert:     cert,
-		sessions: st.sessions,
+		sessions: st.Sessions,
 		state:    st,
 		tickets:  tickets,
 		logLimit: make(map[logKey]time.Time),
-		version:  ProtocolVersion,
+		version:  ctlmsg.Version,
 		accepted: make(chan *Conn),
 		pending:  make(chan struct{}, maxPendingIn),
 		conns:    make(map[*Conn]struct{}),
@@ -139,14 +142,14 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		e.sock.Close()
 		return nil, err
 	}
-	st.configure(e.tr)
+	st.Configure(e.tr)
 	e.tr.ConnContext = e.connContext
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if cfg.Listen != "" {
 		tc := serverTLSConfig(cert, cfg.Authorize, e.logRefused)
 		tc.KeyLogWriter = cfg.KeyLogWriter
 		e.setupTickets(tc)
-		e.ln, err = e.tr.ListenEarly(tc, e.quicConfig(false))
+		e.ln, err = e.tr.ListenEarly(tc, e.quicConfig(nil))
 		if err != nil {
 			e.cancel()
 			e.tr.Close()
@@ -172,7 +175,7 @@ func (e *Endpoint) logRefused(key key.Public) {
 // daemon must share.
 func newTransport(pc *sockConn) (*quic.Transport, error) {
 	// Random here; NewEndpoint replaces it (and the token key) with the
-	// persistent keys of its state (state.configure).
+	// persistent keys of its state (State.Configure).
 	var key quic.StatelessResetKey
 	if _, err := rand.Read(key[:]); err != nil {
 		return nil, fmt.Errorf("quicconn: stateless reset key: %w", err)
@@ -184,7 +187,9 @@ func newTransport(pc *sockConn) (*quic.Transport, error) {
 	}, nil
 }
 
-func (e *Endpoint) quicConfig(dialer bool) *quic.Config {
+// quicConfig returns the quic-go configuration of the listener (dialPeer
+// nil) or of one dial to the peer with key *dialPeer.
+func (e *Endpoint) quicConfig(dialPeer *key.Public) *quic.Config {
 	c := &quic.Config{
 		HandshakeIdleTimeout: e.cfg.HandshakeTimeout,
 		MaxIdleTimeout:       e.cfg.IdleTimeout,
@@ -195,13 +200,15 @@ func (e *Endpoint) quicConfig(dialer bool) *quic.Config {
 		MaxIncomingStreams:       1, // the control stream
 		MaxIncomingUniStreams:    -1,
 	}
-	if dialer {
+	if dialPeer != nil {
 		c.KeepAlivePeriod = e.cfg.KeepAlive
 	} else {
 		c.Allow0RTT = true // single-use tickets: see zerortt.go
 	}
 	if !e.cfg.DisableTracer || e.cfg.QlogDir != "" {
-		c.Tracer = e.newTrace
+		c.Tracer = func(_ context.Context, isClient bool, odcid quic.ConnectionID) qlogwriter.Trace {
+			return e.newTrace(isClient, odcid, dialPeer)
+		}
 	}
 	return c
 }
@@ -296,7 +303,7 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 	st, err := qc.AcceptStream(ctx)
 	if err != nil {
 		log.Info("quicconn: no control stream from peer", "err", err)
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "no control stream")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "no control stream")
 		return
 	}
 	c, err := e.helloExchange(ctx, qc, st, false)
@@ -305,7 +312,7 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 		return
 	}
 	if refused != "" {
-		c.zrtt.Store(zrttRejected)
+		c.id.zrtt.Store(zrttRejected)
 	}
 	select {
 	case e.accepted <- c:
@@ -324,14 +331,14 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 		return nil, err
 	}
 	c := newConn(qc, st, br, &e.cfg, peer, hsDone)
-	c.dialer = dialer
+	c.id.dialer = dialer
 	e.nameQlog(c)
 	if err := e.register(c); err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
 		return nil, err
 	}
 	c.run()
-	c.log.Info("quicconn: connection up", "dialer", dialer, "resumed", c.resumed)
+	c.log.Info("quicconn: connection up", "dialer", dialer, "resumed", c.id.resumed)
 	return c, nil
 }
 
@@ -341,59 +348,59 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 // version. It returns the peer's Hello, the reader of st that holds what
 // followed it, and when the handshake completed. On failure the QUIC
 // connection is closed.
-func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer, sent bool) (Hello, *bufio.Reader, time.Time, error) {
+func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer, sent bool) (ctlmsg.Hello, *bufio.Reader, time.Time, error) {
 	// Closing the connection unblocks every read below when ctx ends.
 	stop := context.AfterFunc(ctx, func() {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "hello timeout")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "hello timeout")
 	})
 	defer stop()
 	select {
 	case <-qc.HandshakeComplete():
 	case <-qc.Context().Done():
-		return Hello{}, nil, time.Time{}, convertCloseErr(context.Cause(qc.Context()))
+		return ctlmsg.Hello{}, nil, time.Time{}, convertCloseErr(context.Cause(qc.Context()))
 	}
 	hsDone := time.Now()
-	own := Hello{Version: e.version, Name: e.cfg.NodeName}
+	own := ctlmsg.Hello{Version: e.version, Name: e.cfg.NodeName}
 	write := func() error {
-		if err := st.TryWriteAll(AppendMessage(nil, own)); err != nil {
-			_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "hello write failed")
+		if err := st.TryWriteAll(ctlmsg.Append(nil, own)); err != nil {
+			_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "hello write failed")
 			return fmt.Errorf("quicconn: write hello: %w", err)
 		}
 		return nil
 	}
 	if dialer && !sent {
 		if err := write(); err != nil {
-			return Hello{}, nil, time.Time{}, err
+			return ctlmsg.Hello{}, nil, time.Time{}, err
 		}
 	}
 	_ = st.SetReadDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	br := bufio.NewReader(st)
-	m, err := ReadMessage(br)
+	m, err := ctlmsg.Read(br)
 	if err != nil {
 		if qc.Context().Err() != nil {
-			return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", convertCloseErr(context.Cause(qc.Context())))
+			return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", convertCloseErr(context.Cause(qc.Context())))
 		}
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocolError), "bad hello")
-		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", err)
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeProtocolError), "bad hello")
+		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", err)
 	}
 	_ = st.SetReadDeadline(time.Time{})
-	peer, ok := m.(Hello)
+	peer, ok := m.(ctlmsg.Hello)
 	if !ok {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocolError), "expected hello")
-		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: first control message is %T, want hello", m)
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeProtocolError), "expected hello")
+		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: first control message is %T, want hello", m)
 	}
 	if peer.Version != e.version {
 		reason := fmt.Sprintf("incompatible protocol version %d (local %d)", peer.Version, e.version)
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeVersionMismatch), reason)
-		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: %s", reason)
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeVersionMismatch), reason)
+		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: %s", reason)
 	}
 	if !dialer {
 		if err := write(); err != nil {
-			return Hello{}, nil, time.Time{}, err
+			return ctlmsg.Hello{}, nil, time.Time{}, err
 		}
 	}
 	if !stop() {
-		return Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: hello: %w", context.Cause(ctx))
+		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: hello: %w", context.Cause(ctx))
 	}
 	return peer, br, hsDone, nil
 }
@@ -405,8 +412,8 @@ func (e *Endpoint) register(c *Conn) error {
 		return fmt.Errorf("quicconn: %w", net.ErrClosed)
 	}
 	e.conns[c] = struct{}{}
-	c.forget = e.forget
-	c.mob.ep = e // path.go
+	c.life.forget = e.forget
+	c.mob.ep = e
 	return nil
 }
 
@@ -431,6 +438,11 @@ func (e *Endpoint) forget(c *Conn) {
 // another key fails with an error saying "server key mismatch". The caller
 // owns the returned Conn.
 func (e *Endpoint) Dial(ctx context.Context, addr string, peer key.Public) (*Conn, error) {
+	return e.dial(ctx, e.tr, addr, peer)
+}
+
+// dial is Dial on tr: the Endpoint's own Transport or an uplink's.
+func (e *Endpoint) dial(ctx context.Context, tr *quic.Transport, addr string, peer key.Public) (*Conn, error) {
 	if e.ctx.Err() != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, net.ErrClosed)
 	}
@@ -442,15 +454,13 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, peer key.Public) (*Con
 	defer cancel()
 	tc := clientTLSConfig(e.cert, peer, e.sessions)
 	tc.KeyLogWriter = e.cfg.KeyLogWriter
-	gate := &earlyGate{} // see zerortt.go
-	dctx := context.WithValue(context.WithValue(ctx, dialPeerKey{}, peer), earlyGateKey{}, gate)
-	qc, err := e.dialTransport(ctx).DialEarly(dctx, ua, tc, e.quicConfig(true)) // dialTransport: uplink.go
+	qc, err := tr.DialEarly(ctx, ua, tc, e.quicConfig(&peer))
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 	}
 	if !isClosed(qc.HandshakeComplete()) {
 		// DialEarly returned with 0-RTT keys: hand the Conn out now.
-		c, err := e.dialEarly(qc, gate, peer)
+		c, err := e.dialEarly(qc, peer)
 		if err != nil {
 			return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 		}
@@ -458,7 +468,7 @@ func (e *Endpoint) Dial(ctx context.Context, addr string, peer key.Public) (*Con
 	}
 	st, err := qc.OpenStream()
 	if err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "open control stream")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "open control stream")
 		return nil, fmt.Errorf("quicconn: dial %s: open control stream: %w", addr, err)
 	}
 	hctx, hcancel := context.WithTimeout(ctx, e.cfg.HandshakeTimeout)
@@ -541,7 +551,7 @@ func (e *Endpoint) Close() error {
 	if err := e.tr.Close(); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, e.closeUplinks()...) // uplink.go
+	errs = append(errs, e.closeUplinks()...)
 	if err := e.sock.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
 
 	"github.com/quic-go/quic-go"
 )
@@ -197,9 +198,9 @@ func TestDatagramTooLarge(t *testing.T) {
 	p := newTestPair(t, nil)
 	c, s := p.connect(t)
 	err := c.SendDatagram(make([]byte, 5000))
-	var tl *DatagramTooLargeError
+	var tl *datagramTooLargeError
 	if !errors.As(err, &tl) {
-		t.Fatalf("SendDatagram(5000 bytes) = %v, want *DatagramTooLargeError", err)
+		t.Fatalf("SendDatagram(5000 bytes) = %v, want *datagramTooLargeError", err)
 	}
 	// 1350-byte initial packets give 1313 bytes; DPLPMTUD may raise it to
 	// at most 1452 - 37.
@@ -215,6 +216,19 @@ func TestDatagramTooLarge(t *testing.T) {
 	}
 	full := bytes.Repeat([]byte{0x45}, tl.Limit)
 	exchange(t, c, s, full)
+}
+
+// BenchmarkConnStats measures Conn.Stats, which the daemon calls for every
+// peer on each status request and metrics scrape.
+func BenchmarkConnStats(b *testing.B) {
+	p := newTestPair(b, nil)
+	c, _ := p.connect(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if c.Stats().DatagramLimit == 0 {
+			b.Fatal("Stats().DatagramLimit = 0")
+		}
+	}
 }
 
 func TestWrongServerKeyRefused(t *testing.T) {
@@ -322,7 +336,7 @@ func TestRemovedPeerCannotComeBack(t *testing.T) {
 
 func TestVersionMismatch(t *testing.T) {
 	p := newTestPair(t, nil)
-	p.cli.version = ProtocolVersion + 1
+	p.cli.version = ctlmsg.Version + 1
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), p.sk.pub)
@@ -361,7 +375,7 @@ func TestGoodbyeReasonReachesPeer(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	waitDone(t, s, 5*time.Second)
-	var ce *CloseError
+	var ce *closeError
 	if err := s.Err(); !errors.As(err, &ce) || !ce.Remote || ce.Reason != "maintenance window" {
 		t.Errorf("server Err() = %v, want remote close with reason %q", err, "maintenance window")
 	}
@@ -459,8 +473,8 @@ func TestDeadPeerDetectedByHeartbeat(t *testing.T) {
 	start := time.Now()
 	for _, conn := range []*Conn{c, s} {
 		waitDone(t, conn, 10*time.Second)
-		var ce *CloseError
-		if err := conn.Err(); !errors.As(err, &ce) || ce.Code != CodeHeartbeatTimeout || ce.Reason != "heartbeat timeout" {
+		var ce *closeError
+		if err := conn.Err(); !errors.As(err, &ce) || ce.Code != ctlmsg.CodeHeartbeatTimeout || ce.Reason != "heartbeat timeout" {
 			t.Errorf("Err() = %v, want local close %q", err, "heartbeat timeout")
 		}
 	}
@@ -472,9 +486,9 @@ func TestDeadPeerDetectedByHeartbeat(t *testing.T) {
 // writeRaw puts raw bytes on c's control stream.
 func writeRaw(t testing.TB, c *Conn, b []byte) {
 	t.Helper()
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := c.st.TryWriteAll(b); err != nil {
+	c.ctl.mu.Lock()
+	defer c.ctl.mu.Unlock()
+	if err := c.ctl.st.TryWriteAll(b); err != nil {
 		t.Fatalf("raw control write: %v", err)
 	}
 }
@@ -485,10 +499,10 @@ func TestControlStreamErrors(t *testing.T) {
 		raw      []byte
 		wantCode uint64 // 0: the conn must survive
 	}{
-		{"malformed heartbeat", []byte{0x02, 17, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9}, CodeProtocolError},
-		{"over-long message", []byte{0x02, 0x80, 0x01, 0x00, 0x01}, CodeProtocolError},
-		{"message never completed", []byte{0x02, 17, 0, 0}, CodeProtocolError},
-		{"second hello", AppendMessage(nil, Hello{Version: ProtocolVersion}), CodeProtocolError},
+		{"malformed heartbeat", []byte{0x02, 17, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9}, ctlmsg.CodeProtocolError},
+		{"over-long message", []byte{0x02, 0x80, 0x01, 0x00, 0x01}, ctlmsg.CodeProtocolError},
+		{"message never completed", []byte{0x02, 17, 0, 0}, ctlmsg.CodeProtocolError},
+		{"second hello", ctlmsg.Append(nil, ctlmsg.Hello{Version: ctlmsg.Version}), ctlmsg.CodeProtocolError},
 		{"unknown type skipped", []byte{0x3f, 3, 'a', 'b', 'c'}, 0},
 	}
 	for _, tt := range tests {
@@ -511,7 +525,7 @@ func TestControlStreamErrors(t *testing.T) {
 				return
 			}
 			waitDone(t, c, 10*time.Second)
-			var ce *CloseError
+			var ce *closeError
 			if err := c.Err(); !errors.As(err, &ce) || !ce.Remote || ce.Code != tt.wantCode {
 				t.Errorf("client Err() = %v, want remote close with code %d", err, tt.wantCode)
 			}
@@ -527,7 +541,7 @@ func TestSlowClientDoesNotBlockAccept(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ua := p.srv.LocalAddr().(*net.UDPAddr)
-	slow, err := p.cli.tr.Dial(ctx, ua, clientTLSConfig(p.cli.cert, p.sk.pub, nil), p.cli.quicConfig(true))
+	slow, err := p.cli.tr.Dial(ctx, ua, clientTLSConfig(p.cli.cert, p.sk.pub, nil), p.cli.quicConfig(&p.sk.pub))
 	if err != nil {
 		t.Fatalf("raw dial: %v", err)
 	}
@@ -620,7 +634,7 @@ func TestEndpointCloseNoLeaks(t *testing.T) {
 		}
 		cancel()
 		waitDone(t, c, 5*time.Second)
-		var ce *CloseError
+		var ce *closeError
 		if err := c.Err(); !errors.As(err, &ce) || ce.Reason != "shutting down" {
 			t.Errorf("client Err() after server Close = %v, want reason %q", err, "shutting down")
 		}

@@ -8,15 +8,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"math/big"
-	"strings"
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 )
 
 // newCertificate makes the self-signed certificate this node presents. Its
@@ -68,7 +67,7 @@ func serverTLSConfig(cert tls.Certificate, authorize func(key.Public) bool, refu
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAnyClientCert,
-		NextProtos:   []string{ALPN},
+		NextProtos:   []string{alpn},
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			key, err := peerKeyOf(cs)
 			if err != nil {
@@ -90,10 +89,10 @@ func clientTLSConfig(cert tls.Certificate, peer key.Public, cache tls.ClientSess
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{ALPN},
+		NextProtos:   []string{alpn},
 		// ServerName is the session-cache key: one per pinned peer key,
 		// stable across address and DNS changes.
-		ServerName:         serverName(peer),
+		ServerName:         state.ServerName(peer),
 		ClientSessionCache: cache,
 		// InsecureSkipVerify only turns off CA chain and host name checks,
 		// which mean nothing for self-signed identities. crypto/tls still
@@ -112,14 +111,6 @@ func clientTLSConfig(cert tls.Certificate, peer key.Public, cache tls.ClientSess
 			return nil
 		},
 	}
-}
-
-var nameEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// serverName is a DNS-safe name derived from the peer key (52 characters
-// of base32, one label).
-func serverName(peer key.Public) string {
-	return strings.ToLower(nameEncoding.EncodeToString(peer[:])) + ".godwit"
 }
 
 // keyString formats a raw public key as standard base64, the form used in

@@ -10,23 +10,21 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/quic-go/quic-go"
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
 )
 
-// DefaultProbeTimeout bounds [Conn.ProbeUplink] when its context has no
+// defaultProbeTimeout bounds [Conn.ProbeUplink] when its context has no
 // deadline: quic-go's Probe never returns on its own when no
 // PATH_CHALLENGE can be sent, as when the old path died with a full
 // congestion window (quic-go sends a client's PATH_CHALLENGE only when
 // its congestion controller allows a packet).
-const DefaultProbeTimeout = 2 * time.Second
+const defaultProbeTimeout = 2 * time.Second
 
-// ErrNoStandby is returned (wrapped) by [Conn.SwitchUplink] when the uplink
+// errNoStandby is returned (wrapped) by [Conn.SwitchUplink] when the uplink
 // has no validated standby path.
-var ErrNoStandby = errors.New("quicconn: no validated standby path")
+var errNoStandby = errors.New("quicconn: no validated standby path")
 
 // PathInfo describes one network path of a [Conn]: the active one or a
 // standby probed with [Conn.ProbeUplink].
@@ -50,65 +48,28 @@ type Migration struct {
 	Measured bool
 }
 
-// mobState is a Conn's path and migration state (uplinks). The atomics are
-// touched on the receive path; the rest is guarded by mu.
-type mobState struct {
-	ep      *Endpoint    // set when the Conn is registered
-	lastRx  atomic.Int64 // nanoseconds since Conn.start of the latest datagram or control message
-	pending atomic.Bool  // a migration waits for its first received packet
-	suspect atomic.Bool  // Mobility.PathDead was called; cleared when a packet arrives
-	gone    atomic.Bool  // Abandon closed the conn: DialLoop redials at once
-
-	mu sync.Mutex // mu guards the following fields.
-	// released is set when the conn died and gave its uplinks back.
-	released bool
-	used     map[*uplink]struct{} // uplinks this conn ever used (held)
-	active   *uplink              // nil: the Endpoint's own socket
-	path     *quic.Path           // the active path; nil for the handshake path
-	// Own copy of the active path's addresses once captured: quic-go's
-	// LocalAddr and RemoteAddr race with a path switch in its run loop.
-	captured      bool
-	local, remote netip.AddrPort
-	standby       map[string]*standbyPath
-	// retiring holds, per uplink, a channel closed once the path that
-	// SwitchUplink left on it is closed: a new path on the same Transport
-	// is not validated while the old one exists (quic-go attributes the
-	// Transport's packets to the first path that used it).
-	retiring   map[*uplink]chan struct{}
-	migrations uint64
-	lastOutage time.Duration
-	cur        Migration // the pending migration
-	before     int64     // lastRx when the pending migration started
-}
-
-type standbyPath struct {
-	u         *uplink
-	p         *quic.Path
-	validated bool
-}
-
 // noteRx records that a datagram or control message arrived: it completes
 // a pending migration's outage and clears a path suspicion. It is on the
 // per-packet path: two atomic loads and a store unless something is
 // pending.
 func (c *Conn) noteRx() {
 	now := int64(time.Since(c.start))
-	c.mob.lastRx.Store(now)
-	if c.mob.suspect.Load() {
-		c.mob.suspect.Store(false)
+	c.rx.last.Store(now)
+	if c.rx.suspect.Load() {
+		c.rx.suspect.Store(false)
 	}
-	if c.mob.pending.Load() {
+	if c.rx.pending.Load() {
 		c.finishMigration(now)
 	}
 }
 
 func (c *Conn) finishMigration(now int64) {
 	c.mob.mu.Lock()
-	if !c.mob.pending.Load() {
+	if !c.rx.pending.Load() {
 		c.mob.mu.Unlock()
 		return
 	}
-	c.mob.pending.Store(false)
+	c.rx.pending.Store(false)
 	m := c.mob.cur
 	m.Outage, m.Measured = time.Duration(now-c.mob.before), true
 	c.mob.lastOutage = m.Outage
@@ -163,7 +124,7 @@ func (c *Conn) releaseUplinks() {
 	c.mob.released = true
 	used := c.mob.used
 	c.mob.used = nil
-	c.mob.pending.Store(false)
+	c.rx.pending.Store(false)
 	c.mob.mu.Unlock()
 	for u := range used {
 		c.mob.ep.releaseUplink(u)
@@ -237,8 +198,8 @@ func (c *Conn) Migrations() (n uint64, lastOutage time.Duration) {
 
 // ProbeUplink validates a path over the uplink name (see
 // [Endpoint.AddUplink]): quic-go's AddPath on the uplink's Transport, then
-// PATH_CHALLENGEs until the peer answers or ctx is done (DefaultProbeTimeout
-// when ctx has no deadline). A validated path is kept as the uplink's
+// PATH_CHALLENGEs until the peer answers or ctx is done (2 s when ctx has
+// no deadline). A validated path is kept as the uplink's
 // standby, replacing an older one; [Conn.SwitchUplink] moves to it. Probing
 // the active uplink does nothing. It blocks for the probe; several probes
 // on different uplinks may run at once. Only a dialing side can probe.
@@ -249,13 +210,11 @@ func (c *Conn) ProbeUplink(ctx context.Context, name string) error {
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultProbeTimeout)
+		ctx, cancel = context.WithTimeout(ctx, defaultProbeTimeout)
 		defer cancel()
 	}
-	// Not during a 0-RTT handshake: AddPath reads the peer's transport
-	// parameters, which quic-go replaces when the handshake completes
-	// (see earlyGate), and the peer has issued no connection ID for a
-	// new path yet.
+	// Not during a 0-RTT handshake: the peer has issued no connection ID
+	// for a new path yet.
 	select {
 	case <-c.qc.HandshakeComplete():
 	case <-c.qc.Context().Done():
@@ -354,8 +313,8 @@ const oldPathGrace = 250 * time.Millisecond
 // afterwards (see [Migration], Mobility.Migrated), and sends a heartbeat at
 // once, so that even an idle connection gets an answer and the peer a
 // packet from the new address. The old path is closed a second later; probe
-// its uplink again to keep it as a standby. It fails with an error wrapping
-// ErrNoStandby when there is no validated standby on name. Safe for
+// its uplink again to keep it as a standby. It fails when there is no
+// validated standby on name. Safe for
 // concurrent use; it does not block on the network.
 func (c *Conn) SwitchUplink(name string) error {
 	c.mob.mu.Lock()
@@ -366,7 +325,7 @@ func (c *Conn) SwitchUplink(name string) error {
 	sb := c.mob.standby[name]
 	if sb == nil || !sb.validated {
 		c.mob.mu.Unlock()
-		return fmt.Errorf("quicconn: switch to %s: %w", name, ErrNoStandby)
+		return fmt.Errorf("quicconn: switch to %s: %w", name, errNoStandby)
 	}
 	c.captureLocked()
 	if err := sb.p.Switch(); err != nil {
@@ -393,15 +352,15 @@ func (c *Conn) SwitchUplink(name string) error {
 	c.mob.local = addrPortOf(sb.u.sock.LocalAddr())
 	c.mob.migrations++
 	var superseded *Migration
-	if c.mob.pending.Load() {
+	if c.rx.pending.Load() {
 		m := c.mob.cur // its outage goes on: keep its start
 		superseded = &m
 	} else {
-		c.mob.before = c.mob.lastRx.Load()
+		c.mob.before = c.rx.last.Load()
 	}
 	c.mob.cur = Migration{From: from, To: name, At: time.Now()}
-	c.mob.pending.Store(true)
-	c.mob.suspect.Store(false)
+	c.rx.pending.Store(true)
+	c.rx.suspect.Store(false)
 	c.mob.mu.Unlock()
 
 	c.log.Debug("quicconn: switched path", "from", from, "to", name)
@@ -428,7 +387,7 @@ func (c *Conn) SwitchUplink(name string) error {
 	}
 	// Seq 0 is never one of the heartbeat loop's, so the reply only counts
 	// as a sign of life, not as an RTT sample.
-	if err := c.writeMessage(Heartbeat{SentUnixNano: time.Now().UnixNano()}); err != nil {
+	if err := c.writeMessage(ctlmsg.Heartbeat{SentUnixNano: time.Now().UnixNano()}); err != nil {
 		c.log.Debug("quicconn: heartbeat after switch", "err", err)
 	}
 	return nil
@@ -445,13 +404,13 @@ func (c *Conn) SwitchUplink(name string) error {
 // connection does nothing. Safe for concurrent use.
 func (c *Conn) Abandon(reason string) {
 	select {
-	case <-c.done:
+	case <-c.life.done:
 		return
 	default:
 	}
 	c.mob.gone.Store(true)
-	c.closeLocal(CodeNoError, reason)
-	<-c.done
+	c.closeLocal(ctlmsg.CodeNoError, reason)
+	<-c.life.done
 }
 
 // abandoned reports whether Abandon closed c (DialLoop's abandoner).
@@ -468,13 +427,13 @@ func (c *Conn) armPathCheck(sent time.Time) {
 	sentAt := int64(sent.Sub(c.start))
 	d := 3*c.qc.ConnectionStats().SmoothedRTT + c.cfg.PathDeadFloor
 	time.AfterFunc(d, func() {
-		if c.qc.Context().Err() != nil || c.mob.lastRx.Load() >= sentAt {
+		if c.qc.Context().Err() != nil || c.rx.last.Load() >= sentAt {
 			return
 		}
-		if c.mob.suspect.Swap(true) {
+		if c.rx.suspect.Swap(true) {
 			return
 		}
-		silent := time.Since(c.start) - time.Duration(c.mob.lastRx.Load())
+		silent := time.Since(c.start) - time.Duration(c.rx.last.Load())
 		c.log.Info("quicconn: path suspect: nothing received", "uplink", c.Uplink(), "silent", silent.Round(time.Millisecond))
 		mob.PathDead(c)
 	})

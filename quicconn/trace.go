@@ -4,7 +4,6 @@ package quicconn
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -31,8 +30,6 @@ type counters struct {
 	pto            atomic.Uint32 // current PTO count
 	maxPacketSize  atomic.Int64  // current max UDP payload (PMTUD); initialPacketSize at start and after a path change
 	pathChanges    atomic.Uint64 // times the active path (tuple "") was reassigned
-
-	gate *earlyGate // a dialed 0-RTT conn's send gate (zerortt.go); nil otherwise; set before quic-go sees the trace
 }
 
 // record updates the counters for one event. It is a type switch and
@@ -64,12 +61,6 @@ func (c *counters) record(ev qlogwriter.Event) {
 		if e.TupleID == "" {
 			c.pathChanges.Add(1)
 			c.maxPacketSize.Store(initialPacketSize)
-		}
-	case qlog.ParametersSet:
-		// quic-go records the server's transport parameters right before
-		// it installs them, racing with SendDatagram (quic-go#4303).
-		if e.Initiator == qlog.InitiatorRemote && c.gate != nil {
-			c.gate.close()
 		}
 	}
 }
@@ -228,28 +219,22 @@ func (q *qlogFile) current() string {
 	return q.path
 }
 
-// dialPeerKey is the context key under which Dial passes the pinned peer
-// key to newTrace, so that a client's qlog file is named after the peer
-// from the start.
-type dialPeerKey struct{}
-
-// newTrace is quic.Config.Tracer: it returns a fresh connTrace for every
-// connection quic-go creates (dialed, or accepted before the handshake).
-func (e *Endpoint) newTrace(ctx context.Context, isClient bool, odcid quic.ConnectionID) qlogwriter.Trace {
+// newTrace backs quic.Config.Tracer (see Endpoint.quicConfig): it returns a
+// fresh connTrace for every connection quic-go creates, dialed or accepted
+// before the handshake. dialPeer is the pinned key of a dialed peer, so
+// that its qlog file is named after the peer from the start; nil for an
+// accepted connection.
+func (e *Endpoint) newTrace(isClient bool, odcid quic.ConnectionID, dialPeer *key.Public) qlogwriter.Trace {
 	t := &connTrace{}
 	t.maxPacketSize.Store(initialPacketSize)
-	if g, ok := ctx.Value(earlyGateKey{}).(*earlyGate); ok && isClient {
-		t.gate = g
-		g.traced = true
-	}
 	if e.cfg.QlogDir == "" {
 		return t
 	}
 	peer, kname := "unknown", "unknown"
-	if k, ok := ctx.Value(dialPeerKey{}).(key.Public); ok {
-		kname = qlogKey(k)
+	if dialPeer != nil {
+		kname = qlogKey(*dialPeer)
 		if e.cfg.PeerLabel != nil {
-			peer = e.cfg.PeerLabel(k)
+			peer = e.cfg.PeerLabel(*dialPeer)
 		}
 	}
 	f, err := createQlog(e.cfg.QlogDir, isClient, odcid, peer, kname)
@@ -269,12 +254,12 @@ func (e *Endpoint) nameQlog(c *Conn) {
 	}
 	peer := ""
 	if e.cfg.PeerLabel != nil {
-		peer = e.cfg.PeerLabel(c.peerKey)
+		peer = e.cfg.PeerLabel(c.id.key)
 	}
 	if peer == "" {
-		peer = c.peerName
+		peer = c.id.name
 	}
-	if err := c.trace.file.rename(peer, qlogKey(c.peerKey)); err != nil {
+	if err := c.trace.file.rename(peer, qlogKey(c.id.key)); err != nil {
 		c.log.Warn("quicconn: cannot name the qlog file after the peer", "err", err)
 		return
 	}

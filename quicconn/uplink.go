@@ -16,10 +16,10 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// ErrUnknownUplink is returned (wrapped) for an uplink name that was never
+// errUnknownUplink is returned (wrapped) for an uplink name that was never
 // added with [Endpoint.AddUplink] or was removed with
 // [Endpoint.RemoveUplink].
-var ErrUnknownUplink = errors.New("quicconn: unknown uplink")
+var errUnknownUplink = errors.New("quicconn: unknown uplink")
 
 // uplink is one interface's UDP socket and Transport. The socket is bound
 // to the wildcard address and to the device (SO_BINDTODEVICE), so it
@@ -53,8 +53,8 @@ type uplinks struct {
 // of dialing on the Endpoint's own socket.
 var ErrNoUplink = errors.New("quicconn: no usable uplink")
 
-// UplinkInfo describes one uplink of an [Endpoint].
-type UplinkInfo struct {
+// uplinkInfo describes one uplink of an [Endpoint].
+type uplinkInfo struct {
 	Name  string
 	Local netip.AddrPort // the socket's address: wildcard, bound to the device
 	// Removed reports that RemoveUplink was called; the Transport stays
@@ -173,14 +173,14 @@ func (e *Endpoint) RemoveUplink(name string) error {
 	return nil
 }
 
-// Uplinks lists the Endpoint's uplinks, lingering removed ones included,
+// uplinkList lists the Endpoint's uplinks, lingering removed ones included,
 // sorted by name. Safe for concurrent use.
-func (e *Endpoint) Uplinks() []UplinkInfo {
+func (e *Endpoint) uplinkList() []uplinkInfo {
 	e.upMu.Lock()
 	defer e.upMu.Unlock()
-	var out []UplinkInfo
+	var out []uplinkInfo
 	add := func(u *uplink) {
-		out = append(out, UplinkInfo{Name: u.name, Local: addrPortOf(u.sock.LocalAddr()), Removed: u.removed, Users: u.users})
+		out = append(out, uplinkInfo{Name: u.name, Local: addrPortOf(u.sock.LocalAddr()), Removed: u.removed, Users: u.users})
 	}
 	for _, u := range e.upl.byName {
 		add(u)
@@ -188,7 +188,7 @@ func (e *Endpoint) Uplinks() []UplinkInfo {
 	for u := range e.upl.lingering {
 		add(u)
 	}
-	slices.SortFunc(out, func(a, b UplinkInfo) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b uplinkInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -199,7 +199,7 @@ func (e *Endpoint) acquireUplink(name string) (*uplink, error) {
 	defer e.upMu.Unlock()
 	u := e.upl.byName[name]
 	if u == nil || u.removed {
-		return nil, fmt.Errorf("%w %q", ErrUnknownUplink, name)
+		return nil, fmt.Errorf("%w %q", errUnknownUplink, name)
 	}
 	u.users++
 	return u, nil
@@ -266,13 +266,10 @@ func (e *Endpoint) closeUplinks() []error {
 	return errs
 }
 
-// dialTransportKey carries the Transport DialVia wants Dial to use.
-type dialTransportKey struct{}
-
 // DialVia is [Endpoint.Dial] on the Transport of the uplink (see
 // AddUplink); "" means the Endpoint's own socket. The connection starts
 // with that uplink as its active path ([Conn.Uplink]). An unknown or
-// removed uplink fails with an error wrapping ErrUnknownUplink. The caller
+// removed uplink fails. The caller
 // owns the returned Conn.
 func (e *Endpoint) DialVia(ctx context.Context, uplink, addr string, peer key.Public) (*Conn, error) {
 	if uplink == "" {
@@ -288,20 +285,12 @@ func (e *Endpoint) DialVia(ctx context.Context, uplink, addr string, peer key.Pu
 		return nil, fmt.Errorf("quicconn: dial %s via %s: %w", addr, uplink, err)
 	}
 	defer e.releaseUplink(u)
-	c, err := e.Dial(context.WithValue(ctx, dialTransportKey{}, u.tr), addr, peer)
+	c, err := e.dial(ctx, u.tr, addr, peer)
 	if err != nil {
 		return nil, fmt.Errorf("via %s: %w", uplink, err)
 	}
 	c.initPath(u)
 	return c, nil
-}
-
-// dialTransport returns the Transport Dial should use.
-func (e *Endpoint) dialTransport(ctx context.Context) *quic.Transport {
-	if tr, ok := ctx.Value(dialTransportKey{}).(*quic.Transport); ok {
-		return tr
-	}
-	return e.tr
 }
 
 // UplinksChanged tells every DialLoop that the usable uplinks changed: a

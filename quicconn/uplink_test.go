@@ -19,13 +19,13 @@ func addLoopbackUplink(t *testing.T, e *Endpoint) {
 	}
 }
 
-func uplinkInfo(e *Endpoint, name string) (UplinkInfo, bool) {
-	for _, u := range e.Uplinks() {
+func findUplink(e *Endpoint, name string) (uplinkInfo, bool) {
+	for _, u := range e.uplinkList() {
 		if u.Name == name {
 			return u, true
 		}
 	}
-	return UplinkInfo{}, false
+	return uplinkInfo{}, false
 }
 
 // TestSwitchUplink dials on the endpoint's own socket, probes the loopback
@@ -44,15 +44,15 @@ func TestSwitchUplink(t *testing.T) {
 	if got := c.Uplink(); got != "" {
 		t.Errorf("Uplink() = %q before any switch, want \"\"", got)
 	}
-	if err := c.SwitchUplink("lo"); !errors.Is(err, ErrNoStandby) {
-		t.Errorf("SwitchUplink(lo) before a probe = %v, want ErrNoStandby", err)
+	if err := c.SwitchUplink("lo"); !errors.Is(err, errNoStandby) {
+		t.Errorf("SwitchUplink(lo) before a probe = %v, want errNoStandby", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.ProbeUplink(ctx, "lo"); err != nil {
 		t.Fatalf("ProbeUplink(lo): %v", err)
 	}
-	up, _ := uplinkInfo(p.cli, "lo")
+	up, _ := findUplink(p.cli, "lo")
 	paths := c.Paths()
 	if len(paths) != 2 || !paths[0].Active || paths[0].Uplink != "" || paths[1].Uplink != "lo" || paths[1].Active || !paths[1].Validated || paths[1].Local != up.Local {
 		t.Fatalf("Paths() after probe = %+v, want the active main path and a validated standby on lo at %v", paths, up.Local)
@@ -94,18 +94,18 @@ func TestSwitchUplink(t *testing.T) {
 	if err := p.cli.RemoveUplink("lo"); err != nil {
 		t.Fatalf("RemoveUplink: %v", err)
 	}
-	if u, ok := uplinkInfo(p.cli, "lo"); !ok || !u.Removed || u.Users != 1 {
-		t.Errorf("after RemoveUplink with a live conn: Uplinks() = %+v, want lo removed with 1 user", p.cli.Uplinks())
+	if u, ok := findUplink(p.cli, "lo"); !ok || !u.Removed || u.Users != 1 {
+		t.Errorf("after RemoveUplink with a live conn: uplinkList() = %+v, want lo removed with 1 user", p.cli.uplinkList())
 	}
 	exchange(t, c, s, []byte{0x45, 4}) // the Transport still works
-	if err := c.ProbeUplink(ctx, "lo"); !errors.Is(err, ErrUnknownUplink) {
-		t.Errorf("ProbeUplink on a removed uplink = %v, want ErrUnknownUplink", err)
+	if err := c.ProbeUplink(ctx, "lo"); !errors.Is(err, errUnknownUplink) {
+		t.Errorf("ProbeUplink on a removed uplink = %v, want errUnknownUplink", err)
 	}
 	if err := c.Close("done"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := uplinkInfo(p.cli, "lo"); ok {
-		t.Errorf("Uplinks() = %+v after the last user closed, want lo gone", p.cli.Uplinks())
+	if _, ok := findUplink(p.cli, "lo"); ok {
+		t.Errorf("uplinkList() = %+v after the last user closed, want lo gone", p.cli.uplinkList())
 	}
 }
 
@@ -118,8 +118,8 @@ func TestDialVia(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := p.cli.DialVia(ctx, "nope0", p.srv.LocalAddr().String(), p.sk.pub); !errors.Is(err, ErrUnknownUplink) {
-		t.Errorf("DialVia(nope0) = %v, want ErrUnknownUplink", err)
+	if _, err := p.cli.DialVia(ctx, "nope0", p.srv.LocalAddr().String(), p.sk.pub); !errors.Is(err, errUnknownUplink) {
+		t.Errorf("DialVia(nope0) = %v, want errUnknownUplink", err)
 	}
 	acc := make(chan *Conn, 1)
 	go func() {
@@ -135,7 +135,7 @@ func TestDialVia(t *testing.T) {
 		t.Fatal("no accepted conn")
 	}
 	exchange(t, c, s, []byte{0x45, 1})
-	up, _ := uplinkInfo(p.cli, "lo")
+	up, _ := findUplink(p.cli, "lo")
 	if got := c.Uplink(); got != "lo" || up.Users != 1 {
 		t.Errorf("Uplink() = %q with %d users, want lo with 1", got, up.Users)
 	}
@@ -145,14 +145,14 @@ func TestDialVia(t *testing.T) {
 	if err := c.Close("done"); err != nil {
 		t.Fatal(err)
 	}
-	if up, _ := uplinkInfo(p.cli, "lo"); up.Users != 0 || up.Removed {
+	if up, _ := findUplink(p.cli, "lo"); up.Users != 0 || up.Removed {
 		t.Errorf("after Close: %+v, want lo kept with 0 users", up)
 	}
 	if err := p.cli.RemoveUplink("lo"); err != nil {
 		t.Fatal(err)
 	}
-	if got := p.cli.Uplinks(); len(got) != 0 {
-		t.Errorf("Uplinks() = %+v after removing an unused uplink, want none", got)
+	if got := p.cli.uplinkList(); len(got) != 0 {
+		t.Errorf("uplinkList() = %+v after removing an unused uplink, want none", got)
 	}
 	if err := p.cli.RemoveUplink("lo"); err != nil {
 		t.Errorf("second RemoveUplink = %v, want nil", err)
@@ -263,9 +263,9 @@ func TestDialLoopWaitsForUplink(t *testing.T) {
 
 	start := time.Now()
 	c.Abandon("test: path gone")
-	var ce *CloseError
+	var ce *closeError
 	if err := c.Err(); !errors.As(err, &ce) || ce.Reason != "test: path gone" || ce.Remote {
-		t.Errorf("Err() after Abandon = %v, want a local CloseError with the reason", err)
+		t.Errorf("Err() after Abandon = %v, want a local closeError with the reason", err)
 	}
 	select {
 	case c2 := <-ups:

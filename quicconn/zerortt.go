@@ -3,9 +3,7 @@
 package quicconn
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
+	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 
 	"github.com/quic-go/quic-go"
 )
@@ -26,22 +26,16 @@ import (
 // it issues one (tls.Config.WrapSession) it gives it a random ID, writes
 // the ID, the Endpoint's boot ID and the client's key into the ticket
 // (tls.SessionState.Extra, encrypted with the ticket keys), and books the
-// ID as issued to that key. When a client presents the ticket
-// (UnwrapSession) the ID is redeemed: the first use of a booked ID may
-// carry 0-RTT data; any other (a replayed first flight, a client reusing
-// an old ticket, a ticket issued before this Endpoint started, whose ID
-// the restarted process never booked) gets tls.SessionState.EarlyData =
-// false, which makes crypto/tls reject the early data. The session itself
-// still resumes, so such a reconnect costs one round trip more, not a
-// full handshake: in particular the first reconnect of every site after
-// a hub restart is 1-RTT (the ticket keys persist, the booked IDs do not).
-//
-// The book keeps at most maxTicketsPerPeer IDs per client key (a client
-// always holds the newest; older ones are dropped first) and at most
-// maxTicketPeers keys, so memory is bounded whatever clients do; IDs need
-// no expiry because crypto/tls refuses tickets older than 7 days anyway.
-// Tickets are only issued after a complete handshake of an authorized
-// key, so only authorized peers fill the book.
+// ID as issued to that key (state.TicketBook, which also bounds its
+// memory). When a client presents the ticket (UnwrapSession) the ID is
+// redeemed: the first use of a booked ID may carry 0-RTT data; any other
+// (a replayed first flight, a client reusing an old ticket, a ticket
+// issued before this Endpoint started, whose ID the restarted process
+// never booked) gets tls.SessionState.EarlyData = false, which makes
+// crypto/tls reject the early data. The session itself still resumes, so
+// such a reconnect costs one round trip more, not a full handshake: in
+// particular the first reconnect of every site after a hub restart is
+// 1-RTT (the ticket keys persist, the booked IDs do not).
 //
 // An incoming connection that is granted 0-RTT is handed to Accept before
 // its handshake completes, so the datagrams of the client's first flight
@@ -52,108 +46,19 @@ import (
 // is decrypted. Control messages are read only after the handshake
 // completed, on both sides.
 
-const (
-	// ticketExtraPrefix marks Godwit's entry in tls.SessionState.Extra
-	// (quic-go keeps its own entry there with another prefix).
-	ticketExtraPrefix = "godwit-ticket1\x00"
-	ticketExtraLen    = len(ticketExtraPrefix) + 16 + 8 + 32 // id, boot, peer key
-	maxTicketsPerPeer = 4
-	maxTicketPeers    = 16384
-	// extEarlyData is the TLS early_data extension's number.
-	extEarlyData = 42
-)
-
-// ticketExtra is Godwit's entry in a session ticket.
-type ticketExtra struct {
-	id   [16]byte
-	boot [8]byte
-	peer key.Public
-}
-
-func (x ticketExtra) append(b []byte) []byte {
-	b = append(b, ticketExtraPrefix...)
-	b = append(b, x.id[:]...)
-	b = append(b, x.boot[:]...)
-	return append(b, x.peer[:]...)
-}
-
-// findTicketExtra returns Godwit's entry among a ticket's extras.
-func findTicketExtra(extras [][]byte) (ticketExtra, bool) {
-	for _, e := range extras {
-		b, ok := bytes.CutPrefix(e, []byte(ticketExtraPrefix))
-		if !ok || len(e) != ticketExtraLen {
-			continue
-		}
-		var x ticketExtra
-		copy(x.id[:], b)
-		copy(x.boot[:], b[16:])
-		copy(x.peer[:], b[24:])
-		return x, true
-	}
-	return ticketExtra{}, false
-}
-
-// ticketBook remembers the 0-RTT ticket IDs issued and not yet used. It
-// is safe for concurrent use.
-type ticketBook struct {
-	boot [8]byte // random per Endpoint: tickets of an earlier process differ
-
-	mu     sync.Mutex // mu guards the following field.
-	issued map[key.Public][][16]byte
-}
-
-func newTicketBook() (*ticketBook, error) {
-	b := &ticketBook{issued: make(map[key.Public][][16]byte)}
-	if _, err := rand.Read(b.boot[:]); err != nil {
-		return nil, fmt.Errorf("quicconn: boot id: %w", err)
-	}
-	return b, nil
-}
-
-// issue books a new ticket ID for peer.
-func (b *ticketBook) issue(peer key.Public) ([16]byte, error) {
-	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return id, err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ids, ok := b.issued[peer]
-	if !ok && len(b.issued) >= maxTicketPeers {
-		for k := range b.issued { // drop an arbitrary peer: it loses 0-RTT once
-			delete(b.issued, k)
-			break
-		}
-	}
-	if len(ids) >= maxTicketsPerPeer {
-		ids = slices.Delete(ids, 0, 1)
-	}
-	b.issued[peer] = append(ids, id)
-	return id, nil
-}
-
-// redeem reports whether id was booked for peer, and unbooks it.
-func (b *ticketBook) redeem(peer key.Public, id [16]byte) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	ids := b.issued[peer]
-	i := slices.Index(ids, id)
-	if i < 0 {
-		return false
-	}
-	ids = slices.Delete(ids, i, i+1)
-	if len(ids) == 0 {
-		delete(b.issued, peer)
-	} else {
-		b.issued[peer] = ids
-	}
-	return true
-}
+// extEarlyData is the TLS early_data extension's number.
+const extEarlyData = 42
 
 // earlyInfo is what the TLS callbacks learn about one incoming connection.
 // Transport.ConnContext puts a fresh one into every incoming connection's
 // context, which quic-go passes on to crypto/tls (ClientHelloInfo) and to
 // Conn.Context.
+//
+// earlyInfoKey is the package's only context key, and it has to be one:
+// the TLS callbacks of an incoming connection (GetConfigForClient,
+// UnwrapSession) and the quic.Conn that EarlyListener.Accept returns later
+// share nothing else that quic-go lets a caller set or see before the
+// handshake; the remote address could be shared by several connections.
 type earlyInfo struct {
 	mu        sync.Mutex // mu guards the following fields.
 	attempted bool       // the ClientHello offered early data
@@ -195,14 +100,14 @@ const (
 // 0-RTT tickets with the persistent ticket keys. It must be called last,
 // as GetConfigForClient clones tc.
 func (e *Endpoint) setupTickets(tc *tls.Config) {
-	tc.SetSessionTicketKeys(e.state.ticketKeys)
+	tc.SetSessionTicketKeys(e.state.TicketKeys)
 	tc.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 		if key, err := peerKeyOf(cs); err == nil && ss.EarlyData {
-			id, err := e.tickets.issue(key)
+			t, err := e.tickets.Issue(key)
 			if err != nil {
 				return nil, err
 			}
-			ss.Extra = append(ss.Extra, ticketExtra{id: id, boot: e.tickets.boot, peer: key}.append(nil))
+			ss.Extra = append(ss.Extra, t.Append(nil))
 		}
 		return tc.EncryptTicket(cs, ss)
 	}
@@ -230,25 +135,24 @@ func (e *Endpoint) setupTickets(tc *tls.Config) {
 // checkTicket decides whether a decrypted ticket may carry 0-RTT data; a
 // nil result makes crypto/tls ignore the ticket (full handshake).
 func (e *Endpoint) checkTicket(ss *tls.SessionState, ei *earlyInfo) *tls.SessionState {
-	x, ok := findTicketExtra(ss.Extra)
-	if ok && (e.cfg.Authorize == nil || !e.cfg.Authorize(x.peer)) {
+	t, ok := state.FindTicket(ss.Extra)
+	if ok && (e.cfg.Authorize == nil || !e.cfg.Authorize(t.Peer)) {
 		return nil // a removed peer: the full handshake refuses it
 	}
 	if !ss.EarlyData {
 		return ss
 	}
 	reason := ""
-	switch {
-	case !ok:
+	if !ok {
 		reason = refusedOther
-	case x.boot != e.tickets.boot:
+	} else if err := e.tickets.Redeem(t); errors.Is(err, state.ErrTicketRestart) {
 		reason = refusedRestart
-	case !e.tickets.redeem(x.peer, x.id):
+	} else if err != nil {
 		reason = refusedReplay
 	}
 	ei.mu.Lock()
 	defer ei.mu.Unlock()
-	ei.peer = x.peer
+	ei.peer = t.Peer
 	if reason != "" {
 		ss.EarlyData = false
 		ei.refused = reason
@@ -312,9 +216,9 @@ func isClosed(ch <-chan struct{}) bool {
 // the hello exchange. peer comes from the ticket.
 func (e *Endpoint) serveEarly(qc *quic.Conn, peer key.Public) {
 	c := newEarlyConn(qc, &e.cfg, peer, nil, false)
-	c.zrtt.Store(zrttAccepted)
+	c.id.zrtt.Store(zrttAccepted)
 	if err := e.register(c); err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
 		return
 	}
 	e.zc.earlyAccepted.Add(1)
@@ -333,7 +237,7 @@ func (e *Endpoint) serveEarly(qc *quic.Conn, peer key.Public) {
 func (e *Endpoint) awaitHandshake(qc *quic.Conn) (ctx context.Context, done func(), err error) {
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
 	stop := context.AfterFunc(ctx, func() {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "handshake timeout")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "handshake timeout")
 	})
 	done = func() { stop(); cancel() }
 	select {
@@ -353,15 +257,15 @@ func (e *Endpoint) finishIncoming(c *Conn) error {
 	if err != nil {
 		return err
 	}
-	if key, err := peerKeyOf(qc.ConnectionState().TLS); err != nil || key != c.peerKey {
+	if key, err := peerKeyOf(qc.ConnectionState().TLS); err != nil || key != c.id.key {
 		// Cannot happen: a resumed session carries the ticket's
 		// certificate, and the ticket's key was written from it.
-		c.closeLocal(CodeProtocolError, "peer key differs from the session ticket's")
+		c.closeLocal(ctlmsg.CodeProtocolError, "peer key differs from the session ticket's")
 		return fmt.Errorf("quicconn: peer key differs from the session ticket's")
 	}
 	st, err := qc.AcceptStream(ctx)
 	if err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "no control stream")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "no control stream")
 		return fmt.Errorf("quicconn: no control stream: %w", err)
 	}
 	return e.finishHello(ctx, c, st, false)
@@ -370,21 +274,21 @@ func (e *Endpoint) finishIncoming(c *Conn) error {
 // finishHello runs the hello exchange of an early conn on st and starts
 // its control goroutines' prerequisites.
 func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, sent bool) error {
-	peer, br, hsDone, err := e.hello(ctx, c.qc, st, c.dialer, sent)
+	peer, br, hsDone, err := e.hello(ctx, c.qc, st, c.id.dialer, sent)
 	if err != nil {
 		c.log.Info("quicconn: hello failed", "err", err)
 		return err
 	}
-	c.wmu.Lock()
-	c.st, c.br = st, br
-	c.wmu.Unlock()
-	c.infoMu.Lock()
-	c.peerName = peer.Name
-	c.hsDone = hsDone
-	c.resumed = c.qc.ConnectionState().TLS.DidResume
-	c.infoMu.Unlock()
+	c.ctl.mu.Lock()
+	c.ctl.st, c.ctl.br = st, br
+	c.ctl.mu.Unlock()
+	c.id.mu.Lock()
+	c.id.name = peer.Name
+	c.id.hsDone = hsDone
+	c.id.resumed = c.qc.ConnectionState().TLS.DidResume
+	c.id.mu.Unlock()
 	e.nameQlog(c)
-	c.log.Info("quicconn: connection up", "dialer", c.dialer, "resumed", c.resumed, "name", peer.Name, "zero_rtt", c.zeroRTTString())
+	c.log.Info("quicconn: connection up", "dialer", c.id.dialer, "resumed", c.id.resumed, "name", peer.Name, "zero_rtt", c.zeroRTTString())
 	return nil
 }
 
@@ -393,29 +297,13 @@ func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, se
 // datagrams go out in 0-RTT packets. The Hello goes out in 0-RTT too; the
 // server's Hello is read after the handshake. On rejection the control
 // stream is opened again and the Hello resent.
-func (e *Endpoint) dialEarly(qc *quic.Conn, g *earlyGate, peer key.Public) (*Conn, error) {
-	var (
-		st   *quic.Stream
-		sent bool
-	)
-	g.mu.Lock()
-	if !g.traced {
-		g.closed = true
-	}
-	g.mu.Unlock()
-	g.mu.RLock()
-	if !g.closed {
-		var err error
-		if st, err = qc.OpenStream(); err == nil {
-			sent = st.TryWriteAll(AppendMessage(nil, Hello{Version: e.version, Name: e.cfg.NodeName})) == nil
-		}
-	}
-	g.mu.RUnlock()
+func (e *Endpoint) dialEarly(qc *quic.Conn, peer key.Public) (*Conn, error) {
+	st, err := qc.OpenStream()
+	sent := err == nil && st.TryWriteAll(ctlmsg.Append(nil, ctlmsg.Hello{Version: e.version, Name: e.cfg.NodeName})) == nil
 	c := newEarlyConn(qc, &e.cfg, peer, st, true)
-	c.zrtt.Store(zrttPending)
-	c.gate.Store(g)
+	c.id.zrtt.Store(zrttPending)
 	if err := e.register(c); err != nil {
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeNoError), "shutting down")
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
 		return nil, err
 	}
 	e.zc.attempted.Add(1)
@@ -430,15 +318,11 @@ func (e *Endpoint) finishDialed(c *Conn, st *quic.Stream, sent bool) error {
 	if err != nil {
 		return err
 	}
-	if g := c.gate.Load(); g != nil {
-		g.open(qc)
-		c.gate.Store(nil)
-	}
 	if qc.ConnectionState().Used0RTT {
-		c.zrtt.Store(zrttAccepted)
+		c.id.zrtt.Store(zrttAccepted)
 		e.zc.accepted.Add(1)
 	} else {
-		c.zrtt.Store(zrttRejected)
+		c.id.zrtt.Store(zrttRejected)
 		e.zc.rejected.Add(1)
 		c.log.Info("quicconn: 0-RTT rejected by the peer, resending the hello")
 		if _, err := qc.NextConnection(ctx); err != nil {
@@ -446,10 +330,10 @@ func (e *Endpoint) finishDialed(c *Conn, st *quic.Stream, sent bool) error {
 		}
 		st, sent = nil, false // streams opened in 0-RTT are gone
 	}
-	if st == nil { // rejected, or the gate was closed before the stream was opened
+	if st == nil { // rejected, or OpenStream failed in 0-RTT
 		var err error
 		if st, err = qc.OpenStream(); err != nil {
-			_ = qc.CloseWithError(quic.ApplicationErrorCode(CodeControlStream), "open control stream")
+			_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "open control stream")
 			return fmt.Errorf("quicconn: open control stream: %w", err)
 		}
 	}
@@ -465,7 +349,7 @@ const (
 )
 
 func (c *Conn) zeroRTTString() string {
-	switch c.zrtt.Load() {
+	switch c.id.zrtt.Load() {
 	case zrttPending:
 		return "pending"
 	case zrttAccepted:
@@ -481,14 +365,13 @@ func (c *Conn) zeroRTTString() string {
 // calls runEarly.
 func newEarlyConn(qc *quic.Conn, cfg *Config, peer key.Public, st *quic.Stream, dialer bool) *Conn {
 	c := &Conn{
-		qc:      qc,
-		st:      st,
-		cfg:     cfg,
-		peerKey: peer,
-		dialer:  dialer,
-		start:   time.Now(),
-		done:    make(chan struct{}),
-		firstRx: make(chan struct{}),
+		qc:    qc,
+		start: time.Now(),
+		rx:    rxState{first: make(chan struct{})},
+		cfg:   cfg,
+		id:    identity{key: peer, dialer: dialer},
+		ctl:   controlStream{st: st},
+		life:  lifecycle{done: make(chan struct{})},
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)
 	c.log = cfg.Logger.With("peer", keyString(peer), "remote", qc.RemoteAddr().String())
@@ -499,18 +382,18 @@ func newEarlyConn(qc *quic.Conn, cfg *Config, peer key.Public, st *quic.Stream, 
 // when finish succeeds, the control goroutines start. A failing finish
 // has closed the connection.
 func (c *Conn) runEarly(finish func() error) {
-	c.wg.Add(1)
+	c.life.wg.Add(1)
 	go c.watch()
 	go func() {
-		defer c.wg.Done()
+		defer c.life.wg.Done()
 		if err := finish(); err != nil {
 			if c.qc.Context().Err() == nil {
-				c.closeLocal(CodeControlStream, err.Error())
+				c.closeLocal(ctlmsg.CodeControlStream, err.Error())
 			}
 			return
 		}
-		c.lastHeard.Store(int64(time.Since(c.start)))
-		c.wg.Add(2) // before Done above, so the count never touches zero
+		c.ctl.lastHeard.Store(int64(time.Since(c.start)))
+		c.life.wg.Add(2) // before Done above, so the count never touches zero
 		go c.readControl()
 		go c.heartbeat()
 	}()
@@ -522,7 +405,7 @@ type redialStats = zeroRTTCounters
 // redialReason names why a connection ended, for the redial log line.
 func redialReason(err error) string {
 	var (
-		ce *CloseError
+		ce *closeError
 		sr *quic.StatelessResetError
 		it *quic.IdleTimeoutError
 	)
@@ -539,96 +422,4 @@ func redialReason(err error) string {
 		return "closed: " + ce.Reason
 	}
 	return err.Error()
-}
-
-// earlyGate works around a data race in quic-go v0.65 (quic-go#4303): on a
-// dialed connection in 0-RTT, SendDatagram and OpenStream read the peer's
-// transport parameters while quic-go's run loop replaces them when the
-// server's parameters arrive. The connection's tracer closes the gate
-// (under its write lock) when quic-go records those parameters, right
-// before it installs them; senders hold the read lock while they call
-// into quic-go, so every call either happened before (and the lock orders
-// it before the install) or finds the gate closed and queues its datagram.
-// The queue is flushed once the handshake completed, which quic-go
-// signals after the install. Without a tracer (Config.DisableTracer) the
-// gate starts closed: datagrams then wait for the handshake instead of
-// leaving in 0-RTT.
-//
-// No call may block in quic-go while it holds the read lock before the
-// gate closed, or the run loop, waiting in close for the write lock, could
-// never drain the send queue it waits on: a burst in 0-RTT fills the
-// congestion window and then quic-go's 32-slot datagram queue long before
-// the server answers. So at most maxGateDirect datagrams go to quic-go
-// before the gate opened (each finds a free slot); later ones are queued.
-type earlyGate struct {
-	traced bool // the conn's tracer will close the gate; set by newTrace
-
-	mu     sync.RWMutex // mu guards the following fields; held for reading around calls into quic-go.
-	closed bool
-	opened bool // open ran: sends no longer count against maxGateDirect
-
-	direct atomic.Int32 // datagrams handed to quic-go before the gate opened
-
-	qmu   sync.Mutex // qmu guards the following field.
-	queue [][]byte   // datagrams sent while closed, at most maxGateQueue
-}
-
-// earlyGateKey is the dial-context key that hands the gate to newTrace.
-type earlyGateKey struct{}
-
-// maxGateQueue bounds the datagrams held while the gate is closed (about
-// one round trip of traffic); more are dropped, as a full queue would.
-const maxGateQueue = 64
-
-// maxGateDirect is quic-go's datagram send queue length
-// (maxDatagramSendQueueLen in v0.65): that many datagrams handed to quic-go
-// always find a free slot, so none of them blocks.
-const maxGateDirect = 32
-
-// admit reports whether a datagram may go to quic-go now; if not, the
-// caller holds it. The caller holds g.mu for reading.
-func (g *earlyGate) admit() bool {
-	if g.closed {
-		return false
-	}
-	return g.opened || g.direct.Add(1) <= maxGateDirect
-}
-
-func (g *earlyGate) close() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
-}
-
-// hold queues a copy of b; the caller holds g.mu for reading.
-func (g *earlyGate) hold(b []byte) {
-	g.qmu.Lock()
-	defer g.qmu.Unlock()
-	if len(g.queue) < maxGateQueue {
-		g.queue = append(g.queue, append([]byte(nil), b...))
-	}
-}
-
-// open flushes the queue into qc and lets every later send through. Call
-// it only after qc's handshake completed.
-func (g *earlyGate) open(qc *quic.Conn) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.closed, g.opened = false, true
-	g.qmu.Lock()
-	q := g.queue
-	g.queue = nil
-	g.qmu.Unlock()
-	for _, b := range q {
-		_ = qc.SendDatagram(b) // best effort, like any datagram
-	}
-}
-
-// probeLimit makes quic-go report the current datagram limit, unless a
-// 0-RTT handshake is running (see earlyGate).
-func (c *Conn) probeLimit() error {
-	if c.gate.Load() != nil {
-		return nil
-	}
-	return c.qc.SendDatagram(probeDatagram)
 }

@@ -5,7 +5,6 @@ package quicconn
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 
 	"github.com/quic-go/quic-go"
 
@@ -59,11 +59,6 @@ func startRelay(t testing.TB, target net.Addr, cfg relay.Config) *relay.Relay {
 	return r
 }
 
-// ticketFile is where a client keeps its ticket for the server key.
-func ticketFile(dir string, server key.Public) string {
-	return filepath.Join(dir, ticketsDir, base64.RawURLEncoding.EncodeToString(server[:]))
-}
-
 // primeTicket connects a client Endpoint with StateDir dir to p's server
 // once, waits until the session ticket is on disk, and closes the client
 // Endpoint (a site that then stops).
@@ -75,7 +70,7 @@ func primeTicket(t testing.TB, p *testPair, dir string) {
 	c, s := p.connect(t)
 	p.cli = old
 	exchange(t, c, s, []byte{0x45, 0})
-	if !waitFor(5*time.Second, func() bool { _, err := os.Stat(ticketFile(dir, p.sk.pub)); return err == nil }) {
+	if !waitFor(5*time.Second, func() bool { _, err := os.Stat(state.TicketFile(dir, p.sk.pub)); return err == nil }) {
 		t.Fatal("no session ticket written to the state dir")
 	}
 	cli.Close()
@@ -103,8 +98,24 @@ func acceptAll(t testing.TB, e *Endpoint) <-chan *Conn {
 	return ch
 }
 
-func TestZeroRTTAfterClientRestart(t *testing.T) {
-	p := newTestPair(t, nil)
+func TestZeroRTTAfterClientRestart(t *testing.T) { zeroRTTAfterClientRestart(t, false) }
+
+// TestZeroRTTWithoutTracer is TestZeroRTTAfterClientRestart with
+// Config.DisableTracer on both sides: the tracer is diagnostics only, and
+// 0-RTT must work the same without it. (Before the fork fixed quic-go#4303,
+// quicconn held every datagram of a 0-RTT handshake until the handshake
+// completed when no tracer could tell it the server's transport parameters
+// were about to be installed; the first datagram then reached the server
+// after the held-back answer, with its handshake complete.) A goroutine
+// keeps sending and reading Stats while the handshake completes, so the
+// race detector sees SendDatagram and the datagram limit being read while
+// quic-go installs the server's transport parameters.
+func TestZeroRTTWithoutTracer(t *testing.T) { zeroRTTAfterClientRestart(t, true) }
+
+func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
+	p := newTestPair(t, func(cli, srv *Config) {
+		cli.DisableTracer, srv.DisableTracer = disableTracer, disableTracer
+	})
 	dir := t.TempDir()
 	primeTicket(t, p, dir)
 
@@ -122,7 +133,8 @@ func TestZeroRTTAfterClientRestart(t *testing.T) {
 	accepted := acceptAll(t, p.srv)
 
 	// The restarted client: a new Endpoint on the same state dir.
-	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir,
+		DisableTracer: disableTracer})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -133,13 +145,28 @@ func TestZeroRTTAfterClientRestart(t *testing.T) {
 	if d := time.Since(start); d >= hold {
 		t.Errorf("Dial took %v, want it to return before the server's first answer (%v)", d, hold)
 	}
-	if got := c.Stats().HandshakeDone; !got.IsZero() {
-		t.Errorf("HandshakeDone = %v right after a 0-RTT Dial, want zero", got)
+	st := c.Stats()
+	if !st.HandshakeDone.IsZero() {
+		t.Errorf("HandshakeDone = %v right after a 0-RTT Dial, want zero", st.HandshakeDone)
+	}
+	if want := initialPacketSize - DatagramOverhead; st.DatagramLimit != want {
+		t.Errorf("DatagramLimit = %d right after a 0-RTT Dial, want %d", st.DatagramLimit, want)
 	}
 	payload := []byte{0x45, 0, 0, 20, 0x0e, 0x42}
 	if err := c.SendDatagram(payload); err != nil {
 		t.Fatalf("SendDatagram in 0-RTT: %v", err)
 	}
+	stopSending := make(chan struct{})
+	sending := make(chan struct{})
+	go func() {
+		defer close(sending)
+		for !isClosed(stopSending) {
+			_ = c.SendDatagram(payload)
+			_ = c.Stats()
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	defer func() { close(stopSending); <-sending }()
 
 	var s *Conn
 	select {
@@ -348,10 +375,12 @@ func TestZeroRTTReplayDeliversOnce(t *testing.T) {
 	}
 }
 
-// A burst sent in 0-RTT fills quic-go's congestion window and its 32-slot
-// datagram queue long before the server's answer arrives. Senders must not
-// block inside the early gate then: the run loop closes the gate when the
-// server's transport parameters arrive and would wait for them forever.
+// A burst sent in 0-RTT fills quic-go's 32-slot datagram queue long before
+// the server's answer arrives. SendDatagram must keep going while quic-go's
+// run loop installs the server's transport parameters: quicconn once held
+// a lock around its calls into quic-go that the run loop's tracer waited
+// for (quic-go#4303, now fixed in the fork), and a sender blocked on the
+// full queue deadlocked the handshake.
 func TestZeroRTTBurstDoesNotDeadlock(t *testing.T) {
 	p := newTestPair(t, nil)
 	dir := t.TempDir()
@@ -420,6 +449,33 @@ func TestZeroRTTBurstDoesNotDeadlock(t *testing.T) {
 		t.Fatal("server Accept returned nothing")
 	}
 	exchange(t, s, c, []byte{0x45, 1}) // the server's queue holds the burst
+}
+
+// TestCorruptTicketFileIgnored checks that a ticket file that does not
+// parse neither stops NewEndpoint nor leads to a 0-RTT attempt, and that
+// the next ticket is saved in its place.
+func TestCorruptTicketFileIgnored(t *testing.T) {
+	p := newTestPair(t, nil)
+	dir := t.TempDir()
+	bad := state.TicketFile(dir, p.sk.pub)
+	if err := os.MkdirAll(filepath.Dir(bad), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("junk"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cli = newEndpoint(t, Config{PrivateKey: p.ck.priv, Listen: "127.0.0.1:0", StateDir: dir})
+	c, s := p.connect(t)
+	exchange(t, c, s, []byte{0x45, 1})
+	if st := p.cli.Stats(); st.ZeroRTTAttempted != 0 {
+		t.Errorf("ZeroRTTAttempted = %d without a usable ticket, want 0", st.ZeroRTTAttempted)
+	}
+	if !waitFor(5*time.Second, func() bool {
+		b, err := os.ReadFile(bad)
+		return err == nil && !bytes.Equal(b, []byte("junk"))
+	}) {
+		t.Error("no ticket file written after a successful handshake")
+	}
 }
 
 // crash stops e the way kill -9 would: no CONNECTION_CLOSE, no Goodbye.
@@ -550,16 +606,21 @@ func (p *attrProxy) Handle(_ context.Context, r slog.Record) error {
 
 // BenchmarkFirstDatagram measures, through a relay that adds 50 ms each
 // way, the time from Dial to the peer's answer to the first datagram:
-// with a session ticket (0-RTT: about one round trip) and without one (a
-// full handshake and the hello exchange before Dial returns: about three).
+// with a session ticket (0-RTT: about one round trip), the same with
+// Config.DisableTracer on both sides (0-RTT must not depend on the tracer),
+// and without a ticket (a full handshake and the hello exchange before Dial
+// returns: about three).
 func BenchmarkFirstDatagram(b *testing.B) {
 	const delay = 50 * time.Millisecond
 	for _, tc := range []struct {
-		name    string
-		zeroRTT bool
-	}{{"0rtt", true}, {"full", false}} {
+		name     string
+		zeroRTT  bool
+		noTracer bool
+	}{{"0rtt", true, false}, {"0rtt-notracer", true, true}, {"full", false, false}} {
 		b.Run(tc.name, func(b *testing.B) {
-			p := newTestPair(b, nil)
+			p := newTestPair(b, func(cli, srv *Config) {
+				cli.DisableTracer, srv.DisableTracer = tc.noTracer, tc.noTracer
+			})
 			r := startRelay(b, p.srv.LocalAddr(), relay.Config{
 				Delay: func(relay.Direction, uint64) time.Duration { return delay },
 			})
@@ -604,7 +665,7 @@ func BenchmarkFirstDatagram(b *testing.B) {
 					b.Fatalf("no answer: %v", err)
 				}
 				total += time.Since(start)
-				if got := c.Stats().Used0RTT || c.zrtt.Load() == zrttPending; got != tc.zeroRTT {
+				if got := c.Stats().Used0RTT || c.id.zrtt.Load() == zrttPending; got != tc.zeroRTT {
 					b.Errorf("0-RTT state %s, want 0-RTT %v", c.zeroRTTString(), tc.zeroRTT)
 				}
 				// Wait for the new ticket before the next 0-RTT dial.

@@ -32,7 +32,7 @@ func TestHouseStyle(t *testing.T) {
 				return filepath.SkipDir
 			}
 			if _, err := os.Stat(filepath.Join(path, "go.mod")); err == nil && path != root {
-				return filepath.SkipDir // another module: quicconn/quic-go, upstream's style
+				return filepath.SkipDir // another module: quicconn/third_party/quic-go, upstream's style
 			}
 			return nil
 		}

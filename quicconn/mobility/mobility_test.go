@@ -171,7 +171,7 @@ func (c *fakeConn) SwitchUplink(name string) error {
 		return c.err
 	}
 	if !c.standby[name] {
-		return quicconn.ErrNoStandby
+		return errNoStandby
 	}
 	delete(c.standby, name)
 	c.uplink = name
@@ -448,3 +448,6 @@ func TestRank(t *testing.T) {
 		}
 	}
 }
+
+// errNoStandby stands for quicconn's "no validated standby path".
+var errNoStandby = errors.New("no validated standby path")

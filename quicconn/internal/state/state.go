@@ -1,11 +1,17 @@
 // SPDX-License-Identifier: MIT
 
-package quicconn
+// Package state is what a quicconn Endpoint keeps about sessions: the keys
+// and client session tickets that survive a restart, in the state
+// directory ([Load], [SessionCache]), and the listener's book of
+// single-use 0-RTT tickets, which deliberately does not ([TicketBook]). It
+// is internal to quicconn.
+package state
 
 import (
 	"bytes"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -22,7 +28,7 @@ import (
 	"github.com/quic-go/quic-go"
 )
 
-// Files in Config.StateDir. Every file is written with mode 0600 to a
+// Files in the state directory. Every file is written with mode 0600 to a
 // temporary file that is synced and then renamed over the old one, so a
 // crash leaves either the old or the new content.
 const (
@@ -36,25 +42,25 @@ const (
 // still decrypt tickets (rotation keeps the current and the previous one).
 const maxTicketKeys = 8
 
-// state is what an Endpoint keeps across restarts: the keys that let a
+// State is what an Endpoint keeps across restarts: the keys that let a
 // restarted node reset its old connections and accept its old session
 // tickets, and the client session tickets that let it dial with 0-RTT.
-// It is immutable after loadState, except for the session cache, which is
-// safe for concurrent use.
-type state struct {
+// It is immutable after Load, except for the session cache, which is safe
+// for concurrent use.
+type State struct {
 	resetKey   quic.StatelessResetKey
 	tokenKey   quic.TokenGeneratorKey
-	ticketKeys [][32]byte // current first; never empty
-	sessions   *sessionCache
+	TicketKeys [][32]byte // TLS session-ticket keys, current first; never empty
+	Sessions   *SessionCache
 }
 
-// loadState loads the keys and tickets in dir, creating what is missing
-// (the directory with mode 0700, the key files with random keys). An empty
-// dir keeps everything in memory, with fresh random keys. A key file that
+// Load loads the keys and tickets in dir, creating what is missing (the
+// directory with mode 0700, the key files with random keys). An empty dir
+// keeps everything in memory, with fresh random keys. A key file that
 // cannot be read or has the wrong size is an error that names the file; a
-// ticket file that does not parse is removed and logged.
-func loadState(dir string, log *slog.Logger) (*state, error) {
-	s := &state{}
+// ticket file that does not parse is removed and logged to log.
+func Load(dir string, log *slog.Logger) (*State, error) {
+	s := &State{}
 	if dir == "" {
 		for _, k := range [][]byte{s.resetKey[:], s.tokenKey[:]} {
 			if _, err := rand.Read(k); err != nil {
@@ -65,8 +71,8 @@ func loadState(dir string, log *slog.Logger) (*state, error) {
 		if _, err := rand.Read(tk[:]); err != nil {
 			return nil, fmt.Errorf("quicconn: state: random key: %w", err)
 		}
-		s.ticketKeys = [][32]byte{tk}
-		s.sessions = newSessionCache("", log)
+		s.TicketKeys = [][32]byte{tk}
+		s.Sessions = newSessionCache("", log)
 		return s, nil
 	}
 	if err := os.MkdirAll(filepath.Join(dir, ticketsDir), 0o700); err != nil {
@@ -85,16 +91,16 @@ func loadState(dir string, log *slog.Logger) (*state, error) {
 		return nil, err
 	}
 	for k := range slices.Chunk(b, 32) {
-		s.ticketKeys = append(s.ticketKeys, [32]byte(k))
+		s.TicketKeys = append(s.TicketKeys, [32]byte(k))
 	}
-	s.sessions = newSessionCache(filepath.Join(dir, ticketsDir), log)
-	s.sessions.load()
+	s.Sessions = newSessionCache(filepath.Join(dir, ticketsDir), log)
+	s.Sessions.load()
 	return s, nil
 }
 
-// configure gives tr the persistent keys. Every Transport of an Endpoint
+// Configure gives tr the persistent keys. Every Transport of an Endpoint
 // must get the same keys, before its first use.
-func (s *state) configure(tr *quic.Transport) {
+func (s *State) Configure(tr *quic.Transport) {
 	tr.StatelessResetKey = &s.resetKey
 	tr.TokenGeneratorKey = &s.tokenKey
 }
@@ -234,29 +240,29 @@ func parseTicketFile(b []byte) (ticket, st []byte, err error) {
 	return ticket, rest, nil
 }
 
-// sessionCache is the client's tls.ClientSessionCache: an in-memory LRU
-// that also writes every ticket it gets to dir (when not empty), so that
-// a restarted node dials with 0-RTT. Its cache keys are the ServerNames
-// made by serverName, from which the file name (the peer key) follows.
-// It is safe for concurrent use: crypto/tls calls it from quic-go's
-// goroutines.
-type sessionCache struct {
+// SessionCache is the client's tls.ClientSessionCache: an in-memory LRU
+// that also writes every ticket it gets to the state directory (unless
+// the State lives in memory), so that a restarted node dials with 0-RTT.
+// Its cache keys are the ServerNames made by [ServerName], from which the
+// file name (the peer key) follows. It is safe for concurrent use:
+// crypto/tls calls it from quic-go's goroutines.
+type SessionCache struct {
 	mem tls.ClientSessionCache
 	dir string // "" keeps tickets in memory only
 	log *slog.Logger
 }
 
-var _ tls.ClientSessionCache = (*sessionCache)(nil)
+var _ tls.ClientSessionCache = (*SessionCache)(nil)
 
-func newSessionCache(dir string, log *slog.Logger) *sessionCache {
-	return &sessionCache{mem: tls.NewLRUClientSessionCache(64), dir: dir, log: log}
+func newSessionCache(dir string, log *slog.Logger) *SessionCache {
+	return &SessionCache{mem: tls.NewLRUClientSessionCache(64), dir: dir, log: log}
 }
 
 // Get returns the cached session for key.
-func (c *sessionCache) Get(key string) (*tls.ClientSessionState, bool) { return c.mem.Get(key) }
+func (c *SessionCache) Get(key string) (*tls.ClientSessionState, bool) { return c.mem.Get(key) }
 
 // Put caches cs under key and writes it to disk; a nil cs removes both.
-func (c *sessionCache) Put(key string, cs *tls.ClientSessionState) {
+func (c *SessionCache) Put(key string, cs *tls.ClientSessionState) {
 	c.mem.Put(key, cs)
 	if c.dir == "" {
 		return
@@ -265,7 +271,7 @@ func (c *sessionCache) Put(key string, cs *tls.ClientSessionState) {
 	if !ok {
 		return
 	}
-	path := filepath.Join(c.dir, base64.RawURLEncoding.EncodeToString(peer[:]))
+	path := filepath.Join(c.dir, ticketFileName(peer))
 	if cs == nil {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			c.log.Warn("quicconn: cannot remove session ticket", "file", path, "err", err)
@@ -295,7 +301,7 @@ func (c *sessionCache) Put(key string, cs *tls.ClientSessionState) {
 // load fills the memory cache from dir. A file that does not parse (a
 // damaged file, or one written by another Go version) is removed and
 // logged; load never fails.
-func (c *sessionCache) load() {
+func (c *SessionCache) load() {
 	ents, err := os.ReadDir(c.dir)
 	if err != nil {
 		c.log.Warn("quicconn: cannot read session tickets", "dir", c.dir, "err", err)
@@ -316,7 +322,7 @@ func (c *sessionCache) load() {
 	}
 }
 
-func (c *sessionCache) loadFile(name, path string) error {
+func (c *SessionCache) loadFile(name, path string) error {
 	k, err := base64.RawURLEncoding.DecodeString(name)
 	if err != nil || len(k) != 32 {
 		return fmt.Errorf("%w: name is not a peer key", errTicketFile)
@@ -337,12 +343,33 @@ func (c *sessionCache) loadFile(name, path string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", errTicketFile, err)
 	}
-	c.mem.Put(serverName(key.Public(k)), cs)
+	c.mem.Put(ServerName(key.Public(k)), cs)
 	c.log.Debug("quicconn: loaded session ticket", "file", path, "early_data", st.EarlyData)
 	return nil
 }
 
-// peerOfServerName inverts serverName.
+// TicketFile returns the file in the state directory dir that holds the
+// session ticket for the peer with key peer.
+func TicketFile(dir string, peer key.Public) string {
+	return filepath.Join(dir, ticketsDir, ticketFileName(peer))
+}
+
+// ticketFileName is a ticket file's name: the peer key in URL-safe base64.
+func ticketFileName(peer key.Public) string {
+	return base64.RawURLEncoding.EncodeToString(peer[:])
+}
+
+var nameEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// ServerName is the TLS ServerName a client dials the peer with key peer
+// under: a DNS-safe name derived from the key (52 characters of base32,
+// one label), the session cache's key, stable across address and DNS
+// changes.
+func ServerName(peer key.Public) string {
+	return strings.ToLower(nameEncoding.EncodeToString(peer[:])) + ".godwit"
+}
+
+// peerOfServerName inverts ServerName.
 func peerOfServerName(name string) (key.Public, bool) {
 	label, ok := strings.CutSuffix(name, ".godwit")
 	if !ok {

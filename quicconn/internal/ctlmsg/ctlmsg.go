@@ -1,6 +1,27 @@
 // SPDX-License-Identifier: MIT
 
-package quicconn
+// Package ctlmsg is the codec of Godwit's control stream: the first
+// bidirectional stream of every connection, opened by the dialer, which
+// carries [Hello], [Heartbeat] and [Goodbye] messages. It encodes with
+// [Append] and decodes with [Read]; the wire format is below. It is
+// internal to quicconn, which runs the stream.
+//
+// Every message is framed as
+//
+//	type    QUIC varint
+//	length  QUIC varint, the payload length in bytes, at most maxSize
+//	payload length bytes
+//
+// Payloads of the known types (all integers big-endian, fixed width):
+//
+//	Hello     (1): version u16 | capabilities u64 | name (rest, UTF-8, <= maxNameLen)
+//	Heartbeat (2): seq u64 | sent unix nanoseconds i64 | flags u8 (0 = request, 1 = reply)
+//	Goodbye   (3): code u64 | reason (rest, UTF-8, <= maxReasonLen)
+//
+// A known message must fill its payload exactly; anything else is malformed.
+// Messages of other types are skipped (within maxSize): new features
+// arrive as new message types, and an incompatible change bumps Version.
+package ctlmsg
 
 import (
 	"bufio"
@@ -14,38 +35,19 @@ import (
 	"github.com/quic-go/quic-go/quicvarint"
 )
 
-// Control-stream wire format.
-//
-// Every message is framed as
-//
-//	type    QUIC varint
-//	length  QUIC varint, the payload length in bytes, at most MaxMessageSize
-//	payload length bytes
-//
-// Payloads of the known types (all integers big-endian, fixed width):
-//
-//	Hello     (1): version u16 | capabilities u64 | name (rest, UTF-8, <= MaxNameLen)
-//	Heartbeat (2): seq u64 | sent unix nanoseconds i64 | flags u8 (0 = request, 1 = reply)
-//	Goodbye   (3): code u64 | reason (rest, UTF-8, <= MaxReasonLen)
-//
-// A known message must fill its payload exactly; anything else is malformed.
-// Messages of other types are skipped (within MaxMessageSize): new features
-// arrive as new message types, and an incompatible change bumps
-// ProtocolVersion.
-
-// ProtocolVersion is the control protocol's major version sent in every
-// Hello. Peers whose Hello carries a different version are incompatible and
-// are closed with CodeVersionMismatch.
-const ProtocolVersion uint16 = 1
+// Version is the control protocol's major version sent in every Hello.
+// Peers whose Hello carries a different version are incompatible and are
+// closed with CodeVersionMismatch.
+const Version uint16 = 1
 
 // Limits of the control protocol.
 const (
-	// MaxMessageSize is the hard cap on one message's payload in bytes.
-	MaxMessageSize = 64 << 10
-	// MaxNameLen is the longest node name in a Hello, in bytes.
-	MaxNameLen = 255
-	// MaxReasonLen is the longest reason in a Goodbye, in bytes.
-	MaxReasonLen = 1024
+	// maxSize is the hard cap on one message's payload in bytes.
+	maxSize = 64 << 10
+	// maxNameLen is the longest node name in a Hello, in bytes.
+	maxNameLen = 255
+	// maxReasonLen is the longest reason in a Goodbye, in bytes.
+	maxReasonLen = 1024
 )
 
 // Message types on the control stream.
@@ -64,13 +66,13 @@ const (
 
 // Application error codes used in CONNECTION_CLOSE and in Goodbye.Code.
 const (
-	// CodeNoError is a normal close (Conn.Close, Endpoint.Close).
+	// CodeNoError is a normal close.
 	CodeNoError uint64 = 0
 	// CodeProtocolError means a malformed, over-long, unexpected or too
 	// slowly delivered control message.
 	CodeProtocolError uint64 = 1
 	// CodeVersionMismatch means the peer's Hello has an incompatible
-	// ProtocolVersion.
+	// Version.
 	CodeVersionMismatch uint64 = 2
 	// CodeHeartbeatTimeout means the peer stopped answering heartbeats.
 	CodeHeartbeatTimeout uint64 = 3
@@ -79,13 +81,13 @@ const (
 	CodeControlStream uint64 = 4
 )
 
-// ErrMalformed is wrapped by every error [ReadMessage] returns for bytes
-// that are not a well-formed message.
+// ErrMalformed is wrapped by every error [Read] returns for bytes that are
+// not a well-formed message.
 var ErrMalformed = errors.New("quicconn: malformed control message")
 
-// ErrMessageTooLarge is wrapped by the error [ReadMessage] returns for a
-// message whose declared length exceeds MaxMessageSize.
-var ErrMessageTooLarge = errors.New("quicconn: control message too large")
+// ErrTooLarge is wrapped by the error [Read] returns for a message whose
+// declared length exceeds maxSize.
+var ErrTooLarge = errors.New("quicconn: control message too large")
 
 // Message is one control-stream message: [Hello], [Heartbeat], [Goodbye] or
 // [Unknown]. The set is closed; other packages cannot add types.
@@ -95,13 +97,13 @@ type Message interface {
 
 // Hello is the first message on the control stream in each direction.
 type Hello struct {
-	Version      uint16 // ProtocolVersion of the sender
+	Version      uint16 // the sender's protocol Version
 	Capabilities uint64 // feature bits; none are defined yet
 	Name         string // the sender's node name, for logs and status
 }
 
-// Heartbeat is sent by both sides every Config.Heartbeat; each side answers
-// the other's requests with a reply that echoes Seq and SentUnixNano.
+// Heartbeat is sent by both sides every heartbeat interval; each side
+// answers the other's requests with a reply that echoes Seq and SentUnixNano.
 type Heartbeat struct {
 	Seq          uint64 // sender's sequence number, echoed in the reply
 	SentUnixNano int64  // requester's send time, echoed in the reply
@@ -111,7 +113,7 @@ type Heartbeat struct {
 // Goodbye announces a deliberate close and its reason.
 type Goodbye struct {
 	Code   uint64 // one of the Code constants
-	Reason string // human-readable, at most MaxReasonLen bytes
+	Reason string // human-readable, at most maxReasonLen bytes
 }
 
 // Unknown stands for a message of a type this version does not know. Its
@@ -125,15 +127,15 @@ func (Heartbeat) messageType() uint64 { return typeHeartbeat }
 func (Goodbye) messageType() uint64   { return typeGoodbye }
 func (m Unknown) messageType() uint64 { return m.Type }
 
-// AppendMessage appends the wire encoding of m to b and returns the extended
+// Append appends the wire encoding of m to b and returns the extended
 // slice. Strings longer than their limit are cut at a UTF-8 boundary and
 // invalid UTF-8 is replaced, so the result always decodes. An Unknown is
 // encoded with an empty payload (its Type capped at 2^62-1); an Unknown
 // with a known type, or a nil m, appends nothing.
-func AppendMessage(b []byte, m Message) []byte {
+func Append(b []byte, m Message) []byte {
 	switch m := m.(type) {
 	case Hello:
-		name := clampString(m.Name, MaxNameLen)
+		name := clampString(m.Name, maxNameLen)
 		b = appendHeader(b, typeHello, helloFixedLen+len(name))
 		b = binary.BigEndian.AppendUint16(b, m.Version)
 		b = binary.BigEndian.AppendUint64(b, m.Capabilities)
@@ -148,7 +150,7 @@ func AppendMessage(b []byte, m Message) []byte {
 		}
 		return append(b, flags)
 	case Goodbye:
-		reason := clampString(m.Reason, MaxReasonLen)
+		reason := clampString(m.Reason, maxReasonLen)
 		b = appendHeader(b, typeGoodbye, goodbyeFixedLen+len(reason))
 		b = binary.BigEndian.AppendUint64(b, m.Code)
 		return append(b, reason...)
@@ -182,18 +184,18 @@ func clampString(s string, limit int) string {
 	return s
 }
 
-// ReadMessage reads one message from r. It takes a *bufio.Reader (rather
+// Read reads one message from r. It takes a *bufio.Reader (rather
 // than an io.Reader) because the varint header is read byte by byte and the
 // payload of an unknown type is skipped with Discard; the caller keeps the
 // reader across calls, since it may hold the start of the next message.
 //
 // It returns io.EOF only when r ends cleanly before a message starts, and
 // io.ErrUnexpectedEOF when it ends inside one. A declared length above
-// MaxMessageSize fails with [ErrMessageTooLarge] before anything is
+// maxSize fails with [ErrTooLarge] before anything is
 // allocated; a payload that does not parse fails with [ErrMalformed]. A
 // message of an unknown type is skipped and returned as [Unknown]. Any error
 // other than io.EOF leaves r in an undefined position: the stream is unusable.
-func ReadMessage(r *bufio.Reader) (Message, error) {
+func Read(r *bufio.Reader) (Message, error) {
 	typ, err := quicvarint.Read(r)
 	if err != nil {
 		return nil, err
@@ -202,8 +204,8 @@ func ReadMessage(r *bufio.Reader) (Message, error) {
 	if err != nil {
 		return nil, noEOF(err)
 	}
-	if n > MaxMessageSize {
-		return nil, fmt.Errorf("%w: type %d, %d bytes (max %d)", ErrMessageTooLarge, typ, n, MaxMessageSize)
+	if n > maxSize {
+		return nil, fmt.Errorf("%w: type %d, %d bytes (max %d)", ErrTooLarge, typ, n, maxSize)
 	}
 	switch typ {
 	case typeHello, typeHeartbeat, typeGoodbye:
@@ -213,7 +215,7 @@ func ReadMessage(r *bufio.Reader) (Message, error) {
 		}
 		return Unknown{Type: typ}, nil
 	}
-	p := make([]byte, n) // n <= MaxMessageSize: bounded by the check above
+	p := make([]byte, n) // n <= maxSize: bounded by the check above
 	if _, err := io.ReadFull(r, p); err != nil {
 		return nil, noEOF(err)
 	}
@@ -234,8 +236,8 @@ func parsePayload(typ uint64, p []byte) (Message, error) {
 			return nil, fmt.Errorf("%w: hello of %d bytes", ErrMalformed, len(p))
 		}
 		name := p[helloFixedLen:]
-		if len(name) > MaxNameLen || !utf8.Valid(name) {
-			return nil, fmt.Errorf("%w: hello name (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(name), MaxNameLen)
+		if len(name) > maxNameLen || !utf8.Valid(name) {
+			return nil, fmt.Errorf("%w: hello name (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(name), maxNameLen)
 		}
 		return Hello{
 			Version:      binary.BigEndian.Uint16(p),
@@ -260,8 +262,8 @@ func parsePayload(typ uint64, p []byte) (Message, error) {
 			return nil, fmt.Errorf("%w: goodbye of %d bytes", ErrMalformed, len(p))
 		}
 		reason := p[goodbyeFixedLen:]
-		if len(reason) > MaxReasonLen || !utf8.Valid(reason) {
-			return nil, fmt.Errorf("%w: goodbye reason (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(reason), MaxReasonLen)
+		if len(reason) > maxReasonLen || !utf8.Valid(reason) {
+			return nil, fmt.Errorf("%w: goodbye reason (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(reason), maxReasonLen)
 		}
 		return Goodbye{Code: binary.BigEndian.Uint64(p), Reason: string(reason)}, nil
 	}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-package quicconn
+package ctlmsg
 
 import (
 	"bufio"
@@ -18,7 +18,7 @@ func decodeAll(b []byte) ([]Message, error) {
 	r := bufio.NewReader(bytes.NewReader(b))
 	var ms []Message
 	for {
-		m, err := ReadMessage(r)
+		m, err := Read(r)
 		if err == io.EOF {
 			return ms, nil
 		}
@@ -33,18 +33,18 @@ func TestMessageRoundTrip(t *testing.T) {
 	tests := []struct {
 		name string
 		in   Message
-		want Message // what decoding AppendMessage(in) gives
+		want Message // what decoding Append(in) gives
 	}{
 		{"hello", Hello{Version: 1, Capabilities: 0xdeadbeef, Name: "boat-1"}, nil},
-		{"hello empty name", Hello{Version: ProtocolVersion}, nil},
+		{"hello empty name", Hello{Version: Version}, nil},
 		{"hello max caps", Hello{Version: 0xffff, Capabilities: ^uint64(0), Name: "ü"}, nil},
 		{"heartbeat", Heartbeat{Seq: 7, SentUnixNano: 1_700_000_000_000_000_000}, nil},
 		{"heartbeat reply negative time", Heartbeat{Seq: ^uint64(0), SentUnixNano: -5, Reply: true}, nil},
 		{"goodbye", Goodbye{Code: CodeHeartbeatTimeout, Reason: "heartbeat timeout"}, nil},
 		{"goodbye empty", Goodbye{}, nil},
 		{"unknown", Unknown{Type: 4711}, nil},
-		{"long name clamped", Hello{Name: strings.Repeat("n", 300)}, Hello{Name: strings.Repeat("n", MaxNameLen)}},
-		{"clamp keeps utf8", Goodbye{Reason: strings.Repeat("é", 600)}, Goodbye{Reason: strings.Repeat("é", MaxReasonLen/2)}},
+		{"long name clamped", Hello{Name: strings.Repeat("n", 300)}, Hello{Name: strings.Repeat("n", maxNameLen)}},
+		{"clamp keeps utf8", Goodbye{Reason: strings.Repeat("é", 600)}, Goodbye{Reason: strings.Repeat("é", maxReasonLen/2)}},
 		{"invalid utf8 replaced", Hello{Name: "a\xffb"}, Hello{Name: "a\uFFFDb"}},
 	}
 	for _, tt := range tests {
@@ -53,26 +53,26 @@ func TestMessageRoundTrip(t *testing.T) {
 			if want == nil {
 				want = tt.in
 			}
-			b := AppendMessage([]byte("prefix"), tt.in)
+			b := Append([]byte("prefix"), tt.in)
 			if !bytes.HasPrefix(b, []byte("prefix")) {
-				t.Fatalf("AppendMessage clobbered the prefix: %q", b)
+				t.Fatalf("Append clobbered the prefix: %q", b)
 			}
 			got, err := decodeAll(b[len("prefix"):])
 			if err != nil {
-				t.Fatalf("ReadMessage(AppendMessage(%#v)) error: %v", tt.in, err)
+				t.Fatalf("Read(Append(%#v)) error: %v", tt.in, err)
 			}
 			if len(got) != 1 || got[0] != want {
-				t.Errorf("ReadMessage(AppendMessage(%#v)) = %#v, want [%#v]", tt.in, got, want)
+				t.Errorf("Read(Append(%#v)) = %#v, want [%#v]", tt.in, got, want)
 			}
 		})
 	}
 }
 
-func TestReadMessageSequence(t *testing.T) {
+func TestReadSequence(t *testing.T) {
 	var b []byte
-	b = AppendMessage(b, Hello{Version: 1, Name: "a"})
+	b = Append(b, Hello{Version: 1, Name: "a"})
 	b = append(b, 0x40, 99, 3, 'x', 'y', 'z') // type 99 as a 2-byte varint, 3 bytes payload
-	b = AppendMessage(b, Heartbeat{Seq: 1})
+	b = Append(b, Heartbeat{Seq: 1})
 	got, err := decodeAll(b)
 	if err != nil {
 		t.Fatalf("decodeAll: %v", err)
@@ -88,8 +88,8 @@ func TestReadMessageSequence(t *testing.T) {
 	}
 }
 
-func TestReadMessageErrors(t *testing.T) {
-	hb := AppendMessage(nil, Heartbeat{Seq: 1})
+func TestReadErrors(t *testing.T) {
+	hb := Append(nil, Heartbeat{Seq: 1})
 	tests := []struct {
 		name string
 		in   []byte
@@ -100,8 +100,8 @@ func TestReadMessageErrors(t *testing.T) {
 		{"varint cut", []byte{0x02, 0x40}, io.ErrUnexpectedEOF},
 		{"payload cut", hb[:len(hb)-1], io.ErrUnexpectedEOF},
 		{"unknown payload cut", []byte{0x3f, 10, 1, 2}, io.ErrUnexpectedEOF},
-		{"too large known", quicvarint.Append([]byte{0x02}, MaxMessageSize+1), ErrMessageTooLarge},
-		{"too large unknown", quicvarint.Append([]byte{0x3f}, 1<<40), ErrMessageTooLarge},
+		{"too large known", quicvarint.Append([]byte{0x02}, maxSize+1), ErrTooLarge},
+		{"too large unknown", quicvarint.Append([]byte{0x3f}, 1<<40), ErrTooLarge},
 		{"hello short", []byte{0x01, 9, 0, 1, 0, 0, 0, 0, 0, 0, 0}, ErrMalformed},
 		{"hello bad utf8", append([]byte{0x01, 11, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0}, 0xff), ErrMalformed},
 		{"hello long name", append(append([]byte{0x01, 0x41, 0x0a, 0, 1}, make([]byte, 8)...), bytes.Repeat([]byte{'a'}, 256)...), ErrMalformed},
@@ -112,23 +112,23 @@ func TestReadMessageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := ReadMessage(bufio.NewReader(bytes.NewReader(tt.in)))
+			m, err := Read(bufio.NewReader(bytes.NewReader(tt.in)))
 			if !errors.Is(err, tt.want) {
-				t.Errorf("ReadMessage(%x) = %#v, %v; want error %v", tt.in, m, err, tt.want)
+				t.Errorf("Read(%x) = %#v, %v; want error %v", tt.in, m, err, tt.want)
 			}
 		})
 	}
 }
 
-// TestReadMessageHugeLengthAllocates checks that a declared length is
+// TestReadHugeLengthAllocates checks that a declared length is
 // never used to allocate before it passed the cap.
-func TestReadMessageHugeLengthAllocates(t *testing.T) {
+func TestReadHugeLengthAllocates(t *testing.T) {
 	in := quicvarint.Append([]byte{0x01}, quicvarint.Max)
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for range 100 {
-		if _, err := ReadMessage(bufio.NewReaderSize(bytes.NewReader(in), 16)); !errors.Is(err, ErrMessageTooLarge) {
-			t.Fatalf("ReadMessage(huge) error = %v, want ErrMessageTooLarge", err)
+		if _, err := Read(bufio.NewReaderSize(bytes.NewReader(in), 16)); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("Read(huge) error = %v, want ErrTooLarge", err)
 		}
 	}
 	runtime.ReadMemStats(&after)
@@ -137,35 +137,35 @@ func TestReadMessageHugeLengthAllocates(t *testing.T) {
 	}
 }
 
-func FuzzReadMessage(f *testing.F) {
+func FuzzRead(f *testing.F) {
 	for _, m := range []Message{
-		Hello{Version: ProtocolVersion, Capabilities: 3, Name: "hub"},
+		Hello{Version: Version, Capabilities: 3, Name: "hub"},
 		Heartbeat{Seq: 42, SentUnixNano: 1_700_000_000_000_000_000, Reply: true},
 		Goodbye{Code: CodeNoError, Reason: "shutting down"},
 		Unknown{Type: 77},
 	} {
-		f.Add(AppendMessage(nil, m))
+		f.Add(Append(nil, m))
 	}
-	f.Add(AppendMessage(AppendMessage(nil, Heartbeat{Seq: 1}), Goodbye{Code: 1, Reason: "x"}))
+	f.Add(Append(Append(nil, Heartbeat{Seq: 1}), Goodbye{Code: 1, Reason: "x"}))
 	f.Add([]byte{0x3f, 0x80, 0x01, 0x00, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bufio.NewReader(bytes.NewReader(data))
 		consumed := 0
 		for {
-			m, err := ReadMessage(r)
+			m, err := Read(r)
 			if err != nil {
 				if m != nil {
-					t.Fatalf("ReadMessage returned %#v with error %v", m, err)
+					t.Fatalf("Read returned %#v with error %v", m, err)
 				}
 				return
 			}
-			enc := AppendMessage(nil, m)
-			if len(enc) > MaxMessageSize+16 {
+			enc := Append(nil, m)
+			if len(enc) > maxSize+16 {
 				t.Fatalf("re-encoding of %#v is %d bytes", m, len(enc))
 			}
-			back, err := ReadMessage(bufio.NewReader(bytes.NewReader(enc)))
+			back, err := Read(bufio.NewReader(bytes.NewReader(enc)))
 			if err != nil {
-				t.Fatalf("ReadMessage(AppendMessage(%#v)) error: %v", m, err)
+				t.Fatalf("Read(Append(%#v)) error: %v", m, err)
 			}
 			if back != m {
 				t.Fatalf("round trip: %#v became %#v", m, back)

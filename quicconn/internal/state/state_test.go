@@ -1,23 +1,65 @@
 // SPDX-License-Identifier: MIT
 
-package quicconn
+package state
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
-	"time"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
-func TestStateCreatedAndReloaded(t *testing.T) {
+func newKey(t testing.TB) key.Public {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key.Public(pub)
+}
+
+// logCounter counts log records by message.
+type logCounter struct {
+	mu   sync.Mutex // guards msgs
+	msgs map[string]int
+}
+
+func (h *logCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logCounter) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logCounter) WithGroup(string) slog.Handler            { return h }
+func (h *logCounter) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.msgs == nil {
+		h.msgs = make(map[string]int)
+	}
+	h.msgs[r.Message]++
+	return nil
+}
+
+func (h *logCounter) count(msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.msgs[msg]
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
+func TestLoadCreatesAndReloads(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
-	k := newKey(t)
-	e1 := newEndpoint(t, Config{PrivateKey: k.priv, Listen: "127.0.0.1:0", StateDir: dir})
+	s1, err := Load(dir, discard)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
 	fi, err := os.Stat(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -38,20 +80,23 @@ func TestStateCreatedAndReloaded(t *testing.T) {
 			t.Errorf("%s: mode %v size %d, want 0600 and %d", f.name, fi.Mode().Perm(), fi.Size(), f.size)
 		}
 	}
-	s1 := *e1.state
-	e1.Close()
-	e2 := newEndpoint(t, Config{PrivateKey: k.priv, Listen: "127.0.0.1:0", StateDir: dir})
-	if e2.state.resetKey != s1.resetKey || e2.state.tokenKey != s1.tokenKey || e2.state.ticketKeys[0] != s1.ticketKeys[0] {
-		t.Error("a second Endpoint on the same StateDir has other keys")
+	s2, err := Load(dir, discard)
+	if err != nil {
+		t.Fatalf("second Load: %v", err)
 	}
-	e3 := newEndpoint(t, Config{PrivateKey: k.priv, Listen: "127.0.0.1:0"})
-	if e3.state.resetKey == s1.resetKey {
-		t.Error("an Endpoint without StateDir reuses the persisted reset key")
+	if s2.resetKey != s1.resetKey || s2.tokenKey != s1.tokenKey || s2.TicketKeys[0] != s1.TicketKeys[0] {
+		t.Error("a second Load of the same dir has other keys")
+	}
+	s3, err := Load("", discard)
+	if err != nil {
+		t.Fatalf("Load in memory: %v", err)
+	}
+	if s3.resetKey == s1.resetKey || len(s3.TicketKeys) != 1 {
+		t.Errorf("Load(\"\") reuses the persisted reset key or has %d ticket keys, want fresh keys and 1", len(s3.TicketKeys))
 	}
 }
 
-func TestStateBadKeyFile(t *testing.T) {
-	k := newKey(t)
+func TestLoadBadKeyFile(t *testing.T) {
 	tests := []struct {
 		name  string
 		file  string
@@ -71,28 +116,30 @@ func TestStateBadKeyFile(t *testing.T) {
 			if err := tt.setup(path); err != nil {
 				t.Fatal(err)
 			}
-			e, err := NewEndpoint(Config{PrivateKey: k.priv, StateDir: dir})
+			_, err := Load(dir, discard)
 			if err == nil {
-				e.Close()
-				t.Fatalf("NewEndpoint with a bad %s succeeded, want an error", tt.file)
+				t.Fatalf("Load with a bad %s succeeded, want an error", tt.file)
 			}
 			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("NewEndpoint error = %q, want it to name %s and say %q", err, path, tt.want)
+				t.Errorf("Load error = %q, want it to name %s and say %q", err, path, tt.want)
 			}
 		})
 	}
 }
 
-func TestStateSeveralTicketKeys(t *testing.T) {
+func TestLoadSeveralTicketKeys(t *testing.T) {
 	dir := t.TempDir()
 	keys := bytes.Repeat([]byte{1}, 32)
 	keys = append(keys, bytes.Repeat([]byte{2}, 32)...)
 	if err := os.WriteFile(filepath.Join(dir, ticketKeysFile), keys, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := newEndpoint(t, Config{PrivateKey: newKey(t).priv, StateDir: dir})
-	if got := len(e.state.ticketKeys); got != 2 || e.state.ticketKeys[0][0] != 1 || e.state.ticketKeys[1][0] != 2 {
-		t.Errorf("ticket keys %d (%v...), want 2 in file order", got, e.state.ticketKeys)
+	s, err := Load(dir, discard)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if got := len(s.TicketKeys); got != 2 || s.TicketKeys[0][0] != 1 || s.TicketKeys[1][0] != 2 {
+		t.Errorf("ticket keys %d (%v...), want 2 in file order", got, s.TicketKeys)
 	}
 	if fi, _ := os.Stat(filepath.Join(dir, ticketKeysFile)); fi.Mode().Perm() != 0o600 {
 		t.Errorf("ticket.keys mode %v after load, want 0600", fi.Mode().Perm())
@@ -161,9 +208,9 @@ func FuzzParseTicketFile(f *testing.F) {
 }
 
 func TestPeerOfServerName(t *testing.T) {
-	k := newKey(t).pub
-	if got, ok := peerOfServerName(serverName(k)); !ok || got != k {
-		t.Errorf("peerOfServerName(serverName(k)) = %x, %v, want %x", got, ok, k)
+	k := newKey(t)
+	if got, ok := peerOfServerName(ServerName(k)); !ok || got != k {
+		t.Errorf("peerOfServerName(ServerName(k)) = %x, %v, want %x", got, ok, k)
 	}
 	for _, bad := range []string{"", "example.com", "abc.godwit", strings.Repeat("a", 51) + ".godwit", strings.Repeat("1", 52) + ".godwit", base64.RawURLEncoding.EncodeToString(k[:])} {
 		if _, ok := peerOfServerName(bad); ok {
@@ -172,23 +219,28 @@ func TestPeerOfServerName(t *testing.T) {
 	}
 }
 
-func TestCorruptTicketFileIgnored(t *testing.T) {
-	p := newTestPair(t, nil)
+// TestLoadRemovesUnusableTicketFiles checks that Load removes and logs a
+// ticket file whose session state does not parse and a file whose name
+// is not a peer key, and fails for neither.
+func TestLoadRemovesUnusableTicketFiles(t *testing.T) {
 	dir := t.TempDir()
-	tdir := filepath.Join(dir, ticketsDir)
-	if err := os.MkdirAll(tdir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, ticketsDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	bad := filepath.Join(tdir, base64.RawURLEncoding.EncodeToString(p.sk.pub[:]))
-	worse := filepath.Join(tdir, "not-a-key")
+	peer := newKey(t)
+	bad := TicketFile(dir, peer)
+	worse := filepath.Join(dir, ticketsDir, "not-a-key")
 	damaged, _ := appendTicketFile(nil, []byte("ticket"), []byte("not a session state"))
 	for path, b := range map[string][]byte{bad: damaged, worse: []byte("junk")} {
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	h := &recordHandler{}
-	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, Listen: "127.0.0.1:0", StateDir: dir, Logger: slog.New(h)})
+	h := &logCounter{}
+	s, err := Load(dir, slog.New(h))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
 	for _, path := range []string{bad, worse} {
 		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("unusable ticket file %s still there (%v), want it removed", filepath.Base(path), err)
@@ -197,14 +249,59 @@ func TestCorruptTicketFileIgnored(t *testing.T) {
 	if got := h.count("quicconn: removing unusable session ticket"); got != 2 {
 		t.Errorf("%d log lines about unusable tickets, want 2", got)
 	}
-	p.cli = cli
-	c, s := p.connect(t)
-	exchange(t, c, s, []byte{0x45, 1})
-	if st := cli.Stats(); st.ZeroRTTAttempted != 0 {
-		t.Errorf("ZeroRTTAttempted = %d without a usable ticket, want 0", st.ZeroRTTAttempted)
+	if _, ok := s.Sessions.Get(ServerName(peer)); ok {
+		t.Error("the session cache holds the damaged ticket")
 	}
-	// The new ticket is saved in the place of the bad one.
-	if !waitFor(5*time.Second, func() bool { _, err := os.Stat(bad); return err == nil }) {
-		t.Error("no ticket file written after a successful handshake")
+}
+
+func TestTicketBook(t *testing.T) {
+	b, err := NewTicketBook()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, c := newKey(t), newKey(t)
+	ta, err := b.Issue(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := FindTicket([][]byte{[]byte("quic-go's entry"), ta.Append(nil)})
+	if !ok || got != ta {
+		t.Fatalf("FindTicket(extras with %+v) = %+v, %v", ta, got, ok)
+	}
+	if _, ok := FindTicket([][]byte{ta.Append(nil)[:ticketLen-1]}); ok {
+		t.Error("FindTicket accepted a short entry")
+	}
+	stolen := ta
+	stolen.Peer = c
+	if err := b.Redeem(stolen); !errors.Is(err, errTicketUsed) {
+		t.Errorf("Redeem(a's ticket with c's key) = %v, want errTicketUsed", err)
+	}
+	if err := b.Redeem(ta); err != nil {
+		t.Errorf("first Redeem = %v, want nil", err)
+	}
+	if err := b.Redeem(ta); !errors.Is(err, errTicketUsed) {
+		t.Errorf("second Redeem = %v, want errTicketUsed", err)
+	}
+	other, err := NewTicketBook()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, _ := other.Issue(c)
+	if err := b.Redeem(tc); !errors.Is(err, ErrTicketRestart) {
+		t.Errorf("Redeem(another book's ticket) = %v, want ErrTicketRestart", err)
+	}
+	// A client holds at most maxTicketsPerPeer tickets; the oldest go first.
+	var ts []Ticket
+	for range maxTicketsPerPeer + 1 {
+		tk, _ := b.Issue(c)
+		ts = append(ts, tk)
+	}
+	if err := b.Redeem(ts[0]); !errors.Is(err, errTicketUsed) {
+		t.Errorf("Redeem(oldest of %d) = %v, want errTicketUsed", len(ts), err)
+	}
+	for _, tk := range ts[1:] {
+		if err := b.Redeem(tk); err != nil {
+			t.Errorf("Redeem(a newer ticket) = %v, want nil", err)
+		}
 	}
 }

@@ -222,6 +222,12 @@ type Conn struct {
 	pacingDeadline monotime.Time
 
 	peerParams *wire.TransportParameters
+	// sharedPeerParams is peerParams for the application's goroutines
+	// (Godwit patch, quic-go#4303): the run loop replaces peerParams while
+	// a client in 0-RTT sends datagrams and opens streams, so every method
+	// that may run off the run loop reads this copy, which the run loop
+	// stores right after each change of peerParams.
+	sharedPeerParams atomic.Pointer[wire.TransportParameters]
 
 	timer *time.Timer
 	// keepAlivePingSent stores whether a keep alive PING is in flight.
@@ -775,10 +781,6 @@ func (c *Conn) Context() context.Context {
 	return c.ctx
 }
 
-func (c *Conn) supportsDatagrams() bool {
-	return c.peerParams.MaxDatagramFrameSize > 0
-}
-
 // ConnectionState returns basic details about the QUIC connection.
 func (c *Conn) ConnectionState() ConnectionState {
 	c.connStateMutex.Lock()
@@ -787,9 +789,9 @@ func (c *Conn) ConnectionState() ConnectionState {
 	cs := c.cryptoStreamHandler.ConnectionState()
 	c.connState.TLS = cs.ConnectionState
 	c.connState.Used0RTT = cs.Used0RTT
-	if c.peerParams != nil {
-		c.connState.SupportsDatagrams.Remote = c.supportsDatagrams()
-		c.connState.SupportsStreamResetPartialDelivery.Remote = c.peerParams.EnableResetStreamAt
+	if params := c.sharedPeerParams.Load(); params != nil {
+		c.connState.SupportsDatagrams.Remote = params.MaxDatagramFrameSize > 0
+		c.connState.SupportsStreamResetPartialDelivery.Remote = params.EnableResetStreamAt
 	}
 	c.connState.SupportsDatagrams.Local = c.config.EnableDatagrams
 	c.connState.SupportsStreamResetPartialDelivery.Local = c.config.EnableStreamResetPartialDelivery
@@ -2441,6 +2443,7 @@ func (c *Conn) restoreTransportParameters(params *wire.TransportParameters) {
 	}
 
 	c.peerParams = params
+	c.sharedPeerParams.Store(params)
 	c.connIDGenerator.SetMaxActiveConnIDs(params.ActiveConnectionIDLimit)
 	c.connFlowController.UpdateSendWindow(params.InitialMaxData)
 	c.streamsMap.HandleTransportParameters(params)
@@ -2465,6 +2468,7 @@ func (c *Conn) handleTransportParameters(params *wire.TransportParameters) error
 	}
 
 	c.peerParams = params
+	c.sharedPeerParams.Store(params)
 	// On the client side we have to wait for handshake completion.
 	// During a 0-RTT connection, we are only allowed to use the new transport parameters for 1-RTT packets.
 	if c.perspective == protocol.PerspectiveServer {
@@ -3078,12 +3082,13 @@ func (c *Conn) OpenUniStreamSync(ctx context.Context) (*SendStream, error) {
 }
 
 func (c *Conn) newFlowController(id protocol.StreamID) *streamFlowController {
-	initialSendWindow := c.peerParams.InitialMaxStreamDataUni
+	params := c.sharedPeerParams.Load() // OpenStream runs off the run loop
+	initialSendWindow := params.InitialMaxStreamDataUni
 	if protocol.StreamTypeOf(id) == protocol.StreamTypeBidi {
 		if protocol.StreamInitiator(id) == c.perspective {
-			initialSendWindow = c.peerParams.InitialMaxStreamDataBidiRemote
+			initialSendWindow = params.InitialMaxStreamDataBidiRemote
 		} else {
-			initialSendWindow = c.peerParams.InitialMaxStreamDataBidiLocal
+			initialSendWindow = params.InitialMaxStreamDataBidiLocal
 		}
 	}
 	return newStreamFlowController(
@@ -3195,21 +3200,41 @@ func (c *Conn) recordStreamPriorityUpdated(id protocol.StreamID, urgency int8, i
 // In addition, a datagram may be dropped before being sent out if the available packet size suddenly decreases.
 // If the payload is too large to be sent at the current time, a [DatagramTooLargeError] is returned.
 func (c *Conn) SendDatagram(p []byte) error {
-	if !c.supportsDatagrams() {
+	maxDataLen, ok := c.maxDatagramPayloadSize()
+	if !ok {
 		return errors.New("datagram support disabled")
 	}
-
-	f := &wire.DatagramFrame{DataLenPresent: true} // only for MaxDataLen
-	// The payload size estimate is conservative.
-	// Under many circumstances we could send a few more bytes.
-	maxDataLen := min(
-		f.MaxDataLen(c.peerParams.MaxDatagramFrameSize, c.version),
-		protocol.ByteCount(c.maxPayloadSizeEstimate.Load()),
-	)
 	if protocol.ByteCount(len(p)) > maxDataLen {
 		return &DatagramTooLargeError{MaxDatagramPayloadSize: int64(maxDataLen)}
 	}
 	return c.datagramQueue.Add(wire.GetDatagramFrame(p))
+}
+
+// MaxDatagramPayloadSize returns the largest payload SendDatagram accepts
+// right now, in bytes: what a DatagramTooLargeError would report (Godwit
+// patch; upstream issue quic-go#4259). It grows with path MTU discovery and
+// drops back after a path change. It is 0 when the peer does not support
+// datagrams. Safe for concurrent use; on a client in 0-RTT it follows from
+// the remembered transport parameters until the server's arrive.
+func (c *Conn) MaxDatagramPayloadSize() int {
+	n, _ := c.maxDatagramPayloadSize()
+	return int(n)
+}
+
+// maxDatagramPayloadSize returns the datagram payload limit, and false when
+// the peer does not support datagrams.
+func (c *Conn) maxDatagramPayloadSize() (protocol.ByteCount, bool) {
+	params := c.sharedPeerParams.Load()
+	if params == nil || params.MaxDatagramFrameSize == 0 {
+		return 0, false
+	}
+	f := wire.DatagramFrame{DataLenPresent: true} // only for MaxDataLen
+	// The payload size estimate is conservative.
+	// Under many circumstances we could send a few more bytes.
+	return min(
+		f.MaxDataLen(params.MaxDatagramFrameSize, c.version),
+		protocol.ByteCount(c.maxPayloadSizeEstimate.Load()),
+	), true
 }
 
 // ReceiveDatagram gets a message received in a QUIC datagram, as specified in RFC 9221.
@@ -3273,7 +3298,7 @@ func (c *Conn) AddPath(t *Transport) (*Path, error) {
 	if c.perspective == protocol.PerspectiveServer {
 		return nil, errors.New("server cannot initiate connection migration")
 	}
-	if c.peerParams.DisableActiveMigration {
+	if c.sharedPeerParams.Load().DisableActiveMigration {
 		return nil, errors.New("server disabled connection migration")
 	}
 	if err := t.init(false); err != nil {
