@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 )
@@ -118,5 +119,115 @@ func TestOverMTUTooBigICMP(t *testing.T) {
 	}
 	if got := c1.Sent(); got != 1 {
 		t.Errorf("conn sent %d datagrams, want 1 (only the packet that fits)", got)
+	}
+}
+
+// TestSlowPeerPushesBack: a burst larger than a peer's queue, while its
+// conn is slow, waits in readTUN instead of being dropped, and arrives
+// whole and in order once the conn takes packets again.
+func TestSlowPeerPushesBack(t *testing.T) {
+	const queueLen, extra = 16, 40
+	h := newHarness(t)
+	hub, dev := h.tunnel(Config{QueueLen: queueLen, outWait: time.Minute}, 4,
+		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
+	b1, b2 := h.pipe()
+	attach(t, hub, idB, b1)
+	b1.Stall()
+	pkts := make([][]byte, queueLen+1+extra)
+	for i := range pkts {
+		payload := make([]byte, 100)
+		binary.BigEndian.PutUint32(payload, uint32(i))
+		pkts[i] = tuntest.UDP(netip.AddrPortFrom(hostA4, 1), netip.AddrPortFrom(hostB4, 2), payload)
+	}
+	for i := range pkts {
+		dev.ToTunnel <- pkts[i]
+	}
+	hub.mu.Lock()
+	p := hub.peers[idB]
+	hub.mu.Unlock()
+	eventually(t, "queue full, reader waiting", func() bool { return len(p.out) == queueLen && hub.readBusy.Load()%2 == 1 })
+	b1.Unstall()
+	for i := range pkts {
+		if got := receive(t, b2); !bytes.Equal(got, pkts[i]) {
+			t.Fatalf("packet %d differs or is out of order", i)
+		}
+	}
+	if d := hub.Stats().Peers[idB].Drops.QueueFull; d != 0 {
+		t.Errorf("queue_full drops = %d, want 0", d)
+	}
+}
+
+// TestStalledPeerWaitsOnce: once a peer's queue stayed full for the whole
+// wait, readTUN drops its packets without waiting, until its sender has
+// caught up.
+func TestStalledPeerWaitsOnce(t *testing.T) {
+	const queueLen = 8
+	h := newHarness(t)
+	hub, dev := h.tunnel(Config{QueueLen: queueLen, outWait: time.Hour}, 4,
+		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}},
+		PeerConfig{ID: idC, AllowedIPs: []netip.Prefix{prefC4}})
+	b1, b2 := h.pipe()
+	c1, c2 := h.pipe()
+	attach(t, hub, idB, b1)
+	attach(t, hub, idC, c1)
+	b1.Stall()
+	hub.mu.Lock()
+	p := hub.peers[idB]
+	hub.mu.Unlock()
+	p.stalled.Store(true) // as after an hour of waiting in vain
+
+	toB := tuntest.UDP(netip.AddrPortFrom(hostA4, 1), netip.AddrPortFrom(hostB4, 2), make([]byte, 100))
+	toC := tuntest.UDP(netip.AddrPortFrom(hostA4, 1), netip.AddrPortFrom(hostC4, 2), make([]byte, 100))
+	const nB = queueLen + 1 + 20
+	for range nB {
+		dev.ToTunnel <- toB
+	}
+	dev.ToTunnel <- toC
+	if got := receive(t, c2); !bytes.Equal(got, toC) { // within receive's timeout, not an hour
+		t.Fatal("packet to C differs")
+	}
+	eventually(t, "B's drops", func() bool { return hub.Stats().Peers[idB].Drops.QueueFull == nB-queueLen-1 })
+
+	b1.Unstall()
+	for range queueLen + 1 {
+		receive(t, b2)
+	}
+	eventually(t, "B no longer stalled", func() bool { return !p.stalled.Load() })
+}
+
+// TestSlowTUNWriterPushesBack: datagrams that find the TUN writer's queue
+// full wait for it instead of being dropped.
+func TestSlowTUNWriterPushesBack(t *testing.T) {
+	h := newHarness(t)
+	hub, dev := h.tunnel(Config{inWait: time.Minute}, 4,
+		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
+	b1, b2 := h.pipe()
+	attach(t, hub, idB, b1)
+	// Nobody reads dev.FromTunnel yet: once its buffer is full the
+	// writer blocks in Write and the queue to it fills up.
+	n := cap(dev.FromTunnel) + dev.BatchSize() + inboundQueueLen + 64
+	go func() {
+		for i := range n {
+			payload := make([]byte, 100)
+			binary.BigEndian.PutUint32(payload, uint32(i))
+			if err := b2.SendDatagram(tuntest.UDP(netip.AddrPortFrom(hostB4, 2), netip.AddrPortFrom(hostA4, 1), payload)); err != nil {
+				t.Errorf("SendDatagram: %v", err)
+				return
+			}
+		}
+	}()
+	eventually(t, "queue to the writer full", func() bool { return len(hub.inbound) == inboundQueueLen })
+	for i := range n {
+		select {
+		case got := <-dev.FromTunnel:
+			if v := binary.BigEndian.Uint32(got[28:]); v != uint32(i) {
+				t.Fatalf("packet %d arrived as number %d", i, v)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatalf("packet %d never arrived", i)
+		}
+	}
+	if d := hub.Stats().Peers[idB].Drops.TUNQueueFull; d != 0 {
+		t.Errorf("tun_queue_full drops = %d, want 0", d)
 	}
 }

@@ -12,8 +12,9 @@ package tunnel
 //     on its own goroutine (quic-go's run loop) through the handler
 //     p.receive installs, one hand-off fewer per packet; p.receive then
 //     only drains what was queued before and waits for the conn's end.
-//  2. Hand-off (non-blocking): to t.inbound, shared by all receivers and by
-//     the ICMP errors the tunnel generates. Full: drop and count.
+//  2. Hand-off: to t.inbound, shared by all receivers and by the ICMP
+//     errors the tunnel generates. Full: wait up to inboundWait (pushing
+//     back on the socket), then drop and count.
 //  3. writeTUN (one goroutine, sequential): blocks for the first packet,
 //     takes more without blocking up to the batch size, writes the batch
 //     with one dev.Write and returns the buffers.
@@ -22,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -98,16 +100,55 @@ func (p *peer) receivePacket(d []byte) {
 	// is the price of that headroom.
 	buf := getBuf()
 	copy(buf[packetOffset:], d)
+	pkt := packet{buf: buf, n: n}
 	select {
-	case p.t.inbound <- packet{buf: buf, n: n}:
-		p.stats.rxPackets.Add(1)
-		p.stats.rxBytes.Add(uint64(n))
-		stamp(&p.stats.lastRx, p.t.clock.Load())
+	case p.t.inbound <- pkt:
 	default:
-		putBuf(buf)
-		p.stats.tunQueueFull.Add(1)
+		if !p.t.waitInbound(pkt) {
+			putBuf(buf)
+			p.stats.tunQueueFull.Add(1)
+			return
+		}
+	}
+	p.stats.rxPackets.Add(1)
+	p.stats.rxBytes.Add(uint64(n))
+	stamp(&p.stats.lastRx, p.t.clock.Load())
+}
+
+// waitInbound queues pkt to writeTUN when the queue is full: it waits, up
+// to inboundWait, for writeTUN to take a packet, and reports whether pkt
+// was queued. Waiting holds up the receiver (for a quicconn.Conn, its run
+// loop), which holds up the reading of the UDP socket: a burst waits in
+// the kernel's socket buffer instead of being dropped here after it was
+// read and decrypted, as WireGuard's receiver waits for its TUN write. A
+// TUN writer stuck for longer loses packets, counted as tun_queue_full.
+func (t *Tunnel) waitInbound(pkt packet) bool {
+	return sendWithin(t.inbound, pkt, t.inWait)
+}
+
+// sendWithin sends v on ch, waiting at most d, and reports whether it did.
+// It does not allocate in steady state.
+func sendWithin[T any](ch chan<- T, v T, d time.Duration) bool {
+	timer := timerPool.Get().(*time.Timer)
+	timer.Reset(d)
+	defer func() {
+		timer.Stop() // since Go 1.23 a stopped timer delivers nothing stale
+		timerPool.Put(timer)
+	}()
+	select {
+	case ch <- v:
+		return true
+	case <-timer.C:
+		return false
 	}
 }
+
+// timerPool holds stopped timers for sendWithin.
+var timerPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
 
 // writeTUN writes the packets of t.inbound to the device, a batch per
 // Write, until ctx is done. A failed Write is counted and loses the

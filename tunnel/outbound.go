@@ -8,17 +8,19 @@ package tunnel
 //     its own full-size buffers at packetOffset, loads the allowed-IPs
 //     table once per batch, validates each packet and looks up its
 //     destination.
-//  2. Hand-off (non-blocking): the packet is copied into an MTU-sized
-//     outbound buffer that goes to the peer's bounded queue p.out. No
-//     route: an ICMP unreachable is queued to writeTUN (rate-limited).
-//     Larger than the MTU: an ICMP too big is queued instead. Queue full:
-//     the packet is dropped and counted, without the copy.
+//  2. Hand-off: the packet is copied into an MTU-sized outbound buffer
+//     that goes to the peer's bounded queue p.out. No route: an ICMP
+//     unreachable is queued to writeTUN (rate-limited). Larger than the
+//     MTU: an ICMP too big is queued instead. Queue full: the reader waits
+//     up to outboundWait (pushing back on the inner senders), then drops
+//     and counts, and drops at once while the peer stays stalled.
 //  3. p.send (one goroutine per peer, sequential per peer, parallel across
 //     peers): takes packets off p.out in order, waits while the peer has
 //     no conn, calls SendDatagram and returns the buffer. A packet over the
 //     datagram limit becomes an ICMP "too big" queued to writeTUN.
 //
-// Only step 3 blocks on the network, and only for its own peer.
+// Only step 3 blocks on the network, and only for its own peer; step 2
+// waits for it at most outboundWait per stall.
 
 import (
 	"context"
@@ -102,25 +104,32 @@ func (t *Tunnel) routeBatch(bufs [][]byte, sizes []int) {
 			t.sendICMP(b, icmpTooBig, t.mtu, t.tooBigLimit)
 			continue
 		}
-		// Tail drop: when the queue is full the new packet is dropped.
-		// wireguard-go evicts the oldest instead, but that needs the
-		// reader to receive from the queue it feeds; dropping the newest
-		// keeps the reader to one non-blocking send, preserves order, and
-		// for a stalled peer the outcome is the same: the queue stays full
-		// and the excess is counted. readTUN is the only sender on p.out,
-		// so the length check makes the copy only for a packet that will
-		// be queued; the select stays non-blocking regardless.
-		if len(p.out) == cap(p.out) {
+		// A full queue holds up the reader, up to outboundWait (t.outWait), like
+		// wireguard-go's reader waits for its encryption queue: the TUN's
+		// own queue and TCP's small-queue limit then push back on the
+		// inner senders, where a drop here would make them retransmit.
+		// A peer whose queue stays full for that long is stalled (no
+		// conn, or a conn that takes nothing): its packets are dropped
+		// (tail drop, counted) without waiting until its sender has
+		// caught up, so that it holds up the other peers once, not for
+		// every packet. readTUN is the only sender on p.out, so the
+		// length check makes the copy only for a packet that may be
+		// queued.
+		if len(p.out) == cap(p.out) && p.stalled.Load() {
 			p.stats.queueFull.Add(1)
 			continue
 		}
 		ob := t.getOutBuf()
 		copy(ob.b[packetOffset:], b)
+		pkt := outPacket{buf: ob, n: n}
 		select {
-		case p.out <- outPacket{buf: ob, n: n}:
+		case p.out <- pkt:
 		default:
-			t.putOutBuf(ob)
-			p.stats.queueFull.Add(1)
+			if !sendWithin(p.out, pkt, t.outWait) {
+				p.stalled.Store(true)
+				t.putOutBuf(ob)
+				p.stats.queueFull.Add(1)
+			}
 		}
 	}
 }
@@ -138,6 +147,9 @@ func (p *peer) send(ctx context.Context, log *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case pkt = <-p.out:
+		}
+		if p.stalled.Load() && len(p.out) <= cap(p.out)/2 {
+			p.stalled.Store(false) // caught up: readTUN waits again
 		}
 		a := p.conn.Load()
 		for a == nil {

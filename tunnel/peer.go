@@ -28,6 +28,10 @@ type peer struct {
 	wake  chan struct{}
 	conn  atomic.Pointer[attachment] // current conn, or nil
 	stats counters
+	// stalled is set when readTUN waited outboundWait for room in out in
+	// vain: it drops this peer's packets without waiting until the sender
+	// has taken out down to half (see routeBatch).
+	stalled atomic.Bool
 
 	// These fields are guarded by t.mu.
 	name   string

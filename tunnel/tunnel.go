@@ -3,6 +3,7 @@
 package tunnel
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -77,6 +78,10 @@ type Config struct {
 	// QueueLen + 1 buffers of 16 + MTU bytes (the queue and the packet in
 	// SendDatagram): 1.3 MiB at the defaults with MTU 1300.
 	QueueLen int
+
+	// outWait and inWait replace outboundWait and inboundWait when not
+	// zero (tests).
+	outWait, inWait time.Duration
 }
 
 // PeerConfig is one peer for [Tunnel.SetPeers].
@@ -93,6 +98,12 @@ const (
 	// inboundQueueLen is the length of the queue to the TUN writer, shared
 	// by all receivers.
 	inboundQueueLen = 1024
+	// inboundWait bounds how long a receiver waits for room in that queue
+	// before it drops the packet (see waitInbound).
+	inboundWait = 10 * time.Millisecond
+	// outboundWait bounds how long readTUN waits for room in a peer's
+	// queue before it counts the peer as stalled (see routeBatch).
+	outboundWait = 10 * time.Millisecond
 
 	// ICMP rate limits, per tunnel. The unreachable bucket is small: a
 	// scan of unrouted addresses should not turn into an ICMP flood on the
@@ -114,8 +125,12 @@ type Tunnel struct {
 	batch    int
 	mtu      int
 	queueLen int
-	src4     netip.Addr // ICMP source for IPv4, or invalid
-	src6     netip.Addr // ICMP source for IPv6, or invalid
+	// outWait and inWait bound the waits for room in a peer's queue and
+	// in the TUN writer's (outboundWait and inboundWait by default).
+	outWait, inWait time.Duration
+
+	src4 netip.Addr // ICMP source for IPv4, or invalid
+	src6 netip.Addr // ICMP source for IPv6, or invalid
 
 	table   atomic.Pointer[table] // never nil
 	inbound chan packet           // to writeTUN; receivers own what they fail to send
@@ -189,6 +204,8 @@ func New(dev tun.Device, cfg Config) (*Tunnel, error) {
 		batch:            batch,
 		mtu:              mtu,
 		queueLen:         qlen,
+		outWait:          cmp.Or(cfg.outWait, outboundWait),
+		inWait:           cmp.Or(cfg.inWait, inboundWait),
 		inbound:          make(chan packet, inboundQueueLen),
 		unreachableLimit: newTokenBucket(unreachableRate, unreachableBurst),
 		tooBigLimit:      newTokenBucket(tooBigRate, tooBigBurst),

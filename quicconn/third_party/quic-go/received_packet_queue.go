@@ -2,6 +2,7 @@ package quic
 
 import (
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go/internal/protocol"
 	"github.com/quic-go/quic-go/internal/utils/ringbuffer"
@@ -23,13 +24,31 @@ type receivedPacketQueue struct {
 	active *pathReceiver
 	main   ringbuffer.RingBuffer[receivedPacket]
 	side   ringbuffer.RingBuffer[sidePacket] // only allocated once a packet is received on a different Transport
+
+	// Godwit: back-pressure instead of a drop. A Push to a full main queue
+	// waits, up to maxPushWait, for the run loop to take a packet, so that
+	// a burst waits in the kernel's socket buffer (which the Transport's
+	// reader stops draining) instead of being dropped after it was read.
+	// A run loop that takes nothing for maxPushWait is stalled: its
+	// packets are dropped at once, as upstream does, until it has drained
+	// half its queue, so that one stuck connection cannot hold up the
+	// Transport's other connections for long.
+	waiting bool          // a Push waits for space
+	stalled bool          // the last wait timed out
+	closed  bool          // Clear was called
+	space   chan struct{} // cap 1; Pop signals a waiting Push
+	timer   *time.Timer   // for the wait; only one Push waits at a time
 }
+
+// maxPushWait bounds how long a Push waits for the run loop (Godwit).
+const maxPushWait = 20 * time.Millisecond
 
 // Init initializes the queue.
 // The active pathReceiver is the one of the Transport that the connection was created on.
 func (q *receivedPacketQueue) Init(active *pathReceiver) {
 	q.main.Init(8)
 	q.active = active
+	q.space = make(chan struct{}, 1)
 }
 
 // Push queues a packet received by the pathReceiver source.
@@ -39,12 +58,51 @@ func (q *receivedPacketQueue) Push(p receivedPacket, source *pathReceiver) bool 
 	defer q.mx.Unlock()
 
 	if source == q.active {
-		if q.main.Len() >= protocol.MaxConnUnprocessedPackets {
-			return false
+		for q.main.Len() >= protocol.MaxConnUnprocessedPackets {
+			if q.stalled || q.closed || q.waiting {
+				return false
+			}
+			if !q.wait() {
+				q.stalled = true
+				return false
+			}
+			if source != q.active {
+				return q.pushSide(p, source)
+			}
 		}
 		q.main.PushBack(p)
 		return true
 	}
+	return q.pushSide(p, source)
+}
+
+// wait waits, with q.mx held and released meanwhile, until Pop took a
+// packet or the queue was cleared (true), or maxPushWait passed (false).
+func (q *receivedPacketQueue) wait() bool {
+	q.waiting = true
+	select {
+	case <-q.space: // a stale signal
+	default:
+	}
+	if q.timer == nil {
+		q.timer = time.NewTimer(maxPushWait)
+	} else {
+		q.timer.Reset(maxPushWait)
+	}
+	q.mx.Unlock()
+	var ok bool
+	select {
+	case <-q.space:
+		ok = true
+	case <-q.timer.C:
+	}
+	q.timer.Stop()
+	q.mx.Lock()
+	q.waiting = false
+	return ok
+}
+
+func (q *receivedPacketQueue) pushSide(p receivedPacket, source *pathReceiver) bool {
 
 	if q.side.Len() >= protocol.MaxConnUnprocessedPackets {
 		return false
@@ -73,8 +131,19 @@ func (q *receivedPacketQueue) Pop() (_ receivedPacket, path pathID, ok bool) {
 		return p.receivedPacket, p.source.id, true
 	}
 	if !q.main.Empty() {
-		return q.main.PopFront(), activePathID, true
+		p := q.main.PopFront()
+		if q.waiting {
+			select {
+			case q.space <- struct{}{}:
+			default:
+			}
+		}
+		if q.stalled && q.main.Len() <= protocol.MaxConnUnprocessedPackets/2 {
+			q.stalled = false
+		}
+		return p, activePathID, true
 	}
+	q.stalled = false
 	return receivedPacket{}, activePathID, false
 }
 
@@ -106,6 +175,14 @@ func (q *receivedPacketQueue) SwapActive(active *pathReceiver) (prev *pathReceiv
 func (q *receivedPacketQueue) Clear() {
 	q.mx.Lock()
 	defer q.mx.Unlock()
+
+	q.closed = true
+	if q.waiting {
+		select {
+		case q.space <- struct{}{}:
+		default:
+		}
+	}
 
 	for !q.main.Empty() {
 		p := q.main.PopFront()
