@@ -174,19 +174,28 @@ func TestStalledPeerWaitsOnce(t *testing.T) {
 	hub.mu.Lock()
 	p := hub.peers[idB]
 	hub.mu.Unlock()
-	p.stalled.Store(true) // as after an hour of waiting in vain
 
 	toB := tuntest.UDP(netip.AddrPortFrom(hostA4, 1), netip.AddrPortFrom(hostB4, 2), make([]byte, 100))
 	toC := tuntest.UDP(netip.AddrPortFrom(hostA4, 1), netip.AddrPortFrom(hostC4, 2), make([]byte, 100))
-	const nB = queueLen + 1 + 20
-	for range nB {
+	// B's sender takes packet 0 into its stalled SendDatagram, then B's
+	// queue fills up.
+	dev.ToTunnel <- toB
+	eventually(t, "sender took packet 0", func() bool { return hub.readBusy.Load() >= 2 && len(p.out) == 0 })
+	for range queueLen {
+		dev.ToTunnel <- toB
+	}
+	eventually(t, "B's queue full", func() bool { return len(p.out) == queueLen })
+	p.stalled.Store(true) // as after an hour of waiting in vain
+
+	const extra = 20
+	for range extra {
 		dev.ToTunnel <- toB
 	}
 	dev.ToTunnel <- toC
 	if got := receive(t, c2); !bytes.Equal(got, toC) { // within receive's timeout, not an hour
 		t.Fatal("packet to C differs")
 	}
-	eventually(t, "B's drops", func() bool { return hub.Stats().Peers[idB].Drops.QueueFull == nB-queueLen-1 })
+	eventually(t, "B's drops", func() bool { return hub.Stats().Peers[idB].Drops.QueueFull == extra })
 
 	b1.Unstall()
 	for range queueLen + 1 {
