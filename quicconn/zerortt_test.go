@@ -15,11 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/quicconn/internal/state"
-
 	"github.com/quic-go/quic-go"
 
+	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 	"github.com/godwit-vpn/godwit/tests/relay"
 )
 

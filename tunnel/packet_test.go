@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/godwit-vpn/godwit/config/key"
-
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 )
 

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
-
 	"github.com/godwit-vpn/godwit/tun"
 )
 

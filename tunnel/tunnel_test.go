@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
-
 	"github.com/godwit-vpn/godwit/quicconn/quictest"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 )

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
-	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn"
 	"github.com/godwit-vpn/godwit/tunnel"
 )
@@ -57,7 +56,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 	cfg := d.cfg
 	peers := make([]peerCopy, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		ps := d.peers[key.Public(p.PublicKey)]
+		ps := d.peers[p.PublicKey]
 		if ps == nil {
 			continue
 		}
@@ -107,7 +106,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 	st.Interface.UDPSendCalls, st.Interface.UDPSendSegments = d.ep.UDPSendStats()
 	for _, pc := range peers {
 		ps := &pc.ps
-		c := ts.Peers[key.Public(ps.cfg.PublicKey)]
+		c := ts.Peers[ps.cfg.PublicKey]
 		p := ctl.PeerStatus{
 			Name:           ps.cfg.Name,
 			PublicKey:      ps.cfg.PublicKey.String(),

@@ -17,11 +17,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/quicconn/mobility"
-
 	"github.com/godwit-vpn/godwit/config"
+	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/quicconn/mobility"
 	"github.com/godwit-vpn/godwit/routing"
 	"github.com/godwit-vpn/godwit/tun"
 	"github.com/godwit-vpn/godwit/tunnel"
@@ -189,7 +188,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	d.mu.Lock()
 	for _, p := range cfg.Peers {
 		ps := &peerState{cfg: p}
-		d.peers[key.Public(p.PublicKey)] = ps
+		d.peers[p.PublicKey] = ps
 		d.startDialLocked(ps)
 	}
 	d.mu.Unlock()
@@ -241,7 +240,7 @@ func routingConfig(cfg *config.Config) *routing.Config {
 func tunnelPeers(cfg *config.Config) []tunnel.PeerConfig {
 	peers := make([]tunnel.PeerConfig, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		peers = append(peers, tunnel.PeerConfig{ID: key.Public(p.PublicKey), Name: p.Name, AllowedIPs: p.AllowedIPs})
+		peers = append(peers, tunnel.PeerConfig{ID: p.PublicKey, Name: p.Name, AllowedIPs: p.AllowedIPs})
 	}
 	return peers
 }
@@ -295,7 +294,7 @@ func (d *daemon) startDialLocked(ps *peerState) {
 // does not wait for the network: the replaced connection is closed on a
 // goroutine of its own.
 func (d *daemon) attach(c *quicconn.Conn) {
-	id := key.Public(c.PeerKey())
+	id := c.PeerKey()
 	d.mu.Lock()
 	ps := d.peers[id]
 	if ps == nil || d.ctx.Err() != nil {
@@ -430,7 +429,7 @@ func (d *daemon) apply(cfg *config.Config) error {
 	}
 	want := make(map[key.Public]config.Peer, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		want[key.Public(p.PublicKey)] = p
+		want[p.PublicKey] = p
 	}
 	for _, id := range slices.Collect(maps.Keys(d.peers)) {
 		ps := d.peers[id]

@@ -29,7 +29,7 @@ func attachDaemon(t *testing.T, srv *quicconn.Conn) (*daemon, *tunnel.Tunnel, *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := key.Public(srv.PeerKey())
+	id := srv.PeerKey()
 	allowed := []netip.Prefix{netip.MustParsePrefix("10.77.0.2/32")}
 	if err := tn.SetPeers([]tunnel.PeerConfig{{ID: id, Name: "site", AllowedIPs: allowed}}); err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func attachDaemon(t *testing.T, srv *quicconn.Conn) (*daemon, *tunnel.Tunnel, *t
 		tn:      tn,
 		changed: make(chan struct{}, 1),
 		peers: map[key.Public]*peerState{
-			id: {cfg: config.Peer{Name: "site", PublicKey: key.Public(id), AllowedIPs: allowed}},
+			id: {cfg: config.Peer{Name: "site", PublicKey: id, AllowedIPs: allowed}},
 		},
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
