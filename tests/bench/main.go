@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,11 +61,13 @@ type options struct {
 	pings    int           // echo requests per ping series
 	profile  string        // directory for Godwit's profiles, or ""
 	runs     int           // runs per mobility series
+	rounds   int           // rounds of the classic rows, each measuring both daemons
 	mtu      int           // Godwit's inner MTU, 0 for its default
 }
 
-// defaultRows is every row of the issue's target table.
-const defaultRows = "tcp1,tcp4,ping,loss1,loss5,tbf100"
+// defaultRows is every row of the issue's target table, and the
+// CPU-starved receiver.
+const defaultRows = "tcp1,tcp4,ping,loss1,loss5,tbf100,tcp1-cpu1"
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -74,8 +77,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `interval` of each TCP run (every tcp, loss and tbf row)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "TCP sending before the measured interval starts")
 	fs.StringVar(&rows, "rows", defaultRows, "comma-separated `rows`: tcpN (N parallel streams), ping, lossP (1 stream, P % random\n"+
-		"underlay loss), tbfM (1 stream, M Mbit/s tbf on the underlay); Godwit only: switch, switch-nostandby\n"+
-		"(uplink switch outage at 0 and 20 ms RTT), restartN (site restart to first packet at N ms RTT)")
+		"underlay loss), tbfM (1 stream, M Mbit/s tbf on the underlay), tcpN-cpuC (N streams, the receiving hub\n"+
+		"daemon pinned to CPUs 0..C-1); Godwit only: switch, switch-nostandby (uplink switch outage at 0 and\n"+
+		"20 ms RTT), restartN (site restart to first packet at N ms RTT)")
+	fs.IntVar(&o.rounds, "rounds", 3, "`rounds` of the classic rows; each measures both daemons, Godwit first in odd rounds,\n"+
+		"wireguard-go first in even ones")
 	fs.IntVar(&o.runs, "runs", 10, "runs per mobility series (switch, switch-nostandby, restartN rows)")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (the table goes to stderr)")
 	fs.StringVar(&o.only, "only", "", "measure only `godwit` or wireguard")
@@ -93,6 +99,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.rows, err = parseRows(rows); err != nil {
 		return o, err
 	}
+	if runtime.NumCPU() < 2 && !flagSet(fs, "rows") {
+		// A one-CPU machine cannot starve the receiver alone.
+		o.rows.pinned = nil
+	}
 	switch {
 	case o.only != "" && o.only != "godwit" && o.only != "wireguard":
 		return o, fmt.Errorf("bench: -only %q: want godwit or wireguard", o.only)
@@ -106,8 +116,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("bench: -pings %d: want 1 to 10000", o.pings)
 	case o.runs < 1 || o.runs > 100:
 		return o, fmt.Errorf("bench: -runs %d: want 1 to 100", o.runs)
+	case o.rounds < 1 || o.rounds > 100:
+		return o, fmt.Errorf("bench: -rounds %d: want 1 to 100", o.rounds)
 	case o.only == "wireguard" && o.rows.mobility():
 		return o, fmt.Errorf("bench: the mobility rows measure Godwit, but -only is wireguard")
+	case slices.ContainsFunc(o.rows.pinned, func(p pinnedRow) bool { return p.CPUs >= runtime.NumCPU() }):
+		return o, fmt.Errorf("bench: -rows: a tcpN-cpuC row needs C below the %d CPUs of this machine, so that the sender has a CPU the hub does not", runtime.NumCPU())
 	case o.profile != "" && !slices.Contains(o.rows.streams, 1):
 		return o, fmt.Errorf("bench: -profile needs the tcp1 row")
 	case o.profile != "" && o.only == "wireguard":
@@ -116,11 +130,19 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	return o, nil
 }
 
+// flagSet reports whether the flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 // rowSet is what -rows asks for.
 type rowSet struct {
 	streams []int        // tcpN rows, in the order given
 	ping    bool         // the ping rows
 	impair  []impairment // lossP and tbfM rows (one TCP stream each), in the order given
+	pinned  []pinnedRow  // tcpN-cpuC rows, in the order given
 	// switchMBB, switchNoStandby and restart (RTTs in ms, in the order
 	// given) are the mobility rows (mobility.go).
 	switchMBB, switchNoStandby bool
@@ -128,7 +150,9 @@ type rowSet struct {
 }
 
 // classic reports whether rs has rows that compare both daemons.
-func (rs rowSet) classic() bool { return len(rs.streams) > 0 || rs.ping || len(rs.impair) > 0 }
+func (rs rowSet) classic() bool {
+	return len(rs.streams) > 0 || rs.ping || len(rs.impair) > 0 || len(rs.pinned) > 0
+}
 
 // mobility reports whether rs has mobility rows.
 func (rs rowSet) mobility() bool { return rs.switchMBB || rs.switchNoStandby || len(rs.restart) > 0 }
@@ -141,9 +165,18 @@ type impairment struct {
 	RateMbit int    `json:"rate_mbit,omitempty"`
 }
 
+// pinnedRow is a TCP run with a CPU-starved receiver: the hub daemon is
+// started under taskset on CPUs 0..CPUs-1, while the sender, the sink and
+// the site daemon may use every CPU.
+type pinnedRow struct {
+	Key     string `json:"key"` // the -rows name: "tcp1-cpu1"
+	Streams int    `json:"streams"`
+	CPUs    int    `json:"hub_cpus"`
+}
+
 // parseRows parses -rows. Names are tcpN (N 1..64), ping, lossP (P 1..99),
-// tbfM (M 1..100000), switch, switch-nostandby and restartN (N 0..1000),
-// without duplicates.
+// tbfM (M 1..100000), tcpN-cpuC (N 1..64, C 1..64), switch,
+// switch-nostandby and restartN (N 0..1000), without duplicates.
 func parseRows(s string) (rowSet, error) {
 	var rs rowSet
 	seen := map[string]bool{}
@@ -160,7 +193,7 @@ func parseRows(s string) (rowSet, error) {
 			}
 			return n, true
 		}
-		bad := fmt.Errorf("bench: -rows %q: %q is not tcpN (1..64), ping, lossP (1..99), tbfM (1..100000), switch, switch-nostandby or restartN (0..1000)", s, f)
+		bad := fmt.Errorf("bench: -rows %q: %q is not tcpN (1..64), ping, lossP (1..99), tbfM (1..100000), tcpN-cpuC (1..64, 1..64), switch, switch-nostandby or restartN (0..1000)", s, f)
 		if seen[f] {
 			return rowSet{}, fmt.Errorf("bench: -rows %q: %q given twice", s, f)
 		}
@@ -181,6 +214,16 @@ func parseRows(s string) (rowSet, error) {
 				return rowSet{}, bad
 			}
 			rs.restart = append(rs.restart, n)
+			continue
+		}
+		if tcp, cpus, ok := strings.Cut(f, "-cpu"); ok {
+			n, err1 := strconv.Atoi(strings.TrimPrefix(tcp, "tcp"))
+			c, err2 := strconv.Atoi(cpus)
+			if !strings.HasPrefix(tcp, "tcp") || err1 != nil || err2 != nil || n < 1 || n > 64 || c < 1 || c > 64 ||
+				fmt.Sprintf("tcp%d-cpu%d", n, c) != f {
+				return rowSet{}, bad
+			}
+			rs.pinned = append(rs.pinned, pinnedRow{Key: f, Streams: n, CPUs: c})
 			continue
 		}
 		if n, ok := num("tcp", 1, 64); ok {
