@@ -3,38 +3,73 @@
 // Command bench measures Godwit side by side with wireguard-go on this
 // machine. Run it as root from the module root:
 //
-//	go run ./tests/bench [-duration 10s] [-rows tcp1,tcp4,ping,loss1,loss5,tbf100] [-json]
+//	go run ./tests/bench [-duration 10s] [-rounds 3] [-json]
+//	                     [-rows tcp1,tcp4,ping,loss1,loss5,tbf100,tcp1-cpu1]
 //	                     [-only godwit|wireguard] [-profile DIR] [-runs 10]
 //
 // It builds two network namespaces joined by one veth (198.18.0.1/24 and
 // 2001:db8::1/64 in "hub", 198.18.0.2/24 and 2001:db8::2/64 in "site"),
-// then, one daemon after the other, starts a Godwit hub and site (inner
-// 10.77.0.1/24 and 10.77.0.2/32) or two wireguard-go instances (inner
-// 10.78.0.1/24 and 10.78.0.2/24, UDP port 51820) and measures bulk TCP
-// throughput from site to hub for each stream count, the CPU seconds per GB
-// moved of both daemons together, ping round trips through the idle tunnel
-// and through the bare veth, and single-stream throughput under impairments
+// and measures a Godwit hub and site (inner 10.77.0.1/24 and
+// 10.77.0.2/32) and two wireguard-go instances (inner 10.78.0.1/24 and
+// 10.78.0.2/24, UDP port 51820), never both at once: bulk TCP throughput
+// from site to hub for each stream count, the CPU seconds per GB moved of
+// both daemons together, ping round trips through the idle tunnel and
+// through the bare veth, and single-stream throughput under impairments
 // of the underlay: random loss (an nft numgen rule in the hub namespace's
 // prerouting on the tunnel's UDP port, with UDP GSO segmentation forced on
 // the site's veth so that each datagram is dropped on its own) and a tbf
-// rate limit on the site's veth. The table compares each row with the
-// targets of the data-path performance issue (PASS/FAIL). With -profile,
-// both Godwit daemons run with GODWIT_PPROF=1 and a metrics_listen on
-// 127.0.0.1:9586 in their namespace, and during the tcp1 row the bench
-// saves a 5 s CPU profile, a 5 s allocation profile and a heap profile of
-// each and prints their `go tool pprof -top` heads. wireguard-go is built from the module proxy in the
+// rate limit on the site's veth. A tcpN-cpuC row starves the receiver: the
+// hub daemon is started under `taskset -c 0..C-1` (so its Go runtime also
+// starts with GOMAXPROCS=C) while the sender, the sink and the site daemon
+// run unpinned, so the sender is faster than the hub can decrypt.
+//
+// The measurement runs in -rounds rounds. Each round measures every one of
+// these rows for both daemons, each pair started afresh for the round (and
+// once more per tcpN-cpuC row), Godwit first in odd rounds and
+// wireguard-go first in even ones: G W, W G, G W, ..., so that a change
+// of the machine's load during the run lands on both. Per row the table
+// gives each daemon's median over the rounds with its min..max, and the
+// median of the per-round Godwit/wireguard-go ratios with their min..max
+// (for ping, the per-round differences in ms).
+//
+// Every TCP run also reports, over its measured interval and per GB the
+// sink received: the inner TCP's retransmissions (TcpRetransSegs of the
+// site namespace, where the sender runs), and the drops inside the
+// daemons by reason: for both daemons the UDP receive and send buffer
+// errors of each namespace (/proc/net/snmp Udp and Udp6), for Godwit also
+// both daemons' control-socket status (quic-go's dos_prevention,
+// receive_queue_full and send_too_large drops, the tunnel's
+// inbound/tun_queue_full, outbound/queue_full and every other reason, TUN
+// and socket losses; outbound/no_route, packets the kernel sends into the
+// TUN for no peer, is listed but not counted). wireguard-go exposes no
+// drop counters of its own, so only its UDP buffer drops are counted.
+//
+// The table compares each row with the targets of the data-path issue
+// (PASS/FAIL on the median, then how many rounds met the target on their
+// own): tcpN >= 1.0x wireguard-go, CPU s per GB <= 1.2x, inner TCP
+// retransmits per GB <= wireguard-go's + 1 %, drops inside the daemons 0
+// in every round (tcpN rows), idle ping median <= wireguard-go's +
+// 0.05 ms, loss and tbf rows >= 1.0x; the tcpN-cpuC rows have no target.
+// -json prints every round's figures and the table's rows.
+//
+// With -profile, both Godwit daemons run with GODWIT_PPROF=1 and a
+// metrics_listen on 127.0.0.1:9586 in their namespace, and during the tcp1
+// row of the first round the bench saves a 5 s CPU profile, a 5 s
+// allocation profile and a heap profile of each and prints their `go tool
+// pprof -top` heads. wireguard-go is built from the module proxy in the
 // run and configured through its UAPI socket, without the wg tool. Each
 // project keeps its own default inner MTU. Everything the run creates is
 // removed at the end, also on error or Ctrl-C.
 //
 // The mobility rows, not in the default set because they take about
 // three minutes together (-rows switch,switch-nostandby,restart20,restart100),
-// measure Godwit alone in a lab of their own (mobility.go): the outage of
-// a make-before-break uplink switch and of the switch back, at about 0 and
-// 20 ms RTT; the outage when the standby uplink only comes up as the
-// active one goes down; and the time from exec of a restarted site to the
-// first echo through the tunnel with 0-RTT and with a full handshake, at
-// N ms RTT (restartN). Each is -runs times; medians, p90 and max.
+// measure Godwit alone in a lab of their own (mobility.go), once, after the
+// rounds: the outage of a make-before-break uplink switch and of the
+// switch back, at about 0 and 20 ms RTT; the outage when the standby
+// uplink only comes up as the active one goes down; and the time from
+// exec of a restarted site to the first echo through the tunnel with
+// 0-RTT and with a full handshake, at N ms RTT (restartN). Each is -runs
+// times; medians, p90 and max.
 package main
 
 import (
