@@ -235,8 +235,8 @@ func TestSummarize(t *testing.T) {
 		t.Errorf("ping columns = %q", c)
 	}
 	s = summarize([]row{{label: "retransmits", unit: unitCount, g: vals(106171.1, 5.3), w: vals(0, 0), round: true}})[0]
-	if c := s.columns(); c[0] != "53088 (5.3..106171)" || c[1] != "0.0 (0.0..0.0)" {
-		t.Errorf("count columns = %q, want 53088 (5.3..106171) and 0.0 (0.0..0.0)", c)
+	if c := s.columns(); c[0] != "53088 (5..106171)" || c[1] != "0.0 (0.0..0.0)" {
+		t.Errorf("count columns = %q, want 53088 (5..106171) and 0.0 (0.0..0.0)", c)
 	}
 	s = summarize([]row{{label: "drops", unit: "%.0f", g: vals(3), w: vals(0), round: true}})[0]
 	if c := s.columns(); c[2] != "inf" {

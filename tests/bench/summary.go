@@ -211,7 +211,8 @@ func at(v []*float64, i int) *float64 {
 	return nil
 }
 
-// unitCount is the verb of per-GB counts: %.1f below 100, %.0f from there.
+// unitCount is the verb of per-GB counts: %.1f below 100, %.0f from there
+// (by the largest value of the cell).
 const unitCount = "count"
 
 // cell formats a spread with verb: the median, and with more than one
@@ -224,16 +225,17 @@ func cell(verb string, sp *spread, rounds int, signed bool) string {
 	if signed {
 		verb = strings.Replace(verb, "%", "%+", 1)
 	}
+	if verb == unitCount {
+		// Counts per GB: one decimal while it matters, the same for the
+		// whole cell.
+		verb = "%.1f"
+		if max(math.Abs(float64(sp.Min)), math.Abs(float64(sp.Max))) >= 100 {
+			verb = "%.0f"
+		}
+	}
 	f := func(v num) string {
-		switch {
-		case math.IsInf(float64(v), 1):
+		if math.IsInf(float64(v), 1) {
 			return "inf"
-		case verb == unitCount:
-			// Counts per GB: one decimal while it matters.
-			if math.Abs(float64(v)) >= 100 {
-				return fmt.Sprintf("%.0f", float64(v))
-			}
-			return fmt.Sprintf("%.1f", float64(v))
 		}
 		return fmt.Sprintf(verb, float64(v))
 	}
