@@ -5,7 +5,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -62,7 +65,15 @@ func TestParseRows(t *testing.T) {
 		wantErr bool
 	}{
 		{defaultRows, rowSet{streams: []int{1, 4}, ping: true, impair: []impairment{
-			{Key: "loss1", LossPct: 1}, {Key: "loss5", LossPct: 5}, {Key: "tbf100", RateMbit: 100}}}, false},
+			{Key: "loss1", LossPct: 1}, {Key: "loss5", LossPct: 5}, {Key: "tbf100", RateMbit: 100}},
+			pinned: []pinnedRow{{Key: "tcp1-cpu1", Streams: 1, CPUs: 1}}}, false},
+		{"tcp4-cpu2,tcp1-cpu1,tcp4", rowSet{streams: []int{4}, pinned: []pinnedRow{{"tcp4-cpu2", 4, 2}, {"tcp1-cpu1", 1, 1}}}, false},
+		{"tcp1-cpu0", rowSet{}, true},
+		{"tcp0-cpu1", rowSet{}, true},
+		{"tcp1-cpu01", rowSet{}, true},
+		{"tcp1-cpu", rowSet{}, true},
+		{"udp1-cpu1", rowSet{}, true},
+		{"tcp1-cpu1,tcp1-cpu1", rowSet{}, true},
 		{"tcp1", rowSet{streams: []int{1}}, false},
 		{" tcp2 , ping ", rowSet{streams: []int{2}, ping: true}, false},
 		{"tbf7,loss99", rowSet{impair: []impairment{{Key: "tbf7", RateMbit: 7}, {Key: "loss99", LossPct: 99}}}, false},
@@ -96,6 +107,10 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-profile", "/tmp/p", "-only", "wireguard"}, true},
 		{[]string{"-only", "tailscale"}, true},
 		{[]string{"-duration", "0s"}, true},
+		{[]string{"-rounds", "2", "-rows", "tcp1,tcp1-cpu1"}, false},
+		{[]string{"-rounds", "0"}, true},
+		{[]string{"-rounds", "101"}, true},
+		{[]string{"-rows", fmt.Sprintf("tcp1-cpu%d", runtime.NumCPU())}, true}, // no CPU left for the sender
 		{[]string{"-pings", "0"}, true},
 		{[]string{"-rows", "tcp1,bogus"}, true},
 		{[]string{"extra"}, true},
@@ -106,37 +121,130 @@ func TestParseFlags(t *testing.T) {
 			t.Errorf("parseFlags(%q) error = %v, want error %v", tt.args, err, tt.wantErr)
 		}
 		if tt.args == nil && (o.duration != 10*time.Second || !reflect.DeepEqual(o.rows.streams, []int{1, 4}) || !o.rows.ping ||
-			len(o.rows.impair) != 3 || o.pings != 100 || o.profile != "") {
-			t.Errorf("parseFlags(nil) = %+v, want 10s, tcp1, tcp4, ping, 3 impairments, 100 pings, no profile", o)
+			len(o.rows.impair) != 3 || len(o.rows.pinned) != min(runtime.NumCPU()-1, 1) || o.pings != 100 || o.profile != "" || o.rounds != 3) {
+			t.Errorf("parseFlags(nil) = %+v, want 10s, tcp1, tcp4, ping, 3 impairments, tcp1-cpu1, 100 pings, no profile, 3 rounds", o)
 		}
 	}
 }
 
+// vals makes per-round values; NaN stands for a round without a value.
+func vals(v ...float64) []*float64 {
+	out := make([]*float64, len(v))
+	for i, x := range v {
+		if !math.IsNaN(x) {
+			out[i] = &x
+		}
+	}
+	return out
+}
+
 func TestVerdict(t *testing.T) {
-	f := func(v float64) *float64 { return &v }
+	nan := math.NaN()
 	tests := []struct {
-		name string
-		tg   *target
-		g, w *float64
-		want string
+		name       string
+		tg         *target
+		g, w       []*float64
+		want       string
+		met, count int
 	}{
-		{"tcp at 0.6", &targetTCP, f(60), f(100), "PASS"},
-		{"tcp below 0.6", &targetTCP, f(59), f(100), "FAIL"},
-		{"tcp wg zero", &targetTCP, f(10), f(0), "FAIL"},
-		{"impaired equal", &targetImpaired, f(50), f(50), "PASS"},
-		{"impaired below", &targetImpaired, f(49.9), f(50), "FAIL"},
-		{"cpu 1.5x", &targetCPU, f(15), f(10), "PASS"},
-		{"cpu above", &targetCPU, f(15.1), f(10), "FAIL"},
-		{"ping +50us", &targetPing, f(0.249), f(0.2), "PASS"},
-		{"ping +60us", &targetPing, f(0.26), f(0.2), "FAIL"},
-		{"missing wg", &targetTCP, f(1), nil, ""},
-		{"missing godwit", &targetCPU, nil, f(1), ""},
-		{"no target", nil, f(1), f(1), ""},
+		{"tcp equal", &targetTCP, vals(100), vals(100), "PASS", 1, 1},
+		{"tcp below 1.0", &targetTCP, vals(99), vals(100), "FAIL", 0, 1},
+		{"tcp wg zero", &targetTCP, vals(10), vals(0), "PASS", 1, 1}, // inf
+		{"impaired equal", &targetImpaired, vals(50), vals(50), "PASS", 1, 1},
+		{"impaired below", &targetImpaired, vals(49.9), vals(50), "FAIL", 0, 1},
+		{"cpu 1.2x", &targetCPU, vals(12), vals(10), "PASS", 1, 1},
+		{"cpu above", &targetCPU, vals(12.1), vals(10), "FAIL", 0, 1},
+		{"ping +50us", &targetPing, vals(0.25), vals(0.2), "PASS", 1, 1},
+		{"ping +60us", &targetPing, vals(0.26), vals(0.2), "FAIL", 0, 1},
+		{"retrans +1%", &targetRetrans, vals(101), vals(100), "PASS", 1, 1},
+		{"retrans +2%", &targetRetrans, vals(102), vals(100), "FAIL", 0, 1},
+		{"retrans both zero", &targetRetrans, vals(0), vals(0), "PASS", 1, 1},
+		{"retrans against zero", &targetRetrans, vals(1), vals(0), "FAIL", 0, 1},
+		{"drops zero", &targetDrops, vals(0, 0, 0), nil, "PASS", 3, 3},
+		{"drops in one round", &targetDrops, vals(0, 3, 0), vals(9, 9, 9), "FAIL", 2, 3},
+		// The median of the per-round ratios (1.1, 0.5, 1.05), not the
+		// ratio of the medians (100/100).
+		{"tcp median of ratios", &targetTCP, vals(110, 50, 105), vals(100, 100, 100), "PASS", 2, 3},
+		{"tcp median of ratios fails", &targetTCP, vals(110, 95, 98), vals(100, 100, 100), "FAIL", 1, 3},
+		{"rounds without both", &targetTCP, vals(110, nan, 90), vals(100, 100, nan), "PASS", 1, 1},
+		{"missing wg", &targetTCP, vals(1), nil, "", 0, 0},
+		{"missing godwit", &targetCPU, nil, vals(1), "", 0, 0},
+		{"no target", nil, vals(1), vals(1), "", 0, 0},
 	}
 	for _, tt := range tests {
-		if got := tt.tg.verdict(tt.g, tt.w); got != tt.want {
-			t.Errorf("%s: verdict = %q, want %q", tt.name, got, tt.want)
+		s := summarize([]row{{label: tt.name, unit: "%.1f", g: tt.g, w: tt.w, tgt: tt.tg, round: true}})[0]
+		if s.Verdict != tt.want || s.RoundsMet != tt.met || s.RoundsJudged != tt.count {
+			t.Errorf("%s: verdict %q, %d of %d rounds met; want %q, %d of %d", tt.name, s.Verdict, s.RoundsMet, s.RoundsJudged, tt.want, tt.met, tt.count)
 		}
+	}
+}
+
+func TestSpreadOf(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want *spread
+	}{
+		{nil, nil},
+		{[]float64{3}, &spread{3, 3, 3, 1}},
+		{[]float64{3, 1}, &spread{2, 1, 3, 2}},
+		{[]float64{5, 1, 3}, &spread{3, 1, 5, 3}},
+		{[]float64{4, 1, 3, 10}, &spread{3.5, 1, 10, 4}},
+		{[]float64{math.Inf(1), 1, 2}, &spread{2, 1, num(math.Inf(1)), 3}},
+	}
+	for _, tt := range tests {
+		if got := spreadOf(tt.in); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("spreadOf(%v) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	nan := math.NaN()
+	got := summarize([]row{
+		{label: "tput", unit: "%.0f", g: vals(90, 200, 100), w: vals(100, 100, 200), round: true},
+		{label: "ping", unit: "%.3f", g: vals(0.5, 0.3, nan), w: vals(0.4, 0.4, 0.4), cmp: cmpDiff, round: true},
+		{label: "drop", unit: "%.2f", g: vals(4.9), w: vals(5.1), cmp: cmpNone, round: true},
+	})
+	want := []summaryRow{
+		{Label: "tput", Godwit: &spread{100, 90, 200, 3}, WireGuard: &spread{100, 100, 200, 3}, Ratio: &spread{0.9, 0.5, 2, 3}, unit: "%.0f", rounds: 3},
+		{Label: "ping", Godwit: &spread{0.4, 0.3, 0.5, 2}, WireGuard: &spread{0.4, 0.4, 0.4, 3}, unit: "%.3f", rounds: 3},
+		{Label: "drop", Godwit: &spread{4.9, 4.9, 4.9, 1}, WireGuard: &spread{5.1, 5.1, 5.1, 1}, unit: "%.2f", rounds: 1},
+	}
+	// The ping differences are 0.1 and -0.1 up to rounding.
+	if d := got[1].Diff; d == nil || d.N != 2 || math.Abs(float64(d.Median)) > 1e-9 || math.Abs(float64(d.Min)+0.1) > 1e-9 {
+		t.Errorf("ping difference = %+v, want median 0, min -0.1, n 2", d)
+	}
+	got[1].Diff = nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("summarize =\n%+v\nwant\n%+v", got, want)
+	}
+	for i, wantCols := range [][5]string{
+		{"100 (90..200)", "100 (100..200)", "0.90 (0.50..2.00)", "", ""},
+		{"0.400 (0.300..0.500) [2 of 3 rounds]", "0.400 (0.400..0.400)", "-", "", ""},
+		{"4.90", "5.10", "-", "", ""},
+	} {
+		if i == 1 {
+			continue // the difference was cleared above
+		}
+		if c := got[i].columns(); c != wantCols {
+			t.Errorf("columns of %s = %q, want %q", got[i].Label, c, wantCols)
+		}
+	}
+	s := summarize([]row{{label: "ping", unit: "%.3f", g: vals(0.5, 0.3), w: vals(0.4, 0.45), cmp: cmpDiff, tgt: &targetPing, round: true}})[0]
+	if c := s.columns(); c != [5]string{"0.400 (0.300..0.500)", "0.425 (0.400..0.450)", "-0.025 (-0.150..+0.100)", "<= wg + 0.050 ms", "PASS 1/2"} {
+		t.Errorf("ping columns = %q", c)
+	}
+	s = summarize([]row{{label: "retransmits", unit: unitCount, g: vals(106171.1, 5.3), w: vals(0, 0), round: true}})[0]
+	if c := s.columns(); c[0] != "53088 (5..106171)" || c[1] != "0.0 (0.0..0.0)" {
+		t.Errorf("count columns = %q, want 53088 (5..106171) and 0.0 (0.0..0.0)", c)
+	}
+	s = summarize([]row{{label: "drops", unit: "%.0f", g: vals(3), w: vals(0), round: true}})[0]
+	if c := s.columns(); c[2] != "inf" {
+		t.Errorf("ratio against zero = %q, want inf", c[2])
+	}
+	b, err := json.Marshal(s)
+	if err != nil || !strings.Contains(string(b), `"ratio":{"median":"inf","min":"inf","max":"inf","n":1}`) {
+		t.Errorf("JSON of an infinite ratio = %s, %v", b, err)
 	}
 }
 
@@ -358,20 +466,44 @@ func TestCPUModel(t *testing.T) {
 
 func TestWriteTable(t *testing.T) {
 	drop := 4.9
+	// Bytes is 1 GB, so counts are per GB.
+	tcp := func(row string, mbps, cpu float64, retrans uint64, drops map[string]uint64) tcpResult {
+		r := tcpResult{Row: row, Streams: 1, Bytes: 1e9, Mbps: mbps, CPUPerGB: cpu, Retransmits: retrans, RetransPerGB: float64(retrans), Drops: drops}
+		for k, v := range drops {
+			if inTotal(k) {
+				r.DropsPerGB += float64(v)
+			}
+		}
+		return r
+	}
+	g1 := &result{Name: "Godwit", MTU: 1280, Version: "godwit test",
+		TCP: []tcpResult{tcp("tcp1", 500, 8, 10, nil), tcp("tcp4", 600, 6, 0, nil),
+			tcp("tcp1-cpu1", 300, 9, 50, map[string]uint64{"hub quic/dos_prevention": 7, "hub udp/rcvbuf_errors": 1}),
+			{Row: "loss5", Streams: 1, Mbps: 40, Impairment: "loss5", UnderlayDropPct: &drop}, {Row: "tbf100", Streams: 1, Mbps: 95, Impairment: "tbf100"}},
+		PingTunnel: &pingStats{Sent: 100, Received: 99, MinMs: 0.2, MedianMs: 0.4, P90Ms: 0.5},
+		PingVeth:   &pingStats{Sent: 100, Received: 100, MinMs: 0.02, MedianMs: 0.1, P90Ms: 0.1},
+		Profiles:   []profileTop{{Daemon: "godwit-hub", Kind: "cpu", Sort: "flat", File: "/p/godwit-hub.cpu.pb.gz", Top: "flat  flat%\n"}}}
+	g2 := &result{Name: "Godwit", MTU: 1280, Version: "godwit test",
+		TCP: []tcpResult{tcp("tcp1", 900, 4, 12, map[string]uint64{"site outbound/queue_full": 3, "hub outbound/no_route": 2}), tcp("tcp4", 700, 5, 0, nil),
+			tcp("tcp1-cpu1", 400, 8, 30, map[string]uint64{"hub quic/dos_prevention": 5}),
+			{Row: "loss5", Streams: 1, Mbps: 60, Impairment: "loss5", UnderlayDropPct: &drop}, {Row: "tbf100", Streams: 1, Mbps: 93, Impairment: "tbf100"}},
+		PingTunnel: &pingStats{Sent: 100, Received: 100, MinMs: 0.2, MedianMs: 0.3, P90Ms: 0.4}}
+	w1 := &result{Name: "wireguard-go", MTU: 1420, Version: "wireguard-go test",
+		TCP: []tcpResult{tcp("tcp1", 1000, 4, 10, nil), tcp("tcp4", 700, 5, 1, nil),
+			tcp("tcp1-cpu1", 350, 5, 40, map[string]uint64{"hub udp/rcvbuf_errors": 20}),
+			{Row: "loss5", Streams: 1, Mbps: 50, Impairment: "loss5"}, {Row: "tbf100", Streams: 1, Mbps: 90, Impairment: "tbf100"}},
+		PingTunnel: &pingStats{Sent: 100, Received: 100, MinMs: 0.1, MedianMs: 0.2, P90Ms: 0.25}}
+	w2 := &result{Name: "wireguard-go", MTU: 1420, Error: "bench: 4 streams: boom\nlog lines",
+		TCP: []tcpResult{tcp("tcp1", 800, 4, 11, nil)}}
 	rep := &report{
 		Machine:  machine{CPU: "Test CPU", NProc: 2, Kernel: "6.1", Go: "go1.26", LoadBefore: "0.10 0.20 0.30", LoadAfter: "1.00 0.50 0.40"},
 		Duration: "10s", Warmup: "1s", Streams: []int{1, 4}, Pings: true,
 		Impair: []impairment{{Key: "loss5", LossPct: 5}, {Key: "tbf100", RateMbit: 100}},
-		Godwit: &result{Name: "Godwit", MTU: 1280,
-			TCP: []tcpResult{{Streams: 1, Mbps: 500, CPUPerGB: 8}, {Streams: 4, Mbps: 600, CPUPerGB: 6},
-				{Streams: 1, Mbps: 40, Impairment: "loss5", UnderlayDropPct: &drop}, {Streams: 1, Mbps: 95, Impairment: "tbf100"}},
-			PingTunnel: &pingStats{Sent: 100, Received: 99, MinMs: 0.2, MedianMs: 0.4, P90Ms: 0.5},
-			PingVeth:   &pingStats{Sent: 100, Received: 100, MinMs: 0.02, MedianMs: 0.1, P90Ms: 0.1},
-			Profiles:   []profileTop{{Daemon: "godwit-hub", Kind: "cpu", Sort: "flat", File: "/p/godwit-hub.cpu.pb.gz", Top: "flat  flat%\n"}}},
-		WireGuard: &result{Name: "wireguard-go", MTU: 1420, Error: "bench: 4 streams: boom\nlog lines",
-			TCP: []tcpResult{{Streams: 1, Mbps: 1000, CPUPerGB: 4},
-				{Streams: 1, Mbps: 50, Impairment: "loss5"}, {Streams: 1, Mbps: 90, Impairment: "tbf100"}},
-			PingTunnel: &pingStats{Sent: 100, Received: 100, MinMs: 0.1, MedianMs: 0.2, P90Ms: 0.25}},
+		Pinned: []pinnedRow{{Key: "tcp1-cpu1", Streams: 1, CPUs: 1}},
+		Rounds: []round{
+			{Round: 1, Order: []string{"Godwit", "wireguard-go"}, Godwit: g1, WireGuard: w1},
+			{Round: 2, Order: []string{"wireguard-go", "Godwit"}, Godwit: g2, WireGuard: w2},
+		},
 	}
 	var b strings.Builder
 	writeTable(&b, rep)
@@ -379,7 +511,9 @@ func TestWriteTable(t *testing.T) {
 	for _, want := range []string{
 		"machine: Test CPU, nproc 2, kernel 6.1",
 		"load average (1, 5, 15 min): 0.10 0.20 0.30 before, 1.00 0.50 0.40 after\n",
-		"wireguard-go: FAILED: bench: 4 streams: boom\n",
+		"2 rounds (Godwit, wireguard-go | wireguard-go, Godwit); TCP: 10s measured after 1s warm-up",
+		"Godwit: godwit test\n",
+		"wireguard-go: round 2 FAILED: bench: 4 streams: boom\n",
 		"=== godwit-hub cpu profile, top 25 by flat (/p/godwit-hub.cpu.pb.gz)\nflat  flat%\n",
 	} {
 		if !strings.Contains(out, want) {
@@ -388,27 +522,41 @@ func TestWriteTable(t *testing.T) {
 	}
 	// label -> the value columns, target and verdict.
 	wantRows := map[string][]string{
-		"TCP 1 stream (Mbit/s)":                 {"500", "1000", "0.50", ">=", "0.60x", "(aim", "1.0x)", "FAIL"},
-		"TCP 4 streams (Mbit/s)":                {"600", "-", "-", ">=", "0.60x", "(aim", "1.0x)"},
-		"TCP 1 stream, 5% loss (Mbit/s)":        {"40", "50", "0.80", ">=", "1.00x", "FAIL"},
-		"TCP 1 stream, tbf 100 Mbit/s (Mbit/s)": {"95", "90", "1.06", ">=", "1.00x", "PASS"},
-		"CPU s/GB, both daemons, 1 stream":      {"8.00", "4.00", "2.00", "<=", "1.50x", "FAIL"},
-		"underlay dropped, loss5 rule (%)":      {"4.90", "-", "-"},
-		"ping tunnel median of 100 (ms)":        {"0.400", "0.200", "2.00", "<=", "wg", "+", "0.050", "ms", "FAIL"},
-		"ping tunnel lost (of sent)":            {"1", "0", "-"},
-		"ping veth min (ms)":                    {"0.020", "-", "-"},
-		"inner MTU (default)":                   {"1280", "1420", "0.90"},
+		// Ratios 0.5 and 1.125: median 0.8125.
+		"TCP 1 stream (Mbit/s)":                                       {"700", "(500..900)", "900", "(800..1000)", "0.81", "(0.50..1.12)", ">=", "1.00x", "FAIL", "1/2"},
+		"TCP 4 streams (Mbit/s)":                                      {"650", "(600..700)", "700", "(700..700)", "[1", "of", "2", "rounds]", "0.86", "(0.86..0.86)", "[1", "of", "2", "rounds]", ">=", "1.00x", "FAIL", "0/1"},
+		"TCP 1 stream, hub on 1 CPU (Mbit/s)":                         {"350", "(300..400)", "350", "(350..350)", "[1", "of", "2", "rounds]", "0.86", "(0.86..0.86)", "[1", "of", "2", "rounds]"},
+		"TCP 1 stream, 5% loss (Mbit/s)":                              {"50", "(40..60)", "50", "(50..50)", "[1", "of", "2", "rounds]", "0.80", "(0.80..0.80)", "[1", "of", "2", "rounds]", ">=", "1.00x", "FAIL", "0/1"},
+		"TCP 1 stream, tbf 100 Mbit/s (Mbit/s)":                       {"94", "(93..95)", "90", "(90..90)", "[1", "of", "2", "rounds]", "1.06", "(1.06..1.06)", "[1", "of", "2", "rounds]", ">=", "1.00x", "PASS", "1/1"},
+		"CPU s/GB, both daemons, TCP 1 stream":                        {"6.00", "(4.00..8.00)", "4.00", "(4.00..4.00)", "1.50", "(1.00..2.00)", "<=", "1.20x", "FAIL", "1/2"},
+		"inner TCP retransmits per GB, TCP 1 stream":                  {"11.0", "(10.0..12.0)", "10.5", "(10.0..11.0)", "1.05", "(1.00..1.09)", "<=", "wg", "+", "1", "%", "FAIL", "1/2"},
+		"inner TCP retransmits per GB, TCP 4 streams":                 {"0.0", "(0.0..0.0)", "1.0", "(1.0..1.0)", "[1", "of", "2", "rounds]", "0.00", "(0.00..0.00)", "[1", "of", "2", "rounds]", "<=", "wg", "+", "1", "%", "PASS", "1/1"},
+		"drops inside the daemons per GB, TCP 1 stream":               {"1.5", "(0.0..3.0)", "0.0", "(0.0..0.0)", "inf", "(1.00..inf)", "0", "in", "every", "round", "FAIL", "1/2"},
+		"drops inside the daemons per GB, TCP 4 streams":              {"0.0", "(0.0..0.0)", "0.0", "(0.0..0.0)", "[1", "of", "2", "rounds]", "1.00", "(1.00..1.00)", "[1", "of", "2", "rounds]", "0", "in", "every", "round", "PASS", "2/2"},
+		"drops inside the daemons per GB, TCP 1 stream, hub on 1 CPU": {"6.5", "(5.0..8.0)", "20.0", "(20.0..20.0)", "[1", "of", "2", "rounds]", "0.40", "(0.40..0.40)", "[1", "of", "2", "rounds]"},
+		"  tcp1 site outbound/queue_full":                             {"1.5", "(0.0..3.0)", "n/a", "-"},
+		"  tcp1 hub outbound/no_route (not in the total)":             {"1.0", "(0.0..2.0)", "n/a", "-"},
+		"  tcp1-cpu1 hub quic/dos_prevention":                         {"6.0", "(5.0..7.0)", "n/a", "-"},
+		"  tcp1-cpu1 hub udp/rcvbuf_errors":                           {"0.5", "(0.0..1.0)", "20.0", "(20.0..20.0)", "[1", "of", "2", "rounds]", "0.05", "(0.05..0.05)", "[1", "of", "2", "rounds]"},
+		"underlay dropped, loss5 rule (%)":                            {"4.90", "(4.90..4.90)", "-", "-"},
+		"ping tunnel median of 100 (ms)":                              {"0.350", "(0.300..0.400)", "0.200", "(0.200..0.200)", "[1", "of", "2", "rounds]", "+0.200", "(+0.200..+0.200)", "[1", "of", "2", "rounds]", "<=", "wg", "+", "0.050", "ms", "FAIL", "0/1"},
+		"ping tunnel lost (of sent)":                                  {"0", "(0..1)", "0", "(0..0)", "[1", "of", "2", "rounds]", "+1", "(+1..+1)", "[1", "of", "2", "rounds]"},
+		"ping veth min (ms)":                                          {"0.020", "(0.020..0.020)", "[1", "of", "2", "rounds]", "-", "-"},
+		"inner MTU (default)":                                         {"1280", "1420", "0.90"},
 	}
 	checkRows(t, out, wantRows)
 }
 
 func TestWriteJSON(t *testing.T) {
-	rep := &report{Streams: []int{1}, WireGuard: &result{Name: "wireguard-go", TCP: []tcpResult{{Streams: 1, Mbps: 1.5}}}}
+	rep := &report{Streams: []int{1}, Rounds: []round{{Round: 1, Order: []string{"wireguard-go"},
+		WireGuard: &result{Name: "wireguard-go", TCP: []tcpResult{{Row: "tcp1", Streams: 1, Mbps: 1.5, Bytes: 2e9, RetransPerGB: 3}}}}}}
+	rep.Summary = summarize(rows(rep))
 	var b strings.Builder
 	if err := measure.WriteJSON(&b, rep); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"wireguard_go": {`, `"mbit_per_s": 1.5`} {
+	for _, want := range []string{`"wireguard_go": {`, `"mbit_per_s": 1.5`, `"inner_tcp_retransmits_per_gb": 3`, `"daemon_drops_per_gb": 0`,
+		`"label": "TCP 1 stream (Mbit/s)"`, `"round": 1`} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("JSON lacks %q:\n%s", want, b.String())
 		}
@@ -436,5 +584,17 @@ func checkRows(t *testing.T, out string, wantRows map[string][]string) {
 	}
 	for label := range wantRows {
 		t.Errorf("table has no row %q:\n%s", label, out)
+	}
+}
+
+func TestCPUList(t *testing.T) {
+	if got := cpuList(1); got != "0" {
+		t.Errorf("cpuList(1) = %q, want 0", got)
+	}
+	if got := cpuList(3); got != "0-2" {
+		t.Errorf("cpuList(3) = %q, want 0-2", got)
+	}
+	if err := checkPinned(os.Getpid(), "no such list"); err == nil {
+		t.Error("checkPinned of this process against a bogus list: no error")
 	}
 }

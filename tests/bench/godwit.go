@@ -41,15 +41,17 @@ func godwitConfig(ifname, keyFile, stateDir string, addr netip.Prefix, mtu int, 
 	return b.String()
 }
 
-// startGodwit writes keys and configs for a hub and a site, starts both and
-// waits until the site logs "peer connected". The returned tunnelUp (non-nil
-// once a process was started, also with an error) lists the processes to
-// stop.
-func startGodwit(ctx context.Context, t *topo) (*tunnelUp, error) {
+// startGodwit writes keys and configs for a hub and a site into a
+// directory of their own (godwit-<tag>), starts both (the hub under
+// taskset with opts.hubCPUs) and waits until the site logs "peer
+// connected". The returned tunnelUp (non-nil once a process was started,
+// also with an error) lists the processes to stop; its drops reads both
+// daemons' control sockets.
+func startGodwit(ctx context.Context, t *topo, opts startOpts) (*tunnelUp, error) {
 	ifname := "gw" + t.lab.ID
 	hubIn, siteIn := netip.MustParsePrefix("10.77.0.1/24"), netip.MustParsePrefix("10.77.0.2/32")
-	dir := filepath.Join(t.lab.Dir, "godwit")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir := filepath.Join(t.lab.Dir, "godwit-"+opts.tag)
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	type node struct {
@@ -93,18 +95,34 @@ func startGodwit(ctx context.Context, t *topo) (*tunnelUp, error) {
 	if v, err := commandOutput(ctx, "", t.godwitBin, "version"); err == nil {
 		up.version = strings.SplitN(v, "\n", 2)[0]
 	}
+	sockets := map[string]string{}
 	for i, ns := range []*netlab.NS{t.hub, t.site} {
 		n := nodes[i]
 		path := filepath.Join(dir, n.name+".toml")
 		if err := os.WriteFile(path, []byte(cfgs[n.name]), 0o600); err != nil {
 			return up, fmt.Errorf("bench: %w", err)
 		}
-		d, err := ns.StartDaemon("godwit-"+n.name, t.godwitBin, path, env...)
+		bin := t.godwitBin
+		if n.name == "hub" && opts.hubCPUs > 0 {
+			// StartDaemon runs bin with the daemon's arguments, so taskset
+			// goes into a script that execs it (the pid stays the daemon's).
+			if strings.Contains(t.godwitBin, "'") {
+				return up, fmt.Errorf("bench: godwit binary path %q has a quote", t.godwitBin)
+			}
+			bin = filepath.Join(dir, "godwit-taskset")
+			script := fmt.Sprintf("#!/bin/sh\nexec taskset -c %s '%s' \"$@\"\n", cpuList(opts.hubCPUs), t.godwitBin)
+			if err := os.WriteFile(bin, []byte(script), 0o700); err != nil {
+				return up, fmt.Errorf("bench: %w", err)
+			}
+		}
+		d, err := ns.StartDaemon("godwit-"+n.name+"-"+opts.tag, bin, path, env...)
 		if err != nil {
 			return up, err
 		}
 		up.procs = append(up.procs, d.Proc)
+		sockets[n.name] = d.Socket
 	}
+	up.drops = godwitDrops(sockets)
 	// The site dials, so its log shows the connection first.
 	err := netlab.WaitFor(ctx, 20*time.Second, "connection from the godwit site", func() (bool, error) {
 		if len(up.procs[1].LogLines("peer connected", "peer=hub")) > 0 {

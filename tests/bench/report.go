@@ -6,8 +6,10 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
@@ -49,109 +51,150 @@ func cpuModel(r io.Reader) string {
 	return "unknown"
 }
 
-// target is a goal of the data-path performance issue for one row.
-type target struct {
-	minRatio float64 // Godwit/wireguard-go must be at least this (0: unused)
-	maxRatio float64 // Godwit/wireguard-go must be at most this (0: unused)
-	maxPlus  float64 // Godwit - wireguard-go must be at most this (0: unused)
-	below    float64 // Godwit alone must be below this (0: unused)
-	atMost   float64 // Godwit alone must be at most this (0: unused)
-	text     string  // how the table shows it
+// runKind is one TCP run of the classic rows.
+type runKind struct {
+	key    string // the -rows key, tcpResult.Row
+	label  string // "TCP 1 stream", "TCP 1 stream, hub on 1 CPU", "TCP 1 stream, 1% loss"
+	tcpN   bool   // a plain tcpN row: the issue's tcp1/tcp4 targets apply
+	pinned bool
 }
 
-// The issue's targets.
-var (
-	targetTCP      = target{minRatio: 0.6, text: ">= 0.60x (aim 1.0x)"}
-	targetImpaired = target{minRatio: 1.0, text: ">= 1.00x"}
-	targetCPU      = target{maxRatio: 1.5, text: "<= 1.50x"}
-	targetPing     = target{maxPlus: 0.050, text: "<= wg + 0.050 ms"}
-)
-
-// verdict is "PASS" or "FAIL" for g against w, or "" when either is missing
-// or the row has no target.
-func (tg *target) verdict(g, w *float64) string {
-	if tg == nil || g == nil {
-		return ""
+// runKinds lists the TCP runs of rep in table order: tcpN, tcpN-cpuC,
+// then the impairments.
+func runKinds(rep *report) []runKind {
+	var out []runKind
+	for _, n := range rep.Streams {
+		out = append(out, runKind{key: fmt.Sprintf("tcp%d", n), label: fmt.Sprintf("TCP %d stream%s", n, plural(n)), tcpN: true})
 	}
-	ok := true
-	switch {
-	case tg.below > 0:
-		ok = *g < tg.below
-	case tg.atMost > 0:
-		ok = *g <= tg.atMost
-	case w == nil:
-		return ""
-	case tg.minRatio > 0:
-		ok = *w > 0 && *g >= tg.minRatio**w
-	case tg.maxRatio > 0:
-		ok = *w > 0 && *g <= tg.maxRatio**w
-	case tg.maxPlus > 0:
-		ok = *g <= *w+tg.maxPlus
+	for _, p := range rep.Pinned {
+		out = append(out, runKind{key: p.Key, pinned: true,
+			label: fmt.Sprintf("TCP %d stream%s, hub on %d CPU%s", p.Streams, plural(p.Streams), p.CPUs, plural(p.CPUs))})
 	}
-	if ok {
-		return "PASS"
+	for _, im := range rep.Impair {
+		out = append(out, runKind{key: im.Key, label: "TCP 1 stream, " + im.describe()})
 	}
-	return "FAIL"
+	return out
 }
 
-// row is one line of the table. A nil value prints as "-".
-type row struct {
-	label  string
-	g, w   *float64
-	unit   string  // printf verb for the values
-	target *target // or nil
-	na     bool    // wireguard-go is not measured for this row: "n/a"
+// perRound returns f of each round's result of the daemon (godwit or
+// wireguard-go), nil where the round has no result or f has no value.
+func perRound(rep *report, godwit bool, f func(*result) *float64) []*float64 {
+	out := make([]*float64, len(rep.Rounds))
+	for i, rd := range rep.Rounds {
+		r := rd.WireGuard
+		if godwit {
+			r = rd.Godwit
+		}
+		if r != nil {
+			out[i] = f(r)
+		}
+	}
+	return out
 }
+
+// tcpOf returns r's TCP result of the run key, or nil.
+func tcpOf(r *result, key string) *tcpResult {
+	for i := range r.TCP {
+		if r.TCP[i].Row == key {
+			return &r.TCP[i]
+		}
+	}
+	return nil
+}
+
+func ptr(v float64) *float64 { return &v }
 
 // rows turns a report into table rows.
 func rows(rep *report) []row {
 	var out []row
-	tcp := func(r *result, n int, impairment string) *tcpResult {
-		if r == nil {
+	both := func(f func(*result) *float64) (g, w []*float64) {
+		return perRound(rep, true, f), perRound(rep, false, f)
+	}
+	tcpRow := func(label, unit, key string, tg *target, f func(*tcpResult) *float64) {
+		g, w := both(func(r *result) *float64 {
+			if t := tcpOf(r, key); t != nil {
+				return f(t)
+			}
 			return nil
+		})
+		out = append(out, row{label: label, unit: unit, g: g, w: w, tgt: tg, round: true})
+	}
+	runs := runKinds(rep)
+	for _, k := range runs {
+		tg := &targetImpaired
+		switch {
+		case k.tcpN:
+			tg = &targetTCP
+		case k.pinned:
+			tg = nil // not one of the issue's targets
 		}
-		for i := range r.TCP {
-			if r.TCP[i].Streams == n && r.TCP[i].Impairment == impairment {
-				return &r.TCP[i]
+		tcpRow(k.label+" (Mbit/s)", "%.0f", k.key, tg, func(t *tcpResult) *float64 { return ptr(t.Mbps) })
+	}
+	for _, k := range runs {
+		if k.tcpN || k.pinned {
+			tg := &targetCPU
+			if k.pinned {
+				tg = nil
+			}
+			tcpRow("CPU s/GB, both daemons, "+k.label, "%.2f", k.key, tg, func(t *tcpResult) *float64 { return ptr(t.CPUPerGB) })
+		}
+	}
+	for _, k := range runs {
+		tg := &targetRetrans
+		if !k.tcpN {
+			tg = nil
+		}
+		tcpRow("inner TCP retransmits per GB, "+k.label, unitCount, k.key, tg, func(t *tcpResult) *float64 { return ptr(t.RetransPerGB) })
+	}
+	for _, k := range runs {
+		tg := &targetDrops
+		if !k.tcpN {
+			tg = nil
+		}
+		tcpRow("drops inside the daemons per GB, "+k.label, unitCount, k.key, tg, func(t *tcpResult) *float64 { return ptr(t.DropsPerGB) })
+		// One row per reason that any round of either daemon counted.
+		reasons := map[string]bool{}
+		for _, rd := range rep.Rounds {
+			for _, r := range []*result{rd.Godwit, rd.WireGuard} {
+				if r == nil {
+					continue
+				}
+				if t := tcpOf(r, k.key); t != nil {
+					for reason := range t.Drops {
+						reasons[reason] = true
+					}
+				}
 			}
 		}
-		return nil
-	}
-	mbps := func(t *tcpResult) float64 { return t.Mbps }
-	for _, n := range rep.Streams {
-		g, w := tcp(rep.Godwit, n, ""), tcp(rep.WireGuard, n, "")
-		out = append(out, row{label: fmt.Sprintf("TCP %d stream%s (Mbit/s)", n, plural(n)), unit: "%.0f",
-			g: field(g, mbps), w: field(w, mbps), target: &targetTCP})
-	}
-	for _, im := range rep.Impair {
-		g, w := tcp(rep.Godwit, 1, im.Key), tcp(rep.WireGuard, 1, im.Key)
-		out = append(out, row{label: fmt.Sprintf("TCP 1 stream, %s (Mbit/s)", im.describe()), unit: "%.0f",
-			g: field(g, mbps), w: field(w, mbps), target: &targetImpaired})
-	}
-	for _, n := range rep.Streams {
-		g, w := tcp(rep.Godwit, n, ""), tcp(rep.WireGuard, n, "")
-		cpu := func(t *tcpResult) float64 { return t.CPUPerGB }
-		out = append(out, row{label: fmt.Sprintf("CPU s/GB, both daemons, %d stream%s", n, plural(n)), unit: "%.2f",
-			g: field(g, cpu), w: field(w, cpu), target: &targetCPU})
+		for _, reason := range slices.Sorted(maps.Keys(reasons)) {
+			g, w := both(func(r *result) *float64 {
+				t := tcpOf(r, k.key)
+				if t == nil || !countedFor(r.Name, reason) {
+					return nil
+				}
+				return ptr(t.perGB(t.Drops[reason]))
+			})
+			label := "  " + k.key + " " + reason
+			if !inTotal(reason) {
+				label += " (not in the total)"
+			}
+			out = append(out, row{label: label, unit: unitCount, g: g, w: w, round: true, na: !countedFor("wireguard-go", reason)})
+		}
 	}
 	for _, im := range rep.Impair {
 		if im.LossPct == 0 {
 			continue
 		}
-		g, w := tcp(rep.Godwit, 1, im.Key), tcp(rep.WireGuard, 1, im.Key)
-		drop := func(t *tcpResult) *float64 {
-			if t == nil {
-				return nil
-			}
-			return t.UnderlayDropPct
-		}
-		out = append(out, row{label: fmt.Sprintf("underlay dropped, %s rule (%%)", im.Key), unit: "%.2f", g: drop(g), w: drop(w)})
+		tcpRow(fmt.Sprintf("underlay dropped, %s rule (%%)", im.Key), "%.2f", im.Key, nil, func(t *tcpResult) *float64 { return t.UnderlayDropPct })
+		out[len(out)-1].cmp = cmpNone
 	}
 	ping := func(label string, get func(*result) *pingStats, tg *target) {
 		n := 0
-		for _, r := range []*result{rep.Godwit, rep.WireGuard} {
-			if r != nil && get(r) != nil {
-				n = max(n, get(r).Sent)
+		for _, rd := range rep.Rounds {
+			for _, r := range []*result{rd.Godwit, rd.WireGuard} {
+				if r != nil && get(r) != nil {
+					n = max(n, get(r).Sent)
+				}
 			}
 		}
 		for _, q := range []struct {
@@ -162,26 +205,38 @@ func rows(rep *report) []row {
 			{fmt.Sprintf("median of %d", n), func(p *pingStats) float64 { return p.MedianMs }, tg},
 			{"p90", func(p *pingStats) float64 { return p.P90Ms }, nil},
 			{"min", func(p *pingStats) float64 { return p.MinMs }, nil},
+			{"lost (of sent)", lost, nil},
 		} {
-			out = append(out, row{label: fmt.Sprintf("ping %s %s (ms)", label, q.name), unit: "%.3f",
-				g: pingField(rep.Godwit, get, q.f), w: pingField(rep.WireGuard, get, q.f), target: q.tg})
+			g, w := both(func(r *result) *float64 {
+				p := get(r)
+				if p == nil || p.Received == 0 && q.f(p) == 0 {
+					return nil
+				}
+				return ptr(q.f(p))
+			})
+			l, unit := fmt.Sprintf("ping %s %s (ms)", label, q.name), "%.3f"
+			if q.name == "lost (of sent)" {
+				l, unit = fmt.Sprintf("ping %s lost (of sent)", label), "%.0f"
+			}
+			out = append(out, row{label: l, unit: unit, g: g, w: w, cmp: cmpDiff, tgt: q.tg, round: true})
 		}
-		out = append(out, row{label: fmt.Sprintf("ping %s lost (of sent)", label), unit: "%.0f",
-			g: pingField(rep.Godwit, get, lost), w: pingField(rep.WireGuard, get, lost)})
 	}
 	if rep.Pings {
 		ping("tunnel", func(r *result) *pingStats { return r.PingTunnel }, &targetPing)
 		ping("veth", func(r *result) *pingStats { return r.PingVeth }, nil)
 	}
-	mtu := func(r *result) *float64 {
-		if r == nil || r.MTU == 0 {
-			return nil
+	if len(rep.Rounds) > 0 {
+		// The MTU is the same in every round: one value per daemon.
+		var g, w *float64
+		for _, rd := range rep.Rounds {
+			if r := rd.Godwit; g == nil && r != nil && r.MTU != 0 {
+				g = ptr(float64(r.MTU))
+			}
+			if r := rd.WireGuard; w == nil && r != nil && r.MTU != 0 {
+				w = ptr(float64(r.MTU))
+			}
 		}
-		v := float64(r.MTU)
-		return &v
-	}
-	if rep.Godwit != nil || rep.WireGuard != nil {
-		out = append(out, row{label: "inner MTU (default)", unit: "%.0f", g: mtu(rep.Godwit), w: mtu(rep.WireGuard)})
+		out = append(out, row{label: "inner MTU (default)", unit: "%.0f", g: []*float64{g}, w: []*float64{w}})
 	}
 	if rep.Mobility != nil {
 		out = append(out, mobilityRows(rep.Mobility)...)
@@ -189,12 +244,14 @@ func rows(rep *report) []row {
 	return out
 }
 
-// mobilityRows are the rows of the mobility series (Godwit only).
 func mobilityRows(m *mobilityResult) []row {
 	var out []row
-	v := func(f float64) *float64 { return &f }
+	v := ptr
 	add := func(label, unit string, g *float64, tg *target) {
-		out = append(out, row{label: label, unit: unit, g: g, target: tg, na: true})
+		if g == nil {
+			return
+		}
+		out = append(out, row{label: label, unit: unit, g: []*float64{g}, cmp: cmpNone, tgt: tg, na: true})
 	}
 	spread := func(prefix string, st durStats, tg *target) {
 		if st.N == 0 {
@@ -263,6 +320,8 @@ func mobilityRows(m *mobilityResult) []row {
 }
 
 // describe names the impairment for the table: "1% loss", "tbf 100 Mbit/s".
+
+// describe names the impairment for the table: "1% loss", "tbf 100 Mbit/s".
 func (im impairment) describe() string {
 	if im.RateMbit > 0 {
 		return fmt.Sprintf("tbf %d Mbit/s", im.RateMbit)
@@ -279,42 +338,6 @@ func plural(n int) string {
 	return "s"
 }
 
-func field(t *tcpResult, f func(*tcpResult) float64) *float64 {
-	if t == nil {
-		return nil
-	}
-	v := f(t)
-	return &v
-}
-
-func pingField(r *result, get func(*result) *pingStats, f func(*pingStats) float64) *float64 {
-	if r == nil {
-		return nil
-	}
-	p := get(r)
-	if p == nil || (p.Received == 0 && f(p) == 0) {
-		return nil
-	}
-	v := f(p)
-	return &v
-}
-
-// format prints v with verb, or "-" for nil.
-func format(verb string, v *float64) string {
-	if v == nil {
-		return "-"
-	}
-	return fmt.Sprintf(verb, *v)
-}
-
-// ratio is g/w with two decimals, or "-" when either is missing or w is 0.
-func ratio(g, w *float64) string {
-	if g == nil || w == nil || *w == 0 {
-		return "-"
-	}
-	return fmt.Sprintf("%.2f", *g / *w)
-}
-
 // writeTable prints the machine, one row per measurement with the issue's
 // target and verdict, and the profile tops.
 func writeTable(w io.Writer, rep *report) {
@@ -323,18 +346,28 @@ func writeTable(w io.Writer, rep *report) {
 	if m.LoadBefore != "" {
 		fmt.Fprintf(w, "load average (1, 5, 15 min): %s before, %s after\n", m.LoadBefore, m.LoadAfter)
 	}
-	if len(rep.Streams) > 0 || len(rep.Impair) > 0 || rep.Pings {
-		fmt.Fprintf(w, "TCP: %s measured after %s warm-up, site -> hub; higher Mbit/s is better, lower CPU s/GB and ping is better\n", rep.Duration, rep.Warmup)
+	if n := len(rep.Rounds); n > 0 {
+		var order []string
+		for _, rd := range rep.Rounds {
+			order = append(order, strings.Join(rd.Order, ", "))
+		}
+		fmt.Fprintf(w, "%d round%s (%s); TCP: %s measured after %s warm-up, site -> hub\n", n, plural(n), strings.Join(order, " | "), rep.Duration, rep.Warmup)
+		fmt.Fprintf(w, "values: median over the rounds (min..max); Godwit/wireguard-go: median of the per-round ratios (ping: differences, ms) (min..max)\n")
+		fmt.Fprintf(w, "higher Mbit/s is better; lower CPU s/GB, retransmits, drops and ping is better; wireguard-go's drops are its namespaces' UDP buffer drops only\n")
 	}
-	for _, r := range []*result{rep.Godwit, rep.WireGuard} {
-		if r == nil {
-			continue
-		}
-		if r.Version != "" {
-			fmt.Fprintf(w, "%s: %s\n", r.Name, r.Version)
-		}
-		if r.Error != "" {
-			fmt.Fprintf(w, "%s: FAILED: %s\n", r.Name, firstLine(r.Error))
+	versions := map[string]bool{}
+	for _, rd := range rep.Rounds {
+		for _, r := range []*result{rd.Godwit, rd.WireGuard} {
+			if r == nil {
+				continue
+			}
+			if r.Version != "" && !versions[r.Name] {
+				versions[r.Name] = true
+				fmt.Fprintf(w, "%s: %s\n", r.Name, r.Version)
+			}
+			if r.Error != "" {
+				fmt.Fprintf(w, "%s: round %d FAILED: %s\n", r.Name, rd.Round, firstLine(r.Error))
+			}
 		}
 	}
 	if m := rep.Mobility; m != nil {
@@ -343,34 +376,35 @@ func writeTable(w io.Writer, rep *report) {
 			fmt.Fprintf(w, "mobility: FAILED: %s\n", firstLine(m.Error))
 		}
 	}
-	rs := rows(rep)
-	width := 0
-	for _, r := range rs {
-		width = max(width, len(r.label))
+	sum := summarize(rows(rep))
+	head := [6]string{"", "Godwit", "wireguard-go", "Godwit/wireguard-go", "target", "verdict"}
+	var width [6]int
+	cells := make([][6]string, len(sum))
+	for i := range sum {
+		c := sum[i].columns()
+		cells[i] = [6]string{sum[i].Label, c[0], c[1], c[2], c[3], c[4]}
 	}
-	fmt.Fprintf(w, "%-*s  %10s  %12s  %19s  %-19s  %s\n", width, "", "Godwit", "wireguard-go", "Godwit/wireguard-go", "target", "verdict")
-	for _, r := range rs {
-		tt, v := "", ""
-		if r.target != nil {
-			tt, v = r.target.text, r.target.verdict(r.g, r.w)
+	for _, c := range append([][6]string{head}, cells...) {
+		for j := range c {
+			width[j] = max(width[j], len(c[j]))
 		}
-		wv := format(r.unit, r.w)
-		if r.na {
-			wv = "n/a"
-		}
-		line := fmt.Sprintf("%-*s  %10s  %12s  %19s  %-19s  %s", width, r.label, format(r.unit, r.g), wv, ratio(r.g, r.w), tt, v)
+	}
+	for _, c := range append([][6]string{head}, cells...) {
+		line := fmt.Sprintf("%-*s  %*s  %*s  %*s  %-*s  %s", width[0], c[0], width[1], c[1], width[2], c[2], width[3], c[3], width[4], c[4], c[5])
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
-	for _, r := range []*result{rep.Godwit, rep.WireGuard} {
-		if r == nil {
-			continue
-		}
-		for _, p := range r.Profiles {
-			fmt.Fprintf(w, "\n=== %s %s profile, top %d by %s (%s)\n", p.Daemon, p.Kind, topNodes, p.Sort, p.File)
-			if p.Error != "" {
-				fmt.Fprintf(w, "error: %s\n", firstLine(p.Error))
+	for _, rd := range rep.Rounds {
+		for _, r := range []*result{rd.Godwit, rd.WireGuard} {
+			if r == nil {
+				continue
 			}
-			fmt.Fprint(w, p.Top)
+			for _, p := range r.Profiles {
+				fmt.Fprintf(w, "\n=== %s %s profile, top %d by %s (%s)\n", p.Daemon, p.Kind, topNodes, p.Sort, p.File)
+				if p.Error != "" {
+					fmt.Fprintf(w, "error: %s\n", firstLine(p.Error))
+				}
+				fmt.Fprint(w, p.Top)
+			}
 		}
 	}
 }

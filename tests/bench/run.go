@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,10 +58,28 @@ type tunnelUp struct {
 	mtu     int            // inner MTU of the site's interface
 	procs   []*netlab.Proc // hub and site daemon
 	version string
+	// drops, if not nil, reads the daemons' own drop counters (see
+	// dropRcvbuf); wireguard-go has none.
+	drops   func(context.Context) (map[string]uint64, error)
 	cleanup func() // or nil; runs after the processes stopped
 }
 
-// result is everything measured for one daemon.
+// startOpts say how to start one daemon pair.
+type startOpts struct {
+	// tag makes the names of the processes, logs and state of this start
+	// unique in the lab ("r2", "r2-tcp1-cpu1"), since every round starts
+	// the daemons again.
+	tag string
+	// hubCPUs, if not 0, starts the hub daemon under taskset on CPUs
+	// 0..hubCPUs-1.
+	hubCPUs int
+}
+
+// starter starts a daemon pair; the returned tunnelUp is non-nil once a
+// process was started, also with an error, and lists the processes to stop.
+type starter func(context.Context, *topo, startOpts) (*tunnelUp, error)
+
+// result is everything measured for one daemon in one round.
 type result struct {
 	Name       string      `json:"name"`
 	Version    string      `json:"version,omitempty"`
@@ -68,22 +87,36 @@ type result struct {
 	TCP        []tcpResult `json:"tcp,omitempty"`
 	PingTunnel *pingStats  `json:"ping_tunnel,omitempty"`
 	PingVeth   *pingStats  `json:"ping_veth,omitempty"`
-	// Profiles are pprof tops of the daemons during the tcp1 row (-profile).
+	// Profiles are pprof tops of the daemons during the tcp1 row of the
+	// first round (-profile).
 	Profiles []profileTop `json:"profiles,omitempty"`
 	Error    string       `json:"error,omitempty"`
 }
 
+// round is one round of the classic rows: every row for each daemon.
+type round struct {
+	Round     int      `json:"round"` // from 1
+	Order     []string `json:"order"` // the daemons in the order measured
+	Godwit    *result  `json:"godwit,omitempty"`
+	WireGuard *result  `json:"wireguard_go,omitempty"`
+}
+
 // report is the whole run, as printed with -json.
 type report struct {
-	Machine   machine      `json:"machine"`
-	Duration  string       `json:"duration"`
-	Warmup    string       `json:"warmup"`
-	Rows      rowSet       `json:"-"`
-	Impair    []impairment `json:"impairments,omitempty"`
-	Streams   []int        `json:"streams"`
-	Pings     bool         `json:"pings"`
-	Godwit    *result      `json:"godwit,omitempty"`
-	WireGuard *result      `json:"wireguard_go,omitempty"`
+	Machine  machine      `json:"machine"`
+	Duration string       `json:"duration"`
+	Warmup   string       `json:"warmup"`
+	Rows     rowSet       `json:"-"`
+	Impair   []impairment `json:"impairments,omitempty"`
+	Pinned   []pinnedRow  `json:"cpu_starved,omitempty"`
+	Streams  []int        `json:"streams"`
+	Pings    bool         `json:"pings"`
+	// Rounds are the rounds of the classic rows, in the order run.
+	Rounds []round `json:"rounds,omitempty"`
+	// Summary is the table's rows over the rounds: medians with min and
+	// max, the ratio or difference of the daemons per round, the target
+	// and the verdict.
+	Summary []summaryRow `json:"summary,omitempty"`
 	// Mobility holds the mobility rows (Godwit only), or nil.
 	Mobility *mobilityResult `json:"mobility,omitempty"`
 	Notes    []string        `json:"notes"`
@@ -95,12 +128,17 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		Duration: o.duration.String(),
 		Warmup:   o.warmup.String(),
 		Impair:   o.rows.impair,
+		Pinned:   o.rows.pinned,
 		Streams:  o.rows.streams,
 		Pings:    o.rows.ping,
 		Rows:     o.rows,
 		Notes: []string{
+			"rounds: each round measures every classic row for both daemons, each daemon started afresh; Godwit first in odd rounds, wireguard-go first in even ones (G W, W G, G W, ...); per row the median over the rounds with min..max, and the median of the per-round Godwit/wireguard-go ratios (ping, underlay drop: differences) with min..max",
 			"TCP: Go sender in the site namespace to a Go sink on the hub's inner address; bytes counted by the sink",
 			"CPU: utime+stime of both daemon processes (hub and site together) during the measured TCP interval, per 1e9 bytes received",
+			"inner TCP retransmits: TcpRetransSegs of the site (sending) namespace's /proc/net/snmp over the measured interval, per 1e9 bytes received",
+			"drops inside the daemons: counters that grew over the measured interval, per 1e9 bytes received, by \"<hub|site> <source>/<reason>\": udp/rcvbuf_errors and udp/sndbuf_errors from /proc/net/snmp (Udp + Udp6) of each namespace, for both daemons; for Godwit also both daemons' control-socket status: quic/dos_prevention, quic/receive_queue_full, quic/send_too_large (quic-go, per path), inbound/* and outbound/* (the tunnel: tun_queue_full, queue_full = the peer's send queue, ...), tun/too_many_segments, tun/write_errors, socket/unreachable_sends; quic-go's datagram send queue blocks rather than drops; outbound/no_route (packets the kernel sends into the TUN for no peer, not tunnel traffic) is listed but left out of the total. wireguard-go exposes no drop counters: only its namespaces' UDP counters are counted",
+			"tcpN-cpuC: the hub (receiving) daemon started under taskset -c 0..C-1 (so its Go runtime also starts with GOMAXPROCS=C), the sender, the sink and the site daemon unpinned",
 			"lossP: nft numgen random drop of P % of UDP to the hub's tunnel port in the hub namespace's prerouting; gso_max_segs 1 on the site veth so each datagram is dropped on its own",
 			"tbfM: tbf rate M mbit burst " + tbfBurst + " latency " + tbfLatency + " on the site's veth (site -> hub direction)",
 			"ping: ICMP echo from the site namespace, idle tunnel; veth = bare underlay with the daemons idle",
@@ -128,12 +166,11 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	type impl struct {
 		name  string
 		key   string // -only value
-		start func(context.Context, *topo) (*tunnelUp, error)
-		res   **result
+		start starter
 	}
 	impls := []impl{
-		{"Godwit", "godwit", startGodwit, &rep.Godwit},
-		{"wireguard-go", "wireguard", startWireGuard, &rep.WireGuard},
+		{"Godwit", "godwit", startGodwit},
+		{"wireguard-go", "wireguard", startWireGuard},
 	}
 	// Build first, so compile time never overlaps a measurement.
 	for _, im := range impls {
@@ -155,20 +192,33 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	}
 
 	var failed []string
-	for _, im := range impls {
-		if o.only != "" && o.only != im.key || !o.rows.classic() {
-			continue
+	for n := 1; n <= o.rounds && o.rows.classic(); n++ {
+		rd := round{Round: n}
+		order := slices.Clone(impls)
+		if n%2 == 0 {
+			slices.Reverse(order)
 		}
-		log.Info("measuring", "daemon", im.name)
-		r, merr := t.measure(ctx, o, log, im.name, im.start)
-		*im.res = r
-		if ctx.Err() != nil {
-			return fmt.Errorf("bench: interrupted; removing the lab: %w", ctx.Err())
+		for _, im := range order {
+			if o.only != "" && o.only != im.key {
+				continue
+			}
+			log.Info("measuring", "round", n, "daemon", im.name)
+			r, merr := t.measure(ctx, o, log, im.name, im.start, n)
+			rd.Order = append(rd.Order, im.name)
+			if im.key == "godwit" {
+				rd.Godwit = r
+			} else {
+				rd.WireGuard = r
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("bench: interrupted; removing the lab: %w", ctx.Err())
+			}
+			if merr != nil {
+				log.Error("measurement failed", "round", n, "daemon", im.name, "err", merr)
+				failed = append(failed, fmt.Sprintf("%s in round %d", im.name, n))
+			}
 		}
-		if merr != nil {
-			log.Error("measurement failed", "daemon", im.name, "err", merr)
-			failed = append(failed, im.name)
-		}
+		rep.Rounds = append(rep.Rounds, rd)
 	}
 
 	if o.rows.mobility() {
@@ -185,6 +235,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	}
 
 	rep.Machine.LoadAfter = measure.LoadAvg()
+	rep.Summary = summarize(rows(&rep))
 	if o.json {
 		if err := measure.WriteJSON(stdout, &rep); err != nil {
 			return err
@@ -194,7 +245,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		writeTable(stdout, &rep)
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("bench: %s failed (see above)", strings.Join(failed, " and "))
+		return fmt.Errorf("bench: %s failed (see above)", strings.Join(failed, ", "))
 	}
 	return nil
 }
@@ -206,19 +257,43 @@ func (t *topo) build() (err error) {
 	return err
 }
 
-// measure starts one daemon pair, measures it and stops it again. The
-// result holds whatever was measured, plus the error if any.
-func (t *topo) measure(ctx context.Context, o options, log *slog.Logger, name string, start func(context.Context, *topo) (*tunnelUp, error)) (*result, error) {
+// measure measures the daemon called name in round n: one pair for the
+// ping, tcpN and impaired rows, then one pair with a pinned hub per
+// tcpN-cpuC row, each started and stopped again. The result holds whatever
+// was measured, plus the first error if any (after which the rest of the
+// round is skipped for this daemon).
+func (t *topo) measure(ctx context.Context, o options, log *slog.Logger, name string, start starter, n int) (*result, error) {
 	r := &result{Name: name}
-	err := t.measureInto(ctx, o, log, r, start)
+	var err error
+	if o.rows.ping || len(o.rows.streams) > 0 || len(o.rows.impair) > 0 {
+		err = t.measureInto(ctx, o, log, r, start, session{round: n})
+	}
+	for i := range o.rows.pinned {
+		if err != nil {
+			break
+		}
+		err = t.measureInto(ctx, o, log, r, start, session{round: n, pinned: &o.rows.pinned[i]})
+	}
 	if err != nil {
 		r.Error = err.Error()
 	}
 	return r, err
 }
 
-func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *result, start func(context.Context, *topo) (*tunnelUp, error)) (err error) {
-	up, err := start(ctx, t)
+// session is what one started daemon pair measures: the pinned row, or
+// (pinned nil) the ping, tcpN and impaired rows.
+type session struct {
+	round  int
+	pinned *pinnedRow
+}
+
+func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *result, start starter, sess session) (err error) {
+	opts := startOpts{tag: fmt.Sprintf("r%d", sess.round)}
+	if sess.pinned != nil {
+		opts.tag += "-" + sess.pinned.Key
+		opts.hubCPUs = sess.pinned.CPUs
+	}
+	up, err := start(ctx, t, opts)
 	if up != nil {
 		defer func() {
 			if serr := stopProcs(up.procs); serr != nil {
@@ -243,9 +318,14 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 	if err := checkExeced(pids); err != nil {
 		return err
 	}
+	if opts.hubCPUs > 0 {
+		if err := checkPinned(pids[0], cpuList(opts.hubCPUs)); err != nil {
+			return err
+		}
+	}
 
-	if o.rows.ping {
-		log.Info("ping", "daemon", r.Name, "count", o.pings)
+	if o.rows.ping && sess.pinned == nil {
+		log.Info("ping", "round", sess.round, "daemon", r.Name, "count", o.pings)
 		if r.PingTunnel, err = t.ping(up.hubAddr, o.pings); err != nil {
 			return err
 		}
@@ -264,14 +344,35 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 			dial: func(ctx context.Context, a net.Addr) (net.Conn, error) {
 				return t.site.DialTCP(ctx, a.String())
 			},
-			cpu:    func() (float64, error) { return cpuOf(pids) },
-			during: during,
+			cpu:      func() (float64, error) { return cpuOf(pids) },
+			counters: func(ctx context.Context) (snapshot, error) { return t.readCounters(ctx, up.drops) },
+			during:   during,
 		})
 	}
+	done := func(res tcpResult) error {
+		r.TCP = append(r.TCP, res)
+		log.Info("tcp done", "round", sess.round, "daemon", r.Name, "row", res.Row, "mbit/s", fmt.Sprintf("%.0f", res.Mbps),
+			"cpu_s/GB", fmt.Sprintf("%.2f", res.CPUPerGB), "retrans/GB", fmt.Sprintf("%.0f", res.RetransPerGB),
+			"drops/GB", fmt.Sprintf("%.0f", res.DropsPerGB))
+		// Let queues drain so one run does not eat into the next.
+		return measure.Sleep(ctx, 500*time.Millisecond)
+	}
+	if p := sess.pinned; p != nil {
+		log.Info("tcp", "round", sess.round, "daemon", r.Name, "row", p.Key, "duration", o.duration)
+		res, err := tcp(p.Streams, nil)
+		res.Row, res.HubCPUs = p.Key, p.CPUs
+		if err != nil {
+			return fmt.Errorf("bench: %s: %w%s", p.Key, err, measure.ProcLogs(up.procs...))
+		}
+		if err := done(res); err != nil {
+			return err
+		}
+		return checkRunning(up.procs)
+	}
 	for _, n := range o.rows.streams {
-		log.Info("tcp", "daemon", r.Name, "streams", n, "duration", o.duration)
+		log.Info("tcp", "round", sess.round, "daemon", r.Name, "streams", n, "duration", o.duration)
 		var during func(context.Context)
-		if n == 1 && t.profile && r.Name == "Godwit" {
+		if n == 1 && t.profile && r.Name == "Godwit" && sess.round == 1 {
 			during = func(ctx context.Context) {
 				log.Info("profiling", "daemon", r.Name, "seconds", profileSeconds, "dir", o.profile)
 				var perr error
@@ -283,34 +384,62 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 			}
 		}
 		res, err := tcp(n, during)
+		res.Row = fmt.Sprintf("tcp%d", n)
 		if err != nil {
 			return fmt.Errorf("bench: %d streams: %w%s", n, err, measure.ProcLogs(up.procs...))
 		}
-		r.TCP = append(r.TCP, res)
-		log.Info("tcp done", "daemon", r.Name, "streams", n, "mbit/s", fmt.Sprintf("%.0f", res.Mbps), "cpu_s/GB", fmt.Sprintf("%.2f", res.CPUPerGB))
-		// Let queues drain so one run does not eat into the next.
-		if err := measure.Sleep(ctx, 500*time.Millisecond); err != nil {
+		if err := done(res); err != nil {
 			return err
 		}
 	}
 	for _, im := range o.rows.impair {
-		log.Info("tcp", "daemon", r.Name, "streams", 1, "impairment", im.Key, "duration", o.duration)
+		log.Info("tcp", "round", sess.round, "daemon", r.Name, "streams", 1, "impairment", im.Key, "duration", o.duration)
 		res, err := t.measureImpaired(ctx, im, up.port, func() (tcpResult, error) { return tcp(1, nil) })
+		res.Row = im.Key
 		if err != nil {
 			return fmt.Errorf("bench: 1 stream, %s: %w%s", im.Key, err, measure.ProcLogs(up.procs...))
 		}
-		r.TCP = append(r.TCP, res)
-		log.Info("tcp done", "daemon", r.Name, "streams", 1, "impairment", im.Key, "mbit/s", fmt.Sprintf("%.0f", res.Mbps))
-		if err := measure.Sleep(ctx, 500*time.Millisecond); err != nil {
+		if err := done(res); err != nil {
 			return err
 		}
 	}
-	for _, p := range up.procs {
+	return checkRunning(up.procs)
+}
+
+// checkRunning fails if a daemon exited.
+func checkRunning(procs []*netlab.Proc) error {
+	for _, p := range procs {
 		if p.Exited() {
-			return fmt.Errorf("bench: %s exited during the measurement%s", p.Name, measure.ProcLogs(up.procs...))
+			return fmt.Errorf("bench: %s exited during the measurement%s", p.Name, measure.ProcLogs(procs...))
 		}
 	}
 	return nil
+}
+
+// cpuList is the taskset list of CPUs 0..n-1.
+func cpuList(n int) string {
+	if n == 1 {
+		return "0"
+	}
+	return fmt.Sprintf("0-%d", n-1)
+}
+
+// checkPinned makes sure process pid may only run on the CPUs of list (as
+// /proc/<pid>/status Cpus_allowed_list shows them).
+func checkPinned(pid int, list string) error {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return fmt.Errorf("bench: pid %d: %w", pid, err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "Cpus_allowed_list:"); ok {
+			if got := strings.TrimSpace(v); got != list {
+				return fmt.Errorf("bench: pid %d runs on CPUs %s, want %s", pid, got, list)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("bench: pid %d: no Cpus_allowed_list", pid)
 }
 
 // measureImpaired runs measure with im in place on the underlay and
@@ -345,15 +474,15 @@ func (t *topo) ping(dst netip.Addr, count int) (*pingStats, error) {
 }
 
 // checkExeced makes sure each pid is the daemon itself and not a wrapper
-// (ip netns exec and env exec, so the pid must not name either), since the
-// CPU accounting reads these pids.
+// (ip netns exec, env, taskset and the taskset script exec, so the pid
+// must name none of them), since the CPU accounting reads these pids.
 func checkExeced(pids []int) error {
 	for _, pid := range pids {
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
 		if err != nil {
 			return fmt.Errorf("bench: pid %d: %w", pid, err)
 		}
-		if c := strings.TrimSpace(string(b)); c == "ip" || c == "env" {
+		if c := strings.TrimSpace(string(b)); c == "ip" || c == "env" || c == "taskset" || c == "sh" {
 			return fmt.Errorf("bench: pid %d is still %q, not the daemon", pid, c)
 		}
 	}

@@ -16,6 +16,8 @@ import (
 
 // tcpResult is one throughput measurement.
 type tcpResult struct {
+	// Row is the -rows key of the run: "tcp4", "loss1", "tcp1-cpu1".
+	Row        string  `json:"row"`
 	Streams    int     `json:"streams"`
 	Bytes      uint64  `json:"bytes"`        // received by the sink during the measured interval
 	Seconds    float64 `json:"seconds"`      // length of the measured interval
@@ -29,7 +31,23 @@ type tcpResult struct {
 	// rule dropped over the whole run (warm-up included), from its nft
 	// counters; nil without a loss rule.
 	UnderlayDropPct *float64 `json:"underlay_drop_pct,omitempty"`
+	// HubCPUs is how many CPUs the hub daemon was pinned to (tcpN-cpuC
+	// rows), or 0.
+	HubCPUs int `json:"hub_cpus,omitempty"`
+	// Retransmits is the sending namespace's TCP RetransSegs during the
+	// interval: the inner TCP's retransmissions (the daemons speak UDP).
+	Retransmits  uint64  `json:"inner_tcp_retransmits"`
+	RetransPerGB float64 `json:"inner_tcp_retransmits_per_gb"`
+	// Drops are the drop counters inside the daemons (see dropRcvbuf)
+	// that grew during the interval, by "<daemon> <source>/<reason>";
+	// DropsPerGB is their sum per 1e9 bytes received, without those that
+	// are not tunnel traffic (see inTotal).
+	Drops      map[string]uint64 `json:"daemon_drops,omitempty"`
+	DropsPerGB float64           `json:"daemon_drops_per_gb"`
 }
+
+// perGB returns n per 1e9 of the result's bytes (Bytes > 0).
+func (r *tcpResult) perGB(n uint64) float64 { return float64(n) / (float64(r.Bytes) / 1e9) }
 
 // sink accepts TCP connections and counts every byte it reads. Its counter
 // may be read at any time from any goroutine.
@@ -110,6 +128,8 @@ type tcpParams struct {
 	dial func(ctx context.Context, addr net.Addr) (net.Conn, error)
 	// cpu returns the CPU seconds used so far by the processes under test.
 	cpu func() (float64, error)
+	// counters, if not nil, reads the retransmission and drop counters.
+	counters func(context.Context) (snapshot, error)
 	// during, if not nil, runs on its own goroutine from the start of the
 	// measured interval; the streams keep sending until it returns, also
 	// when that is after the interval. It must return soon once ctx is
@@ -163,6 +183,15 @@ func measureTCP(ctx context.Context, p tcpParams) (tcpResult, error) {
 	if err := measure.Sleep(ctx, p.warmup); err != nil {
 		return res, err
 	}
+	// The counters are read just outside the interval of bytes and CPU
+	// time, so that the daemons' work answering them is not charged to
+	// the interval and no drop in it is missed.
+	var s0 snapshot
+	if p.counters != nil {
+		if s0, err = p.counters(ctx); err != nil {
+			return res, err
+		}
+	}
 	b0, c0, t0 := s.bytes.Load(), 0.0, time.Now()
 	if c0, err = p.cpu(); err != nil {
 		return res, err
@@ -194,6 +223,12 @@ func measureTCP(ctx context.Context, p tcpParams) (tcpResult, error) {
 	if err != nil {
 		return res, err
 	}
+	var s1 snapshot
+	if p.counters != nil {
+		if s1, err = p.counters(ctx); err != nil {
+			return res, err
+		}
+	}
 
 	res.Bytes = b1 - b0
 	res.Seconds = t1.Sub(t0).Seconds()
@@ -203,6 +238,24 @@ func measureTCP(ctx context.Context, p tcpParams) (tcpResult, error) {
 		return res, errors.New("bench: no bytes received during the measured interval")
 	}
 	res.CPUPerGB = res.CPUSeconds / (float64(res.Bytes) / 1e9)
+	if p.counters != nil {
+		res.Retransmits = s1.retrans - min(s0.retrans, s1.retrans)
+		res.RetransPerGB = res.perGB(res.Retransmits)
+		var total uint64
+		for k, v := range delta(s0.drops, s1.drops) {
+			if v == 0 {
+				continue
+			}
+			if res.Drops == nil {
+				res.Drops = map[string]uint64{}
+			}
+			res.Drops[k] = v
+			if inTotal(k) {
+				total += v
+			}
+		}
+		res.DropsPerGB = res.perGB(total)
+	}
 	return res, nil
 }
 

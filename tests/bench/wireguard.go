@@ -160,10 +160,11 @@ func waitFile(ctx context.Context, path string, within time.Duration, exited fun
 	return nil
 }
 
-// startWireGuard runs one wireguard-go per namespace, configures them over
-// UAPI and brings the interfaces up. The returned tunnelUp (non-nil once a
-// process was started, also with an error) lists the processes to stop.
-func startWireGuard(ctx context.Context, t *topo) (*tunnelUp, error) {
+// startWireGuard runs one wireguard-go per namespace (the hub under taskset
+// with opts.hubCPUs), configures them over UAPI and brings the interfaces
+// up. The returned tunnelUp (non-nil once a process was started, also with
+// an error) lists the processes to stop.
+func startWireGuard(ctx context.Context, t *topo, opts startOpts) (*tunnelUp, error) {
 	hubIf, siteIf := "wgb"+t.lab.ID+"h", "wgb"+t.lab.ID+"s"
 	hubIn, siteIn := netip.MustParsePrefix("10.78.0.1/24"), netip.MustParsePrefix("10.78.0.2/24")
 	for _, ifn := range []string{hubIf, siteIf} {
@@ -203,9 +204,14 @@ func startWireGuard(ctx context.Context, t *topo) (*tunnelUp, error) {
 		{t.hub, "wireguard-hub", hubIf, hk, wgPort, wgPeer{pub: sk.pub, allowed: netip.PrefixFrom(siteIn.Addr(), 32)}, hubIn},
 		{t.site, "wireguard-site", siteIf, sk, 0, wgPeer{pub: hk.pub, allowed: netip.PrefixFrom(hubIn.Addr(), 32), endpoint: netip.AddrPortFrom(t.hubVethIP, wgPort)}, siteIn},
 	} {
-		// env execs too, so the pid stays the daemon's. Foreground mode
-		// keeps it our child and silences the "use the kernel module" banner.
-		p, err := s.ns.Start(s.name, "env", "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error", t.wgBin, s.ifn)
+		// env and taskset exec too, so the pid stays the daemon's.
+		// Foreground mode keeps it our child and silences the "use the
+		// kernel module" banner.
+		args := []string{"env", "WG_PROCESS_FOREGROUND=1", "LOG_LEVEL=error", t.wgBin, s.ifn}
+		if s.ns == t.hub && opts.hubCPUs > 0 {
+			args = append([]string{"taskset", "-c", cpuList(opts.hubCPUs)}, args...)
+		}
+		p, err := s.ns.Start(s.name+"-"+opts.tag, args...)
 		if err != nil {
 			return up, err
 		}
