@@ -41,7 +41,7 @@ type receivedPacketQueue struct {
 }
 
 // maxPushWait bounds how long a Push waits for the run loop (Godwit).
-const maxPushWait = 20 * time.Millisecond
+const maxPushWait = 100 * time.Millisecond
 
 // Init initializes the queue.
 // The active pathReceiver is the one of the Transport that the connection was created on.
