@@ -46,6 +46,11 @@ func TestManagerStates(t *testing.T) {
 	dual := func(routes ...string) *Config {
 		return &Config{Interface: "gw0", MTU: 1280, Addrs: pfx("10.77.0.1/24", "fd77::1/64"), Routes: pfx(routes...)}
 	}
+	// moved is dual with both default routes in table 100 behind mark 0x1.
+	moved := func(mtu int, addr4 string) *Config {
+		return &Config{Interface: "gw0", MTU: mtu, Addrs: pfx(addr4, "fd77::1/64"),
+			Routes: pfx("0.0.0.0/0", "::/0", "192.168.30.0/24"), Table: 100, FwMark: 0x1}
+	}
 	steps := []struct {
 		name  string
 		cfg   *Config
@@ -126,8 +131,7 @@ func TestManagerStates(t *testing.T) {
 		},
 		{
 			name: "custom table and mark move only what depends on them",
-			cfg: &Config{Interface: "gw0", MTU: 1280, Addrs: pfx("10.77.0.1/24", "fd77::1/64"),
-				Routes: pfx("0.0.0.0/0", "::/0", "192.168.30.0/24"), Table: 100, FwMark: 0x1},
+			cfg:  moved(1280, "10.77.0.1/24"),
 			want: []string{
 				"rule del -4 pref 5301 not fwmark 0x4757 lookup 18263",
 				"rule del -6 pref 5301 not fwmark 0x4757 lookup 18263",
@@ -141,8 +145,7 @@ func TestManagerStates(t *testing.T) {
 		},
 		{
 			name: "change mtu and an address",
-			cfg: &Config{Interface: "gw0", MTU: 1400, Addrs: pfx("10.77.0.1/16", "fd77::1/64"),
-				Routes: pfx("0.0.0.0/0", "::/0", "192.168.30.0/24"), Table: 100, FwMark: 0x1},
+			cfg:  moved(1400, "10.77.0.1/16"),
 			want: []string{
 				"link set gw0 mtu 1400",
 				"addr del 10.77.0.1/24 dev gw0",
