@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/chans"
 	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 
 	"github.com/quic-go/quic-go"
@@ -160,7 +161,7 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	sending := make(chan struct{})
 	go func() {
 		defer close(sending)
-		for !isClosed(stopSending) {
+		for !chans.Closed(stopSending) {
 			_ = c.SendDatagram(payload)
 			_ = c.Stats()
 			time.Sleep(time.Millisecond)
@@ -184,7 +185,7 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	if !bytes.Equal(b, payload) {
 		t.Errorf("server got %x, want %x", b, payload)
 	}
-	if isClosed(s.qc.HandshakeComplete()) {
+	if chans.Closed(s.qc.HandshakeComplete()) {
 		t.Error("the server's handshake was complete when the 0-RTT datagram was delivered, want it still running")
 	}
 	if d := time.Since(start); d >= hold {
