@@ -46,6 +46,24 @@ func newEndpoint(t testing.TB, cfg Config) *Endpoint {
 	return e
 }
 
+// background runs f on its own goroutine with a context that stop cancels;
+// stop returns a channel that is closed when f has returned. The test's
+// cleanup stops f and waits for it.
+func background(t testing.TB, f func(ctx context.Context)) (stop func() <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f(ctx)
+	}()
+	stop = func() <-chan struct{} {
+		cancel()
+		return done
+	}
+	t.Cleanup(func() { <-stop() })
+	return stop
+}
+
 // testPair is a server endpoint accepting the client key, and a client
 // endpoint; mutate may adjust both configs first.
 type testPair struct {
@@ -93,6 +111,17 @@ func (p *testPair) connect(t testing.TB) (client, server *Conn) {
 		t.Fatal("Accept returned no conn")
 	}
 	return client, server
+}
+
+// dialLoop runs the client's DialLoop to the server, which sends every conn
+// it brings up to ups. stop cancels the loop and returns a channel closed
+// when it has returned; the loop is stopped when the test ends at the latest.
+func (p *testPair) dialLoop(t testing.TB) (ups <-chan *Conn, stop func() <-chan struct{}) {
+	up := make(chan *Conn, 4)
+	stop = background(t, func(ctx context.Context) {
+		p.cli.DialLoop(ctx, p.srv.LocalAddr().String(), p.sk.pub, func(c *Conn) { up <- c })
+	})
+	return up, stop
 }
 
 // expectNoAccept fails if the server's Accept returns a conn within d.
@@ -578,17 +607,7 @@ func TestDialLoopReconnects(t *testing.T) {
 		cli.RedialMin = 50 * time.Millisecond
 		cli.RedialMax = 200 * time.Millisecond
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	ups := make(chan *Conn, 4)
-	loopDone := make(chan struct{})
-	go func() {
-		defer close(loopDone)
-		p.cli.DialLoop(ctx, p.srv.LocalAddr().String(), p.sk.pub, func(c *Conn) { ups <- c })
-	}()
-	defer func() {
-		cancel()
-		<-loopDone
-	}()
+	ups, stop := p.dialLoop(t)
 	actx, acancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer acancel()
 	for i := range 2 {
@@ -606,9 +625,8 @@ func TestDialLoopReconnects(t *testing.T) {
 		s.Close("server restart")
 		waitDone(t, c, 5*time.Second)
 	}
-	cancel()
 	select {
-	case <-loopDone:
+	case <-stop():
 	case <-time.After(5 * time.Second):
 		t.Fatal("DialLoop did not return after cancel")
 	}

@@ -90,11 +90,7 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 		corrupted int
 		dups      int
 	)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	stop := background(t, func(ctx context.Context) {
 		for {
 			b, err := server.ReceiveDatagram(ctx)
 			if err != nil {
@@ -112,7 +108,7 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 			}
 			mu.Unlock()
 		}
-	}()
+	})
 
 	// arrived waits until the receiver has seen want datagrams or nothing
 	// more arrived for 300 ms, and returns how many it has seen.
@@ -155,8 +151,7 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 	calls1, segs1 := p.cli.UDPSendStats()
 	calls, segs := calls1-calls0, segs1-segs0
 	dropped := server.Stats().DatagramsDroppedQueueFull
-	cancel()
-	<-done
+	<-stop()
 
 	mu.Lock()
 	defer mu.Unlock()

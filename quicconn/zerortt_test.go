@@ -48,16 +48,59 @@ func startRelay(t testing.TB, target net.Addr, cfg relay.Config) *relay.Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+	background(t, func(ctx context.Context) {
+		if err := r.Run(ctx); err != nil {
 			t.Errorf("relay: %v", err)
 		}
 	})
 	return r
+}
+
+// holdAnswers is how long the relay of startHoldingRelay holds back the
+// server's answers: the server's handshake cannot complete before then, so
+// anything it delivers earlier came in 0-RTT.
+const holdAnswers = 300 * time.Millisecond
+
+// startHoldingRelay runs a relay in front of p's server that holds every
+// answer to the client back by holdAnswers.
+func startHoldingRelay(t testing.TB, p *testPair) *relay.Relay {
+	t.Helper()
+	return startRelay(t, p.srv.LocalAddr(), relay.Config{
+		Delay: func(d relay.Direction, _ uint64) time.Duration {
+			if d == relay.ToClient {
+				return holdAnswers
+			}
+			return 0
+		},
+	})
+}
+
+// newClient makes a client Endpoint with p's client key and StateDir dir:
+// the site restarted.
+func (p *testPair) newClient(t testing.TB, dir string) *Endpoint {
+	t.Helper()
+	return newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+}
+
+// newServer makes a server Endpoint with p's server key and StateDir dir,
+// listening on listen, that accepts p's client: the hub restarted.
+func (p *testPair) newServer(t testing.TB, listen, dir string) *Endpoint {
+	t.Helper()
+	return newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: listen, StateDir: dir,
+		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
+}
+
+// nextConn returns the next conn from accepted; it fails the test if ctx
+// ends first.
+func nextConn(ctx context.Context, t testing.TB, accepted <-chan *Conn) *Conn {
+	t.Helper()
+	select {
+	case s := <-accepted:
+		return s
+	case <-ctx.Done():
+		t.Fatal("server Accept returned nothing")
+		return nil
+	}
 }
 
 // primeTicket connects a client Endpoint with StateDir dir to p's server
@@ -65,7 +108,7 @@ func startRelay(t testing.TB, target net.Addr, cfg relay.Config) *relay.Relay {
 // Endpoint (a site that then stops).
 func primeTicket(t testing.TB, p *testPair, dir string) {
 	t.Helper()
-	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	cli := p.newClient(t, dir)
 	old := p.cli
 	p.cli = cli
 	c, s := p.connect(t)
@@ -83,10 +126,7 @@ func primeTicket(t testing.TB, p *testPair, dir string) {
 func acceptAll(t testing.TB, e *Endpoint) <-chan *Conn {
 	t.Helper()
 	ch := make(chan *Conn, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	background(t, func(ctx context.Context) {
 		for {
 			c, err := e.Accept(ctx)
 			if err != nil {
@@ -94,8 +134,7 @@ func acceptAll(t testing.TB, e *Endpoint) <-chan *Conn {
 			}
 			ch <- c
 		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	})
 	return ch
 }
 
@@ -119,18 +158,7 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	})
 	dir := t.TempDir()
 	primeTicket(t, p, dir)
-
-	// The server's answers are held back 300 ms, so its handshake cannot
-	// complete before then: anything it delivers earlier came in 0-RTT.
-	const hold = 300 * time.Millisecond
-	r := startRelay(t, p.srv.LocalAddr(), relay.Config{
-		Delay: func(d relay.Direction, _ uint64) time.Duration {
-			if d == relay.ToClient {
-				return hold
-			}
-			return 0
-		},
-	})
+	r := startHoldingRelay(t, p)
 	accepted := acceptAll(t, p.srv)
 
 	// The restarted client: a new Endpoint on the same state dir.
@@ -143,8 +171,8 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
-	if d := time.Since(start); d >= hold {
-		t.Errorf("Dial took %v, want it to return before the server's first answer (%v)", d, hold)
+	if d := time.Since(start); d >= holdAnswers {
+		t.Errorf("Dial took %v, want it to return before the server's first answer (%v)", d, holdAnswers)
 	}
 	st := c.Stats()
 	if !st.HandshakeDone.IsZero() {
@@ -169,12 +197,7 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	}()
 	defer func() { close(stopSending); <-sending }()
 
-	var s *Conn
-	select {
-	case s = <-accepted:
-	case <-ctx.Done():
-		t.Fatal("server Accept returned nothing")
-	}
+	s := nextConn(ctx, t, accepted)
 	if s.PeerKey() != p.ck.pub {
 		t.Errorf("early server conn has peer %s, want %s", keyString(s.PeerKey()), keyString(p.ck.pub))
 	}
@@ -188,8 +211,8 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	if chans.Closed(s.qc.HandshakeComplete()) {
 		t.Error("the server's handshake was complete when the 0-RTT datagram was delivered, want it still running")
 	}
-	if d := time.Since(start); d >= hold {
-		t.Errorf("0-RTT datagram delivered after %v, want before %v", d, hold)
+	if d := time.Since(start); d >= holdAnswers {
+		t.Errorf("0-RTT datagram delivered after %v, want before %v", d, holdAnswers)
 	}
 
 	// Then the handshake and the hello exchange complete in the background.
@@ -222,30 +245,23 @@ func TestZeroRTTRejectedResendsHello(t *testing.T) {
 	// A restarted server: same keys (StateDir), a new process whose book of
 	// issued tickets is empty, so it refuses the 0-RTT but resumes.
 	sdir := t.TempDir()
-	srv1 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: "127.0.0.1:0", StateDir: sdir,
-		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
+	srv1 := p.newServer(t, "127.0.0.1:0", sdir)
 	p.srv = srv1
 	primeTicket(t, p, dir) // the ticket now comes from srv1
 	addr := srv1.LocalAddr().String()
 	srv1.Close()
-	srv2 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: addr, StateDir: sdir,
-		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
+	srv2 := p.newServer(t, addr, sdir)
 	p.srv = srv2
 	accepted := acceptAll(t, srv2)
 
-	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	cli := p.newClient(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := cli.Dial(ctx, addr, p.sk.pub)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
-	var s *Conn
-	select {
-	case s = <-accepted:
-	case <-ctx.Done():
-		t.Fatal("server Accept returned nothing")
-	}
+	s := nextConn(ctx, t, accepted)
 	if !waitFor(5*time.Second, func() bool { return c.PeerName() == "hub" }) {
 		t.Fatalf("no hello after the 0-RTT rejection (client err %v)", c.Err())
 	}
@@ -312,7 +328,7 @@ func TestZeroRTTReplayDeliversOnce(t *testing.T) {
 		}
 	}()
 
-	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	cli := p.newClient(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := cli.Dial(ctx, r.Addr().String(), p.sk.pub)
@@ -386,15 +402,7 @@ func TestZeroRTTBurstDoesNotDeadlock(t *testing.T) {
 	p := newTestPair(t, nil)
 	dir := t.TempDir()
 	primeTicket(t, p, dir)
-	const hold = 300 * time.Millisecond
-	r := startRelay(t, p.srv.LocalAddr(), relay.Config{
-		Delay: func(d relay.Direction, _ uint64) time.Duration {
-			if d == relay.ToClient {
-				return hold
-			}
-			return 0
-		},
-	})
+	r := startHoldingRelay(t, p)
 	accepted := acceptAll(t, p.srv)
 
 	// Not newEndpoint: on a deadlock its Close would hang the test binary.
@@ -443,12 +451,7 @@ func TestZeroRTTBurstDoesNotDeadlock(t *testing.T) {
 		deadlocked = true
 		t.Fatalf("hello exchange not done after the burst (0-RTT %s)", c.zeroRTTString())
 	}
-	var s *Conn
-	select {
-	case s = <-accepted:
-	case <-ctx.Done():
-		t.Fatal("server Accept returned nothing")
-	}
+	s := nextConn(ctx, t, accepted)
 	exchange(t, s, c, []byte{0x45, 1}) // the server's queue holds the burst
 }
 
@@ -495,14 +498,7 @@ func TestStatelessResetAfterServerRestart(t *testing.T) {
 		cli.RedialMax = 4 * time.Second
 		cli.Heartbeat = time.Hour // only the test's datagrams reach the server
 	})
-	ups := make(chan *Conn, 4)
-	ctx, cancel := context.WithCancel(context.Background())
-	loopDone := make(chan struct{})
-	go func() {
-		defer close(loopDone)
-		p.cli.DialLoop(ctx, p.srv.LocalAddr().String(), p.sk.pub, func(c *Conn) { ups <- c })
-	}()
-	defer func() { cancel(); <-loopDone }()
+	ups, _ := p.dialLoop(t)
 	actx, acancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer acancel()
 	s, err := p.srv.Accept(actx)
@@ -514,8 +510,7 @@ func TestStatelessResetAfterServerRestart(t *testing.T) {
 
 	addr := p.srv.LocalAddr().String()
 	crash(p.srv)
-	srv2 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: addr, StateDir: sdir,
-		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
+	srv2 := p.newServer(t, addr, sdir)
 	accepted := acceptAll(t, srv2)
 
 	start := time.Now()
