@@ -71,15 +71,7 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 	defer client.Close("test done")
 
 	// quic-go sets UDP_GRO on the socket when it starts reading.
-	rc, err := p.srv.sock.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var gro int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) { gro, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO) }); err != nil {
-		t.Fatal(err)
-	}
+	gro, gerr := getsockoptInt(t, p.srv.sock, unix.IPPROTO_UDP, unix.UDP_GRO)
 	if gerr != nil || gro != 1 {
 		t.Fatalf("receiver's UDP_GRO = %d (%v), want 1", gro, gerr)
 	}
