@@ -154,12 +154,11 @@ func (n *NS) listenEcho(dst netip.Addr) (*echoConn, error) {
 		network, laddr = "ip6:ipv6-icmp", "::"
 		e.proto, e.reqType, e.replyType = 58, ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
 	}
-	if err := n.Do(func() (err error) {
-		e.PacketConn, err = icmp.ListenPacket(network, laddr)
-		return err
-	}); err != nil {
+	c, err := open(n, func() (*icmp.PacketConn, error) { return icmp.ListenPacket(network, laddr) })
+	if err != nil {
 		return nil, fmt.Errorf("netlab: ping socket in %s: %w", n.Name, err)
 	}
+	e.PacketConn = c
 	return e, nil
 }
 
