@@ -325,7 +325,7 @@ func TestUnauthorizedClientRefused(t *testing.T) {
 }
 
 func TestRefusedKeyLoggedOncePerMinute(t *testing.T) {
-	h := &recordHandler{}
+	h := &logRecorder{}
 	e := newEndpoint(t, Config{PrivateKey: newKey(t).priv, Logger: slog.New(h)})
 	a, b := newKey(t).pub, newKey(t).pub
 	for _, k := range []key.Public{a, a, b, a, b} {

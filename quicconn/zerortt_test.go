@@ -490,7 +490,7 @@ func crash(e *Endpoint) {
 
 func TestStatelessResetAfterServerRestart(t *testing.T) {
 	sdir := t.TempDir()
-	h := &attrHandler{}
+	h := &logRecorder{}
 	p := newTestPair(t, func(cli, srv *Config) {
 		srv.StateDir = sdir
 		cli.Logger = slog.New(h)
@@ -544,60 +544,6 @@ func TestStatelessResetAfterServerRestart(t *testing.T) {
 	if got := h.find("quicconn: redialed", "reason", "stateless reset"); got != 1 {
 		t.Errorf("%d redial log lines with reason stateless reset, want 1", got)
 	}
-}
-
-// attrHandler collects log records with their attributes.
-type attrHandler struct {
-	mu   sync.Mutex // guards recs
-	recs []map[string]string
-}
-
-func (h *attrHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *attrHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &attrProxy{h: h, attrs: as}
-}
-func (h *attrHandler) WithGroup(string) slog.Handler { return h }
-func (h *attrHandler) Handle(_ context.Context, r slog.Record) error {
-	return h.record(nil, r)
-}
-
-func (h *attrHandler) record(pre []slog.Attr, r slog.Record) error {
-	m := map[string]string{"msg": r.Message}
-	for _, a := range pre {
-		m[a.Key] = a.Value.String()
-	}
-	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
-	h.mu.Lock()
-	h.recs = append(h.recs, m)
-	h.mu.Unlock()
-	return nil
-}
-
-// find counts records with message msg and attribute key = value.
-func (h *attrHandler) find(msg, key, value string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, m := range h.recs {
-		if m["msg"] == msg && m[key] == value {
-			n++
-		}
-	}
-	return n
-}
-
-type attrProxy struct {
-	h     *attrHandler
-	attrs []slog.Attr
-}
-
-func (p *attrProxy) Enabled(context.Context, slog.Level) bool { return true }
-func (p *attrProxy) WithAttrs(as []slog.Attr) slog.Handler {
-	return &attrProxy{h: p.h, attrs: append(append([]slog.Attr{}, p.attrs...), as...)}
-}
-func (p *attrProxy) WithGroup(string) slog.Handler { return p }
-func (p *attrProxy) Handle(_ context.Context, r slog.Record) error {
-	return p.h.record(p.attrs, r)
 }
 
 // BenchmarkFirstDatagram measures, through a relay that adds 50 ms each
