@@ -13,11 +13,22 @@ import (
 	"github.com/godwit-vpn/godwit/config/key"
 )
 
-// writeKey writes k to a new file of the given mode in dir.
-func writeKey(t *testing.T, dir, name string, k key.Private, mode os.FileMode) string {
+// newKeyDir returns a new private key and a new directory for the files a
+// test writes.
+func newKeyDir(t *testing.T) (key.Private, string) {
+	t.Helper()
+	k, err := key.NewPrivate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, t.TempDir()
+}
+
+// writeFile writes data to a new file of exactly the given mode in dir.
+func writeFile(t *testing.T, dir, name, data string, mode os.FileMode) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, []byte(k.String()+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Chmod(path, mode); err != nil {
@@ -26,12 +37,14 @@ func writeKey(t *testing.T, dir, name string, k key.Private, mode os.FileMode) s
 	return path
 }
 
+// writeKey writes k to a new file of the given mode in dir.
+func writeKey(t *testing.T, dir, name string, k key.Private, mode os.FileMode) string {
+	t.Helper()
+	return writeFile(t, dir, name, k.String()+"\n", mode)
+}
+
 func TestReadPrivateKeyFile(t *testing.T) {
-	dir := t.TempDir()
-	k, err := key.NewPrivate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, dir := newKeyDir(t)
 	good := writeKey(t, dir, "good.key", k, 0o600)
 	readOnly := writeKey(t, dir, "ro.key", k, 0o400)
 	open := writeKey(t, dir, "open.key", k, 0o644)
@@ -44,14 +57,8 @@ func TestReadPrivateKeyFile(t *testing.T) {
 	if err := os.Symlink(open, linkOpen); err != nil {
 		t.Fatal(err)
 	}
-	garbage := filepath.Join(dir, "garbage.key")
-	if err := os.WriteFile(garbage, []byte("-----BEGIN PRIVATE KEY-----\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	huge := filepath.Join(dir, "huge.key")
-	if err := os.WriteFile(huge, []byte(strings.Repeat("A", 10000)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	garbage := writeFile(t, dir, "garbage.key", "-----BEGIN PRIVATE KEY-----\n", 0o600)
+	huge := writeFile(t, dir, "huge.key", strings.Repeat("A", 10000), 0o600)
 	missing := filepath.Join(dir, "missing.key")
 
 	tests := []struct {

@@ -5,31 +5,20 @@ package config
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/godwit-vpn/godwit/config/key"
 )
 
-// writeConfig writes text (with KEYFILE replaced by keyFile) to dir/name.
+// writeConfig writes text (with /etc/godwit/hub.key replaced by keyFile) to
+// dir/name.
 func writeConfig(t *testing.T, dir, name, text, keyFile string) string {
 	t.Helper()
-	path := filepath.Join(dir, name)
-	text = strings.ReplaceAll(text, "/etc/godwit/hub.key", keyFile)
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeFile(t, dir, name, strings.ReplaceAll(text, "/etc/godwit/hub.key", keyFile), 0o644)
 }
 
 func TestLoad(t *testing.T) {
-	dir := t.TempDir()
-	k, err := key.NewPrivate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, dir := newKeyDir(t)
 	keyFile := writeKey(t, dir, "hub.key", k, 0o600)
 	path := writeConfig(t, dir, "hub.toml", string(mustRead(t, "testdata/hub.toml")), keyFile)
 	c, err := Load(path)
@@ -45,18 +34,11 @@ func TestLoad(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	dir := t.TempDir()
+	k, dir := newKeyDir(t)
 	hub := string(mustRead(t, "testdata/hub.toml"))
-	k, err := key.NewPrivate()
-	if err != nil {
-		t.Fatal(err)
-	}
 	good := writeKey(t, dir, "good.key", k, 0o600)
 	open := writeKey(t, dir, "open.key", k, 0o644)
-	garbage := filepath.Join(dir, "garbage.key")
-	if err := os.WriteFile(garbage, []byte("not a key\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	garbage := writeFile(t, dir, "garbage.key", "not a key\n", 0o600)
 	missing := filepath.Join(dir, "missing.key")
 	// The hub with its own public key configured as a peer.
 	self := hub + "\n[[peer]]\nname = \"self\"\npublic_key = \"" + k.Public().String() + "\"\nallowed_ips = [\"10.77.0.9/32\"]\n"
@@ -82,7 +64,7 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 
-	_, err = Load(filepath.Join(dir, "none.toml"))
+	_, err := Load(filepath.Join(dir, "none.toml"))
 	if !errors.Is(err, fs.ErrNotExist) || !strings.HasPrefix(err.Error(), "config: ") {
 		t.Errorf("Load(missing file) = %v, want a config: error wrapping fs.ErrNotExist", err)
 	}

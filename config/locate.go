@@ -26,6 +26,14 @@ const pathSep = "\x00"
 // locPath joins parts into a location path.
 func locPath(parts ...string) string { return strings.Join(parts, pathSep) }
 
+// child returns the path of key k under the path p, which is "" at the top.
+func child(p, k string) string {
+	if p == "" {
+		return k
+	}
+	return p + pathSep + k
+}
+
 // index returns the path part for the n-th table of an array of tables.
 func index(n int) string { return "[" + strconv.Itoa(n) + "]" }
 
@@ -117,17 +125,10 @@ func (l *locator) run() {
 		}
 		p := table
 		for _, k := range keys {
-			if p == "" {
-				p = k
-			} else {
-				p += pathSep + k
-			}
+			p = child(p, k)
 			l.record(p, line)
 		}
-		if l.peek(0) == '=' {
-			l.pos++
-			l.skipValue()
-		}
+		l.skipAssigned()
 		l.skipLine()
 	}
 }
@@ -137,11 +138,7 @@ func (l *locator) run() {
 func (l *locator) resolve(keys []string, array bool, line int) string {
 	p := ""
 	for i, k := range keys {
-		if p == "" {
-			p = k
-		} else {
-			p += pathSep + k
-		}
+		p = child(p, k)
 		l.record(p, line) // an implicit parent table: its first mention
 		last := i == len(keys)-1
 		if last && array {
@@ -241,51 +238,12 @@ func (l *locator) skipValue() {
 	case '"', '\'':
 		l.skipString()
 	case '[':
-		l.pos++
-		for l.pos < len(l.src) {
-			l.skipSpace(true)
-			if l.pos >= len(l.src) {
-				return
-			}
-			switch l.src[l.pos] {
-			case ']':
-				l.pos++
-				return
-			case ',':
-				l.pos++
-			default:
-				before := l.pos
-				l.skipValue()
-				if l.pos == before {
-					l.pos++
-				}
-			}
-		}
+		l.skipElems(']', l.skipValue)
 	case '{':
-		l.pos++
-		for l.pos < len(l.src) {
-			l.skipSpace(true)
-			if l.pos >= len(l.src) {
-				return
-			}
-			switch l.src[l.pos] {
-			case '}':
-				l.pos++
-				return
-			case ',':
-				l.pos++
-			default:
-				before := l.pos
-				l.keyPath()
-				if l.peek(0) == '=' {
-					l.pos++
-					l.skipValue()
-				}
-				if l.pos == before {
-					l.pos++
-				}
-			}
-		}
+		l.skipElems('}', func() {
+			l.keyPath()
+			l.skipAssigned()
+		})
 	default:
 		for l.pos < len(l.src) {
 			switch l.src[l.pos] {
@@ -294,6 +252,40 @@ func (l *locator) skipValue() {
 			}
 			l.pos++
 		}
+	}
+}
+
+// skipElems skips the comma-separated elements of an array or inline table,
+// with skip for each one, from its opening bracket at l.pos to the closing
+// one.
+func (l *locator) skipElems(closing byte, skip func()) {
+	l.pos++
+	for l.pos < len(l.src) {
+		l.skipSpace(true)
+		if l.pos >= len(l.src) {
+			return
+		}
+		switch l.src[l.pos] {
+		case closing:
+			l.pos++
+			return
+		case ',':
+			l.pos++
+		default:
+			before := l.pos
+			skip()
+			if l.pos == before {
+				l.pos++ // a byte no element can start with: make progress
+			}
+		}
+	}
+}
+
+// skipAssigned skips "= value" after a key, if l.pos is at the '='.
+func (l *locator) skipAssigned() {
+	if l.peek(0) == '=' {
+		l.pos++
+		l.skipValue()
 	}
 }
 

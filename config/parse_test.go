@@ -96,6 +96,14 @@ public_key = "KEYA"
 allowed_ips = ["10.77.0.2/32"]
 `)
 
+// peerB is a second valid [[peer]] of four lines (after a blank line).
+var peerB = expand(`
+[[peer]]
+name = "b"
+public_key = "KEYB"
+allowed_ips = ["10.77.0.3/32"]
+`)
+
 // head is a valid [interface] of four lines, for cases about peers.
 const head = `[interface]
 private_key_file = "/etc/godwit/gw0.key"
@@ -118,32 +126,14 @@ var parseErrorTests = []struct {
 	{"unknown key in interface", head + "mtuu = 1300\n", []problem{{5, `unknown key "mtuu" in [interface] (did you mean "mtu"?)`}}},
 	{"unknown key in interface, dashes", head + "log-level = \"info\"\n", []problem{{5, `unknown key "log-level" in [interface] (did you mean "log_level"?)`}}},
 	{"unknown key far from all", head + "colour = \"blue\"\n", []problem{{5, `unknown key "colour" in [interface]`}}},
-	{"unknown key in second peer", head + expand(`
-[[peer]]
-name = "a"
-public_key = "KEYA"
-allowed_ips = ["10.77.0.2/32"]
-
-[[peer]]
-name = "b"
-public_key = "KEYB"
-allowed_ips = ["10.77.0.3/32"]
-endpont = "b.example.net:4433"
-`), []problem{{15, `unknown key "endpont" in peer "b" (did you mean "endpoint"?)`}}},
+	{"unknown key in second peer", head + peerA + peerB + "endpont = \"b.example.net:4433\"\n", []problem{{15, `unknown key "endpont" in peer "b" (did you mean "endpoint"?)`}}},
 	{"unknown key in unnamed peer", head + expand(`
 [[peer]]
 public_key = "KEYA"
 allowed_ips = ["10.77.0.2/32"]
 allowed-ips = ["10.77.0.3/32"]
 `), []problem{{6, `[[peer]] #1 is missing name`}, {9, `unknown key "allowed-ips" in [[peer]] #1 (did you mean "allowed_ips"?)`}}},
-	{"unknown sub-table of peer", head + expand(`
-[[peer]]
-name = "a"
-public_key = "KEYA"
-allowed_ips = ["10.77.0.2/32"]
-[peer.extra]
-x = 1
-`), []problem{{10, `unknown key "extra" in peer "a"`}}},
+	{"unknown sub-table of peer", head + peerA + "[peer.extra]\nx = 1\n", []problem{{10, `unknown key "extra" in peer "a"`}}},
 	{"unknown top-level table", head + "\n[wireguard]\nx = 1\n", []problem{{6, `unknown top-level table "wireguard"`}}},
 	{"unknown top-level table, plural", head + "\n[peers]\n", []problem{{6, `unknown top-level table "peers" (did you mean "peer"?)`}}},
 	{"unknown nested top-level table", head + "\n[wg.peer]\nx = 1\n", []problem{{6, `unknown top-level table "wg"`}}},
@@ -239,12 +229,7 @@ name = "boat 1"
 public_key = "KEYA"
 allowed_ips = ["10.77.0.2/32"]
 `), []problem{{7, `peer name "boat 1" is not valid: use 1 to 64 of the characters A-Z a-z 0-9 . _ -`}}},
-	{"duplicate peer names", head + expand(`
-[[peer]]
-name = "a"
-public_key = "KEYA"
-allowed_ips = ["10.77.0.2/32"]
-
+	{"duplicate peer names", head + peerA + expand(`
 [[peer]]
 name = "a"
 public_key = "KEYB"
@@ -273,12 +258,7 @@ name = "a"
 public_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 allowed_ips = ["10.77.0.2/32"]
 `, []problem{{8, `peer "a" public_key is all zeros`}}},
-	{"duplicate public keys", head + expand(`
-[[peer]]
-name = "a"
-public_key = "KEYA"
-allowed_ips = ["10.77.0.2/32"]
-
+	{"duplicate public keys", head + peerA + expand(`
 [[peer]]
 name = "b"
 public_key = "KEYA"

@@ -33,12 +33,35 @@ Udp6SndbufErrors                	0
 UdpLite6RcvbufErrors            	77
 `
 
+// parseCase is an input of a /proc/net parser and the value it holds, or a
+// part of the error ("" for success).
+type parseCase struct {
+	name, in string
+	want     uint64
+	err      string
+}
+
+// testParser runs parse, called name, on every case; its errors must start
+// with errPrefix.
+func testParser(t *testing.T, name string, parse func([]byte) (uint64, error), errPrefix string, tests []parseCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parse([]byte(tt.in))
+			switch {
+			case tt.err == "" && (err != nil || got != tt.want):
+				t.Errorf("%s = %d, %v; want %d, nil", name, got, err, tt.want)
+			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+				t.Errorf("%s = %d, %v; want an error containing %q", name, got, err, tt.err)
+			case err != nil && !strings.HasPrefix(err.Error(), errPrefix):
+				t.Errorf("error %q lacks the %s prefix", err, strings.TrimSuffix(errPrefix, ": "))
+			}
+		})
+	}
+}
+
 func TestParseSNMP(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     uint64
-		err      string // part of the error; "" for success
-	}{
+	testParser(t, "parseSNMP", parseSNMP, "quicconn: /proc/net/snmp: ", []parseCase{
 		{"real", snmp, 17, ""},
 		{"large", "Udp: RcvbufErrors\nUdp: 18446744073709551615\n", 1<<64 - 1, ""},
 		{"UdpLite first", "UdpLite: RcvbufErrors\nUdpLite: 9\nUdp: InDatagrams RcvbufErrors\nUdp: 1 2\n", 2, ""},
@@ -49,45 +72,17 @@ func TestParseSNMP(t *testing.T) {
 		{"not a number", "Udp: InDatagrams RcvbufErrors\nUdp: 1 x\n", 0, `Udp RcvbufErrors: strconv.ParseUint: parsing "x"`},
 		{"negative", "Udp: RcvbufErrors\nUdp: -1\n", 0, "invalid syntax"},
 		{"overflow", "Udp: RcvbufErrors\nUdp: 18446744073709551616\n", 0, "value out of range"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseSNMP([]byte(tt.in))
-			switch {
-			case tt.err == "" && (err != nil || got != tt.want):
-				t.Errorf("parseSNMP = %d, %v; want %d, nil", got, err, tt.want)
-			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
-				t.Errorf("parseSNMP = %d, %v; want an error containing %q", got, err, tt.err)
-			case err != nil && !strings.HasPrefix(err.Error(), "quicconn: /proc/net/snmp: "):
-				t.Errorf("error %q lacks the quicconn: /proc/net/snmp prefix", err)
-			}
-		})
-	}
+	})
 }
 
 func TestParseSNMP6(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     uint64
-		err      string
-	}{
+	testParser(t, "parseSNMP6", parseSNMP6, "quicconn: /proc/net/snmp6: ", []parseCase{
 		{"real", snmp6, 5, ""},
 		{"spaces", "Udp6RcvbufErrors 12\n", 12, ""},
 		{"missing", "Udp6InErrors 5\nUdpLite6RcvbufErrors 77\n", 0, "no Udp6RcvbufErrors"},
 		{"empty", "", 0, "no Udp6RcvbufErrors"},
 		{"not a number", "Udp6RcvbufErrors five\n", 0, "Udp6RcvbufErrors: strconv.ParseUint"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseSNMP6([]byte(tt.in))
-			switch {
-			case tt.err == "" && (err != nil || got != tt.want):
-				t.Errorf("parseSNMP6 = %d, %v; want %d, nil", got, err, tt.want)
-			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
-				t.Errorf("parseSNMP6 = %d, %v; want an error containing %q", got, err, tt.err)
-			}
-		})
-	}
+	})
 }
 
 // FuzzParseSNMP checks that the parsers never panic and that an accepted

@@ -55,39 +55,76 @@ func (f *fakeConn) Close(reason string) error {
 	return nil
 }
 
-// recordHandler collects log records.
-type recordHandler struct {
-	mu   sync.Mutex
-	recs []slog.Record
+// logRecorder is a slog.Handler that keeps the message and attributes of
+// every record, those given to Logger.With included.
+type logRecorder struct {
+	mu   sync.Mutex // guards recs
+	recs []map[string]string
 }
 
-func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
-func (h *recordHandler) WithGroup(string) slog.Handler            { return h }
-func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+func (h *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logRecorderWith{h: h, attrs: as}
+}
+func (h *logRecorder) WithGroup(string) slog.Handler { return h }
+func (h *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	return h.record(nil, r)
+}
+
+func (h *logRecorder) record(pre []slog.Attr, r slog.Record) error {
+	m := map[string]string{"msg": r.Message}
+	for _, a := range pre {
+		m[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.recs = append(h.recs, r)
+	h.recs = append(h.recs, m)
+	h.mu.Unlock()
 	return nil
 }
 
-func (h *recordHandler) count(msg string) int {
+// count counts the records with message msg.
+func (h *logRecorder) count(msg string) int {
+	return h.countIf(func(m map[string]string) bool { return m["msg"] == msg })
+}
+
+// find counts the records with message msg and attribute key = value.
+func (h *logRecorder) find(msg, key, value string) int {
+	return h.countIf(func(m map[string]string) bool { return m["msg"] == msg && m[key] == value })
+}
+
+func (h *logRecorder) countIf(match func(rec map[string]string) bool) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
-	for _, r := range h.recs {
-		if r.Message == msg {
+	for _, m := range h.recs {
+		if match(m) {
 			n++
 		}
 	}
 	return n
 }
 
+// logRecorderWith is a logRecorder with attributes from Logger.With.
+type logRecorderWith struct {
+	h     *logRecorder
+	attrs []slog.Attr
+}
+
+func (p *logRecorderWith) Enabled(context.Context, slog.Level) bool { return true }
+func (p *logRecorderWith) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logRecorderWith{h: p.h, attrs: append(append([]slog.Attr{}, p.attrs...), as...)}
+}
+func (p *logRecorderWith) WithGroup(string) slog.Handler { return p }
+func (p *logRecorderWith) Handle(_ context.Context, r slog.Record) error {
+	return p.h.record(p.attrs, r)
+}
+
 func TestDialLoopBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const failures = 8
 		b := backoff{min: 250 * time.Millisecond, max: 5 * time.Second}
-		h := &recordHandler{}
+		h := &logRecorder{}
 		ctx, cancel := context.WithCancel(t.Context())
 		var (
 			mu       sync.Mutex // guards the following fields.
@@ -234,7 +271,7 @@ func TestDialLoopUplinks(t *testing.T) {
 		mu.Lock()
 		results = []error{ErrNoUplink, ErrNoUplink, errors.New("refused"), nil}
 		mu.Unlock()
-		h := &recordHandler{}
+		h := &logRecorder{}
 		go dialLoop(ctx, slog.New(h), b, nil, func() <-chan struct{} {
 			mu.Lock()
 			defer mu.Unlock()

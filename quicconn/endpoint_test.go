@@ -46,6 +46,24 @@ func newEndpoint(t testing.TB, cfg Config) *Endpoint {
 	return e
 }
 
+// background runs f on its own goroutine with a context that stop cancels;
+// stop returns a channel that is closed when f has returned. The test's
+// cleanup stops f and waits for it.
+func background(t testing.TB, f func(ctx context.Context)) (stop func() <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f(ctx)
+	}()
+	stop = func() <-chan struct{} {
+		cancel()
+		return done
+	}
+	t.Cleanup(func() { <-stop() })
+	return stop
+}
+
 // testPair is a server endpoint accepting the client key, and a client
 // endpoint; mutate may adjust both configs first.
 type testPair struct {
@@ -77,6 +95,13 @@ func newTestPair(t testing.TB, mutate func(cli, srv *Config)) *testPair {
 // connect dials the server and accepts on it.
 func (p *testPair) connect(t testing.TB) (client, server *Conn) {
 	t.Helper()
+	return p.connectVia(t, p.srv.LocalAddr().String())
+}
+
+// connectVia dials the server at addr, its own or that of a relay in front
+// of it, and accepts on it.
+func (p *testPair) connectVia(t testing.TB, addr string) (client, server *Conn) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	acc := make(chan *Conn, 1)
@@ -84,15 +109,26 @@ func (p *testPair) connect(t testing.TB) (client, server *Conn) {
 		c, _ := p.srv.Accept(ctx)
 		acc <- c
 	}()
-	client, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), p.sk.pub)
+	client, err := p.cli.Dial(ctx, addr, p.sk.pub)
 	if err != nil {
-		t.Fatalf("Dial: %v", err)
+		t.Fatalf("Dial %s: %v", addr, err)
 	}
 	server = <-acc
 	if server == nil {
-		t.Fatal("Accept returned no conn")
+		t.Fatalf("Accept of a dial to %s returned no conn", addr)
 	}
 	return client, server
+}
+
+// dialLoop runs the client's DialLoop to the server, which sends every conn
+// it brings up to ups. stop cancels the loop and returns a channel closed
+// when it has returned; the loop is stopped when the test ends at the latest.
+func (p *testPair) dialLoop(t testing.TB) (ups <-chan *Conn, stop func() <-chan struct{}) {
+	up := make(chan *Conn, 4)
+	stop = background(t, func(ctx context.Context) {
+		p.cli.DialLoop(ctx, p.srv.LocalAddr().String(), p.sk.pub, func(c *Conn) { up <- c })
+	})
+	return up, stop
 }
 
 // expectNoAccept fails if the server's Accept returns a conn within d.
@@ -231,20 +267,27 @@ func BenchmarkConnStats(b *testing.B) {
 	}
 }
 
-func TestWrongServerKeyRefused(t *testing.T) {
-	p := newTestPair(t, nil)
+// expectDialFails dials the server expecting the key srvKey: the dial must
+// fail with an error containing want, and the server accept nothing within
+// d.
+func (p *testPair) expectDialFails(t testing.TB, srvKey key.Public, want string, d time.Duration) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	other := newKey(t)
-	c, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), other.pub)
+	c, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), srvKey)
 	if err == nil {
 		c.Close("test")
-		t.Fatal("Dial with the wrong server key succeeded")
+		t.Fatalf("Dial succeeded, want an error containing %q", want)
 	}
-	if !strings.Contains(err.Error(), "server key mismatch") {
-		t.Errorf("Dial error = %v, want it to say server key mismatch", err)
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("Dial error = %v, want one containing %q", err, want)
 	}
-	p.expectNoAccept(t, 500*time.Millisecond)
+	p.expectNoAccept(t, d)
+}
+
+func TestWrongServerKeyRefused(t *testing.T) {
+	p := newTestPair(t, nil)
+	p.expectDialFails(t, newKey(t).pub, "server key mismatch", 500*time.Millisecond)
 }
 
 func TestUnauthorizedClientRefused(t *testing.T) {
@@ -282,7 +325,7 @@ func TestUnauthorizedClientRefused(t *testing.T) {
 }
 
 func TestRefusedKeyLoggedOncePerMinute(t *testing.T) {
-	h := &recordHandler{}
+	h := &logRecorder{}
 	e := newEndpoint(t, Config{PrivateKey: newKey(t).priv, Logger: slog.New(h)})
 	a, b := newKey(t).pub, newKey(t).pub
 	for _, k := range []key.Public{a, a, b, a, b} {
@@ -337,17 +380,7 @@ func TestRemovedPeerCannotComeBack(t *testing.T) {
 func TestVersionMismatch(t *testing.T) {
 	p := newTestPair(t, nil)
 	p.cli.version = ctlmsg.Version + 1
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := p.cli.Dial(ctx, p.srv.LocalAddr().String(), p.sk.pub)
-	if err == nil {
-		c.Close("test")
-		t.Fatal("Dial with an incompatible version succeeded")
-	}
-	if !strings.Contains(err.Error(), "incompatible protocol version") {
-		t.Errorf("Dial error = %v, want it to name the incompatible protocol version", err)
-	}
-	p.expectNoAccept(t, 300*time.Millisecond)
+	p.expectDialFails(t, p.sk.pub, "incompatible protocol version", 300*time.Millisecond)
 }
 
 func TestHeartbeatRTT(t *testing.T) {
@@ -400,20 +433,7 @@ type udpProxy struct {
 func dialViaProxy(t testing.TB, p *testPair) (proxy *udpProxy, c, s *Conn) {
 	t.Helper()
 	proxy = newUDPProxy(t, p.srv.LocalAddr())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	acc := make(chan *Conn, 1)
-	go func() {
-		s, _ := p.srv.Accept(ctx)
-		acc <- s
-	}()
-	c, err := p.cli.Dial(ctx, proxy.pc.LocalAddr().String(), p.sk.pub)
-	if err != nil {
-		t.Fatalf("Dial via proxy: %v", err)
-	}
-	if s = <-acc; s == nil {
-		t.Fatal("Accept via proxy failed")
-	}
+	c, s = p.connectVia(t, proxy.pc.LocalAddr().String())
 	return proxy, c, s
 }
 
@@ -578,17 +598,7 @@ func TestDialLoopReconnects(t *testing.T) {
 		cli.RedialMin = 50 * time.Millisecond
 		cli.RedialMax = 200 * time.Millisecond
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	ups := make(chan *Conn, 4)
-	loopDone := make(chan struct{})
-	go func() {
-		defer close(loopDone)
-		p.cli.DialLoop(ctx, p.srv.LocalAddr().String(), p.sk.pub, func(c *Conn) { ups <- c })
-	}()
-	defer func() {
-		cancel()
-		<-loopDone
-	}()
+	ups, stop := p.dialLoop(t)
 	actx, acancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer acancel()
 	for i := range 2 {
@@ -606,9 +616,8 @@ func TestDialLoopReconnects(t *testing.T) {
 		s.Close("server restart")
 		waitDone(t, c, 5*time.Second)
 	}
-	cancel()
 	select {
-	case <-loopDone:
+	case <-stop():
 	case <-time.After(5 * time.Second):
 		t.Fatal("DialLoop did not return after cancel")
 	}

@@ -71,15 +71,7 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 	defer client.Close("test done")
 
 	// quic-go sets UDP_GRO on the socket when it starts reading.
-	rc, err := p.srv.sock.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var gro int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) { gro, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_GRO) }); err != nil {
-		t.Fatal(err)
-	}
+	gro, gerr := getsockoptInt(t, p.srv.sock, unix.IPPROTO_UDP, unix.UDP_GRO)
 	if gerr != nil || gro != 1 {
 		t.Fatalf("receiver's UDP_GRO = %d (%v), want 1", gro, gerr)
 	}
@@ -90,11 +82,7 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 		corrupted int
 		dups      int
 	)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	stop := background(t, func(ctx context.Context) {
 		for {
 			b, err := server.ReceiveDatagram(ctx)
 			if err != nil {
@@ -112,7 +100,7 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 			}
 			mu.Unlock()
 		}
-	}()
+	})
 
 	// arrived waits until the receiver has seen want datagrams or nothing
 	// more arrived for 300 ms, and returns how many it has seen.
@@ -155,8 +143,7 @@ func TestDatagramGSOAndGRO(t *testing.T) {
 	calls1, segs1 := p.cli.UDPSendStats()
 	calls, segs := calls1-calls0, segs1-segs0
 	dropped := server.Stats().DatagramsDroppedQueueFull
-	cancel()
-	<-done
+	<-stop()
 
 	mu.Lock()
 	defer mu.Unlock()

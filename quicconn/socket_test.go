@@ -45,6 +45,22 @@ func TestIsNetGone(t *testing.T) {
 	}
 }
 
+// getsockoptInt reads the integer socket option level/opt of c; only the
+// getsockopt call's own error is returned.
+func getsockoptInt(t *testing.T, c syscall.Conn, level, opt int) (int, error) {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), level, opt) }); err != nil {
+		t.Fatal(err)
+	}
+	return v, gerr
+}
+
 func TestFwMark(t *testing.T) {
 	labtest.RequireRoot(t)
 	var n atomic.Uint64
@@ -53,15 +69,7 @@ func TestFwMark(t *testing.T) {
 		t.Fatalf("listenUDP with mark: %v", err)
 	}
 	defer sc.Close()
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mark int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) { mark, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK) }); err != nil {
-		t.Fatal(err)
-	}
+	mark, gerr := getsockoptInt(t, sc, unix.SOL_SOCKET, unix.SO_MARK)
 	if gerr != nil {
 		t.Fatalf("getsockopt SO_MARK: %v", gerr)
 	}

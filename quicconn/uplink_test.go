@@ -233,14 +233,7 @@ func TestDialLoopWaitsForUplink(t *testing.T) {
 	}})
 	addLoopbackUplink(t, p.cli)
 	accepted := acceptAll(t, p.srv)
-	ups := make(chan *Conn, 4)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.cli.DialLoop(ctx, p.srv.LocalAddr().String(), p.sk.pub, func(c *Conn) { ups <- c })
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	ups, _ := p.dialLoop(t)
 
 	select {
 	case c := <-ups:

@@ -201,16 +201,6 @@ type logKey struct {
 	what string
 }
 
-// isClosed reports whether ch is closed.
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 // serveEarly hands an incoming connection that was granted 0-RTT to
 // Accept before its handshake completes, then finishes the handshake and
 // the hello exchange. peer comes from the ticket.

@@ -18,6 +18,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/chans"
 	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 	"github.com/godwit-vpn/godwit/tests/relay"
 )
@@ -46,16 +47,59 @@ func startRelay(t testing.TB, target net.Addr, cfg relay.Config) *relay.Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+	background(t, func(ctx context.Context) {
+		if err := r.Run(ctx); err != nil {
 			t.Errorf("relay: %v", err)
 		}
 	})
 	return r
+}
+
+// holdAnswers is how long the relay of startHoldingRelay holds back the
+// server's answers: the server's handshake cannot complete before then, so
+// anything it delivers earlier came in 0-RTT.
+const holdAnswers = 300 * time.Millisecond
+
+// startHoldingRelay runs a relay in front of p's server that holds every
+// answer to the client back by holdAnswers.
+func startHoldingRelay(t testing.TB, p *testPair) *relay.Relay {
+	t.Helper()
+	return startRelay(t, p.srv.LocalAddr(), relay.Config{
+		Delay: func(d relay.Direction, _ uint64) time.Duration {
+			if d == relay.ToClient {
+				return holdAnswers
+			}
+			return 0
+		},
+	})
+}
+
+// newClient makes a client Endpoint with p's client key and StateDir dir:
+// the site restarted.
+func (p *testPair) newClient(t testing.TB, dir string) *Endpoint {
+	t.Helper()
+	return newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+}
+
+// newServer makes a server Endpoint with p's server key and StateDir dir,
+// listening on listen, that accepts p's client: the hub restarted.
+func (p *testPair) newServer(t testing.TB, listen, dir string) *Endpoint {
+	t.Helper()
+	return newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: listen, StateDir: dir,
+		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
+}
+
+// nextConn returns the next conn from accepted; it fails the test if ctx
+// ends first.
+func nextConn(ctx context.Context, t testing.TB, accepted <-chan *Conn) *Conn {
+	t.Helper()
+	select {
+	case s := <-accepted:
+		return s
+	case <-ctx.Done():
+		t.Fatal("server Accept returned nothing")
+		return nil
+	}
 }
 
 // primeTicket connects a client Endpoint with StateDir dir to p's server
@@ -63,7 +107,7 @@ func startRelay(t testing.TB, target net.Addr, cfg relay.Config) *relay.Relay {
 // Endpoint (a site that then stops).
 func primeTicket(t testing.TB, p *testPair, dir string) {
 	t.Helper()
-	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	cli := p.newClient(t, dir)
 	old := p.cli
 	p.cli = cli
 	c, s := p.connect(t)
@@ -81,10 +125,7 @@ func primeTicket(t testing.TB, p *testPair, dir string) {
 func acceptAll(t testing.TB, e *Endpoint) <-chan *Conn {
 	t.Helper()
 	ch := make(chan *Conn, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	background(t, func(ctx context.Context) {
 		for {
 			c, err := e.Accept(ctx)
 			if err != nil {
@@ -92,8 +133,7 @@ func acceptAll(t testing.TB, e *Endpoint) <-chan *Conn {
 			}
 			ch <- c
 		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	})
 	return ch
 }
 
@@ -117,18 +157,7 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	})
 	dir := t.TempDir()
 	primeTicket(t, p, dir)
-
-	// The server's answers are held back 300 ms, so its handshake cannot
-	// complete before then: anything it delivers earlier came in 0-RTT.
-	const hold = 300 * time.Millisecond
-	r := startRelay(t, p.srv.LocalAddr(), relay.Config{
-		Delay: func(d relay.Direction, _ uint64) time.Duration {
-			if d == relay.ToClient {
-				return hold
-			}
-			return 0
-		},
-	})
+	r := startHoldingRelay(t, p)
 	accepted := acceptAll(t, p.srv)
 
 	// The restarted client: a new Endpoint on the same state dir.
@@ -141,8 +170,8 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
-	if d := time.Since(start); d >= hold {
-		t.Errorf("Dial took %v, want it to return before the server's first answer (%v)", d, hold)
+	if d := time.Since(start); d >= holdAnswers {
+		t.Errorf("Dial took %v, want it to return before the server's first answer (%v)", d, holdAnswers)
 	}
 	st := c.Stats()
 	if !st.HandshakeDone.IsZero() {
@@ -159,7 +188,7 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	sending := make(chan struct{})
 	go func() {
 		defer close(sending)
-		for !isClosed(stopSending) {
+		for !chans.Closed(stopSending) {
 			_ = c.SendDatagram(payload)
 			_ = c.Stats()
 			time.Sleep(time.Millisecond)
@@ -167,12 +196,7 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	}()
 	defer func() { close(stopSending); <-sending }()
 
-	var s *Conn
-	select {
-	case s = <-accepted:
-	case <-ctx.Done():
-		t.Fatal("server Accept returned nothing")
-	}
+	s := nextConn(ctx, t, accepted)
 	if s.PeerKey() != p.ck.pub {
 		t.Errorf("early server conn has peer %s, want %s", keyString(s.PeerKey()), keyString(p.ck.pub))
 	}
@@ -183,11 +207,11 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	if !bytes.Equal(b, payload) {
 		t.Errorf("server got %x, want %x", b, payload)
 	}
-	if isClosed(s.qc.HandshakeComplete()) {
+	if chans.Closed(s.qc.HandshakeComplete()) {
 		t.Error("the server's handshake was complete when the 0-RTT datagram was delivered, want it still running")
 	}
-	if d := time.Since(start); d >= hold {
-		t.Errorf("0-RTT datagram delivered after %v, want before %v", d, hold)
+	if d := time.Since(start); d >= holdAnswers {
+		t.Errorf("0-RTT datagram delivered after %v, want before %v", d, holdAnswers)
 	}
 
 	// Then the handshake and the hello exchange complete in the background.
@@ -220,30 +244,23 @@ func TestZeroRTTRejectedResendsHello(t *testing.T) {
 	// A restarted server: same keys (StateDir), a new process whose book of
 	// issued tickets is empty, so it refuses the 0-RTT but resumes.
 	sdir := t.TempDir()
-	srv1 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: "127.0.0.1:0", StateDir: sdir,
-		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
+	srv1 := p.newServer(t, "127.0.0.1:0", sdir)
 	p.srv = srv1
 	primeTicket(t, p, dir) // the ticket now comes from srv1
 	addr := srv1.LocalAddr().String()
 	srv1.Close()
-	srv2 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: addr, StateDir: sdir,
-		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
+	srv2 := p.newServer(t, addr, sdir)
 	p.srv = srv2
 	accepted := acceptAll(t, srv2)
 
-	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	cli := p.newClient(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := cli.Dial(ctx, addr, p.sk.pub)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
-	var s *Conn
-	select {
-	case s = <-accepted:
-	case <-ctx.Done():
-		t.Fatal("server Accept returned nothing")
-	}
+	s := nextConn(ctx, t, accepted)
 	if !waitFor(5*time.Second, func() bool { return c.PeerName() == "hub" }) {
 		t.Fatalf("no hello after the 0-RTT rejection (client err %v)", c.Err())
 	}
@@ -310,7 +327,7 @@ func TestZeroRTTReplayDeliversOnce(t *testing.T) {
 		}
 	}()
 
-	cli := newEndpoint(t, Config{PrivateKey: p.ck.priv, NodeName: "boat-1", Listen: "127.0.0.1:0", StateDir: dir})
+	cli := p.newClient(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := cli.Dial(ctx, r.Addr().String(), p.sk.pub)
@@ -384,15 +401,7 @@ func TestZeroRTTBurstDoesNotDeadlock(t *testing.T) {
 	p := newTestPair(t, nil)
 	dir := t.TempDir()
 	primeTicket(t, p, dir)
-	const hold = 300 * time.Millisecond
-	r := startRelay(t, p.srv.LocalAddr(), relay.Config{
-		Delay: func(d relay.Direction, _ uint64) time.Duration {
-			if d == relay.ToClient {
-				return hold
-			}
-			return 0
-		},
-	})
+	r := startHoldingRelay(t, p)
 	accepted := acceptAll(t, p.srv)
 
 	// Not newEndpoint: on a deadlock its Close would hang the test binary.
@@ -441,12 +450,7 @@ func TestZeroRTTBurstDoesNotDeadlock(t *testing.T) {
 		deadlocked = true
 		t.Fatalf("hello exchange not done after the burst (0-RTT %s)", c.zeroRTTString())
 	}
-	var s *Conn
-	select {
-	case s = <-accepted:
-	case <-ctx.Done():
-		t.Fatal("server Accept returned nothing")
-	}
+	s := nextConn(ctx, t, accepted)
 	exchange(t, s, c, []byte{0x45, 1}) // the server's queue holds the burst
 }
 
@@ -485,7 +489,7 @@ func crash(e *Endpoint) {
 
 func TestStatelessResetAfterServerRestart(t *testing.T) {
 	sdir := t.TempDir()
-	h := &attrHandler{}
+	h := &logRecorder{}
 	p := newTestPair(t, func(cli, srv *Config) {
 		srv.StateDir = sdir
 		cli.Logger = slog.New(h)
@@ -493,14 +497,7 @@ func TestStatelessResetAfterServerRestart(t *testing.T) {
 		cli.RedialMax = 4 * time.Second
 		cli.Heartbeat = time.Hour // only the test's datagrams reach the server
 	})
-	ups := make(chan *Conn, 4)
-	ctx, cancel := context.WithCancel(context.Background())
-	loopDone := make(chan struct{})
-	go func() {
-		defer close(loopDone)
-		p.cli.DialLoop(ctx, p.srv.LocalAddr().String(), p.sk.pub, func(c *Conn) { ups <- c })
-	}()
-	defer func() { cancel(); <-loopDone }()
+	ups, _ := p.dialLoop(t)
 	actx, acancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer acancel()
 	s, err := p.srv.Accept(actx)
@@ -512,8 +509,7 @@ func TestStatelessResetAfterServerRestart(t *testing.T) {
 
 	addr := p.srv.LocalAddr().String()
 	crash(p.srv)
-	srv2 := newEndpoint(t, Config{PrivateKey: p.sk.priv, NodeName: "hub", Listen: addr, StateDir: sdir,
-		Authorize: func(k key.Public) bool { return k == p.ck.pub }})
+	srv2 := p.newServer(t, addr, sdir)
 	accepted := acceptAll(t, srv2)
 
 	start := time.Now()
@@ -547,60 +543,6 @@ func TestStatelessResetAfterServerRestart(t *testing.T) {
 	if got := h.find("quicconn: redialed", "reason", "stateless reset"); got != 1 {
 		t.Errorf("%d redial log lines with reason stateless reset, want 1", got)
 	}
-}
-
-// attrHandler collects log records with their attributes.
-type attrHandler struct {
-	mu   sync.Mutex // guards recs
-	recs []map[string]string
-}
-
-func (h *attrHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *attrHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &attrProxy{h: h, attrs: as}
-}
-func (h *attrHandler) WithGroup(string) slog.Handler { return h }
-func (h *attrHandler) Handle(_ context.Context, r slog.Record) error {
-	return h.record(nil, r)
-}
-
-func (h *attrHandler) record(pre []slog.Attr, r slog.Record) error {
-	m := map[string]string{"msg": r.Message}
-	for _, a := range pre {
-		m[a.Key] = a.Value.String()
-	}
-	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
-	h.mu.Lock()
-	h.recs = append(h.recs, m)
-	h.mu.Unlock()
-	return nil
-}
-
-// find counts records with message msg and attribute key = value.
-func (h *attrHandler) find(msg, key, value string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for _, m := range h.recs {
-		if m["msg"] == msg && m[key] == value {
-			n++
-		}
-	}
-	return n
-}
-
-type attrProxy struct {
-	h     *attrHandler
-	attrs []slog.Attr
-}
-
-func (p *attrProxy) Enabled(context.Context, slog.Level) bool { return true }
-func (p *attrProxy) WithAttrs(as []slog.Attr) slog.Handler {
-	return &attrProxy{h: p.h, attrs: append(append([]slog.Attr{}, p.attrs...), as...)}
-}
-func (p *attrProxy) WithGroup(string) slog.Handler { return p }
-func (p *attrProxy) Handle(_ context.Context, r slog.Record) error {
-	return p.h.record(p.attrs, r)
 }
 
 // BenchmarkFirstDatagram measures, through a relay that adds 50 ms each

@@ -74,6 +74,26 @@ func createTUN(t *testing.T, name string) wgtun.Device {
 	return dev
 }
 
+// addVeth adds the veth pair a, b in the test namespace of h and returns
+// both ends.
+func addVeth(t *testing.T, h *netlink.Handle, a, b string) (netlink.Link, netlink.Link) {
+	t.Helper()
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: a}, PeerName: b}); err != nil {
+		t.Fatalf("add veth: %v", err)
+	}
+	return linkByName(t, h, a), linkByName(t, h, b)
+}
+
+// linkByName returns the link name in the test namespace of h.
+func linkByName(t *testing.T, h *netlink.Handle, name string) netlink.Link {
+	t.Helper()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
@@ -185,10 +205,7 @@ func TestKernelSetAndClose(t *testing.T) {
 	createTUN(t, "gw0")
 	// An uplink with a main-table default route, as on a real site.
 	createTUN(t, "up0")
-	up0, err := h.LinkByName("up0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	up0 := linkByName(t, h, "up0")
 	if err := h.LinkSetUp(up0); err != nil {
 		t.Fatal(err)
 	}
@@ -214,10 +231,7 @@ func TestKernelSetAndClose(t *testing.T) {
 		t.Fatalf("Set: %v", err)
 	}
 
-	gw, err := h.LinkByName("gw0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	gw := linkByName(t, h, "gw0")
 	if got := gw.Attrs().MTU; got != 1380 {
 		t.Errorf("gw0 MTU = %d, want 1380", got)
 	}
@@ -341,10 +355,7 @@ func TestKernelCleanUp(t *testing.T) {
 	createTUN(t, "gw0")
 
 	// A veth named like our interface is not a tun: CleanUp keeps it.
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "gwv0"}, PeerName: "gwv1"}
-	if err := h.LinkAdd(veth); err != nil {
-		t.Fatalf("add veth: %v", err)
-	}
+	addVeth(t, h, "gwv0", "gwv1")
 	// Someone else's rule at our priority with another table stays.
 	foreign := netlink.NewRule()
 	foreign.Priority, foreign.Table, foreign.Family = 5300, 77, unix.AF_INET
@@ -402,14 +413,7 @@ func TestKernelCleanUp(t *testing.T) {
 // link, and neither Set nor Close takes the LAN's route away.
 func TestKernelKeepsForeignRoute(t *testing.T) {
 	h := enterNetns(t)
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "lan0"}, PeerName: "lan1"}
-	if err := h.LinkAdd(veth); err != nil {
-		t.Fatalf("add veth: %v", err)
-	}
-	lan, err := h.LinkByName("lan0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	lan, _ := addVeth(t, h, "lan0", "lan1")
 	if err := h.AddrAdd(lan, &netlink.Addr{IPNet: nlIPNet(netip.MustParsePrefix("192.0.2.1/24"))}); err != nil {
 		t.Fatalf("AddrAdd: %v", err)
 	}

@@ -43,18 +43,7 @@ func TestKernelSubscribe(t *testing.T) {
 	// The current state comes first: lo exists (down in a new namespace).
 	expect(t, ch, Change{Kind: LinkDown, Index: 1, Link: "lo"})
 
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "up0"}, PeerName: "up1"}
-	if err := h.LinkAdd(veth); err != nil {
-		t.Fatalf("add veth: %v", err)
-	}
-	up0, err := h.LinkByName("up0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	up1, err := h.LinkByName("up1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	up0, up1 := addVeth(t, h, "up0", "up1")
 	idx := up0.Attrs().Index
 	expect(t, ch, Change{Kind: LinkDown, Index: idx, Link: "up0"})
 	for _, l := range []netlink.Link{up0, up1} {

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -325,41 +326,39 @@ func (m *Manager) Set(cfg *Config) error {
 	removed := installed - m.installedLocked()
 	// Add: addresses, then routes, then the rules that steer traffic into
 	// the routes' table.
-	added := 0
-	for _, p := range sortedPrefixes(w.addrs) {
-		if !m.addrs[p] {
-			err := m.nl.addrAdd(l, p)
-			errs = m.do(errs, "addr add "+addrString(l, p), err)
-			if err == nil {
-				m.addrs[p] = true
-				added++
-			}
-		}
-	}
-	for _, r := range sortedRoutes(w.routes) {
-		if !m.routes[r] {
-			err := m.nl.routeAdd(l, r)
-			errs = m.do(errs, "route add "+routeString(l, r), err)
-			if err == nil {
-				m.routes[r] = true
-				added++
-			}
-		}
-	}
-	for _, r := range sortedRules(w.rules) {
-		if !m.rules[r] {
-			err := m.nl.ruleAdd(r)
-			errs = m.do(errs, "rule add "+r.String(), err)
-			if err == nil {
-				m.rules[r] = true
-				added++
-			}
-		}
-	}
+	added := addMissing(m, &errs, sortedPrefixes(w.addrs), m.addrs, func(p netip.Prefix) (string, error) {
+		return "addr add " + addrString(l, p), m.nl.addrAdd(l, p)
+	})
+	added += addMissing(m, &errs, sortedRoutes(w.routes), m.routes, func(r route) (string, error) {
+		return "route add " + routeString(l, r), m.nl.routeAdd(l, r)
+	})
+	added += addMissing(m, &errs, sortedRules(w.rules), m.rules, func(r rule) (string, error) {
+		return "rule add " + r.String(), m.nl.ruleAdd(r)
+	})
 	if added > 0 || removed > 0 {
 		m.log.Info("host state updated", "link", l.name, "addrs", len(m.addrs), "routes", len(m.routes), "rules", len(m.rules))
 	}
 	return errors.Join(errs...)
+}
+
+// addMissing adds, in order, each of want that installed lacks with add,
+// which performs the operation and names it, and records it in installed
+// once added. It appends the failures to errs and returns how many it
+// added.
+func addMissing[K comparable](m *Manager, errs *[]error, want []K, installed map[K]bool, add func(K) (op string, err error)) int {
+	n := 0
+	for _, k := range want {
+		if installed[k] {
+			continue
+		}
+		op, err := add(k)
+		*errs = m.do(*errs, op, err)
+		if err == nil {
+			installed[k] = true
+			n++
+		}
+	}
+	return n
 }
 
 // do logs op and appends its error, if any, to errs.
@@ -530,34 +529,20 @@ func comparePrefix(a, b netip.Prefix) int {
 }
 
 func sortedPrefixes(s map[netip.Prefix]bool) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(s))
-	for p := range s {
-		out = append(out, p)
-	}
-	slices.SortFunc(out, comparePrefix)
-	return out
+	return slices.SortedFunc(maps.Keys(s), comparePrefix)
 }
 
 func sortedRoutes(s map[route]bool) []route {
-	out := make([]route, 0, len(s))
-	for r := range s {
-		out = append(out, r)
-	}
-	slices.SortFunc(out, func(a, b route) int {
+	return slices.SortedFunc(maps.Keys(s), func(a, b route) int {
 		if c := comparePrefix(a.dst, b.dst); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.table, b.table)
 	})
-	return out
 }
 
 func sortedRules(s map[rule]bool) []rule {
-	out := make([]rule, 0, len(s))
-	for r := range s {
-		out = append(out, r)
-	}
-	slices.SortFunc(out, func(a, b rule) int {
+	return slices.SortedFunc(maps.Keys(s), func(a, b rule) int {
 		return cmp.Or(
 			cmp.Compare(a.family, b.family),
 			cmp.Compare(a.priority, b.priority),
@@ -565,5 +550,4 @@ func sortedRules(s map[rule]bool) []rule {
 			cmp.Compare(a.mark, b.mark),
 		)
 	})
-	return out
 }

@@ -30,6 +30,16 @@ func diffOps(t *testing.T, step string, got, want []string) {
 	}
 }
 
+// stepOps fails the test unless err, the outcome of a step's Set or Close,
+// is nil, and compares the operations of the step with want.
+func stepOps(t *testing.T, step string, err error, f *fakeNL, want []string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: err = %v, want nil", step, err)
+	}
+	diffOps(t, step, f.takeOps(), want)
+}
+
 func fmtOps(ops []string) string {
 	if len(ops) == 0 {
 		return "(none)"
@@ -45,6 +55,11 @@ func TestManagerStates(t *testing.T) {
 	}
 	dual := func(routes ...string) *Config {
 		return &Config{Interface: "gw0", MTU: 1280, Addrs: pfx("10.77.0.1/24", "fd77::1/64"), Routes: pfx(routes...)}
+	}
+	// moved is dual with both default routes in table 100 behind mark 0x1.
+	moved := func(mtu int, addr4 string) *Config {
+		return &Config{Interface: "gw0", MTU: mtu, Addrs: pfx(addr4, "fd77::1/64"),
+			Routes: pfx("0.0.0.0/0", "::/0", "192.168.30.0/24"), Table: 100, FwMark: 0x1}
 	}
 	steps := []struct {
 		name  string
@@ -126,8 +141,7 @@ func TestManagerStates(t *testing.T) {
 		},
 		{
 			name: "custom table and mark move only what depends on them",
-			cfg: &Config{Interface: "gw0", MTU: 1280, Addrs: pfx("10.77.0.1/24", "fd77::1/64"),
-				Routes: pfx("0.0.0.0/0", "::/0", "192.168.30.0/24"), Table: 100, FwMark: 0x1},
+			cfg:  moved(1280, "10.77.0.1/24"),
 			want: []string{
 				"rule del -4 pref 5301 not fwmark 0x4757 lookup 18263",
 				"rule del -6 pref 5301 not fwmark 0x4757 lookup 18263",
@@ -141,8 +155,7 @@ func TestManagerStates(t *testing.T) {
 		},
 		{
 			name: "change mtu and an address",
-			cfg: &Config{Interface: "gw0", MTU: 1400, Addrs: pfx("10.77.0.1/16", "fd77::1/64"),
-				Routes: pfx("0.0.0.0/0", "::/0", "192.168.30.0/24"), Table: 100, FwMark: 0x1},
+			cfg:  moved(1400, "10.77.0.1/16"),
 			want: []string{
 				"link set gw0 mtu 1400",
 				"addr del 10.77.0.1/24 dev gw0",
@@ -202,10 +215,7 @@ func TestManagerStates(t *testing.T) {
 		} else {
 			err = m.Set(st.cfg)
 		}
-		if err != nil {
-			t.Fatalf("%s: err = %v, want nil", st.name, err)
-		}
-		diffOps(t, st.name, f.takeOps(), st.want)
+		stepOps(t, st.name, err, f, st.want)
 	}
 	if !f.empty() {
 		t.Errorf("after Close: fake kernel still holds addrs=%v routes=%v rules=%v", f.addrs, f.routes, f.rules)
@@ -225,10 +235,7 @@ func TestManagerStates(t *testing.T) {
 func TestRulePriority(t *testing.T) {
 	f := newFake(linkInfo{name: "gw1", index: 3, mtu: 1280, up: true})
 	m := newManager(f, Options{RulePriority: 100})
-	if err := m.Set(&Config{Interface: "gw1", Routes: pfx("::/0")}); err != nil {
-		t.Fatalf("Set = %v", err)
-	}
-	diffOps(t, "set", f.takeOps(), []string{
+	stepOps(t, "set", m.Set(&Config{Interface: "gw1", Routes: pfx("::/0")}), f, []string{
 		"sysctl net.ipv4.conf.gw1.send_redirects=0",
 		"route add ::/0 dev gw1 table 18263",
 		"rule add -6 pref 100 lookup main suppress_prefixlength 0",
@@ -273,10 +280,7 @@ func TestSetCollectsErrors(t *testing.T) {
 	})
 
 	clear(f.fail)
-	if err := m.Set(cfg); err != nil {
-		t.Fatalf("retry Set = %v, want nil", err)
-	}
-	diffOps(t, "retry", f.takeOps(), []string{
+	stepOps(t, "retry", m.Set(cfg), f, []string{
 		"addr add 10.77.0.1/24 dev gw0",
 		"route add 192.168.20.0/24 dev gw0 table main",
 	})
@@ -290,10 +294,7 @@ func TestSetCollectsErrors(t *testing.T) {
 	}
 	f.takeOps()
 	clear(f.fail)
-	if err := m.Close(); err != nil {
-		t.Fatalf("Close = %v", err)
-	}
-	diffOps(t, "close retries", f.takeOps(), []string{
+	stepOps(t, "close retries", m.Close(), f, []string{
 		"rule del -4 pref 5300 lookup main suppress_prefixlength 0",
 		"route del 192.168.21.0/24 dev gw0 table main",
 	})
@@ -347,10 +348,7 @@ func TestLinkRecreated(t *testing.T) {
 	f.links["gw0"] = &linkInfo{name: "gw0", index: 8, mtu: 1500}
 	clear(f.addrs)
 	clear(f.routes)
-	if err := m.Set(cfg); err != nil {
-		t.Fatal(err)
-	}
-	diffOps(t, "recreated", f.takeOps(), []string{
+	stepOps(t, "recreated", m.Set(cfg), f, []string{
 		"link set gw0 up",
 		"sysctl net.ipv4.conf.gw0.send_redirects=0",
 		"addr add 10.77.0.1/24 dev gw0",
@@ -360,10 +358,7 @@ func TestLinkRecreated(t *testing.T) {
 
 	f.links["gw1"] = &linkInfo{name: "gw1", index: 9, mtu: 1500, up: true}
 	cfg.Interface = "gw1"
-	if err := m.Set(cfg); err != nil {
-		t.Fatal(err)
-	}
-	diffOps(t, "renamed", f.takeOps(), []string{
+	stepOps(t, "renamed", m.Set(cfg), f, []string{
 		"route del 0.0.0.0/0 dev gw0 table 18263",
 		"route del 192.168.20.0/24 dev gw0 table main",
 		"addr del 10.77.0.1/24 dev gw0",
@@ -377,10 +372,7 @@ func TestLinkRecreated(t *testing.T) {
 	delete(f.links, "gw1")
 	clear(f.addrs)
 	clear(f.routes)
-	if err := m.Close(); err != nil {
-		t.Fatalf("Close = %v", err)
-	}
-	diffOps(t, "close after link gone", f.takeOps(), []string{
+	stepOps(t, "close after link gone", m.Close(), f, []string{
 		"rule del -4 pref 5300 lookup main suppress_prefixlength 0",
 		"rule del -4 pref 5301 not fwmark 0x4757 lookup 18263",
 	})
@@ -590,10 +582,7 @@ func TestRenameAfterFailedRemoval(t *testing.T) {
 	})
 
 	clear(f.fail)
-	if err := m.Set(cfg); err != nil {
-		t.Fatalf("Set(gw1) again = %v, want nil", err)
-	}
-	diffOps(t, "converged", f.takeOps(), nil)
+	stepOps(t, "converged", m.Set(cfg), f, nil)
 }
 
 // infoRecorder is a slog.Handler that keeps the messages of Info and

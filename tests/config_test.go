@@ -40,20 +40,8 @@ func TestCheckAndRunBadConfig(t *testing.T) {
 	bin := labtest.Godwit(t)
 	k := genKey(t, l, "node")
 	p := genKey(t, l, "peer")
-	good := fmt.Sprintf(`[interface]
-name = "gw0"
-private_key_file = %q
-addresses = ["10.77.0.1/24"]
-listen = "127.0.0.1:4433"
-state_dir = %q
-
-[[peer]]
-name = "a"
-public_key = %q
-allowed_ips = ["10.77.0.2/32"]
-`, k.file, filepath.Join(l.Dir, "state"), p.pub)
-	goodFile := filepath.Join(l.Dir, "good.toml")
-	must(t, os.WriteFile(goodFile, []byte(good), 0o644))
+	goodFile := nodeConf{name: "good", key: k, addrs: []string{"10.77.0.1/24"}, listen: "127.0.0.1:4433",
+		peers: []peerConf{{name: "a", pub: p.pub, allowed: []string{"10.77.0.2/32"}}}}.write(t, l)
 	if out, err := exec.Command(bin, "check", "-c", goodFile).CombinedOutput(); err != nil {
 		t.Fatalf("godwit check on a good config: %v: %s", err, out)
 	}

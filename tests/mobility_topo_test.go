@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -120,9 +118,7 @@ type mobTopo struct {
 func newMobilityTopo(t *testing.T, o mobOpts) *mobTopo {
 	t.Helper()
 	l := labtest.NewLab(t, "gwt")
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Fatalf("the mobility lab needs the nft command (package nftables): %v", err)
-	}
+	needNft(t, "the mobility lab")
 	tp := &mobTopo{lab: l, wifiPub: mobWifi.public, cellPub: mobCell.public,
 		nftFile: filepath.Join(l.Dir, "mobility-nat.nft")}
 	var err error
@@ -199,10 +195,7 @@ func (tp *mobTopo) writeNAT(t *testing.T, first bool) {
 			r.u.site.Masked(), r.pub, ports)
 		fmt.Fprintf(&b, "add rule ip mobnat post oifname \"up0r\" ip saddr %s snat to %s\n", r.u.site.Masked(), r.pub)
 	}
-	must(t, os.WriteFile(tp.nftFile, []byte(b.String()), 0o644))
-	if _, err := tp.router.Exec("nft", "-f", tp.nftFile); err != nil {
-		t.Fatalf("nft ruleset:\n%s\n%v", b.String(), err)
-	}
+	loadNft(t, tp.router, tp.nftFile, b.String())
 }
 
 // startRelay runs a relay in the router on mobRelay with delay each way,

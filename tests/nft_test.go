@@ -5,6 +5,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,23 +18,33 @@ import (
 
 const nftTable = "gwtest"
 
+// needNft fails the test unless the nft command is installed; what says
+// what needs it.
+func needNft(t *testing.T, what string) {
+	t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Fatalf("%s needs the nft command (package nftables): %v", what, err)
+	}
+}
+
+// loadNft writes ruleset to file and loads it in ns with nft -f.
+func loadNft(t *testing.T, ns *netlab.NS, file, ruleset string) {
+	t.Helper()
+	must(t, os.WriteFile(file, []byte(ruleset), 0o644))
+	if _, err := ns.Exec("nft", "-f", file); err != nil {
+		t.Fatalf("nft ruleset:\n%s\n%v", ruleset, err)
+	}
+}
+
 // nftCounters makes table inet gwtest in ns with an output-hook chain that
 // counts, in a named counter per entry, the packets matching each rule
 // expression. The table goes away with the namespace.
 func nftCounters(t *testing.T, l *netlab.Lab, ns *netlab.NS, rules map[string]string) {
 	t.Helper()
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Fatalf("this test needs the nft command (package nftables): %v", err)
-	}
+	needNft(t, "this test")
 	var b strings.Builder
 	fmt.Fprintf(&b, "table inet %s {\n", nftTable)
-	names := slices.Sorted(func(yield func(string) bool) {
-		for k := range rules {
-			if !yield(k) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(rules))
 	for _, name := range names {
 		fmt.Fprintf(&b, "\tcounter %s {}\n", name)
 	}
@@ -42,11 +53,7 @@ func nftCounters(t *testing.T, l *netlab.Lab, ns *netlab.NS, rules map[string]st
 		fmt.Fprintf(&b, "\t\t%s counter name %q\n", rules[name], name)
 	}
 	b.WriteString("\t}\n}\n")
-	file := filepath.Join(l.Dir, ns.Name+".nft")
-	must(t, os.WriteFile(file, []byte(b.String()), 0o644))
-	if _, err := ns.Exec("nft", "-f", file); err != nil {
-		t.Fatalf("nft ruleset:\n%s\n%v", b.String(), err)
-	}
+	loadNft(t, ns, filepath.Join(l.Dir, ns.Name+".nft"), b.String())
 }
 
 // nftCounter reads the packet count of a counter made by nftCounters.

@@ -4,7 +4,6 @@ package tunnel
 
 import (
 	"bytes"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -17,11 +16,7 @@ import (
 // peers in Total.
 func TestLastPacketTimes(t *testing.T) {
 	h := newHarness(t)
-	ta, devA := h.tunnel(Config{}, 4, PeerConfig{ID: idB, Name: "b", AllowedIPs: []netip.Prefix{prefB4, prefB6}})
-	tb, devB := h.tunnel(Config{}, 4, PeerConfig{ID: idA, Name: "a", AllowedIPs: []netip.Prefix{prefA4, prefA6}})
-	ca, cb := h.pipe()
-	attach(t, ta, idB, ca)
-	attach(t, tb, idA, cb)
+	ta, devA, tb, devB := h.linkedAB()
 
 	if s := ta.Stats().Peers[idB]; !s.LastRx.IsZero() || !s.LastTx.IsZero() {
 		t.Fatalf("before traffic: LastRx = %v, LastTx = %v, want zero times", s.LastRx, s.LastTx)

@@ -21,8 +21,7 @@ func TestStalledPeerBufferBound(t *testing.T) {
 	h := newHarness(t)
 	hub, dev := h.tunnel(Config{QueueLen: queueLen, MTU: mtu}, 16,
 		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
-	b1, b2 := h.pipe()
-	attach(t, hub, idB, b1)
+	b1, b2 := h.attachPipe(hub, idB)
 	b1.Stall()
 
 	hub.mu.Lock()
@@ -90,8 +89,7 @@ func TestOverMTUTooBigICMP(t *testing.T) {
 	h := newHarness(t)
 	ta, devA := h.tunnel(Config{Addresses: []netip.Prefix{ownA4, ownA6}, MTU: mtu}, 4,
 		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4, prefB6}})
-	c1, c2 := h.pipe()
-	attach(t, ta, idB, c1)
+	c1, c2 := h.attachPipe(ta, idB)
 
 	tests := []struct {
 		name string
@@ -130,8 +128,7 @@ func TestSlowPeerPushesBack(t *testing.T) {
 	h := newHarness(t)
 	hub, dev := h.tunnel(Config{QueueLen: queueLen, outWait: time.Minute}, 4,
 		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
-	b1, b2 := h.pipe()
-	attach(t, hub, idB, b1)
+	b1, b2 := h.attachPipe(hub, idB)
 	b1.Stall()
 	pkts := make([][]byte, queueLen+1+extra)
 	for i := range pkts {
@@ -166,10 +163,8 @@ func TestStalledPeerWaitsOnce(t *testing.T) {
 	hub, dev := h.tunnel(Config{QueueLen: queueLen, outWait: time.Hour}, 4,
 		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}},
 		PeerConfig{ID: idC, AllowedIPs: []netip.Prefix{prefC4}})
-	b1, b2 := h.pipe()
-	c1, c2 := h.pipe()
-	attach(t, hub, idB, b1)
-	attach(t, hub, idC, c1)
+	b1, b2 := h.attachPipe(hub, idB)
+	_, c2 := h.attachPipe(hub, idC)
 	b1.Stall()
 	hub.mu.Lock()
 	p := hub.peers[idB]
@@ -210,8 +205,7 @@ func TestSlowTUNWriterPushesBack(t *testing.T) {
 	h := newHarness(t)
 	hub, dev := h.tunnel(Config{inWait: time.Minute}, 4,
 		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
-	b1, b2 := h.pipe()
-	attach(t, hub, idB, b1)
+	_, b2 := h.attachPipe(hub, idB)
 	// Nobody reads dev.FromTunnel yet: once its buffer is full the
 	// writer blocks in Write and the queue to it fills up.
 	n := cap(dev.FromTunnel) + dev.BatchSize() + inboundQueueLen + 64

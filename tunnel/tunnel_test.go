@@ -137,6 +137,26 @@ func (h *harness) pipe() (a, b *quictest.PipeConn) {
 	return a, b
 }
 
+// attachPipe attaches one end of a new pipe to peer id of tu and returns
+// both ends: local, the tunnel's, and remote, the peer's.
+func (h *harness) attachPipe(tu *Tunnel, id key.Public) (local, remote *quictest.PipeConn) {
+	h.t.Helper()
+	local, remote = h.pipe()
+	attach(h.t, tu, id, local)
+	return local, remote
+}
+
+// linkedAB returns tunnels A and B, each with the other as its peer (named
+// "b" and "a", with both address families), connected by a pipe.
+func (h *harness) linkedAB() (ta *Tunnel, devA *tuntest.Channel, tb *Tunnel, devB *tuntest.Channel) {
+	h.t.Helper()
+	ta, devA = h.tunnel(Config{}, 4, PeerConfig{ID: idB, Name: "b", AllowedIPs: []netip.Prefix{prefB4, prefB6}})
+	tb, devB = h.tunnel(Config{}, 4, PeerConfig{ID: idA, Name: "a", AllowedIPs: []netip.Prefix{prefA4, prefA6}})
+	_, cb := h.attachPipe(ta, idB)
+	attach(h.t, tb, idA, cb)
+	return ta, devA, tb, devB
+}
+
 // attach attaches c to peer id of tu or fails the test.
 func attach(t *testing.T, tu *Tunnel, id key.Public, c DatagramConn) {
 	t.Helper()
@@ -228,11 +248,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func TestTwoTunnelPing(t *testing.T) {
 	h := newHarness(t)
-	ta, devA := h.tunnel(Config{}, 4, PeerConfig{ID: idB, Name: "b", AllowedIPs: []netip.Prefix{prefB4, prefB6}})
-	tb, devB := h.tunnel(Config{}, 4, PeerConfig{ID: idA, Name: "a", AllowedIPs: []netip.Prefix{prefA4, prefA6}})
-	ca, cb := h.pipe()
-	attach(t, ta, idB, ca)
-	attach(t, tb, idA, cb)
+	ta, devA, tb, devB := h.linkedAB()
 
 	tests := []struct {
 		name     string
@@ -272,11 +288,9 @@ func TestHubForwardsBetweenSpokes(t *testing.T) {
 	// The spokes route the other spoke's prefixes to the hub.
 	spokeA, devA := h.tunnel(Config{}, 8, PeerConfig{ID: idH, AllowedIPs: []netip.Prefix{prefB4, prefB6}})
 	spokeB, devB := h.tunnel(Config{}, 8, PeerConfig{ID: idH, AllowedIPs: []netip.Prefix{prefA4, prefA6}})
-	a1, a2 := h.pipe()
-	b1, b2 := h.pipe()
-	attach(t, hub, idA, a1)
+	_, a2 := h.attachPipe(hub, idA)
 	attach(t, spokeA, idH, a2)
-	attach(t, hub, idB, b1)
+	_, b2 := h.attachPipe(hub, idB)
 	attach(t, spokeB, idH, b2)
 
 	// The hub's kernel forwards what the tunnel writes back into the TUN.
@@ -323,10 +337,8 @@ func TestStalledPeerDoesNotStallOthers(t *testing.T) {
 	hub, dev := h.tunnel(Config{QueueLen: queueLen}, 16,
 		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}},
 		PeerConfig{ID: idC, AllowedIPs: []netip.Prefix{prefC4}})
-	b1, b2 := h.pipe()
-	c1, c2 := h.pipe()
-	attach(t, hub, idB, b1)
-	attach(t, hub, idC, c1)
+	b1, b2 := h.attachPipe(hub, idB)
+	_, c2 := h.attachPipe(hub, idC)
 	b1.Stall() // B's SendDatagram blocks until Unstall
 
 	const rounds, burst = 100, 20
@@ -366,8 +378,7 @@ func TestSpoofedSourceDropped(t *testing.T) {
 	hub, dev := h.tunnel(Config{}, 4,
 		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4, prefB6}},
 		PeerConfig{ID: idC, AllowedIPs: []netip.Prefix{prefC4, prefC6}})
-	b1, b2 := h.pipe()
-	attach(t, hub, idB, b1)
+	_, b2 := h.attachPipe(hub, idB)
 
 	spoofed := []netip.Addr{
 		netip.MustParseAddr("198.51.100.9"), // nobody's
@@ -402,8 +413,7 @@ func TestTooBigICMP(t *testing.T) {
 	// stops them (packets over the MTU: TestOverMTUTooBigICMP).
 	ta, devA := h.tunnel(Config{Addresses: []netip.Prefix{ownA4, ownA6}, MTU: 1500}, 4,
 		PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4, prefB6}})
-	c1, c2 := h.pipe()
-	attach(t, ta, idB, c1)
+	c1, c2 := h.attachPipe(ta, idB)
 
 	tests := []struct {
 		name     string
@@ -499,8 +509,7 @@ func TestNoRouteICMPRateLimited(t *testing.T) {
 func TestMalformedAndUnknownFormat(t *testing.T) {
 	h := newHarness(t)
 	ta, devA := h.tunnel(Config{}, 4, PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4, prefB6}})
-	c1, c2 := h.pipe()
-	attach(t, ta, idB, c1)
+	_, c2 := h.attachPipe(ta, idB)
 
 	good := tuntest.Ping(hostB4, hostA4, 1, 1, 20)
 	badLen := bytes.Clone(good)
@@ -546,8 +555,7 @@ func TestDetachAttachResumes(t *testing.T) {
 	h := newHarness(t)
 	const queueLen = 16
 	ta, devA := h.tunnel(Config{QueueLen: queueLen}, 4, PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
-	c1, c2 := h.pipe()
-	attach(t, ta, idB, c1)
+	c1, c2 := h.attachPipe(ta, idB)
 	pkt := func(seq uint16) []byte { return tuntest.Ping(hostA4, hostB4, 1, seq, 8) }
 
 	devA.ToTunnel <- pkt(0)
@@ -562,8 +570,7 @@ func TestDetachAttachResumes(t *testing.T) {
 	if got := c1.Sent(); got != 1 {
 		t.Fatalf("old conn sent %d datagrams after Detach, want 1 in total", got)
 	}
-	d1, d2 := h.pipe()
-	attach(t, ta, idB, d1)
+	d1, d2 := h.attachPipe(ta, idB)
 	for i := range uint16(5) {
 		if got := receive(t, d2); !bytes.Equal(got, pkt(1+i)) {
 			t.Fatalf("queued packet %d differs after Attach", i)
@@ -577,8 +584,7 @@ func TestDetachAttachResumes(t *testing.T) {
 		devA.ToTunnel <- pkt(100 + i)
 	}
 	eventually(t, "queue_full", func() bool { return ta.Stats().Peers[idB].Drops.QueueFull == extra })
-	e1, e2 := h.pipe()
-	attach(t, ta, idB, e1)
+	e1, e2 := h.attachPipe(ta, idB)
 	for i := range uint16(queueLen + 1) {
 		if got := receive(t, e2); !bytes.Equal(got, pkt(100+i)) {
 			t.Fatalf("queued packet %d differs after second Attach", i)
@@ -594,10 +600,8 @@ func TestDetachAttachResumes(t *testing.T) {
 func TestReplacedConnStillDelivers(t *testing.T) {
 	h := newHarness(t)
 	ta, devA := h.tunnel(Config{}, 4, PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
-	old1, old2 := h.pipe()
-	new1, new2 := h.pipe()
-	attach(t, ta, idB, old1)
-	attach(t, ta, idB, new1)
+	old1, old2 := h.attachPipe(ta, idB)
+	new1, new2 := h.attachPipe(ta, idB)
 	in := tuntest.Ping(hostB4, hostA4, 1, 1, 8)
 	old2.SendDatagram(in) // in flight on the old path
 	expectPacket(t, devA.FromTunnel, in)
@@ -637,8 +641,7 @@ func TestUnchangedPeerLosesNothingAcrossSetPeers(t *testing.T) {
 		{{ID: idD, AllowedIPs: []netip.Prefix{prefD4}}, peerB},
 	}
 	ta, devA := h.tunnel(Config{QueueLen: 64}, 8, cfgs[0]...)
-	b1, b2 := h.pipe()
-	attach(t, ta, idB, b1)
+	_, b2 := h.attachPipe(ta, idB)
 
 	stop := make(chan struct{})
 	done := make(chan error)
@@ -682,8 +685,7 @@ func TestConcurrencySafety(t *testing.T) {
 	h := newHarness(t)
 	ta, devA := h.tunnel(Config{QueueLen: 64}, 8, PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
 	tb, devB := h.tunnel(Config{QueueLen: 64}, 8, PeerConfig{ID: idA, AllowedIPs: []netip.Prefix{prefA4}})
-	ca, cb := h.pipe()
-	attach(t, ta, idB, ca)
+	ca, cb := h.attachPipe(ta, idB)
 	attach(t, tb, idA, cb)
 
 	var loops, drainer sync.WaitGroup

@@ -8,19 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
 
 	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 	"github.com/godwit-vpn/godwit/config/key"
@@ -68,9 +63,7 @@ var (
 // Demo timings. The ping runs at 50 Hz; every wait is bounded.
 const (
 	demoPingInterval = 20 * time.Millisecond
-	demoPingMax      = 30 * time.Second       // a pinger stops by itself after this
-	demoLossBefore   = 200 * time.Millisecond // requests in flight when an outage starts
-	demoLossGrace    = 500 * time.Millisecond // replies still in flight are not lost
+	demoPingMax      = 30 * time.Second // a pinger stops by itself after this
 	demoSwitchWithin = 10 * time.Second
 	demoSettle       = 500 * time.Millisecond // steady pinging before a change and after a switch
 )
@@ -413,12 +406,12 @@ func (d *demoRun) uplinkSwitch(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("    site paths: %s\n", demoPaths(p))
-	ping, err := startDemoPinger(d.ns.siteLAN, hubLANHost)
+	ping, err := d.ns.siteLAN.StartPinger(hubLANHost, demoPingInterval, demoPingMax)
 	if err != nil {
 		return err
 	}
-	defer ping.stop()
-	if _, err := ping.replyAfter(ctx, time.Now(), 2*time.Second); err != nil {
+	defer ping.Stop()
+	if _, err := ping.ReplyAfter(ctx, time.Now(), 2*time.Second); err != nil {
 		return fmt.Errorf("ping before the switch: %w", err)
 	}
 	time.Sleep(demoSettle) // a steady ping before the change
@@ -462,7 +455,7 @@ func (d *demoRun) uplinkSwitch(ctx context.Context) error {
 			return err
 		}
 		moved := time.Since(t0)
-		if _, err := ping.replyAfter(ctx, time.Now(), 5*time.Second); err != nil {
+		if _, err := ping.ReplyAfter(ctx, time.Now(), 5*time.Second); err != nil {
 			return fmt.Errorf("ping after the switch to %s: %w", m.to, err)
 		}
 		fmt.Printf("    the site moved to %s %v after the change; pings flow over it again\n",
@@ -475,7 +468,7 @@ func (d *demoRun) uplinkSwitch(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		gap, lost, sent := ping.outage(t0, time.Now())
+		gap, lost, sent := ping.Outage(t0, time.Now())
 		fmt.Printf("    outage seen by the ping (longest gap between replies): %v; %d of %d pings lost\n",
 			gap.Round(time.Millisecond), lost, sent)
 		fmt.Printf("    outage the site daemon reports (show --json): %v; migrations: %d\n",
@@ -527,22 +520,22 @@ func (d *demoRun) restartSite(ctx context.Context) error {
 	tickets, _ := os.ReadDir(filepath.Join(filepath.Dir(d.siteCfg), "site-state", "tickets"))
 	fmt.Printf("    the hub saw the site leave; the site's state dir holds %d session ticket(s)\n", len(tickets))
 
-	ping, err := startDemoPinger(d.ns.siteLAN, hubLANHost)
+	ping, err := d.ns.siteLAN.StartPinger(hubLANHost, demoPingInterval, demoPingMax)
 	if err != nil {
 		return err
 	}
-	defer ping.stop()
+	defer ping.Stop()
 	// With the daemon down, the site LAN's pings take the site's default
 	// route to the hub, which must drop them: no answer may come.
 	time.Sleep(100 * time.Millisecond)
-	if n := ping.received(); n > 0 {
+	if n := ping.Received(); n > 0 {
 		return fmt.Errorf("the hub LAN answered %d pings while the site daemon was down: traffic bypasses the tunnel", n)
 	}
 	start := time.Now()
 	if d.site, err = d.ns.site.StartDaemon("site-restarted", d.exe, d.siteCfg); err != nil {
 		return err
 	}
-	first, err := ping.replyAfter(ctx, start, 10*time.Second)
+	first, err := ping.ReplyAfter(ctx, start, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("after the restart: %w", err)
 	}
@@ -633,200 +626,4 @@ func demoTransfer(ctx context.Context, src, dst *netlab.NS, mib int) error {
 	fmt.Printf("    received %.1f MiB in %v: %.0f Mbit/s\n", float64(r.n)/(1<<20), r.dur.Round(time.Millisecond),
 		float64(r.n)*8/r.dur.Seconds()/1e6)
 	return nil
-}
-
-// demoPinger sends ICMP echo requests from a namespace to one IPv4 address
-// every demoPingInterval, with its own raw socket (no ping binary), and
-// records when each reply arrived. It stops after demoPingMax or at stop.
-// Its methods are safe for concurrent use.
-type demoPinger struct {
-	c    *icmp.PacketConn
-	quit chan struct{}
-	done chan struct{} // closed when the sender and reader have returned
-	once sync.Once
-
-	mu      sync.Mutex  // guards the following fields
-	sent    []time.Time // by sequence number
-	replies []demoReply // in arrival order, one per sequence number
-}
-
-// demoReply is one echo reply: the request's sequence number and when the
-// reply arrived.
-type demoReply struct {
-	seq int
-	at  time.Time
-}
-
-// startDemoPinger starts pinging dst from ns at once.
-func startDemoPinger(ns *netlab.NS, dst netip.Addr) (*demoPinger, error) {
-	var c *icmp.PacketConn
-	if err := ns.Do(func() (err error) {
-		c, err = icmp.ListenPacket("ip4:icmp", "0.0.0.0")
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("ping socket in %s: %w", ns.Name, err)
-	}
-	end := time.Now().Add(demoPingMax)
-	_ = c.SetReadDeadline(end.Add(time.Second))
-	p := &demoPinger{c: c, quit: make(chan struct{}), done: make(chan struct{})}
-	id := rand.IntN(0xffff) + 1
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { // sender
-		defer wg.Done()
-		t := time.NewTicker(demoPingInterval)
-		defer t.Stop()
-		to := &net.IPAddr{IP: dst.AsSlice()}
-		for seq := 0; time.Now().Before(end); seq++ {
-			b, err := (&icmp.Message{Type: ipv4.ICMPTypeEcho,
-				Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("godwit-demo")}}).Marshal(nil)
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			p.sent = append(p.sent, time.Now())
-			p.mu.Unlock()
-			_, _ = c.WriteTo(b, to) // no route (yet): loss
-			select {
-			case <-p.quit:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	go func() { // reader
-		defer wg.Done()
-		buf := make([]byte, 1500)
-		seen := make(map[int]bool)
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				return // closed by stop, or the deadline
-			}
-			at := time.Now()
-			m, err := icmp.ParseMessage(1, buf[:n])
-			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
-				continue
-			}
-			e, ok := m.Body.(*icmp.Echo)
-			if !ok || e.ID != id || seen[e.Seq] {
-				continue
-			}
-			if a, isIP := from.(*net.IPAddr); !isIP {
-				continue
-			} else if src, _ := netip.AddrFromSlice(a.IP); src.Unmap() != dst {
-				continue
-			}
-			seen[e.Seq] = true
-			p.mu.Lock()
-			if e.Seq < len(p.sent) {
-				p.replies = append(p.replies, demoReply{e.Seq, at})
-			}
-			p.mu.Unlock()
-		}
-	}()
-	go func() {
-		wg.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop ends the pinger and waits for its goroutines. It may be called
-// more than once.
-func (p *demoPinger) stop() {
-	p.once.Do(func() {
-		close(p.quit)
-		p.c.Close()
-	})
-	<-p.done
-}
-
-// received is the number of replies so far.
-func (p *demoPinger) received() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.replies)
-}
-
-// replyAfter waits up to within for a reply that arrived after t and
-// returns its arrival time.
-func (p *demoPinger) replyAfter(ctx context.Context, t time.Time, within time.Duration) (time.Time, error) {
-	end := time.Now().Add(within)
-	for {
-		p.mu.Lock()
-		var at time.Time
-		if n := len(p.replies); n > 0 && p.replies[n-1].at.After(t) {
-			at = p.replies[n-1].at
-			for i := n - 1; i >= 0 && p.replies[i].at.After(t); i-- {
-				at = p.replies[i].at
-			}
-		}
-		p.mu.Unlock()
-		switch {
-		case !at.IsZero():
-			return at, nil
-		case ctx.Err() != nil:
-			return time.Time{}, ctx.Err()
-		case time.Now().After(end):
-			return time.Time{}, fmt.Errorf("no echo reply within %v", within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// outage reports the longest gap between replies that ends after from
-// (counted from the last reply before from) and up to to, and how many of
-// the requests sent from demoLossBefore before from until demoLossGrace
-// before to went unanswered.
-func (p *demoPinger) outage(from, to time.Time) (gap time.Duration, lost, sent int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	at := make([]time.Time, len(p.replies))
-	for i, r := range p.replies {
-		at[i] = r.at
-	}
-	answered := make(map[int]bool, len(p.replies))
-	for _, r := range p.replies {
-		answered[r.seq] = true
-	}
-	lost, sent = pingLoss(p.sent, answered, from.Add(-demoLossBefore), to.Add(-demoLossGrace))
-	return longestGap(at, from, to), lost, sent
-}
-
-// longestGap returns the longest time without a reply within [from, to],
-// given reply arrival times in ascending order: between consecutive
-// replies, from the last reply at or before from (else from itself) to the
-// first one after it, and from the last reply to to. It is to-from when
-// no reply arrived in the window.
-func longestGap(at []time.Time, from, to time.Time) time.Duration {
-	prev := from
-	var gap time.Duration
-	for _, t := range at {
-		if t.After(to) {
-			break
-		}
-		if !t.After(from) {
-			prev = t
-			continue
-		}
-		gap = max(gap, t.Sub(prev))
-		prev = t
-	}
-	return max(gap, to.Sub(prev))
-}
-
-// pingLoss counts the requests (send times by sequence number) sent within
-// [from, to] and those of them not answered.
-func pingLoss(sentAt []time.Time, answered map[int]bool, from, to time.Time) (lost, sent int) {
-	for seq, t := range sentAt {
-		if t.Before(from) || t.After(to) {
-			continue
-		}
-		sent++
-		if !answered[seq] {
-			lost++
-		}
-	}
-	return lost, sent
 }

@@ -50,21 +50,25 @@ func cmdPubkey(args []string) error {
 }
 
 func cmdCheck(args []string) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	path := fs.String("c", "", "config `file`")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
-		return exitError{code: 2, msg: "usage: godwit check -c FILE"}
-	}
-	cfg, err := config.Load(*path)
+	path, cfg, err := loadConfigArg("check", args)
 	if err != nil {
-		return configError(err)
+		return err
 	}
-	fmt.Printf("%s: ok (interface %s, %d peers)\n", *path, cfg.Interface.Name, len(cfg.Peers))
+	fmt.Printf("%s: ok (interface %s, %d peers)\n", path, cfg.Interface.Name, len(cfg.Peers))
 	return nil
 }
 
-// configError turns a config problem into exit status 78 with every
-// problem on its own line.
-func configError(err error) error {
-	return exitError{code: exitConfig, msg: err.Error()}
+// loadConfigArg parses the arguments of `godwit <cmd> -c FILE` and loads
+// and validates FILE. A usage error exits with status 2; a config problem
+// with 78, every problem on its own line.
+func loadConfigArg(cmd string, args []string) (path string, cfg *config.Config, err error) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.StringVar(&path, "c", "", "config `file`")
+	if err := fs.Parse(args); err != nil || path == "" || fs.NArg() > 0 {
+		return "", nil, exitError{code: 2, msg: "usage: godwit " + cmd + " -c FILE"}
+	}
+	if cfg, err = config.Load(path); err != nil {
+		return "", nil, exitError{code: exitConfig, msg: err.Error()}
+	}
+	return path, cfg, nil
 }

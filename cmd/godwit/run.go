@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -21,16 +20,11 @@ import (
 )
 
 func cmdRun(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	path := fs.String("c", "", "config `file`")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
-		return exitError{code: 2, msg: "usage: godwit run -c FILE"}
-	}
 	// A bad config must never touch the host: load and validate it before
 	// anything else happens.
-	cfg, err := config.Load(*path)
+	path, cfg, err := loadConfigArg("run", args)
 	if err != nil {
-		return configError(err)
+		return err
 	}
 	log := newLogger(cfg.Interface.LogLevel)
 
@@ -110,8 +104,8 @@ func cmdRun(ctx context.Context, args []string) error {
 			}
 		case <-hup:
 			n.reloading()
-			log.Info("reloading", "file", *path)
-			err := d.reload(*path)
+			log.Info("reloading", "file", path)
+			err := d.reload(path)
 			status, _ := d.status()
 			switch {
 			case errors.Is(err, errRoutesIncomplete):

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/quicconn/internal/chans"
 )
 
 // Conn is a dialed connection as the policy moves it. *quicconn.Conn
@@ -158,7 +159,7 @@ func (p *Policy) goLocked(f func()) {
 // WaitReady waits until the first SetUplinks, at most d. It reports
 // whether the uplinks are known.
 func (p *Policy) WaitReady(ctx context.Context, d time.Duration) bool {
-	if isClosed(p.ready) {
+	if chans.Closed(p.ready) {
 		return true
 	}
 	t := time.NewTimer(d)
@@ -179,7 +180,7 @@ func (p *Policy) WaitReady(ctx context.Context, d time.Duration) bool {
 func (p *Policy) SetUplinks(usable []string) {
 	p.mu.Lock()
 	prev := p.usable
-	first := !isClosed(p.ready)
+	first := !chans.Closed(p.ready)
 	p.mu.Unlock()
 
 	var lost, gained []string
@@ -267,7 +268,7 @@ func (p *Policy) connList() []Conn {
 // while no uplink is usable, ok is false and the dial waits, so that every
 // connection belongs to an uplink and can move.
 func (p *Policy) PickUplink() (name string, ok bool) {
-	if !isClosed(p.ready) {
+	if !chans.Closed(p.ready) {
 		return "", true
 	}
 	p.mu.Lock()
@@ -502,15 +503,6 @@ func uplinkName(n string) string {
 		return "(wildcard socket)"
 	}
 	return n
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }
 
 // Hooks returns p as the [quicconn.Mobility] of an Endpoint: pass it to

@@ -211,6 +211,18 @@ func newPolicy(t *testing.T, log *opLog, fail ...string) *Policy {
 	return p
 }
 
+// withConn returns a Policy on the usable uplinks and its log, with one
+// conn, c1 to "hub" on uplink, whose probes succeed on answers.
+func withConn(t *testing.T, usable []string, uplink string, answers ...string) (*opLog, *Policy, *fakeConn) {
+	t.Helper()
+	log := &opLog{}
+	p := newPolicy(t, log)
+	p.SetUplinks(usable)
+	c := newConn(log, "c1", uplink, answers...)
+	p.Add(c, "hub")
+	return log, p, c
+}
+
 func pick(t *testing.T, p *Policy, want string, wantOK bool) {
 	t.Helper()
 	if got, ok := p.PickUplink(); got != want || ok != wantOK {
@@ -244,11 +256,7 @@ func TestWaitReadyTimesOut(t *testing.T) {
 // TestProbeNewUplink: a new, worse uplink is probed for every conn and kept
 // as a standby; nothing moves.
 func TestProbeNewUplink(t *testing.T) {
-	log := &opLog{}
-	p := newPolicy(t, log)
-	p.SetUplinks([]string{"wifi0"})
-	c := newConn(log, "c1", "wifi0", "cell0")
-	p.Add(c, "hub")
+	log, p, _ := withConn(t, []string{"wifi0"}, "wifi0", "cell0")
 	p.SetUplinks([]string{"wifi0", "cell0"})
 	log.waitFor(t, "add cell0", "probe c1 cell0")
 	settle(t, p)
@@ -259,11 +267,7 @@ func TestProbeNewUplink(t *testing.T) {
 // TestPreferredUplinkReturns: once a better uplink validates, the conn
 // switches to it and keeps its old uplink as a standby.
 func TestPreferredUplinkReturns(t *testing.T) {
-	log := &opLog{}
-	p := newPolicy(t, log)
-	p.SetUplinks([]string{"cell0"})
-	c := newConn(log, "c1", "cell0", "wifi0", "cell0")
-	p.Add(c, "hub")
+	log, p, _ := withConn(t, []string{"cell0"}, "cell0", "wifi0", "cell0")
 	p.SetUplinks([]string{"wifi0", "cell0"})
 	got := log.waitFor(t, "probe c1 wifi0", "switch c1 wifi0", "probe c1 cell0")
 	if i, j := slices.Index(got, "switch c1 wifi0"), slices.Index(got, "probe c1 cell0"); j < i {
@@ -290,11 +294,7 @@ func TestLostUplink(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			log := &opLog{}
-			p := newPolicy(t, log)
-			c := newConn(log, "c1", "wifi0", tt.answers...)
-			p.SetUplinks([]string{"wifi0", "cell0"})
-			p.Add(c, "hub")
+			log, p, _ := withConn(t, []string{"wifi0", "cell0"}, "wifi0", tt.answers...)
 			log.waitFor(t, "probe c1 cell0")
 			settle(t, p)
 			p.SetUplinks([]string{"cell0"})
@@ -315,11 +315,7 @@ func TestLostUplink(t *testing.T) {
 // uplink may come back; the heartbeat ends a dead conn), and no dial is
 // let out until an uplink is usable again.
 func TestNothingToMoveTo(t *testing.T) {
-	log := &opLog{}
-	p := newPolicy(t, log)
-	p.SetUplinks([]string{"wifi0"})
-	c := newConn(log, "c1", "wifi0")
-	p.Add(c, "hub")
+	log, p, _ := withConn(t, []string{"wifi0"}, "wifi0")
 	p.SetUplinks([]string{})
 	log.waitFor(t, "remove wifi0")
 	settle(t, p)
@@ -333,11 +329,7 @@ func TestNothingToMoveTo(t *testing.T) {
 // silent uplink once.
 func TestPathDead(t *testing.T) {
 	t.Run("standby", func(t *testing.T) {
-		log := &opLog{}
-		p := newPolicy(t, log)
-		p.SetUplinks([]string{"wifi0", "cell0"})
-		c := newConn(log, "c1", "wifi0", "cell0")
-		p.Add(c, "hub")
+		log, p, c := withConn(t, []string{"wifi0", "cell0"}, "wifi0", "cell0")
 		log.waitFor(t, "probe c1 cell0")
 		settle(t, p)
 		p.PathDead(c)
@@ -346,11 +338,7 @@ func TestPathDead(t *testing.T) {
 		noOp(t, log, "abandon")
 	})
 	t.Run("redial avoids the silent uplink", func(t *testing.T) {
-		log := &opLog{}
-		p := newPolicy(t, log)
-		p.SetUplinks([]string{"wifi0", "cell0"})
-		c := newConn(log, "c1", "wifi0")
-		p.Add(c, "hub")
+		log, p, c := withConn(t, []string{"wifi0", "cell0"}, "wifi0")
 		log.waitFor(t, "probe c1 cell0")
 		settle(t, p)
 		p.PathDead(c)
@@ -359,11 +347,7 @@ func TestPathDead(t *testing.T) {
 		pick(t, p, "wifi0", true) // once only: wifi0 is still the best uplink
 	})
 	t.Run("unknown conn", func(t *testing.T) {
-		log := &opLog{}
-		p := newPolicy(t, log)
-		p.SetUplinks([]string{"wifi0", "cell0"})
-		c := newConn(log, "c1", "wifi0")
-		p.Add(c, "hub")
+		log, p, c := withConn(t, []string{"wifi0", "cell0"}, "wifi0")
 		log.waitFor(t, "probe c1 cell0")
 		p.Remove(c)
 		p.PathDead(c)

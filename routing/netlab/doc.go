@@ -25,7 +25,9 @@
 // Everything runs through the `ip` command (iproute2), which must be
 // installed, and needs root. Sockets for test traffic are made inside a
 // namespace with [NS.Do], so a test can drive TCP, UDP and ICMP from Go
-// without iputils or other tools.
+// without iputils or other tools. [NS.Ping] and [NS.WaitPing] send a
+// counted series of pings; [NS.StartPinger] pings without pause and
+// measures outages.
 //
 // [NS.StartDaemon] runs `godwit run` with its control socket in the lab's
 // directory; [Godwit] finds or builds the binary, and [WaitFor] is the

@@ -79,6 +79,53 @@ func TestPing(t *testing.T) {
 	}
 }
 
+// TestPinger takes the link away under a Pinger for 300 ms: it sees the
+// outage as a gap between replies and as lost requests, and replies come
+// again afterwards.
+func TestPinger(t *testing.T) {
+	l := labtest.NewLab(t, "nlp")
+	a, _ := pair(t, l)
+	dst := netip.MustParseAddr("198.18.0.2")
+	if err := a.WaitPing(dst, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.StartPinger(dst, 20*time.Millisecond, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	ctx := context.Background()
+	if _, err := p.ReplyAfter(ctx, time.Now(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	if _, err := a.Exec("ip", "link", "set", "eth0", "down"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := a.Exec("ip", "link", "set", "eth0", "up"); err != nil {
+		t.Fatal(err)
+	}
+	back, err := p.ReplyAfter(ctx, time.Now(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("after the link came back: %v", err)
+	}
+	time.Sleep(600 * time.Millisecond) // past the grace for replies in flight
+	gap, lost, sent := p.Outage(down, time.Now())
+	// The gap starts at the last reply before down: up to one interval
+	// (and a round trip) earlier.
+	if most := back.Sub(down) + 100*time.Millisecond; gap < 300*time.Millisecond || gap > most {
+		t.Errorf("Outage gap = %v, want at least the 300 ms the link was down and at most %v", gap, most)
+	}
+	if lost < 10 || sent <= lost {
+		t.Errorf("Outage lost %d of %d requests, want at least 10 (300 ms at 50 Hz) and some answered", lost, sent)
+	}
+	p.Stop()
+	if n := p.Received(); n < 10 {
+		t.Errorf("Received = %d after Stop, want the replies before and after the outage", n)
+	}
+}
+
 func TestTCPUDP(t *testing.T) {
 	l := labtest.NewLab(t, "nlt")
 	a, b := pair(t, l)

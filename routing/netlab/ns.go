@@ -133,27 +133,30 @@ func (n *NS) Start(name string, args ...string) (*Proc, error) {
 	return p, nil
 }
 
+// open runs f inside the namespace (see [NS.Do]) and returns the socket it
+// opened.
+func open[T any](n *NS, f func() (T, error)) (T, error) {
+	var c T
+	err := n.Do(func() (err error) {
+		c, err = f()
+		return err
+	})
+	return c, err
+}
+
 // ListenTCP listens on addr (for example "10.77.0.1:8000") inside the
 // namespace.
 func (n *NS) ListenTCP(addr string) (net.Listener, error) {
-	var ln net.Listener
-	err := n.Do(func() (err error) {
-		ln, err = net.Listen("tcp", addr)
-		return err
-	})
-	return ln, err
+	return open(n, func() (net.Listener, error) { return net.Listen("tcp", addr) })
 }
 
 // DialTCP dials addr from inside the namespace. It blocks until the
 // connection is up, ctx is done or the dial fails.
 func (n *NS) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := n.Do(func() (err error) {
+	return open(n, func() (net.Conn, error) {
 		var d net.Dialer
-		c, err = d.DialContext(ctx, "tcp", addr)
-		return err
+		return d.DialContext(ctx, "tcp", addr)
 	})
-	return c, err
 }
 
 // ListenUDP binds a UDP socket to addr inside the namespace.
@@ -162,12 +165,7 @@ func (n *NS) ListenUDP(addr string) (*net.UDPConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlab: %w", err)
 	}
-	var c *net.UDPConn
-	err = n.Do(func() (err error) {
-		c, err = net.ListenUDP("udp", ua)
-		return err
-	})
-	return c, err
+	return open(n, func() (*net.UDPConn, error) { return net.ListenUDP("udp", ua) })
 }
 
 // DialUDP makes a UDP socket inside the namespace connected to addr.
@@ -176,10 +174,5 @@ func (n *NS) DialUDP(addr string) (*net.UDPConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlab: %w", err)
 	}
-	var c *net.UDPConn
-	err = n.Do(func() (err error) {
-		c, err = net.DialUDP("udp", nil, ua)
-		return err
-	})
-	return c, err
+	return open(n, func() (*net.UDPConn, error) { return net.DialUDP("udp", nil, ua) })
 }

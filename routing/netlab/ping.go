@@ -58,27 +58,15 @@ func (n *NS) WaitPing(dst netip.Addr, within time.Duration) error {
 // ping sends up to count requests, one per interval, and reads replies
 // until end or until enough replies arrived.
 func (n *NS) ping(dst netip.Addr, count int, interval time.Duration, end time.Time, enough int) (PingResult, error) {
-	dst = dst.Unmap()
-	network, laddr, proto := "ip4:icmp", "0.0.0.0", 1
-	var reqType, replyType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
-	if dst.Is6() {
-		network, laddr, proto = "ip6:ipv6-icmp", "::", 58
-		reqType, replyType = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	e, err := n.listenEcho(dst)
+	if err != nil {
+		return PingResult{}, err
 	}
-	var c *icmp.PacketConn
-	if err := n.Do(func() (err error) {
-		c, err = icmp.ListenPacket(network, laddr)
-		return err
-	}); err != nil {
-		return PingResult{}, fmt.Errorf("netlab: ping socket in %s: %w", n.Name, err)
-	}
-	defer c.Close()
-	if err := c.SetReadDeadline(end); err != nil {
+	defer e.Close()
+	if err := e.SetReadDeadline(end); err != nil {
 		return PingResult{}, fmt.Errorf("netlab: %w", err)
 	}
 
-	id := rand.IntN(0xffff) + 1
-	to := &net.IPAddr{IP: dst.AsSlice(), Zone: dst.Zone()}
 	var (
 		mu    sync.Mutex
 		sent  = make(map[int]time.Time) // seq -> send time
@@ -89,8 +77,7 @@ func (n *NS) ping(dst netip.Addr, count int, interval time.Duration, end time.Ti
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for seq := range count {
-			msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("godwit-netlab")}}
-			b, err := msg.Marshal(nil)
+			b, err := e.request(seq)
 			if err != nil {
 				sendE <- err
 				return
@@ -98,8 +85,7 @@ func (n *NS) ping(dst netip.Addr, count int, interval time.Duration, end time.Ti
 			mu.Lock()
 			sent[seq] = time.Now()
 			mu.Unlock()
-			// A send error (no route yet, for instance) counts as loss.
-			_, _ = c.WriteTo(b, to)
+			e.send(b)
 			if seq == count-1 {
 				break
 			}
@@ -118,7 +104,7 @@ func (n *NS) ping(dst netip.Addr, count int, interval time.Duration, end time.Ti
 	buf := make([]byte, 1500)
 	var rerr error
 	for res.Received < enough {
-		nr, peer, err := c.ReadFrom(buf)
+		seq, now, err := e.readReply(buf)
 		if err != nil {
 			var ne net.Error
 			if !errors.As(err, &ne) || !ne.Timeout() {
@@ -126,25 +112,13 @@ func (n *NS) ping(dst netip.Addr, count int, interval time.Duration, end time.Ti
 			}
 			break
 		}
-		now := time.Now()
-		m, err := icmp.ParseMessage(proto, buf[:nr])
-		if err != nil || m.Type != replyType {
-			continue
-		}
-		echo, ok := m.Body.(*icmp.Echo)
-		if !ok || echo.ID != id || seen[echo.Seq] {
-			continue
-		}
-		if pa, ok := peer.(*net.IPAddr); !ok || !ipEqual(pa.IP, dst) {
-			continue
-		}
 		mu.Lock()
-		at, ok := sent[echo.Seq]
+		at, ok := sent[seq]
 		mu.Unlock()
-		if !ok {
+		if !ok || seen[seq] {
 			continue
 		}
-		seen[echo.Seq] = true
+		seen[seq] = true
 		res.Received++
 		res.RTTs = append(res.RTTs, now.Sub(at))
 	}
@@ -156,6 +130,70 @@ func (n *NS) ping(dst netip.Addr, count int, interval time.Duration, end time.Ti
 	res.Sent = len(sent)
 	mu.Unlock()
 	return res, rerr
+}
+
+// echoConn is a raw socket for ICMP (IPv4) or ICMPv6 echo requests to one
+// address, from inside a namespace. Its requests carry a random identifier
+// of its own, and it only reads the replies that carry it, so concurrent
+// pings do not confuse each other.
+type echoConn struct {
+	*icmp.PacketConn
+	dst                netip.Addr
+	to                 *net.IPAddr
+	id, proto          int
+	reqType, replyType icmp.Type
+}
+
+// listenEcho opens an echo socket to dst inside the namespace.
+func (n *NS) listenEcho(dst netip.Addr) (*echoConn, error) {
+	dst = dst.Unmap()
+	e := &echoConn{dst: dst, to: &net.IPAddr{IP: dst.AsSlice(), Zone: dst.Zone()}, id: rand.IntN(0xffff) + 1,
+		proto: 1, reqType: ipv4.ICMPTypeEcho, replyType: ipv4.ICMPTypeEchoReply}
+	network, laddr := "ip4:icmp", "0.0.0.0"
+	if dst.Is6() {
+		network, laddr = "ip6:ipv6-icmp", "::"
+		e.proto, e.reqType, e.replyType = 58, ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	}
+	c, err := open(n, func() (*icmp.PacketConn, error) { return icmp.ListenPacket(network, laddr) })
+	if err != nil {
+		return nil, fmt.Errorf("netlab: ping socket in %s: %w", n.Name, err)
+	}
+	e.PacketConn = c
+	return e, nil
+}
+
+// request returns echo request seq, ready for send.
+func (e *echoConn) request(seq int) ([]byte, error) {
+	m := icmp.Message{Type: e.reqType, Body: &icmp.Echo{ID: e.id, Seq: seq, Data: []byte("godwit-netlab")}}
+	return m.Marshal(nil)
+}
+
+// send sends a request. A send error (no route yet, for instance) counts as
+// loss, so it is not returned.
+func (e *echoConn) send(b []byte) { _, _ = e.WriteTo(b, e.to) }
+
+// readReply waits for the next echo reply from dst to one of e's requests
+// and returns the request's sequence number and when the reply arrived.
+func (e *echoConn) readReply(buf []byte) (seq int, at time.Time, err error) {
+	for {
+		n, peer, err := e.ReadFrom(buf)
+		if err != nil {
+			return 0, time.Time{}, err
+		}
+		at := time.Now()
+		m, err := icmp.ParseMessage(e.proto, buf[:n])
+		if err != nil || m.Type != e.replyType {
+			continue
+		}
+		echo, ok := m.Body.(*icmp.Echo)
+		if !ok || echo.ID != e.id {
+			continue
+		}
+		if pa, ok := peer.(*net.IPAddr); !ok || !ipEqual(pa.IP, e.dst) {
+			continue
+		}
+		return echo.Seq, at, nil
+	}
 }
 
 func ipEqual(ip net.IP, a netip.Addr) bool {

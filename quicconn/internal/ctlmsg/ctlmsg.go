@@ -232,12 +232,9 @@ func noEOF(err error) error {
 func parsePayload(typ uint64, p []byte) (Message, error) {
 	switch typ {
 	case typeHello:
-		if len(p) < helloFixedLen {
-			return nil, fmt.Errorf("%w: hello of %d bytes", ErrMalformed, len(p))
-		}
-		name := p[helloFixedLen:]
-		if len(name) > maxNameLen || !utf8.Valid(name) {
-			return nil, fmt.Errorf("%w: hello name (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(name), maxNameLen)
+		name, err := textAfter(p, helloFixedLen, maxNameLen, "hello", "name")
+		if err != nil {
+			return nil, err
 		}
 		return Hello{
 			Version:      binary.BigEndian.Uint16(p),
@@ -258,14 +255,25 @@ func parsePayload(typ uint64, p []byte) (Message, error) {
 			Reply:        flags == heartbeatReplyBit,
 		}, nil
 	case typeGoodbye:
-		if len(p) < goodbyeFixedLen {
-			return nil, fmt.Errorf("%w: goodbye of %d bytes", ErrMalformed, len(p))
-		}
-		reason := p[goodbyeFixedLen:]
-		if len(reason) > maxReasonLen || !utf8.Valid(reason) {
-			return nil, fmt.Errorf("%w: goodbye reason (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, len(reason), maxReasonLen)
+		reason, err := textAfter(p, goodbyeFixedLen, maxReasonLen, "goodbye", "reason")
+		if err != nil {
+			return nil, err
 		}
 		return Goodbye{Code: binary.BigEndian.Uint64(p), Reason: string(reason)}, nil
 	}
 	return nil, fmt.Errorf("%w: type %d", ErrMalformed, typ)
+}
+
+// textAfter returns the text field (a Hello's name, a Goodbye's reason)
+// that follows the fixed fields, fixed bytes, of the payload p of message
+// msg. The text must be UTF-8 of at most maxLen bytes.
+func textAfter(p []byte, fixed, maxLen int, msg, field string) ([]byte, error) {
+	if len(p) < fixed {
+		return nil, fmt.Errorf("%w: %s of %d bytes", ErrMalformed, msg, len(p))
+	}
+	text := p[fixed:]
+	if len(text) > maxLen || !utf8.Valid(text) {
+		return nil, fmt.Errorf("%w: %s %s (%d bytes, must be UTF-8 of at most %d)", ErrMalformed, msg, field, len(text), maxLen)
+	}
+	return text, nil
 }
