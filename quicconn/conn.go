@@ -298,20 +298,7 @@ func (c *Conn) closeLocal(code uint64, reason string) {
 // whose DatagramLimit() int method returns that limit (Stats has it too). On a Conn that Dial returned in 0-RTT, datagrams sent
 // before the handshake completes leave in 0-RTT packets.
 func (c *Conn) SendDatagram(b []byte) error {
-	return sendError(c.qc.SendDatagram(b))
-}
-
-// TrySendDatagram is SendDatagram that never blocks: it reports false,
-// without sending b, when quic-go's send queue is full (with outer
-// congestion control, or behind a run loop that fell behind).
-func (c *Conn) TrySendDatagram(b []byte) (bool, error) {
-	sent, err := c.qc.TrySendDatagram(b)
-	return sent, sendError(err)
-}
-
-// sendError converts quic-go's send errors: too large becomes an error
-// with the live limit (tunnel looks for DatagramLimit).
-func sendError(err error) error {
+	err := c.qc.SendDatagram(b)
 	if err == nil {
 		return nil
 	}

@@ -254,49 +254,6 @@ func TestDatagramTooLarge(t *testing.T) {
 	exchange(t, c, s, full)
 }
 
-// TestTrySendDatagram: the non-blocking send delivers like SendDatagram,
-// reports the live limit for a datagram too large, and queues nothing when
-// quic-go's send queue is full.
-func TestTrySendDatagram(t *testing.T) {
-	p := newTestPair(t, nil)
-	c, s := p.connect(t)
-	payload := []byte{0x45, 7, 7, 7}
-	if sent, err := c.TrySendDatagram(payload); !sent || err != nil {
-		t.Fatalf("TrySendDatagram = %v, %v; want sent", sent, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if got, err := s.ReceiveDatagram(ctx); err != nil || !bytes.Equal(got, payload) {
-		t.Fatalf("ReceiveDatagram = %x, %v; want %x", got, err, payload)
-	}
-	sent, err := c.TrySendDatagram(make([]byte, 5000))
-	var tl *datagramTooLargeError
-	if sent || !errors.As(err, &tl) || tl.Limit != c.Stats().DatagramLimit {
-		t.Errorf("TrySendDatagram(5000 bytes) = %v, %v; want not sent, too large at the live limit", sent, err)
-	}
-	// Without pacing or a window quic-go empties its queue at once, so a
-	// full queue shows only as a refusal now and then: whatever was
-	// refused must not arrive. (100 fit the receiver's queue of 128.)
-	var took int
-	for range 100 {
-		if ok, err := c.TrySendDatagram(payload); err != nil {
-			t.Fatal(err)
-		} else if ok {
-			took++
-		}
-	}
-	for range took {
-		if _, err := s.ReceiveDatagram(ctx); err != nil {
-			t.Fatalf("after %d sent: %v", took, err)
-		}
-	}
-	short, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel2()
-	if _, err := s.ReceiveDatagram(short); err == nil {
-		t.Errorf("more datagrams arrived than the %d TrySendDatagram took", took)
-	}
-}
-
 // BenchmarkConnStats measures Conn.Stats, which the daemon calls for every
 // peer on each status request and metrics scrape.
 func BenchmarkConnStats(b *testing.B) {

@@ -6,11 +6,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/quicconn/quictest"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 )
 
@@ -234,78 +232,5 @@ func TestSlowTUNWriterPushesBack(t *testing.T) {
 	}
 	if d := hub.Stats().Peers[idB].Drops.TUNQueueFull; d != 0 {
 		t.Errorf("tun_queue_full drops = %d, want 0", d)
-	}
-}
-
-// trySendConn is a PipeConn that can also send without blocking, like
-// quicconn.Conn: TrySendDatagram reports "would block" while busy is set,
-// and counts the packets it took.
-type trySendConn struct {
-	*quictest.PipeConn
-	busy  atomic.Bool
-	tried atomic.Int64 // packets TrySendDatagram took
-}
-
-func (c *trySendConn) TrySendDatagram(b []byte) (bool, error) {
-	if c.busy.Load() {
-		return false, nil
-	}
-	c.tried.Add(1)
-	return true, c.SendDatagram(b)
-}
-
-var _ DatagramTrySender = (*trySendConn)(nil)
-
-// TestIdleSendInline: a packet read alone, while the peer's sender has
-// nothing queued or in hand, is sent by readTUN itself.
-func TestIdleSendInline(t *testing.T) {
-	h := newHarness(t)
-	hub, dev := h.tunnel(Config{}, 4, PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
-	b1, b2 := h.pipe()
-	c := &trySendConn{PipeConn: b1}
-	attach(t, hub, idB, c)
-	for i := range 5 {
-		pkt := tuntest.Ping(hostA4, hostB4, 7, uint16(i), 56)
-		dev.ToTunnel <- pkt
-		if got := receive(t, b2); !bytes.Equal(got, pkt) {
-			t.Fatalf("packet %d differs", i)
-		}
-	}
-	if n := c.tried.Load(); n != 5 {
-		t.Errorf("%d of 5 idle packets sent inline, want all", n)
-	}
-	statsEventually(t, hub, "5 tx", func(s Stats) bool { return s.Peers[idB].TxPackets == 5 })
-}
-
-// TestInlineSendKeepsOrder: while the sender holds a packet (its conn is
-// stalled), a later packet read alone is not sent inline ahead of it, even
-// when the conn could take it at once.
-func TestInlineSendKeepsOrder(t *testing.T) {
-	h := newHarness(t)
-	hub, dev := h.tunnel(Config{}, 4, PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
-	b1, b2 := h.pipe()
-	c := &trySendConn{PipeConn: b1}
-	attach(t, hub, idB, c)
-	hub.mu.Lock()
-	p := hub.peers[idB]
-	hub.mu.Unlock()
-
-	first := tuntest.Ping(hostA4, hostB4, 7, 1, 56)
-	second := tuntest.Ping(hostA4, hostB4, 7, 2, 56)
-	c.busy.Store(true) // the first one goes to the sender...
-	b1.Stall()         // ...which blocks in SendDatagram with it
-	dev.ToTunnel <- first
-	eventually(t, "sender holds the first packet", func() bool { return hub.readBusy.Load() >= 2 && len(p.out) == 0 })
-	c.busy.Store(false)
-	dev.ToTunnel <- second
-	eventually(t, "second packet read", func() bool { return hub.readBusy.Load() >= 4 })
-	b1.Unstall()
-	for i, want := range [][]byte{first, second} {
-		if got := receive(t, b2); !bytes.Equal(got, want) {
-			t.Fatalf("packet %d out of order", i)
-		}
-	}
-	if n := c.tried.Load(); n != 0 {
-		t.Errorf("%d packets sent inline past a packet in the sender", n)
 	}
 }

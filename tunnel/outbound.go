@@ -115,9 +115,6 @@ func (t *Tunnel) routeBatch(bufs [][]byte, sizes []int) {
 		// every packet. readTUN is the only sender on p.out, so the
 		// length check makes the copy only for a packet that may be
 		// queued.
-		if len(sizes) == 1 && p.trySend(b) {
-			continue
-		}
 		if len(p.out) == cap(p.out) && p.stalled.Load() {
 			p.stats.queueFull.Add(1)
 			continue
@@ -125,12 +122,10 @@ func (t *Tunnel) routeBatch(bufs [][]byte, sizes []int) {
 		ob := t.getOutBuf()
 		copy(ob.b[packetOffset:], b)
 		pkt := outPacket{buf: ob, n: n}
-		p.pending.Add(1)
 		select {
 		case p.out <- pkt:
 		default:
 			if !sendWithin(p.out, pkt, t.outWait) {
-				p.pending.Add(-1)
 				p.stalled.Store(true)
 				t.putOutBuf(ob)
 				p.stats.queueFull.Add(1)
@@ -161,57 +156,29 @@ func (p *peer) send(ctx context.Context, log *slog.Logger) {
 			select {
 			case <-ctx.Done():
 				p.t.putOutBuf(pkt.buf)
-				p.pending.Add(-1)
 				return
 			case <-p.wake:
 			}
 			a = p.conn.Load()
 		}
 		p.sendPacket(a.c, pkt, log)
-		p.pending.Add(-1)
 	}
-}
-
-// trySend sends b, a packet readTUN read on its own (a batch of one), on
-// p's current conn, when that conn can send without blocking and p's sender
-// has nothing queued or in hand (so b cannot overtake a packet read
-// before it). It reports whether b was dealt with: sent, or counted as too
-// big or failed as sendPacket would.
-func (p *peer) trySend(b []byte) bool {
-	if p.pending.Load() != 0 {
-		return false
-	}
-	a := p.conn.Load()
-	if a == nil || a.try == nil {
-		return false
-	}
-	sent, err := a.try.TrySendDatagram(b)
-	if !sent && err == nil {
-		return false // would block: the sender takes it
-	}
-	p.sendDone(b, err, p.log)
-	return true
 }
 
 // sendPacket sends pkt on c and returns its buffer to the pool.
 func (p *peer) sendPacket(c DatagramConn, pkt outPacket, log *slog.Logger) {
 	defer p.t.putOutBuf(pkt.buf)
-	p.sendDone(pkt.data(), c.SendDatagram(pkt.data()), log)
-}
-
-// sendDone counts the send of packet b that ended with err: sent, too big
-// (answered with an ICMP too big carrying the live limit), or failed.
-func (p *peer) sendDone(b []byte, err error, log *slog.Logger) {
+	err := c.SendDatagram(pkt.data())
 	if err == nil {
 		p.stats.txPackets.Add(1)
-		p.stats.txBytes.Add(uint64(len(b)))
+		p.stats.txBytes.Add(uint64(pkt.n))
 		stamp(&p.stats.lastTx, p.t.clock.Load())
 		return
 	}
 	var dl datagramLimiter
 	if errors.As(err, &dl) {
 		p.stats.tooBig.Add(1)
-		p.t.sendICMP(b, icmpTooBig, dl.DatagramLimit(), p.t.tooBigLimit)
+		p.t.sendICMP(pkt.data(), icmpTooBig, dl.DatagramLimit(), p.t.tooBigLimit)
 		return
 	}
 	p.stats.sendError.Add(1)
@@ -226,7 +193,6 @@ func (p *peer) drain() {
 		select {
 		case pkt := <-p.out:
 			p.t.putOutBuf(pkt.buf)
-			p.pending.Add(-1)
 		default:
 			return
 		}

@@ -13,7 +13,6 @@ import (
 // attachment is one conn attached to a peer, with its receiver.
 type attachment struct {
 	c      DatagramConn
-	try    DatagramTrySender  // c, when it can send without blocking; else nil
 	cancel context.CancelFunc // stops the receiver; nil until started
 }
 
@@ -33,10 +32,6 @@ type peer struct {
 	// vain: it drops this peer's packets without waiting until the sender
 	// has taken out down to half (see routeBatch).
 	stalled atomic.Bool
-	// pending counts the packets readTUN queued to out that the sender has
-	// not finished sending: readTUN sends itself only when it is 0, so a
-	// packet never overtakes an earlier one.
-	pending atomic.Int64
 
 	// These fields are guarded by t.mu.
 	name   string

@@ -53,16 +53,6 @@ type DatagramReleaser interface{ ReleaseDatagram(b []byte) }
 // *quicconn.Conn implements it; the daemon asserts so at compile time.
 type DatagramHandlerSetter interface{ SetDatagramHandler(f func(b []byte)) }
 
-// DatagramTrySender is what a DatagramConn may implement to send without
-// blocking: TrySendDatagram reports false, without sending b, when the
-// send would have to wait. With it, readTUN sends a packet it read on its
-// own, when the peer's sender has nothing queued or in hand, saving the
-// hand-off to the sender goroutine (one wake-up) for sparse traffic such
-// as an idle ping. *quicconn.Conn implements it.
-type DatagramTrySender interface {
-	TrySendDatagram(b []byte) (bool, error)
-}
-
 // datagramLimiter is what a "datagram too large" error implements.
 type datagramLimiter interface{ DatagramLimit() int }
 
@@ -427,7 +417,6 @@ func (t *Tunnel) Attach(id key.Public, c DatagramConn) error {
 	a := p.recv[c]
 	if a == nil {
 		a = &attachment{c: c}
-		a.try, _ = c.(DatagramTrySender)
 		p.recv[c] = a
 		if p.ctx != nil {
 			p.startReceiverLocked(a)

@@ -66,7 +66,6 @@ var (
 	_ tunnel.DatagramConn          = (*quicconn.Conn)(nil)
 	_ tunnel.DatagramReleaser      = (*quicconn.Conn)(nil)
 	_ tunnel.DatagramHandlerSetter = (*quicconn.Conn)(nil)
-	_ tunnel.DatagramTrySender     = (*quicconn.Conn)(nil)
 )
 
 // peerState is the daemon's view of one configured peer.

@@ -3210,26 +3210,6 @@ func (c *Conn) SendDatagram(p []byte) error {
 	return c.datagramQueue.Add(wire.GetDatagramFrame(p))
 }
 
-// TrySendDatagram is SendDatagram that never blocks (Godwit): when the send
-// queue is full it queues nothing and reports false, so a caller that must
-// not wait (a TUN reader serving several connections) can hand p to a
-// goroutine of its own instead.
-func (c *Conn) TrySendDatagram(p []byte) (bool, error) {
-	maxDataLen, ok := c.maxDatagramPayloadSize()
-	if !ok {
-		return false, errors.New("datagram support disabled")
-	}
-	if protocol.ByteCount(len(p)) > maxDataLen {
-		return false, &DatagramTooLargeError{MaxDatagramPayloadSize: int64(maxDataLen)}
-	}
-	f := wire.GetDatagramFrame(p)
-	sent, err := c.datagramQueue.TryAdd(f)
-	if !sent {
-		wire.PutDatagramFrame(f)
-	}
-	return sent, err
-}
-
 // MaxDatagramPayloadSize returns the largest payload SendDatagram accepts
 // right now, in bytes: what a DatagramTooLargeError would report (Godwit
 // patch; upstream issue quic-go#4259). It grows with path MTU discovery and
