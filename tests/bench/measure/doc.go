@@ -5,8 +5,10 @@
 // read from /proc, the machine's load average, a context-aware sleep, the
 // nearest-rank percentile index, JSON output, the main function with its
 // flag error handling, timestamp-less logger and signal context, and
-// helpers for the namespaces and processes of a [netlab.Lab]. Their
-// end-to-end tests take the root gate and the lab from package labtest.
+// helpers for the namespaces and processes of a [netlab.Lab]. Their tests
+// share table runners and a whole run that decodes the JSON report from
+// package measuretest, and their end-to-end tests take the root gate and
+// the lab from package labtest.
 //
 // Everything here is Linux-only (it reads /proc) and safe for concurrent
 // use; nothing keeps state between calls.
