@@ -101,7 +101,7 @@ func (c *Conn) captureLocked() {
 	if c.mob.captured {
 		return
 	}
-	c.mob.local, c.mob.remote = addrPortOf(c.qc.LocalAddr()), addrPortOf(c.qc.RemoteAddr())
+	c.mob.local, c.mob.remote = AddrPort(c.qc.LocalAddr()), AddrPort(c.qc.RemoteAddr())
 	c.mob.captured = true
 }
 
@@ -173,7 +173,7 @@ func (c *Conn) Paths() []PathInfo {
 	defer c.mob.mu.Unlock()
 	local, remote := c.mob.local, c.mob.remote
 	if !c.mob.captured {
-		local, remote = addrPortOf(c.qc.LocalAddr()), addrPortOf(c.qc.RemoteAddr())
+		local, remote = AddrPort(c.qc.LocalAddr()), AddrPort(c.qc.RemoteAddr())
 	}
 	act := PathInfo{Local: local, Remote: remote, Active: true, Validated: true}
 	if c.mob.active != nil {
@@ -182,7 +182,7 @@ func (c *Conn) Paths() []PathInfo {
 	out := make([]PathInfo, 1, 1+len(c.mob.standby))
 	out[0] = act
 	for name, sb := range c.mob.standby {
-		out = append(out, PathInfo{Uplink: name, Local: addrPortOf(sb.u.sock.LocalAddr()), Remote: remote, Validated: sb.validated})
+		out = append(out, PathInfo{Uplink: name, Local: AddrPort(sb.u.sock.LocalAddr()), Remote: remote, Validated: sb.validated})
 	}
 	slices.SortFunc(out[1:], func(a, b PathInfo) int { return strings.Compare(a.Uplink, b.Uplink) })
 	return out
@@ -349,7 +349,7 @@ func (c *Conn) SwitchUplink(name string) error {
 	}
 	c.mob.active, c.mob.path = sb.u, sb.p
 	delete(c.mob.standby, name)
-	c.mob.local = addrPortOf(sb.u.sock.LocalAddr())
+	c.mob.local = AddrPort(sb.u.sock.LocalAddr())
 	c.mob.migrations++
 	var superseded *Migration
 	if c.rx.pending.Load() {

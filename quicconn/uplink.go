@@ -180,7 +180,7 @@ func (e *Endpoint) uplinkList() []uplinkInfo {
 	defer e.upMu.Unlock()
 	var out []uplinkInfo
 	add := func(u *uplink) {
-		out = append(out, uplinkInfo{Name: u.name, Local: addrPortOf(u.sock.LocalAddr()), Removed: u.removed, Users: u.users})
+		out = append(out, uplinkInfo{Name: u.name, Local: AddrPort(u.sock.LocalAddr()), Removed: u.removed, Users: u.users})
 	}
 	for _, u := range e.upl.byName {
 		add(u)
@@ -341,8 +341,11 @@ func (e *Endpoint) pickUplink() (string, error) {
 	return name, nil
 }
 
-// addrPortOf converts a socket address to netip, unmapping IPv4.
-func addrPortOf(a net.Addr) netip.AddrPort {
+// AddrPort converts a socket address of this package (the LocalAddr and
+// RemoteAddr of a [Conn], the LocalAddr of an [Endpoint]: a
+// *net.UDPAddr) to netip, unmapping IPv4. An address of another type is
+// parsed from its String, and is the zero AddrPort if that fails.
+func AddrPort(a net.Addr) netip.AddrPort {
 	if u, ok := a.(*net.UDPAddr); ok {
 		ap := u.AddrPort()
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())

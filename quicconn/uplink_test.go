@@ -5,6 +5,8 @@ package quicconn
 import (
 	"context"
 	"errors"
+	"net"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,6 +34,23 @@ func findUplink(e *Endpoint, name string) (uplinkInfo, bool) {
 // uplink, switches to it and checks traffic, paths, the migration count and
 // its outage, and that the uplink's Transport outlives RemoveUplink while
 // the conn uses it.
+func TestAddrPort(t *testing.T) {
+	tests := []struct {
+		in   net.Addr
+		want string
+	}{
+		{net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[::ffff:192.0.2.1]:4433")), "192.0.2.1:4433"},
+		{net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[2001:db8::1]:4433")), "[2001:db8::1]:4433"},
+		{&net.TCPAddr{IP: net.ParseIP("192.0.2.2"), Port: 80}, "192.0.2.2:80"},
+		{&net.UnixAddr{Name: "/run/x.sock", Net: "unix"}, "invalid AddrPort"},
+	}
+	for _, tt := range tests {
+		if got := AddrPort(tt.in).String(); got != tt.want {
+			t.Errorf("AddrPort(%v) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestSwitchUplink(t *testing.T) {
 	migrated := make(chan Migration, 4)
 	p := newTestPair(t, func(cli, srv *Config) {
@@ -87,7 +106,7 @@ func TestSwitchUplink(t *testing.T) {
 		t.Errorf("LocalAddr() = %s after switch, want %s", got, up.Local)
 	}
 	// The server follows: it sees the uplink's port.
-	if !pollFor(5*time.Second, func() bool { return addrPortOf(s.RemoteAddr()).Port() == up.Local.Port() }) {
+	if !pollFor(5*time.Second, func() bool { return AddrPort(s.RemoteAddr()).Port() == up.Local.Port() }) {
 		t.Errorf("server RemoteAddr() = %v, want port %d of the uplink", s.RemoteAddr(), up.Local.Port())
 	}
 
@@ -139,7 +158,7 @@ func TestDialVia(t *testing.T) {
 	if got := c.Uplink(); got != "lo" || up.Users != 1 {
 		t.Errorf("Uplink() = %q with %d users, want lo with 1", got, up.Users)
 	}
-	if got := addrPortOf(s.RemoteAddr()).Port(); got != up.Local.Port() {
+	if got := AddrPort(s.RemoteAddr()).Port(); got != up.Local.Port() {
 		t.Errorf("server sees port %d, want the uplink's %d", got, up.Local.Port())
 	}
 	if err := c.Close("done"); err != nil {

@@ -12,8 +12,6 @@ import (
 	"cmp"
 	"errors"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"time"
 
@@ -33,16 +31,6 @@ func dropMap(d tunnel.Drops) map[string]uint64 {
 
 func trafficOf(c tunnel.Counters) ctl.Traffic {
 	return ctl.Traffic{RxPackets: c.RxPackets, RxBytes: c.RxBytes, TxPackets: c.TxPackets, TxBytes: c.TxBytes}
-}
-
-// addrPort converts a net.Addr from quicconn (a *net.UDPAddr) to netip.
-func addrPort(a net.Addr) netip.AddrPort {
-	if u, ok := a.(*net.UDPAddr); ok {
-		ap := u.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
 }
 
 // snapshot builds the Status. It holds d.mu only to copy the peer states;
@@ -77,7 +65,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			Addresses:          ifc.Addresses,
 			MTU:                ifc.MTU,
 			Listen:             ifc.Listen,
-			LocalAddr:          addrPort(d.ep.LocalAddr()),
+			LocalAddr:          quicconn.AddrPort(d.ep.LocalAddr()),
 			MetricsListen:      ifc.MetricsListen,
 			Traffic:            trafficOf(ts.Total),
 			Drops:              dropMap(ts.Total.Drops),
@@ -136,8 +124,8 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			paths := ps.conn.Paths() // mobility: active path first, then standbys
 			p.Paths = append(p.Paths, ctl.PathStatus{
 				Uplink:    paths[0].Uplink,
-				Local:     addrPort(ps.conn.LocalAddr()),
-				Remote:    addrPort(ps.conn.RemoteAddr()),
+				Local:     quicconn.AddrPort(ps.conn.LocalAddr()),
+				Remote:    quicconn.AddrPort(ps.conn.RemoteAddr()),
 				Active:    true,
 				Validated: true,
 				RTT: ctl.RTT{

@@ -37,14 +37,7 @@ func (k Public) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 // UnmarshalText implements [encoding.TextUnmarshaler]; it accepts what
 // [ParsePublic] accepts.
-func (k *Public) UnmarshalText(text []byte) error {
-	p, err := ParsePublic(string(text))
-	if err != nil {
-		return err
-	}
-	*k = p
-	return nil
-}
+func (k *Public) UnmarshalText(text []byte) error { return unmarshalText(k, text, ParsePublic) }
 
 // String returns the seed in standard base64. It is the secret: do not log it.
 func (k Private) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
@@ -54,8 +47,12 @@ func (k Private) MarshalText() ([]byte, error) { return []byte(k.String()), nil 
 
 // UnmarshalText implements [encoding.TextUnmarshaler]; it accepts what
 // [ParsePrivate] accepts.
-func (k *Private) UnmarshalText(text []byte) error {
-	p, err := ParsePrivate(string(text))
+func (k *Private) UnmarshalText(text []byte) error { return unmarshalText(k, text, ParsePrivate) }
+
+// unmarshalText sets *k to what parse makes of text; on error it leaves *k
+// as it was.
+func unmarshalText[K Public | Private](k *K, text []byte, parse func(string) (K, error)) error {
+	p, err := parse(string(text))
 	if err != nil {
 		return err
 	}

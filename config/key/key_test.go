@@ -53,6 +53,9 @@ func TestKeyTextRoundTrip(t *testing.T) {
 	if err := viaText.UnmarshalText(text); err != nil || viaText != k {
 		t.Errorf("Private text round trip = %v, %v", viaText, err)
 	}
+	if err := viaText.UnmarshalText([]byte("bad")); err == nil || viaText != k {
+		t.Errorf("Private UnmarshalText(bad) = %v, left %v; want an error and the key unchanged", err, viaText)
+	}
 	pub := k.Public()
 	pp, err := ParsePublic(pub.String())
 	if err != nil || pp != pub {
@@ -62,6 +65,9 @@ func TestKeyTextRoundTrip(t *testing.T) {
 	text, _ = pub.MarshalText()
 	if err := viaPub.UnmarshalText(text); err != nil || viaPub != pub {
 		t.Errorf("Public text round trip = %v, %v", viaPub, err)
+	}
+	if err := viaPub.UnmarshalText([]byte("bad")); err == nil || viaPub != pub {
+		t.Errorf("Public UnmarshalText(bad) = %v, left %v; want an error and the key unchanged", err, viaPub)
 	}
 	if pub.IsZero() || !(Public{}).IsZero() {
 		t.Errorf("IsZero wrong: %v for a real key, %v for the zero key", pub.IsZero(), (Public{}).IsZero())

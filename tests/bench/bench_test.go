@@ -22,6 +22,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
+	"github.com/godwit-vpn/godwit/tests/bench/measure/measuretest"
 )
 
 func TestSummarise(t *testing.T) {
@@ -59,71 +60,42 @@ func TestSummarise(t *testing.T) {
 }
 
 func TestParseRows(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    rowSet
-		wantErr bool
-	}{
-		{defaultRows, rowSet{streams: []int{1, 4}, ping: true, impair: []impairment{
+	measuretest.CheckParse(t, "parseRows", parseRows, map[string]rowSet{
+		defaultRows: {streams: []int{1, 4}, ping: true, impair: []impairment{
 			{Key: "loss1", LossPct: 1}, {Key: "loss5", LossPct: 5}, {Key: "tbf100", RateMbit: 100}},
-			pinned: []pinnedRow{{Key: "tcp1-cpu1", Streams: 1, CPUs: 1}}}, false},
-		{"tcp4-cpu2,tcp1-cpu1,tcp4", rowSet{streams: []int{4}, pinned: []pinnedRow{{"tcp4-cpu2", 4, 2}, {"tcp1-cpu1", 1, 1}}}, false},
-		{"tcp1-cpu0", rowSet{}, true},
-		{"tcp0-cpu1", rowSet{}, true},
-		{"tcp1-cpu01", rowSet{}, true},
-		{"tcp1-cpu", rowSet{}, true},
-		{"udp1-cpu1", rowSet{}, true},
-		{"tcp1-cpu1,tcp1-cpu1", rowSet{}, true},
-		{"tcp1", rowSet{streams: []int{1}}, false},
-		{" tcp2 , ping ", rowSet{streams: []int{2}, ping: true}, false},
-		{"tbf7,loss99", rowSet{impair: []impairment{{Key: "tbf7", RateMbit: 7}, {Key: "loss99", LossPct: 99}}}, false},
-		{"", rowSet{}, true},
-		{"tcp0", rowSet{}, true},
-		{"tcp65", rowSet{}, true},
-		{"tcp01", rowSet{}, true},
-		{"loss0", rowSet{}, true},
-		{"loss100", rowSet{}, true},
-		{"tbf", rowSet{}, true},
-		{"tcp1,tcp1", rowSet{}, true},
-		{"ping,pong", rowSet{}, true},
-	}
-	for _, tt := range tests {
-		got, err := parseRows(tt.in)
-		if (err != nil) != tt.wantErr || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("parseRows(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
+			pinned: []pinnedRow{{Key: "tcp1-cpu1", Streams: 1, CPUs: 1}}},
+		"tcp4-cpu2,tcp1-cpu1,tcp4": {streams: []int{4}, pinned: []pinnedRow{{"tcp4-cpu2", 4, 2}, {"tcp1-cpu1", 1, 1}}},
+		"tcp1":                     {streams: []int{1}},
+		" tcp2 , ping ":            {streams: []int{2}, ping: true},
+		"tbf7,loss99":              {impair: []impairment{{Key: "tbf7", RateMbit: 7}, {Key: "loss99", LossPct: 99}}},
+	}, []string{
+		"tcp1-cpu0", "tcp0-cpu1", "tcp1-cpu01", "tcp1-cpu", "udp1-cpu1", "tcp1-cpu1,tcp1-cpu1",
+		"", "tcp0", "tcp65", "tcp01", "loss0", "loss100", "tbf", "tcp1,tcp1", "ping,pong",
+	})
 }
 
 func TestParseFlags(t *testing.T) {
-	tests := []struct {
-		args    []string
-		wantErr bool
-	}{
-		{nil, false},
-		{[]string{"-duration", "2s", "-rows", "tcp2", "-json", "-only", "wireguard"}, false},
-		{[]string{"-profile", "/tmp/p", "-only", "godwit"}, false},
-		{[]string{"-profile", "/tmp/p", "-rows", "tcp4,ping"}, true},
-		{[]string{"-profile", "/tmp/p", "-only", "wireguard"}, true},
-		{[]string{"-only", "tailscale"}, true},
-		{[]string{"-duration", "0s"}, true},
-		{[]string{"-rounds", "2", "-rows", "tcp1,tcp1-cpu1"}, false},
-		{[]string{"-rounds", "0"}, true},
-		{[]string{"-rounds", "101"}, true},
-		{[]string{"-rows", fmt.Sprintf("tcp1-cpu%d", runtime.NumCPU())}, true}, // no CPU left for the sender
-		{[]string{"-pings", "0"}, true},
-		{[]string{"-rows", "tcp1,bogus"}, true},
-		{[]string{"extra"}, true},
-	}
-	for _, tt := range tests {
-		o, err := parseFlags(tt.args, io.Discard)
-		if (err != nil) != tt.wantErr {
-			t.Errorf("parseFlags(%q) error = %v, want error %v", tt.args, err, tt.wantErr)
-		}
-		if tt.args == nil && (o.duration != 10*time.Second || !reflect.DeepEqual(o.rows.streams, []int{1, 4}) || !o.rows.ping ||
-			len(o.rows.impair) != 3 || len(o.rows.pinned) != min(runtime.NumCPU()-1, 1) || o.pings != 100 || o.profile != "" || o.rounds != 3) {
-			t.Errorf("parseFlags(nil) = %+v, want 10s, tcp1, tcp4, ping, 3 impairments, tcp1-cpu1, 100 pings, no profile, 3 rounds", o)
-		}
+	measuretest.CheckFlags(t, parseFlags, [][]string{
+		nil,
+		{"-duration", "2s", "-rows", "tcp2", "-json", "-only", "wireguard"},
+		{"-profile", "/tmp/p", "-only", "godwit"},
+		{"-rounds", "2", "-rows", "tcp1,tcp1-cpu1"},
+	}, [][]string{
+		{"-profile", "/tmp/p", "-rows", "tcp4,ping"},
+		{"-profile", "/tmp/p", "-only", "wireguard"},
+		{"-only", "tailscale"},
+		{"-duration", "0s"},
+		{"-rounds", "0"},
+		{"-rounds", "101"},
+		{"-rows", fmt.Sprintf("tcp1-cpu%d", runtime.NumCPU())}, // no CPU left for the sender
+		{"-pings", "0"},
+		{"-rows", "tcp1,bogus"},
+		{"extra"},
+	})
+	o, err := parseFlags(nil, io.Discard)
+	if err != nil || o.duration != 10*time.Second || !reflect.DeepEqual(o.rows.streams, []int{1, 4}) || !o.rows.ping ||
+		len(o.rows.impair) != 3 || len(o.rows.pinned) != min(runtime.NumCPU()-1, 1) || o.pings != 100 || o.profile != "" || o.rounds != 3 {
+		t.Errorf("parseFlags(nil) = %+v, %v; want 10s, tcp1, tcp4, ping, 3 impairments, tcp1-cpu1, 100 pings, no profile, 3 rounds", o, err)
 	}
 }
 
@@ -318,27 +290,19 @@ func TestNewWGKey(t *testing.T) {
 }
 
 func TestParseUAPIErrno(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    int
-		wantErr bool
-	}{
-		{"errno=0\n\n", 0, false},
-		{"errno=22\n\n", 22, false},
-		{"private_key=00\nerrno=0\n\n", 0, false},
-		{"\n", 0, true},
-		{"errno=0\n", 0, true}, // no terminating blank line
-		{"errno=x\n\n", 0, true},
-		{"errno=00\n\n", 0, true},
-		{"errno=+1\n\n", 0, true},
-		{"garbage\n\n", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := parseUAPIErrno(bufio.NewReader(strings.NewReader(tt.in)))
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("parseUAPIErrno(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
+	parse := func(in string) (int, error) { return parseUAPIErrno(bufio.NewReader(strings.NewReader(in))) }
+	measuretest.CheckParse(t, "parseUAPIErrno", parse, map[string]int{
+		"errno=0\n\n":                 0,
+		"errno=22\n\n":                22,
+		"private_key=00\nerrno=0\n\n": 0,
+	}, []string{
+		"\n",
+		"errno=0\n", // no terminating blank line
+		"errno=x\n\n",
+		"errno=00\n\n",
+		"errno=+1\n\n",
+		"garbage\n\n",
+	})
 }
 
 func FuzzParseUAPIErrno(f *testing.F) {
@@ -357,23 +321,10 @@ func FuzzParseUAPIErrno(f *testing.F) {
 }
 
 func TestParseLinkMTU(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    int
-		wantErr bool
-	}{
-		{"5: wgb1h: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 1420 qdisc fq_codel state UNKNOWN mode DEFAULT group default qlen 500\\    link/none", 1420, false},
-		{"2: gw0: <UP> mtu 1280 qdisc noop", 1280, false},
-		{"2: gw0: <UP> qdisc noop", 0, true},
-		{"2: gw0: <UP> mtu", 0, true},
-		{"2: gw0: <UP> mtu -1", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := parseLinkMTU(tt.in)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("parseLinkMTU(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
+	measuretest.CheckParse(t, "parseLinkMTU", parseLinkMTU, map[string]int{
+		"5: wgb1h: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 1420 qdisc fq_codel state UNKNOWN mode DEFAULT group default qlen 500\\    link/none": 1420,
+		"2: gw0: <UP> mtu 1280 qdisc noop": 1280,
+	}, []string{"2: gw0: <UP> qdisc noop", "2: gw0: <UP> mtu", "2: gw0: <UP> mtu -1"})
 }
 
 func TestGodwitConfig(t *testing.T) {

@@ -3,11 +3,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +11,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
+	"github.com/godwit-vpn/godwit/tests/bench/measure/measuretest"
 )
 
 // TestRun runs the whole program, shortened, once per daemon (Godwit built
@@ -36,23 +32,16 @@ func TestRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.only, func(t *testing.T) {
-			labtest.CheckNamespacesRemoved(t, "gwb-")
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
 			o := options{duration: time.Second, warmup: 200 * time.Millisecond, json: true, only: tt.only, pings: 20, rounds: 2,
 				rows: rowSet{streams: []int{1, 2}, ping: true, impair: []impairment{{Key: "loss5", LossPct: 5}, {Key: "tbf50", RateMbit: 50}},
 					pinned: []pinnedRow{{Key: "tcp1-cpu1", Streams: 1, CPUs: 1}}}}
 			if tt.only == "godwit" {
 				o.profile = t.TempDir()
 			}
-			var stdout, stderr bytes.Buffer
-			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			if err := run(ctx, o, log, &stdout, &stderr); err != nil {
-				t.Fatalf("run: %v\n%s", err, stderr.String())
-			}
 			var rep report
-			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-				t.Fatalf("stdout is not JSON: %v\n%s", err, stdout.String())
+			stderr, err := measuretest.RunJSON(t, "gwb-", run, o, 3*time.Minute, &rep)
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, stderr)
 			}
 			if len(rep.Rounds) != 2 {
 				t.Fatalf("%d rounds, want 2", len(rep.Rounds))
@@ -69,8 +58,8 @@ func TestRun(t *testing.T) {
 			}
 			for _, want := range []string{"TCP 2 streams (Mbit/s)", "inner TCP retransmits per GB, TCP 1 stream, hub on 1 CPU",
 				"drops inside the daemons per GB, TCP 2 streams"} {
-				if !strings.Contains(stderr.String(), want) {
-					t.Errorf("table on stderr lacks %q:\n%s", want, stderr.String())
+				if !strings.Contains(stderr, want) {
+					t.Errorf("table on stderr lacks %q:\n%s", want, stderr)
 				}
 			}
 			if s := rep.Summary; len(s) == 0 || s[0].Label != "TCP 1 stream (Mbit/s)" || (s[0].Godwit == nil) == (s[0].WireGuard == nil) ||

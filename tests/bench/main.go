@@ -217,17 +217,6 @@ func parseRows(s string) (rowSet, error) {
 	seen := map[string]bool{}
 	for f := range strings.SplitSeq(s, ",") {
 		f = strings.TrimSpace(f)
-		num := func(prefix string, lo, hi int) (int, bool) {
-			v, ok := strings.CutPrefix(f, prefix)
-			if !ok {
-				return 0, false
-			}
-			n, err := strconv.Atoi(v)
-			if err != nil || n < lo || n > hi || strconv.Itoa(n) != v {
-				return -1, true
-			}
-			return n, true
-		}
 		bad := fmt.Errorf("bench: -rows %q: %q is not tcpN (1..64), ping, lossP (1..99), tbfM (1..100000), tcpN-cpuC (1..64, 1..64), switch, switch-nostandby or restartN (0..1000)", s, f)
 		if seen[f] {
 			return rowSet{}, fmt.Errorf("bench: -rows %q: %q given twice", s, f)
@@ -244,13 +233,6 @@ func parseRows(s string) (rowSet, error) {
 			rs.switchNoStandby = true
 			continue
 		}
-		if n, ok := num("restart", 0, 1000); ok {
-			if n < 0 {
-				return rowSet{}, bad
-			}
-			rs.restart = append(rs.restart, n)
-			continue
-		}
 		if tcp, cpus, ok := strings.Cut(f, "-cpu"); ok {
 			n, err1 := strconv.Atoi(strings.TrimPrefix(tcp, "tcp"))
 			c, err2 := strconv.Atoi(cpus)
@@ -261,30 +243,42 @@ func parseRows(s string) (rowSet, error) {
 			rs.pinned = append(rs.pinned, pinnedRow{Key: f, Streams: n, CPUs: c})
 			continue
 		}
-		if n, ok := num("tcp", 1, 64); ok {
-			if n < 0 {
-				return rowSet{}, bad
-			}
-			rs.streams = append(rs.streams, n)
-			continue
+		if !rs.addNumbered(f) {
+			return rowSet{}, bad
 		}
-		if n, ok := num("loss", 1, 99); ok {
-			if n < 0 {
-				return rowSet{}, bad
-			}
-			rs.impair = append(rs.impair, impairment{Key: f, LossPct: n})
-			continue
-		}
-		if n, ok := num("tbf", 1, 100000); ok {
-			if n < 0 {
-				return rowSet{}, bad
-			}
-			rs.impair = append(rs.impair, impairment{Key: f, RateMbit: n})
-			continue
-		}
-		return rowSet{}, bad
 	}
 	return rs, nil
+}
+
+// numberedRows are the rows named by a prefix and a number in lo..hi,
+// written without leading zeros or sign: restartN, tcpN, lossP and tbfM.
+var numberedRows = []struct {
+	prefix string
+	lo, hi int
+	add    func(rs *rowSet, key string, n int)
+}{
+	{"restart", 0, 1000, func(rs *rowSet, _ string, n int) { rs.restart = append(rs.restart, n) }},
+	{"tcp", 1, 64, func(rs *rowSet, _ string, n int) { rs.streams = append(rs.streams, n) }},
+	{"loss", 1, 99, func(rs *rowSet, key string, n int) { rs.impair = append(rs.impair, impairment{Key: key, LossPct: n}) }},
+	{"tbf", 1, 100000, func(rs *rowSet, key string, n int) { rs.impair = append(rs.impair, impairment{Key: key, RateMbit: n}) }},
+}
+
+// addNumbered adds the row f if it is one of numberedRows with its number
+// in range, and reports whether it was.
+func (rs *rowSet) addNumbered(f string) bool {
+	for _, r := range numberedRows {
+		v, ok := strings.CutPrefix(f, r.prefix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < r.lo || n > r.hi || strconv.Itoa(n) != v {
+			return false
+		}
+		r.add(rs, f, n)
+		return true
+	}
+	return false
 }
 
 func main() {

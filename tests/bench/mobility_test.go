@@ -3,17 +3,13 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"io"
-	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
+	"github.com/godwit-vpn/godwit/tests/bench/measure/measuretest"
 )
 
 func TestLargestGap(t *testing.T) {
@@ -73,37 +69,16 @@ func TestStatsOf(t *testing.T) {
 }
 
 func TestParseMobilityRows(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    rowSet
-		wantErr bool
-	}{
-		{"switch,switch-nostandby,restart20,restart100", rowSet{switchMBB: true, switchNoStandby: true, restart: []int{20, 100}}, false},
-		{"tcp1,restart0", rowSet{streams: []int{1}, restart: []int{0}}, false},
-		{"restart1001", rowSet{}, true},
-		{"restart", rowSet{}, true},
-		{"restart020", rowSet{}, true},
-		{"switch,switch", rowSet{}, true},
-		{"switch-standby", rowSet{}, true},
-	}
-	for _, tt := range tests {
-		got, err := parseRows(tt.in)
-		if (err != nil) != tt.wantErr || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("parseRows(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
-	for _, tt := range []struct {
-		args    []string
-		wantErr bool
-	}{
-		{[]string{"-rows", "switch", "-runs", "2"}, false},
-		{[]string{"-rows", "switch", "-runs", "0"}, true},
-		{[]string{"-rows", "restart20", "-only", "wireguard"}, true},
-	} {
-		if _, err := parseFlags(tt.args, io.Discard); (err != nil) != tt.wantErr {
-			t.Errorf("parseFlags(%q) error = %v, want error %v", tt.args, err, tt.wantErr)
-		}
-	}
+	measuretest.CheckParse(t, "parseRows", parseRows, map[string]rowSet{
+		"switch,switch-nostandby,restart20,restart100": {switchMBB: true, switchNoStandby: true, restart: []int{20, 100}},
+		"tcp1,restart0": {streams: []int{1}, restart: []int{0}},
+	}, []string{"restart1001", "restart", "restart020", "switch,switch", "switch-standby"})
+	measuretest.CheckFlags(t, parseFlags, [][]string{
+		{"-rows", "switch", "-runs", "2"},
+	}, [][]string{
+		{"-rows", "switch", "-runs", "0"},
+		{"-rows", "restart20", "-only", "wireguard"},
+	})
 }
 
 func TestTargetAbsolute(t *testing.T) {
@@ -164,26 +139,18 @@ func TestMobilityRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the mobility lab for about a minute; skipped with -short")
 	}
-	labtest.CheckNamespacesRemoved(t, "gwb-")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
 	rows, err := parseRows("switch,switch-nostandby,restart20,restart100")
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := options{rows: rows, runs: 2, json: true, duration: time.Second, pings: 1}
-	var stdout, stderr bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&stderr, nil))
 	start := time.Now()
-	runErr := run(ctx, o, log, &stdout, &stderr)
-	t.Logf("mobility rows with 2 runs each took %v", time.Since(start).Round(time.Second))
 	var rep report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("stdout is not JSON: %v (run: %v)\n%s", err, runErr, stderr.String())
-	}
+	stderr, runErr := measuretest.RunJSON(t, "gwb-", run, o, 4*time.Minute, &rep)
+	t.Logf("mobility rows with 2 runs each took %v", time.Since(start).Round(time.Second))
 	m := rep.Mobility
 	if m == nil {
-		t.Fatalf("no mobility result (run: %v)\n%s", runErr, stderr.String())
+		t.Fatalf("no mobility result (run: %v)\n%s", runErr, stderr)
 	}
 	if len(rep.Rounds) != 0 {
 		t.Errorf("report has classic results for mobility rows only: %+v", rep.Rounds)
@@ -191,7 +158,7 @@ func TestMobilityRun(t *testing.T) {
 	// Failed runs are Godwit's business (the table reports them); the
 	// lab itself must work.
 	if runErr != nil {
-		t.Fatalf("run: %v\n%s", runErr, stderr.String())
+		t.Fatalf("run: %v\n%s", runErr, stderr)
 	}
 	kinds := map[string]int{}
 	for _, s := range m.Switch {
@@ -237,8 +204,8 @@ func TestMobilityRun(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"switch outage, make-before-break, RTT", "restart100 to first echo, 0-RTT", "n/a"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("table lacks %q:\n%s", want, stderr.String())
+		if !strings.Contains(stderr, want) {
+			t.Errorf("table lacks %q:\n%s", want, stderr)
 		}
 	}
 }

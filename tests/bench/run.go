@@ -236,13 +236,8 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 
 	rep.Machine.LoadAfter = measure.LoadAvg()
 	rep.Summary = summarize(rows(&rep))
-	if o.json {
-		if err := measure.WriteJSON(stdout, &rep); err != nil {
-			return err
-		}
-		writeTable(stderr, &rep)
-	} else {
-		writeTable(stdout, &rep)
+	if err := measure.WriteReport(stdout, stderr, o.json, &rep, func(w io.Writer) { writeTable(w, &rep) }); err != nil {
+		return err
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("bench: %s failed (see above)", strings.Join(failed, ", "))

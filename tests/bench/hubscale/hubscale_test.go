@@ -4,11 +4,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
-	"encoding/json"
 	"io"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -17,29 +14,22 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
+	"github.com/godwit-vpn/godwit/tests/bench/measure/measuretest"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
 )
 
 func TestParseFlags(t *testing.T) {
-	tests := []struct {
-		args    []string
-		wantErr bool
-	}{
-		{nil, false},
-		{[]string{"-sites", "5", "-duration", "2s", "-json"}, false},
-		{[]string{"-sites", "0"}, true},
-		{[]string{"-sites", "4001"}, true},
-		{[]string{"-duration", "100ms"}, true},
-		{[]string{"extra"}, true},
-	}
-	for _, tt := range tests {
-		o, err := parseFlags(tt.args, io.Discard)
-		if (err != nil) != tt.wantErr {
-			t.Errorf("parseFlags(%q) error = %v, want error %v", tt.args, err, tt.wantErr)
-		}
-		if tt.args == nil && (o.sites != 200 || o.duration != 30*time.Second || o.json) {
-			t.Errorf("parseFlags(nil) = %+v, want 200 sites, 30s, no JSON", o)
-		}
+	measuretest.CheckFlags(t, parseFlags, [][]string{
+		nil,
+		{"-sites", "5", "-duration", "2s", "-json"},
+	}, [][]string{
+		{"-sites", "0"},
+		{"-sites", "4001"},
+		{"-duration", "100ms"},
+		{"extra"},
+	})
+	if o, err := parseFlags(nil, io.Discard); err != nil || o.sites != 200 || o.duration != 30*time.Second || o.json {
+		t.Errorf("parseFlags(nil) = %+v, %v; want 200 sites, 30s, no JSON", o, err)
 	}
 }
 
@@ -139,17 +129,10 @@ func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the daemon and runs traffic; skipped with -short")
 	}
-	labtest.CheckNamespacesRemoved(t, "gwh-")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	o := options{sites: 5, duration: 3 * time.Second, json: true}
-	var stdout, stderr bytes.Buffer
-	if err := run(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)), &stdout, &stderr); err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
-	}
 	var rep report
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout.String())
+	stderr, err := measuretest.RunJSON(t, "gwh-", run, options{sites: 5, duration: 3 * time.Second, json: true}, 2*time.Minute, &rep)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr)
 	}
 	if rep.Connected != 5 || rep.HubPeers < 5 || rep.ConnectAll <= 0 || rep.ConnectAll > 60 ||
 		rep.ConnectP50 > rep.ConnectP99 || rep.ConnectP99 > rep.ConnectMax {
@@ -167,8 +150,8 @@ func TestRun(t *testing.T) {
 		t.Errorf("echo %d replies of %d sent, want 15 sent and at least 12 replies", rep.Replies, rep.Sent)
 	}
 	for _, want := range []string{"5 of 5\n", "hub memory per idle site (KiB)", "load average"} {
-		if !strings.Contains(stderr.String(), want) {
-			t.Errorf("table lacks %q:\n%s", want, stderr.String())
+		if !strings.Contains(stderr, want) {
+			t.Errorf("table lacks %q:\n%s", want, stderr)
 		}
 	}
 }

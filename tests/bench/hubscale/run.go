@@ -269,13 +269,8 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		return fmt.Errorf("hubscale: the hub exited during the run%s", measure.ProcLogs(hub))
 	}
 
-	if o.json {
-		if err := measure.WriteJSON(stdout, &rep); err != nil {
-			return err
-		}
-		writeTable(stderr, &rep)
-	} else {
-		writeTable(stdout, &rep)
+	if err := measure.WriteReport(stdout, stderr, o.json, &rep, func(w io.Writer) { writeTable(w, &rep) }); err != nil {
+		return err
 	}
 	return nil
 }

@@ -93,6 +93,21 @@ func WriteJSON(w io.Writer, v any) error {
 	return nil
 }
 
+// WriteReport prints a program's report: with asJSON, rep as JSON on
+// stdout (see [WriteJSON]) and then the table on stderr; otherwise only the
+// table, on stdout. table writes the table to the writer it is given.
+func WriteReport(stdout, stderr io.Writer, asJSON bool, rep any, table func(io.Writer)) error {
+	if !asJSON {
+		table(stdout)
+		return nil
+	}
+	if err := WriteJSON(stdout, rep); err != nil {
+		return err
+	}
+	table(stderr)
+	return nil
+}
+
 // JoinClose closes c and joins its error, if any, into *errp. It is meant
 // for a deferred call in a function with a named error result:
 //

@@ -135,6 +135,28 @@ func TestWriteJSON(t *testing.T) {
 	}
 }
 
+func TestWriteReport(t *testing.T) {
+	table := func(w io.Writer) { io.WriteString(w, "the table\n") }
+	tests := []struct {
+		name           string
+		asJSON         bool
+		rep            any
+		stdout, stderr string
+		wantErr        bool
+	}{
+		{"table", false, 1, "the table\n", "", false},
+		{"json", true, 1, "1\n", "the table\n", false},
+		{"json fails", true, func() {}, "", "", true},
+	}
+	for _, tt := range tests {
+		var stdout, stderr strings.Builder
+		err := WriteReport(&stdout, &stderr, tt.asJSON, tt.rep, table)
+		if stdout.String() != tt.stdout || stderr.String() != tt.stderr || (err != nil) != tt.wantErr {
+			t.Errorf("%s: stdout %q, stderr %q, err %v; want %q, %q, error %v", tt.name, stdout.String(), stderr.String(), err, tt.stdout, tt.stderr, tt.wantErr)
+		}
+	}
+}
+
 type closer struct {
 	err    error
 	closed int

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/tests/bench/measure/measuretest"
 )
 
 // statLine is a real /proc/<pid>/stat line, with utime=1234 and stime=56.
@@ -101,23 +103,11 @@ func TestProcCPU(t *testing.T) {
 }
 
 func TestParseVmRSS(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    uint64
-		wantErr bool
-	}{
-		{"Name:\tgodwit\nVmPeak:\t 1 kB\nVmRSS:\t   12345 kB\nRssAnon:\t 1 kB\n", 12345, false},
-		{"VmRSS: 7 kB", 7, false},
-		{"Name: x\n", 0, true},
-		{"VmRSS: 7 MB\n", 0, true},
-		{"VmRSS: x kB\n", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := ParseVmRSS([]byte(tt.in))
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("ParseVmRSS(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-	}
+	parse := func(in string) (uint64, error) { return ParseVmRSS([]byte(in)) }
+	measuretest.CheckParse(t, "ParseVmRSS", parse, map[string]uint64{
+		"Name:\tgodwit\nVmPeak:\t 1 kB\nVmRSS:\t   12345 kB\nRssAnon:\t 1 kB\n": 12345,
+		"VmRSS: 7 kB": 7,
+	}, []string{"Name: x\n", "VmRSS: 7 MB\n", "VmRSS: x kB\n"})
 	if rss, err := VmRSS(os.Getpid()); err != nil || rss == 0 {
 		t.Errorf("VmRSS(self) = %d, %v; want > 0", rss, err)
 	}
