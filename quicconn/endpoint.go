@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/quicconn/internal/chans"
 	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
 	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 
@@ -289,7 +288,7 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 		// crypto/tls has run UnwrapSession before quic-go's listener
 		// hands out the conn: quic-go takes the TLS events only once the
 		// TLS goroutine waits for the client's next flight.
-		if granted && attempted && !chans.Closed(qc.HandshakeComplete()) {
+		if granted && attempted && !isClosed(qc.HandshakeComplete()) {
 			e.serveEarly(qc, peer)
 			return
 		}
@@ -459,7 +458,7 @@ func (e *Endpoint) dial(ctx context.Context, tr *quic.Transport, addr string, pe
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 	}
-	if !chans.Closed(qc.HandshakeComplete()) {
+	if !isClosed(qc.HandshakeComplete()) {
 		// DialEarly returned with 0-RTT keys: hand the Conn out now.
 		c, err := e.dialEarly(qc, peer)
 		if err != nil {

@@ -413,3 +413,14 @@ func redialReason(err error) string {
 	}
 	return err.Error()
 }
+
+// isClosed reports whether ch, a channel that is only ever closed, is
+// closed, without blocking.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

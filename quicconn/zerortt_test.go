@@ -18,7 +18,6 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/quicconn/internal/chans"
 	"github.com/godwit-vpn/godwit/quicconn/internal/state"
 	"github.com/godwit-vpn/godwit/tests/relay"
 )
@@ -188,7 +187,7 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	sending := make(chan struct{})
 	go func() {
 		defer close(sending)
-		for !chans.Closed(stopSending) {
+		for !isClosed(stopSending) {
 			_ = c.SendDatagram(payload)
 			_ = c.Stats()
 			time.Sleep(time.Millisecond)
@@ -207,7 +206,7 @@ func zeroRTTAfterClientRestart(t *testing.T, disableTracer bool) {
 	if !bytes.Equal(b, payload) {
 		t.Errorf("server got %x, want %x", b, payload)
 	}
-	if chans.Closed(s.qc.HandshakeComplete()) {
+	if isClosed(s.qc.HandshakeComplete()) {
 		t.Error("the server's handshake was complete when the 0-RTT datagram was delivered, want it still running")
 	}
 	if d := time.Since(start); d >= holdAnswers {

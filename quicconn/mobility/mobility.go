@@ -25,15 +25,16 @@
 package mobility
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/godwit-vpn/godwit/quicconn"
-	"github.com/godwit-vpn/godwit/quicconn/internal/chans"
 )
 
 // Conn is a dialed connection as the policy moves it. *quicconn.Conn
@@ -88,6 +89,7 @@ type Policy struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // probes and redials
 	ready  chan struct{}  // closed by the first SetUplinks
+	isSet  atomic.Bool    // ready is closed
 
 	mu sync.Mutex // mu guards the following fields.
 	// usable are the usable uplinks with a Transport, best first.
@@ -116,22 +118,12 @@ type probeKey struct {
 // New returns a policy that manages cfg.Endpoint's uplinks. It does nothing
 // until the first [Policy.SetUplinks].
 func New(cfg Config) *Policy {
-	if cfg.ProbeTimeout == 0 {
-		cfg.ProbeTimeout = 2 * time.Second
-	}
-	if cfg.ProbeRetry == 0 {
-		cfg.ProbeRetry = time.Second
-	}
-	if cfg.ProbeTries == 0 {
-		cfg.ProbeTries = 4
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	cfg.ProbeTimeout = cmp.Or(cfg.ProbeTimeout, 2*time.Second)
+	cfg.ProbeRetry = cmp.Or(cfg.ProbeRetry, time.Second)
+	cfg.ProbeTries = cmp.Or(cfg.ProbeTries, 4)
 	p := &Policy{
 		cfg:     cfg,
-		log:     log,
+		log:     cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler)),
 		ready:   make(chan struct{}),
 		conns:   make(map[Conn]*connState),
 		probing: make(map[probeKey]bool),
@@ -156,10 +148,13 @@ func (p *Policy) goLocked(f func()) {
 	}
 }
 
+// isReady reports whether SetUplinks was called.
+func (p *Policy) isReady() bool { return p.isSet.Load() }
+
 // WaitReady waits until the first SetUplinks, at most d. It reports
 // whether the uplinks are known.
 func (p *Policy) WaitReady(ctx context.Context, d time.Duration) bool {
-	if chans.Closed(p.ready) {
+	if p.isReady() {
 		return true
 	}
 	t := time.NewTimer(d)
@@ -180,7 +175,7 @@ func (p *Policy) WaitReady(ctx context.Context, d time.Duration) bool {
 func (p *Policy) SetUplinks(usable []string) {
 	p.mu.Lock()
 	prev := p.usable
-	first := !chans.Closed(p.ready)
+	first := !p.isReady()
 	p.mu.Unlock()
 
 	var lost, gained []string
@@ -204,6 +199,7 @@ func (p *Policy) SetUplinks(usable []string) {
 	p.mu.Lock()
 	p.usable = usable
 	if first {
+		p.isSet.Store(true)
 		close(p.ready) // before the wake-up: PickUplink answers from the view now
 	}
 	p.mu.Unlock()
@@ -268,7 +264,7 @@ func (p *Policy) connList() []Conn {
 // while no uplink is usable, ok is false and the dial waits, so that every
 // connection belongs to an uplink and can move.
 func (p *Policy) PickUplink() (name string, ok bool) {
-	if !chans.Closed(p.ready) {
+	if !p.isReady() {
 		return "", true
 	}
 	p.mu.Lock()
