@@ -141,7 +141,8 @@ func (p *Policy) Close() {
 	p.wg.Wait()
 }
 
-// go runs f on a goroutine of the policy's, unless it is closed.
+// goLocked runs f on a goroutine of the policy's, unless it is closed. p.mu
+// must be held.
 func (p *Policy) goLocked(f func()) {
 	if !p.closed {
 		p.wg.Go(f)
