@@ -60,8 +60,8 @@ type Sender struct {
 }
 
 // NewSender returns a Sender whose first number is random in [0, 2^48), so
-// that the peer sees a restarted sender as a jump and restarts its
-// duplicate window. The number comes from math/rand/v2,
+// that a peer's [Window] sees a restarted sender as a jump and restarts
+// (see the package documentation). The number comes from math/rand/v2,
 // whose top-level functions draw from a ChaCha8 generator that the runtime
 // seeds from the operating system: the number need not be secret, only
 // different at each start, since it travels inside the encrypted QUIC

@@ -156,6 +156,7 @@ func TestAllocs(t *testing.T) {
 	}
 	b := make([]byte, HeaderLen+20)
 	var s Sender
+	var w Window
 	tests := []struct {
 		name string
 		f    func()
@@ -163,6 +164,9 @@ func TestAllocs(t *testing.T) {
 		{"Put", func() { Put(b, s.Next()) }},
 		{"Parse", func() { _, _, _ = Parse(b) }},
 		{"Parse error", func() { _, _, _ = Parse(b[:3]) }},
+		{"Check", func() { w.Check(s.Next()) }},
+		{"Check duplicate", func() { w.Check(0) }},
+		{"Check reset", func() { w.Check(s.next.Add(1 << 30)) }},
 	}
 	for _, tt := range tests {
 		if got := testing.AllocsPerRun(1000, tt.f); got != 0 {
