@@ -118,7 +118,8 @@ type Peer struct {
 	// values are the defaults.
 
 	// Multipath is how packets to the peer are spread over the healthy
-	// paths; the zero value is MultipathFailover.
+	// paths; the zero value is MultipathFailover. A mode other than
+	// failover needs at least two uplinks in [interface].
 	Multipath Multipath
 	// Redundancy is how many paths MultipathRedundant sends each packet
 	// on; the zero value is RedundancyTwo. Any other value needs
@@ -126,7 +127,8 @@ type Peer struct {
 	Redundancy Redundancy
 	// Duplicate lists the rules of packets that are also sent on a second
 	// healthy path, in any mode: at most MaxDuplicateRules, no rule twice,
-	// every rule valid; nil for none.
+	// every rule valid; nil for none. It needs at least two uplinks in
+	// [interface].
 	Duplicate []classify.Rule
 
 	pos position

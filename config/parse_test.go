@@ -378,6 +378,28 @@ endpoint = "[2001:db8::1]:4433"
 	}},
 	{"failover on a peer that dials in", head + peerA + "multipath = \"failover\"\n", []problem{{10, `peer "a" multipath is set by the site`}}},
 	{"empty duplicate on a peer that dials in", head + peerA + "duplicate = []\n", []problem{{10, `peer "a" duplicate is set by the site`}}},
+	{"multipath without uplinks", head + peerA + "endpoint = \"hub.example.net:4433\"\nmultipath = \"redundant\"\nduplicate = [\"udp:5004\"]\n", []problem{
+		{11, `peer "a" multipath = "redundant" needs at least two uplinks, but [interface] has no uplinks (one socket on the wildcard address): list them, e.g. uplinks = ["wlan0", "wwan0"], or write uplinks = "any"`},
+		{12, `peer "a" duplicate needs at least two uplinks, but [interface] has no uplinks (one socket on the wildcard address)`},
+	}},
+	{"multipath with one uplink", head + "uplinks = [\"wlan0\"]\n" + peerA + "endpoint = \"hub.example.net:4433\"\nmultipath = \"aggregate\"\n", []problem{
+		{12, `peer "a" multipath = "aggregate" needs at least two uplinks, but [interface] uplinks lists only "wlan0"`},
+	}},
+	{"multipath problems of two peers at once", head + "uplinks = [\"wlan0\"]\n" + peerA + `multipath = "aggregate"
+redundancy = "all"
+` + peerB + `endpoint = "hub.example.net:4433"
+multipath = "aggregate"
+redundancy = "all"
+duplicate = ["udp:5004", "udp:5004", "tcp:0"]
+`, []problem{
+		{11, `peer "a" multipath is set by the site`},
+		{12, `peer "a" redundancy is set by the site`},
+		{19, `peer "b" multipath = "aggregate" needs at least two uplinks, but [interface] uplinks lists only "wlan0"`},
+		{20, `peer "b" redundancy applies only to multipath = "redundant", but multipath is "aggregate"`},
+		{21, `peer "b" duplicate rule "tcp:0": port out of range 1-65535`},
+		{21, `peer "b" duplicate lists rule udp:5004 twice`},
+		{21, `peer "b" duplicate needs at least two uplinks`},
+	}},
 	{"nothing connects", iface + peerA, []problem{{0, `nothing could ever connect: [interface] has no listen and no peer has an endpoint`}}},
 	{"nothing connects, no peers", iface, []problem{{0, `nothing could ever connect`}}},
 	{"everything at once", `[interface]
@@ -692,6 +714,10 @@ func TestValidateBuiltMultipath(t *testing.T) {
 			}
 			return want
 		}()},
+		{"one uplink", build([]string{"wlan0"}, Peer{Name: "hub", Endpoint: "hub.example.net:4433", Multipath: MultipathRedundant, Duplicate: mustRules("dscp:46")}), []problem{
+			{0, `peer "hub" multipath = "redundant" needs at least two uplinks, but [interface] uplinks lists only "wlan0"`},
+			{0, `peer "hub" duplicate needs at least two uplinks, but [interface] uplinks lists only "wlan0"`},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -208,7 +208,8 @@ func (c *Config) validateEndpoint(p *problems, i int, label string) {
 
 // validateMultipath checks the multipath, redundancy and duplicate keys of
 // peer i: set only on a peer this side dials, redundancy only with
-// redundant, valid rules, at most MaxDuplicateRules of them, none twice.
+// redundant, valid rules, at most MaxDuplicateRules of them, none twice,
+// and at least two uplinks for anything but plain failover.
 func (c *Config) validateMultipath(p *problems, i int, label string) {
 	pr := &c.Peers[i]
 	bad := pr.pos.bad
@@ -259,6 +260,23 @@ func (c *Config) validateMultipath(p *problems, i int, label string) {
 			p.addf(line, "%s duplicate lists rule %s twice", label, r)
 		}
 		seen[r] = true
+	}
+
+	// Every mode but failover, and duplicate, need a second path, and a
+	// site has one path per uplink.
+	in := &c.Interface
+	if in.pos.bad[""] || in.pos.bad["uplinks"] || in.UplinksAny || len(in.Uplinks) >= 2 {
+		return
+	}
+	why := `[interface] has no uplinks (one socket on the wildcard address): list them, e.g. uplinks = ["wlan0", "wwan0"], or write uplinks = "any"`
+	if len(in.Uplinks) == 1 {
+		why = fmt.Sprintf("[interface] uplinks lists only %q", in.Uplinks[0])
+	}
+	if modeOK && pr.Multipath != MultipathFailover {
+		p.addf(pr.pos.line("multipath"), "%s multipath = %q needs at least two uplinks, but %s", label, pr.Multipath, why)
+	}
+	if len(pr.Duplicate) > 0 {
+		p.addf(line, "%s duplicate needs at least two uplinks, but %s", label, why)
 	}
 }
 
