@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/internal/classify"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 )
 
 // Defaults for the optional [interface] keys. Parse applies them to keys that

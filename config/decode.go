@@ -15,7 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/internal/classify"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 
 	"github.com/BurntSushi/toml"
 )

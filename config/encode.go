@@ -8,7 +8,7 @@ import (
 	"net/netip"
 	"unicode/utf8"
 
-	"github.com/godwit-vpn/godwit/internal/classify"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 )
 
 // MarshalTOML encodes c as a configuration file that Parse reads back to an

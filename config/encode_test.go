@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/internal/classify"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 )
 
 // checkRoundTrip encodes c, parses the result and checks that it is equal

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/internal/classify"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 )
 
 // Public keys of the test nodes (seeds are sha256("godwit test key " + name)).

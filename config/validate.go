@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/godwit-vpn/godwit/config/key"
-	"github.com/godwit-vpn/godwit/internal/classify"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 )
 
 // Validate checks c and returns every problem found, joined with
