@@ -112,14 +112,15 @@ type Peer struct {
 	Line       int            // line of this peer's [[peer]] header, for messages; 0 when not parsed from a file
 
 	// Multipath, Redundancy and Duplicate say how a site uses its
-	// uplinks (one QUIC connection per uplink) to reach this peer. The
-	// side that dials sets them, so they need an Endpoint: a peer that
-	// dials in announces its own, and this side applies that. Their zero
-	// values are the defaults.
+	// uplinks to reach this peer: with Multipath set (or Duplicate), one
+	// QUIC connection per uplink and a schedule over them; without, one
+	// connection that moves between uplinks. The side that dials sets
+	// them, so they need an Endpoint: a peer that dials in announces its
+	// own, and this side applies that.
 
 	// Multipath is how packets to the peer are spread over the healthy
-	// paths; the zero value is MultipathFailover. A mode other than
-	// failover needs at least two uplinks in [interface].
+	// paths; the zero value, MultipathOff, is one connection. A mode
+	// other than failover needs at least two uplinks in [interface].
 	Multipath Multipath
 	// Redundancy is how many paths MultipathRedundant sends each packet
 	// on; the zero value is RedundancyTwo. Any other value needs
@@ -139,9 +140,12 @@ type Peer struct {
 type Multipath uint8
 
 const (
-	// MultipathFailover, the default, sends all packets on the best
+	// MultipathOff (no multipath key) keeps one connection to the peer,
+	// which moves between uplinks.
+	MultipathOff Multipath = iota
+	// MultipathFailover, the default mode, sends all packets on the best
 	// healthy path.
-	MultipathFailover Multipath = iota
+	MultipathFailover
 	// MultipathRedundant sends every packet on the two best healthy paths,
 	// or on all of them with RedundancyAll.
 	MultipathRedundant
@@ -149,16 +153,31 @@ const (
 	MultipathAggregate
 )
 
-// multipathNames are the file's names of the Multipath values, by value.
-var multipathNames = []string{"failover", "redundant", "aggregate"}
+// multipathNames are the file's names of the Multipath values, by value;
+// MultipathOff has none.
+var multipathNames = []string{"", "failover", "redundant", "aggregate"}
 
 // String returns the mode's name in the file ("failover", "redundant",
-// "aggregate"), or "Multipath(N)" for a value without one.
+// "aggregate"), "off" for MultipathOff, or "Multipath(N)" for a value
+// without one.
 func (m Multipath) String() string {
-	if int(m) < len(multipathNames) {
+	switch {
+	case m == MultipathOff:
+		return "off"
+	case int(m) < len(multipathNames):
 		return multipathNames[m]
 	}
 	return fmt.Sprintf("Multipath(%d)", uint8(m))
+}
+
+// MultipathMode is the mode the site uses for p: Multipath, or failover
+// when only Duplicate asks for a connection per uplink; MultipathOff for
+// one connection.
+func (p *Peer) MultipathMode() Multipath {
+	if p.Multipath == MultipathOff && len(p.Duplicate) > 0 {
+		return MultipathFailover
+	}
+	return p.Multipath
 }
 
 // Redundancy is how many paths MultipathRedundant sends each packet on

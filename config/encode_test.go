@@ -112,12 +112,12 @@ func TestMarshalTOMLBuilt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"[interface]\nname = \"gw0\"\n", "fwmark = 0x4757\n", "log_level = \"info\"\nready_wait = \"20s\"\n", "\n[[peer]]\nname = \"hub\"\npublic_key = \"" + k.Public().String() + "\"\n",
-		"endpoint = \"127.0.0.1:4433\"\nmultipath = \"failover\"\n"} {
+		"endpoint = \"127.0.0.1:4433\"\n"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("MarshalTOML() =\n%s\nwant it to contain %q", out, want)
 		}
 	}
-	for _, key := range []string{"listen", "qlog_dir", "keylog_file", "redundancy", "duplicate"} {
+	for _, key := range []string{"listen", "qlog_dir", "keylog_file", "multipath", "redundancy", "duplicate"} {
 		if strings.Contains(string(out), key) {
 			t.Errorf("MarshalTOML() writes %s although it is empty:\n%s", key, out)
 		}
@@ -134,9 +134,9 @@ func TestMarshalTOMLErrors(t *testing.T) {
 	if _, err := c.MarshalTOML(); err == nil || !strings.Contains(err.Error(), "log level INFO+2") {
 		t.Errorf("MarshalTOML with level INFO+2 = %v, want a log level error", err)
 	}
-	c = &Config{Peers: []Peer{{Name: "hub", Multipath: 3}}}
-	if _, err := c.MarshalTOML(); err == nil || err.Error() != `config: peer "hub" multipath Multipath(3) has no name in the file format` {
-		t.Errorf("MarshalTOML with Multipath(3) = %v, want a multipath error", err)
+	c = &Config{Peers: []Peer{{Name: "hub", Multipath: 4}}}
+	if _, err := c.MarshalTOML(); err == nil || err.Error() != `config: peer "hub" multipath Multipath(4) has no name in the file format` {
+		t.Errorf("MarshalTOML with Multipath(4) = %v, want a multipath error", err)
 	}
 	c = &Config{Peers: []Peer{{Name: "hub", Redundancy: 2}}}
 	if _, err := c.MarshalTOML(); err == nil || err.Error() != `config: peer "hub" redundancy Redundancy(2) has no name in the file format` {

@@ -215,7 +215,7 @@ func (c *Config) validateMultipath(p *problems, i int, label string) {
 	bad := pr.pos.bad
 	// A key is set when it is in the file or, in a Config built in code,
 	// when its field is not the zero value.
-	multipathSet := pr.pos.has("multipath") || pr.Multipath != MultipathFailover
+	multipathSet := pr.pos.has("multipath") || pr.Multipath != MultipathOff
 	redundancySet := pr.pos.has("redundancy") || pr.Redundancy != RedundancyTwo
 	duplicateSet := pr.pos.has("duplicate") || len(pr.Duplicate) > 0
 	if pr.Endpoint == "" && !bad["endpoint"] {
@@ -241,8 +241,8 @@ func (c *Config) validateMultipath(p *problems, i int, label string) {
 		p.addf(pr.pos.line("redundancy"), `%s redundancy %v is not "two" or "all"`, label, pr.Redundancy)
 	case modeOK && pr.Multipath != MultipathRedundant:
 		mode := strconv.Quote(pr.Multipath.String())
-		if !pr.pos.has("multipath") {
-			mode += " (the default)"
+		if pr.Multipath == MultipathOff {
+			mode = "not set"
 		}
 		p.addf(pr.pos.line("redundancy"), `%s redundancy applies only to multipath = "redundant", but multipath is %s: remove redundancy or set multipath = "redundant"`, label, mode)
 	}
@@ -272,7 +272,7 @@ func (c *Config) validateMultipath(p *problems, i int, label string) {
 	if len(in.Uplinks) == 1 {
 		why = fmt.Sprintf("[interface] uplinks lists only %q", in.Uplinks[0])
 	}
-	if modeOK && pr.Multipath != MultipathFailover {
+	if modeOK && pr.Multipath > MultipathFailover {
 		p.addf(pr.pos.line("multipath"), "%s multipath = %q needs at least two uplinks, but %s", label, pr.Multipath, why)
 	}
 	if len(pr.Duplicate) > 0 {
