@@ -159,10 +159,12 @@ type identity struct {
 	dialer bool          // this side dialed
 	zrtt   atomic.Uint32 // zrttNone, zrttPending, zrttAccepted or zrttRejected
 
-	mu      sync.Mutex // mu guards the following fields.
-	name    string     // from the peer's Hello; "" until it arrived
-	resumed bool       // the TLS handshake resumed a session
-	hsDone  time.Time  // when the handshake completed; zero until then
+	mu      sync.Mutex    // mu guards the following fields.
+	name    string        // from the peer's Hello; "" until it arrived
+	resumed bool          // the TLS handshake resumed a session
+	hsDone  time.Time     // when the handshake completed; zero until then
+	mp      PeerMultipath // the peer's Multipath message; zero unless mpOK
+	mpOK    bool          // both sides announced multipath
 }
 
 // controlStream is the connection's control stream (Hello, Heartbeat,
@@ -191,6 +193,9 @@ type controlStream struct {
 type mobState struct {
 	ep   *Endpoint   // set when the Conn is registered
 	gone atomic.Bool // Abandon closed the conn: DialLoop redials at once
+	// pinned is set before the Conn is registered and never changes: it
+	// belongs to its uplink (DialLoopOn) and never moves.
+	pinned bool
 
 	mu sync.Mutex // mu guards the following fields.
 	// released is set when the conn died and gave its uplinks back.
@@ -513,6 +518,10 @@ func (c *Conn) readControl() {
 			return
 		case ctlmsg.Hello:
 			c.closeLocal(ctlmsg.CodeProtocolError, "unexpected hello")
+			return
+		case ctlmsg.Multipath:
+			// Only valid right after a Hello, where hello reads it.
+			c.closeLocal(ctlmsg.CodeProtocolError, "unexpected multipath")
 			return
 		case ctlmsg.Unknown:
 			// Skipped by ctlmsg.Read: a newer peer's optional message.

@@ -523,6 +523,7 @@ func TestControlStreamErrors(t *testing.T) {
 		{"over-long message", []byte{0x02, 0x80, 0x01, 0x00, 0x01}, ctlmsg.CodeProtocolError},
 		{"message never completed", []byte{0x02, 17, 0, 0}, ctlmsg.CodeProtocolError},
 		{"second hello", ctlmsg.Append(nil, ctlmsg.Hello{Version: ctlmsg.Version}), ctlmsg.CodeProtocolError},
+		{"multipath after the hello", ctlmsg.Append(nil, ctlmsg.Multipath{Instance: 1}), ctlmsg.CodeProtocolError},
 		{"unknown type skipped", []byte{0x3f, 3, 'a', 'b', 'c'}, 0},
 	}
 	for _, tt := range tests {

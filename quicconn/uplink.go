@@ -285,7 +285,7 @@ func (e *Endpoint) DialVia(ctx context.Context, uplink, addr string, peer key.Pu
 		return nil, fmt.Errorf("quicconn: dial %s via %s: %w", addr, uplink, err)
 	}
 	defer e.releaseUplink(u)
-	c, err := e.dial(ctx, u.tr, addr, peer)
+	c, err := e.dial(ctx, u.tr, addr, peer, false)
 	if err != nil {
 		return nil, fmt.Errorf("via %s: %w", uplink, err)
 	}
