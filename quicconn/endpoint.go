@@ -52,6 +52,7 @@ type Endpoint struct {
 
 	unreachable atomic.Uint64
 	mob         atomic.Pointer[Mobility] // SetMobility; nil without
+	health      healthLoop               // path monitors (MonitorPath)
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -166,6 +167,9 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		go e.acceptLoop()
 		e.log.Info("quicconn: listening", "addr", e.sock.LocalAddr().String())
 	}
+	e.health.kick = make(chan struct{}, 1)
+	e.wg.Add(1)
+	go e.runHealth()
 	return e, nil
 }
 
@@ -591,6 +595,7 @@ func (e *Endpoint) Close() error {
 		}
 	}
 	e.wg.Wait()
+	e.health.dwg.Wait() // the conns' Down reports; no conn is left to make more
 	if err := e.tr.Close(); err != nil {
 		errs = append(errs, err)
 	}

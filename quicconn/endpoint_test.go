@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"strings"
@@ -421,11 +422,12 @@ func TestGoodbyeReasonReachesPeer(t *testing.T) {
 }
 
 // udpProxy relays UDP between one client and a server on loopback and can
-// drop everything.
+// drop everything, or a random share of the packets in both directions.
 type udpProxy struct {
 	pc     *net.UDPConn
 	server *net.UDPAddr
 	drop   atomic.Bool
+	loss   atomic.Uint32 // percent of packets dropped at random
 }
 
 // dialViaProxy connects p's client to p's server through a new udpProxy
@@ -455,6 +457,9 @@ func newUDPProxy(t testing.TB, server net.Addr) *udpProxy {
 				return
 			}
 			if p.drop.Load() {
+				continue
+			}
+			if l := p.loss.Load(); l > 0 && rand.Uint32N(100) < l {
 				continue
 			}
 			to := p.server

@@ -363,7 +363,7 @@ func newEarlyConn(qc *quic.Conn, cfg *Config, peer key.Public, st *quic.Stream, 
 		rx:    rxState{first: make(chan struct{})},
 		cfg:   cfg,
 		id:    identity{key: peer, dialer: dialer},
-		ctl:   controlStream{st: st},
+		ctl:   controlStream{st: st, retick: make(chan struct{}, 1)},
 		life:  lifecycle{done: make(chan struct{})},
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)
