@@ -175,7 +175,9 @@ type HealthConfig struct {
 	// included. Calls for all connections of the Endpoint are made in
 	// order, one at a time, on a goroutine of their own (never on
 	// quic-go's goroutines, never under a lock of this package), so Changed
-	// may call any method of c but should return promptly.
+	// may call any method of c but should return promptly. Endpoint.Close
+	// waits for the calls still queued (the Down of every connection it
+	// closes), so Changed must not call it.
 	Changed func(c *Conn, old, new HealthState, reason string)
 }
 

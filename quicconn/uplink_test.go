@@ -376,11 +376,25 @@ func TestDialLoopOn(t *testing.T) {
 		t.Errorf("SwitchUplink on a pinned conn = %v, want errPinned", err)
 	}
 
+	// Its health is the monitor's: Silent, and no PathDead.
+	health := watchHealth(c)
 	proxy.drop.Store(true)
-	select {
-	case <-dead:
-		t.Error("PathDead called for a pinned conn")
-	case <-time.After(1500 * time.Millisecond): // PathDead would come after ~300 ms
+	start = time.Now()
+	silent := false
+	for deadline := time.After(1500 * time.Millisecond); ; { // PathDead would come after ~300 ms
+		select {
+		case <-dead:
+			t.Error("PathDead called for a pinned conn")
+		case hc := <-health:
+			silent = silent || hc.new == HealthSilent
+			t.Logf("pinned conn %v after %v: %s", hc.new, time.Since(start).Round(time.Millisecond), hc.reason)
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	if !silent {
+		t.Error("the monitor of the pinned conn reported no Silent within 1.5 s of the blackhole")
 	}
 	proxy.drop.Store(false)
 
