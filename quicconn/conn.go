@@ -237,7 +237,20 @@ type lifecycle struct {
 	err     error         // why the conn died; written once before done is closed
 	done    chan struct{} // closed when the conn is dead and its goroutines ended
 	wg      sync.WaitGroup
+	// helloed is closed once the hello exchange completed: at once for a
+	// conn handed out after it, by finishHello for an early (0-RTT) one.
+	helloed chan struct{}
 }
+
+// closedChan is an already closed channel.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// HelloDone is closed once the hello exchange with the peer completed, so
+// that PeerName and Multipath report what the peer announced. It is closed
+// from the start for a connection handed out after the exchange; a
+// connection handed out early (0-RTT) gets it one round trip later, or
+// never when it dies first (see Done).
+func (c *Conn) HelloDone() <-chan struct{} { return c.life.helloed }
 
 // newConn wraps a connection whose hello exchange completed. The caller
 // calls c.run next.
@@ -251,7 +264,7 @@ func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer
 		cfg:   cfg,
 		id:    identity{key: key, name: peer.Name, resumed: cs.TLS.DidResume, hsDone: hsDone},
 		ctl:   controlStream{st: st, br: br, retick: make(chan struct{}, 1)},
-		life:  lifecycle{done: make(chan struct{})},
+		life:  lifecycle{done: make(chan struct{}), helloed: closedChan},
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)
 	c.log = cfg.Logger.With("peer", keyString(key), "name", peer.Name, "remote", qc.RemoteAddr().String())

@@ -279,6 +279,7 @@ func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, se
 	c.id.mp, c.id.mpOK = h.mp, h.mpOK
 	resumed := c.id.resumed
 	c.id.mu.Unlock()
+	close(c.life.helloed)
 	e.nameQlog(c)
 	c.log.Info("quicconn: connection up", append([]any{"dialer", c.id.dialer, "resumed", resumed, "name", h.peer.Name, "zero_rtt", c.zeroRTTString()}, h.multipathAttrs()...)...)
 	return nil
@@ -364,7 +365,7 @@ func newEarlyConn(qc *quic.Conn, cfg *Config, peer key.Public, st *quic.Stream, 
 		cfg:   cfg,
 		id:    identity{key: peer, dialer: dialer},
 		ctl:   controlStream{st: st, retick: make(chan struct{}, 1)},
-		life:  lifecycle{done: make(chan struct{})},
+		life:  lifecycle{done: make(chan struct{}), helloed: make(chan struct{})},
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)
 	c.log = cfg.Logger.With("peer", keyString(peer), "remote", qc.RemoteAddr().String())

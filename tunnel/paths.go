@@ -168,8 +168,9 @@ type PathStats struct {
 // From then on the peer's sender schedules packets over its paths (see the
 // overview in paths.go) instead of a single current connection. A peer has
 // at most MaxPaths paths; the next is refused with ErrTooManyPaths and
-// not attached. Attaching a path that is already there changes nothing.
-// The tunnel does not take ownership of c.
+// not attached. Attaching a path that is already there changes nothing;
+// a conn attached with Attach keeps its receiver and becomes a path. The
+// tunnel does not take ownership of c.
 func (t *Tunnel) AttachPath(id key.Public, c DatagramConn, o PathOptions) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -188,6 +189,7 @@ func (t *Tunnel) AttachPath(id key.Public, c DatagramConn, o PathOptions) error 
 		p.paths = make(map[DatagramConn]*path)
 	}
 	a := p.recv[c]
+	p.conn.CompareAndSwap(a, nil) // attached with Attach first: now a path
 	np := &path{a: a, name: o.Name, seqOK: o.Sequenced, health: o.Health, since: time.Now()}
 	p.paths[c] = np
 	a.path.Store(np)

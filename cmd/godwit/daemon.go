@@ -284,11 +284,7 @@ func (d *daemon) acceptLoop() {
 			}
 			return
 		}
-		if _, ok := c.Multipath(); ok {
-			d.attachPath(c) // the site groups its connections into a set
-		} else {
-			d.attach(c)
-		}
+		d.accepted(c)
 	}
 }
 

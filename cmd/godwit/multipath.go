@@ -55,6 +55,19 @@ func multipathChanged(a, b *config.Peer) bool {
 // they are closed. A site whose hub does not announce multipath falls back
 // to one connection that moves between uplinks.
 func (d *daemon) attachPath(c *quicconn.Conn) {
+	if !helloDone(c) {
+		// A 0-RTT connection: whether the peer announced multipath is
+		// known one round trip later. Its datagrams wait in quic-go's
+		// queue until then; the set's other connections carry on.
+		d.wg.Go(func() {
+			select {
+			case <-c.HelloDone():
+				d.attachPath(c)
+			case <-c.Done():
+			}
+		})
+		return
+	}
 	id := c.PeerKey()
 	mp, ok := c.Multipath()
 	d.mu.Lock()
@@ -83,9 +96,11 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 		clear(ps.paths)
 		ps.instance = mp.Instance
 	}
-	if ps.conn != nil { // a single connection of an earlier run of the peer
+	switch {
+	case ps.conn == c: // attached early (0-RTT): it moves into the set
+		ps.conn = nil
+	case ps.conn != nil: // a single connection of an earlier run of the peer
 		stale = append(stale, ps.conn)
-		d.tn.Detach(id, ps.conn)
 		ps.conn = nil
 	}
 	for _, old := range stale {
@@ -142,6 +157,41 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 		d.log.Info("peer path disconnected", "peer", name, "uplink", c.Uplink(), "reason", c.Err())
 		d.notifyChanged()
 	})
+}
+
+// accepted attaches an incoming connection: to its peer's set when the
+// peer announced multipath, else as the peer's one connection. An early
+// (0-RTT) connection is attached as the one connection at once, so that
+// its 0-RTT datagrams flow, and moves into the set once its hello says so.
+func (d *daemon) accepted(c *quicconn.Conn) {
+	if helloDone(c) {
+		if _, ok := c.Multipath(); ok {
+			d.attachPath(c)
+		} else {
+			d.attach(c)
+		}
+		return
+	}
+	d.attach(c)
+	d.wg.Go(func() {
+		select {
+		case <-c.HelloDone():
+			if _, ok := c.Multipath(); ok {
+				d.attachPath(c)
+			}
+		case <-c.Done():
+		}
+	})
+}
+
+// helloDone reports whether c's hello exchange completed.
+func helloDone(c *quicconn.Conn) bool {
+	select {
+	case <-c.HelloDone():
+		return true
+	default:
+		return false
+	}
 }
 
 // pathHealth is the tunnel's view of c's health: usable while its monitor
