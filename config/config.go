@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 )
 
 // Defaults for the optional [interface] keys. Parse applies them to keys that
@@ -36,6 +37,9 @@ const (
 	// MinKeepAlive and MaxKeepAlive bound keepalive.
 	MinKeepAlive = time.Second
 	MaxKeepAlive = 5 * time.Minute
+
+	// MaxDuplicateRules is the most rules one peer's duplicate may list.
+	MaxDuplicateRules = 64
 )
 
 // Config is a parsed configuration file. Parse and Load return it with the
@@ -107,7 +111,96 @@ type Peer struct {
 	Endpoint   string         // "host:port" to dial, host a name or IP literal; "" when this side does not dial the peer
 	Line       int            // line of this peer's [[peer]] header, for messages; 0 when not parsed from a file
 
+	// Multipath, Redundancy and Duplicate say how a site uses its
+	// uplinks to reach this peer: with Multipath set (or Duplicate), one
+	// QUIC connection per uplink and a schedule over them; without, one
+	// connection that moves between uplinks. The side that dials sets
+	// them, so they need an Endpoint: a peer that dials in announces its
+	// own, and this side applies that.
+
+	// Multipath is how packets to the peer are spread over the healthy
+	// paths; the zero value, MultipathOff, is one connection. A mode
+	// other than failover needs at least two uplinks in [interface].
+	Multipath Multipath
+	// Redundancy is how many paths MultipathRedundant sends each packet
+	// on; the zero value is RedundancyTwo. Any other value needs
+	// Multipath to be MultipathRedundant.
+	Redundancy Redundancy
+	// Duplicate lists the rules of packets that are also sent on a second
+	// healthy path, in any mode: at most MaxDuplicateRules, no rule twice,
+	// every rule valid; nil for none. It needs at least two uplinks in
+	// [interface].
+	Duplicate []classify.Rule
+
 	pos position
+}
+
+// Multipath is how a site spreads the packets to one peer over its paths
+// (the multipath key of a [[peer]]).
+type Multipath uint8
+
+const (
+	// MultipathOff (no multipath key) keeps one connection to the peer,
+	// which moves between uplinks.
+	MultipathOff Multipath = iota
+	// MultipathFailover, the default mode, sends all packets on the best
+	// healthy path.
+	MultipathFailover
+	// MultipathRedundant sends every packet on the two best healthy paths,
+	// or on all of them with RedundancyAll.
+	MultipathRedundant
+	// MultipathAggregate spreads flows over the healthy paths.
+	MultipathAggregate
+)
+
+// multipathNames are the file's names of the Multipath values, by value;
+// MultipathOff has none.
+var multipathNames = []string{"", "failover", "redundant", "aggregate"}
+
+// String returns the mode's name in the file ("failover", "redundant",
+// "aggregate"), "off" for MultipathOff, or "Multipath(N)" for a value
+// without one.
+func (m Multipath) String() string {
+	switch {
+	case m == MultipathOff:
+		return "off"
+	case int(m) < len(multipathNames):
+		return multipathNames[m]
+	}
+	return fmt.Sprintf("Multipath(%d)", uint8(m))
+}
+
+// MultipathMode is the mode the site uses for p: Multipath, or failover
+// when only Duplicate asks for a connection per uplink; MultipathOff for
+// one connection.
+func (p *Peer) MultipathMode() Multipath {
+	if p.Multipath == MultipathOff && len(p.Duplicate) > 0 {
+		return MultipathFailover
+	}
+	return p.Multipath
+}
+
+// Redundancy is how many paths MultipathRedundant sends each packet on
+// (the redundancy key of a [[peer]]).
+type Redundancy uint8
+
+const (
+	// RedundancyTwo, the default, sends on the two best healthy paths.
+	RedundancyTwo Redundancy = iota
+	// RedundancyAll sends on every healthy path.
+	RedundancyAll
+)
+
+// redundancyNames are the file's names of the Redundancy values, by value.
+var redundancyNames = []string{"two", "all"}
+
+// String returns the name in the file ("two", "all"), or "Redundancy(N)"
+// for a value without one.
+func (r Redundancy) String() string {
+	if int(r) < len(redundancyNames) {
+		return redundancyNames[r]
+	}
+	return fmt.Sprintf("Redundancy(%d)", uint8(r))
 }
 
 // position records where the keys of one table were in the file, for
@@ -178,10 +271,12 @@ func (in Interface) Equal(o Interface) bool {
 }
 
 // Equal reports whether p and q hold the same settings (Name, PublicKey,
-// AllowedIPs in order, Endpoint). Line is ignored, so a reload can tell
-// whether a peer changed even when it moved in the file.
+// AllowedIPs in order, Endpoint, Multipath, Redundancy, Duplicate in
+// order). Line is ignored, so a reload can tell whether a peer changed even
+// when it moved in the file.
 func (p Peer) Equal(q Peer) bool {
-	return p.Name == q.Name && p.PublicKey == q.PublicKey && slices.Equal(p.AllowedIPs, q.AllowedIPs) && p.Endpoint == q.Endpoint
+	return p.Name == q.Name && p.PublicKey == q.PublicKey && slices.Equal(p.AllowedIPs, q.AllowedIPs) && p.Endpoint == q.Endpoint &&
+		p.Multipath == q.Multipath && p.Redundancy == q.Redundancy && slices.Equal(p.Duplicate, q.Duplicate)
 }
 
 // Peer returns the peer with public key k, and whether there is one.

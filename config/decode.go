@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 
 	"github.com/BurntSushi/toml"
 )
@@ -23,7 +24,7 @@ import (
 var (
 	interfaceKeys = []string{"name", "private_key_file", "addresses", "listen", "mtu", "state_dir", "fwmark", "table", "log_level",
 		"metrics_listen", "qlog_dir", "keylog_file", "ready_wait", "uplinks", "keepalive"}
-	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint"}
+	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint", "multipath", "redundancy", "duplicate"}
 	topKeys  = []string{"interface", "peer"}
 )
 
@@ -356,6 +357,50 @@ func (t *table) decodePeer(pr *Peer) {
 	if s, ok := t.str("endpoint"); ok {
 		pr.Endpoint = s
 	}
+	if s, ok := t.str("multipath"); ok {
+		i := slices.Index(multipathNames, strings.ToLower(s))
+		if i <= 0 {
+			t.p.addf(t.pos.line("multipath"), "%s multipath %q is not one of failover, redundant, aggregate", t.what, clip(s))
+			t.pos.bad["multipath"] = true
+		} else {
+			pr.Multipath = Multipath(i)
+		}
+	}
+	if s, ok := t.str("redundancy"); ok {
+		i := slices.Index(redundancyNames, strings.ToLower(s))
+		if i < 0 {
+			t.p.addf(t.pos.line("redundancy"), `%s redundancy %q is not "two" (the two best healthy paths, the default) or "all" (every healthy path)`, t.what, clip(s))
+			t.pos.bad["redundancy"] = true
+		} else {
+			pr.Redundancy = Redundancy(i)
+		}
+	}
+	pr.Duplicate = t.rules("duplicate")
+}
+
+// rules returns the duplicate rules at key; entries that do not parse are
+// reported and left out.
+func (t *table) rules(key string) []classify.Rule {
+	v, ok := t.m[key]
+	if !ok {
+		return nil
+	}
+	if _, ok := v.([]any); !ok {
+		t.badType(key, `an array of rules such as ["udp:5004", "dscp:46"]`, v)
+		return nil
+	}
+	ss, _ := t.strs(key)
+	out := make([]classify.Rule, 0, len(ss))
+	for _, s := range ss {
+		r, err := classify.ParseRule(s)
+		if err != nil {
+			t.p.addErr(t.pos.line(key), t.what+" "+err.Error(), err)
+			t.pos.bad[key] = true
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // parsePrefix parses s as "addr/len". An address without a length gets a

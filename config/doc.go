@@ -30,11 +30,28 @@
 //	public_key = "base64..."                           # required, unique: 32-byte Ed25519 key
 //	allowed_ips = ["10.77.0.2/32", "192.168.20.0/24"]  # required: routed to the peer, accepted from it
 //	endpoint = "hub.example.net:4433"                  # optional: dial this peer
+//	multipath = "redundant"                            # with endpoint: failover, redundant or aggregate; default failover
+//	redundancy = "all"                                 # with multipath = "redundant": "two" or "all" paths; default "two"
+//	duplicate = ["udp:16384-32767", "dscp:46"]         # with endpoint: also send these packets on a second path
 //
 // Allowed-IPs must not overlap between peers, must not have host bits set,
 // and must not contain the peer's own endpoint address (except a default
 // route, which the fwmark and table keep apart). A node needs a listen
 // address or at least one peer endpoint.
+//
+// A site with several uplinks keeps one QUIC connection per uplink to each
+// peer it dials, and multipath says how it uses them: "failover" sends all
+// traffic on the best healthy path, "redundant" sends every packet on the
+// two best healthy paths (on all of them with redundancy = "all"), and
+// "aggregate" spreads flows over the paths. duplicate lists at most 64
+// rules; packets that match one are also sent on a second healthy path,
+// in any mode. A rule is udp:PORT, tcp:PORT, udp:LO-HI or tcp:LO-HI (the
+// source or destination port), dscp:N (0-63), or an IPv4 or IPv6 prefix
+// (the source or destination address, any protocol); there is no icmp rule.
+// The three keys belong to the side that dials: a hub applies the mode the
+// site announces, so they are errors on a peer without endpoint. Also
+// errors: redundancy with another mode, and a mode other than failover, or
+// duplicate, with fewer than two uplinks (uplinks = "any" counts as enough).
 //
 // When qlog_dir or keylog_file is left out, the daemon (not this package,
 // which never reads the environment) uses the QLOGDIR or SSLKEYLOGFILE

@@ -7,16 +7,21 @@ import (
 	"fmt"
 	"net/netip"
 	"unicode/utf8"
+
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 )
 
 // MarshalTOML encodes c as a configuration file that Parse reads back to an
 // equal Config (apart from Path, the line numbers and Interface.PrivateKey,
 // which is never written: the key lives in PrivateKeyFile). Every key is
 // written, also those at their default, except the optional strings that
-// are "" (listen, metrics_listen, qlog_dir, keylog_file, endpoint) and
-// uplinks when it is unset; strings are quoted so any value survives. It
+// are "" (listen, metrics_listen, qlog_dir, keylog_file, endpoint),
+// uplinks when it is unset, multipath when it is failover on a peer
+// without endpoint (where the key is not allowed), redundancy when it is
+// two and multipath is not redundant, and duplicate when it is empty;
+// strings are quoted so any value survives. It
 // does not validate c; it fails only for values TOML cannot carry (a string
-// that is not UTF-8, a log level with no name).
+// that is not UTF-8, a log level, multipath or redundancy with no name).
 func (c *Config) MarshalTOML() ([]byte, error) {
 	var b bytes.Buffer
 	in := &c.Interface
@@ -83,8 +88,37 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 				return nil, err
 			}
 		}
+		if int(pr.Multipath) >= len(multipathNames) {
+			return nil, fmt.Errorf("config: peer %q multipath %v has no name in the file format", clip(pr.Name), pr.Multipath)
+		}
+		if int(pr.Redundancy) >= len(redundancyNames) {
+			return nil, fmt.Errorf("config: peer %q redundancy %v has no name in the file format", clip(pr.Name), pr.Redundancy)
+		}
+		if pr.Multipath != MultipathOff {
+			fmt.Fprintf(&b, "multipath = %q\n", pr.Multipath)
+		}
+		if pr.Multipath == MultipathRedundant || pr.Redundancy != RedundancyTwo {
+			fmt.Fprintf(&b, "redundancy = %q\n", pr.Redundancy)
+		}
+		if len(pr.Duplicate) > 0 {
+			writeRules(&b, "duplicate", pr.Duplicate)
+		}
 	}
 	return b.Bytes(), nil
+}
+
+// writeRules writes key = ["r1", "r2"]. An invalid rule is written as
+// "invalid Rule", which Parse rejects, as Validate does.
+func writeRules(b *bytes.Buffer, key string, rs []classify.Rule) {
+	b.WriteString(key)
+	b.WriteString(" = [")
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(b, "%q", r.String())
+	}
+	b.WriteString("]\n")
 }
 
 // writePrefixes writes key = ["p1", "p2"]. An invalid prefix is written as

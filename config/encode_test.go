@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 )
 
 // checkRoundTrip encodes c, parses the result and checks that it is equal
@@ -62,6 +63,23 @@ func TestMarshalTOMLRoundTrip(t *testing.T) {
 		c.Peers[0].Endpoint = "[2001:db8::1]:4433"
 		checkRoundTrip(t, c)
 	})
+	t.Run("multipath keys", func(t *testing.T) {
+		for _, pr := range []Peer{
+			{},
+			{Multipath: MultipathRedundant},
+			{Multipath: MultipathRedundant, Redundancy: RedundancyAll},
+			{Multipath: MultipathAggregate, Duplicate: mustRules("udp:5004")},
+			{Duplicate: mustRules("udp:5004", "tcp:8000-8100", "dscp:0", "192.168.20.0/24", "2001:db8::/32", "::/0")},
+		} {
+			c, err := Parse("site.toml", mustRead(t, "testdata/site.toml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &c.Peers[0]
+			p.Multipath, p.Redundancy, p.Duplicate = pr.Multipath, pr.Redundancy, pr.Duplicate
+			checkRoundTrip(t, c)
+		}
+	})
 	t.Run("observability keys", func(t *testing.T) {
 		for _, rw := range []time.Duration{0, 1500 * time.Millisecond, 90 * time.Second, MaxReadyWait} {
 			c, err := Parse("hub.toml", mustRead(t, "testdata/hub.toml"))
@@ -93,12 +111,13 @@ func TestMarshalTOMLBuilt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"[interface]\nname = \"gw0\"\n", "fwmark = 0x4757\n", "log_level = \"info\"\nready_wait = \"20s\"\n", "\n[[peer]]\nname = \"hub\"\npublic_key = \"" + k.Public().String() + "\"\n"} {
+	for _, want := range []string{"[interface]\nname = \"gw0\"\n", "fwmark = 0x4757\n", "log_level = \"info\"\nready_wait = \"20s\"\n", "\n[[peer]]\nname = \"hub\"\npublic_key = \"" + k.Public().String() + "\"\n",
+		"endpoint = \"127.0.0.1:4433\"\n"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("MarshalTOML() =\n%s\nwant it to contain %q", out, want)
 		}
 	}
-	for _, key := range []string{"listen", "qlog_dir", "keylog_file"} {
+	for _, key := range []string{"listen", "qlog_dir", "keylog_file", "multipath", "redundancy", "duplicate"} {
 		if strings.Contains(string(out), key) {
 			t.Errorf("MarshalTOML() writes %s although it is empty:\n%s", key, out)
 		}
@@ -115,6 +134,36 @@ func TestMarshalTOMLErrors(t *testing.T) {
 	if _, err := c.MarshalTOML(); err == nil || !strings.Contains(err.Error(), "log level INFO+2") {
 		t.Errorf("MarshalTOML with level INFO+2 = %v, want a log level error", err)
 	}
+	c = &Config{Peers: []Peer{{Name: "hub", Multipath: 4}}}
+	if _, err := c.MarshalTOML(); err == nil || err.Error() != `config: peer "hub" multipath Multipath(4) has no name in the file format` {
+		t.Errorf("MarshalTOML with Multipath(4) = %v, want a multipath error", err)
+	}
+	c = &Config{Peers: []Peer{{Name: "hub", Redundancy: 2}}}
+	if _, err := c.MarshalTOML(); err == nil || err.Error() != `config: peer "hub" redundancy Redundancy(2) has no name in the file format` {
+		t.Errorf("MarshalTOML with Redundancy(2) = %v, want a redundancy error", err)
+	}
+}
+
+// TestMarshalTOMLInvalid checks that values Validate rejects are written so
+// that Parse rejects them too, rather than being dropped.
+func TestMarshalTOMLInvalid(t *testing.T) {
+	c, err := Parse("hub.toml", mustRead(t, "testdata/hub.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Peers[0].Multipath = MultipathRedundant // on a peer without endpoint
+	c.Peers[1].Duplicate = []classify.Rule{{}}
+	out, err := c.MarshalTOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Parse("again.toml", out)
+	checkProblems(t, "again.toml", err, []problem{
+		{18, `peer "boat-1" multipath is set by the site`},
+		{19, `peer "boat-1" redundancy is set by the site`}, // "two", written with redundant
+		{25, `peer "field-2" duplicate rule "invalid Rule": not a rule`},
+		{25, `peer "field-2" duplicate is set by the site`},
+	})
 }
 
 func FuzzParse(f *testing.F) {
@@ -130,6 +179,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(head + peerA + "endpoint = \"[2001:db8::1]:4433\"\n"))
 	f.Add([]byte(head + "metrics_listen = \"127.0.0.1:9586\"\nqlog_dir = \"/q\"\nkeylog_file = \"/k\"\nready_wait = \"0s\"\n"))
+	f.Add([]byte(site + "multipath = \"redundant\"\nredundancy = \"all\"\nduplicate = [\"udp:5004\", \"tcp:1-2\", \"dscp:46\", \"fd77::/16\"]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lines := bytes.Count(data, []byte("\n")) + 1
 		c, err := Parse("fuzz.toml", data)

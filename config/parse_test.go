@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 )
 
 // Public keys of the test nodes (seeds are sha256("godwit test key " + name)).
@@ -110,6 +111,20 @@ private_key_file = "/etc/godwit/gw0.key"
 addresses = ["10.77.0.1/24"]
 listen = ":4433"
 `
+
+// site is a valid [interface] with two uplinks (5 lines) and peer "a" with
+// an endpoint (6 lines after it), for cases about the multipath keys,
+// which start at line 12.
+var site = head + "uplinks = [\"wlan0\", \"wwan0\"]\n" + peerA + "endpoint = \"hub.example.net:4433\"\n"
+
+// manyRules returns a duplicate array of n distinct UDP port rules.
+func manyRules(n int) string {
+	rs := make([]string, n)
+	for i := range rs {
+		rs[i] = fmt.Sprintf("%q", fmt.Sprintf("udp:%d", 5000+i))
+	}
+	return "duplicate = [" + strings.Join(rs, ", ") + "]\n"
+}
 
 var parseErrorTests = []struct {
 	name string
@@ -338,6 +353,53 @@ public_key = "KEYA"
 allowed_ips = ["2001:db8::/32"]
 endpoint = "[2001:db8::1]:4433"
 `), []problem{{10, `routing loop`}}},
+	{"multipath unknown", site + "multipath = \"fast\"\n", []problem{{12, `peer "a" multipath "fast" is not one of failover, redundant, aggregate`}}},
+	{"multipath not a string", site + "multipath = 2\n", []problem{{12, `peer "a" multipath must be a string, not an integer`}}},
+	{"multipath typo", site + "multipth = \"redundant\"\n", []problem{{12, `unknown key "multipth" in peer "a" (did you mean "multipath"?)`}}},
+	{"redundancy unknown", site + "multipath = \"redundant\"\nredundancy = \"3\"\n", []problem{{13, `peer "a" redundancy "3" is not "two" (the two best healthy paths, the default) or "all" (every healthy path)`}}},
+	{"redundancy not a string", site + "multipath = \"redundant\"\nredundancy = 2\n", []problem{{13, `peer "a" redundancy must be a string, not an integer`}}},
+	{"redundancy without a mode", site + "redundancy = \"all\"\n", []problem{{12, `peer "a" redundancy applies only to multipath = "redundant", but multipath is not set: remove redundancy or set multipath = "redundant"`}}},
+	{"redundancy with aggregate", site + "multipath = \"aggregate\"\nredundancy = \"two\"\n", []problem{{13, `peer "a" redundancy applies only to multipath = "redundant", but multipath is "aggregate": remove redundancy or set multipath = "redundant"`}}},
+	{"redundancy with a bad mode", site + "multipath = \"redundnat\"\nredundancy = \"all\"\n", []problem{{12, `peer "a" multipath "redundnat" is not one of failover, redundant, aggregate`}}},
+	{"duplicate bad rules", site + "duplicate = [\"udp:70000\", \"dscp:ef\", \"udp:5004\", \"192.168.20.1/24\"]\n", []problem{
+		{12, `peer "a" duplicate rule "udp:70000": port out of range 1-65535`},
+		{12, `peer "a" duplicate rule "dscp:ef": DSCP "ef" is not a number: write dscp:46 for EF`},
+		{12, `peer "a" duplicate rule "192.168.20.1/24": prefix has host bits set (did you mean 192.168.20.0/24?)`},
+	}},
+	{"duplicate over lines", site + "duplicate = [\n  \"udp:5004\",  # RTP\n  \"icmp\",\n]\n", []problem{{12, `peer "a" duplicate rule "icmp": there is no icmp rule (duplicated pings would hide the loss they measure); a prefix rule matches ICMP to and from its hosts too`}}},
+	{"duplicate a string", site + "duplicate = \"udp:5004\"\n", []problem{{12, `peer "a" duplicate must be an array of rules such as ["udp:5004", "dscp:46"], not a string`}}},
+	{"duplicate non-string entry", site + "duplicate = [\"udp:5004\", 46]\n", []problem{{12, `peer "a" duplicate[1] must be a string, not an integer`}}},
+	{"duplicate twice", site + "duplicate = [\"udp:5004\", \"dscp:46\", \"UDP:5004-5004\"]\n", []problem{{12, `peer "a" duplicate lists rule udp:5004 twice`}}},
+	{"duplicate too many", site + manyRules(65), []problem{{12, `peer "a" duplicate has 65 rules, at most 64 are allowed`}}},
+	{"multipath keys on a peer that dials in", head + peerA + "multipath = \"redundant\"\nredundancy = \"all\"\nduplicate = [\"dscp:46\"]\n", []problem{
+		{10, `peer "a" multipath is set by the site: without an endpoint this node does not dial the peer and applies the mode the peer announces; set multipath in the peer's own [[peer]] for this node`},
+		{11, `peer "a" redundancy is set by the site: without an endpoint this node does not dial the peer`},
+		{12, `peer "a" duplicate is set by the site: without an endpoint this node does not dial the peer`},
+	}},
+	{"failover on a peer that dials in", head + peerA + "multipath = \"failover\"\n", []problem{{10, `peer "a" multipath is set by the site`}}},
+	{"empty duplicate on a peer that dials in", head + peerA + "duplicate = []\n", []problem{{10, `peer "a" duplicate is set by the site`}}},
+	{"multipath without uplinks", head + peerA + "endpoint = \"hub.example.net:4433\"\nmultipath = \"redundant\"\nduplicate = [\"udp:5004\"]\n", []problem{
+		{11, `peer "a" multipath = "redundant" needs at least two uplinks, but [interface] has no uplinks (one socket on the wildcard address): list them, e.g. uplinks = ["wlan0", "wwan0"], or write uplinks = "any"`},
+		{12, `peer "a" duplicate needs at least two uplinks, but [interface] has no uplinks (one socket on the wildcard address)`},
+	}},
+	{"multipath with one uplink", head + "uplinks = [\"wlan0\"]\n" + peerA + "endpoint = \"hub.example.net:4433\"\nmultipath = \"aggregate\"\n", []problem{
+		{12, `peer "a" multipath = "aggregate" needs at least two uplinks, but [interface] uplinks lists only "wlan0"`},
+	}},
+	{"multipath problems of two peers at once", head + "uplinks = [\"wlan0\"]\n" + peerA + `multipath = "aggregate"
+redundancy = "all"
+` + peerB + `endpoint = "hub.example.net:4433"
+multipath = "aggregate"
+redundancy = "all"
+duplicate = ["udp:5004", "udp:5004", "tcp:0"]
+`, []problem{
+		{11, `peer "a" multipath is set by the site`},
+		{12, `peer "a" redundancy is set by the site`},
+		{19, `peer "b" multipath = "aggregate" needs at least two uplinks, but [interface] uplinks lists only "wlan0"`},
+		{20, `peer "b" redundancy applies only to multipath = "redundant", but multipath is "aggregate"`},
+		{21, `peer "b" duplicate rule "tcp:0": port out of range 1-65535`},
+		{21, `peer "b" duplicate lists rule udp:5004 twice`},
+		{21, `peer "b" duplicate needs at least two uplinks`},
+	}},
 	{"nothing connects", iface + peerA, []problem{{0, `nothing could ever connect: [interface] has no listen and no peer has an endpoint`}}},
 	{"nothing connects, no peers", iface, []problem{{0, `nothing could ever connect`}}},
 	{"everything at once", `[interface]
@@ -407,6 +469,14 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 	return out
 }
 
+func mustRules(ss ...string) []classify.Rule {
+	var out []classify.Rule
+	for _, s := range ss {
+		out = append(out, classify.MustParseRule(s))
+	}
+	return out
+}
+
 func mustKey(s string) key.Public {
 	k, err := key.ParsePublic(s)
 	if err != nil {
@@ -444,7 +514,8 @@ func TestParseTestdata(t *testing.T) {
 				ReadyWait: 90 * time.Second, Uplinks: []string{"wlan0", "wwan0"}, KeepAlive: 20 * time.Second,
 			},
 			peers: []Peer{
-				{Name: "hub", PublicKey: mustKey(keyHub), AllowedIPs: mustPrefixes("0.0.0.0/0", "::/0"), Endpoint: "hub.example.net:4433", Line: 17},
+				{Name: "hub", PublicKey: mustKey(keyHub), AllowedIPs: mustPrefixes("0.0.0.0/0", "::/0"), Endpoint: "hub.example.net:4433", Line: 17,
+					Multipath: MultipathAggregate, Duplicate: mustRules("udp:5060", "udp:16384-32767", "dscp:46", "10.77.0.10/32")},
 			},
 		},
 	}
@@ -531,6 +602,17 @@ endpoint = "198.51.100.7:4433"
 		{"keepalive default", head, "15s", func(c *Config) string { return c.Interface.KeepAlive.String() }},
 		{"keepalive", head + "keepalive = \"25s\"\n", "25s", func(c *Config) string { return c.Interface.KeepAlive.String() }},
 		{"keepalive bounds", head + "keepalive = \"1s\"\n", "1s", func(c *Config) string { return c.Interface.KeepAlive.String() }},
+		{"multipath not set", site, "off two []", multipathOf},
+		{"multipath failover without uplinks", head + peerA + "endpoint = \"hub.example.net:4433\"\nmultipath = \"failover\"\n", "failover two []", multipathOf},
+		{"multipath redundant", site + "multipath = \"redundant\"\n", "redundant two []", multipathOf},
+		{"multipath redundant all", site + "multipath = \"redundant\"\nredundancy = \"all\"\n", "redundant all []", multipathOf},
+		{"multipath redundant two", site + "multipath = \"redundant\"\nredundancy = \"two\"\n", "redundant two []", multipathOf},
+		{"multipath upper case", site + "multipath = \"Aggregate\"\n", "aggregate two []", multipathOf},
+		{"multipath uplinks any", head + "uplinks = \"any\"\n" + peerA + "endpoint = \"hub.example.net:4433\"\nmultipath = \"redundant\"\nduplicate = [\"udp:5004\"]\n", "redundant two [udp:5004]", multipathOf},
+		{"duplicate rules", site + "duplicate = [\"udp:5004\", \"TCP:8000-8100\", \"dscp:46\", \"192.168.20.0/24\", \"2001:DB8::/32\"]\n", "off two [udp:5004 tcp:8000-8100 dscp:46 192.168.20.0/24 2001:db8::/32]", multipathOf},
+		{"duplicate empty", site + "duplicate = []\n", "off two []", multipathOf},
+		{"duplicate 64 rules", site + manyRules(64), "64", func(c *Config) string { return fmt.Sprint(len(c.Peers[0].Duplicate)) }},
+		{"duplicate with redundant", site + "multipath = \"redundant\"\nduplicate = [\"dscp:46\"]\n", "redundant two [dscp:46]", multipathOf},
 		{"inline peer array", expand(`peer = [{name = "a", public_key = "KEYA", allowed_ips = ["10.77.0.2/32"]}]`) + "\n" + head, "a", func(c *Config) string { return c.Peers[0].Name }},
 	}
 	for _, tt := range tests {
@@ -544,6 +626,12 @@ endpoint = "198.51.100.7:4433"
 			}
 		})
 	}
+}
+
+// multipathOf shows the multipath keys of the first peer.
+func multipathOf(c *Config) string {
+	p := c.Peers[0]
+	return fmt.Sprint(p.Multipath, " ", p.Redundancy, " ", p.Duplicate)
 }
 
 func TestConfigPeer(t *testing.T) {
@@ -578,6 +666,64 @@ func TestValidateBuilt(t *testing.T) {
 	}
 	c.Peers[0].AllowedIPs = mustPrefixes("192.0.2.0/24")
 	checkProblems(t, "", c.Validate(), []problem{{0, `peer "hub" endpoint 192.0.2.1:4433 lies inside its allowed_ips 192.0.2.0/24`}})
+}
+
+// TestValidateBuiltMultipath checks the multipath fields of peers built in
+// code, where no key was "written": zero values are the defaults, anything
+// else counts as set.
+func TestValidateBuiltMultipath(t *testing.T) {
+	build := func(uplinks []string, peers ...Peer) *Config {
+		c := &Config{Interface: Interface{PrivateKeyFile: "/k", Addresses: mustPrefixes("10.77.0.1/24"), Listen: ":4433", Uplinks: uplinks}}
+		c.SetDefaults()
+		for i := range peers {
+			peers[i].PublicKey = mustKey([]string{keyBoat, keyB, keyC}[i])
+			peers[i].AllowedIPs = mustPrefixes(fmt.Sprintf("10.77.0.%d/32", i+2))
+		}
+		c.Peers = peers
+		return c
+	}
+	two := []string{"wlan0", "wwan0"}
+	tests := []struct {
+		name string
+		c    *Config
+		want []problem
+	}{
+		{"defaults", build(nil, Peer{Name: "hub", Endpoint: "hub.example.net:4433"}, Peer{Name: "site"}), nil},
+		{"all set", build(two, Peer{Name: "hub", Endpoint: "hub.example.net:4433", Multipath: MultipathRedundant, Redundancy: RedundancyAll,
+			Duplicate: mustRules("udp:5004", "dscp:46")}), nil},
+		{"set on a peer that dials in", build(two, Peer{Name: "site", Multipath: MultipathAggregate, Redundancy: RedundancyAll, Duplicate: mustRules("udp:5004")}), []problem{
+			{0, `peer "site" multipath is set by the site`},
+			{0, `peer "site" redundancy is set by the site`},
+			{0, `peer "site" duplicate is set by the site`},
+		}},
+		{"values without names", build(two, Peer{Name: "hub", Endpoint: "hub.example.net:4433", Multipath: 7, Redundancy: 9}), []problem{
+			{0, `peer "hub" multipath Multipath(7) is not one of failover, redundant, aggregate`},
+			{0, `peer "hub" redundancy Redundancy(9) is not "two" or "all"`},
+		}},
+		{"redundancy without redundant", build(two, Peer{Name: "hub", Endpoint: "hub.example.net:4433", Redundancy: RedundancyAll}), []problem{
+			{0, `peer "hub" redundancy applies only to multipath = "redundant", but multipath is not set`},
+		}},
+		{"bad rules", build(two, Peer{Name: "hub", Endpoint: "hub.example.net:4433", Duplicate: append(mustRules("udp:5004", "udp:5004"), classify.Rule{})}), []problem{
+			{0, `peer "hub" duplicate lists rule udp:5004 twice`},
+			{0, `peer "hub" has an invalid rule in duplicate`},
+		}},
+		{"too many rules", build(two, Peer{Name: "hub", Endpoint: "hub.example.net:4433", Duplicate: make([]classify.Rule, 65)}), func() []problem {
+			want := []problem{{0, `peer "hub" duplicate has 65 rules, at most 64 are allowed`}}
+			for range 65 {
+				want = append(want, problem{0, `peer "hub" has an invalid rule in duplicate`})
+			}
+			return want
+		}()},
+		{"one uplink", build([]string{"wlan0"}, Peer{Name: "hub", Endpoint: "hub.example.net:4433", Multipath: MultipathRedundant, Duplicate: mustRules("dscp:46")}), []problem{
+			{0, `peer "hub" multipath = "redundant" needs at least two uplinks, but [interface] uplinks lists only "wlan0"`},
+			{0, `peer "hub" duplicate needs at least two uplinks, but [interface] uplinks lists only "wlan0"`},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkProblems(t, "", tt.c.Validate(), tt.want)
+		})
+	}
 }
 
 func mustRead(t *testing.T, path string) []byte {
@@ -643,7 +789,8 @@ func TestSetDefaultsReadyWait(t *testing.T) {
 }
 
 func TestPeerEqual(t *testing.T) {
-	a := Peer{Name: "a", PublicKey: mustKey(keyBoat), AllowedIPs: mustPrefixes("10.0.0.0/8"), Endpoint: "h.example:1", Line: 3}
+	a := Peer{Name: "a", PublicKey: mustKey(keyBoat), AllowedIPs: mustPrefixes("10.0.0.0/8"), Endpoint: "h.example:1", Line: 3,
+		Duplicate: mustRules("udp:5004", "dscp:46")}
 	tests := []struct {
 		name   string
 		change func(p *Peer)
@@ -655,10 +802,17 @@ func TestPeerEqual(t *testing.T) {
 		{"other key", func(p *Peer) { p.PublicKey = mustKey(keyB) }, false},
 		{"other prefixes", func(p *Peer) { p.AllowedIPs = mustPrefixes("10.0.0.0/9") }, false},
 		{"other endpoint", func(p *Peer) { p.Endpoint = "" }, false},
+		{"other multipath", func(p *Peer) { p.Multipath = MultipathRedundant }, false},
+		{"other redundancy", func(p *Peer) { p.Redundancy = RedundancyAll }, false},
+		{"other duplicate rule", func(p *Peer) { p.Duplicate[1] = classify.MustParseRule("dscp:34") }, false},
+		{"duplicate reordered", func(p *Peer) { p.Duplicate[0], p.Duplicate[1] = p.Duplicate[1], p.Duplicate[0] }, false},
+		{"no duplicate", func(p *Peer) { p.Duplicate = nil }, false},
+		{"same duplicate, written otherwise", func(p *Peer) { p.Duplicate[0] = classify.MustParseRule("UDP:5004-5004") }, true},
 	}
 	for _, tt := range tests {
 		b := a
 		b.AllowedIPs = slices.Clone(a.AllowedIPs)
+		b.Duplicate = slices.Clone(a.Duplicate)
 		tt.change(&b)
 		if got := a.Equal(b); got != tt.want {
 			t.Errorf("%s: Equal = %v, want %v", tt.name, got, tt.want)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
 )
 
 // Validate checks c and returns every problem found, joined with
@@ -93,6 +94,7 @@ func (c *Config) validate(p *problems) {
 		if pr.Endpoint != "" {
 			c.validateEndpoint(p, i, label)
 		}
+		c.validateMultipath(p, i, label)
 	}
 	c.validateOverlaps(p, owners)
 	if !in.pos.bad[""] && in.Listen == "" && !in.pos.bad["listen"] && !dials {
@@ -201,6 +203,80 @@ func (c *Config) validateEndpoint(p *problems, i int, label string) {
 		if pfx.IsValid() && pfx.Bits() > 0 && pfx.Masked().Contains(ip) {
 			p.addf(line, "%s endpoint %s lies inside its allowed_ips %s: packets to the endpoint would be routed into the tunnel (a routing loop); leave %s out of allowed_ips or dial another address", label, pr.Endpoint, pfx, ip)
 		}
+	}
+}
+
+// validateMultipath checks the multipath, redundancy and duplicate keys of
+// peer i: set only on a peer this side dials, redundancy only with
+// redundant, valid rules, at most MaxDuplicateRules of them, none twice,
+// and at least two uplinks for anything but plain failover.
+func (c *Config) validateMultipath(p *problems, i int, label string) {
+	pr := &c.Peers[i]
+	bad := pr.pos.bad
+	// A key is set when it is in the file or, in a Config built in code,
+	// when its field is not the zero value.
+	multipathSet := pr.pos.has("multipath") || pr.Multipath != MultipathOff
+	redundancySet := pr.pos.has("redundancy") || pr.Redundancy != RedundancyTwo
+	duplicateSet := pr.pos.has("duplicate") || len(pr.Duplicate) > 0
+	if pr.Endpoint == "" && !bad["endpoint"] {
+		for _, k := range []struct {
+			name string
+			set  bool
+		}{{"multipath", multipathSet}, {"redundancy", redundancySet}, {"duplicate", duplicateSet}} {
+			if k.set {
+				p.addf(pr.pos.line(k.name), "%s %s is set by the site: without an endpoint this node does not dial the peer and applies the mode the peer announces; set %s in the peer's own [[peer]] for this node", label, k.name, k.name)
+			}
+		}
+		return
+	}
+
+	modeOK := !bad["multipath"]
+	if modeOK && int(pr.Multipath) >= len(multipathNames) {
+		p.addf(pr.pos.line("multipath"), "%s multipath %v is not one of failover, redundant, aggregate", label, pr.Multipath)
+		modeOK = false
+	}
+	switch {
+	case bad["redundancy"] || !redundancySet:
+	case int(pr.Redundancy) >= len(redundancyNames):
+		p.addf(pr.pos.line("redundancy"), `%s redundancy %v is not "two" or "all"`, label, pr.Redundancy)
+	case modeOK && pr.Multipath != MultipathRedundant:
+		mode := strconv.Quote(pr.Multipath.String())
+		if pr.Multipath == MultipathOff {
+			mode = "not set"
+		}
+		p.addf(pr.pos.line("redundancy"), `%s redundancy applies only to multipath = "redundant", but multipath is %s: remove redundancy or set multipath = "redundant"`, label, mode)
+	}
+
+	line := pr.pos.line("duplicate")
+	if n := len(pr.Duplicate); n > MaxDuplicateRules {
+		p.addf(line, "%s duplicate has %d rules, at most %d are allowed", label, n, MaxDuplicateRules)
+	}
+	seen := make(map[classify.Rule]bool, len(pr.Duplicate))
+	for _, r := range pr.Duplicate {
+		switch {
+		case !r.IsValid():
+			p.addf(line, "%s has an invalid rule in duplicate", label)
+		case seen[r]:
+			p.addf(line, "%s duplicate lists rule %s twice", label, r)
+		}
+		seen[r] = true
+	}
+
+	// Every mode but failover, and duplicate, need a second path, and a
+	// site has one path per uplink.
+	in := &c.Interface
+	if in.pos.bad[""] || in.pos.bad["uplinks"] || in.UplinksAny || len(in.Uplinks) >= 2 {
+		return
+	}
+	why := `[interface] has no uplinks (one socket on the wildcard address): list them, e.g. uplinks = ["wlan0", "wwan0"], or write uplinks = "any"`
+	if len(in.Uplinks) == 1 {
+		why = fmt.Sprintf("[interface] uplinks lists only %q", in.Uplinks[0])
+	}
+	if modeOK && pr.Multipath > MultipathFailover {
+		p.addf(pr.pos.line("multipath"), "%s multipath = %q needs at least two uplinks, but %s", label, pr.Multipath, why)
+	}
+	if len(pr.Duplicate) > 0 {
+		p.addf(line, "%s duplicate needs at least two uplinks, but %s", label, why)
 	}
 }
 

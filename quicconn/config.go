@@ -110,6 +110,24 @@ type Config struct {
 	// 15 s.
 	RedialMin, RedialMax time.Duration
 
+	// Multipath announces on every connection, dialed and accepted, that
+	// this node keeps several connections to a peer at once (one per
+	// uplink; see multipath.go): its Hello carries the capability and a
+	// Multipath message with [Endpoint.Instance] follows. [Conn.Multipath]
+	// reports the peer's announcement when both sides set it. A peer
+	// without it is unaffected; its own announcement, if any, is read and
+	// ignored. False sends nothing new.
+	Multipath bool
+	// MultipathMode, if not nil, returns the mode a dialed peer should use
+	// for its direction ([PeerMultipath]), and whether it should send every
+	// packet redundantly. It is called on every dial with Multipath set
+	// (again when a rejected 0-RTT Hello is resent), on the Endpoint's
+	// goroutines, so it must be safe for concurrent use and fast; the
+	// answer is fixed for the connection's life. Nil, or a mode above MultipathAggregate
+	// (logged), announces MultipathFailover. An acceptor always announces
+	// MultipathFailover, which dialers ignore.
+	MultipathMode func(peer key.Public) (mode MultipathMode, redundancyAll bool)
+
 	// PathDeadFloor is added to 3 smoothed RTTs to declare a path suspect
 	// (Mobility.PathDead). Zero means 1 s.
 	PathDeadFloor time.Duration

@@ -118,8 +118,8 @@ type Conn struct {
 	// The state is grouped by concern, each group documented at its
 	// type: what a datagram touches (qc, start, rx), the counters only
 	// quic-go's tracer sees (trace), who the peer is (id), the control
-	// stream (ctl), paths and migrations (mob), and how the Conn ends
-	// (life).
+	// stream (ctl), paths and migrations (mob), the path monitor (hp),
+	// and how the Conn ends (life).
 	//
 	// qc and start are read for every datagram, and never written after
 	// creation. rx, written for every datagram received, sits in a cache
@@ -137,6 +137,7 @@ type Conn struct {
 	id    identity
 	ctl   controlStream
 	mob   mobState
+	hp    healthPub // the path monitor's verdict (health.go)
 	life  lifecycle
 }
 
@@ -159,10 +160,12 @@ type identity struct {
 	dialer bool          // this side dialed
 	zrtt   atomic.Uint32 // zrttNone, zrttPending, zrttAccepted or zrttRejected
 
-	mu      sync.Mutex // mu guards the following fields.
-	name    string     // from the peer's Hello; "" until it arrived
-	resumed bool       // the TLS handshake resumed a session
-	hsDone  time.Time  // when the handshake completed; zero until then
+	mu      sync.Mutex    // mu guards the following fields.
+	name    string        // from the peer's Hello; "" until it arrived
+	resumed bool          // the TLS handshake resumed a session
+	hsDone  time.Time     // when the handshake completed; zero until then
+	mp      PeerMultipath // the peer's Multipath message; zero unless mpOK
+	mpOK    bool          // both sides announced multipath
 }
 
 // controlStream is the connection's control stream (Hello, Heartbeat,
@@ -171,6 +174,8 @@ type controlStream struct {
 	br        *bufio.Reader // reader of st; only the readControl goroutine uses it after start
 	lastHeard atomic.Int64  // nanoseconds since Conn.start of the last complete control message
 	rtt       atomic.Int64  // latest heartbeat round trip in nanoseconds; 0 until measured
+	probe     atomic.Int64  // heartbeat interval in nanoseconds while monitored (MonitorPath); 0 when not
+	retick    chan struct{} // cap 1: probe changed
 
 	// mu guards the following fields and writes to st. readControl reads
 	// st without it: it starts after st is set.
@@ -191,6 +196,9 @@ type controlStream struct {
 type mobState struct {
 	ep   *Endpoint   // set when the Conn is registered
 	gone atomic.Bool // Abandon closed the conn: DialLoop redials at once
+	// pinned is set before the Conn is registered and never changes: it
+	// belongs to its uplink (DialLoopOn) and never moves.
+	pinned bool
 
 	mu sync.Mutex // mu guards the following fields.
 	// released is set when the conn died and gave its uplinks back.
@@ -242,7 +250,7 @@ func newConn(qc *quic.Conn, st *quic.Stream, br *bufio.Reader, cfg *Config, peer
 		rx:    rxState{first: make(chan struct{})},
 		cfg:   cfg,
 		id:    identity{key: key, name: peer.Name, resumed: cs.TLS.DidResume, hsDone: hsDone},
-		ctl:   controlStream{st: st, br: br},
+		ctl:   controlStream{st: st, br: br, retick: make(chan struct{}, 1)},
 		life:  lifecycle{done: make(chan struct{})},
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)
@@ -267,6 +275,7 @@ func (c *Conn) watch() {
 	if c.life.forget != nil {
 		c.life.forget(c)
 	}
+	c.endHealth(c.life.err)
 	c.log.Info("quicconn: connection down", "err", c.life.err)
 	close(c.life.done)
 }
@@ -514,6 +523,10 @@ func (c *Conn) readControl() {
 		case ctlmsg.Hello:
 			c.closeLocal(ctlmsg.CodeProtocolError, "unexpected hello")
 			return
+		case ctlmsg.Multipath:
+			// Only valid right after a Hello, where hello reads it.
+			c.closeLocal(ctlmsg.CodeProtocolError, "unexpected multipath")
+			return
 		case ctlmsg.Unknown:
 			// Skipped by ctlmsg.Read: a newer peer's optional message.
 		}
@@ -581,19 +594,37 @@ func (c *Conn) deadAfter() time.Duration {
 // scheduler wake-ups (docs/PERFORMANCE.md).
 const listenerHeartbeatEvery = 8
 
-// heartbeat sends a Heartbeat every cfg.Heartbeat and closes the connection
-// with "heartbeat timeout" once the peer has been silent for deadAfter. The
-// listening side skips its own while the peer was heard within the last
-// interval, except every listenerHeartbeatEvery-th.
+// heartbeatInterval is cfg.Heartbeat, or the shorter probe interval while
+// the path is monitored.
+func (c *Conn) heartbeatInterval() time.Duration {
+	if p := time.Duration(c.ctl.probe.Load()); p > 0 {
+		return p
+	}
+	return c.cfg.Heartbeat
+}
+
+// heartbeat sends a Heartbeat every heartbeatInterval and closes the
+// connection with "heartbeat timeout" once the peer has been silent for
+// deadAfter. The listening side of an unmonitored conn skips its own while
+// the peer was heard within the last cfg.Heartbeat, except every
+// listenerHeartbeatEvery-th; a monitored path needs its own heartbeats on
+// both sides, as the monitor judges what it sends.
 func (c *Conn) heartbeat() {
 	defer c.life.wg.Done()
-	t := time.NewTicker(c.cfg.Heartbeat)
+	interval := c.heartbeatInterval()
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	var seq, tick uint64
 	for {
 		select {
 		case <-c.qc.Context().Done():
 			return
+		case <-c.ctl.retick:
+			if d := c.heartbeatInterval(); d != interval {
+				interval = d
+				t.Reset(d)
+			}
+			continue
 		case <-t.C:
 		}
 		silent := time.Since(c.start) - time.Duration(c.ctl.lastHeard.Load())
@@ -602,7 +633,8 @@ func (c *Conn) heartbeat() {
 			c.closeLocal(ctlmsg.CodeHeartbeatTimeout, "heartbeat timeout")
 			return
 		}
-		if tick++; !c.id.dialer && silent < c.cfg.Heartbeat && tick%listenerHeartbeatEvery != 1 {
+		monitored := c.ctl.probe.Load() > 0
+		if tick++; !c.id.dialer && !monitored && silent < c.cfg.Heartbeat && tick%listenerHeartbeatEvery != 1 {
 			continue
 		}
 		seq++

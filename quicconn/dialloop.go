@@ -5,6 +5,7 @@ package quicconn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -52,6 +53,38 @@ func (e *Endpoint) DialLoop(ctx context.Context, addr string, peer key.Public, u
 	dialLoop(ctx, e.log.With("addr", addr, "peer", keyString(peer)), backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, e.uplinkWake, dial, up)
 }
 
+// DialLoopOn is [Endpoint.DialLoop] on one uplink: every attempt dials via
+// the Transport of uplink (see AddUplink; "" is the Endpoint's own
+// socket), whatever Mobility.PickUplink says. It is how a site keeps one
+// connection per uplink to a peer (multipath): one DialLoopOn per usable
+// uplink. While uplink is not added, or was removed, the loop waits
+// (logged once) without dialing until AddUplink or UplinksChanged (or
+// RedialMax passed), as DialLoop waits for a usable uplink. Backoff,
+// redials, counters and ownership of the Conn are DialLoop's.
+//
+// Its connections are pinned ([Conn.Pinned]): they belong to their
+// uplink and never move. Mobility.PathDead is never called for them,
+// ProbeUplink and SwitchUplink refuse them, and the caller must not give
+// them to a mobility policy (mobility.Policy.Add); their health is
+// [Conn.MonitorPath]'s business. A pinned conn that dies (its uplink went
+// away, or [Conn.Abandon]) is redialed on the same uplink; to stop using
+// the uplink, cancel ctx, which closes the conn.
+func (e *Endpoint) DialLoopOn(ctx context.Context, uplink, addr string, peer key.Public, up func(*Conn)) {
+	dial := func(ctx context.Context) (*Conn, error) {
+		c, err := e.dialVia(ctx, uplink, addr, peer, true)
+		if errors.Is(err, errUnknownUplink) {
+			return nil, fmt.Errorf("%w: %s is not added", ErrNoUplink, uplink)
+		}
+		return c, err
+	}
+	log := e.log.With("addr", addr, "peer", keyString(peer), "uplink", uplink)
+	dialLoop(ctx, log, backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, e.uplinkWake, dial, up)
+}
+
+// Pinned reports whether c belongs to its uplink: it was dialed by
+// [Endpoint.DialLoopOn] and never moves (see there).
+func (c *Conn) Pinned() bool { return c.mob.pinned }
+
 // Mobility is a site's uplink policy as the Endpoint's dialed connections
 // see it; package quicconn/mobility implements it. Its methods must be safe
 // for concurrent use.
@@ -66,6 +99,7 @@ type Mobility interface {
 	// PathDead is called when a connection's active path is suspect:
 	// nothing at all (datagram or control message) arrived for 3 smoothed
 	// RTTs plus Config.PathDeadFloor after a heartbeat was sent. It is
+	// never called for a pinned connection (DialLoopOn). It is
 	// called once per suspicion (again only after a packet arrived or the
 	// path was switched), on a timer goroutine, and may switch to a
 	// standby or close the connection. If nothing happens, the connection

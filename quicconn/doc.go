@@ -26,6 +26,16 @@
 // before the idle timeout; the policy that uses all this ([Mobility]) is
 // package quicconn/mobility.
 //
+// Multipath: a site may instead keep one connection per uplink to a peer
+// ([Endpoint.DialLoopOn]: pinned connections that never move), which the
+// peer groups into a set. [Config.Multipath] announces this in the hello
+// exchange with the Endpoint's [Endpoint.Instance] and, from the dialer,
+// the [MultipathMode] the peer should use ([Conn.Multipath]).
+// [Conn.MonitorPath] judges each connection's path within a few RTTs
+// under traffic and within a second when idle ([Conn.PathHealth], Up,
+// Silent, Lossy or Down, reported on every change); health.go explains
+// how.
+//
 // Restarts: [Config.StateDir] keeps the stateless-reset, session-ticket and
 // token keys and the client's session tickets, so a restarted listener
 // resets its peers' old connections at once and a restarted dialer sends

@@ -42,6 +42,7 @@ type Endpoint struct {
 	tr       *quic.Transport
 	ln       *quic.EarlyListener // nil when not listening
 	version  uint16              // ctlmsg.Version; tests change it
+	instance uint64              // Instance: random, never 0
 	state    *state.State        // keys and client tickets (Config.StateDir)
 	tickets  *state.TicketBook   // 0-RTT tickets issued and not yet used
 	zc       zeroRTTCounters
@@ -51,6 +52,7 @@ type Endpoint struct {
 
 	unreachable atomic.Uint64
 	mob         atomic.Pointer[Mobility] // SetMobility; nil without
+	health      healthLoop               // path monitors (MonitorPath)
 
 	ctx      context.Context // cancelled by Close
 	cancel   context.CancelFunc
@@ -120,7 +122,12 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
+	instance, err := newInstance()
+	if err != nil {
+		return nil, err
+	}
 	e := &Endpoint{
+		instance: instance,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		cert:     cert,
@@ -160,6 +167,9 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		go e.acceptLoop()
 		e.log.Info("quicconn: listening", "addr", e.sock.LocalAddr().String())
 	}
+	e.health.kick = make(chan struct{}, 1)
+	e.wg.Add(1)
+	go e.runHealth()
 	return e, nil
 }
 
@@ -306,7 +316,7 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "no control stream")
 		return
 	}
-	c, err := e.helloExchange(ctx, qc, st, false)
+	c, err := e.helloExchange(ctx, qc, st, false, false)
 	if err != nil {
 		log.Info("quicconn: incoming hello failed", "err", err)
 		return
@@ -325,30 +335,51 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 // dialer writes first: a stream is invisible to the peer until it carries
 // data), checks the version, registers and starts the Conn. On failure
 // the QUIC connection is closed.
-func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer bool) (*Conn, error) {
-	peer, br, hsDone, err := e.hello(ctx, qc, st, dialer, false)
+func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer, pinned bool) (*Conn, error) {
+	h, err := e.hello(ctx, qc, st, dialer, false)
 	if err != nil {
 		return nil, err
 	}
-	c := newConn(qc, st, br, &e.cfg, peer, hsDone)
+	c := newConn(qc, st, h.br, &e.cfg, h.peer, h.hsDone)
 	c.id.dialer = dialer
+	c.id.mp, c.id.mpOK = h.mp, h.mpOK
+	c.mob.pinned = pinned
 	e.nameQlog(c)
 	if err := e.register(c); err != nil {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
 		return nil, err
 	}
 	c.run()
-	c.log.Info("quicconn: connection up", "dialer", dialer, "resumed", c.id.resumed)
+	c.log.Info("quicconn: connection up", append([]any{"dialer", dialer, "resumed", c.id.resumed}, h.multipathAttrs()...)...)
 	return c, nil
+}
+
+// helloResult is what the hello exchange learned.
+type helloResult struct {
+	peer   ctlmsg.Hello
+	mp     PeerMultipath // the peer's Multipath message; zero unless mpOK
+	mpOK   bool          // both sides announced multipath
+	br     *bufio.Reader // reader of the control stream, holding what followed
+	hsDone time.Time     // when the handshake completed
+}
+
+// multipathAttrs returns the log attributes of the peer's announcement.
+func (h *helloResult) multipathAttrs() []any {
+	if !h.mpOK {
+		return nil
+	}
+	return []any{"multipath_instance", fmt.Sprintf("%016x", h.mp.Instance), "multipath_mode", h.mp.Mode.String()}
 }
 
 // hello waits for the handshake and exchanges Hello messages on st (the
 // dialer writes first, unless sent says its Hello is on st already: a
 // stream is invisible to the peer until it carries data) and checks the
-// version. It returns the peer's Hello, the reader of st that holds what
-// followed it, and when the handshake completed. On failure the QUIC
-// connection is closed.
-func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer, sent bool) (ctlmsg.Hello, *bufio.Reader, time.Time, error) {
+// version. Each side's Hello is followed by its Multipath message when it
+// announces the capability (multipath.go); both arrive under the same
+// read deadline. It returns what the peer said, the reader of st that
+// holds what followed, and when the handshake completed. On failure the
+// QUIC connection is closed.
+func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer, sent bool) (helloResult, error) {
 	// Closing the connection unblocks every read below when ctx ends.
 	stop := context.AfterFunc(ctx, func() {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "hello timeout")
@@ -357,12 +388,15 @@ func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, di
 	select {
 	case <-qc.HandshakeComplete():
 	case <-qc.Context().Done():
-		return ctlmsg.Hello{}, nil, time.Time{}, convertCloseErr(context.Cause(qc.Context()))
+		return helloResult{}, convertCloseErr(context.Cause(qc.Context()))
 	}
 	hsDone := time.Now()
-	own := ctlmsg.Hello{Version: e.version, Name: e.cfg.NodeName}
+	var peerKey key.Public
+	if dialer {
+		peerKey, _ = peerKeyOf(qc.ConnectionState().TLS) // verified in the handshake
+	}
 	write := func() error {
-		if err := st.TryWriteAll(ctlmsg.Append(nil, own)); err != nil {
+		if err := st.TryWriteAll(e.helloBytes(dialer, peerKey)); err != nil {
 			_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "hello write failed")
 			return fmt.Errorf("quicconn: write hello: %w", err)
 		}
@@ -370,39 +404,50 @@ func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, di
 	}
 	if dialer && !sent {
 		if err := write(); err != nil {
-			return ctlmsg.Hello{}, nil, time.Time{}, err
+			return helloResult{}, err
 		}
+	}
+	// readFailed closes the connection for a failed read of what (the
+	// hello or the multipath message) and returns the error.
+	readFailed := func(what string, err error) error {
+		if qc.Context().Err() != nil {
+			return fmt.Errorf("quicconn: read %s: %w", what, convertCloseErr(context.Cause(qc.Context())))
+		}
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeProtocolError), "bad "+what)
+		return fmt.Errorf("quicconn: read %s: %w", what, err)
 	}
 	_ = st.SetReadDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	br := bufio.NewReader(st)
 	m, err := ctlmsg.Read(br)
 	if err != nil {
-		if qc.Context().Err() != nil {
-			return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", convertCloseErr(context.Cause(qc.Context())))
-		}
-		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeProtocolError), "bad hello")
-		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: read hello: %w", err)
+		return helloResult{}, readFailed("hello", err)
 	}
-	_ = st.SetReadDeadline(time.Time{})
 	peer, ok := m.(ctlmsg.Hello)
 	if !ok {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeProtocolError), "expected hello")
-		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: first control message is %T, want hello", m)
+		return helloResult{}, fmt.Errorf("quicconn: first control message is %T, want hello", m)
 	}
 	if peer.Version != e.version {
 		reason := fmt.Sprintf("incompatible protocol version %d (local %d)", peer.Version, e.version)
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeVersionMismatch), reason)
-		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: %s", reason)
+		return helloResult{}, fmt.Errorf("quicconn: %s", reason)
 	}
+	h := helloResult{peer: peer, br: br, hsDone: hsDone}
+	if peer.Capabilities&ctlmsg.CapMultipath != 0 {
+		if h.mp, h.mpOK, err = e.readMultipath(br, dialer); err != nil {
+			return helloResult{}, readFailed("multipath", err)
+		}
+	}
+	_ = st.SetReadDeadline(time.Time{})
 	if !dialer {
 		if err := write(); err != nil {
-			return ctlmsg.Hello{}, nil, time.Time{}, err
+			return helloResult{}, err
 		}
 	}
 	if !stop() {
-		return ctlmsg.Hello{}, nil, time.Time{}, fmt.Errorf("quicconn: hello: %w", context.Cause(ctx))
+		return helloResult{}, fmt.Errorf("quicconn: hello: %w", context.Cause(ctx))
 	}
-	return peer, br, hsDone, nil
+	return h, nil
 }
 
 func (e *Endpoint) register(c *Conn) error {
@@ -438,11 +483,13 @@ func (e *Endpoint) forget(c *Conn) {
 // another key fails with an error saying "server key mismatch". The caller
 // owns the returned Conn.
 func (e *Endpoint) Dial(ctx context.Context, addr string, peer key.Public) (*Conn, error) {
-	return e.dial(ctx, e.tr, addr, peer)
+	return e.dial(ctx, e.tr, addr, peer, false)
 }
 
-// dial is Dial on tr: the Endpoint's own Transport or an uplink's.
-func (e *Endpoint) dial(ctx context.Context, tr *quic.Transport, addr string, peer key.Public) (*Conn, error) {
+// dial is Dial on tr: the Endpoint's own Transport or an uplink's. pinned
+// marks the Conn as belonging to its uplink (DialLoopOn) before any of its
+// goroutines runs.
+func (e *Endpoint) dial(ctx context.Context, tr *quic.Transport, addr string, peer key.Public, pinned bool) (*Conn, error) {
 	if e.ctx.Err() != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, net.ErrClosed)
 	}
@@ -460,7 +507,7 @@ func (e *Endpoint) dial(ctx context.Context, tr *quic.Transport, addr string, pe
 	}
 	if !isClosed(qc.HandshakeComplete()) {
 		// DialEarly returned with 0-RTT keys: hand the Conn out now.
-		c, err := e.dialEarly(qc, peer)
+		c, err := e.dialEarly(qc, peer, pinned)
 		if err != nil {
 			return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 		}
@@ -473,7 +520,7 @@ func (e *Endpoint) dial(ctx context.Context, tr *quic.Transport, addr string, pe
 	}
 	hctx, hcancel := context.WithTimeout(ctx, e.cfg.HandshakeTimeout)
 	defer hcancel()
-	c, err := e.helloExchange(hctx, qc, st, true)
+	c, err := e.helloExchange(hctx, qc, st, true, pinned)
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 	}
@@ -548,6 +595,7 @@ func (e *Endpoint) Close() error {
 		}
 	}
 	e.wg.Wait()
+	e.health.dwg.Wait() // the conns' Down reports; no conn is left to make more
 	if err := e.tr.Close(); err != nil {
 		errs = append(errs, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"strings"
@@ -421,11 +422,12 @@ func TestGoodbyeReasonReachesPeer(t *testing.T) {
 }
 
 // udpProxy relays UDP between one client and a server on loopback and can
-// drop everything.
+// drop everything, or a random share of the packets in both directions.
 type udpProxy struct {
 	pc     *net.UDPConn
 	server *net.UDPAddr
 	drop   atomic.Bool
+	loss   atomic.Uint32 // percent of packets dropped at random
 }
 
 // dialViaProxy connects p's client to p's server through a new udpProxy
@@ -455,6 +457,9 @@ func newUDPProxy(t testing.TB, server net.Addr) *udpProxy {
 				return
 			}
 			if p.drop.Load() {
+				continue
+			}
+			if l := p.loss.Load(); l > 0 && rand.Uint32N(100) < l {
 				continue
 			}
 			to := p.server
@@ -523,6 +528,7 @@ func TestControlStreamErrors(t *testing.T) {
 		{"over-long message", []byte{0x02, 0x80, 0x01, 0x00, 0x01}, ctlmsg.CodeProtocolError},
 		{"message never completed", []byte{0x02, 17, 0, 0}, ctlmsg.CodeProtocolError},
 		{"second hello", ctlmsg.Append(nil, ctlmsg.Hello{Version: ctlmsg.Version}), ctlmsg.CodeProtocolError},
+		{"multipath after the hello", ctlmsg.Append(nil, ctlmsg.Multipath{Instance: 1}), ctlmsg.CodeProtocolError},
 		{"unknown type skipped", []byte{0x3f, 3, 'a', 'b', 'c'}, 0},
 	}
 	for _, tt := range tests {

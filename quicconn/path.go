@@ -26,6 +26,10 @@ const defaultProbeTimeout = 2 * time.Second
 // has no validated standby path.
 var errNoStandby = errors.New("quicconn: no validated standby path")
 
+// errPinned is returned (wrapped) by [Conn.ProbeUplink] and
+// [Conn.SwitchUplink] for a pinned connection (DialLoopOn).
+var errPinned = errors.New("quicconn: connection is pinned to its uplink")
+
 // PathInfo describes one network path of a [Conn]: the active one or a
 // standby probed with [Conn.ProbeUplink].
 type PathInfo struct {
@@ -202,8 +206,12 @@ func (c *Conn) Migrations() (n uint64, lastOutage time.Duration) {
 // no deadline). A validated path is kept as the uplink's
 // standby, replacing an older one; [Conn.SwitchUplink] moves to it. Probing
 // the active uplink does nothing. It blocks for the probe; several probes
-// on different uplinks may run at once. Only a dialing side can probe.
+// on different uplinks may run at once. Only a dialing side can probe, and
+// not on a pinned connection.
 func (c *Conn) ProbeUplink(ctx context.Context, name string) error {
+	if c.mob.pinned {
+		return fmt.Errorf("quicconn: probe via %s: %w", name, errPinned)
+	}
 	ep := c.mob.ep
 	if ep == nil {
 		return fmt.Errorf("quicconn: probe via %s: connection not registered", name)
@@ -314,9 +322,12 @@ const oldPathGrace = 250 * time.Millisecond
 // once, so that even an idle connection gets an answer and the peer a
 // packet from the new address. The old path is closed a second later; probe
 // its uplink again to keep it as a standby. It fails when there is no
-// validated standby on name. Safe for
+// validated standby on name, and on a pinned connection. Safe for
 // concurrent use; it does not block on the network.
 func (c *Conn) SwitchUplink(name string) error {
+	if c.mob.pinned {
+		return fmt.Errorf("quicconn: switch to %s: %w", name, errPinned)
+	}
 	c.mob.mu.Lock()
 	if c.mob.released {
 		c.mob.mu.Unlock()
@@ -418,10 +429,11 @@ func (c *Conn) abandoned() bool { return c.mob.gone.Load() }
 
 // armPathCheck runs after every heartbeat sent at sent: if nothing at all
 // arrives within 3 smoothed RTTs plus Config.PathDeadFloor, the active path
-// is suspect and Mobility.PathDead is called, once per suspicion.
+// is suspect and Mobility.PathDead is called, once per suspicion. A pinned
+// conn is never suspect: it cannot move, its monitor (MonitorPath) judges it.
 func (c *Conn) armPathCheck(sent time.Time) {
 	mob := c.mobility()
-	if mob == nil {
+	if mob == nil || c.mob.pinned {
 		return
 	}
 	sentAt := int64(sent.Sub(c.start))

@@ -72,7 +72,9 @@ type uplinkInfo struct {
 // Afterwards [Endpoint.DialVia] and [Conn.ProbeUplink] may use name.
 // Adding a name that is already there is a no-op; adding one that was
 // removed but is still in use reuses its Transport when the interface
-// still has the same index. It needs CAP_NET_RAW on kernels before 5.7.
+// still has the same index. An uplink added or back wakes the dial loops
+// as UplinksChanged does, so that a [Endpoint.DialLoopOn] waiting for it
+// dials at once. It needs CAP_NET_RAW on kernels before 5.7.
 // Safe for concurrent use.
 func (e *Endpoint) AddUplink(name string) error {
 	if name == "" {
@@ -100,6 +102,7 @@ func (e *Endpoint) AddUplink(name string) error {
 			u.removed = false
 			e.upMu.Unlock()
 			e.log.Debug("quicconn: uplink back", "uplink", name)
+			e.UplinksChanged()
 			return nil
 		}
 		// The interface was re-created: the old socket is bound to an
@@ -133,6 +136,7 @@ func (e *Endpoint) AddUplink(name string) error {
 	e.upl.byName[name] = u
 	e.upMu.Unlock()
 	e.log.Info("quicconn: uplink added", "uplink", name, "local", sock.LocalAddr().String())
+	e.UplinksChanged()
 	return nil
 }
 
@@ -272,8 +276,14 @@ func (e *Endpoint) closeUplinks() []error {
 // removed uplink fails. The caller
 // owns the returned Conn.
 func (e *Endpoint) DialVia(ctx context.Context, uplink, addr string, peer key.Public) (*Conn, error) {
+	return e.dialVia(ctx, uplink, addr, peer, false)
+}
+
+// dialVia is DialVia; pinned makes the Conn belong to the uplink
+// (DialLoopOn).
+func (e *Endpoint) dialVia(ctx context.Context, uplink, addr string, peer key.Public, pinned bool) (*Conn, error) {
 	if uplink == "" {
-		c, err := e.Dial(ctx, addr, peer)
+		c, err := e.dial(ctx, e.tr, addr, peer, pinned)
 		if err != nil {
 			return nil, err
 		}
@@ -285,7 +295,7 @@ func (e *Endpoint) DialVia(ctx context.Context, uplink, addr string, peer key.Pu
 		return nil, fmt.Errorf("quicconn: dial %s via %s: %w", addr, uplink, err)
 	}
 	defer e.releaseUplink(u)
-	c, err := e.dial(ctx, u.tr, addr, peer)
+	c, err := e.dial(ctx, u.tr, addr, peer, pinned)
 	if err != nil {
 		return nil, fmt.Errorf("via %s: %w", uplink, err)
 	}

@@ -318,3 +318,116 @@ func (f funcMobility) Migrated(c *Conn, m Migration) {
 		f.migrated(c, m)
 	}
 }
+
+// TestDialLoopOn: the loop waits while its uplink is not added, dials on
+// it as soon as AddUplink adds it whatever PickUplink says, and its conns
+// are pinned: no PathDead on a blackholed path, no probe or switch; an
+// abandoned one is redialed on the same uplink, after a removal once the
+// uplink is back.
+func TestDialLoopOn(t *testing.T) {
+	dead := make(chan *Conn, 8)
+	p := newTestPair(t, func(cli, srv *Config) {
+		cli.Listen = ""
+		cli.RedialMin, cli.RedialMax = 10*time.Second, 20*time.Second
+		for _, c := range []*Config{cli, srv} {
+			c.Heartbeat = 100 * time.Millisecond
+			c.DeadAfter = 20 * time.Second
+		}
+		cli.PathDeadFloor = 200 * time.Millisecond
+	})
+	p.cli.SetMobility(funcMobility{
+		pick: func() (string, bool) { return "", false }, // DialLoop would wait forever
+		dead: func(c *Conn) { dead <- c },
+	})
+	proxy := newUDPProxy(t, p.srv.LocalAddr())
+	accepted := acceptAll(t, p.srv)
+	ups := make(chan *Conn, 4)
+	background(t, func(ctx context.Context) {
+		p.cli.DialLoopOn(ctx, "lo", proxy.pc.LocalAddr().String(), p.sk.pub, func(c *Conn) { ups <- c })
+	})
+	select {
+	case c := <-ups:
+		t.Fatalf("dialed on %q before the uplink was added", c.Uplink())
+	case <-time.After(300 * time.Millisecond):
+	}
+	start := time.Now()
+	addLoopbackUplink(t, p.cli)
+	var c *Conn
+	select {
+	case c = <-ups:
+	case <-time.After(8 * time.Second):
+		t.Fatal("no dial within 8 s of AddUplink (RedialMax is 20 s)")
+	}
+	t.Logf("dialed %v after AddUplink", time.Since(start).Round(time.Millisecond))
+	s := <-accepted
+	exchange(t, c, s, []byte{0x45, 1})
+	if c.Uplink() != "lo" || !c.Pinned() {
+		t.Errorf("Uplink() = %q, Pinned() = %v; want lo, true", c.Uplink(), c.Pinned())
+	}
+	if s.Pinned() {
+		t.Error("accepted conn Pinned() = true, want false")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.ProbeUplink(ctx, "lo"); !errors.Is(err, errPinned) {
+		t.Errorf("ProbeUplink on a pinned conn = %v, want errPinned", err)
+	}
+	if err := c.SwitchUplink("lo"); !errors.Is(err, errPinned) {
+		t.Errorf("SwitchUplink on a pinned conn = %v, want errPinned", err)
+	}
+
+	// Its health is the monitor's: Silent, and no PathDead.
+	health := watchHealth(c)
+	proxy.drop.Store(true)
+	start = time.Now()
+	silent := false
+	for deadline := time.After(1500 * time.Millisecond); ; { // PathDead would come after ~300 ms
+		select {
+		case <-dead:
+			t.Error("PathDead called for a pinned conn")
+		case hc := <-health:
+			silent = silent || hc.new == HealthSilent
+			t.Logf("pinned conn %v after %v: %s", hc.new, time.Since(start).Round(time.Millisecond), hc.reason)
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	if !silent {
+		t.Error("the monitor of the pinned conn reported no Silent within 1.5 s of the blackhole")
+	}
+	proxy.drop.Store(false)
+
+	start = time.Now()
+	c.Abandon("test: path gone")
+	select {
+	case c = <-ups:
+		if c.Uplink() != "lo" || !c.Pinned() {
+			t.Errorf("redialed conn: Uplink() = %q, Pinned() = %v; want lo, true", c.Uplink(), c.Pinned())
+		}
+		t.Logf("redialed %v after Abandon", time.Since(start).Round(time.Millisecond))
+	case <-time.After(8 * time.Second):
+		t.Fatal("no redial within 8 s of Abandon (RedialMin is 10 s)")
+	}
+	<-accepted
+
+	// Removed: the loop waits; back: it dials at once.
+	if err := p.cli.RemoveUplink("lo"); err != nil {
+		t.Fatal(err)
+	}
+	c.Abandon("test: uplink gone")
+	select {
+	case c := <-ups:
+		t.Fatalf("dialed on %q while the uplink was removed", c.Uplink())
+	case <-time.After(500 * time.Millisecond):
+	}
+	addLoopbackUplink(t, p.cli)
+	select {
+	case c = <-ups:
+		if c.Uplink() != "lo" {
+			t.Errorf("Uplink() = %q after the uplink came back, want lo", c.Uplink())
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("no dial within 8 s of the uplink coming back")
+	}
+}

@@ -264,21 +264,23 @@ func (e *Endpoint) finishIncoming(c *Conn) error {
 // finishHello runs the hello exchange of an early conn on st and starts
 // its control goroutines' prerequisites.
 func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, sent bool) error {
-	peer, br, hsDone, err := e.hello(ctx, c.qc, st, c.id.dialer, sent)
+	h, err := e.hello(ctx, c.qc, st, c.id.dialer, sent)
 	if err != nil {
 		c.log.Info("quicconn: hello failed", "err", err)
 		return err
 	}
 	c.ctl.mu.Lock()
-	c.ctl.st, c.ctl.br = st, br
+	c.ctl.st, c.ctl.br = st, h.br
 	c.ctl.mu.Unlock()
 	c.id.mu.Lock()
-	c.id.name = peer.Name
-	c.id.hsDone = hsDone
+	c.id.name = h.peer.Name
+	c.id.hsDone = h.hsDone
 	c.id.resumed = c.qc.ConnectionState().TLS.DidResume
+	c.id.mp, c.id.mpOK = h.mp, h.mpOK
+	resumed := c.id.resumed
 	c.id.mu.Unlock()
 	e.nameQlog(c)
-	c.log.Info("quicconn: connection up", "dialer", c.id.dialer, "resumed", c.id.resumed, "name", peer.Name, "zero_rtt", c.zeroRTTString())
+	c.log.Info("quicconn: connection up", append([]any{"dialer", c.id.dialer, "resumed", resumed, "name", h.peer.Name, "zero_rtt", c.zeroRTTString()}, h.multipathAttrs()...)...)
 	return nil
 }
 
@@ -287,10 +289,11 @@ func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, se
 // datagrams go out in 0-RTT packets. The Hello goes out in 0-RTT too; the
 // server's Hello is read after the handshake. On rejection the control
 // stream is opened again and the Hello resent.
-func (e *Endpoint) dialEarly(qc *quic.Conn, peer key.Public) (*Conn, error) {
+func (e *Endpoint) dialEarly(qc *quic.Conn, peer key.Public, pinned bool) (*Conn, error) {
 	st, err := qc.OpenStream()
-	sent := err == nil && st.TryWriteAll(ctlmsg.Append(nil, ctlmsg.Hello{Version: e.version, Name: e.cfg.NodeName})) == nil
+	sent := err == nil && st.TryWriteAll(e.helloBytes(true, peer)) == nil
 	c := newEarlyConn(qc, &e.cfg, peer, st, true)
+	c.mob.pinned = pinned
 	c.id.zrtt.Store(zrttPending)
 	if err := e.register(c); err != nil {
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "shutting down")
@@ -360,7 +363,7 @@ func newEarlyConn(qc *quic.Conn, cfg *Config, peer key.Public, st *quic.Stream, 
 		rx:    rxState{first: make(chan struct{})},
 		cfg:   cfg,
 		id:    identity{key: peer, dialer: dialer},
-		ctl:   controlStream{st: st},
+		ctl:   controlStream{st: st, retick: make(chan struct{}, 1)},
 		life:  lifecycle{done: make(chan struct{})},
 	}
 	c.trace, _ = qc.QlogTrace().(*connTrace)

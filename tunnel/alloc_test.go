@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/tun/tuntest"
+	"github.com/godwit-vpn/godwit/tunnel/internal/seq"
 )
 
 // gateDev is a tun.Device that neither allocates nor copies beyond what
@@ -155,6 +156,86 @@ func TestAllocs(t *testing.T) {
 	}
 	s := tu.Stats().Peers[idB]
 	if s.TxPackets < 2*1100 || s.RxPackets < 2*1100 || s.Drops.Total() != 0 {
+		t.Errorf("stats %+v: the gates did not go through the data path", s)
+	}
+}
+
+// TestAllocsMultipath gates the multipath paths at zero allocations: a
+// packet sent on two paths with the sequenced header (Redundant), and a
+// sequenced datagram through the duplicate window to the TUN.
+func TestAllocsMultipath(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector; run without -race")
+	}
+	goroutineLeakCheck(t)
+	dev := newGateDev()
+	tu, err := New(dev, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tu.SetPeers([]PeerConfig{{ID: idB, AllowedIPs: []netip.Prefix{prefB4, prefB6}}}); err != nil {
+		t.Fatal(err)
+	}
+	tu.SetPathPolicy(idB, PathPolicy{Mode: Redundant})
+	conns := make([]*gateConn, 2)
+	for i := range conns {
+		conns[i] = &gateConn{sent: make(chan int, 1), rx: make(chan []byte), closed: make(chan struct{})}
+		if err := tu.AttachPath(idB, conns[i], PathOptions{Name: "p", Sequenced: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- tu.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		for _, c := range conns {
+			close(c.closed)
+		}
+		dev.Close()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Error("Run did not return")
+		}
+	})
+
+	out := tuntest.Ping(hostA4, hostB4, 1, 1, 1000)
+	in := tuntest.Ping(hostB4, hostA4, 1, 1, 1000)
+	dg := make([]byte, seq.HeaderLen+len(in))
+	copy(dg[seq.HeaderLen:], in)
+	var n uint64
+	gates := []struct {
+		name string
+		f    func()
+	}{
+		{"outbound on two paths", func() {
+			dev.in <- out
+			if <-conns[0].sent != seq.HeaderLen+len(out) || <-conns[1].sent != seq.HeaderLen+len(out) {
+				t.Fatal("datagram without the sequenced header")
+			}
+		}},
+		{"inbound sequenced", func() {
+			n++
+			seq.Put(dg, n)
+			conns[n%2].rx <- dg
+			<-dev.wrote
+		}},
+	}
+	for _, g := range gates {
+		t.Run(g.name, func(t *testing.T) {
+			for range 100 { // warm up the pool
+				g.f()
+			}
+			if got := testing.AllocsPerRun(1000, g.f); got != 0 {
+				t.Errorf("%s: %v allocations per packet, want 0", g.name, got)
+			}
+		})
+	}
+	if s := tu.Stats().Peers[idB]; s.TxPackets < 1100 || s.RxPackets < 1100 || s.Drops.Total() != 0 {
 		t.Errorf("stats %+v: the gates did not go through the data path", s)
 	}
 }

@@ -40,7 +40,7 @@ func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
 	r, _ := a.c.(DatagramReleaser)
 	take := func(d []byte) {
 		if ctx.Err() == nil { // detached: what a detached conn delivers is not ours
-			p.receivePacket(d)
+			p.receivePacket(a.path.Load(), d)
 		}
 		if r != nil {
 			r.ReleaseDatagram(d) // receivePacket copied what it keeps
@@ -65,9 +65,15 @@ func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
 	}
 }
 
-// receivePacket checks the datagram d and queues the packet in it to
-// writeTUN. It does not retain d and does not allocate in steady state.
-func (p *peer) receivePacket(d []byte) {
+// receivePacket checks the datagram d, received on path ph (nil for a
+// conn outside the path set), and queues the packet in it to writeTUN. It
+// does not retain d and does not allocate in steady state.
+func (p *peer) receivePacket(ph *path, d []byte) {
+	if len(d) > 0 && d[0]>>4 == seqNibble {
+		if d = p.receiveSequenced(ph, d); d == nil {
+			return
+		}
+	}
 	n, v := checkPacket(d)
 	switch v {
 	case verdictMalformed:
@@ -113,6 +119,13 @@ func (p *peer) receivePacket(d []byte) {
 	p.stats.rxPackets.Add(1)
 	p.stats.rxBytes.Add(uint64(n))
 	stamp(&p.stats.lastRx, p.t.clock.Load())
+	if ph != nil {
+		ph.rxPackets.Add(1)
+		ph.rxBytes.Add(uint64(n))
+		if p.lastRxPath.Load() != ph {
+			p.lastRxPath.Store(ph)
+		}
+	}
 }
 
 // waitInbound queues pkt to writeTUN when the queue is full: it waits, up

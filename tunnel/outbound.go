@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/godwit-vpn/godwit/tunnel/internal/seq"
 	wgtun "golang.zx2c4.com/wireguard/tun"
 )
 
@@ -151,15 +152,19 @@ func (p *peer) send(ctx context.Context, log *slog.Logger) {
 		if p.stalled.Load() && len(p.out) <= cap(p.out)/2 {
 			p.stalled.Store(false) // caught up: readTUN waits again
 		}
-		a := p.conn.Load()
-		for a == nil {
+		a, s := p.conn.Load(), p.sched.Load()
+		for a == nil && s == nil {
 			select {
 			case <-ctx.Done():
 				p.t.putOutBuf(pkt.buf)
 				return
 			case <-p.wake:
 			}
-			a = p.conn.Load()
+			a, s = p.conn.Load(), p.sched.Load()
+		}
+		if s != nil {
+			p.sendOnPaths(s, pkt, log)
+			continue
 		}
 		p.sendPacket(a.c, pkt, log)
 	}
@@ -175,10 +180,21 @@ func (p *peer) sendPacket(c DatagramConn, pkt outPacket, log *slog.Logger) {
 		stamp(&p.stats.lastTx, p.t.clock.Load())
 		return
 	}
+	p.sendFailed(err, pkt.data(), false, log)
+}
+
+// sendFailed counts a failed SendDatagram of the IP packet pkt and, when it
+// was too large, answers it with an ICMP too big at the connection's limit
+// (less the sequenced header when it had one).
+func (p *peer) sendFailed(err error, pkt []byte, sequenced bool, log *slog.Logger) {
 	var dl datagramLimiter
 	if errors.As(err, &dl) {
 		p.stats.tooBig.Add(1)
-		p.t.sendICMP(pkt.data(), icmpTooBig, dl.DatagramLimit(), p.t.tooBigLimit)
+		limit := dl.DatagramLimit()
+		if sequenced {
+			limit -= seq.HeaderLen
+		}
+		p.t.sendICMP(pkt, icmpTooBig, limit, p.t.tooBigLimit)
 		return
 	}
 	p.stats.sendError.Add(1)

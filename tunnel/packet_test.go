@@ -262,7 +262,7 @@ func FuzzInboundPacket(f *testing.F) {
 	f.Fuzz(func(t *testing.T, d []byte) {
 		orig := bytes.Clone(d)
 		before := pb.stats.snapshot()
-		pb.receivePacket(d)
+		pb.receivePacket(nil, d)
 		after := pb.stats.snapshot()
 		if !bytes.Equal(d, orig) {
 			t.Fatalf("receivePacket modified its input")

@@ -4,16 +4,21 @@ package tunnel
 
 import (
 	"context"
+	"hash/maphash"
 	"log/slog"
 	"sync/atomic"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/tunnel/internal/seq"
 )
 
 // attachment is one conn attached to a peer, with its receiver.
 type attachment struct {
 	c      DatagramConn
 	cancel context.CancelFunc // stops the receiver; nil until started
+	// path is the conn's path in the peer's path set, nil when it was
+	// attached with Attach (or has left the set).
+	path atomic.Pointer[path]
 }
 
 // peer is one peer: its outbound queue and sender, its current conn and the
@@ -33,23 +38,37 @@ type peer struct {
 	// has taken out down to half (see routeBatch).
 	stalled atomic.Bool
 
+	// Multipath (paths.go): the schedule over the path set, nil while the
+	// peer has no paths; the path of the latest packet received (for
+	// PathPolicy.Follow); the sequence numbers sent and the window of
+	// those received.
+	sched      atomic.Pointer[schedule]
+	lastRxPath atomic.Pointer[path]
+	seqTx      *seq.Sender
+	window     seq.Window
+	seed       maphash.Seed
+
 	// These fields are guarded by t.mu.
 	name   string
 	log    *slog.Logger
 	recv   map[DatagramConn]*attachment // attached conns, current or not
-	ctx    context.Context              // non-nil while started
+	paths  map[DatagramConn]*path       // the path set (AttachPath)
+	policy PathPolicy
+	ctx    context.Context // non-nil while started
 	cancel context.CancelFunc
 }
 
 func (t *Tunnel) newPeer(id key.Public, name string) *peer {
 	return &peer{
-		t:    t,
-		id:   id,
-		out:  make(chan outPacket, t.queueLen),
-		wake: make(chan struct{}, 1),
-		name: name,
-		log:  t.log.With("peer", id.String(), "name", name),
-		recv: make(map[DatagramConn]*attachment),
+		t:     t,
+		id:    id,
+		out:   make(chan outPacket, t.queueLen),
+		wake:  make(chan struct{}, 1),
+		name:  name,
+		log:   t.log.With("peer", id.String(), "name", name),
+		recv:  make(map[DatagramConn]*attachment),
+		seed:  maphash.MakeSeed(),
+		seqTx: seq.NewSender(),
 	}
 }
 
@@ -85,6 +104,8 @@ func (p *peer) stopLocked() {
 		}
 		delete(p.recv, c)
 	}
+	clear(p.paths)
+	p.rescheduleLocked()
 	p.conn.Store(nil)
 }
 
@@ -96,6 +117,7 @@ func (p *peer) connDead(a *attachment) {
 	defer p.t.mu.Unlock()
 	if p.recv[a.c] == a {
 		delete(p.recv, a.c)
+		p.removePathLocked(a.c)
 	}
 	p.conn.CompareAndSwap(a, nil)
 }

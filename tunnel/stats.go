@@ -33,9 +33,13 @@ import (
 //   - TUNQueueFull ("tun_queue_full"): the queue to the TUN writer was full.
 //     ICMP errors the tunnel generates itself go through the same queue;
 //     their drops count here too, in Stats.Total but in no peer's Counters.
+//   - SeqTooOld ("seq_too_old"): a sequenced datagram whose number is
+//     behind the duplicate window (replayed, forged, or a copy far later
+//     than the first).
 type Drops struct {
 	NoRoute, QueueFull, TooBig, SendError, OutMalformed uint64
 	BadSource, InMalformed, UnknownFormat, TUNQueueFull uint64
+	SeqTooOld                                           uint64
 }
 
 // All yields each reason's direction-qualified name ("outbound/no_route",
@@ -50,7 +54,8 @@ func (d Drops) All() iter.Seq2[string, uint64] {
 			yield("inbound/bad_source", d.BadSource) &&
 			yield("inbound/malformed", d.InMalformed) &&
 			yield("inbound/unknown_format", d.UnknownFormat) &&
-			yield("inbound/tun_queue_full", d.TUNQueueFull)
+			yield("inbound/tun_queue_full", d.TUNQueueFull) &&
+			yield("inbound/seq_too_old", d.SeqTooOld)
 	}
 }
 
@@ -73,6 +78,7 @@ func (d *Drops) add(o Drops) {
 	d.InMalformed += o.InMalformed
 	d.UnknownFormat += o.UnknownFormat
 	d.TUNQueueFull += o.TUNQueueFull
+	d.SeqTooOld += o.SeqTooOld
 }
 
 // Counters are traffic and drop counts. Rx is inbound (received from a
@@ -82,6 +88,12 @@ type Counters struct {
 	RxPackets, RxBytes uint64
 	TxPackets, TxBytes uint64
 	Drops              Drops
+	// Duplicates counts sequenced datagrams received a second time (the
+	// other copy of a redundant or duplicated packet): discarded, not
+	// lost. SeqResets counts jumps of the peer's sequence numbers that
+	// restarted the window (the peer restarted). PathsRefused counts
+	// connections refused because the peer had MaxPaths.
+	Duplicates, SeqResets, PathsRefused uint64
 	// LastRx and LastTx are when the latest packet was received or sent
 	// (the zero time if none was), read from the tunnel's coarse clock:
 	// they may be up to clockTick (250 ms) early. In a sum (Stats.Total)
@@ -95,6 +107,9 @@ func (c *Counters) add(o Counters) {
 	c.TxPackets += o.TxPackets
 	c.TxBytes += o.TxBytes
 	c.Drops.add(o.Drops)
+	c.Duplicates += o.Duplicates
+	c.SeqResets += o.SeqResets
+	c.PathsRefused += o.PathsRefused
 	if o.LastRx.After(c.LastRx) {
 		c.LastRx = o.LastRx
 	}
@@ -129,6 +144,7 @@ type counters struct {
 
 	noRoute, queueFull, tooBig, sendError, outMalformed atomic.Uint64
 	badSource, inMalformed, unknownFormat, tunQueueFull atomic.Uint64
+	seqTooOld, dupDiscarded, seqResets, pathsRefused    atomic.Uint64
 
 	// lastRx and lastTx hold coarse-clock readings (Unix nanoseconds, 0
 	// for never); see stamp.
@@ -168,8 +184,12 @@ func (c *counters) snapshot() Counters {
 			InMalformed:   c.inMalformed.Load(),
 			UnknownFormat: c.unknownFormat.Load(),
 			TUNQueueFull:  c.tunQueueFull.Load(),
+			SeqTooOld:     c.seqTooOld.Load(),
 		},
-		LastRx: unixTime(c.lastRx.Load()),
-		LastTx: unixTime(c.lastTx.Load()),
+		Duplicates:   c.dupDiscarded.Load(),
+		SeqResets:    c.seqResets.Load(),
+		PathsRefused: c.pathsRefused.Load(),
+		LastRx:       unixTime(c.lastRx.Load()),
+		LastTx:       unixTime(c.lastTx.Load()),
 	}
 }

@@ -449,6 +449,7 @@ func (t *Tunnel) Detach(id key.Public, c DatagramConn) {
 			a.cancel()
 		}
 	}
+	p.removePathLocked(c)
 	if cur := p.conn.Load(); cur != nil && cur.c == c {
 		p.conn.Store(nil)
 		p.log.Info("tunnel: connection detached")

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
+	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn"
 	"github.com/godwit-vpn/godwit/tunnel"
 )
@@ -37,8 +38,9 @@ func trafficOf(c tunnel.Counters) ctl.Traffic {
 // the connection statistics are read after releasing it.
 func (d *daemon) snapshot(started time.Time) *ctl.Status {
 	type peerCopy struct {
-		ps        peerState
-		connected bool
+		ps  peerState
+		cur *quicconn.Conn // nil when not connected
+		set bool           // a multipath peer with a connection set
 	}
 	d.mu.Lock()
 	cfg := d.cfg
@@ -48,7 +50,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 		if ps == nil {
 			continue
 		}
-		peers = append(peers, peerCopy{ps: *ps, connected: ps.conn != nil})
+		peers = append(peers, peerCopy{ps: *ps, cur: ps.current(), set: len(ps.paths) > 0})
 	}
 	d.mu.Unlock()
 
@@ -110,46 +112,24 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			Paths:          []ctl.PathStatus{},
 		}
 		switch {
-		case pc.connected:
+		case pc.cur != nil:
 			p.State = ctl.StateConnected
 		case ps.cfg.Endpoint != "":
 			p.State = ctl.StateConnecting
 		}
-		if pc.connected {
-			cs := ps.conn.Stats()
+		if pc.cur != nil {
+			cs := pc.cur.Stats()
 			p.Resumed = cs.Resumed
 			p.HeartbeatRTT = cs.HeartbeatRTT
 			p.ZeroRTT = ctl.ZeroRTT{Used: cs.Used0RTT, Rejected: cs.Rejected0RTT}
-			p.Migrations, p.LastMigrationOutage = ps.conn.Migrations()
-			paths := ps.conn.Paths() // mobility: active path first, then standbys
-			p.Paths = append(p.Paths, ctl.PathStatus{
-				Uplink:    paths[0].Uplink,
-				Local:     quicconn.AddrPort(ps.conn.LocalAddr()),
-				Remote:    quicconn.AddrPort(ps.conn.RemoteAddr()),
-				Active:    true,
-				Validated: true,
-				RTT: ctl.RTT{
-					Smoothed:      cs.SmoothedRTT,
-					Min:           cs.MinRTT,
-					Latest:        cs.LatestRTT,
-					MeanDeviation: cs.MeanDeviation,
-				},
-				CongestionWindow: cs.CongestionWindow,
-				DatagramLimit:    cs.DatagramLimit,
-				BytesSent:        cs.BytesSent,
-				PacketsSent:      cs.PacketsSent,
-				BytesReceived:    cs.BytesReceived,
-				PacketsReceived:  cs.PacketsReceived,
-				BytesLost:        cs.BytesLost,
-				PacketsLost:      cs.PacketsLost,
-				QUICDrops: map[string]uint64{
-					"receive_queue_full": cs.DatagramsDroppedQueueFull,
-					"send_too_large":     cs.DatagramsDroppedTooLarge,
-					"dos_prevention":     cs.PacketsDroppedDoS,
-				},
-				PTOCount:      cs.PTOCount,
-				MaxPacketSize: cs.MaxPacketSize,
-			})
+			p.Migrations, p.LastMigrationOutage = pc.cur.Migrations()
+		}
+		switch {
+		case pc.set:
+			p.Paths = d.multipathStatus(ps.cfg.PublicKey, &p)
+		case pc.cur != nil:
+			paths := pc.cur.Paths() // mobility: active path first, then standbys
+			p.Paths = append(p.Paths, connPath(pc.cur, paths[0].Uplink))
 			for _, sp := range paths[1:] {
 				p.Paths = append(p.Paths, ctl.PathStatus{Uplink: sp.Uplink, Local: sp.Local, Remote: sp.Remote,
 					Validated: sp.Validated, QUICDrops: map[string]uint64{}})
@@ -158,6 +138,69 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 		st.Peers = append(st.Peers, p)
 	}
 	return st
+}
+
+// connPath is the status of c's active path, on uplink.
+func connPath(c *quicconn.Conn, uplink string) ctl.PathStatus {
+	cs := c.Stats()
+	return ctl.PathStatus{
+		Uplink:    uplink,
+		Local:     quicconn.AddrPort(c.LocalAddr()),
+		Remote:    quicconn.AddrPort(c.RemoteAddr()),
+		Active:    true,
+		Validated: true,
+		RTT: ctl.RTT{
+			Smoothed:      cs.SmoothedRTT,
+			Min:           cs.MinRTT,
+			Latest:        cs.LatestRTT,
+			MeanDeviation: cs.MeanDeviation,
+		},
+		CongestionWindow: cs.CongestionWindow,
+		DatagramLimit:    cs.DatagramLimit,
+		BytesSent:        cs.BytesSent,
+		PacketsSent:      cs.PacketsSent,
+		BytesReceived:    cs.BytesReceived,
+		PacketsReceived:  cs.PacketsReceived,
+		BytesLost:        cs.BytesLost,
+		PacketsLost:      cs.PacketsLost,
+		QUICDrops: map[string]uint64{
+			"receive_queue_full": cs.DatagramsDroppedQueueFull,
+			"send_too_large":     cs.DatagramsDroppedTooLarge,
+			"dos_prevention":     cs.PacketsDroppedDoS,
+		},
+		PTOCount:      cs.PTOCount,
+		MaxPacketSize: cs.MaxPacketSize,
+	}
+}
+
+// multipathStatus is the status of each connection of peer id's set, best
+// first, and sets p.Multipath.
+func (d *daemon) multipathStatus(id key.Public, p *ctl.PeerStatus) []ctl.PathStatus {
+	tps := d.tn.PathStats(id)
+	var total uint64
+	for _, tp := range tps {
+		total += tp.TxPackets - tp.DupSent
+	}
+	out := make([]ctl.PathStatus, 0, len(tps))
+	for _, tp := range tps {
+		c, ok := tp.Conn.(*quicconn.Conn)
+		if !ok {
+			continue
+		}
+		p.Multipath = tp.Mode.String()
+		h := c.PathHealth()
+		ps := connPath(c, c.Uplink())
+		ps.Multipath = &ctl.MultipathStatus{
+			Role: tp.Role, Health: h.State.String(), Loss: h.Loss,
+			TxPackets: tp.TxPackets, RxPackets: tp.RxPackets,
+			DupSent: tp.DupSent, DupDiscarded: tp.DupDiscarded, Sequenced: tp.Sequenced,
+		}
+		if total > 0 {
+			ps.Multipath.Share = float64(tp.TxPackets-tp.DupSent) / float64(total)
+		}
+		out = append(out, ps)
+	}
+	return out
 }
 
 // ops runs the daemon's operational interfaces: the control socket and,

@@ -73,6 +73,10 @@ type peerState struct {
 	cfg      config.Peer
 	conn     *quicconn.Conn     // current connection, or nil
 	stopDial context.CancelFunc // non-nil while a dial loop runs
+	// paths is a multipath peer's connection set (multipath.go), each with
+	// when it joined; instance is the peer daemon's that the set belongs to.
+	paths    map[*quicconn.Conn]time.Time
+	instance uint64
 	// For godwit show (ctl.go): when the current or last conn was
 	// attached, and when its handshake completed.
 	since, handshake time.Time
@@ -138,6 +142,10 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		// Full-size inner packets fit from the first packet on, with no ICMP
 		// "too big" while path MTU discovery probes (docs/PERFORMANCE.md).
 		InitialPacketSize: quicconn.InitialPacketSizeFor(ifc.MTU),
+		// Announce multipath (sequenced datagrams, connection sets) on
+		// every connection, and each dialed peer's mode.
+		Multipath:     true,
+		MultipathMode: d.announcedMode,
 	}
 	if limit := quicconn.MaxInitialPacketSize - quicconn.DatagramOverhead; ifc.MTU > limit {
 		log.Warn("mtu is larger than the largest datagram a 1500-byte path carries; larger inner packets get ICMP too big",
@@ -213,7 +221,10 @@ const mobilityStartWait = 2 * time.Second
 func (d *daemon) startMobility(cfg *config.Config) {
 	ifc := &cfg.Interface
 	log := d.log.With("part", "mobility")
-	d.mob = mobility.New(mobility.Config{Endpoint: d.ep, Logger: log, Changed: d.notifyChanged})
+	d.mob = mobility.New(mobility.Config{Endpoint: d.ep, Logger: log, Changed: func() {
+		d.notifyChanged()
+		d.pathsChanged()
+	}})
 	d.ep.SetMobility(d.mob.Hooks())
 	sel := routing.UplinkSelection{Names: ifc.Uplinks, Any: ifc.UplinksAny, Exclude: []string{ifc.Name}}
 	d.wg.Go(func() { routing.WatchUplinks(d.ctx, routing.Options{Logger: log}, sel, d.mob.SetUplinks) })
@@ -273,15 +284,39 @@ func (d *daemon) acceptLoop() {
 			}
 			return
 		}
-		d.attach(c)
+		if _, ok := c.Multipath(); ok {
+			d.attachPath(c) // the site groups its connections into a set
+		} else {
+			d.attach(c)
+		}
 	}
 }
 
-// startDialLocked starts the dial loop of a peer that has an endpoint.
+// startDialLocked starts dialing a peer that has an endpoint: one
+// connection per usable uplink for a multipath peer, else one connection.
 func (d *daemon) startDialLocked(ps *peerState) {
 	if ps.cfg.Endpoint == "" {
 		return
 	}
+	if d.multipathSite(&ps.cfg) {
+		id := ps.cfg.PublicKey
+		d.mob.AddMultipathPeer(id, ps.cfg.Name, ps.cfg.Endpoint, d.attachPath)
+		ps.stopDial = func() { d.mob.RemoveMultipathPeer(id) }
+		return
+	}
+	d.startLegacyDialLocked(ps)
+}
+
+// stopDialLocked stops dialing ps, if it is dialed.
+func (ps *peerState) stopDialLocked() {
+	if ps.stopDial != nil {
+		ps.stopDial()
+		ps.stopDial = nil
+	}
+}
+
+// startLegacyDialLocked starts the dial loop of the one connection to ps.
+func (d *daemon) startLegacyDialLocked(ps *peerState) {
 	ctx, cancel := context.WithCancel(d.ctx)
 	ps.stopDial = cancel
 	endpoint, key := ps.cfg.Endpoint, ps.cfg.PublicKey
@@ -368,7 +403,7 @@ func (d *daemon) status() (line string, connected int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, ps := range d.peers {
-		if ps.conn != nil {
+		if ps.current() != nil {
 			connected++
 		}
 	}
@@ -436,10 +471,8 @@ func (d *daemon) apply(cfg *config.Config) error {
 		if _, ok := want[id]; ok {
 			continue
 		}
-		if ps.stopDial != nil {
-			ps.stopDial()
-		}
-		if c := ps.conn; c != nil {
+		ps.stopDialLocked()
+		for c := range ps.allConns() {
 			d.wg.Go(func() { _ = c.Close("peer removed from config") })
 		}
 		delete(d.peers, id)
@@ -454,13 +487,10 @@ func (d *daemon) apply(cfg *config.Config) error {
 			d.log.Info("peer added", "peer", p.Name)
 			continue
 		}
-		endpointChanged := ps.cfg.Endpoint != p.Endpoint
+		redial := ps.cfg.Endpoint != p.Endpoint || multipathChanged(&ps.cfg, &p)
 		ps.cfg = p
-		if endpointChanged {
-			if ps.stopDial != nil {
-				ps.stopDial()
-				ps.stopDial = nil
-			}
+		if redial {
+			ps.stopDialLocked()
 			d.startDialLocked(ps)
 		}
 	}

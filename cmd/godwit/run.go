@@ -129,7 +129,7 @@ func unconnectedPeers(d *daemon) []string {
 	defer d.mu.Unlock()
 	var names []string
 	for _, ps := range d.peers {
-		if ps.conn == nil {
+		if ps.current() == nil {
 			names = append(names, ps.cfg.Name)
 		}
 	}

@@ -34,6 +34,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn"
 )
 
@@ -68,7 +69,8 @@ type Config struct {
 	Endpoint Endpoint
 	// Logger receives one line per decision at Info. Nil discards.
 	Logger *slog.Logger
-	// Changed, if not nil, is called after every switch (Status changed).
+	// Changed, if not nil, is called after every switch (Status changed)
+	// and, with multipath peers, after every SetUplinks (ranks changed).
 	Changed func()
 	// ProbeTimeout bounds one path probe. Zero means 2 s.
 	ProbeTimeout time.Duration
@@ -103,6 +105,8 @@ type Policy struct {
 	avoid string
 	// closed is set by Close: nothing new starts.
 	closed bool
+	// mp holds the multipath peers (multipath.go).
+	mp map[key.Public]*mpPeer
 }
 
 type connState struct {
@@ -203,7 +207,12 @@ func (p *Policy) SetUplinks(usable []string) {
 		p.isSet.Store(true)
 		close(p.ready) // before the wake-up: PickUplink answers from the view now
 	}
+	p.reconcileMultipathLocked()
+	multipath := len(p.mp) > 0
 	p.mu.Unlock()
+	if p.cfg.Changed != nil && multipath {
+		p.cfg.Changed() // the uplinks' ranks may have changed
+	}
 	if len(lost) > 0 || len(gained) > 0 || first {
 		p.log.Info("uplinks", "usable", fmt.Sprint(usable), "lost", fmt.Sprint(lost), "new", fmt.Sprint(gained))
 	}

@@ -191,7 +191,33 @@ type PeerStatus struct {
 	// Paths are the current connection's network paths, the active one
 	// first, then validated or probing standby paths on other uplinks;
 	// empty when not connected. Standby paths carry only their addresses.
+	// For a multipath peer they are its connections instead, one per
+	// path, best first, each Active with its own figures and Multipath.
 	Paths []PathStatus `json:"paths"`
+	// Multipath is the mode of a peer with a connection set ("failover",
+	// "redundant", "aggregate"); "" for a single connection.
+	Multipath string `json:"multipath,omitempty"`
+}
+
+// MultipathStatus is what the tunnel does with one connection of a
+// multipath peer. Packets are the tunnel's IP packets.
+type MultipathStatus struct {
+	// Role is "carrying" (sends the peer's traffic now), "warm" (healthy,
+	// standing by) or "down".
+	Role string `json:"role"`
+	// Health is the connection's monitor: "up", "silent" or "lossy", with
+	// the recent loss ratio of its QUIC packets.
+	Health string  `json:"health"`
+	Loss   float64 `json:"loss_ratio"`
+	// Share is the fraction of the peer's packets sent on this path.
+	Share        float64 `json:"traffic_share"`
+	TxPackets    uint64  `json:"tx_packets"`
+	RxPackets    uint64  `json:"rx_packets"`
+	DupSent      uint64  `json:"dup_sent"`      // extra copies (redundant, duplicate rules)
+	DupDiscarded uint64  `json:"dup_discarded"` // copies received second, dropped
+	// Sequenced reports that the peer's datagrams carry sequence numbers
+	// (it has more than one path, and both ends announced them).
+	Sequenced bool `json:"sequenced"`
 }
 
 // ZeroRTT reports 0-RTT on a connection (quicconn.ConnStats Used0RTT and
@@ -234,6 +260,8 @@ type PathStatus struct {
 	// UDP payload size path MTU discovery has reached.
 	PTOCount      uint32 `json:"pto_count"`
 	MaxPacketSize int    `json:"max_packet_size_bytes"`
+	// Multipath is set on the paths of a multipath peer.
+	Multipath *MultipathStatus `json:"multipath,omitempty"`
 }
 
 // RTT holds quic-go's round-trip estimates of a path.

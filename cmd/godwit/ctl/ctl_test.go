@@ -32,6 +32,11 @@ func fill(v reflect.Value) {
 		for i := range v.NumField() {
 			fill(v.Field(i))
 		}
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem())
+	case reflect.Float64:
+		v.SetFloat(0.5)
 	case reflect.Slice:
 		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
 		fill(v.Index(0))
@@ -104,10 +109,14 @@ func TestJSONFieldNames(t *testing.T) {
 		"now", "peers",
 		"peers[].allowed_ips", "peers[].connected_since", "peers[].drops", "peers[].endpoint",
 		"peers[].heartbeat_rtt_ns", "peers[].last_handshake", "peers[].last_migration_outage_ns",
-		"peers[].last_rx", "peers[].last_tx", "peers[].migrations", "peers[].name", "peers[].paths",
+		"peers[].last_rx", "peers[].last_tx", "peers[].migrations", "peers[].multipath", "peers[].name", "peers[].paths",
 		"peers[].paths[].active", "peers[].paths[].bytes_lost", "peers[].paths[].bytes_received",
 		"peers[].paths[].bytes_sent", "peers[].paths[].congestion_window_bytes",
 		"peers[].paths[].datagram_limit_bytes", "peers[].paths[].local", "peers[].paths[].max_packet_size_bytes",
+		"peers[].paths[].multipath", "peers[].paths[].multipath.dup_discarded", "peers[].paths[].multipath.dup_sent",
+		"peers[].paths[].multipath.health", "peers[].paths[].multipath.loss_ratio", "peers[].paths[].multipath.role",
+		"peers[].paths[].multipath.rx_packets", "peers[].paths[].multipath.sequenced",
+		"peers[].paths[].multipath.traffic_share", "peers[].paths[].multipath.tx_packets",
 		"peers[].paths[].packets_lost", "peers[].paths[].packets_received", "peers[].paths[].packets_sent",
 		"peers[].paths[].pto_count", "peers[].paths[].quic_drops", "peers[].paths[].remote", "peers[].paths[].rtt",
 		"peers[].paths[].rtt.latest_ns", "peers[].paths[].rtt.mean_deviation_ns", "peers[].paths[].rtt.min_ns",

@@ -105,6 +105,9 @@ func Format(st *Status) string {
 		if p.HeartbeatRTT > 0 {
 			fmt.Fprintf(&b, "  heartbeat rtt: %s\n", humanRTT(p.HeartbeatRTT))
 		}
+		if p.Multipath != "" {
+			fmt.Fprintf(&b, "  multipath: %s, %d connections\n", p.Multipath, len(p.Paths))
+		}
 		if p.Migrations > 0 {
 			fmt.Fprintf(&b, "  migrations: %d, last outage %s\n", p.Migrations, humanRTT(p.LastMigrationOutage))
 		}
@@ -128,7 +131,13 @@ func Format(st *Status) string {
 				fmt.Fprintf(&b, "  path %s -> %s%s (%s)\n", pa.Local, pa.Remote, via, state)
 				continue
 			}
-			fmt.Fprintf(&b, "  path %s -> %s%s (active)\n", pa.Local, pa.Remote, via)
+			if m := pa.Multipath; m != nil {
+				fmt.Fprintf(&b, "  path %s -> %s%s (%s; health %s, loss %.1f %%)\n", pa.Local, pa.Remote, via, m.Role, m.Health, 100*m.Loss)
+				fmt.Fprintf(&b, "    tunnel: %.0f %% of the traffic, %d packets sent, %d received, %d copies sent, %d duplicates discarded\n",
+					100*m.Share, m.TxPackets, m.RxPackets, m.DupSent, m.DupDiscarded)
+			} else {
+				fmt.Fprintf(&b, "  path %s -> %s%s (active)\n", pa.Local, pa.Remote, via)
+			}
 			fmt.Fprintf(&b, "    rtt: %s smoothed, %s min, %s latest\n",
 				humanRTT(pa.RTT.Smoothed), humanRTT(pa.RTT.Min), humanRTT(pa.RTT.Latest))
 			fmt.Fprintf(&b, "    congestion window: %s, datagram limit: %d B\n", humanBytes(pa.CongestionWindow), pa.DatagramLimit)

@@ -25,6 +25,7 @@ var metricDescs = struct {
 	ifRxPackets, ifRxBytes, ifTxPackets, ifTxBytes, ifDrops, icmpSent     *prometheus.Desc
 	icmpLimited, unreachableSends, tunWriteErrors, tunTooManySegs, uptime *prometheus.Desc
 	pathQUICDrops, pathPTO, pathMaxPacket, udpRcvbufErrors                *prometheus.Desc
+	pathRole, pathLoss, pathShare, pathDupSent, pathDupDiscarded          *prometheus.Desc
 	connEvents, lastRedialOutage, udpSendCalls, udpSendSegments           *prometheus.Desc
 }{
 	udpSendCalls: prometheus.NewDesc("godwit_udp_send_calls_total",
@@ -39,6 +40,16 @@ var metricDescs = struct {
 	pathQUICDrops: prometheus.NewDesc("godwit_path_quic_drops_total",
 		"Datagrams or packets dropped inside quic-go, by reason (receive_queue_full, send_too_large, dos_prevention).",
 		[]string{"peer", "path", "reason"}, nil),
+	pathRole: prometheus.NewDesc("godwit_path_role", "1 for a multipath connection's role (carrying, warm, down) and health (up, silent, lossy).",
+		[]string{"peer", "path", "role", "health"}, nil),
+	pathLoss: prometheus.NewDesc("godwit_path_loss_ratio", "Recent QUIC packet loss ratio of a multipath connection, as its health monitor sees it.",
+		[]string{"peer", "path"}, nil),
+	pathShare: prometheus.NewDesc("godwit_path_traffic_share", "Fraction of the peer's tunnel packets sent on a multipath connection.",
+		[]string{"peer", "path"}, nil),
+	pathDupSent: prometheus.NewDesc("godwit_path_duplicates_sent_total", "Extra copies of packets sent on a multipath connection (redundant mode, duplicate rules).",
+		[]string{"peer", "path"}, nil),
+	pathDupDiscarded: prometheus.NewDesc("godwit_path_duplicates_discarded_total", "Packets received on a multipath connection after their other copy: discarded.",
+		[]string{"peer", "path"}, nil),
 	pathPTO: prometheus.NewDesc("godwit_path_pto_count", "Consecutive probe timeouts on the path right now.",
 		[]string{"peer", "path"}, nil),
 	pathMaxPacket: prometheus.NewDesc("godwit_path_max_packet_size_bytes", "UDP payload size reached by path MTU discovery.",
@@ -112,7 +123,8 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		m.pathRTT, m.pathCwnd, m.pathLimit, m.pathLost, m.pathSentBytes, m.pathRecvBytes,
 		m.ifRxPackets, m.ifRxBytes, m.ifTxPackets, m.ifTxBytes, m.ifDrops,
 		m.icmpSent, m.icmpLimited, m.unreachableSends, m.tunWriteErrors, m.tunTooManySegs,
-		m.pathQUICDrops, m.pathPTO, m.pathMaxPacket, m.udpRcvbufErrors, m.udpSendCalls, m.udpSendSegments,
+		m.pathQUICDrops, m.pathPTO, m.pathMaxPacket, m.udpRcvbufErrors,
+		m.pathRole, m.pathLoss, m.pathShare, m.pathDupSent, m.pathDupDiscarded, m.udpSendCalls, m.udpSendSegments,
 		m.connEvents, m.lastRedialOutage,
 	} {
 		ch <- d
@@ -210,6 +222,13 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 			gauge(m.pathMaxPacket, float64(pa.MaxPacketSize), p.Name, path)
 			for reason, v := range pa.QUICDrops {
 				counter(m.pathQUICDrops, v, p.Name, path, reason)
+			}
+			if mp := pa.Multipath; mp != nil {
+				gauge(m.pathRole, 1, p.Name, path, mp.Role, mp.Health)
+				gauge(m.pathLoss, mp.Loss, p.Name, path)
+				gauge(m.pathShare, mp.Share, p.Name, path)
+				counter(m.pathDupSent, mp.DupSent, p.Name, path)
+				counter(m.pathDupDiscarded, mp.DupDiscarded, p.Name, path)
 			}
 		}
 	}

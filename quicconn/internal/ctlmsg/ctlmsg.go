@@ -2,7 +2,7 @@
 
 // Package ctlmsg is the codec of Godwit's control stream: the first
 // bidirectional stream of every connection, opened by the dialer, which
-// carries [Hello], [Heartbeat] and [Goodbye] messages. It encodes with
+// carries [Hello], [Multipath], [Heartbeat] and [Goodbye] messages. It encodes with
 // [Append] and decodes with [Read]; the wire format is below. It is
 // internal to quicconn, which runs the stream.
 //
@@ -17,6 +17,14 @@
 //	Hello     (1): version u16 | capabilities u64 | name (rest, UTF-8, <= maxNameLen)
 //	Heartbeat (2): seq u64 | sent unix nanoseconds i64 | flags u8 (0 = request, 1 = reply)
 //	Goodbye   (3): code u64 | reason (rest, UTF-8, <= maxReasonLen)
+//	Multipath (4): instance u64 (not 0) | mode u8 (0 failover, 1 redundant, 2 aggregate) | flags u8 (bit 0: redundancy all)
+//
+// Capability bits of a Hello: [CapMultipath] (bit 0) announces that a
+// Multipath message follows the Hello at once; no other bit is defined.
+// A peer that does not know a bit ignores it, and skips a Multipath
+// message as an unknown type. A mode above 2 is malformed (a new mode
+// needs a new capability); the flags other than bit 0 are reserved: sent
+// as 0 and ignored, so that a later version can add hints.
 //
 // A known message must fill its payload exactly; anything else is malformed.
 // Messages of other types are skipped (within maxSize): new features
@@ -55,6 +63,7 @@ const (
 	typeHello     uint64 = 1
 	typeHeartbeat uint64 = 2
 	typeGoodbye   uint64 = 3
+	typeMultipath uint64 = 4
 )
 
 const (
@@ -62,6 +71,21 @@ const (
 	heartbeatLen      = 8 + 8 + 1
 	goodbyeFixedLen   = 8
 	heartbeatReplyBit = 1
+	multipathLen      = 8 + 1 + 1
+	redundancyAllBit  = 1
+)
+
+// CapMultipath is the Hello capability bit that announces a [Multipath]
+// message right after the Hello.
+const CapMultipath uint64 = 1 << 0
+
+// Multipath modes, the values of Multipath.Mode.
+const (
+	ModeFailover  uint8 = 0 // all traffic on the best healthy path
+	ModeRedundant uint8 = 1 // each packet on the two best paths
+	ModeAggregate uint8 = 2 // flows spread over the paths
+	// MaxMode is the largest defined mode; a larger one is malformed.
+	MaxMode = ModeAggregate
 )
 
 // Application error codes used in CONNECTION_CLOSE and in Goodbye.Code.
@@ -89,8 +113,8 @@ var ErrMalformed = errors.New("quicconn: malformed control message")
 // declared length exceeds maxSize.
 var ErrTooLarge = errors.New("quicconn: control message too large")
 
-// Message is one control-stream message: [Hello], [Heartbeat], [Goodbye] or
-// [Unknown]. The set is closed; other packages cannot add types.
+// Message is one control-stream message: [Hello], [Multipath],
+// [Heartbeat], [Goodbye] or [Unknown]. The set is closed; other packages cannot add types.
 type Message interface {
 	messageType() uint64
 }
@@ -98,7 +122,7 @@ type Message interface {
 // Hello is the first message on the control stream in each direction.
 type Hello struct {
 	Version      uint16 // the sender's protocol Version
-	Capabilities uint64 // feature bits; none are defined yet
+	Capabilities uint64 // feature bits: CapMultipath; others are ignored
 	Name         string // the sender's node name, for logs and status
 }
 
@@ -108,6 +132,21 @@ type Heartbeat struct {
 	Seq          uint64 // sender's sequence number, echoed in the reply
 	SentUnixNano int64  // requester's send time, echoed in the reply
 	Reply        bool   // false: a request; true: the answer to one
+}
+
+// Multipath follows a Hello that has CapMultipath: it tells the peer which
+// running daemon sent it and, from a dialer, how the peer should schedule
+// its packets over the set of connections between them.
+type Multipath struct {
+	// Instance identifies the sender's running Endpoint: random, never 0,
+	// the same on all its connections and new after every restart.
+	Instance uint64
+	// Mode is one of the Mode constants, at most MaxMode; an acceptor
+	// sends ModeFailover.
+	Mode uint8
+	// RedundancyAll asks for every packet to be sent redundantly (flags
+	// bit 0).
+	RedundancyAll bool
 }
 
 // Goodbye announces a deliberate close and its reason.
@@ -125,13 +164,15 @@ type Unknown struct {
 func (Hello) messageType() uint64     { return typeHello }
 func (Heartbeat) messageType() uint64 { return typeHeartbeat }
 func (Goodbye) messageType() uint64   { return typeGoodbye }
+func (Multipath) messageType() uint64 { return typeMultipath }
 func (m Unknown) messageType() uint64 { return m.Type }
 
 // Append appends the wire encoding of m to b and returns the extended
 // slice. Strings longer than their limit are cut at a UTF-8 boundary and
 // invalid UTF-8 is replaced, so the result always decodes. An Unknown is
 // encoded with an empty payload (its Type capped at 2^62-1); an Unknown
-// with a known type, or a nil m, appends nothing.
+// with a known type, a Multipath with Instance 0 or a Mode above MaxMode
+// (which would not decode), or a nil m, appends nothing.
 func Append(b []byte, m Message) []byte {
 	switch m := m.(type) {
 	case Hello:
@@ -154,9 +195,20 @@ func Append(b []byte, m Message) []byte {
 		b = appendHeader(b, typeGoodbye, goodbyeFixedLen+len(reason))
 		b = binary.BigEndian.AppendUint64(b, m.Code)
 		return append(b, reason...)
+	case Multipath:
+		if m.Instance == 0 || m.Mode > MaxMode {
+			return b
+		}
+		b = appendHeader(b, typeMultipath, multipathLen)
+		b = binary.BigEndian.AppendUint64(b, m.Instance)
+		var flags byte
+		if m.RedundancyAll {
+			flags = redundancyAllBit
+		}
+		return append(b, m.Mode, flags)
 	case Unknown:
 		switch m.Type {
-		case typeHello, typeHeartbeat, typeGoodbye:
+		case typeHello, typeHeartbeat, typeGoodbye, typeMultipath:
 			return b // an empty payload would be malformed for these
 		}
 		return appendHeader(b, min(m.Type, quicvarint.Max), 0)
@@ -208,7 +260,7 @@ func Read(r *bufio.Reader) (Message, error) {
 		return nil, fmt.Errorf("%w: type %d, %d bytes (max %d)", ErrTooLarge, typ, n, maxSize)
 	}
 	switch typ {
-	case typeHello, typeHeartbeat, typeGoodbye:
+	case typeHello, typeHeartbeat, typeGoodbye, typeMultipath:
 	default:
 		if _, err := r.Discard(int(n)); err != nil {
 			return nil, noEOF(err)
@@ -260,6 +312,20 @@ func parsePayload(typ uint64, p []byte) (Message, error) {
 			return nil, err
 		}
 		return Goodbye{Code: binary.BigEndian.Uint64(p), Reason: string(reason)}, nil
+	case typeMultipath:
+		if len(p) != multipathLen {
+			return nil, fmt.Errorf("%w: multipath of %d bytes, want %d", ErrMalformed, len(p), multipathLen)
+		}
+		m := Multipath{Instance: binary.BigEndian.Uint64(p), Mode: p[8]}
+		flags := p[9]
+		switch {
+		case m.Instance == 0:
+			return nil, fmt.Errorf("%w: multipath instance 0", ErrMalformed)
+		case m.Mode > MaxMode:
+			return nil, fmt.Errorf("%w: multipath mode %d", ErrMalformed, m.Mode)
+		}
+		m.RedundancyAll = flags&redundancyAllBit != 0 // other bits: reserved, ignored
+		return m, nil
 	}
 	return nil, fmt.Errorf("%w: type %d", ErrMalformed, typ)
 }

@@ -43,6 +43,9 @@ func TestMessageRoundTrip(t *testing.T) {
 		{"goodbye", Goodbye{Code: CodeHeartbeatTimeout, Reason: "heartbeat timeout"}, nil},
 		{"goodbye empty", Goodbye{}, nil},
 		{"unknown", Unknown{Type: 4711}, nil},
+		{"multipath failover", Multipath{Instance: 1}, nil},
+		{"multipath redundant all", Multipath{Instance: ^uint64(0), Mode: ModeRedundant, RedundancyAll: true}, nil},
+		{"multipath aggregate", Multipath{Instance: 0x0123456789abcdef, Mode: ModeAggregate}, nil},
 		{"long name clamped", Hello{Name: strings.Repeat("n", 300)}, Hello{Name: strings.Repeat("n", maxNameLen)}},
 		{"clamp keeps utf8", Goodbye{Reason: strings.Repeat("é", 600)}, Goodbye{Reason: strings.Repeat("é", maxReasonLen/2)}},
 		{"invalid utf8 replaced", Hello{Name: "a\xffb"}, Hello{Name: "a\uFFFDb"}},
@@ -70,14 +73,15 @@ func TestMessageRoundTrip(t *testing.T) {
 
 func TestReadSequence(t *testing.T) {
 	var b []byte
-	b = Append(b, Hello{Version: 1, Name: "a"})
+	b = Append(b, Hello{Version: 1, Capabilities: CapMultipath, Name: "a"})
+	b = Append(b, Multipath{Instance: 7, Mode: ModeAggregate})
 	b = append(b, 0x40, 99, 3, 'x', 'y', 'z') // type 99 as a 2-byte varint, 3 bytes payload
 	b = Append(b, Heartbeat{Seq: 1})
 	got, err := decodeAll(b)
 	if err != nil {
 		t.Fatalf("decodeAll: %v", err)
 	}
-	want := []Message{Hello{Version: 1, Name: "a"}, Unknown{Type: 99}, Heartbeat{Seq: 1}}
+	want := []Message{Hello{Version: 1, Capabilities: CapMultipath, Name: "a"}, Multipath{Instance: 7, Mode: ModeAggregate}, Unknown{Type: 99}, Heartbeat{Seq: 1}}
 	if len(got) != len(want) {
 		t.Fatalf("decodeAll = %#v, want %#v", got, want)
 	}
@@ -109,6 +113,13 @@ func TestReadErrors(t *testing.T) {
 		{"heartbeat long", append(append([]byte{0x02, 18}, hb[2:]...), 0), ErrMalformed},
 		{"heartbeat bad flags", append(append([]byte{}, hb[:len(hb)-1]...), 2), ErrMalformed},
 		{"goodbye short", []byte{0x03, 7, 0, 0, 0, 0, 0, 0, 0}, ErrMalformed},
+		{"multipath short", []byte{0x04, 9, 0, 0, 0, 0, 0, 0, 0, 1, 0}, ErrMalformed},
+		{"multipath long", []byte{0x04, 11, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0}, ErrMalformed},
+		{"multipath empty", []byte{0x04, 0}, ErrMalformed},
+		{"multipath mode 3", []byte{0x04, 10, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0}, ErrMalformed},
+		{"multipath mode 255", []byte{0x04, 10, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0}, ErrMalformed},
+		{"multipath instance 0", []byte{0x04, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0}, ErrMalformed},
+		{"multipath payload cut", []byte{0x04, 10, 0, 0, 0, 0}, io.ErrUnexpectedEOF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,6 +128,30 @@ func TestReadErrors(t *testing.T) {
 				t.Errorf("Read(%x) = %#v, %v; want error %v", tt.in, m, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestMultipathWire pins the encoding of a Multipath message byte for
+// byte, and checks that reserved flag bits are ignored and that Append
+// refuses what would not decode.
+func TestMultipathWire(t *testing.T) {
+	got := Append(nil, Multipath{Instance: 0x0102030405060708, Mode: ModeRedundant, RedundancyAll: true})
+	want := []byte{0x04, 10, 1, 2, 3, 4, 5, 6, 7, 8, 1, 1}
+	if !bytes.Equal(got, want) {
+		t.Errorf("Append(Multipath) = %x, want %x", got, want)
+	}
+	in := []byte{0x04, 10, 0, 0, 0, 0, 0, 0, 0, 9, 2, 0xfe}
+	m, err := Read(bufio.NewReader(bytes.NewReader(in)))
+	if wantM := (Multipath{Instance: 9, Mode: ModeAggregate}); err != nil || m != wantM {
+		t.Errorf("Read(%x) = %#v, %v; want %#v (reserved flags ignored)", in, m, err, wantM)
+	}
+	for _, bad := range []Multipath{{Instance: 0}, {Instance: 1, Mode: MaxMode + 1}} {
+		if b := Append([]byte("x"), bad); string(b) != "x" {
+			t.Errorf("Append(%#v) = %q, want nothing appended", bad, b)
+		}
+	}
+	if b := Append(nil, Unknown{Type: typeMultipath}); len(b) != 0 {
+		t.Errorf("Append(Unknown{Type: 4}) = %x, want nothing", b)
 	}
 }
 
@@ -143,10 +178,15 @@ func FuzzRead(f *testing.F) {
 		Heartbeat{Seq: 42, SentUnixNano: 1_700_000_000_000_000_000, Reply: true},
 		Goodbye{Code: CodeNoError, Reason: "shutting down"},
 		Unknown{Type: 77},
+		Multipath{Instance: 0xfeedface, Mode: ModeRedundant, RedundancyAll: true},
+		Multipath{Instance: 1, Mode: ModeAggregate},
 	} {
 		f.Add(Append(nil, m))
 	}
 	f.Add(Append(Append(nil, Heartbeat{Seq: 1}), Goodbye{Code: 1, Reason: "x"}))
+	f.Add(Append(Append(nil, Hello{Version: Version, Capabilities: CapMultipath, Name: "site"}), Multipath{Instance: 42}))
+	f.Add([]byte{0x04, 10, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0})    // mode 3: malformed
+	f.Add([]byte{0x04, 10, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xff}) // reserved flags
 	f.Add([]byte{0x3f, 0x80, 0x01, 0x00, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bufio.NewReader(bytes.NewReader(data))
@@ -169,6 +209,9 @@ func FuzzRead(f *testing.F) {
 			}
 			if back != m {
 				t.Fatalf("round trip: %#v became %#v", m, back)
+			}
+			if mp, ok := m.(Multipath); ok && (mp.Instance == 0 || mp.Mode > MaxMode) {
+				t.Fatalf("decoded an invalid %#v", mp)
 			}
 			// Every decoded message consumed at least its 2-byte header.
 			consumed += 2

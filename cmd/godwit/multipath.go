@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: MIT
+
+package main
+
+import (
+	"errors"
+	"iter"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/godwit-vpn/godwit/config"
+	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/tunnel"
+	"github.com/godwit-vpn/godwit/tunnel/classify"
+)
+
+// A multipath peer has a set of connections instead of one: on a site, one
+// per usable uplink, dialed by the mobility policy (AddMultipathPeer); on a
+// hub, every connection of the site's running instance. The tunnel
+// schedules packets over the set (tunnel/paths.go); the daemon only keeps
+// the set, each connection's health monitor, and the policy.
+
+// multipathSite reports whether this node dials peer p as a multipath
+// peer: the peer sets a multipath mode (or duplicate rules) and the site
+// has uplinks.
+func (d *daemon) multipathSite(p *config.Peer) bool {
+	return p.Endpoint != "" && p.MultipathMode() != config.MultipathOff && d.mob != nil
+}
+
+// sitePolicy is the tunnel's policy for a multipath peer this site dials.
+func sitePolicy(p *config.Peer) tunnel.PathPolicy {
+	pol := tunnel.PathPolicy{Mode: tunnel.Failover, RedundancyAll: p.Redundancy == config.RedundancyAll}
+	switch p.MultipathMode() {
+	case config.MultipathRedundant:
+		pol.Mode = tunnel.Redundant
+	case config.MultipathAggregate:
+		pol.Mode = tunnel.Aggregate
+	}
+	if len(p.Duplicate) > 0 {
+		pol.Duplicate = classify.NewSet(p.Duplicate)
+	}
+	return pol
+}
+
+// multipathChanged reports whether a and b differ in how the site reaches
+// the peer over its uplinks.
+func multipathChanged(a, b *config.Peer) bool {
+	return a.Multipath != b.Multipath || a.Redundancy != b.Redundancy || !slices.Equal(a.Duplicate, b.Duplicate)
+}
+
+// attachPath adds c to its peer's connection set. On a hub, a connection of
+// a new instance of the site (it restarted) makes the older ones stale:
+// they are closed. A site whose hub does not announce multipath falls back
+// to one connection that moves between uplinks.
+func (d *daemon) attachPath(c *quicconn.Conn) {
+	id := c.PeerKey()
+	mp, ok := c.Multipath()
+	d.mu.Lock()
+	ps := d.peers[id]
+	if ps == nil || d.ctx.Err() != nil {
+		d.mu.Unlock()
+		_ = c.Close("peer not configured")
+		return
+	}
+	name := ps.cfg.Name
+	dialer := ps.cfg.Endpoint != ""
+	if dialer && !ok {
+		// An older hub: a second connection would replace the first.
+		ps.stopDialLocked()
+		d.startLegacyDialLocked(ps)
+		d.mu.Unlock()
+		d.log.Warn("the hub does not announce multipath: one connection that moves between uplinks", "peer", name)
+		_ = c.Close("hub without multipath")
+		return
+	}
+	var stale []*quicconn.Conn
+	if !dialer && ps.instance != mp.Instance {
+		for old := range ps.paths {
+			stale = append(stale, old)
+		}
+		clear(ps.paths)
+		ps.instance = mp.Instance
+	}
+	if ps.conn != nil { // a single connection of an earlier run of the peer
+		stale = append(stale, ps.conn)
+		d.tn.Detach(id, ps.conn)
+		ps.conn = nil
+	}
+	for _, old := range stale {
+		d.tn.Detach(id, old)
+	}
+	pol := tunnel.PathPolicy{Mode: tunnelMode(mp.Mode), RedundancyAll: mp.RedundancyAll, Follow: !dialer}
+	if dialer {
+		pol = sitePolicy(&ps.cfg)
+	}
+	d.tn.SetPathPolicy(id, pol)
+	err := d.tn.AttachPath(id, c, tunnel.PathOptions{Name: pathName(c), Sequenced: ok, Health: d.pathHealth(c)})
+	var monitor []*quicconn.Conn
+	if err == nil {
+		if ps.paths == nil {
+			ps.paths = make(map[*quicconn.Conn]time.Time)
+		}
+		ps.paths[c] = time.Now()
+		ps.since, ps.handshake = time.Now(), c.Stats().HandshakeDone
+		// A site judges every connection of its set; a hub only once
+		// the set has a second one to move to, so that a hub with many
+		// single-connection sites does not poll them all.
+		if dialer || len(ps.paths) > 1 {
+			monitor = slices.Collect(maps.Keys(ps.paths))
+		}
+	}
+	d.mu.Unlock()
+	for _, old := range stale {
+		d.wg.Go(func() { _ = old.Close("replaced: the peer restarted") })
+	}
+	if err != nil {
+		if errors.Is(err, tunnel.ErrTooManyPaths) {
+			d.log.Warn("connection refused: the peer has the most connections allowed", "peer", name, "max", tunnel.MaxPaths)
+		} else {
+			d.log.Error("attaching connection", "peer", name, "err", err)
+		}
+		_ = c.Close("too many connections")
+		return
+	}
+	for _, mc := range monitor {
+		mc.MonitorPath(quicconn.HealthConfig{Changed: func(*quicconn.Conn, quicconn.HealthState, quicconn.HealthState, string) {
+			d.tn.PathsChanged(id)
+			d.notifyChanged()
+		}})
+	}
+	d.tn.PathsChanged(id)
+	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "multipath", true)
+	d.notifyChanged()
+	d.wg.Go(func() {
+		<-c.Done()
+		d.mu.Lock()
+		delete(ps.paths, c)
+		d.mu.Unlock()
+		d.tn.Detach(id, c)
+		d.log.Info("peer path disconnected", "peer", name, "uplink", c.Uplink(), "reason", c.Err())
+		d.notifyChanged()
+	})
+}
+
+// pathHealth is the tunnel's view of c's health: usable while its monitor
+// says Up, ranked by its uplink's preference on a site.
+func (d *daemon) pathHealth(c *quicconn.Conn) func() tunnel.PathHealth {
+	return func() tunnel.PathHealth {
+		h := c.PathHealth()
+		rank := 0
+		if d.mob != nil {
+			if u := c.Uplink(); u != "" {
+				rank = d.mob.Rank(u)
+			}
+		}
+		usable := h.State == quicconn.HealthUp || h.State == quicconn.HealthUnmonitored
+		return tunnel.PathHealth{Usable: usable, Rank: rank, SRTT: h.SRTT}
+	}
+}
+
+// pathsChanged re-reads the health and ranks of every multipath peer's
+// paths (the uplinks' order changed).
+func (d *daemon) pathsChanged() {
+	d.mu.Lock()
+	ids := make([]key.Public, 0, len(d.peers))
+	for id, ps := range d.peers {
+		if len(ps.paths) > 0 {
+			ids = append(ids, id)
+		}
+	}
+	d.mu.Unlock()
+	for _, id := range ids {
+		d.tn.PathsChanged(id)
+	}
+}
+
+// pathName names a path: its uplink on a site, the peer's address on a hub.
+func pathName(c *quicconn.Conn) string {
+	if u := c.Uplink(); u != "" {
+		return u
+	}
+	return c.RemoteAddr().String()
+}
+
+// announcedMode is the mode this site announces to peer (quicconn's
+// Config.MultipathMode).
+func (d *daemon) announcedMode(peer key.Public) (quicconn.MultipathMode, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ps := d.peers[peer]
+	if ps == nil {
+		return quicconn.MultipathFailover, false
+	}
+	all := ps.cfg.Redundancy == config.RedundancyAll
+	switch ps.cfg.MultipathMode() {
+	case config.MultipathRedundant:
+		return quicconn.MultipathRedundant, all
+	case config.MultipathAggregate:
+		return quicconn.MultipathAggregate, all
+	}
+	return quicconn.MultipathFailover, all
+}
+
+func tunnelMode(m quicconn.MultipathMode) tunnel.Mode {
+	switch m {
+	case quicconn.MultipathRedundant:
+		return tunnel.Redundant
+	case quicconn.MultipathAggregate:
+		return tunnel.Aggregate
+	}
+	return tunnel.Failover
+}
+
+// current is the connection that stands for ps in status: its single
+// connection, or the longest-joined of its set; nil when it has none.
+func (ps *peerState) current() *quicconn.Conn {
+	if ps.conn != nil {
+		return ps.conn
+	}
+	var cur *quicconn.Conn
+	var since time.Time
+	for c, t := range ps.paths {
+		if cur == nil || t.Before(since) {
+			cur, since = c, t
+		}
+	}
+	return cur
+}
+
+// allConns yields ps's single connection and every connection of its set.
+func (ps *peerState) allConns() iter.Seq[*quicconn.Conn] {
+	return func(yield func(*quicconn.Conn) bool) {
+		if ps.conn != nil && !yield(ps.conn) {
+			return
+		}
+		for c := range ps.paths {
+			if !yield(c) {
+				return
+			}
+		}
+	}
+}
