@@ -7,9 +7,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -131,20 +133,20 @@ func (ml *mpLab) counted(t *testing.T) uplinkBytes {
 
 // waitMP polls the site's view of the hub until ok, and fails after
 // within, showing the last view.
-func (ml *mpLab) waitMP(t *testing.T, within time.Duration, what string, ok func(*mpPeerStatus) bool) *mpPeerStatus {
+func (ml *mpLab) waitMP(t *testing.T, within time.Duration, what string, ok func(*ctl.PeerStatus) bool) *ctl.PeerStatus {
 	t.Helper()
-	var p *mpPeerStatus
-	if !labtest.Eventually(within, func() bool { p = mpPeer(t, ml.siteD, "hub"); return ok(p) }) {
-		t.Fatalf("site: no %s within %v; last: %s", what, within, p)
+	var p *ctl.PeerStatus
+	if !labtest.Eventually(within, func() bool { p = ml.siteD.Peer(t, "hub"); return ok(p) }) {
+		t.Fatalf("site: no %s within %v; last: %s", what, within, mpString(p))
 	}
 	return p
 }
 
 // roles returns a predicate that holds when wifi0's and cell0's best
 // roles are wifi and cell.
-func roles(wifi, cell string) func(*mpPeerStatus) bool {
-	return func(p *mpPeerStatus) bool {
-		return p.Multipath != "" && p.role(mobWifi.siteIf) == wifi && p.role(mobCell.siteIf) == cell
+func roles(wifi, cell string) func(*ctl.PeerStatus) bool {
+	return func(p *ctl.PeerStatus) bool {
+		return p.Multipath != "" && mpRole(p, mobWifi.siteIf) == wifi && mpRole(p, mobCell.siteIf) == cell
 	}
 }
 
@@ -173,34 +175,30 @@ func TestMultipathSilentFailover(t *testing.T) {
 
 	from := time.Now()
 	ml.silence(t, true)
-	p := ml.waitMP(t, 10*time.Second, "cell0 carrying instead of the silent wifi0", func(p *mpPeerStatus) bool {
-		return p.role(mobCell.siteIf) == roleCarrying && p.role(mobWifi.siteIf) != roleCarrying
+	p := ml.waitMP(t, 10*time.Second, "cell0 carrying instead of the silent wifi0", func(p *ctl.PeerStatus) bool {
+		return mpRole(p, mobCell.siteIf) == roleCarrying && mpRole(p, mobWifi.siteIf) != roleCarrying
 	})
 	noticed := time.Since(from)
 	time.Sleep(2 * time.Second) // traffic flows on cell0
 	gap, lost, sent := ping.Outage(from, time.Now())
 	t.Logf("wifi0 silent: show says cell0 carries after %v (%s); longest ping gap %v, %d of %d pings lost",
-		noticed.Round(time.Millisecond), p, gap.Round(time.Millisecond), lost, sent)
+		noticed.Round(time.Millisecond), mpString(p), gap.Round(time.Millisecond), lost, sent)
 	if gap >= time.Second {
 		t.Errorf("longest gap in the 50 Hz ping replies %v after wifi0 went silent, want < 1 s (target 300 ms)", gap.Round(time.Millisecond))
 	}
-	// What `godwit show --json` prints, not only what the tests' reader sees.
-	var shown struct {
-		Peers []mpPeerStatus `json:"peers"`
-	}
+	// What `godwit show --json` prints, not only the control socket.
+	var shown ctl.Status
 	if err := json.Unmarshal([]byte(show(t, ml.siteD, "--json")), &shown); err != nil {
 		t.Fatalf("godwit show --json: %v", err)
 	}
-	for _, sp := range shown.Peers {
-		if sp.Name == "hub" && (sp.role(mobWifi.siteIf) == roleCarrying || sp.role(mobCell.siteIf) != roleCarrying) {
-			t.Errorf("godwit show --json during the silence: %s, want wifi0 not carrying and cell0 carrying", &sp)
-		}
+	if sp := labtest.PeerOf(t, &shown, "hub"); mpRole(sp, mobWifi.siteIf) == roleCarrying || mpRole(sp, mobCell.siteIf) != roleCarrying {
+		t.Errorf("godwit show --json during the silence: %s, want wifi0 not carrying and cell0 carrying", mpString(sp))
 	}
 
 	ml.silence(t, false)
 	back := time.Now()
-	p = ml.waitMP(t, 10*time.Second, "wifi0 carrying again", func(p *mpPeerStatus) bool { return p.role(mobWifi.siteIf) == roleCarrying })
-	t.Logf("wifi0 answers again: carrying after %v (%s)", time.Since(back).Round(time.Millisecond), p)
+	p = ml.waitMP(t, 10*time.Second, "wifi0 carrying again", func(p *ctl.PeerStatus) bool { return mpRole(p, mobWifi.siteIf) == roleCarrying })
+	t.Logf("wifi0 answers again: carrying after %v (%s)", time.Since(back).Round(time.Millisecond), mpString(p))
 	// The bytes follow the role: over a second, wifi0 carries most of
 	// what the site sends up (the stream's 2 MB/s), cell0 little more than
 	// its health probes.
@@ -231,19 +229,19 @@ func TestMultipathSilentRedundant(t *testing.T) {
 	ping := startMPPinger(t, ml)
 	start := time.Now()
 
-	var hub *mpPeerStatus
-	if !labtest.Eventually(5*time.Second, func() bool { hub = mpPeer(t, ml.hubD, "site"); return hub.dupDiscarded() > 0 }) {
-		t.Errorf("hub: no duplicates discarded within 5 s of redundant traffic: %s", hub)
+	var hub *ctl.PeerStatus
+	if !labtest.Eventually(5*time.Second, func() bool { hub = ml.hubD.Peer(t, "site"); return mpDupDiscarded(hub) > 0 }) {
+		t.Errorf("hub: no duplicates discarded within 5 s of redundant traffic: %s", mpString(hub))
 	}
-	site := mpPeer(t, ml.siteD, "hub")
-	t.Logf("before the failure: site %s; hub %s", site, hub)
+	site := ml.siteD.Peer(t, "hub")
+	t.Logf("before the failure: site %s; hub %s", mpString(site), mpString(hub))
 
 	from := time.Now()
 	ml.silence(t, true)
-	p := ml.waitMP(t, 10*time.Second, "the silent wifi0 no longer carrying", func(p *mpPeerStatus) bool {
-		return p.role(mobCell.siteIf) == roleCarrying && p.role(mobWifi.siteIf) != roleCarrying
+	p := ml.waitMP(t, 10*time.Second, "the silent wifi0 no longer carrying", func(p *ctl.PeerStatus) bool {
+		return mpRole(p, mobCell.siteIf) == roleCarrying && mpRole(p, mobWifi.siteIf) != roleCarrying
 	})
-	t.Logf("wifi0 silent: show says it stopped carrying after %v (%s)", time.Since(from).Round(time.Millisecond), p)
+	t.Logf("wifi0 silent: show says it stopped carrying after %v (%s)", time.Since(from).Round(time.Millisecond), mpString(p))
 	time.Sleep(2 * time.Second)
 	gap, lost, sent := ping.Outage(from, time.Now())
 	t.Logf("during the silence: longest ping gap %v, %d of %d pings lost", gap.Round(time.Millisecond), lost, sent)
@@ -251,13 +249,13 @@ func TestMultipathSilentRedundant(t *testing.T) {
 	ml.silence(t, false)
 	back := time.Now()
 	p = ml.waitMP(t, 10*time.Second, "wifi0 carrying again", roles(roleCarrying, roleCarrying))
-	t.Logf("wifi0 answers again: both carrying after %v (%s)", time.Since(back).Round(time.Millisecond), p)
+	t.Logf("wifi0 answers again: both carrying after %v (%s)", time.Since(back).Round(time.Millisecond), mpString(p))
 	time.Sleep(time.Second)
 	lost, sent = ping.Loss(start, time.Now().Add(-500*time.Millisecond))
 	ping.Stop()
 	st.finish(t)
 	t.Logf("whole test: %d of %d pings lost (target 0); TCP stream carried %d bytes; hub %s",
-		lost, sent, st.sent.Load(), mpPeer(t, ml.hubD, "site"))
+		lost, sent, st.sent.Load(), mpString(ml.hubD.Peer(t, "site")))
 	if sent == 0 || lost > 5 {
 		t.Errorf("ping: %d of %d lost through a silent failure in redundant mode, want at most 5", lost, sent)
 	}
@@ -278,13 +276,13 @@ func TestMultipathDuplicateRule(t *testing.T) {
 	time.Sleep(time.Second)
 
 	// The bulk phase: 3 s of both flows, wifi0 carrying.
-	before, siteBefore, flowBefore := ml.counted(t), mpPeer(t, ml.siteD, "hub"), flow.sentCount()
+	before, siteBefore, flowBefore := ml.counted(t), ml.siteD.Peer(t, "hub"), flow.sentCount()
 	time.Sleep(3 * time.Second)
-	d, siteAfter, flowSent := ml.counted(t).sub(before), mpPeer(t, ml.siteD, "hub"), flow.sentCount()-flowBefore
+	d, siteAfter, flowSent := ml.counted(t).sub(before), ml.siteD.Peer(t, "hub"), flow.sentCount()-flowBefore
 	ratio := float64(d.cellUp) / float64(max(d.wifiUp, 1))
-	dups := siteAfter.dupSent() - siteBefore.dupSent()
+	dups := mpDupSent(siteAfter) - mpDupSent(siteBefore)
 	t.Logf("bulk phase: %v; cell0/wifi0 up = %.2f %%; %d extra copies sent for %d datagrams to port %d; site %s",
-		d, 100*ratio, dups, flowSent, mpPort, siteAfter)
+		d, 100*ratio, dups, flowSent, mpPort, mpString(siteAfter))
 	if d.wifiUp < 1<<20 {
 		t.Errorf("bulk phase: wifi0 carried %d bytes up in 3 s, want the stream's megabytes", d.wifiUp)
 	}
@@ -300,15 +298,15 @@ func TestMultipathDuplicateRule(t *testing.T) {
 
 	from := time.Now()
 	ml.silence(t, true)
-	p := ml.waitMP(t, 10*time.Second, "cell0 carrying instead of the silent wifi0", func(p *mpPeerStatus) bool {
-		return p.role(mobCell.siteIf) == roleCarrying && p.role(mobWifi.siteIf) != roleCarrying
+	p := ml.waitMP(t, 10*time.Second, "cell0 carrying instead of the silent wifi0", func(p *ctl.PeerStatus) bool {
+		return mpRole(p, mobCell.siteIf) == roleCarrying && mpRole(p, mobWifi.siteIf) != roleCarrying
 	})
-	t.Logf("wifi0 silent: cell0 carries after %v (%s)", time.Since(from).Round(time.Millisecond), p)
+	t.Logf("wifi0 silent: cell0 carries after %v (%s)", time.Since(from).Round(time.Millisecond), mpString(p))
 	time.Sleep(2 * time.Second)
 	r := flow.end()
 	bulk.finish(t)
 	t.Logf("UDP flow to port %d: %d sent, %d lost on the way to the hub, %d delivered twice, %d echoes lost; hub %s",
-		mpPort, r.sent, r.lost, r.twice, r.echoLost, mpPeer(t, ml.hubD, "site"))
+		mpPort, r.sent, r.lost, r.twice, r.echoLost, mpString(ml.hubD.Peer(t, "site")))
 	if r.sent == 0 || r.lost > 2 {
 		t.Errorf("UDP flow to port %d: %d of %d datagrams lost through a silent failure, want at most 2", mpPort, r.lost, r.sent)
 	}
@@ -320,7 +318,8 @@ func TestMultipathDuplicateRule(t *testing.T) {
 // TestMultipathUplinkLost: the Wi-Fi uplink of a failover site loses its
 // carrier under a 50 Hz ping. The ping loses at most 10 requests, the site
 // keeps one connection, on cell0, and has a second one on wifi0 again
-// after Wi-Fi comes back.
+// after Wi-Fi comes back (a redial that resumes its TLS session with
+// 0-RTT), again losing at most 10 pings.
 func TestMultipathUplinkLost(t *testing.T) {
 	t.Parallel()
 	ml := startMPLab(t, `multipath = "failover"`)
@@ -330,29 +329,38 @@ func TestMultipathUplinkLost(t *testing.T) {
 
 	from := time.Now()
 	ml.wifiDown(t, mobLinkDown)
-	p := ml.waitMP(t, 10*time.Second, "cell0 carrying, no wifi0 connection", func(p *mpPeerStatus) bool {
-		return p.role(mobCell.siteIf) == roleCarrying && (p.role(mobWifi.siteIf) == "" || p.role(mobWifi.siteIf) == roleDown)
+	p := ml.waitMP(t, 10*time.Second, "cell0 carrying, no wifi0 connection", func(p *ctl.PeerStatus) bool {
+		return mpRole(p, mobCell.siteIf) == roleCarrying && (mpRole(p, mobWifi.siteIf) == "" || mpRole(p, mobWifi.siteIf) == roleDown)
 	})
-	t.Logf("wifi0 carrier lost: cell0 carries after %v (%s)", time.Since(from).Round(time.Millisecond), p)
+	t.Logf("wifi0 carrier lost: cell0 carries after %v (%s)", time.Since(from).Round(time.Millisecond), mpString(p))
 	time.Sleep(2 * time.Second)
 	gap, lost, sent := ping.Outage(from, time.Now())
 	t.Logf("wifi0 carrier lost: longest ping gap %v, %d of %d pings lost", gap.Round(time.Millisecond), lost, sent)
 	if lost > 10 {
 		t.Errorf("ping: %d of %d lost when wifi0 lost its carrier, want at most 10", lost, sent)
 	}
-	p = mpPeer(t, ml.siteD, "hub")
-	if n := p.live(); n != 1 || p.role(mobCell.siteIf) != roleCarrying {
-		t.Errorf("with wifi0 down the site has %d live connections (%s), want one, on cell0", n, p)
+	p = ml.siteD.Peer(t, "hub")
+	if n := mpLive(p); n != 1 || mpRole(p, mobCell.siteIf) != roleCarrying {
+		t.Errorf("with wifi0 down the site has %d live connections (%s), want one, on cell0", n, mpString(p))
 	}
 
 	ml.wifiUp(t)
 	back := time.Now()
-	p = ml.waitMP(t, 15*time.Second, "a connection on wifi0 again", func(p *mpPeerStatus) bool {
-		return p.live() == 2 && p.role(mobWifi.siteIf) != "" && p.role(mobWifi.siteIf) != roleDown
+	again := labtest.Eventually(15*time.Second, func() bool {
+		p = ml.siteD.Peer(t, "hub")
+		return p.Multipath != "" && mpLive(p) == 2 && mpRole(p, mobWifi.siteIf) != "" && mpRole(p, mobWifi.siteIf) != roleDown
 	})
-	t.Logf("wifi0 back: a connection on it after %v (%s); hub %s",
-		time.Since(back).Round(time.Millisecond), p, mpPeer(t, ml.hubD, "site"))
-	time.Sleep(500 * time.Millisecond)
+	took := time.Since(back)
+	time.Sleep(2 * time.Second)
+	gap, lost, sent = ping.Outage(back, time.Now())
+	t.Logf("wifi0 back: two connections again: %v, after %v (%s), hub %s; longest ping gap %v, %d of %d pings lost",
+		again, took.Round(time.Millisecond), mpString(p), mpString(ml.hubD.Peer(t, "site")), gap.Round(time.Millisecond), lost, sent)
+	if !again {
+		t.Errorf("site: no connection on wifi0 next to cell0's within 15 s of wifi0 coming back; last: %s", mpString(p))
+	}
+	if lost > 10 {
+		t.Errorf("ping: %d of %d lost when wifi0 came back, want at most 10: a new connection must not disturb the one carrying", lost, sent)
+	}
 	lost, sent = ping.Loss(time.Time{}, time.Now().Add(-500*time.Millisecond))
 	ping.Stop()
 	t.Logf("whole test: %d of %d pings lost", lost, sent)
@@ -472,71 +480,13 @@ func (f *udpFlow) end() udpFlowResult {
 	return r
 }
 
-// mpPeerStatus is a peer in the daemon's status, as these tests read it:
-// the part of ctl.PeerStatus with the multipath fields.
-type mpPeerStatus struct {
-	Name      string            `json:"name"`
-	State     ctl.PeerState     `json:"state"`
-	Drops     map[string]uint64 `json:"drops"`
-	Multipath string            `json:"multipath"`
-	Paths     []mpPathStatus    `json:"paths"`
-}
-
-// mpPathStatus is one connection of a multipath peer.
-type mpPathStatus struct {
-	Uplink    string         `json:"uplink"`
-	Local     netip.AddrPort `json:"local"`
-	Remote    netip.AddrPort `json:"remote"`
-	BytesSent uint64         `json:"bytes_sent"`
-	Multipath *struct {
-		Role         string  `json:"role"`
-		Health       string  `json:"health"`
-		Share        float64 `json:"traffic_share"`
-		TxPackets    uint64  `json:"tx_packets"`
-		RxPackets    uint64  `json:"rx_packets"`
-		DupSent      uint64  `json:"dup_sent"`
-		DupDiscarded uint64  `json:"dup_discarded"`
-	} `json:"multipath"`
-}
-
-// mpPeer asks d for its status over the control socket and returns the
-// peer called name, failing t without one.
-func mpPeer(t *testing.T, d *labtest.Daemon, name string) *mpPeerStatus {
-	t.Helper()
-	c, err := net.DialTimeout("unix", d.Socket, ctl.Timeout)
-	if err != nil {
-		t.Fatalf("status of %s: %v", d.Name, err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(ctl.Timeout))
-	if err := json.NewEncoder(c).Encode(ctl.Request{Cmd: "status"}); err != nil {
-		t.Fatalf("status of %s: %v", d.Name, err)
-	}
-	var resp struct {
-		Status *struct {
-			Peers []mpPeerStatus `json:"peers"`
-		} `json:"status"`
-		Error string `json:"error"`
-	}
-	if err := json.NewDecoder(c).Decode(&resp); err != nil || resp.Status == nil {
-		t.Fatalf("status of %s: %v %s", d.Name, err, resp.Error)
-	}
-	for i := range resp.Status.Peers {
-		if p := &resp.Status.Peers[i]; p.Name == name {
-			return p
-		}
-	}
-	t.Fatalf("status of %s has no peer %q", d.Name, name)
-	return nil
-}
-
-// rank orders the roles for role: a carrying connection beats a warm one,
+// rank orders the roles for mpRole: a carrying connection beats a warm one,
 // which beats one that is down.
 var rank = map[string]int{roleCarrying: 3, roleWarm: 2, roleDown: 1}
 
-// role returns the best role of p's connections on uplink, or "" when p
+// mpRole returns the best role of p's connections on uplink, or "" when p
 // has none there (or reports no role: not multipath).
-func (p *mpPeerStatus) role(uplink string) string {
+func mpRole(p *ctl.PeerStatus, uplink string) string {
 	best := ""
 	for _, pa := range p.Paths {
 		if pa.Uplink == uplink && pa.Multipath != nil && rank[pa.Multipath.Role] > rank[best] {
@@ -546,8 +496,8 @@ func (p *mpPeerStatus) role(uplink string) string {
 	return best
 }
 
-// live counts p's connections that are not down.
-func (p *mpPeerStatus) live() int {
+// mpLive counts p's connections that are not down.
+func mpLive(p *ctl.PeerStatus) int {
 	n := 0
 	for _, pa := range p.Paths {
 		if pa.Multipath != nil && pa.Multipath.Role != roleDown {
@@ -557,9 +507,8 @@ func (p *mpPeerStatus) live() int {
 	return n
 }
 
-// dupSent and dupDiscarded sum the extra copies sent and the second copies
-// discarded over p's connections.
-func (p *mpPeerStatus) dupSent() (n uint64) {
+// mpDupSent sums the extra copies sent over p's connections.
+func mpDupSent(p *ctl.PeerStatus) (n uint64) {
 	for _, pa := range p.Paths {
 		if pa.Multipath != nil {
 			n += pa.Multipath.DupSent
@@ -568,7 +517,8 @@ func (p *mpPeerStatus) dupSent() (n uint64) {
 	return n
 }
 
-func (p *mpPeerStatus) dupDiscarded() (n uint64) {
+// mpDupDiscarded sums the second copies discarded over p's connections.
+func mpDupDiscarded(p *ctl.PeerStatus) (n uint64) {
 	for _, pa := range p.Paths {
 		if pa.Multipath != nil {
 			n += pa.Multipath.DupDiscarded
@@ -577,10 +527,10 @@ func (p *mpPeerStatus) dupDiscarded() (n uint64) {
 	return n
 }
 
-// String describes p in one line for logs and failures: its mode, each
+// mpString describes p in one line for logs and failures: its mode, each
 // connection's uplink, role, health, share and counters, and the drops
 // that are not zero.
-func (p *mpPeerStatus) String() string {
+func mpString(p *ctl.PeerStatus) string {
 	if p == nil {
 		return "no status"
 	}
@@ -595,8 +545,8 @@ func (p *mpPeerStatus) String() string {
 			fmt.Fprintf(&b, " [%s no multipath status]", up)
 		}
 	}
-	for k, v := range p.Drops {
-		if v != 0 {
+	for _, k := range slices.Sorted(maps.Keys(p.Drops)) {
+		if v := p.Drops[k]; v != 0 {
 			fmt.Fprintf(&b, " %s=%d", k, v)
 		}
 	}
