@@ -168,45 +168,27 @@ type PathStats struct {
 // From then on the peer's sender schedules packets over its paths (see the
 // overview in paths.go) instead of a single current connection. A peer has
 // at most MaxPaths paths; the next is refused with ErrTooManyPaths and
-// not attached. Attaching a path that is already there updates its
-// options. The tunnel does not take ownership of c.
+// not attached. Attaching a path that is already there changes nothing.
+// The tunnel does not take ownership of c.
 func (t *Tunnel) AttachPath(id key.Public, c DatagramConn, o PathOptions) error {
-	if c == nil {
-		return errors.New("tunnel: attach nil conn")
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.done {
-		return ErrClosed
-	}
-	p := t.peers[id]
-	if p == nil {
-		return fmt.Errorf("tunnel: attach path: unknown peer %v", id)
-	}
-	var old *path
-	if p.paths != nil {
-		old = p.paths[c]
-	}
-	if old == nil && len(p.paths) >= MaxPaths {
+	if p := t.peers[id]; p != nil && c != nil && p.paths[c] == nil && len(p.paths) >= MaxPaths {
 		p.stats.pathsRefused.Add(1)
 		return fmt.Errorf("%w (%d)", ErrTooManyPaths, MaxPaths)
 	}
-	a := p.recv[c]
-	if a == nil {
-		a = &attachment{c: c}
-		p.recv[c] = a
-		if p.ctx != nil {
-			p.startReceiverLocked(a)
-		}
+	p, err := t.attachLocked(id, c, "attach path")
+	if err != nil {
+		return err
+	}
+	if p.paths[c] != nil {
+		return nil
 	}
 	if p.paths == nil {
 		p.paths = make(map[DatagramConn]*path)
 	}
+	a := p.recv[c]
 	np := &path{a: a, name: o.Name, seqOK: o.Sequenced, health: o.Health, since: time.Now()}
-	if old != nil {
-		np = old
-		np.name, np.seqOK, np.health = o.Name, o.Sequenced, o.Health
-	}
 	p.paths[c] = np
 	a.path.Store(np)
 	p.rescheduleLocked()

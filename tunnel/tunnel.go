@@ -402,33 +402,43 @@ func (t *Tunnel) SetPeers(peers []PeerConfig) error {
 // [ErrClosed] once Run has returned. The tunnel does not take ownership of
 // c.
 func (t *Tunnel) Attach(id key.Public, c DatagramConn) error {
-	if c == nil {
-		return errors.New("tunnel: attach nil conn")
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.done {
-		return ErrClosed
+	p, err := t.attachLocked(id, c, "attach")
+	if err != nil {
+		return err
 	}
-	p := t.peers[id]
-	if p == nil {
-		return fmt.Errorf("tunnel: attach: unknown peer %v", id)
-	}
-	a := p.recv[c]
-	if a == nil {
-		a = &attachment{c: c}
-		p.recv[c] = a
-		if p.ctx != nil {
-			p.startReceiverLocked(a)
-		}
-	}
-	p.conn.Store(a)
+	p.conn.Store(p.recv[c])
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
 	p.log.Info("tunnel: connection attached")
 	return nil
+}
+
+// attachLocked makes c an attached conn of peer id with a receiver, and
+// returns the peer. t.mu must be held; what is the name of the operation
+// for errors.
+func (t *Tunnel) attachLocked(id key.Public, c DatagramConn, what string) (*peer, error) {
+	if c == nil {
+		return nil, fmt.Errorf("tunnel: %s nil conn", what)
+	}
+	if t.done {
+		return nil, ErrClosed
+	}
+	p := t.peers[id]
+	if p == nil {
+		return nil, fmt.Errorf("tunnel: %s: unknown peer %v", what, id)
+	}
+	if p.recv[c] == nil {
+		a := &attachment{c: c}
+		p.recv[c] = a
+		if p.ctx != nil {
+			p.startReceiverLocked(a)
+		}
+	}
+	return p, nil
 }
 
 // Detach stops the receiver of c and, if c is still the current connection

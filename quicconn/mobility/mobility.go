@@ -21,7 +21,10 @@
 // while nothing changes: no timers without events.
 //
 // A Policy keeps a set of connections, not one per peer, so that a peer
-// may be reached over several at once.
+// may be reached over several at once. A multipath peer
+// ([Policy.AddMultipathPeer]) has one connection per usable uplink, each
+// pinned to its uplink by its own dial loop and never moved: the tunnel's
+// schedule moves the traffic instead (multipath.go).
 package mobility
 
 import (
