@@ -65,6 +65,7 @@ type peerConf struct {
 	pub      string
 	allowed  []string
 	endpoint string
+	extra    []string // more [[peer]] lines, as written
 }
 
 // nodeConf is one daemon's config file.
@@ -101,6 +102,9 @@ func (c nodeConf) write(t *testing.T, l *netlab.Lab) string {
 		fmt.Fprintf(&b, "\n[[peer]]\nname = %q\npublic_key = %q\nallowed_ips = %s\n", p.name, p.pub, quote(p.allowed))
 		if p.endpoint != "" {
 			fmt.Fprintf(&b, "endpoint = %q\n", p.endpoint)
+		}
+		for _, line := range p.extra {
+			fmt.Fprintln(&b, line)
 		}
 	}
 	path := filepath.Join(l.Dir, c.name+".toml")

@@ -59,7 +59,15 @@ func nftCounters(t *testing.T, l *netlab.Lab, ns *netlab.NS, rules map[string]st
 // nftCounter reads the packet count of a counter made by nftCounters.
 func nftCounter(t *testing.T, ns *netlab.NS, name string) uint64 {
 	t.Helper()
-	out, err := ns.Exec("nft", "-j", "list", "counter", "inet", nftTable, name)
+	packets, _ := nftCounterIn(t, ns, nftTable, name)
+	return packets
+}
+
+// nftCounterIn reads the packets and bytes of the named counter in table
+// inet table of ns.
+func nftCounterIn(t *testing.T, ns *netlab.NS, table, name string) (packets, bytes uint64) {
+	t.Helper()
+	out, err := ns.Exec("nft", "-j", "list", "counter", "inet", table, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,17 +76,18 @@ func nftCounter(t *testing.T, ns *netlab.NS, name string) uint64 {
 			Counter *struct {
 				Name    string `json:"name"`
 				Packets uint64 `json:"packets"`
+				Bytes   uint64 `json:"bytes"`
 			} `json:"counter"`
 		} `json:"nftables"`
 	}
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		t.Fatalf("nft -j list counter %s: %v in %q", name, err, out)
+		t.Fatalf("nft -j list counter inet %s %s: %v in %q", table, name, err, out)
 	}
 	for _, e := range v.Nftables {
 		if e.Counter != nil && e.Counter.Name == name {
-			return e.Counter.Packets
+			return e.Counter.Packets, e.Counter.Bytes
 		}
 	}
-	t.Fatalf("nft counter %s not found in %q", name, out)
-	return 0
+	t.Fatalf("nft counter inet %s %s not found in %q", table, name, out)
+	return 0, 0
 }
