@@ -96,8 +96,9 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 		clear(ps.paths)
 		ps.instance = mp.Instance
 	}
+	moved := ps.conn == c
 	switch {
-	case ps.conn == c: // attached early (0-RTT): it moves into the set
+	case moved: // attached early (0-RTT): it moves into the set
 		ps.conn = nil
 	case ps.conn != nil: // a single connection of an earlier run of the peer
 		stale = append(stale, ps.conn)
@@ -146,7 +147,9 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 		}})
 	}
 	d.tn.PathsChanged(id)
-	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "multipath", true)
+	if !moved { // an early conn was logged when attached
+		d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "multipath", true)
+	}
 	d.notifyChanged()
 	d.wg.Go(func() {
 		<-c.Done()
@@ -154,7 +157,7 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 		delete(ps.paths, c)
 		d.mu.Unlock()
 		d.tn.Detach(id, c)
-		d.log.Info("peer path disconnected", "peer", name, "uplink", c.Uplink(), "reason", c.Err())
+		d.log.Info("peer disconnected", "peer", name, "path", pathName(c), "multipath", true, "reason", c.Err())
 		d.notifyChanged()
 	})
 }
