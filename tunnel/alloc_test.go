@@ -84,6 +84,29 @@ func (c *gateConn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	}
 }
 
+// runGate runs tu until the test ends, then closes conns and dev and
+// checks that Run returned nil.
+func runGate(t *testing.T, tu *Tunnel, dev *gateDev, conns ...*gateConn) {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- tu.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		for _, c := range conns {
+			close(c.closed)
+		}
+		dev.Close()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Error("Run did not return")
+		}
+	})
+}
+
 // TestAllocs gates the per-packet paths at zero allocations in steady
 // state: outbound from the TUN read through the table lookup and the queue
 // to SendDatagram, and inbound from ReceiveDatagram through validation,
@@ -106,22 +129,7 @@ func TestAllocs(t *testing.T) {
 	if err := tu.Attach(idB, conn); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- tu.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		close(conn.closed)
-		dev.Close()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Error("Run did not return")
-		}
-	})
+	runGate(t, tu, dev, conn)
 
 	out4 := tuntest.Ping(hostA4, hostB4, 1, 1, 1000)
 	out6 := tuntest.Ping(hostA6, hostB6, 1, 1, 1000)
@@ -184,24 +192,7 @@ func TestAllocsMultipath(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- tu.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		for _, c := range conns {
-			close(c.closed)
-		}
-		dev.Close()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Error("Run did not return")
-		}
-	})
+	runGate(t, tu, dev, conns...)
 
 	out := tuntest.Ping(hostA4, hostB4, 1, 1, 1000)
 	in := tuntest.Ping(hostB4, hostA4, 1, 1, 1000)

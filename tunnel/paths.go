@@ -138,12 +138,11 @@ type path struct {
 // schedule is an immutable snapshot of a peer's paths and policy.
 type schedule struct {
 	pol   PathPolicy
-	paths []*path       // every path, best first
-	hs    []PathHealth  // health of paths[i] when the snapshot was made
-	carry []*path       // Failover: [best]; Redundant: the copies; Aggregate: the eligible
-	seq   bool          // every datagram gets the sequenced header
-	seed  maphash.Seed  // Aggregate's flow hash
-	index map[*path]int // position in paths
+	paths []*path      // every path, best first
+	hs    []PathHealth // health of paths[i] when the snapshot was made
+	carry []*path      // Failover: [best]; Redundant: the copies; Aggregate: the eligible
+	seq   bool         // every datagram gets the sequenced header
+	seed  maphash.Seed // Aggregate's flow hash
 }
 
 // PathStats describes one path of a peer, for status and metrics.
@@ -260,10 +259,8 @@ func (t *Tunnel) PathStats(id key.Public) []PathStats {
 // carries reports whether ph carries traffic in s (for PathStats; in
 // Aggregate, every eligible path carries some flows).
 func (s *schedule) carries(ph, follow *path) bool {
-	if s.pol.Mode == Failover && s.pol.Follow && follow != nil {
-		if i, ok := s.index[follow]; ok && s.hs[i].Usable {
-			return ph == follow
-		}
+	if s.pol.Mode == Failover && s.pol.Follow && s.usable(follow) {
+		return ph == follow
 	}
 	return slices.Contains(s.carry, ph)
 }
@@ -289,7 +286,7 @@ func (p *peer) rescheduleLocked() {
 		p.sched.Store(nil)
 		return
 	}
-	s := &schedule{pol: p.policy, seed: p.seed, index: make(map[*path]int, len(p.paths))}
+	s := &schedule{pol: p.policy, seed: p.seed}
 	type ranked struct {
 		ph *path
 		h  PathHealth
@@ -322,10 +319,9 @@ func (p *peer) rescheduleLocked() {
 		return a.ph.since.Compare(b.ph.since)
 	})
 	usable := 0
-	for i, r := range rs {
+	for _, r := range rs {
 		s.paths = append(s.paths, r.ph)
 		s.hs = append(s.hs, r.h)
-		s.index[r.ph] = i
 		if r.h.Usable {
 			usable++
 		}
@@ -357,7 +353,7 @@ func (p *peer) rescheduleLocked() {
 func (s *schedule) pick(pkt []byte, follow *path, buf *[MaxPaths]*path) []*path {
 	out := buf[:0]
 	switch {
-	case s.pol.Mode == Failover && s.pol.Follow && follow != nil && s.usable(follow):
+	case s.pol.Mode == Failover && s.pol.Follow && s.usable(follow):
 		out = append(out, follow)
 	case s.pol.Mode == Aggregate && len(s.carry) > 1:
 		h := flowHash(s.seed, pkt)
@@ -376,10 +372,15 @@ func (s *schedule) pick(pkt []byte, follow *path, buf *[MaxPaths]*path) []*path 
 	return out
 }
 
-// usable reports whether ph is a usable path of s.
+// usable reports whether ph is a usable path of s; false for nil. A scan:
+// a set has at most MaxPaths paths, and it runs per packet on a hub.
 func (s *schedule) usable(ph *path) bool {
-	i, ok := s.index[ph]
-	return ok && s.hs[i].Usable
+	for i, q := range s.paths {
+		if q == ph {
+			return ph != nil && s.hs[i].Usable
+		}
+	}
+	return false
 }
 
 // flowHash hashes the flow of an IP packet accepted by checkPacket: its

@@ -29,15 +29,11 @@ func (d *daemon) multipathSite(p *config.Peer) bool {
 	return p.Endpoint != "" && p.MultipathMode() != config.MultipathOff && d.mob != nil
 }
 
-// sitePolicy is the tunnel's policy for a multipath peer this site dials.
+// sitePolicy is the tunnel's policy for a multipath peer this site dials:
+// the mode it announces, and its duplicate rules.
 func sitePolicy(p *config.Peer) tunnel.PathPolicy {
-	pol := tunnel.PathPolicy{Mode: tunnel.Failover, RedundancyAll: p.Redundancy == config.RedundancyAll}
-	switch p.MultipathMode() {
-	case config.MultipathRedundant:
-		pol.Mode = tunnel.Redundant
-	case config.MultipathAggregate:
-		pol.Mode = tunnel.Aggregate
-	}
+	mode, all := announced(p)
+	pol := tunnel.PathPolicy{Mode: tunnelMode(mode), RedundancyAll: all}
 	if len(p.Duplicate) > 0 {
 		pol.Duplicate = classify.NewSet(p.Duplicate)
 	}
@@ -242,12 +238,16 @@ func pathName(c *quicconn.Conn) string {
 func (d *daemon) announcedMode(peer key.Public) (quicconn.MultipathMode, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ps := d.peers[peer]
-	if ps == nil {
-		return quicconn.MultipathFailover, false
+	if ps := d.peers[peer]; ps != nil {
+		return announced(&ps.cfg)
 	}
-	all := ps.cfg.Redundancy == config.RedundancyAll
-	switch ps.cfg.MultipathMode() {
+	return quicconn.MultipathFailover, false
+}
+
+// announced is the mode and redundancy of p in quicconn's terms.
+func announced(p *config.Peer) (quicconn.MultipathMode, bool) {
+	all := p.Redundancy == config.RedundancyAll
+	switch p.MultipathMode() {
 	case config.MultipathRedundant:
 		return quicconn.MultipathRedundant, all
 	case config.MultipathAggregate:
@@ -256,6 +256,7 @@ func (d *daemon) announcedMode(peer key.Public) (quicconn.MultipathMode, bool) {
 	return quicconn.MultipathFailover, all
 }
 
+// tunnelMode is m in the tunnel's terms.
 func tunnelMode(m quicconn.MultipathMode) tunnel.Mode {
 	switch m {
 	case quicconn.MultipathRedundant:
