@@ -167,9 +167,10 @@ type PathStats struct {
 // From then on the peer's sender schedules packets over its paths (see the
 // overview in paths.go) instead of a single current connection. A peer has
 // at most MaxPaths paths; the next is refused with ErrTooManyPaths and
-// not attached. Attaching a path that is already there changes nothing;
-// a conn attached with Attach keeps its receiver and becomes a path. The
-// tunnel does not take ownership of c.
+// not attached. Attaching a path that is already there updates its
+// Sequenced and Health (not its Name); a conn attached with Attach keeps
+// its receiver and becomes a path. The tunnel does not take ownership of
+// c.
 func (t *Tunnel) AttachPath(id key.Public, c DatagramConn, o PathOptions) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -181,7 +182,9 @@ func (t *Tunnel) AttachPath(id key.Public, c DatagramConn, o PathOptions) error 
 	if err != nil {
 		return err
 	}
-	if p.paths[c] != nil {
+	if ph := p.paths[c]; ph != nil {
+		ph.seqOK, ph.health = o.Sequenced, o.Health // read only under t.mu
+		p.rescheduleLocked()
 		return nil
 	}
 	if p.paths == nil {

@@ -296,3 +296,28 @@ func TestMultipathDetachLeavesOthers(t *testing.T) {
 		t.Fatalf("PathStats = %+v after both detached, want none", ps)
 	}
 }
+
+func TestMultipathPathBecomesSequenced(t *testing.T) {
+	h := newHarness(t)
+	ta, dev := h.tunnel(Config{}, 4, PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
+	a0, b0 := h.pipe()
+	a1, _ := h.pipe()
+	for _, c := range []*quictest.PipeConn{a0, a1} {
+		if err := ta.AttachPath(idB, c, PathOptions{Name: "p", Sequenced: c == a1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a0 does not know yet whether the peer reads the header (a 0-RTT
+	// connection before its hello): plain packets on both.
+	dev.ToTunnel <- tuntest.Ping(hostA4, hostB4, 1, 1, 56)
+	if d := receive(t, b0); d[0]>>4 != 4 {
+		t.Fatalf("before: datagram starts % x, want a plain IPv4 packet", d[:2])
+	}
+	if err := ta.AttachPath(idB, a0, PathOptions{Name: "p", Sequenced: true}); err != nil {
+		t.Fatal(err)
+	}
+	dev.ToTunnel <- tuntest.Ping(hostA4, hostB4, 1, 2, 56)
+	if d := receive(t, b0); d[0] != 0x10 {
+		t.Fatalf("after: datagram starts % x, want the sequenced header", d[:2])
+	}
+}

@@ -77,6 +77,7 @@ type peerState struct {
 	// when it joined; instance is the peer daemon's that the set belongs to.
 	paths    map[*quicconn.Conn]time.Time
 	instance uint64
+	pinned   bool // dialed with one connection per uplink (stopDial ends that)
 	// For godwit show (ctl.go): when the current or last conn was
 	// attached, and when its handshake completed.
 	since, handshake time.Time
@@ -298,6 +299,7 @@ func (d *daemon) startDialLocked(ps *peerState) {
 		id := ps.cfg.PublicKey
 		d.mob.AddMultipathPeer(id, ps.cfg.Name, ps.cfg.Endpoint, d.attachPath)
 		ps.stopDial = func() { d.mob.RemoveMultipathPeer(id) }
+		ps.pinned = true
 		return
 	}
 	d.startLegacyDialLocked(ps)
@@ -309,6 +311,7 @@ func (ps *peerState) stopDialLocked() {
 		ps.stopDial()
 		ps.stopDial = nil
 	}
+	ps.pinned = false
 }
 
 // startLegacyDialLocked starts the dial loop of the one connection to ps.

@@ -51,10 +51,10 @@ func multipathChanged(a, b *config.Peer) bool {
 // they are closed. A site whose hub does not announce multipath falls back
 // to one connection that moves between uplinks.
 func (d *daemon) attachPath(c *quicconn.Conn) {
-	if !helloDone(c) {
-		// A 0-RTT connection: whether the peer announced multipath is
-		// known one round trip later. Its datagrams wait in quic-go's
-		// queue until then; the set's other connections carry on.
+	early := !helloDone(c)
+	if early && !c.Pinned() {
+		// Not one of this site's pinned connections: whether the peer
+		// does multipath is known once its hello arrived.
 		d.wg.Go(func() {
 			select {
 			case <-c.HelloDone():
@@ -75,13 +75,9 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 	}
 	name := ps.cfg.Name
 	dialer := ps.cfg.Endpoint != ""
-	if dialer && !ok {
-		// An older hub: a second connection would replace the first.
-		ps.stopDialLocked()
-		d.startLegacyDialLocked(ps)
+	if dialer && !ok && !early {
 		d.mu.Unlock()
-		d.log.Warn("the hub does not announce multipath: one connection that moves between uplinks", "peer", name)
-		_ = c.Close("hub without multipath")
+		d.hubWithoutMultipath(ps, c)
 		return
 	}
 	var stale []*quicconn.Conn
@@ -108,7 +104,10 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 		pol = sitePolicy(&ps.cfg)
 	}
 	d.tn.SetPathPolicy(id, pol)
-	err := d.tn.AttachPath(id, c, tunnel.PathOptions{Name: pathName(c), Sequenced: ok, Health: d.pathHealth(c)})
+	// A pinned 0-RTT connection carries datagrams at once, without the
+	// sequenced header until its hello says the hub reads it.
+	opts := tunnel.PathOptions{Name: pathName(c), Sequenced: ok, Health: d.pathHealth(c)}
+	err := d.tn.AttachPath(id, c, opts)
 	var monitor []*quicconn.Conn
 	if err == nil {
 		if ps.paths == nil {
@@ -147,6 +146,21 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 		d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "multipath", true)
 	}
 	d.notifyChanged()
+	if early {
+		d.wg.Go(func() {
+			select {
+			case <-c.HelloDone():
+			case <-c.Done():
+				return
+			}
+			if _, ok := c.Multipath(); !ok {
+				d.hubWithoutMultipath(ps, c)
+				return
+			}
+			opts.Sequenced = true
+			_ = d.tn.AttachPath(id, c, opts)
+		})
+	}
 	d.wg.Go(func() {
 		<-c.Done()
 		d.mu.Lock()
@@ -191,6 +205,25 @@ func helloDone(c *quicconn.Conn) bool {
 	default:
 		return false
 	}
+}
+
+// hubWithoutMultipath makes the site reach ps over one connection that
+// moves between uplinks: the hub does not announce multipath, so a second
+// connection would replace the first. c, the connection that told, is
+// closed.
+func (d *daemon) hubWithoutMultipath(ps *peerState, c *quicconn.Conn) {
+	d.mu.Lock()
+	switchOver := ps.pinned && d.peers[ps.cfg.PublicKey] == ps // once, for a peer still configured
+	if switchOver {
+		ps.stopDialLocked()
+		d.startLegacyDialLocked(ps)
+	}
+	name := ps.cfg.Name
+	d.mu.Unlock()
+	if switchOver {
+		d.log.Warn("the hub does not announce multipath: one connection that moves between uplinks", "peer", name)
+	}
+	_ = c.Close("hub without multipath")
 }
 
 // pathHealth is the tunnel's view of c's health: usable while its monitor
