@@ -166,10 +166,12 @@ func TestMobilityRun(t *testing.T) {
 		if s.Stats.N+s.Failed < 2 && s.Kind != "switch-back" || s.Stats.N > 2 {
 			t.Errorf("%s at %v ms: %d outages and %d failures, want 2 runs", s.Kind, s.DelayMs, s.Stats.N, s.Failed)
 		}
-		// A switch away lasts at least one RTT (the new path must carry a
-		// probe and its echo); none lasts beyond the recovery bound.
+		// A switch away lasts about one RTT at least (the new path must
+		// carry a probe and its echo): RTTMs is the median of a separate
+		// series, so one outage may come in a little under it (22.5 ms at
+		// a 22.8 ms median was seen). None lasts beyond the recovery bound.
 		for _, o := range s.OutagesMs {
-			if o <= 0 || s.Kind != "switch-back" && o < s.RTTMs || o > ms(mobRecover)+ms(mobSettle) {
+			if o <= 0 || s.Kind != "switch-back" && o < 0.8*s.RTTMs || o > ms(mobRecover)+ms(mobSettle) {
 				t.Errorf("%s at %v ms: outage %v ms out of bounds (RTT %v ms)", s.Kind, s.DelayMs, o, s.RTTMs)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/godwit-vpn/godwit/routing/netlab"
@@ -121,7 +122,13 @@ func parseUAPIErrno(r *bufio.Reader) (int, error) {
 // that the answer is errno=0.
 func uapiConfigure(ifname, req string) error {
 	sock := filepath.Join(wgSockDir, ifname+".sock")
+	// The socket file appears when wireguard-go binds it, a moment before
+	// it listens: until then a dial is refused.
 	c, err := net.DialTimeout("unix", sock, 5*time.Second)
+	for deadline := time.Now().Add(2 * time.Second); errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		c, err = net.DialTimeout("unix", sock, 5*time.Second)
+	}
 	if err != nil {
 		return fmt.Errorf("bench: uapi %s: %w", sock, err)
 	}
