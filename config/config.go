@@ -112,15 +112,17 @@ type Peer struct {
 	Line       int            // line of this peer's [[peer]] header, for messages; 0 when not parsed from a file
 
 	// Multipath, Redundancy and Duplicate say how a site uses its
-	// uplinks to reach this peer: with Multipath set (or Duplicate), one
-	// QUIC connection per uplink and a schedule over them; without, one
-	// connection that moves between uplinks. The side that dials sets
-	// them, so they need an Endpoint: a peer that dials in announces its
-	// own, and this side applies that.
+	// uplinks to reach this peer: one QUIC connection per uplink and a
+	// schedule over them, or (multipath = "off") one connection that moves
+	// between uplinks. The side that dials sets them, so they need an
+	// Endpoint: a peer that dials in announces its own, and this side
+	// applies that.
 
 	// Multipath is how packets to the peer are spread over the healthy
-	// paths; the zero value, MultipathOff, is one connection. A mode
-	// other than failover needs at least two uplinks in [interface].
+	// paths. The zero value, MultipathDefault, is failover on a site with
+	// two or more uplinks (or uplinks = "any") and off otherwise: see
+	// [Config.PathMode]. A mode other than off and failover needs at
+	// least two uplinks in [interface].
 	Multipath Multipath
 	// Redundancy is how many paths MultipathRedundant sends each packet
 	// on; the zero value is RedundancyTwo. Any other value needs
@@ -140,11 +142,13 @@ type Peer struct {
 type Multipath uint8
 
 const (
-	// MultipathOff (no multipath key) keeps one connection to the peer,
-	// which moves between uplinks.
-	MultipathOff Multipath = iota
-	// MultipathFailover, the default mode, sends all packets on the best
-	// healthy path.
+	// MultipathDefault (no multipath key) is failover on a site with two
+	// or more uplinks, off otherwise.
+	MultipathDefault Multipath = iota
+	// MultipathOff keeps one connection to the peer, which moves between
+	// uplinks.
+	MultipathOff
+	// MultipathFailover sends all packets on the best healthy path.
 	MultipathFailover
 	// MultipathRedundant sends every packet on the two best healthy paths,
 	// or on all of them with RedundancyAll.
@@ -154,30 +158,36 @@ const (
 )
 
 // multipathNames are the file's names of the Multipath values, by value;
-// MultipathOff has none.
-var multipathNames = []string{"", "failover", "redundant", "aggregate"}
+// MultipathDefault has none.
+var multipathNames = []string{"", "off", "failover", "redundant", "aggregate"}
 
-// String returns the mode's name in the file ("failover", "redundant",
-// "aggregate"), "off" for MultipathOff, or "Multipath(N)" for a value
-// without one.
+// String returns the mode's name in the file ("off", "failover",
+// "redundant", "aggregate"), "default" for MultipathDefault, or
+// "Multipath(N)" for a value without one.
 func (m Multipath) String() string {
 	switch {
-	case m == MultipathOff:
-		return "off"
+	case m == MultipathDefault:
+		return "default"
 	case int(m) < len(multipathNames):
 		return multipathNames[m]
 	}
 	return fmt.Sprintf("Multipath(%d)", uint8(m))
 }
 
-// MultipathMode is the mode the site uses for p: Multipath, or failover
-// when only Duplicate asks for a connection per uplink; MultipathOff for
-// one connection.
-func (p *Peer) MultipathMode() Multipath {
-	if p.Multipath == MultipathOff && len(p.Duplicate) > 0 {
+// PathMode is the mode this node uses for peer p: MultipathOff for one
+// connection (also for a peer it does not dial), or the mode of its
+// connection set. Without a multipath key a site with two or more uplinks
+// (or uplinks = "any"), or a peer with duplicate rules, uses failover.
+func (c *Config) PathMode(p *Peer) Multipath {
+	switch {
+	case p.Endpoint == "":
+		return MultipathOff
+	case p.Multipath != MultipathDefault:
+		return p.Multipath
+	case len(p.Duplicate) > 0 || c.Interface.UplinksAny || len(c.Interface.Uplinks) >= 2:
 		return MultipathFailover
 	}
-	return p.Multipath
+	return MultipathOff
 }
 
 // Redundancy is how many paths MultipathRedundant sends each packet on

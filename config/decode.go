@@ -360,7 +360,7 @@ func (t *table) decodePeer(pr *Peer) {
 	if s, ok := t.str("multipath"); ok {
 		i := slices.Index(multipathNames, strings.ToLower(s))
 		if i <= 0 {
-			t.p.addf(t.pos.line("multipath"), "%s multipath %q is not one of failover, redundant, aggregate", t.what, clip(s))
+			t.p.addf(t.pos.line("multipath"), "%s multipath %q is not one of off, failover, redundant, aggregate", t.what, clip(s))
 			t.pos.bad["multipath"] = true
 		} else {
 			pr.Multipath = Multipath(i)

@@ -30,7 +30,7 @@
 //	public_key = "base64..."                           # required, unique: 32-byte Ed25519 key
 //	allowed_ips = ["10.77.0.2/32", "192.168.20.0/24"]  # required: routed to the peer, accepted from it
 //	endpoint = "hub.example.net:4433"                  # optional: dial this peer
-//	multipath = "redundant"                            # with endpoint: failover, redundant or aggregate; default failover
+//	multipath = "redundant"                            # with endpoint: off, failover, redundant or aggregate
 //	redundancy = "all"                                 # with multipath = "redundant": "two" or "all" paths; default "two"
 //	duplicate = ["udp:16384-32767", "dscp:46"]         # with endpoint: also send these packets on a second path
 //
@@ -40,7 +40,9 @@
 // address or at least one peer endpoint.
 //
 // A site with several uplinks keeps one QUIC connection per uplink to each
-// peer it dials, and multipath says how it uses them: "failover" sends all
+// peer it dials, and multipath says how it uses them (without the key:
+// failover with two or more uplinks; "off" keeps one connection that moves
+// between uplinks, the behaviour without uplinks): "failover" sends all
 // traffic on the best healthy path, "redundant" sends every packet on the
 // two best healthy paths (on all of them with redundancy = "all"), and
 // "aggregate" spreads flows over the paths. duplicate lists at most 64

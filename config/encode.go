@@ -94,7 +94,7 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 		if int(pr.Redundancy) >= len(redundancyNames) {
 			return nil, fmt.Errorf("config: peer %q redundancy %v has no name in the file format", clip(pr.Name), pr.Redundancy)
 		}
-		if pr.Multipath != MultipathOff {
+		if pr.Multipath != MultipathDefault {
 			fmt.Fprintf(&b, "multipath = %q\n", pr.Multipath)
 		}
 		if pr.Multipath == MultipathRedundant || pr.Redundancy != RedundancyTwo {

@@ -134,9 +134,9 @@ func TestMarshalTOMLErrors(t *testing.T) {
 	if _, err := c.MarshalTOML(); err == nil || !strings.Contains(err.Error(), "log level INFO+2") {
 		t.Errorf("MarshalTOML with level INFO+2 = %v, want a log level error", err)
 	}
-	c = &Config{Peers: []Peer{{Name: "hub", Multipath: 4}}}
-	if _, err := c.MarshalTOML(); err == nil || err.Error() != `config: peer "hub" multipath Multipath(4) has no name in the file format` {
-		t.Errorf("MarshalTOML with Multipath(4) = %v, want a multipath error", err)
+	c = &Config{Peers: []Peer{{Name: "hub", Multipath: 5}}}
+	if _, err := c.MarshalTOML(); err == nil || err.Error() != `config: peer "hub" multipath Multipath(5) has no name in the file format` {
+		t.Errorf("MarshalTOML with Multipath(5) = %v, want a multipath error", err)
 	}
 	c = &Config{Peers: []Peer{{Name: "hub", Redundancy: 2}}}
 	if _, err := c.MarshalTOML(); err == nil || err.Error() != `config: peer "hub" redundancy Redundancy(2) has no name in the file format` {

@@ -353,14 +353,15 @@ public_key = "KEYA"
 allowed_ips = ["2001:db8::/32"]
 endpoint = "[2001:db8::1]:4433"
 `), []problem{{10, `routing loop`}}},
-	{"multipath unknown", site + "multipath = \"fast\"\n", []problem{{12, `peer "a" multipath "fast" is not one of failover, redundant, aggregate`}}},
+	{"multipath unknown", site + "multipath = \"fast\"\n", []problem{{12, `peer "a" multipath "fast" is not one of off, failover, redundant, aggregate`}}},
 	{"multipath not a string", site + "multipath = 2\n", []problem{{12, `peer "a" multipath must be a string, not an integer`}}},
 	{"multipath typo", site + "multipth = \"redundant\"\n", []problem{{12, `unknown key "multipth" in peer "a" (did you mean "multipath"?)`}}},
 	{"redundancy unknown", site + "multipath = \"redundant\"\nredundancy = \"3\"\n", []problem{{13, `peer "a" redundancy "3" is not "two" (the two best healthy paths, the default) or "all" (every healthy path)`}}},
 	{"redundancy not a string", site + "multipath = \"redundant\"\nredundancy = 2\n", []problem{{13, `peer "a" redundancy must be a string, not an integer`}}},
+	{"duplicate with multipath off", site + "multipath = \"off\"\nduplicate = [\"udp:5004\"]\n", []problem{{13, `peer "a" duplicate needs a connection per uplink, but multipath is "off": remove duplicate or multipath`}}},
 	{"redundancy without a mode", site + "redundancy = \"all\"\n", []problem{{12, `peer "a" redundancy applies only to multipath = "redundant", but multipath is not set: remove redundancy or set multipath = "redundant"`}}},
 	{"redundancy with aggregate", site + "multipath = \"aggregate\"\nredundancy = \"two\"\n", []problem{{13, `peer "a" redundancy applies only to multipath = "redundant", but multipath is "aggregate": remove redundancy or set multipath = "redundant"`}}},
-	{"redundancy with a bad mode", site + "multipath = \"redundnat\"\nredundancy = \"all\"\n", []problem{{12, `peer "a" multipath "redundnat" is not one of failover, redundant, aggregate`}}},
+	{"redundancy with a bad mode", site + "multipath = \"redundnat\"\nredundancy = \"all\"\n", []problem{{12, `peer "a" multipath "redundnat" is not one of off, failover, redundant, aggregate`}}},
 	{"duplicate bad rules", site + "duplicate = [\"udp:70000\", \"dscp:ef\", \"udp:5004\", \"192.168.20.1/24\"]\n", []problem{
 		{12, `peer "a" duplicate rule "udp:70000": port out of range 1-65535`},
 		{12, `peer "a" duplicate rule "dscp:ef": DSCP "ef" is not a number: write dscp:46 for EF`},
@@ -602,15 +603,16 @@ endpoint = "198.51.100.7:4433"
 		{"keepalive default", head, "15s", func(c *Config) string { return c.Interface.KeepAlive.String() }},
 		{"keepalive", head + "keepalive = \"25s\"\n", "25s", func(c *Config) string { return c.Interface.KeepAlive.String() }},
 		{"keepalive bounds", head + "keepalive = \"1s\"\n", "1s", func(c *Config) string { return c.Interface.KeepAlive.String() }},
-		{"multipath not set", site, "off two []", multipathOf},
+		{"multipath not set", site, "default two []", multipathOf},
+		{"multipath off", site + "multipath = \"off\"\n", "off two []", multipathOf},
 		{"multipath failover without uplinks", head + peerA + "endpoint = \"hub.example.net:4433\"\nmultipath = \"failover\"\n", "failover two []", multipathOf},
 		{"multipath redundant", site + "multipath = \"redundant\"\n", "redundant two []", multipathOf},
 		{"multipath redundant all", site + "multipath = \"redundant\"\nredundancy = \"all\"\n", "redundant all []", multipathOf},
 		{"multipath redundant two", site + "multipath = \"redundant\"\nredundancy = \"two\"\n", "redundant two []", multipathOf},
 		{"multipath upper case", site + "multipath = \"Aggregate\"\n", "aggregate two []", multipathOf},
 		{"multipath uplinks any", head + "uplinks = \"any\"\n" + peerA + "endpoint = \"hub.example.net:4433\"\nmultipath = \"redundant\"\nduplicate = [\"udp:5004\"]\n", "redundant two [udp:5004]", multipathOf},
-		{"duplicate rules", site + "duplicate = [\"udp:5004\", \"TCP:8000-8100\", \"dscp:46\", \"192.168.20.0/24\", \"2001:DB8::/32\"]\n", "off two [udp:5004 tcp:8000-8100 dscp:46 192.168.20.0/24 2001:db8::/32]", multipathOf},
-		{"duplicate empty", site + "duplicate = []\n", "off two []", multipathOf},
+		{"duplicate rules", site + "duplicate = [\"udp:5004\", \"TCP:8000-8100\", \"dscp:46\", \"192.168.20.0/24\", \"2001:DB8::/32\"]\n", "default two [udp:5004 tcp:8000-8100 dscp:46 192.168.20.0/24 2001:db8::/32]", multipathOf},
+		{"duplicate empty", site + "duplicate = []\n", "default two []", multipathOf},
 		{"duplicate 64 rules", site + manyRules(64), "64", func(c *Config) string { return fmt.Sprint(len(c.Peers[0].Duplicate)) }},
 		{"duplicate with redundant", site + "multipath = \"redundant\"\nduplicate = [\"dscp:46\"]\n", "redundant two [dscp:46]", multipathOf},
 		{"inline peer array", expand(`peer = [{name = "a", public_key = "KEYA", allowed_ips = ["10.77.0.2/32"]}]`) + "\n" + head, "a", func(c *Config) string { return c.Peers[0].Name }},
@@ -697,7 +699,7 @@ func TestValidateBuiltMultipath(t *testing.T) {
 			{0, `peer "site" duplicate is set by the site`},
 		}},
 		{"values without names", build(two, Peer{Name: "hub", Endpoint: "hub.example.net:4433", Multipath: 7, Redundancy: 9}), []problem{
-			{0, `peer "hub" multipath Multipath(7) is not one of failover, redundant, aggregate`},
+			{0, `peer "hub" multipath Multipath(7) is not one of off, failover, redundant, aggregate`},
 			{0, `peer "hub" redundancy Redundancy(9) is not "two" or "all"`},
 		}},
 		{"redundancy without redundant", build(two, Peer{Name: "hub", Endpoint: "hub.example.net:4433", Redundancy: RedundancyAll}), []problem{
@@ -816,6 +818,31 @@ func TestPeerEqual(t *testing.T) {
 		tt.change(&b)
 		if got := a.Equal(b); got != tt.want {
 			t.Errorf("%s: Equal = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestPathMode(t *testing.T) {
+	two := Interface{Uplinks: []string{"wlan0", "wwan0"}}
+	tests := []struct {
+		name string
+		ifc  Interface
+		p    Peer
+		want Multipath
+	}{
+		{"site with two uplinks, no key", two, Peer{Endpoint: "h:1"}, MultipathFailover},
+		{"uplinks any, no key", Interface{UplinksAny: true}, Peer{Endpoint: "h:1"}, MultipathFailover},
+		{"one uplink, no key", Interface{Uplinks: []string{"wlan0"}}, Peer{Endpoint: "h:1"}, MultipathOff},
+		{"no uplinks, no key", Interface{}, Peer{Endpoint: "h:1"}, MultipathOff},
+		{"no uplinks, duplicate", Interface{}, Peer{Endpoint: "h:1", Duplicate: []classify.Rule{classify.MustParseRule("udp:5004")}}, MultipathFailover},
+		{"off", two, Peer{Endpoint: "h:1", Multipath: MultipathOff}, MultipathOff},
+		{"redundant", two, Peer{Endpoint: "h:1", Multipath: MultipathRedundant}, MultipathRedundant},
+		{"a peer that dials in", two, Peer{Multipath: MultipathRedundant}, MultipathOff},
+	}
+	for _, tt := range tests {
+		c := &Config{Interface: tt.ifc}
+		if got := c.PathMode(&tt.p); got != tt.want {
+			t.Errorf("%s: PathMode = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

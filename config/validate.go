@@ -215,7 +215,7 @@ func (c *Config) validateMultipath(p *problems, i int, label string) {
 	bad := pr.pos.bad
 	// A key is set when it is in the file or, in a Config built in code,
 	// when its field is not the zero value.
-	multipathSet := pr.pos.has("multipath") || pr.Multipath != MultipathOff
+	multipathSet := pr.pos.has("multipath") || pr.Multipath != MultipathDefault
 	redundancySet := pr.pos.has("redundancy") || pr.Redundancy != RedundancyTwo
 	duplicateSet := pr.pos.has("duplicate") || len(pr.Duplicate) > 0
 	if pr.Endpoint == "" && !bad["endpoint"] {
@@ -232,7 +232,7 @@ func (c *Config) validateMultipath(p *problems, i int, label string) {
 
 	modeOK := !bad["multipath"]
 	if modeOK && int(pr.Multipath) >= len(multipathNames) {
-		p.addf(pr.pos.line("multipath"), "%s multipath %v is not one of failover, redundant, aggregate", label, pr.Multipath)
+		p.addf(pr.pos.line("multipath"), "%s multipath %v is not one of off, failover, redundant, aggregate", label, pr.Multipath)
 		modeOK = false
 	}
 	switch {
@@ -241,7 +241,7 @@ func (c *Config) validateMultipath(p *problems, i int, label string) {
 		p.addf(pr.pos.line("redundancy"), `%s redundancy %v is not "two" or "all"`, label, pr.Redundancy)
 	case modeOK && pr.Multipath != MultipathRedundant:
 		mode := strconv.Quote(pr.Multipath.String())
-		if pr.Multipath == MultipathOff {
+		if pr.Multipath == MultipathDefault {
 			mode = "not set"
 		}
 		p.addf(pr.pos.line("redundancy"), `%s redundancy applies only to multipath = "redundant", but multipath is %s: remove redundancy or set multipath = "redundant"`, label, mode)
@@ -260,6 +260,10 @@ func (c *Config) validateMultipath(p *problems, i int, label string) {
 			p.addf(line, "%s duplicate lists rule %s twice", label, r)
 		}
 		seen[r] = true
+	}
+
+	if modeOK && pr.Multipath == MultipathOff && len(pr.Duplicate) > 0 {
+		p.addf(line, `%s duplicate needs a connection per uplink, but multipath is "off": remove duplicate or multipath`, label)
 	}
 
 	// Every mode but failover, and duplicate, need a second path, and a

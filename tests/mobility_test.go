@@ -46,7 +46,11 @@ func mobConfs(t *testing.T, tp *mobTopo) (hub, site nodeConf) {
 		peers: []peerConf{{name: "site", pub: sk.pub, allowed: []string{"10.77.0.2/32"}}}}
 	site = nodeConf{name: "msite", key: sk, addrs: []string{"10.77.0.2/24"},
 		extra: []string{`uplinks = ["wifi0", "cell0"]`},
-		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String()}}}
+		// One connection that moves between the uplinks: what these
+		// tests measure (with two uplinks the default is a connection
+		// per uplink, tests/multipath_test.go).
+		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String(),
+			extra: []string{`multipath = "off"`}}}}
 	return hub, site
 }
 

@@ -315,14 +315,15 @@ func TestMultipathDuplicateRule(t *testing.T) {
 	}
 }
 
-// TestMultipathUplinkLost: the Wi-Fi uplink of a failover site loses its
-// carrier under a 50 Hz ping. The ping loses at most 10 requests, the site
+// TestMultipathUplinkLost: the Wi-Fi uplink of a site with two uplinks and
+// no multipath key (failover by default) loses its carrier under a 50 Hz
+// ping. The ping loses at most 10 requests, the site
 // keeps one connection, on cell0, and has a second one on wifi0 again
 // after Wi-Fi comes back (a redial that resumes its TLS session with
 // 0-RTT), again losing at most 10 pings.
 func TestMultipathUplinkLost(t *testing.T) {
 	t.Parallel()
-	ml := startMPLab(t, `multipath = "failover"`)
+	ml := startMPLab(t)
 	ml.waitMP(t, 10*time.Second, "wifi0 carrying and cell0 warm", roles(roleCarrying, roleWarm))
 	ping := startMPPinger(t, ml)
 	time.Sleep(time.Second)

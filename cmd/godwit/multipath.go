@@ -23,16 +23,16 @@ import (
 // the set, each connection's health monitor, and the policy.
 
 // multipathSite reports whether this node dials peer p as a multipath
-// peer: the peer sets a multipath mode (or duplicate rules) and the site
-// has uplinks.
+// peer: a site with uplinks, and a mode other than off (by default, with
+// two or more uplinks). d.mu must be held.
 func (d *daemon) multipathSite(p *config.Peer) bool {
-	return p.Endpoint != "" && p.MultipathMode() != config.MultipathOff && d.mob != nil
+	return d.cfg.PathMode(p) != config.MultipathOff && d.mob != nil
 }
 
 // sitePolicy is the tunnel's policy for a multipath peer this site dials:
 // the mode it announces, and its duplicate rules.
-func sitePolicy(p *config.Peer) tunnel.PathPolicy {
-	mode, all := announced(p)
+func sitePolicy(cfg *config.Config, p *config.Peer) tunnel.PathPolicy {
+	mode, all := announced(cfg, p)
 	pol := tunnel.PathPolicy{Mode: tunnelMode(mode), RedundancyAll: all}
 	if len(p.Duplicate) > 0 {
 		pol.Duplicate = classify.NewSet(p.Duplicate)
@@ -101,7 +101,7 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 	}
 	pol := tunnel.PathPolicy{Mode: tunnelMode(mp.Mode), RedundancyAll: mp.RedundancyAll, Follow: !dialer}
 	if dialer {
-		pol = sitePolicy(&ps.cfg)
+		pol = sitePolicy(d.cfg, &ps.cfg)
 	}
 	d.tn.SetPathPolicy(id, pol)
 	// A pinned 0-RTT connection carries datagrams at once, without the
@@ -272,15 +272,15 @@ func (d *daemon) announcedMode(peer key.Public) (quicconn.MultipathMode, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if ps := d.peers[peer]; ps != nil {
-		return announced(&ps.cfg)
+		return announced(d.cfg, &ps.cfg)
 	}
 	return quicconn.MultipathFailover, false
 }
 
 // announced is the mode and redundancy of p in quicconn's terms.
-func announced(p *config.Peer) (quicconn.MultipathMode, bool) {
+func announced(cfg *config.Config, p *config.Peer) (quicconn.MultipathMode, bool) {
 	all := p.Redundancy == config.RedundancyAll
-	switch p.MultipathMode() {
+	switch cfg.PathMode(p) {
 	case config.MultipathRedundant:
 		return quicconn.MultipathRedundant, all
 	case config.MultipathAggregate:
