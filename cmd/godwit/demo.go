@@ -310,6 +310,7 @@ name = "hub"
 public_key = %q
 allowed_ips = ["10.77.0.1/32", "fd77::1/128", "192.168.10.0/24"]
 endpoint = "198.18.0.1:4433"
+multipath = "off"   # one connection that moves; without this line: one connection per uplink (failover)
 `, filepath.Join(dir, "site.key"), filepath.Join(dir, "site-state"), hubKey.Public())
 	hubPath, sitePath = filepath.Join(dir, "hub.toml"), filepath.Join(dir, "site.toml")
 	if err := os.WriteFile(hubPath, []byte(hub), 0o600); err != nil {
