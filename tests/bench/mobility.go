@@ -575,7 +575,8 @@ func (m *mobLab) writeConfigs(ctx context.Context) error {
 			`listen = "`+mobHubListen.String()+`"`, "site", pub[1], netip.PrefixFrom(mobSiteIn.Addr(), 32), ""),
 		"msite.toml": mobConfig(filepath.Join(dir, "msite.key"), m.stateDir, mobSiteIn,
 			fmt.Sprintf("uplinks = [%q, %q]", mobWifi.name, mobCell.name), "hub", pub[0],
-			netip.PrefixFrom(mobHubIn.Addr(), 32), mobRelayAddr.String()),
+			netip.PrefixFrom(mobHubIn.Addr(), 32), mobRelayAddr.String()) +
+			"multipath = \"off\"\n", // the switch rows measure one connection that moves
 	}
 	for name, c := range cfgs {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(c), 0o600); err != nil {
