@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
+	"github.com/godwit-vpn/godwit/tunnel"
 )
 
 // options are the command-line settings.
@@ -38,6 +39,7 @@ type options struct {
 	sites    int           // simulated sites
 	duration time.Duration // length of the idle phase and of the traffic phase
 	json     bool          // JSON on stdout, the table on stderr
+	conns    int           // connections per site: more than 1 makes multipath sets on the hub
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -47,6 +49,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.sites, "sites", 200, "simulated sites (`n`, 1 to 4000)")
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "length of the idle phase and of the 1 packet/s phase")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (the table goes to stderr)")
+	fs.IntVar(&o.conns, "conns", 1, "connections per site (`n`, 1 to 8): with more than 1 each site announces multipath and\n"+
+		"the hub keeps a set per site, with a health monitor on every connection")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -55,6 +59,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("hubscale: unexpected arguments %q", fs.Args())
 	case o.sites < 1 || o.sites > maxSites:
 		return o, fmt.Errorf("hubscale: -sites %d: want 1 to %d", o.sites, maxSites)
+	case o.conns < 1 || o.conns > tunnel.MaxPaths:
+		return o, fmt.Errorf("hubscale: -conns %d: want 1 to %d", o.conns, tunnel.MaxPaths)
 	case o.duration < time.Second || o.duration > 10*time.Minute:
 		return o, fmt.Errorf("hubscale: -duration %v: want 1s to 10m", o.duration)
 	}

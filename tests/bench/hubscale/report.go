@@ -12,12 +12,12 @@ func writeTable(w io.Writer, rep *report) {
 	m := rep.Machine
 	fmt.Fprintf(w, "machine: nproc %d, kernel %s, %s; load average (1, 5, 15 min) %s before, %s after\n",
 		m.NProc, m.Kernel, m.Go, m.LoadBefore, m.LoadAfter)
-	fmt.Fprintf(w, "hub with %d simulated sites; idle and 1 packet/s phases of %s each\n", rep.Sites, rep.Duration)
+	fmt.Fprintf(w, "hub with %d simulated sites, %d connection(s) each; idle and 1 packet/s phases of %s each\n", rep.Sites, rep.Conns, rep.Duration)
 	rows := []struct{ label, value string }{
 		{"sites connected", fmt.Sprintf("%d of %d", rep.Connected, rep.Sites)},
 		{"connect from cold, all sites (s)", fmt.Sprintf("%.2f", rep.ConnectAll)},
 		{"connect per site p50 / p99 / max (ms)", fmt.Sprintf("%.0f / %.0f / %.0f", rep.ConnectP50, rep.ConnectP99, rep.ConnectMax)},
-		{"reconnects after the first connection", fmt.Sprint(rep.Reconnects)},
+		{"reconnects after each site's first connections", fmt.Sprint(rep.Reconnects)},
 		{"hub \"peer connected\" log lines", fmt.Sprint(rep.HubPeers)},
 		{"hub RSS, no site (MiB)", mib(rep.RSSAlone)},
 		{"hub RSS, sites idle (MiB)", mib(rep.RSSIdle)},

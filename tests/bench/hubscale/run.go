@@ -55,6 +55,7 @@ const (
 type report struct {
 	Machine    machine  `json:"machine"`
 	Sites      int      `json:"sites"`
+	Conns      int      `json:"connections_per_site"`
 	Duration   string   `json:"duration"`
 	Connected  int      `json:"connected"`             // sites that connected within connectTimeout
 	ConnectAll float64  `json:"connect_all_s"`         // from the first dial to the last site's first connection
@@ -94,8 +95,8 @@ type site struct {
 	ch    *tuntest.Channel
 	tn    *tunnel.Tunnel
 	runc  chan error    // Run's result
-	first chan struct{} // closed at the first connection
-	took  time.Duration // from the common start to the first connection; valid after first
+	first chan struct{} // closed when the site has all its connections
+	took  time.Duration // from the common start to first; valid after first
 	ups   atomic.Int32
 	reply atomic.Uint64
 }
@@ -104,10 +105,12 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	rep := report{
 		Machine:  machine{NProc: runtime.NumCPU(), Kernel: measure.ReadTrim("/proc/sys/kernel/osrelease"), Go: runtime.Version(), LoadBefore: loadAvg()},
 		Sites:    o.sites,
+		Conns:    o.conns,
 		Duration: o.duration.String(),
 		Notes: []string{
 			"hub: the real godwit daemon; sites: quicconn.Endpoint + tunnel.Tunnel over tuntest.Channel, all in this process",
-			"connect: all sites start DialLoop at once after their sockets exist; time to each site's first established connection (handshake + hello)",
+			"connect: all sites start DialLoop at once (one per connection) after their sockets exist; time until each site has all its connections (handshake + hello)",
+			"-conns N > 1: each site announces multipath; the hub keeps a set per site and monitors every connection (heartbeat every 250 ms, counters polled every 25 ms)",
 			"CPU: hub utime+stime over the phase's wall time, percent of one core; idle = sites connected, no packets (QUIC keep-alives and control heartbeats still run)",
 			"1 pps: each site sends one ICMP echo per second to the hub's inner address, spread evenly over the second; the hub's kernel answers",
 		},
@@ -176,24 +179,33 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 			}
 		}
 	}()
-	if err := makeSites(sctx, sitesNS, key.Public(hubID), sites, &dialers); err != nil {
+	if err := makeSites(sctx, sitesNS, key.Public(hubID), sites, o.conns > 1, &dialers); err != nil {
 		return err
 	}
 	log.Info("sites dialing", "count", len(sites))
 	start := time.Now()
 	hubAddr := netip.AddrPortFrom(underHub.Addr(), hubPort).String()
 	for _, s := range sites {
-		dialers.Go(func() {
-			s.ep.DialLoop(sctx, hubAddr, hubID, func(c *quicconn.Conn) {
-				if err := s.tn.Attach(key.Public(hubID), c); err != nil {
-					return // only after shutdown
-				}
-				if s.ups.Add(1) == 1 {
-					s.took = time.Since(start)
-					close(s.first)
-				}
+		for j := range o.conns {
+			dialers.Go(func() {
+				s.ep.DialLoop(sctx, hubAddr, hubID, func(c *quicconn.Conn) {
+					var err error
+					if o.conns > 1 {
+						_, seq := c.Multipath()
+						err = s.tn.AttachPath(key.Public(hubID), c, tunnel.PathOptions{Name: fmt.Sprint(j), Sequenced: seq})
+					} else {
+						err = s.tn.Attach(key.Public(hubID), c)
+					}
+					if err != nil {
+						return // only after shutdown
+					}
+					if s.ups.Add(1) == int32(o.conns) {
+						s.took = time.Since(start)
+						close(s.first)
+					}
+				})
 			})
-		})
+		}
 	}
 	deadline := time.NewTimer(connectTimeout)
 	defer deadline.Stop()
@@ -258,7 +270,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	}
 	for _, s := range sites {
 		rep.Replies += s.reply.Load()
-		rep.Reconnects += int(s.ups.Load()) - 1
+		rep.Reconnects += int(s.ups.Load()) - o.conns
 	}
 	if rep.Sent > 0 {
 		rep.ReplyRatio = float64(rep.Replies) / float64(rep.Sent)
@@ -328,10 +340,10 @@ func startHub(ctx context.Context, lab *netlab.Lab, ns *netlab.NS, bin string, k
 // Tunnel with the hub hubID as its one peer, and starts the Tunnel and a
 // reader that counts echo replies (on wg), all stopping when ctx is done
 // and the Channel is closed.
-func makeSites(ctx context.Context, ns *netlab.NS, hubID key.Public, sites []*site, wg *sync.WaitGroup) error {
+func makeSites(ctx context.Context, ns *netlab.NS, hubID key.Public, sites []*site, multipath bool, wg *sync.WaitGroup) error {
 	err := ns.Do(func() error {
 		for _, s := range sites {
-			ep, err := quicconn.NewEndpoint(quicconn.Config{PrivateKey: s.key, NodeName: fmt.Sprintf("site-%04d", s.idx)})
+			ep, err := quicconn.NewEndpoint(quicconn.Config{PrivateKey: s.key, NodeName: fmt.Sprintf("site-%04d", s.idx), Multipath: multipath})
 			if err != nil {
 				return fmt.Errorf("hubscale: site %d: %w", s.idx, err)
 			}
