@@ -153,6 +153,14 @@ type HealthConfig struct {
 	// an idle path goes without a packet the peer must acknowledge. Zero
 	// means 250 ms; it is never longer than Config.Heartbeat.
 	Probe time.Duration
+	// Passive leaves the heartbeat as it was (Probe is not used): the
+	// monitor judges from the traffic and from what the peer's own probes
+	// bring. For a hub, whose sites probe every connection of their sets:
+	// an idle hub then does not double the probes (200 sites with two
+	// connections each: hub CPU 30 % of a core with its own probes, see
+	// docs/PERFORMANCE.md). An idle path whose direction to the peer died
+	// is then noticed by the peer, not here.
+	Passive bool
 	// Poll is how often the monitor reads the connection's counters. Zero
 	// means 25 ms.
 	Poll time.Duration
@@ -222,13 +230,33 @@ func (c *Conn) MonitorPath(cfg HealthConfig) {
 	if !c.hp.word.CompareAndSwap(packHealth(HealthUnmonitored, 0, 0), packHealth(HealthUp, 0, c.qc.ConnectionStats().SmoothedRTT)) {
 		return
 	}
-	c.ctl.probe.Store(int64(min(m.cfg.Probe, c.cfg.Heartbeat)))
-	select {
-	case c.ctl.retick <- struct{}{}:
-	default:
+	if !m.cfg.Passive {
+		c.ctl.probe.Store(int64(min(m.cfg.Probe, c.cfg.Heartbeat)))
+		select {
+		case c.ctl.retick <- struct{}{}:
+		default:
+		}
 	}
 	e.health.add(c)
 	c.log.Debug("quicconn: monitoring path", "probe", m.cfg.Probe, "poll", m.cfg.Poll)
+}
+
+// SetProbe changes the heartbeat interval of a monitored, not Passive
+// connection (HealthConfig.Probe), never above Config.Heartbeat; it does
+// nothing otherwise. A site probes the path that carries its traffic often
+// and its warm standbys less, so that an idle hub is not busy answering.
+// Safe for concurrent use, and cheap: an atomic store and a wake-up.
+func (c *Conn) SetProbe(d time.Duration) {
+	m := c.hp.mon.Load()
+	if m == nil || m.cfg.Passive || d <= 0 {
+		return
+	}
+	if old := c.ctl.probe.Swap(int64(min(d, c.cfg.Heartbeat))); old != int64(min(d, c.cfg.Heartbeat)) {
+		select {
+		case c.ctl.retick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // PathHealth returns the latest verdict on c's path (see [Health]). Before

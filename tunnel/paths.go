@@ -120,14 +120,20 @@ type PathOptions struct {
 	// lock when the schedule is rebuilt, so it must be fast and must not
 	// call back into the tunnel. Nil means always usable, rank 0.
 	Health func() PathHealth
+	// Carrying, if not nil, is told after every rebuild of the schedule
+	// whether the path carries traffic (in the schedule's carry set), under
+	// the same rules as Health. A site probes its carrying paths more often
+	// than its warm ones.
+	Carrying func(bool)
 }
 
 // path is one connection of a peer's path set.
 type path struct {
-	a      *attachment
-	name   string
-	seqOK  bool
-	health func() PathHealth
+	a        *attachment
+	name     string
+	seqOK    bool // these three are written and read under t.mu
+	health   func() PathHealth
+	carrying func(bool)
 
 	txPackets, txBytes, dupSent atomic.Uint64
 	rxPackets, rxBytes, dupDrop atomic.Uint64
@@ -168,7 +174,7 @@ type PathStats struct {
 // overview in paths.go) instead of a single current connection. A peer has
 // at most MaxPaths paths; the next is refused with ErrTooManyPaths and
 // not attached. Attaching a path that is already there updates its
-// Sequenced and Health (not its Name); a conn attached with Attach keeps
+// Sequenced, Health and Carrying (not its Name); a conn attached with Attach keeps
 // its receiver and becomes a path. The tunnel does not take ownership of
 // c.
 func (t *Tunnel) AttachPath(id key.Public, c DatagramConn, o PathOptions) error {
@@ -183,7 +189,7 @@ func (t *Tunnel) AttachPath(id key.Public, c DatagramConn, o PathOptions) error 
 		return err
 	}
 	if ph := p.paths[c]; ph != nil {
-		ph.seqOK, ph.health = o.Sequenced, o.Health // read only under t.mu
+		ph.seqOK, ph.health, ph.carrying = o.Sequenced, o.Health, o.Carrying
 		p.rescheduleLocked()
 		return nil
 	}
@@ -192,7 +198,7 @@ func (t *Tunnel) AttachPath(id key.Public, c DatagramConn, o PathOptions) error 
 	}
 	a := p.recv[c]
 	p.conn.CompareAndSwap(a, nil) // attached with Attach first: now a path
-	np := &path{a: a, name: o.Name, seqOK: o.Sequenced, health: o.Health, since: time.Now()}
+	np := &path{a: a, name: o.Name, seqOK: o.Sequenced, health: o.Health, carrying: o.Carrying, since: time.Now()}
 	p.paths[c] = np
 	a.path.Store(np)
 	p.rescheduleLocked()
@@ -349,6 +355,11 @@ func (p *peer) rescheduleLocked() {
 		}
 	}
 	p.sched.Store(s)
+	for _, ph := range s.paths {
+		if ph.carrying != nil {
+			ph.carrying(slices.Contains(s.carry, ph))
+		}
+	}
 }
 
 // pick returns the paths that carry pkt, at most len(buf), in buf.

@@ -110,7 +110,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		Notes: []string{
 			"hub: the real godwit daemon; sites: quicconn.Endpoint + tunnel.Tunnel over tuntest.Channel, all in this process",
 			"connect: all sites start DialLoop at once (one per connection) after their sockets exist; time until each site has all its connections (handshake + hello)",
-			"-conns N > 1: each site announces multipath; the hub keeps a set per site and monitors every connection (heartbeat every 250 ms, counters polled every 25 ms)",
+			"-conns N > 1: each site announces multipath and monitors each connection as a multipath site does (a heartbeat every 250 ms on the carrying one, every second on the others); the hub keeps a set per site and monitors every connection passively (counters polled every 25 ms, no probes of its own)",
 			"CPU: hub utime+stime over the phase's wall time, percent of one core; idle = sites connected, no packets (QUIC keep-alives and control heartbeats still run)",
 			"1 pps: each site sends one ICMP echo per second to the hub's inner address, spread evenly over the second; the hub's kernel answers",
 		},
@@ -191,8 +191,19 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 				s.ep.DialLoop(sctx, hubAddr, hubID, func(c *quicconn.Conn) {
 					var err error
 					if o.conns > 1 {
+						// As godwit's site does (cmd/godwit/multipath.go): a
+						// probe every 250 ms on the carrying connection, every
+						// second on the warm ones.
+						c.MonitorPath(quicconn.HealthConfig{Probe: time.Second})
 						_, seq := c.Multipath()
-						err = s.tn.AttachPath(key.Public(hubID), c, tunnel.PathOptions{Name: fmt.Sprint(j), Sequenced: seq})
+						err = s.tn.AttachPath(key.Public(hubID), c, tunnel.PathOptions{Name: fmt.Sprint(j), Sequenced: seq,
+							Carrying: func(carrying bool) {
+								if carrying {
+									c.SetProbe(250 * time.Millisecond)
+								} else {
+									c.SetProbe(time.Second)
+								}
+							}})
 					} else {
 						err = s.tn.Attach(key.Public(hubID), c)
 					}
