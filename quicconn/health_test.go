@@ -619,3 +619,32 @@ func BenchmarkConnectionStats(b *testing.B) {
 		_ = c.qc.ConnectionStats()
 	}
 }
+
+// TestSetProbe: SetProbe changes a monitored connection's heartbeat, never
+// above Config.Heartbeat, and does nothing to an unmonitored or Passive
+// one.
+func TestSetProbe(t *testing.T) {
+	p := newTestPair(t, nil)
+	c, s := p.connect(t)
+	c.SetProbe(100 * time.Millisecond)
+	if d := c.heartbeatInterval(); d != 2*time.Second {
+		t.Errorf("unmonitored: heartbeat %v after SetProbe, want Config.Heartbeat 2s", d)
+	}
+	c.MonitorPath(HealthConfig{Probe: time.Second})
+	if d := c.heartbeatInterval(); d != time.Second {
+		t.Errorf("monitored: heartbeat %v, want the Probe 1s", d)
+	}
+	c.SetProbe(250 * time.Millisecond)
+	if d := c.heartbeatInterval(); d != 250*time.Millisecond {
+		t.Errorf("after SetProbe(250ms): heartbeat %v", d)
+	}
+	c.SetProbe(time.Minute)
+	if d := c.heartbeatInterval(); d != 2*time.Second {
+		t.Errorf("after SetProbe(1m): heartbeat %v, want at most Config.Heartbeat 2s", d)
+	}
+	s.MonitorPath(HealthConfig{Passive: true})
+	s.SetProbe(100 * time.Millisecond)
+	if d := s.heartbeatInterval(); d != 2*time.Second {
+		t.Errorf("passive: heartbeat %v, want Config.Heartbeat 2s", d)
+	}
+}
