@@ -3,7 +3,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,10 +13,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
@@ -29,7 +35,10 @@ import (
 // drops underlay packets whose source lies behind the tunnel (rp_filter),
 // so LAN traffic only ever crosses inside the tunnel. Both daemons are
 // named gw0; each has its control socket in the demo's directory
-// (GODWIT_SOCKET), which is how the demo reads their status.
+// (GODWIT_SOCKET), which is how the demo reads their status. For the
+// silent-failure scenes the hub's namespace also gets table inet gwdemo,
+// which drops everything on the hub's end of the Wi-Fi link while wifi0
+// stays up (see silenceWifi).
 const demoTopology = `
   hublan  eth0 192.168.10.2                         sitelan  eth0 192.168.20.2
             |                                                  |
@@ -69,9 +78,10 @@ const (
 )
 
 // cmdDemo runs `godwit demo`: it builds the topology above, starts both
-// daemons, shows pings, a TCP transfer, an uplink switch and back and a
-// site restart, and removes everything on return, also when ctx is
-// cancelled (Ctrl-C).
+// daemons, shows pings, a TCP transfer, an uplink switch and back, a site
+// restart, and a silent Wi-Fi failure with one connection and with the
+// site restarted in multipath failover and redundant mode, and removes
+// everything on return, also when ctx is cancelled (Ctrl-C).
 func cmdDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	transfer := fs.Int("mb", 64, "MiB to send through the tunnel")
@@ -110,7 +120,7 @@ func cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("    hub config:  %s\n    site config: %s\n", hubCfg, siteCfg)
-	d := &demoRun{ns: n, exe: exe, siteCfg: siteCfg}
+	d := &demoRun{ns: n, exe: exe, siteCfg: siteCfg, dir: lab.Dir}
 
 	step("starting both daemons")
 	start := time.Now()
@@ -156,6 +166,12 @@ func cmdDemo(ctx context.Context, args []string) error {
 	}
 	step("site restart: SIGTERM the site daemon, start it again with the same state dir")
 	if err := d.restartSite(ctx); ctx.Err() != nil {
+		return demoInterrupted()
+	} else if err != nil {
+		return d.failed(err)
+	}
+
+	if err := d.silentScenes(ctx); ctx.Err() != nil {
 		return demoInterrupted()
 	} else if err != nil {
 		return d.failed(err)
@@ -325,7 +341,9 @@ multipath = "off"   # one connection that moves; without this line: one connecti
 type demoRun struct {
 	ns           *demoNS
 	exe, siteCfg string
+	dir          string // the lab's directory: configs, keys, logs, nft files
 	hub, site    *netlab.Daemon
+	nftLoaded    bool // table inet gwdemo is in the hub namespace
 }
 
 // failed adds both daemons' logs to err.
@@ -548,6 +566,517 @@ func (d *demoRun) restartSite(ctx context.Context) error {
 	}
 	fmt.Printf("    0-RTT used: %v (rejected: %v)\n    site paths: %s\n", p.ZeroRTT.Used, p.ZeroRTT.Rejected, demoPaths(p))
 	return nil
+}
+
+// The silent-failure scenes. wifi0 keeps its carrier, its address and its
+// default route, but the hub's end of the Wi-Fi link drops every packet
+// from and to the site, as behind a dead access point: table inet gwdemo
+// in the hub namespace, whose two chains stay empty until silenceWifi
+// fills them. The site's uplink watcher sees no change, so only the
+// tunnel's own checks can tell: the path check of one connection (no
+// answer to a heartbeat, sent every 2 s, within 3 RTT plus a second), or
+// the health monitor of each connection of a multipath set. The table goes away with the hub
+// namespace, also after Ctrl-C or a failure.
+const (
+	demoNftTable     = "gwdemo"
+	demoSilence      = 3 * time.Second  // wifi0 stays silent at least this long
+	demoNoticeWithin = 10 * time.Second // for the site to take the traffic off wifi0
+	demoBackWithin   = 10 * time.Second // for the traffic to come back to wifi0
+	demoWindow       = time.Second      // packets per uplink are counted over this
+)
+
+var demoNftRuleset = fmt.Sprintf(`table inet %s {
+	chain from_wifi {
+		type filter hook prerouting priority -300; policy accept;
+	}
+	chain to_wifi {
+		type filter hook postrouting priority 300; policy accept;
+	}
+}
+`, demoNftTable)
+
+// The roles of a multipath connection in `godwit show --json`.
+const (
+	demoCarrying = "carrying"
+	demoWarm     = "warm"
+)
+
+// demoMode is how the site reaches the hub in a silent-failure scene.
+type demoMode struct {
+	name      string // "one connection", "failover", "redundant"
+	multipath string // the [[peer]]'s multipath key; "" for one connection
+	what      string // what the mode does, in a few words
+}
+
+// demoModes are the modes of the silent-failure scenes, in their order.
+var demoModes = []demoMode{
+	{name: "one connection", what: "one QUIC connection that moves between uplinks"},
+	{name: "failover", multipath: "failover", what: "a connection per uplink; the traffic on wifi0, cell0 warm"},
+	{name: "redundant", multipath: "redundant", what: "a connection per uplink; every packet on both, the far end keeps the first copy"},
+}
+
+// ready reports whether p is as mode m has it before the failure and once
+// wifi0 is back: one connection active on wifi0 with a validated standby
+// on cell0; failover: wifi0 carrying, cell0 warm; redundant: both
+// carrying.
+func (m demoMode) ready(p *ctl.PeerStatus) bool {
+	switch {
+	case p.State != ctl.StateConnected || p.Multipath != m.multipath:
+		return false
+	case m.multipath == "":
+		return p.ActiveUplink() == demoWifi.siteIf && p.ValidatedStandby(demoCell.siteIf)
+	case m.multipath == "redundant":
+		return demoRole(p, demoWifi.siteIf) == demoCarrying && demoRole(p, demoCell.siteIf) == demoCarrying
+	}
+	return demoRole(p, demoWifi.siteIf) == demoCarrying && demoRole(p, demoCell.siteIf) == demoWarm
+}
+
+// moved reports whether p's traffic is on cell0 and off wifi0.
+func (m demoMode) moved(p *ctl.PeerStatus) bool {
+	if m.multipath == "" {
+		return p.State == ctl.StateConnected && p.ActiveUplink() == demoCell.siteIf
+	}
+	return demoRole(p, demoCell.siteIf) == demoCarrying && demoRole(p, demoWifi.siteIf) != demoCarrying
+}
+
+// demoRole returns the best role of p's connections on uplink (carrying,
+// then warm, then down), or "" when p has none there.
+func demoRole(p *ctl.PeerStatus, uplink string) string {
+	best := ""
+	for _, pa := range p.Paths {
+		if pa.Uplink != uplink || pa.Multipath == nil {
+			continue
+		}
+		switch r := pa.Multipath.Role; {
+		case r == demoCarrying, r == demoWarm && best != demoCarrying, best == "":
+			best = r
+		}
+	}
+	return best
+}
+
+// demoRoles says in a few words what each uplink does for p: "wifi0
+// carrying, cell0 warm" for a multipath set, "wifi0 active, cell0
+// standby" for one connection.
+func demoRoles(p *ctl.PeerStatus) string {
+	var s []string
+	for _, u := range []string{demoWifi.siteIf, demoCell.siteIf} {
+		role := demoRole(p, u)
+		if p.Multipath == "" {
+			for _, pa := range p.Paths {
+				switch {
+				case pa.Uplink != u:
+				case pa.Active:
+					role = "active"
+				case pa.Validated:
+					role = "standby"
+				default:
+					role = "probing"
+				}
+			}
+		}
+		s = append(s, u+" "+cmp.Or(role, "unused"))
+	}
+	return strings.Join(s, ", ")
+}
+
+// demoCarrier names the uplinks that carry p's traffic: "cell0", or
+// "wifi0 and cell0".
+func demoCarrier(p *ctl.PeerStatus) string {
+	if p.Multipath == "" {
+		return cmp.Or(p.ActiveUplink(), "nothing")
+	}
+	var up []string
+	for _, u := range []string{demoWifi.siteIf, demoCell.siteIf} {
+		if demoRole(p, u) == demoCarrying {
+			up = append(up, u)
+		}
+	}
+	if len(up) == 0 {
+		return "nothing"
+	}
+	return strings.Join(up, " and ")
+}
+
+// demoCounts are counters read at one moment of a silent-failure scene.
+type demoCounts struct {
+	wifiTx, cellTx  uint64 // packets the site sent on wifi0 and on cell0
+	hubDup, siteDup uint64 // second copies discarded by the hub and by the site
+}
+
+// counts reads the site's uplink counters (tunnel datagrams, heartbeats,
+// acks) and the copies both daemons discarded (`godwit show --json`).
+func (d *demoRun) counts(ctx context.Context) (demoCounts, error) {
+	var c demoCounts
+	out, err := d.ns.site.Exec("cat", "/sys/class/net/"+demoWifi.siteIf+"/statistics/tx_packets",
+		"/sys/class/net/"+demoCell.siteIf+"/statistics/tx_packets")
+	if err != nil {
+		return c, err
+	}
+	if _, err := fmt.Sscan(out, &c.wifiTx, &c.cellTx); err != nil {
+		return c, fmt.Errorf("the site's tx_packets %q: %w", out, err)
+	}
+	for _, x := range []struct {
+		d *netlab.Daemon
+		n *uint64
+	}{{d.hub, &c.hubDup}, {d.site, &c.siteDup}} {
+		p, err := demoPeer(ctx, x.d)
+		if err != nil {
+			return c, err
+		}
+		for _, pa := range p.Paths {
+			if pa.Multipath != nil {
+				*x.n += pa.Multipath.DupDiscarded
+			}
+		}
+	}
+	return c, nil
+}
+
+// sub returns the counts from o to c. A counter that went down (its
+// connection closed) counts as 0.
+func (c demoCounts) sub(o demoCounts) demoCounts {
+	d := func(a, b uint64) uint64 { return a - min(a, b) }
+	return demoCounts{d(c.wifiTx, o.wifiTx), d(c.cellTx, o.cellTx), d(c.hubDup, o.hubDup), d(c.siteDup, o.siteDup)}
+}
+
+// String describes counts taken over a window of demoWindow.
+func (c demoCounts) String() string {
+	s := fmt.Sprintf("in %v the site sent %d packets on wifi0, %d on cell0", demoWindow, c.wifiTx, c.cellTx)
+	if c.hubDup+c.siteDup > 0 {
+		s += fmt.Sprintf("; the hub discarded %d second copies, the site %d", c.hubDup, c.siteDup)
+	}
+	return s
+}
+
+// silenceWifi makes the hub drop every packet that arrives on its end of
+// the Wi-Fi link or leaves through it (on), or none (off). Turning the
+// silence off returns how many packets it dropped from and to the site.
+func (d *demoRun) silenceWifi(on bool) (fromSite, toSite uint64, err error) {
+	var rules string
+	if !d.nftLoaded {
+		rules = demoNftRuleset
+	}
+	if on {
+		rules += fmt.Sprintf("add rule inet %[1]s from_wifi iifname %[2]q counter drop\n"+
+			"add rule inet %[1]s to_wifi oifname %[2]q counter drop\n", demoNftTable, demoWifi.hubIf)
+	} else {
+		if fromSite, toSite, err = d.nftDropped(); err != nil {
+			return 0, 0, err
+		}
+		rules += fmt.Sprintf("flush chain inet %[1]s from_wifi\nflush chain inet %[1]s to_wifi\n", demoNftTable)
+	}
+	file := filepath.Join(d.dir, "silence.nft")
+	if err := os.WriteFile(file, []byte(rules), 0o600); err != nil {
+		return 0, 0, err
+	}
+	if _, err := d.ns.hub.Exec("nft", "-f", file); err != nil {
+		return 0, 0, err
+	}
+	d.nftLoaded = true
+	return fromSite, toSite, nil
+}
+
+// nftDropped sums the counters of the rules in the chains of table inet
+// gwdemo: the packets dropped from and to the site's wifi0.
+func (d *demoRun) nftDropped() (fromSite, toSite uint64, err error) {
+	out, err := d.ns.hub.Exec("nft", "-j", "list", "table", "inet", demoNftTable)
+	if err != nil {
+		return 0, 0, err
+	}
+	var v struct {
+		Nftables []struct {
+			Rule *struct {
+				Chain string                       `json:"chain"`
+				Expr  []map[string]json.RawMessage `json:"expr"`
+			} `json:"rule"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		return 0, 0, fmt.Errorf("nft -j list table inet %s: %w", demoNftTable, err)
+	}
+	for _, e := range v.Nftables {
+		if e.Rule == nil {
+			continue
+		}
+		for _, x := range e.Rule.Expr {
+			var c struct {
+				Packets uint64 `json:"packets"`
+			}
+			if raw, ok := x["counter"]; !ok || json.Unmarshal(raw, &c) != nil {
+				continue
+			}
+			switch e.Rule.Chain {
+			case "from_wifi":
+				fromSite += c.Packets
+			case "to_wifi":
+				toSite += c.Packets
+			}
+		}
+	}
+	return fromSite, toSite, nil
+}
+
+// demoSilent is what one silent-failure scene measured.
+type demoSilent struct {
+	mode demoMode
+	// off is the time from the silence to the site's status showing the
+	// traffic off wifi0; gap, lost and sent what the ping saw meanwhile
+	// and while the silence lasted.
+	off        time.Duration
+	gap        time.Duration
+	lost, sent int
+	// back is the time from the end of the silence to the status being
+	// as before; backGap, backLost and backSent what the ping saw.
+	back               time.Duration
+	backGap            time.Duration
+	backLost, backSent int
+	dups               demoCounts // over the whole scene
+}
+
+// silentScenes shows a silent Wi-Fi failure three ways: on the site's one
+// connection, then, with the site restarted each time, on a multipath set
+// in failover and in redundant mode; then the three side by side.
+func (d *demoRun) silentScenes(ctx context.Context) error {
+	if _, err := exec.LookPath("nft"); err != nil {
+		step("silent Wi-Fi failures: skipped, they need nft (apt-get install nftables)")
+		return nil
+	}
+	var res []demoSilent
+	for _, m := range demoModes {
+		if m.multipath != "" {
+			step(fmt.Sprintf("restarting the site with multipath = %q: %s", m.multipath, m.what))
+			if err := d.restartMultipath(ctx, m); err != nil || ctx.Err() != nil {
+				return err
+			}
+		}
+		step(fmt.Sprintf("silent Wi-Fi, %s: 50 Hz ping from the site LAN to the hub LAN, then the hub drops everything on the Wi-Fi link for about %v",
+			m.name, demoSilence))
+		r, err := d.silentFailure(ctx, m)
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+		res = append(res, r)
+	}
+	if _, err := d.ns.hub.Exec("nft", "delete", "table", "inet", demoNftTable); err != nil {
+		return err
+	}
+	d.nftLoaded = false
+
+	step("a silent Wi-Fi uplink, three ways: what the 50 Hz ping saw")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "    mode\toff wifi0 after\tlongest gap\tpings lost\tback after\tlost on the way back\tcopies discarded hub/site")
+	for _, r := range res {
+		fmt.Fprintf(tw, "    %s\t%v\t%v\t%d of %d\t%v\t%d of %d\t%d/%d\n", r.mode.name,
+			r.off.Round(time.Millisecond), r.gap.Round(time.Millisecond), r.lost, r.sent,
+			r.back.Round(time.Millisecond), r.backLost, r.backSent, r.dups.hubDup, r.dups.siteDup)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Print(`    one connection: moves once nothing answers a heartbeat (sent every 2 s) within 3 RTT + 1 s: after 1 to 3 s
+    failover: each connection's health monitor (heartbeats every 250 ms, quic-go's counters) gives the traffic to warm cell0
+    redundant: every packet also went over cell0, so the ping waited for no verdict
+`)
+	return nil
+}
+
+// restartMultipath restarts the site with multipath = m.multipath in its
+// [[peer]] and waits until its connections are as m has them.
+func (d *demoRun) restartMultipath(ctx context.Context, m demoMode) error {
+	cfg, err := demoMultipathConfig(d.siteCfg, m.multipath)
+	if err != nil {
+		return err
+	}
+	if err := d.site.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	if _, err := d.site.Wait(10 * time.Second); err != nil {
+		return fmt.Errorf("the site did not stop: %w", err)
+	}
+	start := time.Now()
+	if d.site, err = d.ns.site.StartDaemon("site-"+m.multipath, d.exe, cfg); err != nil {
+		return err
+	}
+	p, err := waitPeer(ctx, d.site, demoSwitchWithin, fmt.Sprintf("%s connection set", m.multipath), m.ready)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("    %s: the site's config plus multipath = %q in its [[peer]]; the hub's is unchanged\n",
+		filepath.Base(cfg), m.multipath)
+	fmt.Printf("    %v after the start: %d connections, %s\n", time.Since(start).Round(time.Millisecond), len(p.Paths), demoRoles(p))
+	return nil
+}
+
+// demoMultipathConfig writes the site's config at sitePath with multipath
+// = mode added to its [[peer]] (the file's last table) next to it, as
+// site-<mode>.toml, and returns that path.
+func demoMultipathConfig(sitePath, mode string) (string, error) {
+	b, err := os.ReadFile(sitePath)
+	if err != nil {
+		return "", err
+	}
+	b = fmt.Appendf(b, "multipath = %q\n", mode)
+	path := filepath.Join(filepath.Dir(sitePath), "site-"+mode+".toml")
+	return path, os.WriteFile(path, b, 0o600)
+}
+
+// silentFailure runs one scene: wifi0 goes silent under a 50 Hz ping and
+// answers again. It prints who carried the traffic before, during and
+// after, when the site noticed and why (its log), what the ping lost, and
+// the packets on each uplink.
+func (d *demoRun) silentFailure(ctx context.Context, m demoMode) (demoSilent, error) {
+	r := demoSilent{mode: m}
+	if _, err := waitPeer(ctx, d.site, demoSwitchWithin, "wifi0 carrying, cell0 ready", m.ready); err != nil {
+		return r, err
+	}
+	ping, err := d.ns.siteLAN.StartPinger(hubLANHost, demoPingInterval, demoPingMax)
+	if err != nil {
+		return r, err
+	}
+	defer ping.Stop()
+	if _, err := ping.ReplyAfter(ctx, time.Now(), 2*time.Second); err != nil {
+		return r, fmt.Errorf("ping before the failure: %w", err)
+	}
+	c0, err := d.counts(ctx)
+	if err != nil {
+		return r, err
+	}
+	if !demoPause(ctx, demoWindow) {
+		return r, nil
+	}
+	c1, err := d.counts(ctx)
+	if err != nil {
+		return r, err
+	}
+	p, err := demoPeer(ctx, d.site)
+	if err != nil {
+		return r, err
+	}
+	fmt.Printf("    before: %s; %v\n", demoRoles(p), c1.sub(c0))
+
+	mark := len(d.site.LogLines())
+	t0 := time.Now()
+	if _, _, err := d.silenceWifi(true); err != nil {
+		return r, err
+	}
+	fmt.Println("    wifi0 silent: the hub drops every packet on its end of the Wi-Fi link; wifi0 keeps its carrier, address and route")
+	p, err = waitPeer(ctx, d.site, demoNoticeWithin, "traffic off the silent wifi0", m.moved)
+	if err != nil {
+		return r, err
+	}
+	r.off = time.Since(t0)
+	fmt.Printf("    %v later the traffic is on %s (%s)%s\n", r.off.Round(time.Millisecond), demoCarrier(p), demoRoles(p),
+		d.siteSaid(mark, m, false))
+	if !demoPause(ctx, max(time.Until(t0.Add(demoSilence)), demoSettle)) {
+		return r, nil
+	}
+	c2, err := d.counts(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.gap, r.lost, r.sent = ping.Outage(t0, time.Now())
+	fmt.Printf("    during the silence: longest gap between ping replies %v; %d of %d pings lost\n",
+		r.gap.Round(time.Millisecond), r.lost, r.sent)
+	if dup := c2.sub(c1); dup.hubDup+dup.siteDup > 0 {
+		fmt.Printf("    second copies discarded during the silence: %d by the hub, %d by the site\n", dup.hubDup, dup.siteDup)
+	}
+
+	mark = len(d.site.LogLines())
+	from, to, err := d.silenceWifi(false)
+	if err != nil {
+		return r, err
+	}
+	t1 := time.Now()
+	fmt.Printf("    wifi0 answers again (the hub dropped %d packets from the site's wifi0 and %d to it)\n", from, to)
+	p, err = waitPeer(ctx, d.site, demoBackWithin, "traffic back on wifi0", m.ready)
+	if err != nil {
+		return r, err
+	}
+	r.back = time.Since(t1)
+	fmt.Printf("    %v later: %s%s\n", r.back.Round(time.Millisecond), demoRoles(p), d.siteSaid(mark, m, true))
+	if !demoPause(ctx, demoSettle) {
+		return r, nil
+	}
+	c3, err := d.counts(ctx)
+	if err != nil {
+		return r, err
+	}
+	if !demoPause(ctx, demoWindow) {
+		return r, nil
+	}
+	c4, err := d.counts(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.backGap, r.backLost, r.backSent = ping.Outage(t1, time.Now())
+	r.dups = c4.sub(c0)
+	fmt.Printf("    on the way back: longest gap between ping replies %v; %d of %d pings lost\n",
+		r.backGap.Round(time.Millisecond), r.backLost, r.backSent)
+	fmt.Printf("    after: %v\n", c4.sub(c3))
+	return r, nil
+}
+
+// siteSaid quotes the site daemon's log line, since its line mark, that
+// explains the latest change: for one connection its path check or its
+// migration back, for a multipath set wifi0's health monitor. It returns
+// "" when there is no such line yet.
+func (d *demoRun) siteSaid(mark int, m demoMode, back bool) string {
+	var subs []string
+	switch {
+	case m.multipath != "" && back:
+		subs = []string{`msg="quicconn: path up"`, "uplink=" + demoWifi.siteIf}
+	case m.multipath != "":
+		subs = []string{`msg="quicconn: path silent"`, "uplink=" + demoWifi.siteIf}
+	case back:
+		subs = []string{"msg=migrated", "to=" + demoWifi.siteIf}
+	default:
+		subs = []string{"path suspect", "uplink=" + demoWifi.siteIf}
+	}
+	lines := d.site.LogLines()
+lines:
+	for _, l := range lines[min(mark, len(lines)):] {
+		for _, s := range subs {
+			if !strings.Contains(l, s) {
+				continue lines
+			}
+		}
+		switch {
+		case m.multipath != "" && back:
+			return "; the site logged: wifi0 up, " + demoLogField(l, "reason")
+		case m.multipath != "":
+			return "; the site logged: wifi0 " + demoLogField(l, "reason")
+		case back:
+			return fmt.Sprintf("; the site logged: migrated to wifi0 (%s), outage %s", demoLogField(l, "reason"), demoLogField(l, "outage"))
+		}
+		return "; the site logged: path suspect, nothing received on wifi0 for " + demoLogField(l, "silent")
+	}
+	return ""
+}
+
+// demoLogField returns the value of key in a line of a daemon's log
+// (slog's text format: key=value or key="quoted value"), or "".
+func demoLogField(line, key string) string {
+	m := regexp.MustCompile(`(?:^| )` + regexp.QuoteMeta(key) + `=("(?:[^"\\]|\\.)*"|\S*)`).FindStringSubmatch(line)
+	if m == nil {
+		return ""
+	}
+	if v, err := strconv.Unquote(m[1]); err == nil {
+		return v
+	}
+	return m[1]
+}
+
+// demoPause waits for d and reports whether ctx is still live.
+func demoPause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func demoPing(from *netlab.NS, to netip.Addr) error {
