@@ -902,21 +902,23 @@ func (d *demoRun) restartMultipath(ctx context.Context, m demoMode) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("    %s: the site's config plus multipath = %q in its [[peer]]; the hub's is unchanged\n",
+	fmt.Printf("    %s: the site's config with multipath = %q in its [[peer]]; the hub's is unchanged\n",
 		filepath.Base(cfg), m.multipath)
 	fmt.Printf("    %v after the start: %d connections, %s\n", time.Since(start).Round(time.Millisecond), len(p.Paths), demoRoles(p))
 	return nil
 }
 
-// demoMultipathConfig writes the site's config at sitePath with multipath
-// = mode added to its [[peer]] (the file's last table) next to it, as
-// site-<mode>.toml, and returns that path.
+// demoMultipathConfig writes the site's config at sitePath with its
+// [[peer]]'s multipath line (the file's last table) set to mode, next to
+// it, as site-<mode>.toml, and returns that path.
 func demoMultipathConfig(sitePath, mode string) (string, error) {
 	b, err := os.ReadFile(sitePath)
 	if err != nil {
 		return "", err
 	}
-	b = fmt.Appendf(b, "multipath = %q\n", mode)
+	lines := strings.SplitAfter(string(b), "\n")
+	lines = slices.DeleteFunc(lines, func(l string) bool { return strings.HasPrefix(l, "multipath = ") })
+	b = fmt.Appendf([]byte(strings.Join(lines, "")), "multipath = %q\n", mode)
 	path := filepath.Join(filepath.Dir(sitePath), "site-"+mode+".toml")
 	return path, os.WriteFile(path, b, 0o600)
 }

@@ -61,7 +61,7 @@ func TestDemoConfigs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("site config with multipath = %q: %v", m.multipath, err)
 		}
-		if got, want := mp.Peers[0].MultipathMode().String(), m.multipath; got != want {
+		if got, want := mp.PathMode(&mp.Peers[0]).String(), m.multipath; got != want {
 			t.Errorf("%s: multipath = %q, want %q", path, got, want)
 		}
 		if got, want := mp.Interface.Uplinks, site.Interface.Uplinks; !slices.Equal(got, want) {
