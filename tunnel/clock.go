@@ -24,6 +24,7 @@ func (t *Tunnel) tick(ctx context.Context) {
 			return
 		case now := <-tk.C:
 			t.clock.Store(now.UnixNano())
+			t.refreshAggregate()
 		}
 	}
 }

@@ -274,6 +274,20 @@ func (s *schedule) carries(ph, follow *path) bool {
 	return slices.Contains(s.carry, ph)
 }
 
+// refreshAggregate rebuilds the schedule of every peer in Aggregate mode
+// from its paths' health, every clockTick: the paths' RTTs change without a
+// change of health state, and a path whose RTT rises under load
+// (bufferbloat) must stop getting flows.
+func (t *Tunnel) refreshAggregate() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.peers {
+		if s := p.sched.Load(); s != nil && s.pol.Mode == Aggregate && len(s.paths) > 1 {
+			p.rescheduleLocked()
+		}
+	}
+}
+
 // removePathLocked takes c out of p's path set, if it is there. t.mu must
 // be held.
 func (p *peer) removePathLocked(c DatagramConn) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/godwit-vpn/godwit/quicconn/quictest"
 	"github.com/godwit-vpn/godwit/tun/tuntest"
@@ -319,5 +320,42 @@ func TestMultipathPathBecomesSequenced(t *testing.T) {
 	dev.ToTunnel <- tuntest.Ping(hostA4, hostB4, 1, 2, 56)
 	if d := receive(t, b0); d[0] != 0x10 {
 		t.Fatalf("after: datagram starts % x, want the sequenced header", d[:2])
+	}
+}
+
+// TestMultipathAggregateDropsInflatedPath: in Aggregate a path whose RTT
+// rises far above the best one's gets no flows, without anyone calling
+// PathsChanged (the tunnel re-reads the RTTs every clockTick).
+func TestMultipathAggregateDropsInflatedPath(t *testing.T) {
+	h := newHarness(t)
+	l := h.multipath(2, PathPolicy{Mode: Aggregate}, true)
+	var srtt [2]atomic.Int64
+	srtt[0].Store(int64(time.Millisecond))
+	srtt[1].Store(int64(time.Millisecond))
+	for i := range 2 {
+		if err := l.ta.AttachPath(idB, l.a[i], PathOptions{Name: "p", Sequenced: true, Health: func() PathHealth {
+			return PathHealth{Usable: true, SRTT: time.Duration(srtt[i].Load())}
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.ta.PathsChanged(idB)
+	carrying := func() int {
+		n := 0
+		for _, ps := range l.ta.PathStats(idB) {
+			if ps.Role == "carrying" {
+				n++
+			}
+		}
+		return n
+	}
+	if n := carrying(); n != 2 {
+		t.Fatalf("%d paths carrying at equal RTTs, want 2", n)
+	}
+	srtt[1].Store(int64(80 * time.Millisecond)) // a queue builds on path 1
+	eventually(t, "path 1 no longer carrying", func() bool { return carrying() == 1 })
+	ps := l.ta.PathStats(idB)
+	if ps[0].Role != "carrying" || ps[0].SRTT != time.Millisecond {
+		t.Fatalf("PathStats = %+v, want the 1 ms path carrying", ps)
 	}
 }
