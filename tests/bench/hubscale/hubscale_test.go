@@ -22,14 +22,17 @@ func TestParseFlags(t *testing.T) {
 	measuretest.CheckFlags(t, parseFlags, [][]string{
 		nil,
 		{"-sites", "5", "-duration", "2s", "-json"},
+		{"-conns", "8"},
 	}, [][]string{
 		{"-sites", "0"},
+		{"-conns", "0"},
+		{"-conns", "9"},
 		{"-sites", "4001"},
 		{"-duration", "100ms"},
 		{"extra"},
 	})
-	if o, err := parseFlags(nil, io.Discard); err != nil || o.sites != 200 || o.duration != 30*time.Second || o.json {
-		t.Errorf("parseFlags(nil) = %+v, %v; want 200 sites, 30s, no JSON", o, err)
+	if o, err := parseFlags(nil, io.Discard); err != nil || o.sites != 200 || o.duration != 30*time.Second || o.json || o.conns != 1 {
+		t.Errorf("parseFlags(nil) = %+v, %v; want 200 sites, 30s, no JSON, 1 connection each", o, err)
 	}
 }
 
@@ -122,21 +125,25 @@ func FuzzIsEchoReply(f *testing.F) {
 	})
 }
 
-// TestRun runs the whole program with 5 sites and short phases, and checks
-// the report and the cleanup.
+// TestRun runs the whole program with 5 sites of two connections each (a
+// multipath set per site on the hub) and short phases, and checks the
+// report and the cleanup.
 func TestRun(t *testing.T) {
 	labtest.RequireRoot(t)
 	if testing.Short() {
 		t.Skip("builds the daemon and runs traffic; skipped with -short")
 	}
 	var rep report
-	stderr, err := measuretest.RunJSON(t, "gwh-", run, options{sites: 5, duration: 3 * time.Second, json: true}, 2*time.Minute, &rep)
+	stderr, err := measuretest.RunJSON(t, "gwh-", run, options{sites: 5, conns: 2, duration: 3 * time.Second, json: true}, 2*time.Minute, &rep)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr)
 	}
-	if rep.Connected != 5 || rep.HubPeers < 5 || rep.ConnectAll <= 0 || rep.ConnectAll > 60 ||
+	if rep.Conns != 2 {
+		t.Errorf("report says %d connections per site, want 2", rep.Conns)
+	}
+	if rep.Connected != 5 || rep.HubPeers < 10 || rep.ConnectAll <= 0 || rep.ConnectAll > 60 ||
 		rep.ConnectP50 > rep.ConnectP99 || rep.ConnectP99 > rep.ConnectMax {
-		t.Errorf("connect: %d connected, hub saw %d, all %.2f s, p50/p99/max %.0f/%.0f/%.0f ms; want 5, >= 5, 0..60 s, ordered",
+		t.Errorf("connect: %d connected, hub saw %d, all %.2f s, p50/p99/max %.0f/%.0f/%.0f ms; want 5, >= 10, 0..60 s, ordered",
 			rep.Connected, rep.HubPeers, rep.ConnectAll, rep.ConnectP50, rep.ConnectP99, rep.ConnectMax)
 	}
 	if rep.RSSAlone == 0 || rep.RSSIdle == 0 || rep.RSSLoad == 0 {

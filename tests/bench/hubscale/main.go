@@ -39,7 +39,7 @@ type options struct {
 	sites    int           // simulated sites
 	duration time.Duration // length of the idle phase and of the traffic phase
 	json     bool          // JSON on stdout, the table on stderr
-	conns    int           // connections per site: more than 1 makes multipath sets on the hub
+	conns    int           // connections per site (0 is 1): more than 1 makes multipath sets on the hub
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {

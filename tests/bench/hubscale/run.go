@@ -102,6 +102,7 @@ type site struct {
 }
 
 func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Writer) (err error) {
+	o.conns = max(o.conns, 1)
 	rep := report{
 		Machine:  machine{NProc: runtime.NumCPU(), Kernel: measure.ReadTrim("/proc/sys/kernel/osrelease"), Go: runtime.Version(), LoadBefore: loadAvg()},
 		Sites:    o.sites,
