@@ -46,24 +46,14 @@ func multipathChanged(a, b *config.Peer) bool {
 	return a.Multipath != b.Multipath || a.Redundancy != b.Redundancy || !slices.Equal(a.Duplicate, b.Duplicate)
 }
 
-// attachPath adds c to its peer's connection set. On a hub, a connection of
-// a new instance of the site (it restarted) makes the older ones stale:
-// they are closed. A site whose hub does not announce multipath falls back
-// to one connection that moves between uplinks.
+// attachPath adds c to its peer's connection set: a connection a hub
+// accepted, once its hello completed (accepted), or one of a site's pinned
+// connections, possibly still in 0-RTT. On a hub, a connection of a new
+// instance of the site (it restarted) makes the older ones stale: they are
+// closed. A site whose hub does not announce multipath falls back to one
+// connection that moves between uplinks.
 func (d *daemon) attachPath(c *quicconn.Conn) {
 	early := !helloDone(c)
-	if early && !c.Pinned() {
-		// Not one of this site's pinned connections: whether the peer
-		// does multipath is known once its hello arrived.
-		d.wg.Go(func() {
-			select {
-			case <-c.HelloDone():
-				d.attachPath(c)
-			case <-c.Done():
-			}
-		})
-		return
-	}
 	id := c.PeerKey()
 	mp, ok := c.Multipath()
 	d.mu.Lock()
