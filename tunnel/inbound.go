@@ -69,8 +69,11 @@ func (p *peer) receive(ctx context.Context, a *attachment, log *slog.Logger) {
 // conn outside the path set), and queues the packet in it to writeTUN. It
 // does not retain d and does not allocate in steady state.
 func (p *peer) receivePacket(ph *path, d []byte) {
-	if len(d) > 0 && d[0]>>4 == seqNibble {
-		if d = p.receiveSequenced(ph, d); d == nil {
+	var num uint64 // of a sequenced datagram
+	sequenced := len(d) > 0 && d[0]>>4 == seqNibble
+	if sequenced {
+		var ok bool
+		if num, d, ok = p.parseSequenced(d); !ok {
 			return
 		}
 	}
@@ -97,6 +100,11 @@ func (p *peer) receivePacket(ph *path, d []byte) {
 	}
 	if src != p {
 		p.stats.badSource.Add(1)
+		return
+	}
+	// The number is checked last, so that a packet dropped for another
+	// reason neither takes it nor restarts the window.
+	if sequenced && !p.firstCopy(ph, num) {
 		return
 	}
 	// The datagram is already a fresh slice the receiver owns, but it has

@@ -474,35 +474,42 @@ func (p *peer) sendOnPaths(s *schedule, pkt outPacket, log *slog.Logger) {
 	}
 }
 
-// receiveSequenced checks the sequenced datagram d that arrived on path ph
-// (nil when the conn is not in the path set) and returns the IP packet in
-// it, or nil when it is a copy already received, too old or malformed
-// (counted).
-func (p *peer) receiveSequenced(ph *path, d []byte) []byte {
-	n, pkt, err := seq.Parse(d)
+// parseSequenced reads the header of the sequenced datagram d and returns
+// its number and the IP packet behind it; ok is false (counted) for a
+// header cut short or of a later version.
+func (p *peer) parseSequenced(d []byte) (num uint64, pkt []byte, ok bool) {
+	num, pkt, err := seq.Parse(d)
 	switch {
 	case errors.Is(err, seq.ErrVersion): // a later version of the format
 		p.stats.unknownFormat.Add(1)
-		return nil
+		return 0, nil, false
 	case err != nil:
 		p.stats.inMalformed.Add(1)
-		return nil
+		return 0, nil, false
 	}
-	switch p.window.Check(n) {
+	return num, pkt, true
+}
+
+// firstCopy records the sequence number num of a valid packet received on
+// path ph (nil when its conn is not in the path set) and reports whether
+// it is the first copy; a copy already received, or a number behind the
+// window, is counted and dropped.
+func (p *peer) firstCopy(ph *path, num uint64) bool {
+	switch p.window.Check(num) {
 	case seq.Duplicate:
 		if ph != nil {
 			ph.dupDrop.Add(1)
 		}
 		p.stats.dupDiscarded.Add(1)
-		return nil
+		return false
 	case seq.TooOld:
 		if ph != nil {
 			ph.tooOld.Add(1)
 		}
 		p.stats.seqTooOld.Add(1)
-		return nil
+		return false
 	case seq.Reset:
 		p.stats.seqResets.Add(1)
 	}
-	return pkt
+	return true
 }
