@@ -197,7 +197,8 @@ func handshake(ctx context.Context, raw net.Conn, addr string, cfg ClientConfig,
 // deadline passes (a timeout error; the connection stays usable) or the
 // connection fails or is closed: then the connection is closed and every
 // later call fails too. A frame of length 0 or above MaxPacket from the
-// hub is such a failure ([ErrFrameSize]).
+// hub is such a failure ([ErrFrameSize]), and so is a hub that refused
+// this node's key ([ErrRefused]).
 func (c *PacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()

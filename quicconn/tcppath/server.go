@@ -307,8 +307,8 @@ func (ln *Listener) serve(raw net.Conn) {
 		return
 	}
 	ln.links[id] = l
-	ln.mu.Unlock()
 	ln.accepted.Add(1)
+	ln.mu.Unlock()
 	ln.wg.Add(1)
 	go func() {
 		defer ln.wg.Done()
@@ -415,7 +415,7 @@ func (ln *Listener) WriteTo(b []byte, addr net.Addr) (int, error) {
 	ln.mu.RLock()
 	l := ln.links[a.id]
 	ln.mu.RUnlock()
-	if l != nil {
+	if l != nil && l.addr == addr { // the same number from another Listener is not this client
 		l.send(b)
 	}
 	return len(b), nil
