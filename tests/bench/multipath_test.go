@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
+	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 	"github.com/godwit-vpn/godwit/tests/bench/measure/measuretest"
 )
 
@@ -295,5 +296,76 @@ func TestWritePlot(t *testing.T) {
 	}
 	if err := writePlot(filepath.Join(dir, "none.svg"), nil); err == nil {
 		t.Error("writePlot without traces: no error")
+	}
+}
+
+// TestMultipathRun runs the mp-silent row once per mode at 20 ms RTT with
+// a plot, and checks the figures against generous physical bounds, the
+// plot and the cleanup. The targets are Godwit's business (the table
+// reports them); the lab itself must work.
+func TestMultipathRun(t *testing.T) {
+	labtest.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("runs the multipath lab for about 80 s; skipped with -short")
+	}
+	plotFile := filepath.Join(t.TempDir(), "silent.svg")
+	o := options{rows: rowSet{mpSilent: true}, runs: 1, mpRTTs: []int{20}, plot: plotFile, json: true, duration: time.Second, pings: 1}
+	start := time.Now()
+	var rep report
+	stderr, runErr := measuretest.RunJSON(t, "gwb-", run, o, 5*time.Minute, &rep)
+	t.Logf("mp-silent with 1 run per mode took %v", time.Since(start).Round(time.Second))
+	m := rep.Multipath
+	if m == nil {
+		t.Fatalf("no multipath result (run: %v)\n%s", runErr, stderr)
+	}
+	if runErr != nil {
+		t.Fatalf("run: %v\n%s", runErr, stderr)
+	}
+	if len(rep.Rounds) != 0 || rep.Mobility != nil {
+		t.Errorf("report has classic or mobility results for the multipath rows only")
+	}
+	var modes []string
+	for _, s := range m.Series {
+		modes = append(modes, s.Mode)
+		if s.Row != "mp-silent" || s.DelayMs != 10 || s.RTTMs < 20 || s.RTTMs > 40 {
+			t.Errorf("series %s %s: row %s, delay %v ms, RTT %v ms; want mp-silent, 10 ms, an RTT of 20 to 40 ms", s.Case, s.Mode, s.Row, s.DelayMs, s.RTTMs)
+		}
+		if s.Failed > 0 {
+			t.Logf("%s: %d failed runs: %q", s.Mode, s.Failed, s.FailureLogs)
+			continue
+		}
+		// 50 Hz for 10 s; a gap is at least one probe interval and at most
+		// the recovery bound; an idle probe needs a round trip.
+		if n := s.Metrics["sent"]; len(n) != 1 || n[0] < 450 || n[0] > 510 {
+			t.Errorf("%s: %v probes sent in the window, want about 500", s.Mode, n)
+		}
+		if g := s.Metrics["gap_ms"]; len(g) != 1 || g[0] < 15 || g[0] > ms(mobRecover) {
+			t.Errorf("%s: longest gap %v ms, want 15 ms to 10 s", s.Mode, g)
+		}
+		if f := s.Metrics["idle_first_ms"]; len(f) != 1 || f[0] < 20 {
+			t.Errorf("%s: idle first echo after %v ms, want at least the 20 ms RTT", s.Mode, f)
+		}
+		for _, k := range []string{"lost", "tcp_retrans", "tcp_rto", "idle_lost"} {
+			if len(s.Metrics[k]) != 1 || s.Metrics[k][0] < 0 {
+				t.Errorf("%s: %s = %v, want one count", s.Mode, k, s.Metrics[k])
+			}
+		}
+	}
+	if want := []string{"failover", "redundant", "duplicate", "single"}; !slices.Equal(modes, want) {
+		t.Errorf("series modes %q, want %q", modes, want)
+	}
+	if d := m.Series[2].Metrics; len(d["dup_lost_up"]) != 1 || len(d["bulk_cell_pct"]) != 1 || d["bulk_mbps"][0] <= 0 {
+		t.Errorf("duplicate series metrics %v, want the port 5004 flow's and the bulk's", d)
+	}
+	if len(m.Traces) != 4 || m.Plot != plotFile {
+		t.Errorf("%d traces, plot %q; want 4 and %q", len(m.Traces), m.Plot, plotFile)
+	}
+	if st, err := os.Stat(plotFile); err != nil || st.Size() < 1000 {
+		t.Errorf("plot %s: %v; want a plot", plotFile, err)
+	}
+	for _, want := range []string{"mp-silent failover, silent wifi0, RTT", "<= 300 ms", "multipath: plot of the silent failure"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("table lacks %q:\n%s", want, stderr)
+		}
 	}
 }
