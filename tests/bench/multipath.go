@@ -883,10 +883,43 @@ func (l *mpLab) lossSeries(ctx context.Context, s *mpSeries, lc lossCase, runs i
 		if err := l.impair(ctx, lc.pct); err != nil {
 			return err
 		}
-		if d, ok := l.pollOff(ctx, t0, mpLossWindow); ok {
-			s.add("move_ms", ms(d))
+		// The status every 50 ms through the window: when the traffic
+		// left wifi0, and how often one connection carried alone.
+		var moved time.Duration
+		var samples, alone, onWifi int
+		for time.Since(t0) < mpLossWindow {
+			if st, err := l.siteProc.Status(ctx); err == nil {
+				p := hubOf(st)
+				if moved == 0 && l.mode.off(p) {
+					moved = time.Since(t0)
+				}
+				carrying := 0
+				for _, pa := range p.Paths {
+					if pa.Multipath != nil && pa.Multipath.Role == roleCarrying {
+						carrying++
+					}
+				}
+				samples++
+				if carrying == 1 {
+					alone++
+				}
+				if mpRole(p, mobWifi.name) == roleCarrying {
+					onWifi++
+				}
+			}
+			if err := measure.Sleep(ctx, 50*time.Millisecond); err != nil {
+				return err
+			}
+		}
+		if moved > 0 {
+			s.add("move_ms", ms(moved))
 		} else {
 			s.add("not_moved", 1)
+		}
+		if l.mode == mpRedundant {
+			s.add("alone_pct", pct(alone, samples))
+		} else {
+			s.add("wifi_carrying_pct", pct(onWifi, samples))
 		}
 		if err := sleepUntil(ctx, t0.Add(mpLossWindow+mpGrace)); err != nil {
 			return err
@@ -1236,6 +1269,8 @@ var mpMetrics = []mpMetric{
 	{"bulk_lossy", "bulk TCP: paths judged lossy during it (health changes)", "%.0f"},
 	{"move_ms", "status shows the traffic off wifi0 after (ms)", "%.0f"},
 	{"not_moved", "runs in which the traffic stayed on wifi0 for 10 s", "%.0f"},
+	{"alone_pct", "status samples (every 50 ms) with one connection carrying alone (%)", "%.0f"},
+	{"wifi_carrying_pct", "status samples (every 50 ms) with wifi0 carrying (%)", "%.0f"},
 	{"up_loss_pct", "inner loss site -> hub, 500 probes (%)", "%.2f"},
 	{"down_loss_pct", "inner loss hub -> site (%)", "%.2f"},
 	{"rt_loss_pct", "inner loss round trip (%)", "%.2f"},
