@@ -393,13 +393,34 @@ func (l *mpLab) settle(ctx context.Context, s *mpSeries) error {
 	} else if ctx.Err() != nil {
 		return err
 	}
-	s.Restarts++
 	st, _ := l.siteProc.Status(ctx)
 	desc := "no status"
 	if st != nil {
 		desc = mpPaths(hubOf(st))
 	}
 	l.log.Error("multipath: no steady roles after the run; restarting the site", "mode", l.mode.key, "last", desc)
+	return l.restartSite(ctx, s)
+}
+
+// recoverRun counts a run that ended with err as failed (keeping the
+// site's log tail), clears the impairments and restarts the site. It
+// returns an error only when ctx is done or the site does not come back.
+func (l *mpLab) recoverRun(ctx context.Context, s *mpSeries, run int, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	l.failed(s, run, err.Error())
+	l.stream.paused.Store(false)
+	if err := l.impair(ctx, nil); err != nil {
+		return err
+	}
+	return l.restartSite(ctx, s)
+}
+
+// restartSite restarts the site daemon in its mode and waits for its
+// steady roles (counted in s).
+func (l *mpLab) restartSite(ctx context.Context, s *mpSeries) error {
+	s.Restarts++
 	if err := l.stopSiteHub(ctx, false); err != nil {
 		return err
 	}
@@ -872,88 +893,95 @@ func (l *mpLab) lossSeries(ctx context.Context, s *mpSeries, lc lossCase, runs i
 	}
 	defer func() { err = errors.Join(err, restore()) }()
 	for i := range runs {
-		if err := l.stream.waitFlowing(ctx, 10*time.Second); err != nil {
-			return err
-		}
-		c0, err := l.counters()
-		if err != nil {
-			return err
-		}
-		t0 := time.Now()
-		if err := l.impair(ctx, lc.pct); err != nil {
-			return err
-		}
-		// The status every 50 ms through the window: when the traffic
-		// left wifi0, and how often one connection carried alone.
-		var moved time.Duration
-		var samples, alone, onWifi int
-		for time.Since(t0) < mpLossWindow {
-			if st, err := l.siteProc.Status(ctx); err == nil {
-				p := hubOf(st)
-				if moved == 0 && l.mode.off(p) {
-					moved = time.Since(t0)
-				}
-				carrying := 0
-				for _, pa := range p.Paths {
-					if pa.Multipath != nil && pa.Multipath.Role == roleCarrying {
-						carrying++
-					}
-				}
-				samples++
-				if carrying == 1 {
-					alone++
-				}
-				if mpRole(p, mobWifi.name) == roleCarrying {
-					onWifi++
-				}
-			}
-			if err := measure.Sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := l.lossRun(ctx, s, lc, i+1); err != nil {
+			if err := l.recoverRun(ctx, s, i+1, err); err != nil {
 				return err
 			}
 		}
-		if moved > 0 {
-			s.add("move_ms", ms(moved))
-		} else {
-			s.add("not_moved", 1)
-		}
-		if l.mode == mpRedundant {
-			s.add("alone_pct", pct(alone, samples))
-		} else {
-			s.add("wifi_carrying_pct", pct(onWifi, samples))
-		}
-		if err := sleepUntil(ctx, t0.Add(mpLossWindow+mpGrace)); err != nil {
-			return err
-		}
-		c1, err := l.counters()
-		if err != nil {
-			return err
-		}
-		if err := l.impair(ctx, nil); err != nil {
-			return err
-		}
-		f := lossOf(l.stream.outcomes(t0, t0.Add(mpLossWindow)), l.echo)
-		s.add("up_loss_pct", pct(f.upLost, f.sent))
-		s.add("down_loss_pct", pct(f.downLost, f.sent-f.upLost))
-		s.add("rt_loss_pct", pct(f.rtLost, f.sent))
-		for _, u := range []string{"wifi", "cell"} {
-			d := c1[u+"_drop"].packets - c0[u+"_drop"].packets
-			all := c1[u+"_up"].packets - c0[u+"_up"].packets + c1[u+"_down"].packets - c0[u+"_down"].packets
-			if lc.pct[u+"0"] > 0 {
-				s.add(u+"_drop_pct", pct(int(d), int(all)))
+	}
+	return nil
+}
+
+// lossRun is one run of lossSeries.
+func (l *mpLab) lossRun(ctx context.Context, s *mpSeries, lc lossCase, run int) error {
+	if err := l.stream.waitFlowing(ctx, 10*time.Second); err != nil {
+		return err
+	}
+	c0, err := l.counters()
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := l.impair(ctx, lc.pct); err != nil {
+		return err
+	}
+	// The status every 50 ms through the window: when the traffic
+	// left wifi0, and how often one connection carried alone.
+	var moved time.Duration
+	var samples, alone, onWifi int
+	for time.Since(t0) < mpLossWindow {
+		if st, err := l.siteProc.Status(ctx); err == nil {
+			p := hubOf(st)
+			if moved == 0 && l.mode.off(p) {
+				moved = time.Since(t0)
+			}
+			carrying := 0
+			for _, pa := range p.Paths {
+				if pa.Multipath != nil && pa.Multipath.Role == roleCarrying {
+					carrying++
+				}
+			}
+			samples++
+			if carrying == 1 {
+				alone++
+			}
+			if mpRole(p, mobWifi.name) == roleCarrying {
+				onWifi++
 			}
 		}
-		st, _ := l.siteProc.Status(ctx)
-		desc := ""
-		if st != nil {
-			desc = mpPaths(hubOf(st))
-		}
-		l.log.Info("multipath: loss", "case", lc.key, "mode", s.Mode, "run", i+1, "up_lost", f.upLost, "down_lost", f.downLost,
-			"of", f.sent, "paths_at_end", desc)
-		if err := l.settle(ctx, s); err != nil {
+		if err := measure.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
-	return nil
+	if moved > 0 {
+		s.add("move_ms", ms(moved))
+	} else {
+		s.add("not_moved", 1)
+	}
+	if l.mode == mpRedundant {
+		s.add("alone_pct", pct(alone, samples))
+	} else {
+		s.add("wifi_carrying_pct", pct(onWifi, samples))
+	}
+	if err := sleepUntil(ctx, t0.Add(mpLossWindow+mpGrace)); err != nil {
+		return err
+	}
+	c1, err := l.counters()
+	if err != nil {
+		return err
+	}
+	if err := l.impair(ctx, nil); err != nil {
+		return err
+	}
+	f := lossOf(l.stream.outcomes(t0, t0.Add(mpLossWindow)), l.echo)
+	s.add("up_loss_pct", pct(f.upLost, f.sent))
+	s.add("down_loss_pct", pct(f.downLost, f.sent-f.upLost))
+	s.add("rt_loss_pct", pct(f.rtLost, f.sent))
+	for _, u := range []string{"wifi", "cell"} {
+		d := c1[u+"_drop"].packets - c0[u+"_drop"].packets
+		all := c1[u+"_up"].packets - c0[u+"_up"].packets + c1[u+"_down"].packets - c0[u+"_down"].packets
+		if lc.pct[u+"0"] > 0 {
+			s.add(u+"_drop_pct", pct(int(d), int(all)))
+		}
+	}
+	st, _ := l.siteProc.Status(ctx)
+	desc := ""
+	if st != nil {
+		desc = mpPaths(hubOf(st))
+	}
+	l.log.Info("multipath: loss", "case", lc.key, "mode", s.Mode, "run", run, "up_lost", f.upLost, "down_lost", f.downLost,
+		"of", f.sent, "paths_at_end", desc)
+	return l.settle(ctx, s)
 }
 
 // gsoSegs sets gso_max_segs n on both of the site's uplinks and returns a
@@ -1024,68 +1052,79 @@ func (l *mpLab) aggSeries(ctx context.Context, s *mpSeries, ac aggCase, runs int
 	if err := l.settle(ctx, s); err != nil {
 		return err
 	}
+	for i := range runs {
+		if err := l.aggRun(ctx, s, ac, i+1); err != nil {
+			if err := l.recoverRun(ctx, s, i+1, err); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// aggRun is one run of aggSeries: one TCP measurement per flow count.
+func (l *mpLab) aggRun(ctx context.Context, s *mpSeries, ac aggCase, run int) (err error) {
 	// The RTT of both paths before cell0's extra delay.
 	base := time.Duration(s.RTTMs * float64(time.Millisecond))
-	for i := range runs {
-		for _, n := range ac.flows {
-			var ping *probeStream
-			var from time.Time
-			var during func(context.Context)
-			if ac.ping {
-				// A new socket per run: the flow hash picks its path anew.
-				if ping, err = startProbeStreamEvery(l.site, mobEcho, mpInterval, time.Minute); err != nil {
-					return err
-				}
-				idle, err := ping.rtt(ctx, 500*time.Millisecond)
-				if err != nil {
-					ping.close()
-					return err
-				}
-				slow := 0.0
-				if idle > base+ac.cellExtra {
-					slow = 1
-				}
-				s.add("ping_slow", slow)
-				during = func(context.Context) { from = time.Now() }
-			}
-			c0, err := l.counters()
-			if err != nil {
+	for _, n := range ac.flows {
+		var ping *probeStream
+		var from time.Time
+		var during func(context.Context)
+		if ac.ping {
+			// A new socket per run: the flow hash picks its path anew.
+			if ping, err = startProbeStreamEvery(l.site, mobEcho, mpInterval, time.Minute); err != nil {
 				return err
 			}
-			h0 := len(l.healthLines())
-			res, err := l.tcp(ctx, n, mpAggWarmup, mpAggDuration, during)
-			if ping != nil {
+			defer ping.close()
+			idle, err := ping.rtt(ctx, 500*time.Millisecond)
+			if err != nil {
 				ping.close()
-			}
-			if err != nil {
-				return fmt.Errorf("bench: %s, %s, %d flows: %w%s", ac.key, s.Mode, n, err, l.logs())
-			}
-			c1, err := l.counters()
-			if err != nil {
 				return err
 			}
-			wifi, cell := c1["wifi_up"].bytes-c0["wifi_up"].bytes, c1["cell_up"].bytes-c0["cell_up"].bytes
-			s.add(fmt.Sprintf("mbps%d", n), res.Mbps)
-			s.add(fmt.Sprintf("cell_share%d_pct", n), pct(int(cell), int(wifi+cell)))
-			lossy := countLossy(l.healthLines()[h0:])
-			s.add(fmt.Sprintf("lossy%d", n), float64(lossy))
-			if ping != nil {
-				var rtts []time.Duration
-				outs := ping.outcomes(from, from.Add(mpAggDuration))
-				for _, o := range outs {
-					if o.answered {
-						rtts = append(rtts, o.rtt)
-					}
+			slow := 0.0
+			if idle > base+ac.cellExtra {
+				slow = 1
+			}
+			s.add("ping_slow", slow)
+			during = func(context.Context) { from = time.Now() }
+		}
+		c0, err := l.counters()
+		if err != nil {
+			return err
+		}
+		h0 := len(l.healthLines())
+		res, err := l.tcp(ctx, n, mpAggWarmup, mpAggDuration, during)
+		if ping != nil {
+			ping.close()
+		}
+		if err != nil {
+			return fmt.Errorf("bench: %s, %s, %d flows: %w%s", ac.key, s.Mode, n, err, l.logs())
+		}
+		c1, err := l.counters()
+		if err != nil {
+			return err
+		}
+		wifi, cell := c1["wifi_up"].bytes-c0["wifi_up"].bytes, c1["cell_up"].bytes-c0["cell_up"].bytes
+		s.add(fmt.Sprintf("mbps%d", n), res.Mbps)
+		s.add(fmt.Sprintf("cell_share%d_pct", n), pct(int(cell), int(wifi+cell)))
+		lossy := countLossy(l.healthLines()[h0:])
+		s.add(fmt.Sprintf("lossy%d", n), float64(lossy))
+		if ping != nil {
+			var rtts []time.Duration
+			outs := ping.outcomes(from, from.Add(mpAggDuration))
+			for _, o := range outs {
+				if o.answered {
+					rtts = append(rtts, o.rtt)
 				}
-				st := summarise(len(outs), rtts)
-				s.add("p90_ms", st.P90Ms)
-				s.add("ping_lost_pct", pct(st.Sent-st.Received, st.Sent))
 			}
-			l.log.Info("multipath: aggregate", "case", ac.key, "mode", s.Mode, "run", i+1, "flows", n, "mbit/s", fmt.Sprintf("%.1f", res.Mbps),
-				"cell_share_pct", fmt.Sprintf("%.1f", pct(int(cell), int(wifi+cell))), "changes_to_lossy", lossy)
-			if err := measure.Sleep(ctx, 500*time.Millisecond); err != nil {
-				return err
-			}
+			st := summarise(len(outs), rtts)
+			s.add("p90_ms", st.P90Ms)
+			s.add("ping_lost_pct", pct(st.Sent-st.Received, st.Sent))
+		}
+		l.log.Info("multipath: aggregate", "case", ac.key, "mode", s.Mode, "run", run, "flows", n, "mbit/s", fmt.Sprintf("%.1f", res.Mbps),
+			"cell_share_pct", fmt.Sprintf("%.1f", pct(int(cell), int(wifi+cell))), "changes_to_lossy", lossy)
+		if err := measure.Sleep(ctx, 500*time.Millisecond); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -1184,7 +1223,10 @@ func measureMultipathInto(ctx context.Context, lab *netlab.Lab, bin string, o op
 						tr = &mpTrace{Mode: st.mode.key, RTTMs: s.RTTMs}
 					}
 					if err := l.silentRun(ctx, s, i+1, tr); err != nil {
-						return fmt.Errorf("bench: mp-silent %s run %d: %w", st.mode.key, i+1, err)
+						if err := l.recoverRun(ctx, s, i+1, err); err != nil {
+							return fmt.Errorf("bench: mp-silent %s run %d: %w", st.mode.key, i+1, err)
+						}
+						continue
 					}
 					if tr != nil {
 						res.Traces = append(res.Traces, *tr)
@@ -1359,10 +1401,10 @@ func multipathRows(m *multipathResult) []row {
 				out = append(out, row{label: prefix + ": " + mt.label, unit: mt.unit, g: g, cmp: cmpNone, tgt: mpTarget(s, mt.key), na: true, round: true})
 			}
 			if s.Failed > 0 {
-				out = append(out, row{label: prefix + ": failed runs (no echo within 10 s)", unit: "%.0f", g: []*float64{ptr(float64(s.Failed))}, cmp: cmpNone, na: true})
+				out = append(out, row{label: prefix + ": failed runs (no echo within 10 s, or an error: see the JSON's failure_logs)", unit: "%.0f", g: []*float64{ptr(float64(s.Failed))}, cmp: cmpNone, na: true})
 			}
 			if s.Restarts > 0 {
-				out = append(out, row{label: prefix + ": site restarts to get the steady roles back", unit: "%.0f", g: []*float64{ptr(float64(s.Restarts))}, cmp: cmpNone, na: true})
+				out = append(out, row{label: prefix + ": site restarts (steady roles not back within 20 s, or a failed run)", unit: "%.0f", g: []*float64{ptr(float64(s.Restarts))}, cmp: cmpNone, na: true})
 			}
 		}
 	}
