@@ -159,6 +159,12 @@ func TestLossOf(t *testing.T) {
 	e.seen[uint64(5*20*time.Millisecond)]++
 	e.seen[uint64(6*20*time.Millisecond)]++
 	outs := p.outcomes(p.epoch, p.epoch.Add(time.Second))
+	if g := sendGap(outs); g != 20*time.Millisecond {
+		t.Errorf("sendGap = %v, want 20ms", g)
+	}
+	if g := sendGap(slices.Delete(slices.Clone(outs), 3, 6)); g != 80*time.Millisecond {
+		t.Errorf("sendGap without probes 3 to 5 = %v, want 80ms", g)
+	}
 	if got, want := lossOf(outs, e), (flowLoss{sent: 10, upLost: 1, downLost: 1, rtLost: 2, twice: 2}); got != want {
 		t.Errorf("lossOf = %+v, want %+v", got, want)
 	}
