@@ -214,6 +214,17 @@ func mpRole(p *ctl.PeerStatus, uplink string) string {
 	return best
 }
 
+// mpCarrying counts p's connections that carry.
+func mpCarrying(p *ctl.PeerStatus) int {
+	n := 0
+	for _, pa := range p.Paths {
+		if pa.Multipath != nil && pa.Multipath.Role == roleCarrying {
+			n++
+		}
+	}
+	return n
+}
+
 // mpDupSent sums the extra copies sent over p's connections.
 func mpDupSent(p *ctl.PeerStatus) (n uint64) {
 	for _, pa := range p.Paths {
@@ -929,27 +940,28 @@ func (l *mpLab) lossRun(ctx context.Context, s *mpSeries, lc lossCase, run int) 
 		return err
 	}
 	// The status every 50 ms through the window: when the traffic
-	// left wifi0, and how often one connection carried alone.
+	// left wifi0, and how often one connection carried alone, in the
+	// site's view and in the hub's (each schedules its own direction).
 	var moved time.Duration
-	var samples, alone, onWifi int
+	var samples, alone, onWifi, hubSamples, hubAlone int
 	for time.Since(t0) < mpLossWindow {
 		if st, err := l.siteProc.Status(ctx); err == nil {
 			p := hubOf(st)
 			if moved == 0 && l.mode.off(p) {
 				moved = time.Since(t0)
 			}
-			carrying := 0
-			for _, pa := range p.Paths {
-				if pa.Multipath != nil && pa.Multipath.Role == roleCarrying {
-					carrying++
-				}
-			}
 			samples++
-			if carrying == 1 {
+			if mpCarrying(p) == 1 {
 				alone++
 			}
 			if mpRole(p, mobWifi.name) == roleCarrying {
 				onWifi++
+			}
+		}
+		if st, err := l.hubProc.Status(ctx); err == nil && len(st.Peers) > 0 {
+			hubSamples++
+			if mpCarrying(&st.Peers[0]) == 1 {
+				hubAlone++
 			}
 		}
 		if err := measure.Sleep(ctx, 50*time.Millisecond); err != nil {
@@ -963,6 +975,7 @@ func (l *mpLab) lossRun(ctx context.Context, s *mpSeries, lc lossCase, run int) 
 	}
 	if l.mode == mpRedundant {
 		s.add("alone_pct", pct(alone, samples))
+		s.add("hub_alone_pct", pct(hubAlone, hubSamples))
 	} else {
 		s.add("wifi_carrying_pct", pct(onWifi, samples))
 	}
@@ -1325,7 +1338,8 @@ var mpMetrics = []mpMetric{
 	{"bulk_lossy", "bulk TCP: paths judged lossy during it (health changes)", "%.0f"},
 	{"move_ms", "status shows the traffic off wifi0 after (ms)", "%.0f"},
 	{"not_moved", "runs in which the traffic stayed on wifi0 for 10 s", "%.0f"},
-	{"alone_pct", "status samples (every 50 ms) with one connection carrying alone (%)", "%.0f"},
+	{"alone_pct", "site's status (every 50 ms): one connection carrying alone (% of samples)", "%.0f"},
+	{"hub_alone_pct", "hub's status (every 50 ms): one connection carrying alone (% of samples)", "%.0f"},
 	{"wifi_carrying_pct", "status samples (every 50 ms) with wifi0 carrying (%)", "%.0f"},
 	{"up_loss_pct", "inner loss site -> hub, 500 probes (%)", "%.2f"},
 	{"down_loss_pct", "inner loss hub -> site (%)", "%.2f"},
