@@ -225,6 +225,18 @@ func mpCarrying(p *ctl.PeerStatus) int {
 	return n
 }
 
+// mpTx sums the packets sent and the extra copies among them over p's
+// connections.
+func mpTx(p *ctl.PeerStatus) (tx, dup uint64) {
+	for _, pa := range p.Paths {
+		if pa.Multipath != nil {
+			tx += pa.Multipath.TxPackets
+			dup += pa.Multipath.DupSent
+		}
+	}
+	return tx, dup
+}
+
 // mpDupSent sums the extra copies sent over p's connections.
 func mpDupSent(p *ctl.PeerStatus) (n uint64) {
 	for _, pa := range p.Paths {
@@ -1118,6 +1130,10 @@ func (l *mpLab) aggRun(ctx context.Context, s *mpSeries, ac aggCase, run int) (e
 		if err != nil {
 			return err
 		}
+		st0, err := l.siteProc.Status(ctx)
+		if err != nil {
+			return err
+		}
 		h0 := len(l.healthLines())
 		res, err := l.tcp(ctx, n, mpAggWarmup, mpAggDuration, during)
 		if ping != nil {
@@ -1130,8 +1146,17 @@ func (l *mpLab) aggRun(ctx context.Context, s *mpSeries, ac aggCase, run int) (e
 		if err != nil {
 			return err
 		}
+		st1, err := l.siteProc.Status(ctx)
+		if err != nil {
+			return err
+		}
 		wifi, cell := c1["wifi_up"].bytes-c0["wifi_up"].bytes, c1["cell_up"].bytes-c0["cell_up"].bytes
+		tx, dup := mpTx(hubOf(st1))
+		tx0, dup0 := mpTx(hubOf(st0))
 		s.add(fmt.Sprintf("mbps%d", n), res.Mbps)
+		// Copies per packet: 100 % is every packet on both paths.
+		dd := dup - min(dup, dup0)
+		s.add(fmt.Sprintf("copies%d_pct", n), pct(int(dd), int(tx-min(tx, tx0)-dd)))
 		s.add(fmt.Sprintf("cell_share%d_pct", n), pct(int(cell), int(wifi+cell)))
 		lossy := countLossy(l.healthLines()[h0:])
 		s.add(fmt.Sprintf("lossy%d", n), float64(lossy))
@@ -1148,7 +1173,8 @@ func (l *mpLab) aggRun(ctx context.Context, s *mpSeries, ac aggCase, run int) (e
 			s.add("ping_lost_pct", pct(st.Sent-st.Received, st.Sent))
 		}
 		l.log.Info("multipath: aggregate", "case", ac.key, "mode", s.Mode, "run", run, "flows", n, "mbit/s", fmt.Sprintf("%.1f", res.Mbps),
-			"cell_share_pct", fmt.Sprintf("%.1f", pct(int(cell), int(wifi+cell))), "changes_to_lossy", lossy)
+			"cell_share_pct", fmt.Sprintf("%.1f", pct(int(cell), int(wifi+cell))), "changes_to_lossy", lossy,
+			"paths_at_end", mpPaths(hubOf(st1)))
 		if err := measure.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
@@ -1349,9 +1375,11 @@ var mpMetrics = []mpMetric{
 	{"mbps8", "8 TCP flows (Mbit/s)", "%.1f"},
 	{"cell_share8_pct", "8 TCP flows: bytes up on cell0 (% of both)", "%.1f"},
 	{"lossy8", "8 TCP flows: paths judged lossy during the run (health changes)", "%.0f"},
+	{"copies8_pct", "8 TCP flows: extra copies the site sent, per packet (%; 100: all on both paths)", "%.1f"},
 	{"mbps1", "1 TCP flow (Mbit/s)", "%.1f"},
 	{"cell_share1_pct", "1 TCP flow: bytes up on cell0 (% of both)", "%.1f"},
 	{"lossy1", "1 TCP flow: paths judged lossy during the run (health changes)", "%.0f"},
+	{"copies1_pct", "1 TCP flow: extra copies the site sent, per packet (%; 100: all on both paths)", "%.1f"},
 	{"ping_slow", "50 Hz ping's flow on the +20 ms cell0 (1) or on wifi0 (0)", "%.0f"},
 	{"p90_ms", "50 Hz ping under the 8 flows: p90 (ms)", "%.1f"},
 	{"ping_lost_pct", "50 Hz ping under the 8 flows: lost (%)", "%.1f"},
