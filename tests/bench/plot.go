@@ -61,9 +61,10 @@ func silentPlot(traces []mpTrace) (*plot.Plot, error) {
 	if len(shown) == 0 {
 		return nil, fmt.Errorf("bench: plot: no trace of modes %v", plotModes)
 	}
-	top, rtt := 0.0, 0.0
+	top := 0.0
+	var rtts []float64
 	for _, t := range shown {
-		rtt = max(rtt, t.RTTMs)
+		rtts = append(rtts, t.RTTMs)
 		for _, pt := range t.Points {
 			if !pt.Lost {
 				top = max(top, pt.RTTMs)
@@ -73,7 +74,8 @@ func silentPlot(traces []mpTrace) (*plot.Plot, error) {
 	// Lanes for the lost probes below zero, one per mode.
 	lane := math.Max(top, 1) / 12
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Inner ping (50 Hz UDP probes) when the carrying uplink goes silent, RTT %.1f ms", rtt)
+	slices.Sort(rtts)
+	p.Title.Text = fmt.Sprintf("Inner ping (50 Hz UDP probes) when the carrying uplink goes silent, RTT about %.0f ms", rtts[len(rtts)/2])
 	p.X.Label.Text = "seconds after wifi0 went silent (the link stays up); x below 0: a lost probe"
 	p.Y.Label.Text = "probe round trip (ms)"
 	p.Legend.Top = true
