@@ -6,6 +6,7 @@
 //	go run ./tests/bench [-duration 10s] [-rounds 3] [-json]
 //	                     [-rows tcp1,tcp4,ping,loss1,loss5,tbf100,tcp1-cpu1]
 //	                     [-only godwit|wireguard] [-profile DIR] [-runs 10]
+//	                     [-mp-rtts 0,20] [-mp-modes failover,...] [-plot FILE.svg]
 //
 // It builds two network namespaces joined by one veth (198.18.0.1/24 and
 // 2001:db8::1/64 in "hub", 198.18.0.2/24 and 2001:db8::2/64 in "site"),
@@ -70,6 +71,20 @@
 // exec of a restarted site to the first echo through the tunnel with
 // 0-RTT and with a full handshake, at N ms RTT (restartN). Each is -runs
 // times; medians, p90 and max.
+//
+// The multipath rows, also opt-in (-rows mp-silent,mp-loss,mp-aggregate,
+// about 15 minutes per RTT with -runs 5), measure Godwit alone in a lab of
+// their own (multipath.go) whose site keeps one connection per uplink, at
+// each RTT of -mp-rtts, -runs times per series: mp-silent makes the
+// carrying uplink silent under a 50 Hz ping and a paced TCP stream, and
+// again with an idle tunnel, in failover, redundant, failover with a
+// duplicate rule for a UDP flow, and without multipath (one connection
+// that moves); mp-loss puts random loss on both uplinks or 30 % on the
+// carrying one; mp-aggregate shapes the uplinks with tbf (40+40 and 40+4
+// Mbit/s, and 40+40 with 20 ms more RTT on one) under 8 and 1 TCP flows.
+// The table gives each figure's median with min..max over the runs, the
+// multipath issue's target and the verdict with how many runs met it.
+// -plot draws the ping's RTT across the silent failure, one line per mode.
 package main
 
 import (
@@ -98,6 +113,9 @@ type options struct {
 	runs     int           // runs per mobility series
 	rounds   int           // rounds of the classic rows, each measuring both daemons
 	mtu      int           // Godwit's inner MTU, 0 for its default
+	mpRTTs   []int         // RTTs the relay adds for the multipath rows, in ms
+	mpModes  []string      // the multipath rows' site modes to measure; nil: all
+	plot     string        // SVG or PNG file of the silent failure's probes, or ""
 }
 
 // defaultRows is every row of the issue's target table, and the
@@ -108,16 +126,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	var rows string
+	var rows, mpRTTs, mpModes string
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured `interval` of each TCP run (every tcp, loss and tbf row)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "TCP sending before the measured interval starts")
 	fs.StringVar(&rows, "rows", defaultRows, "comma-separated `rows`: tcpN (N parallel streams), ping, lossP (1 stream, P % random\n"+
 		"underlay loss), tbfM (1 stream, M Mbit/s tbf on the underlay), tcpN-cpuC (N streams, the receiving hub\n"+
 		"daemon pinned to CPUs 0..C-1); Godwit only: switch, switch-nostandby (uplink switch outage at 0 and\n"+
-		"20 ms RTT), restartN (site restart to first packet at N ms RTT)")
+		"20 ms RTT), restartN (site restart to first packet at N ms RTT), mp-silent, mp-loss, mp-aggregate\n"+
+		"(multipath: a silent uplink, lossy uplinks, aggregation; at each -mp-rtts)")
 	fs.IntVar(&o.rounds, "rounds", 3, "`rounds` of the classic rows; each measures both daemons, Godwit first in odd rounds,\n"+
 		"wireguard-go first in even ones")
-	fs.IntVar(&o.runs, "runs", 10, "runs per mobility series (switch, switch-nostandby, restartN rows)")
+	fs.IntVar(&o.runs, "runs", 10, "runs per mobility or multipath series (switch, switch-nostandby, restartN, mp-* rows)")
+	fs.StringVar(&mpRTTs, "mp-rtts", "0,20", "comma-separated `RTTs` in ms that the relay adds for the mp-* rows (0: the veth's own)")
+	fs.StringVar(&mpModes, "mp-modes", "", "comma-separated site `modes` of the mp-* rows to measure (failover, redundant, duplicate,\n"+
+		"single, aggregate); empty: all")
+	fs.StringVar(&o.plot, "plot", "", "with mp-silent: write the 50 Hz probes' RTT across the silent failure (first run at the\n"+
+		"largest -mp-rtts, one line per mode) to `file`, SVG or PNG by its extension")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (the table goes to stderr)")
 	fs.StringVar(&o.only, "only", "", "measure only `godwit` or wireguard")
 	fs.IntVar(&o.pings, "pings", 100, "echo requests per ping series (10 ms apart)")
@@ -133,6 +157,18 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var err error
 	if o.rows, err = parseRows(rows); err != nil {
 		return o, err
+	}
+	if o.mpRTTs, err = parseRTTs(mpRTTs); err != nil {
+		return o, err
+	}
+	if mpModes != "" {
+		for m := range strings.SplitSeq(mpModes, ",") {
+			m = strings.TrimSpace(m)
+			if !slices.ContainsFunc(allModes, func(x *mpMode) bool { return x.key == m }) || slices.Contains(o.mpModes, m) {
+				return o, fmt.Errorf("bench: -mp-modes %q: %q is not failover, redundant, duplicate, single or aggregate given once", mpModes, m)
+			}
+			o.mpModes = append(o.mpModes, m)
+		}
 	}
 	if runtime.NumCPU() < 2 && !flagSet(fs, "rows") {
 		// A one-CPU machine cannot starve the receiver alone.
@@ -153,8 +189,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("bench: -runs %d: want 1 to 100", o.runs)
 	case o.rounds < 1 || o.rounds > 100:
 		return o, fmt.Errorf("bench: -rounds %d: want 1 to 100", o.rounds)
-	case o.only == "wireguard" && o.rows.mobility():
-		return o, fmt.Errorf("bench: the mobility rows measure Godwit, but -only is wireguard")
+	case o.only == "wireguard" && (o.rows.mobility() || o.rows.multipath()):
+		return o, fmt.Errorf("bench: the mobility and multipath rows measure Godwit, but -only is wireguard")
+	case o.plot != "" && !o.rows.mpSilent:
+		return o, fmt.Errorf("bench: -plot needs the mp-silent row")
+	case o.plot != "" && !strings.HasSuffix(o.plot, ".svg") && !strings.HasSuffix(o.plot, ".png"):
+		return o, fmt.Errorf("bench: -plot %q: want a .svg or .png file", o.plot)
 	case slices.ContainsFunc(o.rows.pinned, func(p pinnedRow) bool { return p.CPUs >= runtime.NumCPU() }):
 		return o, fmt.Errorf("bench: -rows: a tcpN-cpuC row needs C below the %d CPUs of this machine, so that the sender has a CPU the hub does not", runtime.NumCPU())
 	case o.profile != "" && !slices.Contains(o.rows.streams, 1):
@@ -182,6 +222,9 @@ type rowSet struct {
 	// given) are the mobility rows (mobility.go).
 	switchMBB, switchNoStandby bool
 	restart                    []int
+	// mpSilent, mpLoss and mpAggregate are the multipath rows
+	// (multipath.go).
+	mpSilent, mpLoss, mpAggregate bool
 }
 
 // classic reports whether rs has rows that compare both daemons.
@@ -191,6 +234,9 @@ func (rs rowSet) classic() bool {
 
 // mobility reports whether rs has mobility rows.
 func (rs rowSet) mobility() bool { return rs.switchMBB || rs.switchNoStandby || len(rs.restart) > 0 }
+
+// multipath reports whether rs has multipath rows.
+func (rs rowSet) multipath() bool { return rs.mpSilent || rs.mpLoss || rs.mpAggregate }
 
 // impairment is a fault on the underlay during a single-stream TCP run.
 // Exactly one of LossPct and RateMbit is set.
@@ -211,13 +257,14 @@ type pinnedRow struct {
 
 // parseRows parses -rows. Names are tcpN (N 1..64), ping, lossP (P 1..99),
 // tbfM (M 1..100000), tcpN-cpuC (N 1..64, C 1..64), switch,
-// switch-nostandby and restartN (N 0..1000), without duplicates.
+// switch-nostandby, restartN (N 0..1000), mp-silent, mp-loss and
+// mp-aggregate, without duplicates.
 func parseRows(s string) (rowSet, error) {
 	var rs rowSet
 	seen := map[string]bool{}
 	for f := range strings.SplitSeq(s, ",") {
 		f = strings.TrimSpace(f)
-		bad := fmt.Errorf("bench: -rows %q: %q is not tcpN (1..64), ping, lossP (1..99), tbfM (1..100000), tcpN-cpuC (1..64, 1..64), switch, switch-nostandby or restartN (0..1000)", s, f)
+		bad := fmt.Errorf("bench: -rows %q: %q is not tcpN (1..64), ping, lossP (1..99), tbfM (1..100000), tcpN-cpuC (1..64, 1..64), switch, switch-nostandby, restartN (0..1000), mp-silent, mp-loss or mp-aggregate", s, f)
 		if seen[f] {
 			return rowSet{}, fmt.Errorf("bench: -rows %q: %q given twice", s, f)
 		}
@@ -231,6 +278,15 @@ func parseRows(s string) (rowSet, error) {
 			continue
 		case "switch-nostandby":
 			rs.switchNoStandby = true
+			continue
+		case "mp-silent":
+			rs.mpSilent = true
+			continue
+		case "mp-loss":
+			rs.mpLoss = true
+			continue
+		case "mp-aggregate":
+			rs.mpAggregate = true
 			continue
 		}
 		if tcp, cpus, ok := strings.Cut(f, "-cpu"); ok {
@@ -279,6 +335,20 @@ func (rs *rowSet) addNumbered(f string) bool {
 		return true
 	}
 	return false
+}
+
+// parseRTTs parses -mp-rtts: RTTs in ms (0..1000), without duplicates.
+func parseRTTs(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 || n > 1000 || strconv.Itoa(n) != f || slices.Contains(out, n) {
+			return nil, fmt.Errorf("bench: -mp-rtts %q: %q is not an RTT in ms (0..1000) given once", s, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func main() {

@@ -22,6 +22,7 @@ package main
 // stream has been flowing again for a while (largestGap).
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -80,6 +81,19 @@ type mobUplink struct {
 	gw     netip.Addr   // the hub end, the site's gateway
 	metric int          // of the site's default route through it
 }
+
+// mobCellRelayAddr is cell0's own relay (mobLabConfig.cellRelay), and
+// mobCellNAT the hub's rule that sends cell0's packets for the relay there.
+var (
+	mobCellRelayAddr = netip.MustParseAddrPort("203.0.113.3:4433")
+	mobCellNAT       = fmt.Sprintf(`table ip gwbmpnat {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname %q ip daddr %s udp dport %d dnat to %s
+	}
+}
+`, mobCell.hubIf, mobRelayAddr.Addr(), mobRelayAddr.Port(), mobCellRelayAddr)
+)
 
 var (
 	mobWifi = mobUplink{"wifi0", "wifi0h", netip.MustParsePrefix("198.51.100.2/24"), netip.MustParseAddr("198.51.100.1"), 100}
@@ -195,39 +209,55 @@ func largestGap(arrivals []time.Time, at time.Time) (gap time.Duration, ok bool)
 // echo is one answered probe.
 type echo struct{ sent, at time.Time }
 
-// probeStream sends a numbered datagram every probeInterval from one
-// socket and records the echoes. Its methods are safe for concurrent use.
+// probeStream sends a numbered datagram every interval from one socket
+// and records the sends and the echoes. Its methods are safe for
+// concurrent use.
 type probeStream struct {
-	conn  *net.UDPConn
-	epoch time.Time
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	conn     *net.UDPConn
+	epoch    time.Time
+	interval time.Duration
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+	paused   atomic.Bool // no probes are sent while set
 
-	mu     sync.Mutex // guards echoes
-	echoes []echo     // arrival order; the oldest are dropped beyond 40000
+	mu     sync.Mutex      // guards echoes and sent
+	echoes []echo          // arrival order; the oldest are dropped beyond 40000
+	sent   []time.Duration // send times since epoch, in order; the oldest are dropped beyond 40000
 }
 
 // probeMagic starts every probe, so stray datagrams are ignored.
 const probeMagic = "gwbprobe"
 
-func startProbeStream(ns *netlab.NS, dst netip.AddrPort) (*probeStream, error) {
+// startProbeStreamEvery starts a stream of a probe every interval that
+// stops by itself after life.
+func startProbeStreamEvery(ns *netlab.NS, dst netip.AddrPort, interval, life time.Duration) (*probeStream, error) {
 	c, err := ns.ListenUDP("0.0.0.0:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &probeStream{conn: c, epoch: time.Now(), stop: make(chan struct{})}
+	p := &probeStream{conn: c, epoch: time.Now(), interval: interval, stop: make(chan struct{})}
 	p.wg.Add(2)
 	go func() { // sender
 		defer p.wg.Done()
-		tick := time.NewTicker(probeInterval)
+		tick := time.NewTicker(interval)
 		defer tick.Stop()
-		end := time.After(maxStream)
+		end := time.After(life)
 		buf := make([]byte, len(probeMagic)+8)
 		copy(buf, probeMagic)
 		for {
-			binary.BigEndian.PutUint64(buf[len(probeMagic):], uint64(time.Since(p.epoch)))
-			// No route while the site has no tunnel: that is loss.
-			_, _ = c.WriteToUDPAddrPort(buf, dst)
+			if !p.paused.Load() {
+				off := time.Since(p.epoch)
+				binary.BigEndian.PutUint64(buf[len(probeMagic):], uint64(off))
+				p.mu.Lock()
+				if len(p.sent) >= 40000 {
+					p.sent = slices.Delete(p.sent, 0, 10000)
+				}
+				p.sent = append(p.sent, off)
+				p.mu.Unlock()
+				// No route while the site has no tunnel: that is loss.
+				_, _ = c.WriteToUDPAddrPort(buf, dst)
+			}
 			select {
 			case <-p.stop:
 				return
@@ -261,10 +291,13 @@ func startProbeStream(ns *netlab.NS, dst netip.AddrPort) (*probeStream, error) {
 	return p, nil
 }
 
-// close stops the stream and waits for its goroutines.
+// close stops the stream and waits for its goroutines. It may be called
+// more than once.
 func (p *probeStream) close() {
-	close(p.stop)
-	p.conn.Close()
+	p.once.Do(func() {
+		close(p.stop)
+		p.conn.Close()
+	})
 	p.wg.Wait()
 }
 
@@ -325,8 +358,8 @@ func (p *probeStream) rtt(ctx context.Context, d time.Duration) (time.Duration, 
 		}
 	}
 	p.mu.Unlock()
-	if len(rtts) < int(d/probeInterval)/2 {
-		return 0, fmt.Errorf("bench: %d echoes of %d probes in %v", len(rtts), int(d/probeInterval), d)
+	if len(rtts) < int(d/p.interval)/2 {
+		return 0, fmt.Errorf("bench: %d echoes of %d probes in %v", len(rtts), int(d/p.interval), d)
 	}
 	slices.Sort(rtts)
 	return rtts[len(rtts)/2], nil
@@ -350,34 +383,70 @@ type mobLab struct {
 	lab       *netlab.Lab
 	bin       string
 	log       *slog.Logger
+	cfg       mobLabConfig
 	hub, site *netlab.NS
 	nl        *netlink.Handle // in the site
 	delay     atomic.Int64    // the relay's one-way delay in ns
-	stopRelay func()
-	echo      *net.UDPConn
-	echoDone  chan struct{}
+	cellExtra atomic.Int64    // with cfg.cellRelay: cell0's relay adds this to delay, in ns
+	stopRelay []func()
+	relays    []*relay.Relay // mobRelayAddr's, then with cfg.cellRelay cell0's
+	echo      *echoServer    // on mobEcho's port
 	stream    *probeStream
 	hubProc   *netlab.Daemon
 	siteProc  *netlab.Daemon // the running site daemon, or nil
 	siteCfg   string
 	stateDir  string // the site's
 	starts    int    // site daemon starts, for log names
+	pub       [2]string
 }
+
+// mobLabConfig varies the lab for the multipath rows (multipath.go); its
+// zero value is the mobility rows' lab.
+type mobLabConfig struct {
+	// prefix starts the names of the namespaces, files and daemons
+	// ("mhub", "msite"); "" means "m".
+	prefix string
+	// interval is the probe stream's; 0 means probeInterval. life bounds
+	// the stream; 0 means maxStream.
+	interval, life time.Duration
+	// cellRelay gives cell0 a relay of its own on mobCellRelayAddr, which
+	// adds cellExtra to the one-way delay: the hub DNATs the relay address
+	// to it for packets arriving on cell0h.
+	cellRelay bool
+	// countEcho makes the echo count the probes it answers (see
+	// echoServer.seen).
+	countEcho bool
+	// relayBuffer, if not 0, is the receive and send buffer size of the
+	// relays' sockets in bytes (at most net.core.rmem_max and wmem_max).
+	relayBuffer int
+	// sitePeer are extra lines of the site's [[peer]] (multipath = ...).
+	sitePeer []string
+}
+
+// name returns the lab's name for s: "mhub" for "hub" in the mobility rows.
+func (m *mobLab) name(s string) string { return cmp.Or(m.cfg.prefix, "m") + s }
 
 // newMobLab builds the lab and starts the hub, the site and the stream.
 // On error, what was started is stopped again; the namespaces and
 // processes belong to lab either way.
 func newMobLab(ctx context.Context, lab *netlab.Lab, bin string, log *slog.Logger) (_ *mobLab, err error) {
-	m := &mobLab{lab: lab, bin: bin, log: log}
+	// The switch and restart rows measure one connection that moves
+	// (with two uplinks the default is a connection per uplink).
+	return newMobLabWith(ctx, lab, bin, log, mobLabConfig{sitePeer: []string{`multipath = "off"`}})
+}
+
+// newMobLabWith is newMobLab for the lab cfg describes.
+func newMobLabWith(ctx context.Context, lab *netlab.Lab, bin string, log *slog.Logger, cfg mobLabConfig) (_ *mobLab, err error) {
+	m := &mobLab{lab: lab, bin: bin, log: log, cfg: cfg}
 	defer func() {
 		if err != nil {
 			m.close()
 		}
 	}()
-	if m.hub, err = lab.NS("mhub"); err != nil {
+	if m.hub, err = lab.NS(m.name("hub")); err != nil {
 		return nil, err
 	}
-	if m.site, err = lab.NS("msite"); err != nil {
+	if m.site, err = lab.NS(m.name("site")); err != nil {
 		return nil, err
 	}
 	for _, u := range []mobUplink{mobWifi, mobCell} {
@@ -393,6 +462,14 @@ func newMobLab(ctx context.Context, lab *netlab.Lab, bin string, log *slog.Logge
 	}
 	for _, a := range []netip.Addr{mobHubListen.Addr(), mobRelayAddr.Addr()} {
 		if err := m.hub.Addr("lo", netip.PrefixFrom(a, 32).String()); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.cellRelay {
+		if err := m.hub.Addr("lo", netip.PrefixFrom(mobCellRelayAddr.Addr(), 32).String()); err != nil {
+			return nil, err
+		}
+		if _, err := nsCommand(ctx, m.hub, mobCellNAT, "nft", "-f", "-"); err != nil {
 			return nil, err
 		}
 	}
@@ -415,20 +492,26 @@ func newMobLab(ctx context.Context, lab *netlab.Lab, bin string, log *slog.Logge
 			return nil, err
 		}
 	}
-	if err := m.startRelay(); err != nil {
+	if err := m.startRelay(mobRelayAddr, func() time.Duration { return time.Duration(m.delay.Load()) }); err != nil {
 		return nil, err
 	}
-	if err := m.startEcho(); err != nil {
+	if cfg.cellRelay {
+		if err := m.startRelay(mobCellRelayAddr, func() time.Duration { return time.Duration(m.delay.Load() + m.cellExtra.Load()) }); err != nil {
+			return nil, err
+		}
+	}
+	if m.echo, err = startEcho(m.hub, mobEcho.Port(), cfg.countEcho); err != nil {
 		return nil, err
 	}
 	if err := m.writeConfigs(ctx); err != nil {
 		return nil, err
 	}
-	m.hubProc, err = m.hub.StartDaemon("godwit-mhub", bin, filepath.Join(lab.Dir, "mhub.toml"))
+	m.hubProc, err = m.hub.StartDaemon("godwit-"+m.name("hub"), bin, filepath.Join(lab.Dir, m.name("hub")+".toml"))
 	if err != nil {
 		return nil, err
 	}
-	if m.stream, err = startProbeStream(m.site, mobEcho); err != nil {
+	m.stream, err = startProbeStreamEvery(m.site, mobEcho, cmp.Or(cfg.interval, probeInterval), cmp.Or(cfg.life, maxStream))
+	if err != nil {
 		return nil, err
 	}
 	if err := m.startSite(); err != nil {
@@ -447,11 +530,10 @@ func (m *mobLab) close() {
 		m.stream.close()
 	}
 	if m.echo != nil {
-		m.echo.Close()
-		<-m.echoDone
+		m.echo.close()
 	}
-	if m.stopRelay != nil {
-		m.stopRelay()
+	for _, stop := range m.stopRelay {
+		stop()
 	}
 	if m.nl != nil {
 		m.nl.Close()
@@ -494,18 +576,28 @@ func (m *mobLab) setUplink(ctx context.Context, u mobUplink, up bool) error {
 	return nil
 }
 
-// startRelay runs the relay in the hub on mobRelayAddr with the one-way
-// delay m.delay.
-func (m *mobLab) startRelay() error {
-	ln, err := m.hub.ListenUDP(mobRelayAddr.String())
+// startRelay runs a relay in the hub on addr with the one-way delay that
+// delay returns.
+func (m *mobLab) startRelay(addr netip.AddrPort, delay func() time.Duration) error {
+	ln, err := m.hub.ListenUDP(addr.String())
 	if err != nil {
+		return err
+	}
+	if err := m.setBuffers(ln); err != nil {
+		ln.Close()
 		return err
 	}
 	r, err := relay.New(ln, relay.Config{
 		Target: mobHubListen,
-		Delay:  func(relay.Direction, uint64) time.Duration { return time.Duration(m.delay.Load()) },
+		Delay:  func(relay.Direction, uint64) time.Duration { return delay() },
 		Upstream: func(netip.AddrPort) (*net.UDPConn, error) {
-			return m.hub.DialUDP(mobHubListen.String())
+			c, err := m.hub.DialUDP(mobHubListen.String())
+			if err == nil {
+				if err = m.setBuffers(c); err != nil {
+					c.Close()
+				}
+			}
+			return c, err
 		},
 		// Every uplink that comes back gets a new socket, so a new
 		// client address: room for a long run.
@@ -516,44 +608,94 @@ func (m *mobLab) startRelay() error {
 		ln.Close()
 		return fmt.Errorf("bench: %w", err)
 	}
+	m.relays = append(m.relays, r)
 	stop := r.Start()
-	m.stopRelay = func() {
+	m.stopRelay = append(m.stopRelay, func() {
 		if err := stop(10 * time.Second); err != nil {
-			m.log.Error("relay", "err", err)
+			m.log.Error("relay", "addr", addr, "err", err)
 		}
+	})
+	return nil
+}
+
+// setBuffers sets c's socket buffers to cfg.relayBuffer, if not 0.
+func (m *mobLab) setBuffers(c *net.UDPConn) error {
+	if m.cfg.relayBuffer == 0 {
+		return nil
+	}
+	if err := errors.Join(c.SetReadBuffer(m.cfg.relayBuffer), c.SetWriteBuffer(m.cfg.relayBuffer)); err != nil {
+		return fmt.Errorf("bench: relay socket buffers: %w", err)
 	}
 	return nil
 }
 
-// startEcho answers the probes in the hub; only datagrams from the site's
+// echoServer answers the probes in the hub; only datagrams from the site's
 // inner address, so an echo proves the tunnel carried the probe.
-func (m *mobLab) startEcho() error {
-	c, err := m.hub.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), mobEcho.Port()).String())
+type echoServer struct {
+	conn *net.UDPConn
+	done chan struct{}
+
+	mu sync.Mutex // guards seen
+	// seen counts the probes answered by their send time (the probe's
+	// payload), if counting; nil otherwise. It is cleared beyond 500000.
+	seen map[uint64]int
+}
+
+// startEcho starts an echo on UDP port in ns; count makes it count the
+// probes it answers.
+func startEcho(ns *netlab.NS, port uint16, count bool) (*echoServer, error) {
+	c, err := ns.ListenUDP(netip.AddrPortFrom(netip.IPv4Unspecified(), port).String())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	m.echo, m.echoDone = c, make(chan struct{})
+	e := &echoServer{conn: c, done: make(chan struct{})}
+	if count {
+		e.seen = make(map[uint64]int)
+	}
 	go func() {
-		defer close(m.echoDone)
+		defer close(e.done)
 		buf := make([]byte, 1500)
 		for {
 			n, from, err := c.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
 			}
-			if from.Addr().Unmap() == mobSiteIn.Addr() {
-				_, _ = c.WriteToUDPAddrPort(buf[:n], from)
+			if from.Addr().Unmap() != mobSiteIn.Addr() {
+				continue
 			}
+			if count && n == len(probeMagic)+8 && string(buf[:len(probeMagic)]) == probeMagic {
+				e.mu.Lock()
+				if len(e.seen) >= 500000 {
+					clear(e.seen)
+				}
+				e.seen[binary.BigEndian.Uint64(buf[len(probeMagic):])]++
+				e.mu.Unlock()
+			}
+			_, _ = c.WriteToUDPAddrPort(buf[:n], from)
 		}
 	}()
-	return nil
+	return e, nil
+}
+
+// times returns how often the echo answered the probe sent at off (since
+// its stream's epoch); 0 without counting.
+func (e *echoServer) times(off time.Duration) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.seen[uint64(off)]
+}
+
+// close stops the echo and waits for it.
+func (e *echoServer) close() {
+	e.conn.Close()
+	<-e.done
 }
 
 // writeConfigs makes keys, state directories and both configs.
 func (m *mobLab) writeConfigs(ctx context.Context) error {
 	dir := m.lab.Dir
-	var pub [2]string
-	for i, name := range []string{"mhub", "msite"} {
+	pub := &m.pub
+	for i, name := range []string{m.name("hub"), m.name("site")} {
 		priv, err := commandOutput(ctx, "", m.bin, "genkey")
 		if err != nil {
 			return err
@@ -568,27 +710,33 @@ func (m *mobLab) writeConfigs(ctx context.Context) error {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
-	m.stateDir = filepath.Join(dir, "msite-state")
-	m.siteCfg = filepath.Join(dir, "msite.toml")
-	cfgs := map[string]string{
-		"mhub.toml": mobConfig(filepath.Join(dir, "mhub.key"), filepath.Join(dir, "mhub-state"), mobHubIn,
-			`listen = "`+mobHubListen.String()+`"`, "site", pub[1], netip.PrefixFrom(mobSiteIn.Addr(), 32), ""),
-		"msite.toml": mobConfig(filepath.Join(dir, "msite.key"), m.stateDir, mobSiteIn,
-			fmt.Sprintf("uplinks = [%q, %q]", mobWifi.name, mobCell.name), "hub", pub[0],
-			netip.PrefixFrom(mobHubIn.Addr(), 32), mobRelayAddr.String()) +
-			"multipath = \"off\"\n", // the switch rows measure one connection that moves
+	m.stateDir = filepath.Join(dir, m.name("site")+"-state")
+	m.siteCfg = filepath.Join(dir, m.name("site")+".toml")
+	hub := mobConfig(filepath.Join(dir, m.name("hub")+".key"), filepath.Join(dir, m.name("hub")+"-state"), mobHubIn,
+		`listen = "`+mobHubListen.String()+`"`, "site", pub[1], netip.PrefixFrom(mobSiteIn.Addr(), 32), "")
+	if err := os.WriteFile(filepath.Join(dir, m.name("hub")+".toml"), []byte(hub), 0o600); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
-	for name, c := range cfgs {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(c), 0o600); err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
+	return m.writeSiteConfig(m.cfg.sitePeer)
+}
+
+// writeSiteConfig writes the site's config with the extra lines peer in its
+// [[peer]]; a site started afterwards reads it.
+func (m *mobLab) writeSiteConfig(peer []string) error {
+	dir := m.lab.Dir
+	c := mobConfig(filepath.Join(dir, m.name("site")+".key"), m.stateDir, mobSiteIn,
+		fmt.Sprintf("uplinks = [%q, %q]", mobWifi.name, mobCell.name), "hub", m.pub[0],
+		netip.PrefixFrom(mobHubIn.Addr(), 32), mobRelayAddr.String(), peer...)
+	if err := os.WriteFile(m.siteCfg, []byte(c), 0o600); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
 	return nil
 }
 
 // mobConfig renders a config with one peer; extra is one more line of
-// [interface], endpoint may be "".
-func mobConfig(keyFile, stateDir string, addr netip.Prefix, extra, peer, peerPub string, allowed netip.Prefix, endpoint string) string {
+// [interface], endpoint may be "", peerLines are more lines of the
+// [[peer]].
+func mobConfig(keyFile, stateDir string, addr netip.Prefix, extra, peer, peerPub string, allowed netip.Prefix, endpoint string, peerLines ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[interface]\nname = %q\nprivate_key_file = %q\naddresses = [%q]\nstate_dir = %q\n%s\n",
 		mobIfName, keyFile, addr.String(), stateDir, extra)
@@ -596,13 +744,16 @@ func mobConfig(keyFile, stateDir string, addr netip.Prefix, extra, peer, peerPub
 	if endpoint != "" {
 		fmt.Fprintf(&b, "endpoint = %q\n", endpoint)
 	}
+	for _, l := range peerLines {
+		b.WriteString(l + "\n")
+	}
 	return b.String()
 }
 
 // startSite starts a site daemon; it does not wait for anything.
 func (m *mobLab) startSite() error {
 	m.starts++
-	d, err := m.site.StartDaemon(fmt.Sprintf("godwit-msite-%d", m.starts), m.bin, m.siteCfg)
+	d, err := m.site.StartDaemon(fmt.Sprintf("godwit-%s-%d", m.name("site"), m.starts), m.bin, m.siteCfg)
 	if err != nil {
 		return err
 	}

@@ -241,6 +241,9 @@ func rows(rep *report) []row {
 	if rep.Mobility != nil {
 		out = append(out, mobilityRows(rep.Mobility)...)
 	}
+	if rep.Multipath != nil {
+		out = append(out, multipathRows(rep.Multipath)...)
+	}
 	return out
 }
 
@@ -374,6 +377,16 @@ func writeTable(w io.Writer, rep *report) {
 		fmt.Fprintf(w, "mobility: Godwit only (%s), %d runs per series, took %s; RTT = median echo round trip through the tunnel\n", m.Version, m.Runs, m.Duration)
 		if m.Error != "" {
 			fmt.Fprintf(w, "mobility: FAILED: %s\n", firstLine(m.Error))
+		}
+	}
+	if m := rep.Multipath; m != nil {
+		fmt.Fprintf(w, "multipath: Godwit only (%s), %d runs per series, took %s; values: median over the runs (min..max), verdict on the median with the runs that met the target\n",
+			m.Version, m.Runs, m.Duration)
+		if m.Plot != "" {
+			fmt.Fprintf(w, "multipath: plot of the silent failure written to %s\n", m.Plot)
+		}
+		if m.Error != "" {
+			fmt.Fprintf(w, "multipath: FAILED: %s\n", firstLine(m.Error))
 		}
 	}
 	sum := summarize(rows(rep))

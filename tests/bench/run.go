@@ -119,7 +119,9 @@ type report struct {
 	Summary []summaryRow `json:"summary,omitempty"`
 	// Mobility holds the mobility rows (Godwit only), or nil.
 	Mobility *mobilityResult `json:"mobility,omitempty"`
-	Notes    []string        `json:"notes"`
+	// Multipath holds the multipath rows (Godwit only), or nil.
+	Multipath *multipathResult `json:"multipath,omitempty"`
+	Notes     []string         `json:"notes"`
 }
 
 func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Writer) (err error) {
@@ -231,6 +233,19 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		if merr != nil {
 			log.Error("mobility measurement failed", "err", merr)
 			failed = append(failed, "Godwit mobility")
+		}
+	}
+
+	if o.rows.multipath() {
+		rep.Notes = append(rep.Notes, multipathNotes...)
+		var merr error
+		rep.Multipath, merr = measureMultipath(ctx, lab, t.godwitBin, o, log)
+		if ctx.Err() != nil {
+			return fmt.Errorf("bench: interrupted; removing the lab: %w", ctx.Err())
+		}
+		if merr != nil {
+			log.Error("multipath measurement failed", "err", merr)
+			failed = append(failed, "Godwit multipath")
 		}
 	}
 

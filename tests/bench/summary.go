@@ -73,8 +73,11 @@ type target struct {
 	maxPlus  float64 // the median of the per-round Godwit - wireguard-go must be at most this
 	zero     bool    // Godwit alone must be 0 in every round
 	below    float64 // Godwit's median must be below this (mobility rows)
-	atMost   float64 // Godwit's median must be at most this (mobility rows)
-	text     string  // how the table shows it
+	atMost   float64 // Godwit's median must be at most this (mobility and multipath rows)
+	atLeast  float64 // Godwit's median must be at least this (multipath rows)
+	// atMostZero: Godwit's median must be at most 0 (a count: none).
+	atMostZero bool
+	text       string // how the table shows it
 }
 
 // The targets.
@@ -114,6 +117,10 @@ func (tg *target) judge(g, ratios, diffs []float64) (verdict string, met, n int)
 		vals, ok = g, func(v float64) bool { return v < tg.below }
 	case tg.atMost > 0:
 		vals, ok = g, func(v float64) bool { return v <= tg.atMost+eps }
+	case tg.atLeast > 0:
+		vals, ok = g, func(v float64) bool { return v >= tg.atLeast-eps }
+	case tg.atMostZero:
+		vals, ok = g, func(v float64) bool { return v <= eps }
 	}
 	sp := spreadOf(vals)
 	if sp == nil || ok == nil {
