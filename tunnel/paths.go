@@ -104,6 +104,7 @@ type PathPolicy struct {
 // PathHealth is what a path's health function reports.
 type PathHealth struct {
 	Usable bool          // carrying traffic makes sense now
+	Lossy  bool          // usable but losing packets: a path that is not comes first, but a copy on it still helps
 	Rank   int           // lower is preferred (the uplink's order); ties go by SRTT
 	SRTT   time.Duration // smoothed round-trip time, 0 if unknown
 }
@@ -328,6 +329,11 @@ func (p *peer) rescheduleLocked() {
 		switch {
 		case a.h.Usable != b.h.Usable:
 			if a.h.Usable {
+				return -1
+			}
+			return 1
+		case a.h.Lossy != b.h.Lossy:
+			if b.h.Lossy {
 				return -1
 			}
 			return 1

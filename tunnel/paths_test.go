@@ -359,3 +359,29 @@ func TestMultipathAggregateDropsInflatedPath(t *testing.T) {
 		t.Fatalf("PathStats = %+v, want the 1 ms path carrying", ps)
 	}
 }
+
+// TestMultipathLossyPaths: a lossy path gives way to a clean one in
+// failover, but still carries copies in redundant mode.
+func TestMultipathLossyPaths(t *testing.T) {
+	h := newHarness(t)
+	l := h.multipath(2, PathPolicy{Mode: Failover}, true)
+	var lossy [2]atomic.Bool
+	for i := range 2 {
+		if err := l.ta.AttachPath(idB, l.a[i], PathOptions{Name: "p", Sequenced: true, Health: func() PathHealth {
+			return PathHealth{Usable: true, Lossy: lossy[i].Load(), Rank: i}
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lossy[0].Store(true)
+	l.ta.PathsChanged(idB)
+	l.ping(t, 0, 5)
+	l.expectSent(t, 0, 5) // the clean path, though ranked second
+	lossy[1].Store(true)
+	l.ta.PathsChanged(idB)
+	l.ping(t, 5, 5)
+	l.expectSent(t, 5, 5) // both lossy: by rank
+	l.ta.SetPathPolicy(idB, PathPolicy{Mode: Redundant})
+	l.ping(t, 10, 5)
+	l.expectSent(t, 10, 10) // copies on both
+}

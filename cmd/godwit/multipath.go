@@ -249,8 +249,12 @@ func (d *daemon) pathHealth(c *quicconn.Conn) func() tunnel.PathHealth {
 				rank = d.mob.Rank(u)
 			}
 		}
-		usable := h.State == quicconn.HealthUp || h.State == quicconn.HealthUnmonitored
-		return tunnel.PathHealth{Usable: usable, Rank: rank, SRTT: h.SRTT}
+		// A lossy path still carries when no clean one is left, and its
+		// copies still help in redundant mode (10 % loss on both uplinks:
+		// 5.4 % inner loss while lossy paths counted as unusable).
+		lossy := h.State == quicconn.HealthLossy
+		usable := lossy || h.State == quicconn.HealthUp || h.State == quicconn.HealthUnmonitored
+		return tunnel.PathHealth{Usable: usable, Lossy: lossy, Rank: rank, SRTT: h.SRTT}
 	}
 }
 
