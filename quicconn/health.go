@@ -135,6 +135,10 @@ type Health struct {
 	// SRTT is the smoothed RTT of the active path (quic-go's; it resets on
 	// migration), to the microsecond.
 	SRTT time.Duration
+	// MinRTT is the lowest RTT quic-go measured on the connection (the
+	// path's RTT without queues): SRTT - MinRTT is the queue a path's
+	// traffic builds.
+	MinRTT time.Duration
 	// Loss is the recent ratio, 0 to 1, of the bytes of our packets that
 	// quic-go declared lost to the bytes sent (see the loss window in
 	// health.go); 0 while too few packets were sent to judge.
@@ -262,7 +266,7 @@ func (c *Conn) SetProbe(d time.Duration) {
 // PathHealth returns the latest verdict on c's path (see [Health]). Before
 // MonitorPath it is HealthUnmonitored, once the connection died
 // HealthDown, with the other fields zero in both cases. It is meant for
-// the data path: two atomic loads, no allocation, safe for concurrent use.
+// the data path: three atomic loads, no allocation, safe for concurrent use.
 func (c *Conn) PathHealth() Health {
 	w := c.hp.word.Load()
 	h := Health{State: HealthState(w & 0xff)}
@@ -272,14 +276,16 @@ func (c *Conn) PathHealth() Health {
 	h.Loss = float64(w>>8&0xffff) / 0xffff
 	h.SRTT = time.Duration(w>>24) * time.Microsecond
 	h.LastRx = time.Duration(c.hp.rxAge.Load())
+	h.MinRTT = time.Duration(c.hp.minRTT.Load())
 	return h
 }
 
 // healthPub is what a Conn's monitor publishes for PathHealth.
 type healthPub struct {
-	word  atomic.Uint64           // packHealth; HealthUnmonitored (0) until MonitorPath; HealthDown is final
-	rxAge atomic.Int64            // nanoseconds from the latest packet received to the latest poll
-	mon   atomic.Pointer[monitor] // set once by MonitorPath
+	word   atomic.Uint64           // packHealth; HealthUnmonitored (0) until MonitorPath; HealthDown is final
+	rxAge  atomic.Int64            // nanoseconds from the latest packet received to the latest poll
+	minRTT atomic.Int64            // quic-go's MinRTT at the latest poll
+	mon    atomic.Pointer[monitor] // set once by MonitorPath
 }
 
 // packHealth packs a verdict into one word: the state in bits 0-7, the
@@ -494,6 +500,7 @@ func (c *Conn) pollHealth(period time.Duration) bool {
 		return false
 	}
 	c.hp.rxAge.Store(int64(now - min(now, max(m.lastRx, time.Duration(c.rx.last.Load())))))
+	c.hp.minRTT.Store(int64(qs.MinRTT))
 	if v.state != old {
 		c.healthChanged(old, v.state, v.reason)
 	}

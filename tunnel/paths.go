@@ -12,10 +12,12 @@ package tunnel
 //     the site sends, and the best usable one when that path is not.
 //   - Redundant: the two best usable paths (all with RedundancyAll); the
 //     far end keeps the first copy.
-//   - Aggregate: one of the usable paths chosen by a hash of the flow
-//     (addresses, protocol and ports), so a flow's packets never take two
-//     paths; a path whose smoothed RTT is far above the best one's gets
-//     no flows.
+//   - Aggregate: one of the usable paths chosen by the flow (addresses,
+//     protocol and ports) through a table of flow buckets, so a flow's
+//     packets never take two paths; bulk flows are spread in proportion
+//     to the paths' measured capacities, light ones take the shortest
+//     path, and a path far slower or far longer than the best gets none
+//     (aggregate.go).
 //   - Duplicate rules (any mode): a matching packet also goes on the next
 //     usable path.
 //
@@ -79,7 +81,7 @@ const MaxPaths = 8
 // ErrTooManyPaths is returned by AttachPath for a peer that has MaxPaths.
 var ErrTooManyPaths = errors.New("tunnel: too many paths for one peer")
 
-// aggregateRTTSlack: in Aggregate, a path whose smoothed RTT exceeds
+// aggregateRTTSlack: in Aggregate, a path whose minimum RTT exceeds
 // aggregateRTTFactor times the best path's plus this slack gets no flows
 // (its packets would arrive far behind the others').
 const (
@@ -107,6 +109,11 @@ type PathHealth struct {
 	Lossy  bool          // usable but losing packets: a path that is not comes first, but a copy on it still helps
 	Rank   int           // lower is preferred (the uplink's order); ties go by SRTT
 	SRTT   time.Duration // smoothed round-trip time, 0 if unknown
+	// MinRTT is the path's lowest RTT (without queues), 0 if unknown; and
+	// Loss its recent loss ratio, 0 to 1. Aggregate measures capacity with
+	// them (aggregate.go).
+	MinRTT time.Duration
+	Loss   float64
 }
 
 // PathOptions describe a connection that joins a peer's path set.
@@ -140,6 +147,7 @@ type path struct {
 	rxPackets, rxBytes, dupDrop atomic.Uint64
 	tooOld                      atomic.Uint64
 	since                       time.Time
+	est                         pathEst // Aggregate; guarded by t.mu
 }
 
 // schedule is an immutable snapshot of a peer's paths and policy.
@@ -150,6 +158,10 @@ type schedule struct {
 	carry []*path      // Failover: [best]; Redundant: the copies; Aggregate: the eligible
 	seq   bool         // every datagram gets the sequenced header
 	seed  maphash.Seed // Aggregate's flow hash
+	// Aggregate: the bucket counters, and the index in paths of each
+	// bucket's path (aggregate.go).
+	agg    *aggState
+	aggIdx *[aggBuckets]uint8
 }
 
 // PathStats describes one path of a peer, for status and metrics.
@@ -218,6 +230,9 @@ func (t *Tunnel) SetPathPolicy(id key.Public, pol PathPolicy) {
 	defer t.mu.Unlock()
 	if p := t.peers[id]; p != nil {
 		p.policy = pol
+		if pol.Mode == Aggregate && p.agg == nil {
+			p.agg = newAggState()
+		}
 		p.rescheduleLocked()
 	}
 }
@@ -275,15 +290,15 @@ func (s *schedule) carries(ph, follow *path) bool {
 	return slices.Contains(s.carry, ph)
 }
 
-// refreshAggregate rebuilds the schedule of every peer in Aggregate mode
-// from its paths' health, every clockTick: the paths' RTTs change without a
-// change of health state, and a path whose RTT rises under load
-// (bufferbloat) must stop getting flows.
+// refreshAggregate measures the paths and flows of every peer in Aggregate
+// mode and rebuilds its schedule, every clockTick: the paths' rates and
+// queues change without a change of health state (aggregate.go).
 func (t *Tunnel) refreshAggregate() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, p := range t.peers {
-		if s := p.sched.Load(); s != nil && s.pol.Mode == Aggregate && len(s.paths) > 1 {
+		if p.agg != nil && p.policy.Mode == Aggregate && len(p.paths) > 1 {
+			p.agg.measure(p.paths)
 			p.rescheduleLocked()
 		}
 	}
@@ -365,14 +380,11 @@ func (p *peer) rescheduleLocked() {
 		s.carry = s.paths[:usable]
 	case s.pol.Mode == Redundant:
 		s.carry = s.paths[:min(2, usable)]
-	case s.pol.Mode == Aggregate:
-		best := s.hs[0].SRTT
-		for i := range usable {
-			if best > 0 && s.hs[i].SRTT > aggregateRTTFactor*best+aggregateRTTSlack {
-				continue
-			}
-			s.carry = append(s.carry, s.paths[i])
-		}
+	case s.pol.Mode == Aggregate && p.agg != nil:
+		s.agg = p.agg
+		p.agg.place(s, usable)
+	default: // Aggregate before SetPathPolicy made its state: cannot happen
+		s.carry = s.paths[:1]
 	}
 	p.sched.Store(s)
 	for _, ph := range s.paths {
@@ -389,9 +401,10 @@ func (s *schedule) pick(pkt []byte, follow *path, buf *[MaxPaths]*path) []*path 
 	switch {
 	case s.pol.Mode == Failover && s.pol.Follow && s.usable(follow):
 		out = append(out, follow)
-	case s.pol.Mode == Aggregate && len(s.carry) > 1:
-		h := flowHash(s.seed, pkt)
-		out = append(out, s.carry[h%uint64(len(s.carry))])
+	case s.agg != nil:
+		b := aggBucket(flowHash(s.seed, pkt))
+		s.agg.bytes[b].Add(uint64(len(pkt)))
+		out = append(out, s.paths[s.aggIdx[b]])
 	default:
 		out = append(out, s.carry...)
 	}

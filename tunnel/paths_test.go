@@ -170,8 +170,10 @@ func TestMultipathAggregateKeepsFlowsOnOnePath(t *testing.T) {
 			t.Fatalf("flow %d: sent per path went %v -> %v, want all 5 on one path", flow, before, after)
 		}
 	}
-	if len(used) != 2 {
-		t.Fatalf("32 flows used paths %v, want both", used)
+	// Light flows all take the path with the lowest RTT (aggregate.go);
+	// aggregate_test.go spreads heavy ones.
+	if len(used) != 1 {
+		t.Fatalf("32 light flows used paths %v, want one", used)
 	}
 }
 
@@ -323,10 +325,10 @@ func TestMultipathPathBecomesSequenced(t *testing.T) {
 	}
 }
 
-// TestMultipathAggregateDropsInflatedPath: in Aggregate a path whose RTT
+// TestMultipathAggregateDropsLongPath: in Aggregate a path whose RTT
 // rises far above the best one's gets no flows, without anyone calling
 // PathsChanged (the tunnel re-reads the RTTs every clockTick).
-func TestMultipathAggregateDropsInflatedPath(t *testing.T) {
+func TestMultipathAggregateDropsLongPath(t *testing.T) {
 	h := newHarness(t)
 	l := h.multipath(2, PathPolicy{Mode: Aggregate}, true)
 	var srtt [2]atomic.Int64

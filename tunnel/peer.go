@@ -54,6 +54,7 @@ type peer struct {
 	recv   map[DatagramConn]*attachment // attached conns, current or not
 	paths  map[DatagramConn]*path       // the path set (AttachPath)
 	policy PathPolicy
+	agg    *aggState       // Aggregate's flow table, made by SetPathPolicy
 	ctx    context.Context // non-nil while started
 	cancel context.CancelFunc
 }

@@ -254,7 +254,7 @@ func (d *daemon) pathHealth(c *quicconn.Conn) func() tunnel.PathHealth {
 		// 5.4 % inner loss while lossy paths counted as unusable).
 		lossy := h.State == quicconn.HealthLossy
 		usable := lossy || h.State == quicconn.HealthUp || h.State == quicconn.HealthUnmonitored
-		return tunnel.PathHealth{Usable: usable, Lossy: lossy, Rank: rank, SRTT: h.SRTT}
+		return tunnel.PathHealth{Usable: usable, Lossy: lossy, Rank: rank, SRTT: h.SRTT, MinRTT: h.MinRTT, Loss: h.Loss}
 	}
 }
 
