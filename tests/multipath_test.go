@@ -4,9 +4,11 @@ package tests
 
 import (
 	"cmp"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/netip"
@@ -14,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -552,4 +555,142 @@ func mpString(p *ctl.PeerStatus) string {
 		}
 	}
 	return b.String()
+}
+
+// TestMultipathAggregate: an aggregate site whose uplinks are both shaped
+// to 8 Mbit/s (tbf on the site's wifi0 and cell0) sends 8 bulk TCP flows
+// to the hub. Both uplinks carry a real share of the bytes (the flows are
+// spread over them; the tunnel's unit tests show that a flow keeps one
+// path), the flows together get more than one uplink could carry, and
+// every byte arrives.
+func TestMultipathAggregate(t *testing.T) {
+	t.Parallel()
+	ml := startMPLab(t, `multipath = "aggregate"`)
+	ml.waitMP(t, 10*time.Second, "both paths carrying", roles(roleCarrying, roleCarrying))
+	const rate = 8 // Mbit/s per uplink
+	for _, u := range []string{mobWifi.siteIf, mobCell.siteIf} {
+		_, err := ml.site.Exec("tc", "qdisc", "replace", "dev", u, "root", "tbf",
+			"rate", fmt.Sprintf("%dmbit", rate), "burst", "64kb", "latency", "25ms")
+		must(t, err)
+	}
+	const flows, warmup, window = 8, 2 * time.Second, 4 * time.Second
+	bulk := startBulk(t, ml.mobLab, flows, warmup+window+time.Second)
+	time.Sleep(warmup)
+	before, got := ml.counted(t), bulk.received()
+	time.Sleep(window)
+	d, gotAfter := ml.counted(t).sub(before), bulk.received()
+	p := ml.siteD.Peer(t, "hub")
+	sent, rcvd := bulk.wait(t)
+	goodput := float64(gotAfter-got) * 8 / window.Seconds() / 1e6
+	share := float64(d.cellUp) / float64(max(d.wifiUp+d.cellUp, 1))
+	t.Logf("%d flows over %v: %.1f Mbit/s (uplinks %d Mbit/s each); %v, cell0 %.0f %% of the bytes up; %d bytes sent, %d received; site %s",
+		flows, window, goodput, rate, d, 100*share, sent, rcvd, mpString(p))
+	if share < 0.2 || share > 0.8 {
+		t.Errorf("cell0 carried %.0f %% of the bytes up, want both uplinks a real share (20-80 %%)", 100*share)
+	}
+	if goodput < 1.15*rate {
+		t.Errorf("%d flows got %.1f Mbit/s, want more than one %d Mbit/s uplink carries", flows, goodput, rate)
+	}
+	if sent != rcvd {
+		t.Errorf("%d bytes sent, %d received", sent, rcvd)
+	}
+}
+
+// bulk is n TCP flows from the site to the hub, each writing as fast as it
+// can until its deadline.
+type bulk struct {
+	rcvd  atomic.Int64
+	sent  atomic.Int64
+	wg    sync.WaitGroup // the readers
+	wwg   sync.WaitGroup // the writers
+	errMu sync.Mutex
+	err   error
+}
+
+func (b *bulk) fail(err error) {
+	b.errMu.Lock()
+	defer b.errMu.Unlock()
+	if b.err == nil {
+		b.err = err
+	}
+}
+
+func (b *bulk) received() int64 { return b.rcvd.Load() }
+
+// wait waits for the flows to end and returns the bytes sent and received.
+func (b *bulk) wait(t *testing.T) (sent, rcvd int64) {
+	t.Helper()
+	b.wwg.Wait()
+	b.wg.Wait()
+	if b.err != nil {
+		t.Fatalf("bulk flows: %v", b.err)
+	}
+	return b.sent.Load(), b.rcvd.Load()
+}
+
+// startBulk starts n bulk TCP flows from the site to the hub's tunnel
+// address, port 5002, for d.
+func startBulk(t *testing.T, ml *mobLab, n int, d time.Duration) *bulk {
+	t.Helper()
+	ln, err := ml.hub.ListenTCP(netip.AddrPortFrom(mobHubTun, 5002).String())
+	must(t, err)
+	t.Cleanup(func() { ln.Close() })
+	b := &bulk{}
+	b.wg.Add(n)
+	go func() {
+		for range n {
+			c, err := ln.Accept()
+			if err != nil {
+				b.fail(err)
+				for range n {
+					b.wg.Done()
+				}
+				return
+			}
+			go func() {
+				defer b.wg.Done()
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					_ = c.SetReadDeadline(time.Now().Add(d + 30*time.Second))
+					k, err := c.Read(buf)
+					b.rcvd.Add(int64(k))
+					if err != nil {
+						if err != io.EOF {
+							b.fail(fmt.Errorf("receiving: %w", err))
+						}
+						return
+					}
+				}
+			}()
+		}
+	}()
+	end := time.Now().Add(d)
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := ml.site.DialTCP(ctx, netip.AddrPortFrom(mobHubTun, 5002).String())
+		cancel()
+		must(t, err)
+		t.Cleanup(func() { c.Close() })
+		b.wwg.Add(1)
+		go func() {
+			defer b.wwg.Done()
+			defer func() {
+				if cw, ok := c.(interface{ CloseWrite() error }); ok {
+					_ = cw.CloseWrite()
+				}
+			}()
+			buf := make([]byte, 32<<10)
+			for time.Now().Before(end) {
+				_ = c.SetWriteDeadline(end.Add(30 * time.Second))
+				k, err := c.Write(buf)
+				b.sent.Add(int64(k))
+				if err != nil {
+					b.fail(fmt.Errorf("sending: %w", err))
+					return
+				}
+			}
+		}()
+	}
+	return b
 }
