@@ -56,7 +56,14 @@ import (
 //     receives stays invisible here; the peer's monitor judges that
 //     direction. Losses declared within max(3*SRTT, Floor) after a
 //     silence ended are of packets sent into the silence and are not
-//     counted.
+//     counted. Loss is not judged while the path is congested: when a
+//     queue (SRTT above quic-go's MinRTT by more than 5 ms and a quarter
+//     of MinRTT) was seen within the last LossWindow, the losses are the
+//     bottleneck's overflow under the traffic's own load (the inner TCP
+//     filling a 40 Mbit/s uplink loses 10-40 %), not a bad path, and
+//     leaving the path for another would only fill that one too (the
+//     benchmark's failover row flapped between the uplinks every second).
+//     A path that loses at random has no queue: the inner TCP backs off.
 //   - Up otherwise. Silent and Lossy take effect at once; back to Up needs
 //     Hold (1 s) of continuous good verdicts, so the scheduler does not
 //     flap.
@@ -85,6 +92,11 @@ const (
 // more allow for a late run loop. Sends that soon after a receipt do not
 // count towards Silent.
 const ackGrace = 25*time.Millisecond + 15*time.Millisecond
+
+// congestionQueue is the least queue (SRTT above quic-go's MinRTT, and at
+// least a quarter of MinRTT) that makes a path's losses congestion rather
+// than a lossy path.
+const congestionQueue = 5 * time.Millisecond
 
 // lossIdleProbes is how many Probe intervals the loss window reaches back
 // over when the last LossWindow holds too few packets.
@@ -330,6 +342,7 @@ type monitor struct {
 	state       HealthState   // as published
 	badSince    time.Duration // when the state left Up
 	goodSince   time.Duration // since when a bad state looks good; 0: it does not
+	queuedAt    time.Duration // the latest poll that saw a queue (congestion); 0: none
 }
 
 // lossSample is quic-go's sent and lost counters at time t.
@@ -494,7 +507,7 @@ func (c *Conn) pollHealth(period time.Duration) bool {
 	old := m.state
 	v := m.observe(now, pathCounters{
 		sent: qs.PacketsSent, rcvd: qs.PacketsReceived, lost: qs.PacketsLost,
-		bsent: qs.BytesSent, blost: qs.BytesLost, srtt: qs.SmoothedRTT,
+		bsent: qs.BytesSent, blost: qs.BytesLost, srtt: qs.SmoothedRTT, minRTT: qs.MinRTT,
 	})
 	if !c.hp.publish(packHealth(v.state, v.loss, qs.SmoothedRTT)) {
 		return false
@@ -511,7 +524,7 @@ func (c *Conn) pollHealth(period time.Duration) bool {
 type pathCounters struct {
 	sent, rcvd, lost uint64 // packets
 	bsent, blost     uint64 // bytes
-	srtt             time.Duration
+	srtt, minRTT     time.Duration
 }
 
 // verdict is the outcome of one observation.
@@ -550,14 +563,19 @@ func (m *monitor) observe(now time.Duration, pc pathCounters) verdict {
 	m.sent, m.rcvd = pc.sent, pc.rcvd
 	silent := m.second != 0 && now-m.second >= threshold
 
-	// Loss.
+	// Loss, unless it is congestion: a queue built up within the loss
+	// window.
 	loss, lw := m.lossRatio(now, pc)
+	if pc.minRTT > 0 && pc.srtt-pc.minRTT > max(congestionQueue, pc.minRTT/4) {
+		m.queuedAt = now
+	}
+	congested := m.queuedAt != 0 && now-m.queuedAt <= m.cfg.LossWindow
 
 	cond := HealthUp
 	switch {
 	case silent:
 		cond = HealthSilent
-	case lw.judged && loss > m.cfg.LossThreshold:
+	case lw.judged && loss > m.cfg.LossThreshold && !congested:
 		cond = HealthLossy
 	}
 	old := m.state

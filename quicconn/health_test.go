@@ -224,6 +224,30 @@ func TestMonitorLossy(t *testing.T) {
 			t.Errorf("Up %v after the loss stopped, want within 2.2 s", d)
 		}
 	})
+	t.Run("congestion is not a lossy path", func(t *testing.T) {
+		// 30 % lost while a queue of 25 ms stands on a 1 ms path (a full
+		// tbf), with the queue draining for a moment every half second:
+		// the bottleneck's overflow, not a bad path.
+		s := newPathSim(t, HealthConfig{}, time.Millisecond)
+		s.pc.minRTT = time.Millisecond
+		s.run(time.Second, traffic(10))
+		s.run(3*time.Second, func(i int, pc *pathCounters) {
+			traffic(10)(i, pc)
+			pc.lost += 3
+			pc.srtt = 26 * time.Millisecond
+			if i%20 == 0 {
+				pc.srtt = 2 * time.Millisecond
+			}
+		})
+		s.wantChanges()
+		// Once the queue is gone for LossWindow, the same loss is.
+		s.run(3*time.Second, func(i int, pc *pathCounters) {
+			traffic(10)(i, pc)
+			pc.lost += 3
+			pc.srtt = time.Millisecond
+		})
+		s.wantChanges(HealthLossy)
+	})
 	t.Run("idle reaches back", func(t *testing.T) {
 		// 8 packets a second, every third lost: the 1 s window never holds
 		// 20, the reach over 20 heartbeats (5 s) does.
