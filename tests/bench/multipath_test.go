@@ -56,7 +56,7 @@ func TestMPPlan(t *testing.T) {
 		"mp-silent/silent/failover", "mp-silent/silent/redundant", "mp-silent/silent/duplicate", "mp-silent/silent/single",
 		"mp-loss/loss30-wifi0/failover", "mp-loss/loss10-both/failover", "mp-loss/loss10-both/redundant", "mp-loss/loss30-wifi0/redundant",
 		"mp-aggregate/tbf40+40/aggregate", "mp-aggregate/tbf40+4/aggregate", "mp-aggregate/tbf40+40-slow/aggregate",
-		"mp-aggregate/tbf40+40-slow/failover",
+		"mp-aggregate/tbf40+40-slow/failover", "mp-aggregate/tbf40+4/failover",
 	}
 	if got := keys(all); !slices.Equal(got, want) {
 		t.Errorf("mpPlan(all rows) = %q, want %q", got, want)
@@ -225,6 +225,19 @@ func TestPairAlone(t *testing.T) {
 	if got, want := ss[0].Metrics["p90_minus_alone_ms"], []float64{10, -5}; !slices.Equal(got, want) {
 		t.Errorf("p90 minus alone = %v, want %v", got, want)
 	}
+	ss = []mpSeries{
+		{Case: "tbf40+40", Mode: "aggregate", Metrics: map[string][]float64{"mbps8": {72, 70}}},
+		{Case: "tbf40+4", Mode: "aggregate", Metrics: map[string][]float64{"mbps8": {36, 36}, "mbps1": {18, 36}}},
+		{Case: "tbf40+4", Mode: "failover", Metrics: map[string][]float64{"mbps8": {36, 35}, "mbps1": {36, 36}}},
+	}
+	pairAlone(ss)
+	pairAlone(ss)
+	if got, want := ss[0].Metrics["alone_ratio8"], []float64{2, 2}; !slices.Equal(got, want) {
+		t.Errorf("40+40, 8 flows: ratio to the best link alone = %v, want %v", got, want)
+	}
+	if got, want := ss[1].Metrics["alone_ratio1"], []float64{0.5, 1}; !slices.Equal(got, want) {
+		t.Errorf("40+4, 1 flow: ratio to the best link alone = %v, want %v", got, want)
+	}
 }
 
 func TestMultipathTable(t *testing.T) {
@@ -237,7 +250,7 @@ func TestMultipathTable(t *testing.T) {
 			{Row: "mp-silent", Case: "silent", Mode: "redundant", DelayMs: 0, RTTMs: 0.5, Restarts: 2, Metrics: map[string][]float64{
 				"lost": {0, 0, 1, 0, 0}, "tcp_rto": {0, 0, 0, 0, 0}}},
 			{Row: "mp-aggregate", Case: "tbf40+4", Mode: "aggregate", DelayMs: 0, RTTMs: 0.6, Metrics: map[string][]float64{
-				"mbps1": {4, 39, 39.5, 4, 4}}},
+				"mbps1": {4, 39, 39.5, 4, 4}, "alone_ratio1": {0.1, 1, 1, 0.1, 0.1}}},
 		}}}
 	var b strings.Builder
 	writeTable(&b, rep)
@@ -254,7 +267,8 @@ func TestMultipathTable(t *testing.T) {
 		"mp-silent failover, silent wifi0, RTT 20.6 ms: probes lost of the 500 from 2 s before to 8 s after":                        {"13", "(10..15)", "n/a", "-"},
 		"mp-silent redundant, silent wifi0, RTT 0.5 ms: probes lost of the 500 from 2 s before to 8 s after":                        {"0", "(0..1)", "n/a", "-", "0", "of", "500", "PASS", "4/5"},
 		"mp-silent redundant, silent wifi0, RTT 0.5 ms: site restarts (steady roles not back within 20 s, or a failed run)":         {"2", "n/a", "-"},
-		"mp-aggregate aggregate, tbf 40+4 Mbit/s, RTT 0.6 ms: 1 TCP flow (Mbit/s)":                                                  {"4.0", "(4.0..39.5)", "n/a", "-", ">=", "0.95", "x", "40", "=", "38", "Mbit/s", "FAIL", "2/5"},
+		"mp-aggregate aggregate, tbf 40+4 Mbit/s, RTT 0.6 ms: 1 TCP flow (Mbit/s)":                                                  {"4.0", "(4.0..39.5)", "n/a", "-"},
+		"mp-aggregate aggregate, tbf 40+4 Mbit/s, RTT 0.6 ms: 1 TCP flow: throughput / wifi0's 40 Mbit/s alone, run by run":         {"0.10", "(0.10..1.00)", "n/a", "-", ">=", "0.95", "x", "the", "best", "link", "alone", "FAIL", "2/5"},
 	})
 	// The RTT 0.5 ms series come before the 20.6 ms one.
 	if i, j := strings.Index(out, "RTT 0.5 ms: longest gap"), strings.Index(out, "RTT 20.6 ms: longest gap"); i < 0 || j < i {
