@@ -57,8 +57,8 @@ import (
 //     direction. Losses declared within max(3*SRTT, Floor) after a
 //     silence ended are of packets sent into the silence and are not
 //     counted. Loss is not judged while the path is congested: when a
-//     queue (SRTT above quic-go's MinRTT by more than 5 ms and a quarter
-//     of MinRTT) was seen within the last LossWindow, the losses are the
+//     queue (SRTT above the base RTT, the least RTT sample of the last
+//     10-20 s, by more than 5 ms and a quarter of the base) was seen within the last LossWindow, the losses are the
 //     bottleneck's overflow under the traffic's own load (the inner TCP
 //     filling a 40 Mbit/s uplink loses 10-40 %), not a bad path, and
 //     leaving the path for another would only fill that one too (the
@@ -93,10 +93,14 @@ const (
 // count towards Silent.
 const ackGrace = 25*time.Millisecond + 15*time.Millisecond
 
-// congestionQueue is the least queue (SRTT above quic-go's MinRTT, and at
-// least a quarter of MinRTT) that makes a path's losses congestion rather
+// congestionQueue is the least queue (SRTT above the base RTT, and at
+// least a quarter of it) that makes a path's losses congestion rather
 // than a lossy path.
 const congestionQueue = 5 * time.Millisecond
+
+// baseWindow: the base RTT is the least RTT sample of the last one to two
+// baseWindows.
+const baseWindow = 10 * time.Second
 
 // lossIdleProbes is how many Probe intervals the loss window reaches back
 // over when the last LossWindow holds too few packets.
@@ -147,9 +151,8 @@ type Health struct {
 	// SRTT is the smoothed RTT of the active path (quic-go's; it resets on
 	// migration), to the microsecond.
 	SRTT time.Duration
-	// MinRTT is the lowest RTT quic-go measured on the connection (the
-	// path's RTT without queues): SRTT - MinRTT is the queue a path's
-	// traffic builds.
+	// MinRTT is the path's RTT without queues: the least RTT sample of the
+	// last 10-20 s. SRTT - MinRTT is the queue the path's traffic builds.
 	MinRTT time.Duration
 	// Loss is the recent ratio, 0 to 1, of the bytes of our packets that
 	// quic-go declared lost to the bytes sent (see the loss window in
@@ -296,7 +299,7 @@ func (c *Conn) PathHealth() Health {
 type healthPub struct {
 	word   atomic.Uint64           // packHealth; HealthUnmonitored (0) until MonitorPath; HealthDown is final
 	rxAge  atomic.Int64            // nanoseconds from the latest packet received to the latest poll
-	minRTT atomic.Int64            // quic-go's MinRTT at the latest poll
+	minRTT atomic.Int64            // the monitor's base RTT at the latest poll
 	mon    atomic.Pointer[monitor] // set once by MonitorPath
 }
 
@@ -343,6 +346,33 @@ type monitor struct {
 	badSince    time.Duration // when the state left Up
 	goodSince   time.Duration // since when a bad state looks good; 0: it does not
 	queuedAt    time.Duration // the latest poll that saw a queue (congestion); 0: none
+	baseAt      time.Duration // when baseCur began
+	baseCur     time.Duration // the least RTT sample since baseAt; 0: none
+	basePrev    time.Duration // the least in the baseWindow before that; 0: none
+}
+
+// noteRTT takes an RTT sample into the windowed minimum (base).
+func (m *monitor) noteRTT(now, rtt time.Duration) {
+	if now-m.baseAt >= baseWindow {
+		m.basePrev, m.baseCur, m.baseAt = m.baseCur, 0, now
+	}
+	if rtt > 0 && (m.baseCur == 0 || rtt < m.baseCur) {
+		m.baseCur = rtt
+	}
+}
+
+// base is the path's RTT without queues: the least RTT sample of the last
+// one to two baseWindows, 0 before any. Not quic-go's MinRTT, which is the
+// least of the connection's whole life: a path whose RTT grew (another
+// route, another cell) would look queued for good.
+func (m *monitor) base() time.Duration {
+	switch {
+	case m.basePrev == 0:
+		return m.baseCur
+	case m.baseCur == 0:
+		return m.basePrev
+	}
+	return min(m.baseCur, m.basePrev)
 }
 
 // lossSample is quic-go's sent and lost counters at time t.
@@ -507,13 +537,13 @@ func (c *Conn) pollHealth(period time.Duration) bool {
 	old := m.state
 	v := m.observe(now, pathCounters{
 		sent: qs.PacketsSent, rcvd: qs.PacketsReceived, lost: qs.PacketsLost,
-		bsent: qs.BytesSent, blost: qs.BytesLost, srtt: qs.SmoothedRTT, minRTT: qs.MinRTT,
+		bsent: qs.BytesSent, blost: qs.BytesLost, srtt: qs.SmoothedRTT, latest: qs.LatestRTT,
 	})
 	if !c.hp.publish(packHealth(v.state, v.loss, qs.SmoothedRTT)) {
 		return false
 	}
 	c.hp.rxAge.Store(int64(now - min(now, max(m.lastRx, time.Duration(c.rx.last.Load())))))
-	c.hp.minRTT.Store(int64(qs.MinRTT))
+	c.hp.minRTT.Store(int64(m.base()))
 	if v.state != old {
 		c.healthChanged(old, v.state, v.reason)
 	}
@@ -522,9 +552,9 @@ func (c *Conn) pollHealth(period time.Duration) bool {
 
 // pathCounters are what the monitor reads of quic-go's ConnectionStats.
 type pathCounters struct {
-	sent, rcvd, lost uint64 // packets
-	bsent, blost     uint64 // bytes
-	srtt, minRTT     time.Duration
+	sent, rcvd, lost uint64        // packets
+	bsent, blost     uint64        // bytes
+	srtt, latest     time.Duration // smoothed and latest RTT
 }
 
 // verdict is the outcome of one observation.
@@ -566,7 +596,8 @@ func (m *monitor) observe(now time.Duration, pc pathCounters) verdict {
 	// Loss, unless it is congestion: a queue built up within the loss
 	// window.
 	loss, lw := m.lossRatio(now, pc)
-	if pc.minRTT > 0 && pc.srtt-pc.minRTT > max(congestionQueue, pc.minRTT/4) {
+	m.noteRTT(now, pc.latest)
+	if b := m.base(); b > 0 && pc.srtt-b > max(congestionQueue, b/4) {
 		m.queuedAt = now
 	}
 	congested := m.queuedAt != 0 && now-m.queuedAt <= m.cfg.LossWindow

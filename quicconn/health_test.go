@@ -229,14 +229,14 @@ func TestMonitorLossy(t *testing.T) {
 		// tbf), with the queue draining for a moment every half second:
 		// the bottleneck's overflow, not a bad path.
 		s := newPathSim(t, HealthConfig{}, time.Millisecond)
-		s.pc.minRTT = time.Millisecond
+		s.pc.latest = time.Millisecond
 		s.run(time.Second, traffic(10))
 		s.run(3*time.Second, func(i int, pc *pathCounters) {
 			traffic(10)(i, pc)
 			pc.lost += 3
-			pc.srtt = 26 * time.Millisecond
+			pc.srtt, pc.latest = 26*time.Millisecond, 26*time.Millisecond
 			if i%20 == 0 {
-				pc.srtt = 2 * time.Millisecond
+				pc.srtt, pc.latest = 2*time.Millisecond, 2*time.Millisecond
 			}
 		})
 		s.wantChanges()
@@ -244,7 +244,27 @@ func TestMonitorLossy(t *testing.T) {
 		s.run(3*time.Second, func(i int, pc *pathCounters) {
 			traffic(10)(i, pc)
 			pc.lost += 3
-			pc.srtt = time.Millisecond
+			pc.srtt, pc.latest = time.Millisecond, time.Millisecond
+		})
+		s.wantChanges(HealthLossy)
+	})
+	t.Run("a longer path is not a queue", func(t *testing.T) {
+		// The path's RTT grows from 1 ms to 21 ms for good (another
+		// route) and then it loses 30 %: after a base window the 21 ms
+		// are the base, and the loss is a lossy path.
+		s := newPathSim(t, HealthConfig{}, time.Millisecond)
+		s.pc.latest = time.Millisecond
+		s.run(time.Second, traffic(10))
+		s.run(2*baseWindow, func(i int, pc *pathCounters) {
+			traffic(10)(i, pc)
+			pc.srtt, pc.latest = 21*time.Millisecond, 21*time.Millisecond
+		})
+		if got := s.m.base(); got != 21*time.Millisecond {
+			t.Fatalf("base RTT %v after 2 base windows at 21 ms, want 21ms", got)
+		}
+		s.run(3*time.Second, func(i int, pc *pathCounters) {
+			traffic(10)(i, pc)
+			pc.lost += 3
 		})
 		s.wantChanges(HealthLossy)
 	})
