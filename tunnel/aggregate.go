@@ -12,7 +12,8 @@ package tunnel
 // t.mu:
 //
 //   - each path's send rate (its bytes in the last tick) and its queue:
-//     the smoothed RTT above the path's minimum RTT. A path whose queue
+//     the smoothed RTT above the path's base RTT (PathHealth.MinRTT: the
+//     daemon gives the least RTT sample of the last 10-20 s). A path whose queue
 //     exceeds max(aggQueue, minRTT/4), or whose loss is at least aggLoss,
 //     while it sends more than aggLightRate, is saturated: what it
 //     delivers (rate x (1 - loss)) is its capacity, and it stays "limited"
