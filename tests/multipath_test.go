@@ -264,6 +264,40 @@ func TestMultipathSilentRedundant(t *testing.T) {
 	}
 }
 
+// TestMultipathSilentAggregate: the Wi-Fi uplink of an aggregate site
+// goes silent under a 50 Hz ping and a TCP stream. Its flows move to cell0
+// as in failover (target 300 ms of silence; asserted under 1 s), the
+// stream survives, and wifi0 carries again once it answers.
+func TestMultipathSilentAggregate(t *testing.T) {
+	t.Parallel()
+	ml := startMPLab(t, `multipath = "aggregate"`)
+	ml.waitMP(t, 10*time.Second, "wifi0 and cell0 both carrying", roles(roleCarrying, roleCarrying))
+	st := startStream(t, ml.mobLab)
+	ping := startMPPinger(t, ml)
+	time.Sleep(time.Second)
+
+	from := time.Now()
+	ml.silence(t, true)
+	p := ml.waitMP(t, 10*time.Second, "the silent wifi0 no longer carrying", func(p *ctl.PeerStatus) bool {
+		return mpRole(p, mobCell.siteIf) == roleCarrying && mpRole(p, mobWifi.siteIf) != roleCarrying
+	})
+	noticed := time.Since(from)
+	time.Sleep(2 * time.Second)
+	gap, lost, sent := ping.Outage(from, time.Now())
+	t.Logf("wifi0 silent: show says it stopped carrying after %v (%s); longest ping gap %v, %d of %d pings lost",
+		noticed.Round(time.Millisecond), mpString(p), gap.Round(time.Millisecond), lost, sent)
+	if gap >= time.Second {
+		t.Errorf("longest gap in the 50 Hz ping replies %v after wifi0 went silent, want < 1 s (target 300 ms)", gap.Round(time.Millisecond))
+	}
+
+	ml.silence(t, false)
+	back := time.Now()
+	p = ml.waitMP(t, 10*time.Second, "wifi0 carrying again", roles(roleCarrying, roleCarrying))
+	t.Logf("wifi0 answers again: both carrying after %v (%s)", time.Since(back).Round(time.Millisecond), mpString(p))
+	ping.Stop()
+	st.finish(t)
+}
+
 // TestMultipathDuplicateRule: a failover site duplicates the UDP flow to
 // port 5004 (duplicate = ["udp:5004"]) and nothing else. A 50 pps flow
 // to that port loses at most 2 datagrams (target 0) through a silent
