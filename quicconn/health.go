@@ -4,6 +4,7 @@ package quicconn
 
 import (
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +98,10 @@ const ackGrace = 25*time.Millisecond + 15*time.Millisecond
 // least a quarter of it) that makes a path's losses congestion rather
 // than a lossy path.
 const congestionQueue = 5 * time.Millisecond
+
+// peakHalfLife is how fast the monitor forgets a path's highest send
+// rate.
+const peakHalfLife = 30 * time.Second
 
 // baseWindow: the base RTT is the least RTT sample of the last one to two
 // baseWindows.
@@ -346,6 +351,7 @@ type monitor struct {
 	badSince    time.Duration // when the state left Up
 	goodSince   time.Duration // since when a bad state looks good; 0: it does not
 	queuedAt    time.Duration // the latest poll that saw a queue (congestion); 0: none
+	peakRate    float64       // the highest loss-window send rate, halving every peakHalfLife
 	baseAt      time.Duration // when baseCur began
 	baseCur     time.Duration // the least RTT sample since baseAt; 0: none
 	basePrev    time.Duration // the least in the baseWindow before that; 0: none
@@ -600,7 +606,8 @@ func (m *monitor) observe(now time.Duration, pc pathCounters) verdict {
 	if b := m.base(); b > 0 && pc.srtt-b > max(congestionQueue, b/4) {
 		m.queuedAt = now
 	}
-	congested := m.queuedAt != 0 && now-m.queuedAt <= m.cfg.LossWindow
+	m.peakRate = max(lw.rate, m.peakRate*math.Exp2(-float64(now-prev)/float64(peakHalfLife)))
+	congested := m.queuedAt != 0 && now-m.queuedAt <= m.cfg.LossWindow && lw.rate >= m.peakRate/2
 
 	cond := HealthUp
 	switch {
@@ -674,7 +681,8 @@ func (c *Conn) endHealth(err error) {
 type lossWindow struct {
 	span       time.Duration
 	sent, lost uint64
-	judged     bool // sent >= LossMinPackets
+	rate       float64 // bytes sent per second over span
+	judged     bool    // sent >= LossMinPackets
 }
 
 // lossRatio returns the ratio of bytes declared lost to bytes sent over
@@ -710,6 +718,9 @@ func (m *monitor) lossRatio(now time.Duration, pc pathCounters) (float64, lossWi
 		return 0, lossWindow{}
 	}
 	w := lossWindow{span: now - base.t, sent: sent - base.sent}
+	if w.span > 0 {
+		w.rate = float64(pc.bsent-base.bsent) / w.span.Seconds()
+	}
 	if pc.lost > base.lost {
 		w.lost = pc.lost - base.lost
 	}

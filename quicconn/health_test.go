@@ -248,6 +248,22 @@ func TestMonitorLossy(t *testing.T) {
 		})
 		s.wantChanges(HealthLossy)
 	})
+	t.Run("loss and a queue while the rate collapses", func(t *testing.T) {
+		// The edge of Wi-Fi range: link retries build a queue and lose a
+		// third of the packets, and the traffic falls to a tenth of what
+		// the path carried: a lossy path, not congestion.
+		s := newPathSim(t, HealthConfig{}, time.Millisecond)
+		s.pc.latest = time.Millisecond
+		s.run(time.Second, traffic(10))
+		s.run(3*time.Second, func(i int, pc *pathCounters) {
+			traffic(1)(i, pc)
+			if i%3 == 0 {
+				pc.lost++
+			}
+			pc.srtt, pc.latest = 26*time.Millisecond, 26*time.Millisecond
+		})
+		s.wantChanges(HealthLossy)
+	})
 	t.Run("a longer path is not a queue", func(t *testing.T) {
 		// The path's RTT grows from 1 ms to 21 ms for good (another
 		// route) and then it loses 30 %: after a base window the 21 ms
