@@ -97,6 +97,22 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 	// A pinned 0-RTT connection carries datagrams at once, without the
 	// sequenced header until its hello says the hub reads it.
 	opts := tunnel.PathOptions{Name: pathName(c), Sequenced: ok, Health: d.pathHealth(c)}
+	if dialer && early {
+		// Until its hello proves the path, a 0-RTT connection is not
+		// usable: it carries only while no other path is (a restart),
+		// never instead of a working one. A redial on an uplink that went
+		// silent would otherwise take the traffic into the silence as soon
+		// as it was dialed (the benchmark: a second gap of 400 ms, 8 s
+		// after the failure, when the silent connection timed out).
+		health := opts.Health
+		opts.Health = func() tunnel.PathHealth {
+			h := health()
+			if !helloDone(c) {
+				h.Usable = false
+			}
+			return h
+		}
+	}
 	if dialer {
 		opts.Carrying = func(carrying bool) { c.SetProbe(probeFor(carrying)) }
 	}
@@ -152,7 +168,7 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 				d.hubWithoutMultipath(ps, c)
 				return
 			}
-			opts.Sequenced = true
+			opts.Sequenced, opts.Health = true, d.pathHealth(c)
 			_ = d.tn.AttachPath(id, c, opts)
 		})
 	}
