@@ -197,6 +197,14 @@ func TestMultipathSilentFailover(t *testing.T) {
 	if sp := labtest.PeerOf(t, &shown, "hub"); mpRole(sp, mobWifi.siteIf) == roleCarrying || mpRole(sp, mobCell.siteIf) != roleCarrying {
 		t.Errorf("godwit show --json during the silence: %s, want wifi0 not carrying and cell0 carrying", mpString(sp))
 	}
+	// The silence outlasts the silent connection (its heartbeat timeout,
+	// about 8 s): the redial on wifi0 must not take the traffic back into
+	// the silence before its handshake proves the path.
+	time.Sleep(time.Until(from.Add(11 * time.Second)))
+	if gap2, lost2, sent2 := ping.Outage(from.Add(2*time.Second), time.Now()); gap2 >= 300*time.Millisecond || lost2 > 5 {
+		t.Errorf("2-11 s into the silence: longest ping gap %v, %d of %d pings lost; want the traffic to stay on cell0 (%s)",
+			gap2.Round(time.Millisecond), lost2, sent2, mpString(ml.siteD.Peer(t, "hub")))
+	}
 
 	ml.silence(t, false)
 	back := time.Now()
