@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 
@@ -68,6 +69,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			MTU:                ifc.MTU,
 			Listen:             ifc.Listen,
 			LocalAddr:          quicconn.AddrPort(d.ep.LocalAddr()),
+			ListenTCP:          tcpListenAddr(d.ep),
 			MetricsListen:      ifc.MetricsListen,
 			Traffic:            trafficOf(ts.Total),
 			Drops:              dropMap(ts.Total.Drops),
@@ -138,6 +140,14 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 		st.Peers = append(st.Peers, p)
 	}
 	return st
+}
+
+// tcpListenAddr is the address of ep's TCP listener, or zero.
+func tcpListenAddr(ep *quicconn.Endpoint) netip.AddrPort {
+	if a := ep.TCPListenAddr(); a != nil {
+		return quicconn.AddrPort(a)
+	}
+	return netip.AddrPort{}
 }
 
 // connPath is the status of c's active path, on uplink.

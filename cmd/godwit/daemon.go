@@ -133,6 +133,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		PrivateKey: ifc.PrivateKey.Ed25519(),
 		NodeName:   host,
 		Listen:     ifc.Listen,
+		ListenTCP:  ifc.ListenTCP,
 		FwMark:     ifc.FwMark,
 		Authorize:  d.authorize,
 		PeerLabel:  d.peerName,
@@ -203,7 +204,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	d.mu.Unlock()
 
 	log.Info("godwit running", "interface", ifc.Name, "addresses", fmt.Sprint(ifc.Addresses),
-		"listen", ifc.Listen, "local", d.ep.LocalAddr(), "peers", len(cfg.Peers), "version", version)
+		"listen", ifc.Listen, "listen_tcp", ifc.ListenTCP, "local", d.ep.LocalAddr(), "peers", len(cfg.Peers), "version", version)
 	if hint := forwardingHint(cfg); hint != "" {
 		log.Warn("IP forwarding is off, so traffic to and from other hosts behind this node will not pass", "fix", hint)
 	}

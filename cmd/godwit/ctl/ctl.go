@@ -78,12 +78,15 @@ type Status struct {
 
 // InterfaceStatus is this node: its TUN interface and its QUIC endpoint.
 type InterfaceStatus struct {
-	Name          string         `json:"name"`
-	PublicKey     string         `json:"public_key"` // base64
-	Addresses     []netip.Prefix `json:"addresses"`
-	MTU           int            `json:"mtu"`
-	Listen        string         `json:"listen,omitempty"` // as configured; "" when not listening
-	LocalAddr     netip.AddrPort `json:"local_addr"`       // the UDP socket's address
+	Name      string         `json:"name"`
+	PublicKey string         `json:"public_key"` // base64
+	Addresses []netip.Prefix `json:"addresses"`
+	MTU       int            `json:"mtu"`
+	Listen    string         `json:"listen,omitempty"` // as configured; "" when not listening
+	LocalAddr netip.AddrPort `json:"local_addr"`       // the UDP socket's address
+	// ListenTCP is the TCP listener's address (listen_tcp, with the port
+	// the kernel chose for port 0); zero when not listening on TCP.
+	ListenTCP     netip.AddrPort `json:"listen_tcp,omitzero"`
 	MetricsListen string         `json:"metrics_listen,omitempty"`
 	// Traffic and Drops are totals since start, including peers removed
 	// since and drops that belong to no peer (outbound/no_route,

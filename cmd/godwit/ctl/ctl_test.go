@@ -99,7 +99,7 @@ func TestJSONFieldNames(t *testing.T) {
 		"interface.connections.last_redial_outage_ns", "interface.connections.redials",
 		"interface.connections.redials_after_reset", "interface.connections.zero_rtt_accepted",
 		"interface.connections.zero_rtt_attempted", "interface.connections.zero_rtt_rejected",
-		"interface.drops", "interface.icmp_rate_limited", "interface.icmp_sent", "interface.listen",
+		"interface.drops", "interface.icmp_rate_limited", "interface.icmp_sent", "interface.listen", "interface.listen_tcp",
 		"interface.local_addr", "interface.metrics_listen", "interface.mtu", "interface.name",
 		"interface.public_key", "interface.rx_bytes", "interface.rx_packets",
 		"interface.socket_receive_buffer_bytes", "interface.socket_send_buffer_bytes",

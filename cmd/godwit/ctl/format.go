@@ -21,6 +21,9 @@ func Format(st *Status) string {
 	fmt.Fprintf(&b, "  public key: %s\n", ifc.PublicKey)
 	if ifc.Listen != "" {
 		fmt.Fprintf(&b, "  listening on: %s\n", ifc.Listen)
+		if ifc.ListenTCP.IsValid() {
+			fmt.Fprintf(&b, "  listening on tcp: %s\n", ifc.ListenTCP)
+		}
 	} else {
 		fmt.Fprintf(&b, "  local address: %s\n", ifc.LocalAddr)
 	}
