@@ -89,6 +89,8 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 				Redials:             es.Redials,
 				RedialsAfterReset:   es.RedialsAfterReset,
 				LastRedialOutage:    es.LastOutage,
+				TCPFallbacks:        d.tcpFallbacks.Load(),
+				UDPReturns:          d.udpReturns.Load(),
 			},
 		},
 		Peers: make([]ctl.PeerStatus, 0, len(peers)),
@@ -126,6 +128,10 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			p.ZeroRTT = ctl.ZeroRTT{Used: cs.Used0RTT, Rejected: cs.Rejected0RTT}
 			p.Migrations, p.LastMigrationOutage = pc.cur.Migrations()
 		}
+		if ps.fallback != nil {
+			fs := ps.fallback.Status()
+			p.Fallback = &ctl.FallbackStatus{OnTCP: fs.OnTCP, Reason: fs.Reason, Since: fs.Since, Fallbacks: fs.Fallbacks, Returns: fs.Returns}
+		}
 		switch {
 		case pc.set:
 			p.Paths = d.multipathStatus(ps.cfg.PublicKey, &p)
@@ -134,7 +140,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			p.Paths = append(p.Paths, connPath(pc.cur, paths[0].Uplink))
 			for _, sp := range paths[1:] {
 				p.Paths = append(p.Paths, ctl.PathStatus{Uplink: sp.Uplink, Local: sp.Local, Remote: sp.Remote,
-					Validated: sp.Validated, QUICDrops: map[string]uint64{}})
+					Validated: sp.Validated, QUICDrops: map[string]uint64{}, Transport: "udp"})
 			}
 		}
 		st.Peers = append(st.Peers, p)
@@ -180,6 +186,7 @@ func connPath(c *quicconn.Conn, uplink string) ctl.PathStatus {
 		},
 		PTOCount:      cs.PTOCount,
 		MaxPacketSize: cs.MaxPacketSize,
+		Transport:     c.Transport(),
 	}
 }
 
