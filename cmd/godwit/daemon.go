@@ -375,7 +375,7 @@ func (d *daemon) attach(c *quicconn.Conn) {
 		// the accept loop.
 		d.wg.Go(func() { _ = old.Close("replaced by a newer connection") })
 	}
-	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink())
+	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "transport", c.Transport())
 	d.notifyChanged()
 	if d.mob != nil && ps.cfg.Endpoint != "" {
 		d.mob.Add(c, name) // probes its standby paths; only a dialer can move

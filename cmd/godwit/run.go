@@ -211,6 +211,7 @@ func interfaceChanged(a, b *config.Interface) error {
 		{"name", a.Name != b.Name},
 		{"private key", a.PrivateKey != b.PrivateKey},
 		{"listen", a.Listen != b.Listen},
+		{"listen_tcp", a.ListenTCP != b.ListenTCP},
 		{"mtu", a.MTU != b.MTU},
 		{"fwmark", a.FwMark != b.FwMark},
 		{"table", a.Table != b.Table},
