@@ -131,9 +131,9 @@ func (fl *fbLab) waitFallback(t *testing.T, within time.Duration, what string, o
 }
 
 // onTCP holds when the site's fallback is on TCP and a TCP path of the
-// set carries the traffic.
+// set ("tcp" or "tcp via proxy") carries the traffic.
 func onTCP(p *ctl.PeerStatus) bool {
-	return p.Fallback != nil && p.Fallback.OnTCP && carrying(p) == "tcp"
+	return p.Fallback != nil && p.Fallback.OnTCP && strings.HasPrefix(carrying(p), "tcp")
 }
 
 // onUDP holds when the site's fallback is back on UDP, only UDP paths are
