@@ -218,10 +218,15 @@ func TestTCPFallbackBlockedFromStart(t *testing.T) {
 		t.Errorf("godwit show does not say the site is on TCP, and why:\n%s", out)
 	}
 
-	time.Sleep(time.Second)
+	time.Sleep(3 * time.Second) // UDP redials with 0-RTT meanwhile, unanswered
+	// They are no connections to log as such: one line per change.
+	if l := fl.siteD.LogLines("peer connected", "transport=udp"); len(l) > 0 {
+		t.Errorf("while UDP is blocked the site logged UDP connections:\n%s", strings.Join(l, "\n"))
+	}
 	unblocked := time.Now()
 	fl.block(t, false)
 	p = fl.waitFallback(t, 30*time.Second, "return to UDP", onUDP)
+	fl.siteD.WaitLog(t, time.Second, "peer connected", "transport=udp")
 	back := time.Since(unblocked)
 	time.Sleep(time.Second)
 	gap, lost, sent := ping.Outage(unblocked, time.Now())

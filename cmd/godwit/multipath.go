@@ -97,6 +97,10 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 	// A pinned 0-RTT connection carries datagrams at once, without the
 	// sequenced header until its hello says the hub reads it.
 	opts := tunnel.PathOptions{Name: pathName(c), Sequenced: ok, Health: d.pathHealth(c, ps.fallback != nil)}
+	// While UDP is blocked, every UDP redial of a peer with a TCP
+	// fallback that has a ticket is such a 0-RTT connection, and dies
+	// unanswered: it is logged as connected only once its hello is done.
+	quiet := early && dialer && ps.fallback != nil && !c.IsTCP()
 	if dialer {
 		opts.Carrying = func(carrying bool) { c.SetProbe(probeFor(carrying)) }
 	}
@@ -139,8 +143,11 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 	}
 	d.tn.PathsChanged(id) // the monitors are on: the carrying paths probe faster
 	d.fallbackUpdate(id)
-	if !moved { // an early conn was logged when attached
+	connected := func() {
 		d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "transport", c.Transport(), "multipath", true)
+	}
+	if !moved && !quiet { // an early conn was logged when attached
+		connected()
 	}
 	d.notifyChanged()
 	if early {
@@ -158,6 +165,9 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 			_ = d.tn.AttachPath(id, c, opts)
 			d.tn.PathsChanged(id) // its rank changed (pathHealth)
 			d.fallbackUpdate(id)  // an early connection counts as usable UDP once its hello is done
+			if quiet {
+				connected()
+			}
 		})
 	}
 	d.wg.Go(func() {
@@ -167,7 +177,11 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 		d.mu.Unlock()
 		d.tn.Detach(id, c)
 		d.fallbackUpdate(id)
-		d.log.Info("peer disconnected", "peer", name, "path", pathName(c), "transport", c.Transport(), "multipath", true, "reason", c.Err())
+		if quiet && !helloDone(c) {
+			d.log.Debug("0-RTT connection got no answer", "peer", name, "path", pathName(c), "transport", c.Transport(), "reason", c.Err())
+		} else {
+			d.log.Info("peer disconnected", "peer", name, "path", pathName(c), "transport", c.Transport(), "multipath", true, "reason", c.Err())
+		}
 		d.notifyChanged()
 	})
 }
