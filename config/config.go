@@ -65,6 +65,12 @@ type Interface struct {
 	Table          int            // routing table for full-tunnel default routes, 1..0xFFFFFFFE except 253..255; default 18263
 	LogLevel       slog.Level     // one of slog.LevelDebug, LevelInfo, LevelWarn, LevelError; the zero value is info
 
+	// ListenTCP is the TCP "host:port" (host empty or an IP literal) to
+	// also accept peers on, over TLS on TCP, for sites whose network
+	// blocks UDP; "" when not listening on TCP. It needs Listen: the TCP
+	// listener is the fallback of the UDP one, and sites try UDP first.
+	ListenTCP string
+
 	// MetricsListen is the TCP "host:port" of the metrics endpoint, host
 	// empty or an IP literal (e.g. "127.0.0.1:9586"); "" means no endpoint.
 	MetricsListen string
@@ -110,6 +116,17 @@ type Peer struct {
 	AllowedIPs []netip.Prefix // routed to this peer and accepted as source from it; canonical (host bits zero), at least one
 	Endpoint   string         // "host:port" to dial, host a name or IP literal; "" when this side does not dial the peer
 	Line       int            // line of this peer's [[peer]] header, for messages; 0 when not parsed from a file
+
+	// EndpointTCP is the peer's TCP "host:port" (its listen_tcp) to dial
+	// over TLS on TCP when UDP to Endpoint gets no answer; "" for no TCP
+	// fallback. It needs Endpoint. A peer with it is dialed as a
+	// connection set (its UDP connections and, while UDP is blocked, the
+	// TCP one), so multipath cannot be "off" (see [Config.PathMode]).
+	EndpointTCP string
+	// TCPProxy is an HTTP proxy URL, "http://[user:pass@]host[:port]"
+	// (port 80 when absent), that EndpointTCP is reached through with
+	// CONNECT; "" dials EndpointTCP directly. It needs EndpointTCP.
+	TCPProxy string
 
 	// Multipath, Redundancy and Duplicate say how a site uses its
 	// uplinks to reach this peer: one QUIC connection per uplink and a
@@ -177,14 +194,16 @@ func (m Multipath) String() string {
 // PathMode is the mode this node uses for peer p: MultipathOff for one
 // connection (also for a peer it does not dial), or the mode of its
 // connection set. Without a multipath key a site with two or more uplinks
-// (or uplinks = "any"), or a peer with duplicate rules, uses failover.
+// (or uplinks = "any"), a peer with duplicate rules, or a peer with
+// endpoint_tcp (its TCP fallback is a second connection of the set) uses
+// failover.
 func (c *Config) PathMode(p *Peer) Multipath {
 	switch {
 	case p.Endpoint == "":
 		return MultipathOff
 	case p.Multipath != MultipathDefault:
 		return p.Multipath
-	case len(p.Duplicate) > 0 || c.Interface.UplinksAny || len(c.Interface.Uplinks) >= 2:
+	case len(p.Duplicate) > 0 || p.EndpointTCP != "" || c.Interface.UplinksAny || len(c.Interface.Uplinks) >= 2:
 		return MultipathFailover
 	}
 	return MultipathOff
@@ -273,7 +292,7 @@ func (c *Config) SetDefaults() {
 // Where the keys were in the file does not matter.
 func (in Interface) Equal(o Interface) bool {
 	return in.Name == o.Name && in.PrivateKeyFile == o.PrivateKeyFile && in.PrivateKey == o.PrivateKey &&
-		slices.Equal(in.Addresses, o.Addresses) && in.Listen == o.Listen && in.MTU == o.MTU &&
+		slices.Equal(in.Addresses, o.Addresses) && in.Listen == o.Listen && in.ListenTCP == o.ListenTCP && in.MTU == o.MTU &&
 		in.StateDir == o.StateDir && in.FwMark == o.FwMark && in.Table == o.Table && in.LogLevel == o.LogLevel &&
 		in.MetricsListen == o.MetricsListen && in.QlogDir == o.QlogDir && in.KeylogFile == o.KeylogFile &&
 		in.ReadyWait == o.ReadyWait && slices.Equal(in.Uplinks, o.Uplinks) && in.UplinksAny == o.UplinksAny &&
@@ -281,12 +300,12 @@ func (in Interface) Equal(o Interface) bool {
 }
 
 // Equal reports whether p and q hold the same settings (Name, PublicKey,
-// AllowedIPs in order, Endpoint, Multipath, Redundancy, Duplicate in
-// order). Line is ignored, so a reload can tell whether a peer changed even
+// AllowedIPs in order, Endpoint, EndpointTCP, TCPProxy, Multipath,
+// Redundancy, Duplicate in order). Line is ignored, so a reload can tell whether a peer changed even
 // when it moved in the file.
 func (p Peer) Equal(q Peer) bool {
 	return p.Name == q.Name && p.PublicKey == q.PublicKey && slices.Equal(p.AllowedIPs, q.AllowedIPs) && p.Endpoint == q.Endpoint &&
-		p.Multipath == q.Multipath && p.Redundancy == q.Redundancy && slices.Equal(p.Duplicate, q.Duplicate)
+		p.EndpointTCP == q.EndpointTCP && p.TCPProxy == q.TCPProxy && p.Multipath == q.Multipath && p.Redundancy == q.Redundancy && slices.Equal(p.Duplicate, q.Duplicate)
 }
 
 // Peer returns the peer with public key k, and whether there is one.

@@ -22,9 +22,9 @@ import (
 
 // The keys of each table, in the order MarshalTOML writes them.
 var (
-	interfaceKeys = []string{"name", "private_key_file", "addresses", "listen", "mtu", "state_dir", "fwmark", "table", "log_level",
+	interfaceKeys = []string{"name", "private_key_file", "addresses", "listen", "listen_tcp", "mtu", "state_dir", "fwmark", "table", "log_level",
 		"metrics_listen", "qlog_dir", "keylog_file", "ready_wait", "uplinks", "keepalive"}
-	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint", "multipath", "redundancy", "duplicate"}
+	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint", "endpoint_tcp", "tcp_proxy", "multipath", "redundancy", "duplicate"}
 	topKeys  = []string{"interface", "peer"}
 )
 
@@ -254,6 +254,9 @@ func (t *table) decodeInterface(in *Interface) {
 	if s, ok := t.str("listen"); ok {
 		in.Listen = s
 	}
+	if s, ok := t.str("listen_tcp"); ok {
+		in.ListenTCP = s
+	}
 	if n, ok := t.integer("mtu", math.MinInt64, math.MaxInt64); ok {
 		in.MTU = int(n)
 	}
@@ -356,6 +359,12 @@ func (t *table) decodePeer(pr *Peer) {
 	pr.AllowedIPs = t.prefixes("allowed_ips", t.what+" allowed_ips entry", false)
 	if s, ok := t.str("endpoint"); ok {
 		pr.Endpoint = s
+	}
+	if s, ok := t.str("endpoint_tcp"); ok {
+		pr.EndpointTCP = s
+	}
+	if s, ok := t.str("tcp_proxy"); ok {
+		pr.TCPProxy = s
 	}
 	if s, ok := t.str("multipath"); ok {
 		i := slices.Index(multipathNames, strings.ToLower(s))

@@ -13,6 +13,7 @@
 //	private_key_file = "/etc/godwit/gw0.key"   # required, absolute; mode 0600 (see ReadPrivateKeyFile)
 //	addresses = ["10.77.0.1/24", "fd77::1/64"] # required: prefixes on the TUN, host bits kept
 //	listen = "[::]:4433"                       # optional: accept peers here; host empty or an IP
+//	listen_tcp = "[::]:443"                    # optional, needs listen: also accept peers over TLS on TCP
 //	mtu = 1300                                 # 576..1500, >= 1280 with IPv6; default 1300; 1415 fits 1500-byte paths
 //	state_dir = "/var/lib/godwit"              # default "/var/lib/godwit"
 //	fwmark = 0x4757                            # SO_MARK of Godwit's own sockets; default 0x4757
@@ -30,6 +31,8 @@
 //	public_key = "base64..."                           # required, unique: 32-byte Ed25519 key
 //	allowed_ips = ["10.77.0.2/32", "192.168.20.0/24"]  # required: routed to the peer, accepted from it
 //	endpoint = "hub.example.net:4433"                  # optional: dial this peer
+//	endpoint_tcp = "hub.example.net:443"               # optional, needs endpoint: the peer's listen_tcp, for when UDP is blocked
+//	tcp_proxy = "http://user:pass@proxy.example:3128"  # optional, needs endpoint_tcp: reach it through this HTTP proxy (CONNECT)
 //	multipath = "redundant"                            # with endpoint: off, failover, redundant or aggregate
 //	redundancy = "all"                                 # with multipath = "redundant": "two" or "all" paths; default "two"
 //	duplicate = ["udp:16384-32767", "dscp:46"]         # with endpoint: also send these packets on a second path
@@ -54,6 +57,17 @@
 // site announces, so they are errors on a peer without endpoint. Also
 // errors: redundancy with another mode, and a mode other than failover, or
 // duplicate, with fewer than two uplinks (uplinks = "any" counts as enough).
+//
+// listen_tcp and endpoint_tcp are the fallback for networks that block
+// UDP: a site whose UDP gets no answer reaches the hub over TLS on TCP
+// (through tcp_proxy if set) as one more connection of the peer's set, and
+// goes back to UDP when it works again. So endpoint_tcp makes failover the
+// default mode even without uplinks, and multipath = "off" is an error
+// with it. listen_tcp needs listen (the sites try UDP first); endpoint_tcp
+// needs endpoint; tcp_proxy needs endpoint_tcp and must be
+// http://[user:pass@]host[:port] (port 80 when left out). Like endpoint,
+// an endpoint_tcp or a proxy address inside the peer's allowed_ips is an
+// error.
 //
 // When qlog_dir or keylog_file is left out, the daemon (not this package,
 // which never reads the environment) uses the QLOGDIR or SSLKEYLOGFILE

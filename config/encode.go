@@ -15,7 +15,8 @@ import (
 // equal Config (apart from Path, the line numbers and Interface.PrivateKey,
 // which is never written: the key lives in PrivateKeyFile). Every key is
 // written, also those at their default, except the optional strings that
-// are "" (listen, metrics_listen, qlog_dir, keylog_file, endpoint),
+// are "" (listen, listen_tcp, metrics_listen, qlog_dir, keylog_file,
+// endpoint, endpoint_tcp, tcp_proxy),
 // uplinks when it is unset, multipath when it is failover on a peer
 // without endpoint (where the key is not allowed), redundancy when it is
 // two and multipath is not redundant, and duplicate when it is empty;
@@ -37,8 +38,11 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 		return nil, err
 	}
 	writePrefixes(&b, "addresses", in.Addresses)
-	if in.Listen != "" {
-		if err := writeString(&b, "listen", in.Listen); err != nil {
+	for _, f := range []struct{ key, val string }{{"listen", in.Listen}, {"listen_tcp", in.ListenTCP}} {
+		if f.val == "" {
+			continue
+		}
+		if err := writeString(&b, f.key, f.val); err != nil {
 			return nil, err
 		}
 	}
@@ -83,8 +87,11 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "public_key = %q\n", pr.PublicKey)
 		writePrefixes(&b, "allowed_ips", pr.AllowedIPs)
-		if pr.Endpoint != "" {
-			if err := writeString(&b, "endpoint", pr.Endpoint); err != nil {
+		for _, f := range []struct{ key, val string }{{"endpoint", pr.Endpoint}, {"endpoint_tcp", pr.EndpointTCP}, {"tcp_proxy", pr.TCPProxy}} {
+			if f.val == "" {
+				continue
+			}
+			if err := writeString(&b, f.key, f.val); err != nil {
 				return nil, err
 			}
 		}

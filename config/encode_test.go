@@ -80,6 +80,22 @@ func TestMarshalTOMLRoundTrip(t *testing.T) {
 			checkRoundTrip(t, c)
 		}
 	})
+	t.Run("tcp keys", func(t *testing.T) {
+		c, err := Parse("hub.toml", mustRead(t, "testdata/hub.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Interface.ListenTCP = "[::]:443"
+		checkRoundTrip(t, c)
+		c, err = Parse("site.toml", mustRead(t, "testdata/site.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Peers[0].EndpointTCP == "" || c.Peers[0].TCPProxy == "" {
+			t.Fatalf("testdata/site.toml has no endpoint_tcp or tcp_proxy: %+v", c.Peers[0])
+		}
+		checkRoundTrip(t, c)
+	})
 	t.Run("observability keys", func(t *testing.T) {
 		for _, rw := range []time.Duration{0, 1500 * time.Millisecond, 90 * time.Second, MaxReadyWait} {
 			c, err := Parse("hub.toml", mustRead(t, "testdata/hub.toml"))

@@ -353,6 +353,47 @@ public_key = "KEYA"
 allowed_ips = ["2001:db8::/32"]
 endpoint = "[2001:db8::1]:4433"
 `), []problem{{10, `routing loop`}}},
+	{"listen_tcp without listen", iface + "listen_tcp = \":443\"\n" + peerA + "endpoint = \"hub.example.net:4433\"\n", []problem{{4, `listen_tcp needs listen: the TCP listener is the fallback of the UDP one`}}},
+	{"listen_tcp without port", head + "listen_tcp = \"0.0.0.0\"\n", []problem{{5, `listen_tcp "0.0.0.0" has no port: write it as host:port, e.g. "0.0.0.0:443", "[::]:443" or ":443"`}}},
+	{"listen_tcp host name", head + "listen_tcp = \"hub.example.net:443\"\n", []problem{{5, `listen_tcp "hub.example.net:443" has host "hub.example.net", which is not an IP address`}}},
+	{"listen_tcp port 0", head + "listen_tcp = \":0\"\n", []problem{{5, `listen_tcp ":0" has port 0, out of range 1..65535`}}},
+	{"listen_tcp not a string", head + "listen_tcp = 443\n", []problem{{5, `[interface] listen_tcp must be a string, not an integer`}}},
+	{"listen_tcp typo", head + "listen_tpc = \":443\"\n", []problem{{5, `unknown key "listen_tpc" in [interface] (did you mean "listen_tcp"?)`}}},
+	{"endpoint_tcp without endpoint", head + peerA + "endpoint_tcp = \"hub.example.net:443\"\n", []problem{{10, `peer "a" endpoint_tcp needs endpoint: it is the TCP fallback of the UDP endpoint this node dials`}}},
+	{"endpoint_tcp without port", site + "endpoint_tcp = \"hub.example.net\"\n", []problem{{12, `peer "a" endpoint_tcp "hub.example.net" has no port`}}},
+	{"endpoint_tcp bad host", site + "endpoint_tcp = \"hub..example:443\"\n", []problem{{12, `peer "a" endpoint_tcp "hub..example:443" has host "hub..example", which is neither an IP address nor a valid host name`}}},
+	{"endpoint_tcp not a string", site + "endpoint_tcp = 443\n", []problem{{12, `peer "a" endpoint_tcp must be a string, not an integer`}}},
+	{"endpoint_tcp typo", site + "endpoint_tpc = \"hub.example.net:443\"\n", []problem{{12, `unknown key "endpoint_tpc" in peer "a" (did you mean "endpoint_tcp"?)`}}},
+	{"endpoint_tcp routing loop", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32", "198.51.100.0/24"]
+endpoint = "hub.example.net:4433"
+endpoint_tcp = "198.51.100.7:443"
+`), []problem{{11, `peer "a" endpoint_tcp 198.51.100.7:443 lies inside its allowed_ips 198.51.100.0/24: packets to the endpoint would be routed into the tunnel (a routing loop)`}}},
+	{"endpoint_tcp with multipath off", site + "endpoint_tcp = \"hub.example.net:443\"\nmultipath = \"off\"\n", []problem{{13, `peer "a" multipath = "off" cannot go with endpoint_tcp: the TCP fallback is a second connection of the peer's set`}}},
+	{"tcp_proxy without endpoint_tcp", site + "tcp_proxy = \"http://192.0.2.8:3128\"\n", []problem{{12, `peer "a" tcp_proxy needs endpoint_tcp: the proxy is only used to reach the peer over TCP`}}},
+	{"tcp_proxy on a peer that dials in", head + peerA + "tcp_proxy = \"http://192.0.2.8:3128\"\n", []problem{{10, `peer "a" tcp_proxy needs endpoint_tcp`}}},
+	{"tcp_proxy without scheme", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"proxy.example:3128\"\n", []problem{{13, `peer "a" tcp_proxy "proxy.example:3128" is not a URL: write it as "http://proxy.example:3128"`}}},
+	{"tcp_proxy https", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"https://proxy.example:3128\"\n", []problem{{13, `peer "a" tcp_proxy "https://proxy.example:3128" has scheme "https": only "http" proxies (with CONNECT) are supported`}}},
+	{"tcp_proxy socks", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"socks5://proxy.example:1080\"\n", []problem{{13, `has scheme "socks5"`}}},
+	{"tcp_proxy no host", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"http://:3128\"\n", []problem{{13, `peer "a" tcp_proxy "http://:3128" has no host`}}},
+	{"tcp_proxy path", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"http://proxy.example:3128/x?y\"\n", []problem{{13, `has a path, query or fragment: a proxy is only http://[user:pass@]host[:port]`}}},
+	{"tcp_proxy port 0", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"http://proxy.example:0\"\n", []problem{{13, `peer "a" tcp_proxy "http://proxy.example:0" has port 0, out of range 1..65535`}}},
+	{"tcp_proxy port not a number", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"http://proxy.example:http\"\n", []problem{{13, `is not a URL`}}},
+	{"tcp_proxy empty port", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"http://proxy.example:\"\n", []problem{{13, `has an empty port`}}},
+	{"tcp_proxy bad host", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"http://proxy..example:3128\"\n", []problem{{13, `has host "proxy..example", which is neither an IP address nor a valid host name`}}},
+	{"tcp_proxy password not shown", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"ftp://user:hunter2@proxy.example:21\"\n", []problem{{13, `"ftp://user:xxxxx@proxy.example:21" has scheme "ftp"`}}},
+	{"tcp_proxy routing loop", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["10.77.0.2/32", "192.0.2.0/24"]
+endpoint = "hub.example.net:4433"
+endpoint_tcp = "hub.example.net:443"
+tcp_proxy = "http://u:p@192.0.2.8:3128"
+`), []problem{{12, `peer "a" tcp_proxy http://u:xxxxx@192.0.2.8:3128 lies inside its allowed_ips 192.0.2.0/24: packets to the proxy would be routed into the tunnel (a routing loop)`}}},
 	{"multipath unknown", site + "multipath = \"fast\"\n", []problem{{12, `peer "a" multipath "fast" is not one of off, failover, redundant, aggregate`}}},
 	{"multipath not a string", site + "multipath = 2\n", []problem{{12, `peer "a" multipath must be a string, not an integer`}}},
 	{"multipath typo", site + "multipth = \"redundant\"\n", []problem{{12, `unknown key "multipth" in peer "a" (did you mean "multipath"?)`}}},
@@ -516,6 +557,7 @@ func TestParseTestdata(t *testing.T) {
 			},
 			peers: []Peer{
 				{Name: "hub", PublicKey: mustKey(keyHub), AllowedIPs: mustPrefixes("0.0.0.0/0", "::/0"), Endpoint: "hub.example.net:4433", Line: 17,
+					EndpointTCP: "hub.example.net:443", TCPProxy: "http://user:secret@192.0.2.8:3128",
 					Multipath: MultipathAggregate, Duplicate: mustRules("udp:5060", "udp:16384-32767", "dscp:46", "10.77.0.10/32")},
 			},
 		},
@@ -615,6 +657,13 @@ endpoint = "198.51.100.7:4433"
 		{"duplicate empty", site + "duplicate = []\n", "default two []", multipathOf},
 		{"duplicate 64 rules", site + manyRules(64), "64", func(c *Config) string { return fmt.Sprint(len(c.Peers[0].Duplicate)) }},
 		{"duplicate with redundant", site + "multipath = \"redundant\"\nduplicate = [\"dscp:46\"]\n", "redundant two [dscp:46]", multipathOf},
+		{"listen_tcp", head + "listen_tcp = \"0.0.0.0:443\"\n", "0.0.0.0:443", func(c *Config) string { return c.Interface.ListenTCP }},
+		{"listen_tcp same port as listen", head + "listen_tcp = \":4433\"\n", ":4433", func(c *Config) string { return c.Interface.ListenTCP }},
+		{"endpoint_tcp", site + "endpoint_tcp = \"[2001:db8::1]:443\"\n", "[2001:db8::1]:443", func(c *Config) string { return c.Peers[0].EndpointTCP }},
+		{"tcp_proxy without port", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"http://proxy.example\"\n", "http://proxy.example", func(c *Config) string { return c.Peers[0].TCPProxy }},
+		{"tcp_proxy IPv6 with slash", site + "endpoint_tcp = \"hub.example.net:443\"\ntcp_proxy = \"http://[2001:db8::8]:3128/\"\n", "http://[2001:db8::8]:3128/", func(c *Config) string { return c.Peers[0].TCPProxy }},
+		{"endpoint_tcp makes failover without uplinks", head + peerA + "endpoint = \"hub.example.net:4433\"\nendpoint_tcp = \"hub.example.net:443\"\n", "failover", func(c *Config) string { return c.PathMode(&c.Peers[0]).String() }},
+		{"endpoint_tcp with explicit failover", head + peerA + "endpoint = \"hub.example.net:4433\"\nendpoint_tcp = \"hub.example.net:443\"\nmultipath = \"failover\"\n", "failover", func(c *Config) string { return c.PathMode(&c.Peers[0]).String() }},
 		{"inline peer array", expand(`peer = [{name = "a", public_key = "KEYA", allowed_ips = ["10.77.0.2/32"]}]`) + "\n" + head, "a", func(c *Config) string { return c.Peers[0].Name }},
 	}
 	for _, tt := range tests {
@@ -758,6 +807,7 @@ func TestInterfaceEqual(t *testing.T) {
 		{"other key", func(in *Interface) { in.PrivateKey[0] ^= 1 }, false},
 		{"other addresses", func(in *Interface) { in.Addresses = mustPrefixes("10.77.0.2/24") }, false},
 		{"other listen", func(in *Interface) { in.Listen = ":1" }, false},
+		{"other listen_tcp", func(in *Interface) { in.ListenTCP = ":443" }, false},
 		{"other mtu", func(in *Interface) { in.MTU = 1280 }, false},
 		{"other log level", func(in *Interface) { in.LogLevel = slog.LevelWarn }, false},
 		{"other metrics_listen", func(in *Interface) { in.MetricsListen = "" }, false},
@@ -804,6 +854,8 @@ func TestPeerEqual(t *testing.T) {
 		{"other key", func(p *Peer) { p.PublicKey = mustKey(keyB) }, false},
 		{"other prefixes", func(p *Peer) { p.AllowedIPs = mustPrefixes("10.0.0.0/9") }, false},
 		{"other endpoint", func(p *Peer) { p.Endpoint = "" }, false},
+		{"other endpoint_tcp", func(p *Peer) { p.EndpointTCP = "h.example:443" }, false},
+		{"other tcp_proxy", func(p *Peer) { p.TCPProxy = "http://p.example:3128" }, false},
 		{"other multipath", func(p *Peer) { p.Multipath = MultipathRedundant }, false},
 		{"other redundancy", func(p *Peer) { p.Redundancy = RedundancyAll }, false},
 		{"other duplicate rule", func(p *Peer) { p.Duplicate[1] = classify.MustParseRule("dscp:34") }, false},
@@ -834,6 +886,7 @@ func TestPathMode(t *testing.T) {
 		{"uplinks any, no key", Interface{UplinksAny: true}, Peer{Endpoint: "h:1"}, MultipathFailover},
 		{"one uplink, no key", Interface{Uplinks: []string{"wlan0"}}, Peer{Endpoint: "h:1"}, MultipathOff},
 		{"no uplinks, no key", Interface{}, Peer{Endpoint: "h:1"}, MultipathOff},
+		{"no uplinks, endpoint_tcp", Interface{}, Peer{Endpoint: "h:1", EndpointTCP: "h:443"}, MultipathFailover},
 		{"no uplinks, duplicate", Interface{}, Peer{Endpoint: "h:1", Duplicate: []classify.Rule{classify.MustParseRule("udp:5004")}}, MultipathFailover},
 		{"off", two, Peer{Endpoint: "h:1", Multipath: MultipathOff}, MultipathOff},
 		{"redundant", two, Peer{Endpoint: "h:1", Multipath: MultipathRedundant}, MultipathRedundant},

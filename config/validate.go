@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -94,6 +95,7 @@ func (c *Config) validate(p *problems) {
 		if pr.Endpoint != "" {
 			c.validateEndpoint(p, i, label)
 		}
+		c.validateTCP(p, i, label)
 		c.validateMultipath(p, i, label)
 	}
 	c.validateOverlaps(p, owners)
@@ -133,6 +135,14 @@ func (c *Config) validateInterface(p *problems) {
 	if in.Listen != "" && !bad["listen"] {
 		if why := hostPortProblem(in.Listen, ":4433"); why != "" {
 			p.addf(in.pos.line("listen"), "listen %q %s", clip(in.Listen), why)
+		}
+	}
+	if in.ListenTCP != "" && !bad["listen_tcp"] {
+		line := in.pos.line("listen_tcp")
+		if why := hostPortProblem(in.ListenTCP, ":443"); why != "" {
+			p.addf(line, "listen_tcp %q %s", clip(in.ListenTCP), why)
+		} else if in.Listen == "" && !bad["listen"] {
+			p.addf(line, "listen_tcp needs listen: the TCP listener is the fallback of the UDP one, and sites try UDP first; set listen too, e.g. listen = \"0.0.0.0:4433\"")
 		}
 	}
 	if !bad["mtu"] {
@@ -194,16 +204,120 @@ func (c *Config) validateEndpoint(p *problems, i int, label string) {
 		p.addf(line, "%s endpoint %q %s", label, clip(pr.Endpoint), why)
 		return
 	}
-	ap, err := netip.ParseAddrPort(pr.Endpoint)
-	if err != nil {
-		return // a host name: resolved at dial time
+	if ap, err := netip.ParseAddrPort(pr.Endpoint); err == nil { // else a host name: resolved at dial time
+		c.checkLoop(p, i, line, label+" endpoint "+pr.Endpoint, "endpoint", ap.Addr())
 	}
-	ip := ap.Addr().Unmap().WithZone("")
-	for _, pfx := range pr.AllowedIPs {
+}
+
+// checkLoop reports, at line, that what (an address this node dials the
+// peer at) lies inside one of peer i's allowed_ips: a routing loop.
+func (c *Config) checkLoop(p *problems, i, line int, what, noun string, addr netip.Addr) {
+	ip := addr.Unmap().WithZone("")
+	for _, pfx := range c.Peers[i].AllowedIPs {
 		if pfx.IsValid() && pfx.Bits() > 0 && pfx.Masked().Contains(ip) {
-			p.addf(line, "%s endpoint %s lies inside its allowed_ips %s: packets to the endpoint would be routed into the tunnel (a routing loop); leave %s out of allowed_ips or dial another address", label, pr.Endpoint, pfx, ip)
+			p.addf(line, "%s lies inside its allowed_ips %s: packets to the %s would be routed into the tunnel (a routing loop); leave %s out of allowed_ips or dial another address", what, pfx, noun, ip)
 		}
 	}
+}
+
+// validateTCP checks the endpoint_tcp and tcp_proxy keys of peer i:
+// endpoint_tcp only with endpoint (a peer this node dials), tcp_proxy only
+// with endpoint_tcp, both well-formed and outside the peer's allowed_ips,
+// and no multipath = "off" (the TCP fallback is a second connection of
+// the peer's set).
+func (c *Config) validateTCP(p *problems, i int, label string) {
+	pr := &c.Peers[i]
+	bad := pr.pos.bad
+	tcpSet := pr.EndpointTCP != "" && !bad["endpoint_tcp"]
+	if tcpSet {
+		line := pr.pos.line("endpoint_tcp")
+		switch why := hostPortProblem(pr.EndpointTCP, ""); {
+		case why != "":
+			p.addf(line, "%s endpoint_tcp %q %s", label, clip(pr.EndpointTCP), why)
+		case pr.Endpoint == "" && !bad["endpoint"]:
+			p.addf(line, "%s endpoint_tcp needs endpoint: it is the TCP fallback of the UDP endpoint this node dials (a peer without endpoint dials in); set endpoint too, or remove endpoint_tcp", label)
+		default:
+			if ap, err := netip.ParseAddrPort(pr.EndpointTCP); err == nil {
+				c.checkLoop(p, i, line, label+" endpoint_tcp "+pr.EndpointTCP, "endpoint", ap.Addr())
+			}
+		}
+		if pr.Multipath == MultipathOff && !bad["multipath"] {
+			p.addf(pr.pos.line("multipath"), `%s multipath = "off" cannot go with endpoint_tcp: the TCP fallback is a second connection of the peer's set (failover moves the traffic to it and back); remove multipath (failover is the default with endpoint_tcp) or endpoint_tcp`, label)
+		}
+	}
+	if pr.TCPProxy == "" || bad["tcp_proxy"] {
+		return
+	}
+	line := pr.pos.line("tcp_proxy")
+	u, why := proxyProblem(pr.TCPProxy)
+	if why != "" {
+		p.addf(line, "%s tcp_proxy %s", label, why)
+		return
+	}
+	if pr.EndpointTCP == "" && !bad["endpoint_tcp"] {
+		p.addf(line, "%s tcp_proxy needs endpoint_tcp: the proxy is only used to reach the peer over TCP; set endpoint_tcp too, or remove tcp_proxy", label)
+		return
+	}
+	if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
+		c.checkLoop(p, i, line, label+" tcp_proxy "+u.Redacted(), "proxy", ip)
+	}
+}
+
+// proxyProblem parses s as an HTTP proxy URL, http://[user:pass@]host[:port],
+// and returns it, or says what is wrong with it (quoting s without its
+// password).
+func proxyProblem(s string) (*url.URL, string) {
+	example := `write it as "http://proxy.example:3128" or "http://user:pass@192.0.2.8:3128"`
+	if !strings.Contains(s, "://") {
+		return nil, fmt.Sprintf("%q is not a URL: %s", clip(redactProxy(s)), example)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Sprintf("%q is not a URL: %s", clip(redactProxy(s)), example)
+	}
+	shown := strconv.Quote(clip(u.Redacted()))
+	host, port := u.Hostname(), u.Port()
+	switch {
+	case u.Scheme != "http":
+		return nil, fmt.Sprintf(`%s has scheme %q: only "http" proxies (with CONNECT) are supported; %s`, shown, clip(u.Scheme), example)
+	case host == "":
+		return nil, fmt.Sprintf("%s has no host; %s", shown, example)
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "":
+		return nil, fmt.Sprintf("%s has a path, query or fragment: a proxy is only http://[user:pass@]host[:port]", shown)
+	}
+	if strings.HasSuffix(u.Host, ":") {
+		return nil, fmt.Sprintf("%s has an empty port", shown)
+	}
+	if port != "" {
+		n, err := strconv.ParseUint(port, 10, 64)
+		switch {
+		case err != nil:
+			return nil, fmt.Sprintf("%s has port %q, which is not a number", shown, clip(port))
+		case n < 1 || n > 65535:
+			return nil, fmt.Sprintf("%s has port %d, out of range 1..65535", shown, n)
+		}
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !validHostname(host) {
+		return nil, fmt.Sprintf("%s has host %q, which is neither an IP address nor a valid host name", shown, clip(host))
+	}
+	return u, ""
+}
+
+// redactProxy hides what follows the first ':' of the user information
+// of a proxy URL that does not parse, so that no password is quoted.
+func redactProxy(s string) string {
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	start := strings.Index(s, "://") + 3
+	if start < 3 || start > at {
+		start = 0
+	}
+	if colon := strings.IndexByte(s[start:at], ':'); colon >= 0 {
+		return s[:start+colon+1] + "xxxxx" + s[at:]
+	}
+	return s
 }
 
 // validateMultipath checks the multipath, redundancy and duplicate keys of

@@ -62,6 +62,12 @@ type Config struct {
 	// accept; a UDP socket on an ephemeral port of the wildcard address is
 	// still opened for dialing.
 	Listen string
+	// ListenTCP, when not empty and Listen is set too, is the TCP
+	// "host:port" to also accept peers on over TLS on TCP (package
+	// tcppath), for sites whose network blocks UDP: a second Transport
+	// with the same keys, TLS and QUIC configuration, whose connections
+	// Accept returns like the UDP ones. Ignored without Listen.
+	ListenTCP string
 	// FwMark is set as SO_MARK on the UDP socket when non-zero (needs
 	// CAP_NET_ADMIN), so routing can keep the daemon's own traffic out of
 	// the tunnel.

@@ -156,9 +156,11 @@ type rxState struct {
 // never change; a conn handed out before its handshake completed (0-RTT)
 // learns the rest later.
 type identity struct {
-	key    key.Public    // verified in the handshake, or from the session ticket of an early incoming conn
-	dialer bool          // this side dialed
-	zrtt   atomic.Uint32 // zrttNone, zrttPending, zrttAccepted or zrttRejected
+	key    key.Public // verified in the handshake, or from the session ticket of an early incoming conn
+	dialer bool       // this side dialed
+	// viaProxy: a TCP path dialed through an HTTP proxy (DialTCP).
+	viaProxy atomic.Bool
+	zrtt     atomic.Uint32 // zrttNone, zrttPending, zrttAccepted or zrttRejected
 
 	mu      sync.Mutex    // mu guards the following fields.
 	name    string        // from the peer's Hello; "" until it arrived

@@ -64,6 +64,8 @@ type Endpoint struct {
 	conns  map[*Conn]struct{}
 	closed bool
 
+	tcp tcpState // the TCP listener and the dialed TCP paths (tcp.go)
+
 	upMu sync.Mutex // upMu guards upl; taken after a Conn's mob.mu, never before.
 	upl  uplinks    // the uplink Transports (AddUplink)
 }
@@ -164,8 +166,18 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 			return nil, fmt.Errorf("quicconn: listen: %w", err)
 		}
 		e.wg.Add(1)
-		go e.acceptLoop()
+		go e.acceptLoop(e.ln)
 		e.log.Info("quicconn: listening", "addr", e.sock.LocalAddr().String())
+		if cfg.ListenTCP != "" {
+			if err := e.listenTCP(tc); err != nil {
+				e.cancel()
+				_ = e.ln.Close()
+				e.wg.Wait()
+				e.tr.Close()
+				e.sock.Close()
+				return nil, err
+			}
+		}
 	}
 	e.health.kick = make(chan struct{}, 1)
 	e.wg.Add(1)
@@ -264,7 +276,7 @@ func (e *Endpoint) Accept(ctx context.Context) (*Conn, error) {
 	}
 }
 
-func (e *Endpoint) acceptLoop() {
+func (e *Endpoint) acceptLoop(ln *quic.EarlyListener) {
 	defer e.wg.Done()
 	for {
 		select {
@@ -272,7 +284,7 @@ func (e *Endpoint) acceptLoop() {
 		case <-e.ctx.Done():
 			return
 		}
-		qc, err := e.ln.Accept(e.ctx)
+		qc, err := ln.Accept(e.ctx)
 		if err != nil {
 			<-e.pending
 			if e.ctx.Err() == nil {
@@ -497,11 +509,17 @@ func (e *Endpoint) dial(ctx context.Context, tr *quic.Transport, addr string, pe
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 	}
+	return e.dialAddr(ctx, tr, ua, addr, peer, pinned, e.quicConfig(&peer))
+}
+
+// dialAddr is dial to the resolved address ua on tr with the quic-go
+// configuration qconf; addr is for messages.
+func (e *Endpoint) dialAddr(ctx context.Context, tr *quic.Transport, ua net.Addr, addr string, peer key.Public, pinned bool, qconf *quic.Config) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*e.cfg.HandshakeTimeout)
 	defer cancel()
 	tc := clientTLSConfig(e.cert, peer, e.sessions)
 	tc.KeyLogWriter = e.cfg.KeyLogWriter
-	qc, err := tr.DialEarly(ctx, ua, tc, e.quicConfig(&peer))
+	qc, err := tr.DialEarly(ctx, ua, tc, qconf)
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: dial %s: %w", addr, err)
 	}
@@ -594,12 +612,18 @@ func (e *Endpoint) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	if e.tcp.ln != nil {
+		if err := e.tcp.ln.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	e.wg.Wait()
 	e.health.dwg.Wait() // the conns' Down reports; no conn is left to make more
 	if err := e.tr.Close(); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, e.closeUplinks()...)
+	errs = append(errs, e.closeTCP()...)
 	if err := e.sock.Close(); err != nil {
 		errs = append(errs, err)
 	}

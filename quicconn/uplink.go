@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/tcppath"
 
 	"github.com/quic-go/quic-go"
 )
@@ -356,8 +357,12 @@ func (e *Endpoint) pickUplink() (string, error) {
 // *net.UDPAddr) to netip, unmapping IPv4. An address of another type is
 // parsed from its String, and is the zero AddrPort if that fails.
 func AddrPort(a net.Addr) netip.AddrPort {
-	if u, ok := a.(*net.UDPAddr); ok {
-		ap := u.AddrPort()
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ap := a.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case tcppath.Addr:
+		ap := a.TCP()
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	ap, _ := netip.ParseAddrPort(a.String())

@@ -12,6 +12,7 @@ import (
 	"cmp"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 
@@ -68,6 +69,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			MTU:                ifc.MTU,
 			Listen:             ifc.Listen,
 			LocalAddr:          quicconn.AddrPort(d.ep.LocalAddr()),
+			ListenTCP:          tcpListenAddr(d.ep),
 			MetricsListen:      ifc.MetricsListen,
 			Traffic:            trafficOf(ts.Total),
 			Drops:              dropMap(ts.Total.Drops),
@@ -87,6 +89,8 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 				Redials:             es.Redials,
 				RedialsAfterReset:   es.RedialsAfterReset,
 				LastRedialOutage:    es.LastOutage,
+				TCPFallbacks:        d.tcpFallbacks.Load(),
+				UDPReturns:          d.udpReturns.Load(),
 			},
 		},
 		Peers: make([]ctl.PeerStatus, 0, len(peers)),
@@ -124,6 +128,10 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			p.ZeroRTT = ctl.ZeroRTT{Used: cs.Used0RTT, Rejected: cs.Rejected0RTT}
 			p.Migrations, p.LastMigrationOutage = pc.cur.Migrations()
 		}
+		if ps.fallback != nil {
+			fs := ps.fallback.Status()
+			p.Fallback = &ctl.FallbackStatus{OnTCP: fs.OnTCP, Reason: fs.Reason, Since: fs.Since, Fallbacks: fs.Fallbacks, Returns: fs.Returns}
+		}
 		switch {
 		case pc.set:
 			p.Paths = d.multipathStatus(ps.cfg.PublicKey, &p)
@@ -132,12 +140,20 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			p.Paths = append(p.Paths, connPath(pc.cur, paths[0].Uplink))
 			for _, sp := range paths[1:] {
 				p.Paths = append(p.Paths, ctl.PathStatus{Uplink: sp.Uplink, Local: sp.Local, Remote: sp.Remote,
-					Validated: sp.Validated, QUICDrops: map[string]uint64{}})
+					Validated: sp.Validated, QUICDrops: map[string]uint64{}, Transport: "udp"})
 			}
 		}
 		st.Peers = append(st.Peers, p)
 	}
 	return st
+}
+
+// tcpListenAddr is the address of ep's TCP listener, or zero.
+func tcpListenAddr(ep *quicconn.Endpoint) netip.AddrPort {
+	if a := ep.TCPListenAddr(); a != nil {
+		return quicconn.AddrPort(a)
+	}
+	return netip.AddrPort{}
 }
 
 // connPath is the status of c's active path, on uplink.
@@ -170,6 +186,7 @@ func connPath(c *quicconn.Conn, uplink string) ctl.PathStatus {
 		},
 		PTOCount:      cs.PTOCount,
 		MaxPacketSize: cs.MaxPacketSize,
+		Transport:     c.Transport(),
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/godwit-vpn/godwit/config"
 	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn"
+	"github.com/godwit-vpn/godwit/quicconn/fallback"
 	"github.com/godwit-vpn/godwit/quicconn/mobility"
 	"github.com/godwit-vpn/godwit/routing"
 	"github.com/godwit-vpn/godwit/tun"
@@ -53,6 +54,10 @@ type daemon struct {
 	// read during every TLS handshake, so it is swapped, never mutated.
 	authorized atomic.Pointer[map[key.Public]string]
 
+	// tcpFallbacks and udpReturns count the TCP fallback policies' moves
+	// to TCP and back to UDP, over all peers.
+	tcpFallbacks, udpReturns atomic.Uint64
+
 	mu sync.Mutex
 	// mu guards the following fields.
 	cfg   *config.Config
@@ -78,6 +83,9 @@ type peerState struct {
 	paths    map[*quicconn.Conn]time.Time
 	instance uint64
 	pinned   bool // dialed with one connection per uplink (stopDial ends that)
+	// fallback is the TCP fallback policy of a peer with endpoint_tcp
+	// (fallback.go), or nil; stopDial ends it.
+	fallback *fallback.Fallback
 	// For godwit show (ctl.go): when the current or last conn was
 	// attached, and when its handshake completed.
 	since, handshake time.Time
@@ -133,6 +141,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		PrivateKey: ifc.PrivateKey.Ed25519(),
 		NodeName:   host,
 		Listen:     ifc.Listen,
+		ListenTCP:  ifc.ListenTCP,
 		FwMark:     ifc.FwMark,
 		Authorize:  d.authorize,
 		PeerLabel:  d.peerName,
@@ -147,6 +156,10 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		// every connection, and each dialed peer's mode.
 		Multipath:     true,
 		MultipathMode: d.announcedMode,
+	}
+	if rmax, hs, err := redialFromEnv(); err == nil && rmax > 0 { // test hook, see testhooks.go; cmdRun refused a bad one
+		qcfg.RedialMax, qcfg.HandshakeTimeout = rmax, hs
+		log.Warn("debug: dial loops retry at least every "+rmax.String()+" with a "+hs.String()+" handshake timeout (test hook)", "env", envRedialMax)
 	}
 	if limit := quicconn.MaxInitialPacketSize - quicconn.DatagramOverhead; ifc.MTU > limit {
 		log.Warn("mtu is larger than the largest datagram a 1500-byte path carries; larger inner packets get ICMP too big",
@@ -203,7 +216,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	d.mu.Unlock()
 
 	log.Info("godwit running", "interface", ifc.Name, "addresses", fmt.Sprint(ifc.Addresses),
-		"listen", ifc.Listen, "local", d.ep.LocalAddr(), "peers", len(cfg.Peers), "version", version)
+		"listen", ifc.Listen, "listen_tcp", ifc.ListenTCP, "local", d.ep.LocalAddr(), "peers", len(cfg.Peers), "version", version)
 	if hint := forwardingHint(cfg); hint != "" {
 		log.Warn("IP forwarding is off, so traffic to and from other hosts behind this node will not pass", "fix", hint)
 	}
@@ -295,6 +308,10 @@ func (d *daemon) startDialLocked(ps *peerState) {
 	if ps.cfg.Endpoint == "" {
 		return
 	}
+	if ps.cfg.EndpointTCP != "" {
+		d.startFallbackDialLocked(ps)
+		return
+	}
 	if d.multipathSite(&ps.cfg) {
 		id := ps.cfg.PublicKey
 		d.mob.AddMultipathPeer(id, ps.cfg.Name, ps.cfg.Endpoint, d.attachPath)
@@ -312,6 +329,7 @@ func (ps *peerState) stopDialLocked() {
 		ps.stopDial = nil
 	}
 	ps.pinned = false
+	ps.fallback = nil
 }
 
 // startLegacyDialLocked starts the dial loop of the one connection to ps.
@@ -357,7 +375,7 @@ func (d *daemon) attach(c *quicconn.Conn) {
 		// the accept loop.
 		d.wg.Go(func() { _ = old.Close("replaced by a newer connection") })
 	}
-	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink())
+	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "transport", c.Transport())
 	d.notifyChanged()
 	if d.mob != nil && ps.cfg.Endpoint != "" {
 		d.mob.Add(c, name) // probes its standby paths; only a dialer can move
@@ -486,7 +504,8 @@ func (d *daemon) apply(cfg *config.Config) error {
 			d.log.Info("peer added", "peer", p.Name)
 			continue
 		}
-		redial := ps.cfg.Endpoint != p.Endpoint || multipathChanged(&ps.cfg, &p)
+		redial := ps.cfg.Endpoint != p.Endpoint || ps.cfg.EndpointTCP != p.EndpointTCP || ps.cfg.TCPProxy != p.TCPProxy ||
+			multipathChanged(&ps.cfg, &p)
 		ps.cfg = p
 		if redial {
 			ps.stopDialLocked()

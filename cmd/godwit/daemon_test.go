@@ -6,8 +6,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -211,4 +213,19 @@ func loopbackPair(t testing.TB) (client, server *quicconn.Conn) {
 		t.Fatalf("accept: %v", r.err)
 	}
 	return client, r.c
+}
+
+// TestInterfaceChangedListenTCP checks that a reload cannot change
+// listen_tcp (the listener is made at start), and says so.
+func TestInterfaceChangedListenTCP(t *testing.T) {
+	a := config.Interface{Listen: ":4433"}
+	b := a
+	b.ListenTCP = ":443"
+	err := interfaceChanged(&a, &b)
+	if !errors.Is(err, errReloadInterface) || !strings.Contains(err.Error(), "listen_tcp changed") {
+		t.Errorf("interfaceChanged(listen_tcp added) = %v, want errReloadInterface naming listen_tcp", err)
+	}
+	if err := interfaceChanged(&b, &b); err != nil {
+		t.Errorf("interfaceChanged(same) = %v", err)
+	}
 }

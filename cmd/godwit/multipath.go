@@ -96,7 +96,7 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 	d.tn.SetPathPolicy(id, pol)
 	// A pinned 0-RTT connection carries datagrams at once, without the
 	// sequenced header until its hello says the hub reads it.
-	opts := tunnel.PathOptions{Name: pathName(c), Sequenced: ok, Health: d.pathHealth(c)}
+	opts := tunnel.PathOptions{Name: pathName(c), Sequenced: ok, Health: d.pathHealth(c, ps.fallback != nil)}
 	if dialer && early {
 		// Until its hello proves the path, a 0-RTT connection is not
 		// usable: it carries only while no other path is (a restart),
@@ -113,6 +113,10 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 			return h
 		}
 	}
+	// While UDP is blocked, every UDP redial of a peer with a TCP
+	// fallback that has a ticket is such a 0-RTT connection, and dies
+	// unanswered: it is logged as connected only once its hello is done.
+	quiet := early && dialer && ps.fallback != nil && !c.IsTCP()
 	if dialer {
 		opts.Carrying = func(carrying bool) { c.SetProbe(probeFor(carrying)) }
 	}
@@ -149,12 +153,17 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 		// those probes and the traffic (Passive) instead of doubling them.
 		mc.MonitorPath(quicconn.HealthConfig{Passive: !dialer, Probe: probeFor(false), Changed: func(*quicconn.Conn, quicconn.HealthState, quicconn.HealthState, string) {
 			d.tn.PathsChanged(id)
+			d.fallbackUpdate(id)
 			d.notifyChanged()
 		}})
 	}
 	d.tn.PathsChanged(id) // the monitors are on: the carrying paths probe faster
-	if !moved {           // an early conn was logged when attached
-		d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "multipath", true)
+	d.fallbackUpdate(id)
+	connected := func() {
+		d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "transport", c.Transport(), "multipath", true)
+	}
+	if !moved && !quiet { // an early conn was logged when attached
+		connected()
 	}
 	d.notifyChanged()
 	if early {
@@ -168,8 +177,13 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 				d.hubWithoutMultipath(ps, c)
 				return
 			}
-			opts.Sequenced, opts.Health = true, d.pathHealth(c)
+			opts.Sequenced, opts.Health = true, d.pathHealth(c, ps.fallback != nil)
 			_ = d.tn.AttachPath(id, c, opts)
+			d.tn.PathsChanged(id) // its rank changed (pathHealth)
+			d.fallbackUpdate(id)  // an early connection counts as usable UDP once its hello is done
+			if quiet {
+				connected()
+			}
 		})
 	}
 	d.wg.Go(func() {
@@ -178,7 +192,12 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 		delete(ps.paths, c)
 		d.mu.Unlock()
 		d.tn.Detach(id, c)
-		d.log.Info("peer disconnected", "peer", name, "path", pathName(c), "multipath", true, "reason", c.Err())
+		d.fallbackUpdate(id)
+		if quiet && !helloDone(c) {
+			d.log.Debug("0-RTT connection got no answer", "peer", name, "path", pathName(c), "transport", c.Transport(), "reason", c.Err())
+		} else {
+			d.log.Info("peer disconnected", "peer", name, "path", pathName(c), "transport", c.Transport(), "multipath", true, "reason", c.Err())
+		}
 		d.notifyChanged()
 	})
 }
@@ -255,15 +274,25 @@ func probeFor(carrying bool) time.Duration {
 }
 
 // pathHealth is the tunnel's view of c's health: usable while its monitor
-// says Up, ranked by its uplink's preference on a site.
-func (d *daemon) pathHealth(c *quicconn.Conn) func() tunnel.PathHealth {
+// says Up, ranked by its uplink's preference on a site. With fallback (a
+// peer with endpoint_tcp), a TCP path ranks after every UDP connection
+// whose hello completed, and before a UDP connection still in 0-RTT: while
+// UDP is blocked, each UDP redial with a ticket is such a connection, and
+// it must not take the traffic from the TCP path that works.
+func (d *daemon) pathHealth(c *quicconn.Conn, fallback bool) func() tunnel.PathHealth {
 	return func() tunnel.PathHealth {
 		h := c.PathHealth()
 		rank := 0
-		if d.mob != nil {
+		switch {
+		case c.IsTCP():
+			rank = tcpRank
+		case d.mob != nil:
 			if u := c.Uplink(); u != "" {
 				rank = d.mob.Rank(u)
 			}
+		}
+		if fallback && !c.IsTCP() && !helloDone(c) {
+			rank += 2 * tcpRank
 		}
 		// A lossy path still carries when no clean one is left, and its
 		// copies still help in redundant mode (10 % loss on both uplinks:
@@ -290,8 +319,12 @@ func (d *daemon) pathsChanged() {
 	}
 }
 
-// pathName names a path: its uplink on a site, the peer's address on a hub.
+// pathName names a path: its uplink on a site, the peer's address on a
+// hub, "tcp" and the peer's address for a TCP path.
 func pathName(c *quicconn.Conn) string {
+	if c.IsTCP() {
+		return "tcp " + quicconn.AddrPort(c.RemoteAddr()).String()
+	}
 	if u := c.Uplink(); u != "" {
 		return u
 	}

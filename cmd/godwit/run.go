@@ -32,6 +32,9 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return exitError{code: 2, msg: "godwit run: " + err.Error()}
 	}
+	if _, _, err := redialFromEnv(); err != nil { // test hook, see testhooks.go
+		return exitError{code: 2, msg: "godwit run: " + err.Error()}
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -208,6 +211,7 @@ func interfaceChanged(a, b *config.Interface) error {
 		{"name", a.Name != b.Name},
 		{"private key", a.PrivateKey != b.PrivateKey},
 		{"listen", a.Listen != b.Listen},
+		{"listen_tcp", a.ListenTCP != b.ListenTCP},
 		{"mtu", a.MTU != b.MTU},
 		{"fwmark", a.FwMark != b.FwMark},
 		{"table", a.Table != b.Table},

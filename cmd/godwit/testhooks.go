@@ -15,6 +15,13 @@ package main
 //     after the start the wedge happens.
 //   - GODWIT_PPROF=1 makes the metrics endpoint (metrics_listen) also serve
 //     the Go profiler at /debug/pprof/ (tests/bench -profile).
+//   - GODWIT_DEBUG_REDIAL_MAX (a Go duration, 250ms to 15s) lowers the cap
+//     of the dial loops' backoff (quicconn.Config.RedialMax, 15 s), so
+//     that the system test of the TCP fallback (tests/tcpfallback_test.go)
+//     sees the UDP retries that end a fallback within seconds. With it,
+//     the handshake timeout of each UDP attempt (quicconn's
+//     HandshakeTimeout) is lowered to 2 s too: a UDP attempt into a
+//     blocked network waits that long before the next one.
 //
 // Not test hooks, although the tests use them: GODWIT_SOCKET moves the
 // control socket (ctl.go; operators need it for two daemons with one
@@ -43,7 +50,22 @@ const (
 	envWedge      = "GODWIT_DEBUG_WEDGE"
 	envWedgeAfter = "GODWIT_DEBUG_WEDGE_AFTER"
 	envPprof      = "GODWIT_PPROF"
+	envRedialMax  = "GODWIT_DEBUG_REDIAL_MAX"
 )
+
+// redialFromEnv reads the redial hook: the RedialMax and HandshakeTimeout
+// to set in quicconn.Config, zero (the defaults) when it is unset.
+func redialFromEnv() (redialMax, handshake time.Duration, err error) {
+	s := os.Getenv(envRedialMax)
+	if s == "" {
+		return 0, 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 250*time.Millisecond || d > 15*time.Second {
+		return 0, 0, fmt.Errorf("%s=%q: want a duration from 250ms to 15s", envRedialMax, s)
+	}
+	return d, 2 * time.Second, nil
+}
 
 // debugWedge is the parsed wedge hook: which loop to wedge, and when. The
 // control loop blocks forever in its select (see wedgeControlLoop); the

@@ -78,12 +78,15 @@ type Status struct {
 
 // InterfaceStatus is this node: its TUN interface and its QUIC endpoint.
 type InterfaceStatus struct {
-	Name          string         `json:"name"`
-	PublicKey     string         `json:"public_key"` // base64
-	Addresses     []netip.Prefix `json:"addresses"`
-	MTU           int            `json:"mtu"`
-	Listen        string         `json:"listen,omitempty"` // as configured; "" when not listening
-	LocalAddr     netip.AddrPort `json:"local_addr"`       // the UDP socket's address
+	Name      string         `json:"name"`
+	PublicKey string         `json:"public_key"` // base64
+	Addresses []netip.Prefix `json:"addresses"`
+	MTU       int            `json:"mtu"`
+	Listen    string         `json:"listen,omitempty"` // as configured; "" when not listening
+	LocalAddr netip.AddrPort `json:"local_addr"`       // the UDP socket's address
+	// ListenTCP is the TCP listener's address (listen_tcp, with the port
+	// the kernel chose for port 0); zero when not listening on TCP.
+	ListenTCP     netip.AddrPort `json:"listen_tcp,omitzero"`
 	MetricsListen string         `json:"metrics_listen,omitempty"`
 	// Traffic and Drops are totals since start, including peers removed
 	// since and drops that belong to no peer (outbound/no_route,
@@ -133,6 +136,10 @@ type ConnEvents struct {
 	Redials             uint64        `json:"redials"`
 	RedialsAfterReset   uint64        `json:"redials_after_reset"`
 	LastRedialOutage    time.Duration `json:"last_redial_outage_ns"`
+	// TCPFallbacks counts the moves of peers to their TCP path (UDP
+	// blocked), UDPReturns the moves back to UDP.
+	TCPFallbacks uint64 `json:"tcp_fallbacks"`
+	UDPReturns   uint64 `json:"udp_returns"`
 }
 
 // Traffic is IP packets and bytes carried through the tunnel: Rx received
@@ -197,6 +204,24 @@ type PeerStatus struct {
 	// Multipath is the mode of a peer with a connection set ("failover",
 	// "redundant", "aggregate"); "" for a single connection.
 	Multipath string `json:"multipath,omitempty"`
+	// Fallback is the TCP fallback of a peer with endpoint_tcp; nil
+	// without one.
+	Fallback *FallbackStatus `json:"fallback,omitempty"`
+}
+
+// FallbackStatus is the state of a peer's TCP fallback (endpoint_tcp).
+type FallbackStatus struct {
+	// OnTCP reports that the TCP path is wanted: no UDP connection was
+	// usable, and none has been for long enough to go back.
+	OnTCP bool `json:"on_tcp"`
+	// Reason is why the latest change happened, e.g. "udp blocked: no
+	// answer in 1s; tcp via proxy"; "" before the first change.
+	Reason string `json:"reason,omitempty"`
+	// Since is when the latest change happened.
+	Since time.Time `json:"since,omitzero"`
+	// Fallbacks and Returns count this peer's moves to TCP and back.
+	Fallbacks uint64 `json:"fallbacks"`
+	Returns   uint64 `json:"returns"`
 }
 
 // MultipathStatus is what the tunnel does with one connection of a
@@ -262,6 +287,9 @@ type PathStatus struct {
 	MaxPacketSize int    `json:"max_packet_size_bytes"`
 	// Multipath is set on the paths of a multipath peer.
 	Multipath *MultipathStatus `json:"multipath,omitempty"`
+	// Transport is how the path reaches the peer: "udp", "tcp" (TLS on
+	// TCP) or "tcp via proxy" (through an HTTP proxy).
+	Transport string `json:"transport"`
 }
 
 // RTT holds quic-go's round-trip estimates of a path.

@@ -21,6 +21,9 @@ func Format(st *Status) string {
 	fmt.Fprintf(&b, "  public key: %s\n", ifc.PublicKey)
 	if ifc.Listen != "" {
 		fmt.Fprintf(&b, "  listening on: %s\n", ifc.Listen)
+		if ifc.ListenTCP.IsValid() {
+			fmt.Fprintf(&b, "  listening on tcp: %s\n", ifc.ListenTCP)
+		}
 	} else {
 		fmt.Fprintf(&b, "  local address: %s\n", ifc.LocalAddr)
 	}
@@ -108,6 +111,16 @@ func Format(st *Status) string {
 		if p.Multipath != "" {
 			fmt.Fprintf(&b, "  multipath: %s, %d connections\n", p.Multipath, len(p.Paths))
 		}
+		if f := p.Fallback; f != nil {
+			state := "udp"
+			if f.OnTCP {
+				state = "tcp"
+			}
+			if f.Reason != "" {
+				state += fmt.Sprintf(" (%s, %s)", f.Reason, ago(st.Now, f.Since))
+			}
+			fmt.Fprintf(&b, "  transport: %s; %d fallbacks to tcp, %d returns to udp\n", state, f.Fallbacks, f.Returns)
+		}
 		if p.Migrations > 0 {
 			fmt.Fprintf(&b, "  migrations: %d, last outage %s\n", p.Migrations, humanRTT(p.LastMigrationOutage))
 		}
@@ -122,6 +135,9 @@ func Format(st *Status) string {
 			via := ""
 			if pa.Uplink != "" {
 				via = " via " + pa.Uplink
+			}
+			if pa.Transport != "" && pa.Transport != "udp" {
+				via += " over " + pa.Transport
 			}
 			if !pa.Active {
 				state := "standby, not validated"

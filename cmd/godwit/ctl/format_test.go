@@ -4,6 +4,7 @@ package ctl
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -207,5 +208,42 @@ func TestFormatStatus(t *testing.T) {
 		if strings.Contains(van, bad) {
 			t.Errorf("Format: section of the connecting peer mentions %q:\n%s", bad, van)
 		}
+	}
+}
+
+// fallbackStatus is fixtureStatus with a TCP listener on the hub and
+// van-2 connected over its TCP fallback through a proxy.
+func fallbackStatus() *Status {
+	st := fixtureStatus()
+	st.Interface.ListenTCP = netip.MustParseAddrPort("0.0.0.0:443")
+	st.Interface.Connections.TCPFallbacks, st.Interface.Connections.UDPReturns = 2, 1
+	van := &st.Peers[1]
+	van.State = StateConnected
+	van.Multipath = "failover"
+	van.Fallback = &FallbackStatus{OnTCP: true, Reason: "udp blocked: no answer in 1s; tcp via proxy", Since: st.Now.Add(-12 * time.Second), Fallbacks: 2, Returns: 1}
+	van.Paths = []PathStatus{{
+		Local:     netip.MustParseAddrPort("198.18.3.2:40000"),
+		Remote:    netip.MustParseAddrPort("198.18.1.1:443"),
+		Active:    true,
+		Transport: "tcp via proxy",
+		Multipath: &MultipathStatus{Role: "carrying", Health: "up"},
+	}}
+	return st
+}
+
+func TestFormatFallback(t *testing.T) {
+	got := Format(fallbackStatus())
+	for _, w := range []string{
+		"  listening on tcp: 0.0.0.0:443",
+		"  transport: tcp (udp blocked: no answer in 1s; tcp via proxy, 12s ago); 2 fallbacks to tcp, 1 returns to udp",
+		"  path 198.18.3.2:40000 -> 198.18.1.1:443 over tcp via proxy (carrying; health up, loss 0.0 %)",
+	} {
+		if !slices.Contains(strings.Split(got, "\n"), w) {
+			t.Errorf("Format: no line %q in\n%s", w, got)
+		}
+	}
+	// A UDP path does not say so: "over udp" would be noise.
+	if strings.Contains(got, "over udp") {
+		t.Errorf("Format names the udp transport:\n%s", got)
 	}
 }

@@ -27,13 +27,18 @@ var metricDescs = struct {
 	pathQUICDrops, pathPTO, pathMaxPacket, udpRcvbufErrors                *prometheus.Desc
 	pathRole, pathLoss, pathShare, pathDupSent, pathDupDiscarded          *prometheus.Desc
 	connEvents, lastRedialOutage, udpSendCalls, udpSendSegments           *prometheus.Desc
+	pathTransport, peerOnTCP                                              *prometheus.Desc
 }{
+	pathTransport: prometheus.NewDesc("godwit_path_transport", "1, labelled with how the path reaches the peer: udp, tcp (TLS on TCP) or tcp via proxy.",
+		[]string{"peer", "path", "transport"}, nil),
+	peerOnTCP: prometheus.NewDesc("godwit_peer_on_tcp", "1 while a peer with endpoint_tcp is on its TCP fallback (no UDP connection usable), else 0.",
+		[]string{"peer"}, nil),
 	udpSendCalls: prometheus.NewDesc("godwit_udp_send_calls_total",
 		"sendmsg calls of the QUIC sockets.", nil, nil),
 	udpSendSegments: prometheus.NewDesc("godwit_udp_send_segments_total",
 		"UDP datagrams the sendmsg calls carried (more than the calls with GSO).", nil, nil),
 	connEvents: prometheus.NewDesc("godwit_connection_events_total",
-		"Connection events of the endpoint: zero_rtt_attempted, zero_rtt_accepted, zero_rtt_rejected, early_accepted, early_refused_replay, early_refused_restart, early_refused_other, redials, redials_after_reset.",
+		"Connection events of the endpoint: zero_rtt_attempted, zero_rtt_accepted, zero_rtt_rejected, early_accepted, early_refused_replay, early_refused_restart, early_refused_other, redials, redials_after_reset, tcp_fallbacks (a peer moved to its TCP path), udp_returns (and back to UDP).",
 		[]string{"event"}, nil),
 	lastRedialOutage: prometheus.NewDesc("godwit_last_redial_outage_seconds",
 		"Time from a connection's death to the first datagram on its redialed successor, for the latest redial.", nil, nil),
@@ -125,7 +130,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		m.icmpSent, m.icmpLimited, m.unreachableSends, m.tunWriteErrors, m.tunTooManySegs,
 		m.pathQUICDrops, m.pathPTO, m.pathMaxPacket, m.udpRcvbufErrors,
 		m.pathRole, m.pathLoss, m.pathShare, m.pathDupSent, m.pathDupDiscarded, m.udpSendCalls, m.udpSendSegments,
-		m.connEvents, m.lastRedialOutage,
+		m.connEvents, m.lastRedialOutage, m.pathTransport, m.peerOnTCP,
 	} {
 		ch <- d
 	}
@@ -175,7 +180,8 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 		{"zero_rtt_rejected", ce.ZeroRTTRejected}, {"early_accepted", ce.EarlyAccepted},
 		{"early_refused_replay", ce.EarlyRefusedReplay}, {"early_refused_restart", ce.EarlyRefusedRestart},
 		{"early_refused_other", ce.EarlyRefusedOther}, {"redials", ce.Redials},
-		{"redials_after_reset", ce.RedialsAfterReset},
+		{"redials_after_reset", ce.RedialsAfterReset}, {"tcp_fallbacks", ce.TCPFallbacks},
+		{"udp_returns", ce.UDPReturns},
 	} {
 		counter(m.connEvents, e.n, e.name)
 	}
@@ -188,6 +194,13 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 			connected = 1
 		}
 		gauge(m.peerConnected, connected, p.Name)
+		if f := p.Fallback; f != nil {
+			onTCP := 0.0
+			if f.OnTCP {
+				onTCP = 1
+			}
+			gauge(m.peerOnTCP, onTCP, p.Name)
+		}
 		for _, ts := range []struct {
 			d *prometheus.Desc
 			t time.Time
@@ -210,6 +223,9 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 				continue // standby paths have no QUIC figures of their own
 			}
 			path := pathLabel(pa)
+			if pa.Transport != "" {
+				gauge(m.pathTransport, 1, p.Name, path, pa.Transport)
+			}
 			gauge(m.pathRTT, pa.RTT.Smoothed.Seconds(), p.Name, path, "smoothed")
 			gauge(m.pathRTT, pa.RTT.Min.Seconds(), p.Name, path, "min")
 			gauge(m.pathRTT, pa.RTT.Latest.Seconds(), p.Name, path, "latest")

@@ -117,3 +117,28 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	}
 	return out
 }
+
+func TestMetricsFallback(t *testing.T) {
+	st := fallbackStatus()
+	reg, err := NewRegistry(func() *Status { return st })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := gather(t, reg)
+	for _, tt := range []struct {
+		sample string
+		want   float64
+	}{
+		{`godwit_connection_events_total{event="tcp_fallbacks"}`, 2},
+		{`godwit_connection_events_total{event="udp_returns"}`, 1},
+		{`godwit_peer_on_tcp{peer="van-2"}`, 1},
+		{`godwit_path_transport{path="198.18.3.2:40000->198.18.1.1:443",peer="van-2",transport="tcp via proxy"}`, 1},
+	} {
+		if v, ok := got[tt.sample]; !ok || v != tt.want {
+			t.Errorf("%s = %v (present %v), want %v", tt.sample, v, ok, tt.want)
+		}
+	}
+	if _, ok := got[`godwit_peer_on_tcp{peer="boat-1"}`]; ok {
+		t.Error("godwit_peer_on_tcp for a peer without endpoint_tcp")
+	}
+}

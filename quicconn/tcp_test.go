@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: MIT
+
+package quicconn
+
+import (
+	"context"
+	"errors"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// newTCPPair is a testPair whose server also listens on TCP (ListenTCP).
+func newTCPPair(t testing.TB) *testPair {
+	t.Helper()
+	return newTestPair(t, func(_, srv *Config) { srv.ListenTCP = "127.0.0.1:0" })
+}
+
+// connectTCP dials the server's TCP listener and accepts on the server.
+func (p *testPair) connectTCP(t testing.TB) (client, server *Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	acc := make(chan *Conn, 1)
+	go func() {
+		c, _ := p.srv.Accept(ctx)
+		acc <- c
+	}()
+	client, err := p.cli.DialTCP(ctx, p.srv.TCPListenAddr().String(), p.sk.pub, nil)
+	if err != nil {
+		t.Fatalf("DialTCP: %v", err)
+	}
+	server = <-acc
+	if server == nil {
+		t.Fatal("Accept of a TCP dial returned no conn")
+	}
+	return client, server
+}
+
+// TestTCPPath runs a connection over the hub's TCP listener beside a UDP
+// one of the same client: both are accepted, both carry datagrams, each
+// names its transport, and the TCP one ends at once when its Transport's
+// TCP connection is cut.
+func TestTCPPath(t *testing.T) {
+	p := newTCPPair(t)
+	uc, us := p.connect(t)
+	tc, ts := p.connectTCP(t)
+	for _, tt := range []struct {
+		c    *Conn
+		want string
+	}{{uc, "udp"}, {us, "udp"}, {tc, "tcp"}, {ts, "tcp"}} {
+		if got := tt.c.Transport(); got != tt.want {
+			t.Errorf("Transport() = %q, want %q", got, tt.want)
+		}
+	}
+	if !tc.Pinned() {
+		t.Error("a TCP path is not pinned: a mobility policy could try to move it")
+	}
+	if got, want := AddrPort(ts.RemoteAddr()), AddrPort(tc.LocalAddr()); got != want || !got.IsValid() {
+		t.Errorf("hub sees the TCP path from %v, the site's TCP socket is %v", got, want)
+	}
+	if ts.PeerKey() != p.ck.pub || tc.PeerKey() != p.sk.pub {
+		t.Error("the TCP path's peer keys are not the pinned ones")
+	}
+	exchange(t, tc, ts, []byte{0x45, 1, 2, 3})
+	exchange(t, ts, tc, []byte{0x60, 4, 5, 6})
+	exchange(t, uc, us, []byte{0x45, 7})
+	// A TCP path carries full-size datagrams from the first packet on.
+	if got, want := tc.qc.MaxDatagramPayloadSize(), p.cli.cfg.InitialPacketSize-DatagramOverhead; got != want {
+		t.Errorf("datagram limit on TCP = %d, want %d", got, want)
+	}
+
+	st, ok := p.srv.TCPListenerStats()
+	if !ok || st.Clients != 1 || st.Accepted != 1 {
+		t.Errorf("TCPListenerStats() = %+v, %v; want one client", st, ok)
+	}
+
+	// Closing the site's TCP side ends the connection on it at once
+	// (not after the idle timeout) and leaves the UDP one alone.
+	p.cli.tcp.mu.Lock()
+	for d := range p.cli.tcp.dials {
+		d.pc.Close()
+	}
+	p.cli.tcp.mu.Unlock()
+	waitDone(t, tc, 5*time.Second)
+	exchange(t, uc, us, []byte{0x45, 8})
+}
+
+// TestTCPPathUnknownKeyRefused checks that a site whose key the hub does not
+// authorize is refused during the outer TLS handshake: nothing reaches the
+// QUIC listener, and the dial fails well before the handshake timeout.
+func TestTCPPathUnknownKeyRefused(t *testing.T) {
+	p := newTCPPair(t)
+	p.allow.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	c, err := p.cli.DialTCP(ctx, p.srv.TCPListenAddr().String(), p.sk.pub, nil)
+	if err == nil {
+		c.Close("test")
+		t.Fatal("DialTCP by an unauthorized site succeeded")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("refusal took %v", took)
+	}
+	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	p.expectNoAccept(t, 300*time.Millisecond)
+	st, _ := p.srv.TCPListenerStats()
+	if st.RefusedKeys != 1 || st.Clients != 0 {
+		t.Errorf("TCPListenerStats() = %+v, want 1 refused, no client", st)
+	}
+}
+
+// TestTCPPathWrongHubKey checks that a site pins the hub's key on the
+// outer TLS too.
+func TestTCPPathWrongHubKey(t *testing.T) {
+	p := newTCPPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := p.cli.DialTCP(ctx, p.srv.TCPListenAddr().String(), newKey(t).pub, nil)
+	if err == nil {
+		c.Close("test")
+		t.Fatal("DialTCP to a hub with another key succeeded")
+	}
+	if st, _ := p.srv.TCPListenerStats(); st.Clients != 0 || st.Accepted != 0 {
+		t.Errorf("TCPListenerStats() = %+v, want no client", st)
+	}
+}
+
+// TestListenTCPInUse checks that a TCP port in use fails NewEndpoint with
+// an error naming listen_tcp and the address, and leaves the UDP port free.
+func TestListenTCPInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpAddr := udp.LocalAddr().String()
+	udp.Close()
+	e, err := NewEndpoint(Config{PrivateKey: newKey(t).priv, Listen: udpAddr, ListenTCP: busy.Addr().String()})
+	if err == nil {
+		e.Close()
+		t.Fatal("NewEndpoint with a TCP port in use succeeded")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "listen_tcp "+busy.Addr().String()) || !strings.Contains(msg, "address already in use") {
+		t.Errorf("NewEndpoint error = %q, want it to name listen_tcp, the address and the cause", msg)
+	}
+	again, err := net.ListenPacket("udp", udpAddr)
+	if err != nil {
+		t.Fatalf("the UDP port was left bound after the failed start: %v", err)
+	}
+	again.Close()
+}
+
+// TestDialLoopTCPAndClose runs DialLoopTCP, then closes both endpoints and
+// checks that every goroutine and TCP path is gone.
+func TestDialLoopTCPAndClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		p := newTCPPair(t)
+		up := make(chan *Conn, 4)
+		stop := background(t, func(ctx context.Context) {
+			p.cli.DialLoopTCP(ctx, p.srv.TCPListenAddr().String(), p.sk.pub, nil, func(c *Conn) { up <- c })
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := p.srv.Accept(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := <-up
+		exchange(t, c, s, []byte{0x45, 9})
+		// The hub closes it: the loop redials over TCP.
+		s.Close("test")
+		if s2, err := p.srv.Accept(ctx); err != nil || s2.Transport() != "tcp" {
+			t.Fatalf("no TCP redial: %v", err)
+		}
+		<-stop()
+		if err := errors.Join(p.cli.Close(), p.srv.Close()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		p.cli.tcp.mu.Lock()
+		n := len(p.cli.tcp.dials)
+		p.cli.tcp.mu.Unlock()
+		if n != 0 {
+			t.Errorf("%d TCP paths left open after Close", n)
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
