@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/quic-go/quic-go/internal/monotime"
 	"github.com/quic-go/quic-go/internal/protocol"
@@ -36,7 +37,7 @@ type streamsMap struct {
 	incomingBidiStreams   *incomingStreamsMap[*Stream]
 	incomingUniStreams    *incomingStreamsMap[*ReceiveStream]
 	reset                 bool
-	supportsResetStreamAt bool
+	supportsResetStreamAt atomic.Bool // Godwit: set on the run loop, read by OpenStream on the application's goroutine (0-RTT)
 }
 
 func newStreamsMap(
@@ -67,7 +68,7 @@ func (m *streamsMap) initMaps() {
 	m.outgoingBidiStreams = newOutgoingStreamsMap(
 		protocol.StreamTypeBidi,
 		func(id protocol.StreamID) *Stream {
-			return newStream(m.ctx, id, m.sender, m.newFlowController(id), m.supportsResetStreamAt)
+			return newStream(m.ctx, id, m.sender, m.newFlowController(id), m.supportsResetStreamAt.Load())
 		},
 		m.queueControlFrame,
 		m.perspective,
@@ -75,7 +76,7 @@ func (m *streamsMap) initMaps() {
 	m.incomingBidiStreams = newIncomingStreamsMap(
 		protocol.StreamTypeBidi,
 		func(id protocol.StreamID) *Stream {
-			return newStream(m.ctx, id, m.sender, m.newFlowController(id), m.supportsResetStreamAt)
+			return newStream(m.ctx, id, m.sender, m.newFlowController(id), m.supportsResetStreamAt.Load())
 		},
 		m.maxIncomingBidiStreams,
 		m.requireStreamCreditRelease,
@@ -85,7 +86,7 @@ func (m *streamsMap) initMaps() {
 	m.outgoingUniStreams = newOutgoingStreamsMap(
 		protocol.StreamTypeUni,
 		func(id protocol.StreamID) *SendStream {
-			return newSendStream(m.ctx, id, m.sender, m.newFlowController(id), m.supportsResetStreamAt)
+			return newSendStream(m.ctx, id, m.sender, m.newFlowController(id), m.supportsResetStreamAt.Load())
 		},
 		m.queueControlFrame,
 		m.perspective,
@@ -335,7 +336,7 @@ func (m *streamsMap) HandleStreamFrame(f *wire.StreamFrame, rcvTime monotime.Tim
 }
 
 func (m *streamsMap) HandleTransportParameters(p *wire.TransportParameters) {
-	m.supportsResetStreamAt = p.EnableResetStreamAt
+	m.supportsResetStreamAt.Store(p.EnableResetStreamAt)
 	if p.EnableResetStreamAt {
 		m.outgoingBidiStreams.EnableResetStreamAt()
 		m.outgoingUniStreams.EnableResetStreamAt()
@@ -363,7 +364,7 @@ func (m *streamsMap) ResetFor0RTT() {
 	defer m.mutex.Unlock()
 	m.reset = true
 	m.CloseWithError(Err0RTTRejected)
-	m.supportsResetStreamAt = false
+	m.supportsResetStreamAt.Store(false)
 	m.initMaps()
 }
 
