@@ -15,7 +15,8 @@ package tunnel
 //     the smoothed RTT above the path's base RTT (PathHealth.MinRTT: the
 //     daemon gives the least RTT sample of the last 10-20 s). A path whose queue
 //     exceeds max(aggQueue, minRTT/4), or whose loss is at least aggLoss,
-//     while it sends more than aggLightRate, is saturated: what it
+//     while it sends more than aggLightRate, at two ticks in a row, is
+//     saturated: what it
 //     delivers (rate x (1 - loss)) is its capacity, and it stays "limited"
 //     at that capacity for aggCapTTL. A path that is not saturated can
 //     carry at least what it delivers.
@@ -81,7 +82,8 @@ type pathEst struct {
 	rate      float64 // bytes per second sent in the latest tick
 	capacity  float64 // bytes per second: measured when limited, else a lower bound
 	limitedAt time.Time
-	saturated bool          // at the latest tick
+	queued    bool          // a queue or loss at the latest tick
+	saturated bool          // queued at the latest two ticks
 	baseRTT   time.Duration // minimum RTT, or SRTT when unknown
 }
 
@@ -151,8 +153,13 @@ func (a *aggState) measure(paths map[DatagramConn]*path) {
 		}
 		queue := h.SRTT - e.baseRTT
 		delivered := e.rate * (1 - min(max(h.Loss, 0), 1))
-		e.saturated = h.Usable && e.rate >= aggLightRate && h.SRTT > 0 &&
+		// Two ticks in a row: one slow tick (a busy CPU delaying the
+		// ACKs) is not a bottleneck (a CI run under -race judged a path
+		// limited at a fraction of its rate and dropped it for 30 s).
+		queued := h.Usable && e.rate >= aggLightRate && h.SRTT > 0 &&
 			(queue > max(aggQueue, e.baseRTT/4) || h.Loss >= aggLoss)
+		e.saturated = queued && e.queued
+		e.queued = queued
 		switch {
 		case e.saturated && e.limited(now):
 			e.capacity = 0.75*e.capacity + 0.25*delivered
