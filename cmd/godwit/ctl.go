@@ -95,6 +95,12 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 		},
 		Peers: make([]ctl.PeerStatus, 0, len(peers)),
 	}
+	if ls, ok := d.ep.TCPListenerStats(); ok {
+		st.Interface.TCPListener = &ctl.TCPListenerStatus{Clients: ls.Clients, Pending: ls.Pending,
+			Accepted: ls.Accepted, RefusedKeys: ls.RefusedKeys, HandshakeTimeouts: ls.HandshakeTimeouts,
+			HandshakeErrors: ls.HandshakeErrors, Evicted: ls.Evicted, BadFrames: ls.BadFrames,
+			IdleCloses: ls.IdleCloses, SendDrops: ls.SendDrops, ReceiveDrops: ls.ReceiveDrops}
+	}
 	st.Interface.UDPRcvbufErrors, _ = quicconn.UDPRcvbufErrors()
 	st.Interface.SocketReceiveBuffer, st.Interface.SocketSendBuffer, _ = d.ep.SocketBuffers()
 	st.Interface.UDPSendCalls, st.Interface.UDPSendSegments = d.ep.UDPSendStats()

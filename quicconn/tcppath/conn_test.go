@@ -229,7 +229,9 @@ func TestClientBadFrame(t *testing.T) {
 }
 
 // TestPendingLimitAndHandshakeTimeout holds the hub's handshake slots
-// with TCP connections that never speak TLS.
+// with mute connections: each newcomer beyond MaxPending closes the oldest
+// at once, a real client gets through while every slot is held, and the
+// mute ones left are closed at the handshake timeout.
 func TestPendingLimitAndHandshakeTimeout(t *testing.T) {
 	checkGoroutines(t)
 	site := newIdentity(t)
@@ -243,44 +245,45 @@ func TestPendingLimitAndHandshakeTimeout(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
+	closed := func(c net.Conn) bool {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return err != nil && !isTimeout(err)
+	}
 	start := time.Now()
-	m1, m2 := mute(), mute()
+	m1 := mute()
+	waitFor(t, "one pending handshake", func() bool { return h.Stats().Pending == 1 })
+	m2 := mute()
 	waitFor(t, "two pending handshakes", func() bool { return h.Stats().Pending == 2 })
 
-	// A third is closed at once, long before the handshake timeout. (On
-	// loopback the reset can come so fast that connect reports it.)
-	m3, err := net.Dial("tcp", h.LocalAddr().String())
-	if err == nil {
-		defer m3.Close()
-		m3.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := m3.Read(make([]byte, 1)); err == nil || isTimeout(err) {
-			t.Fatalf("third connection: Read = %v, want it closed", err)
-		}
-	} else if !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("third connection: %v", err)
+	// A third closes the oldest at once, long before the handshake
+	// timeout, and takes its slot.
+	m3 := mute()
+	if !closed(m1) {
+		t.Fatal("the oldest mute connection is still open after a third came")
 	}
 	if d := time.Since(start); d >= timeout {
-		t.Errorf("third connection closed after %v, want at once (before the %v timeout)", d, timeout)
+		t.Errorf("oldest connection closed after %v, want at once (before the %v timeout)", d, timeout)
 	}
-	waitFor(t, "PendingLimit", func() bool { return h.Stats().PendingLimit == 1 })
+	waitFor(t, "Evicted", func() bool { st := h.Stats(); return st.Evicted == 1 && st.Pending == 2 })
 
-	// The two mute ones are closed at the timeout.
-	for _, m := range []net.Conn{m1, m2} {
-		m.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := m.Read(make([]byte, 1)); err == nil || isTimeout(err) {
-			t.Fatalf("mute connection: Read = %v, want it closed", err)
-		}
-	}
-	if d := time.Since(start); d < timeout {
-		t.Errorf("mute connections closed after %v, before the %v timeout", d, timeout)
-	}
-	waitFor(t, "HandshakeTimeouts", func() bool { return h.Stats().HandshakeTimeouts == 2 })
-
-	// The slots are free again.
+	// A real client gets through with every slot held: it evicts m2.
 	c := h.dial(t, site)
 	h.register(t, c)
-	if st := h.Stats(); st.Pending != 0 || st.Accepted != 1 {
-		t.Errorf("Stats() = %+v, want nothing pending, 1 accepted", st)
+	if !closed(m2) {
+		t.Fatal("the second mute connection is still open after the client came")
+	}
+
+	// m3 is closed at the timeout.
+	if !closed(m3) {
+		t.Fatal("the third mute connection is still open after the timeout")
+	}
+	if d := time.Since(start); d < timeout {
+		t.Errorf("mute connection closed after %v, before the %v timeout", d, timeout)
+	}
+	waitFor(t, "HandshakeTimeouts", func() bool { return h.Stats().HandshakeTimeouts == 1 })
+	if st := h.Stats(); st.Pending != 0 || st.Accepted != 1 || st.Evicted != 2 {
+		t.Errorf("Stats() = %+v, want nothing pending, 1 accepted, 2 evicted", st)
 	}
 }
 

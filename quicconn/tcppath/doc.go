@@ -30,7 +30,10 @@
 // key at most one goroutine and one TLS handshake's state, for at most
 // [ServerConfig.HandshakeTimeout] (default 5 s), and at most
 // [ServerConfig.MaxPending] (default 256) such connections exist at once:
-// one accepted beyond that is reset at once. A client whose key Authorize
+// one accepted beyond that resets the oldest, so that a flood of
+// connections that never finish TLS holds a slot only until 256 newer
+// ones came, while a real client's handshake needs a round trip or two.
+// A client whose key Authorize
 // refuses is closed during the handshake, before a single frame is read.
 // An authorized client costs two goroutines (its receive loop and its
 // writer), about 64 KiB of buffers, and its send queue

@@ -190,7 +190,7 @@ func TestProxyRefused(t *testing.T) {
 			}
 		})
 	}
-	if st := h.Stats(); st.Accepted+st.HandshakeErrors+st.PendingLimit != 0 {
+	if st := h.Stats(); st.Accepted+st.HandshakeErrors+st.Evicted != 0 {
 		t.Errorf("hub Stats() = %+v, want no connection at all", st)
 	}
 }

@@ -4,7 +4,7 @@ package tcppath
 
 // The listening side:
 //
-//	accept (1 goroutine) ── more than MaxPending handshakes? close at once
+//	accept (1 goroutine) ── MaxPending handshakes already? close the oldest
 //	  └▶ handshake (1 goroutine per connection, HandshakeTimeout):
 //	     TLS 1.3, ALPN, Authorize(client key); refused: close, nothing read
 //	       └▶ the same goroutine becomes the link's receive loop:
@@ -19,6 +19,7 @@ package tcppath
 // ReceiveQueue packets in all.
 
 import (
+	"container/list"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -57,8 +58,12 @@ type ServerConfig struct {
 	// [MinMaxPacket, 65535].
 	MaxPacket int
 	// MaxPending is how many connections may be in their TLS handshake at
-	// once; a connection accepted beyond that is closed at once. Zero
-	// means 256.
+	// once. A connection accepted beyond that makes room by closing the
+	// oldest handshake in progress: a flood of connections that never
+	// finish TLS then holds each slot only until MaxPending newer ones
+	// came, and a real client, whose handshake takes a round trip or two,
+	// still gets through (refusing the newcomer instead would lock real
+	// clients out for as long as the flood lasts). Zero means 256.
 	MaxPending int
 	// HandshakeTimeout is how long a connection may take, from accept, to
 	// complete its TLS handshake. Zero means 5 s.
@@ -123,9 +128,9 @@ type Stats struct {
 	// HandshakeErrors counts the other failed handshakes: not TLS 1.3, no
 	// ALPN "godwit-tcp/1", no Ed25519 certificate, reset.
 	HandshakeErrors uint64
-	// PendingLimit counts connections closed at accept because MaxPending
-	// handshakes were in progress.
-	PendingLimit uint64
+	// Evicted counts handshakes closed to make room for a newer
+	// connection when MaxPending were in progress.
+	Evicted uint64
 	// BadFrames counts connections closed for a frame of length 0 or above
 	// MaxPacket.
 	BadFrames uint64
@@ -166,17 +171,25 @@ type Listener struct {
 	rdl *deadline
 	wdl writeDeadline
 
-	nextID  atomic.Uint64
-	pending atomic.Int64
+	nextID atomic.Uint64
+
+	pendMu  sync.Mutex // pendMu guards pending.
+	pending list.List  // of *pendingConn, oldest first
 
 	// mu guards the following fields.
 	mu    sync.RWMutex
 	links map[uint64]*link // by Addr.ID; nil after Close
 
 	accepted, refusedKeys, handshakeTimeouts, handshakeErrors atomic.Uint64
-	pendingLimit, badFrames, idleCloses                       atomic.Uint64
+	evicted, badFrames, idleCloses                            atomic.Uint64
 	sendDrops, receiveDrops                                   atomic.Uint64
 	lastAcceptWarn                                            time.Time // accept loop only
+}
+
+// pendingConn is a connection in its TLS handshake.
+type pendingConn struct {
+	raw     net.Conn
+	evicted atomic.Bool // closed by the accept loop to make room
 }
 
 // received is a packet in the receive queue; ReadFrom puts b back.
@@ -246,15 +259,28 @@ func (ln *Listener) accept() {
 			continue
 		}
 		backoff = 0
-		if ln.pending.Load() >= int64(ln.cfg.MaxPending) {
-			ln.pendingLimit.Add(1)
-			abort(c)
-			continue
+		h := &pendingConn{raw: c}
+		ln.pendMu.Lock()
+		if ln.pending.Len() >= ln.cfg.MaxPending {
+			old := ln.pending.Remove(ln.pending.Front()).(*pendingConn)
+			old.evicted.Store(true)
+			abort(old.raw) // its serve sees the error and counts it
 		}
-		ln.pending.Add(1)
+		e := ln.pending.PushBack(h)
+		ln.pendMu.Unlock()
 		ln.wg.Add(1)
-		go ln.serve(c)
+		go ln.serve(h, e)
 	}
+}
+
+// donePending removes e from the pending handshakes, unless the accept
+// loop evicted it already.
+func (ln *Listener) donePending(h *pendingConn, e *list.Element) {
+	ln.pendMu.Lock()
+	if !h.evicted.Load() {
+		ln.pending.Remove(e)
+	}
+	ln.pendMu.Unlock()
 }
 
 // abort closes c with a reset: no FIN handshake and no TIME_WAIT state
@@ -266,21 +292,29 @@ func abort(c net.Conn) {
 	c.Close()
 }
 
-// serve runs the TLS handshake of a new connection and, if the client is
-// authorized, becomes its receive loop.
-func (ln *Listener) serve(raw net.Conn) {
+// serve runs the TLS handshake of a new connection (h, element e of the
+// pending list) and, if the client is authorized, becomes its receive
+// loop.
+func (ln *Listener) serve(h *pendingConn, e *list.Element) {
 	defer ln.wg.Done()
+	raw := h.raw
 	conn := tls.Server(raw, ln.tlsConf)
 	raw.SetDeadline(time.Now().Add(ln.cfg.HandshakeTimeout))
 	err := conn.HandshakeContext(ln.ctx)
-	ln.pending.Add(-1)
+	ln.donePending(h, e)
 	if err != nil && isClosed(ln.closed) {
 		raw.Close()
 		return
 	}
+	if err == nil && h.evicted.Load() {
+		// Evicted just as it completed: the accept loop closed it.
+		err = net.ErrClosed
+	}
 	if err != nil {
 		var ne net.Error
 		switch {
+		case h.evicted.Load():
+			ln.evicted.Add(1)
 		case errors.Is(err, errUnauthorized):
 			ln.refusedKeys.Add(1)
 			raw.Close() // a plain close, so the client reads the alert
@@ -481,18 +515,21 @@ func (ln *Listener) Stats() Stats {
 	ln.mu.RLock()
 	clients := len(ln.links)
 	ln.mu.RUnlock()
+	ln.pendMu.Lock()
+	pending := ln.pending.Len()
+	ln.pendMu.Unlock()
 	return Stats{
 		Accepted:          ln.accepted.Load(),
 		RefusedKeys:       ln.refusedKeys.Load(),
 		HandshakeTimeouts: ln.handshakeTimeouts.Load(),
 		HandshakeErrors:   ln.handshakeErrors.Load(),
-		PendingLimit:      ln.pendingLimit.Load(),
+		Evicted:           ln.evicted.Load(),
 		BadFrames:         ln.badFrames.Load(),
 		IdleCloses:        ln.idleCloses.Load(),
 		SendDrops:         ln.sendDrops.Load(),
 		ReceiveDrops:      ln.receiveDrops.Load(),
 		Clients:           clients,
-		Pending:           int(ln.pending.Load()),
+		Pending:           pending,
 	}
 }
 

@@ -86,8 +86,11 @@ type InterfaceStatus struct {
 	LocalAddr netip.AddrPort `json:"local_addr"`       // the UDP socket's address
 	// ListenTCP is the TCP listener's address (listen_tcp, with the port
 	// the kernel chose for port 0); zero when not listening on TCP.
-	ListenTCP     netip.AddrPort `json:"listen_tcp,omitzero"`
-	MetricsListen string         `json:"metrics_listen,omitempty"`
+	ListenTCP netip.AddrPort `json:"listen_tcp,omitzero"`
+	// TCPListener counts what the TCP listener did since start; nil when
+	// not listening on TCP.
+	TCPListener   *TCPListenerStatus `json:"tcp_listener,omitempty"`
+	MetricsListen string             `json:"metrics_listen,omitempty"`
 	// Traffic and Drops are totals since start, including peers removed
 	// since and drops that belong to no peer (outbound/no_route,
 	// outbound/malformed).
@@ -121,6 +124,23 @@ type InterfaceStatus struct {
 	// carries several (docs/PERFORMANCE.md).
 	UDPSendCalls    uint64 `json:"udp_send_calls"`
 	UDPSendSegments uint64 `json:"udp_send_segments"`
+}
+
+// TCPListenerStatus is the TCP listener's view (see tcppath.Stats): the
+// clients it serves, the handshakes in progress, and since start the
+// handshakes completed and those that failed, by cause.
+type TCPListenerStatus struct {
+	Clients           int    `json:"clients"`
+	Pending           int    `json:"pending_handshakes"`
+	Accepted          uint64 `json:"accepted"`
+	RefusedKeys       uint64 `json:"refused_keys"`
+	HandshakeTimeouts uint64 `json:"handshake_timeouts"`
+	HandshakeErrors   uint64 `json:"handshake_errors"`
+	Evicted           uint64 `json:"evicted"` // oldest handshakes closed to make room
+	BadFrames         uint64 `json:"bad_frames"`
+	IdleCloses        uint64 `json:"idle_closes"`
+	SendDrops         uint64 `json:"send_drops"`
+	ReceiveDrops      uint64 `json:"receive_drops"`
 }
 
 // ConnEvents counts the endpoint's connection events (see

@@ -24,6 +24,9 @@ func Format(st *Status) string {
 		if ifc.ListenTCP.IsValid() {
 			fmt.Fprintf(&b, "  listening on tcp: %s\n", ifc.ListenTCP)
 		}
+		if tl := ifc.TCPListener; tl != nil {
+			fmt.Fprintf(&b, "  tcp listener: %s\n", formatTCPListener(tl))
+		}
 	} else {
 		fmt.Fprintf(&b, "  local address: %s\n", ifc.LocalAddr)
 	}
@@ -273,4 +276,29 @@ func humanBytes(n uint64) string {
 		i++
 	}
 	return sig3(v) + " " + units[i]
+}
+
+// formatTCPListener is the TCP listener's line of `godwit show`: its
+// clients and handshakes now, then every nonzero counter.
+func formatTCPListener(tl *TCPListenerStatus) string {
+	parts := []string{fmt.Sprintf("%d clients, %d handshakes in progress", tl.Clients, tl.Pending)}
+	for _, x := range []struct {
+		n    uint64
+		what string
+	}{
+		{tl.Accepted, "accepted"},
+		{tl.RefusedKeys, "refused keys"},
+		{tl.HandshakeTimeouts, "handshake timeouts"},
+		{tl.HandshakeErrors, "handshake errors"},
+		{tl.Evicted, "handshakes evicted by newer ones"},
+		{tl.BadFrames, "bad frames"},
+		{tl.IdleCloses, "idle closes"},
+		{tl.SendDrops, "send drops"},
+		{tl.ReceiveDrops, "receive drops"},
+	} {
+		if x.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", x.n, x.what))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -216,6 +216,7 @@ func TestFormatStatus(t *testing.T) {
 func fallbackStatus() *Status {
 	st := fixtureStatus()
 	st.Interface.ListenTCP = netip.MustParseAddrPort("0.0.0.0:443")
+	st.Interface.TCPListener = &TCPListenerStatus{Clients: 1, Pending: 256, Accepted: 3, RefusedKeys: 40, Evicted: 2048}
 	st.Interface.Connections.TCPFallbacks, st.Interface.Connections.UDPReturns = 2, 1
 	van := &st.Peers[1]
 	van.State = StateConnected
@@ -235,6 +236,7 @@ func TestFormatFallback(t *testing.T) {
 	got := Format(fallbackStatus())
 	for _, w := range []string{
 		"  listening on tcp: 0.0.0.0:443",
+		"  tcp listener: 1 clients, 256 handshakes in progress, 3 accepted, 40 refused keys, 2048 handshakes evicted by newer ones",
 		"  transport: tcp (udp blocked: no answer in 1s; tcp via proxy, 12s ago); 2 fallbacks to tcp, 1 returns to udp",
 		"  path 198.18.3.2:40000 -> 198.18.1.1:443 over tcp via proxy (carrying; health up, loss 0.0 %)",
 	} {

@@ -27,8 +27,14 @@ var metricDescs = struct {
 	pathQUICDrops, pathPTO, pathMaxPacket, udpRcvbufErrors                *prometheus.Desc
 	pathRole, pathLoss, pathShare, pathDupSent, pathDupDiscarded          *prometheus.Desc
 	connEvents, lastRedialOutage, udpSendCalls, udpSendSegments           *prometheus.Desc
-	pathTransport, peerOnTCP                                              *prometheus.Desc
+	pathTransport, peerOnTCP, tcpListenerEvents, tcpListenerConns         *prometheus.Desc
 }{
+	tcpListenerEvents: prometheus.NewDesc("godwit_tcp_listener_events_total",
+		"What the TCP listener (listen_tcp) did with connections and packets: accepted, refused_keys, handshake_timeouts, handshake_errors, evicted (oldest handshake closed to make room), bad_frames, idle_closes, send_drops, receive_drops.",
+		[]string{"event"}, nil),
+	tcpListenerConns: prometheus.NewDesc("godwit_tcp_listener_connections",
+		"TCP listener connections now, by state: client (authenticated) or handshake (in progress).",
+		[]string{"state"}, nil),
 	pathTransport: prometheus.NewDesc("godwit_path_transport", "1, labelled with how the path reaches the peer: udp, tcp (TLS on TCP) or tcp via proxy.",
 		[]string{"peer", "path", "transport"}, nil),
 	peerOnTCP: prometheus.NewDesc("godwit_peer_on_tcp", "1 while a peer with endpoint_tcp is on its TCP fallback (no UDP connection usable), else 0.",
@@ -131,6 +137,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		m.pathQUICDrops, m.pathPTO, m.pathMaxPacket, m.udpRcvbufErrors,
 		m.pathRole, m.pathLoss, m.pathShare, m.pathDupSent, m.pathDupDiscarded, m.udpSendCalls, m.udpSendSegments,
 		m.connEvents, m.lastRedialOutage, m.pathTransport, m.peerOnTCP,
+		m.tcpListenerEvents, m.tcpListenerConns,
 	} {
 		ch <- d
 	}
@@ -186,6 +193,20 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 		counter(m.connEvents, e.n, e.name)
 	}
 	gauge(m.lastRedialOutage, ce.LastRedialOutage.Seconds())
+	if tl := ifc.TCPListener; tl != nil {
+		for _, e := range []struct {
+			name string
+			n    uint64
+		}{
+			{"accepted", tl.Accepted}, {"refused_keys", tl.RefusedKeys}, {"handshake_timeouts", tl.HandshakeTimeouts},
+			{"handshake_errors", tl.HandshakeErrors}, {"evicted", tl.Evicted}, {"bad_frames", tl.BadFrames},
+			{"idle_closes", tl.IdleCloses}, {"send_drops", tl.SendDrops}, {"receive_drops", tl.ReceiveDrops},
+		} {
+			counter(m.tcpListenerEvents, e.n, e.name)
+		}
+		gauge(m.tcpListenerConns, float64(tl.Clients), "client")
+		gauge(m.tcpListenerConns, float64(tl.Pending), "handshake")
+	}
 
 	for i := range st.Peers {
 		p := &st.Peers[i]

@@ -132,6 +132,11 @@ func TestMetricsFallback(t *testing.T) {
 		{`godwit_connection_events_total{event="tcp_fallbacks"}`, 2},
 		{`godwit_connection_events_total{event="udp_returns"}`, 1},
 		{`godwit_peer_on_tcp{peer="van-2"}`, 1},
+		{`godwit_tcp_listener_events_total{event="evicted"}`, 2048},
+		{`godwit_tcp_listener_events_total{event="refused_keys"}`, 40},
+		{`godwit_tcp_listener_events_total{event="bad_frames"}`, 0},
+		{`godwit_tcp_listener_connections{state="handshake"}`, 256},
+		{`godwit_tcp_listener_connections{state="client"}`, 1},
 		{`godwit_path_transport{path="198.18.3.2:40000->198.18.1.1:443",peer="van-2",transport="tcp via proxy"}`, 1},
 	} {
 		if v, ok := got[tt.sample]; !ok || v != tt.want {
