@@ -20,6 +20,7 @@ import (
 	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
 	"github.com/godwit-vpn/godwit/quicconn/internal/state"
+	"github.com/godwit-vpn/godwit/quicconn/tcppath"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlogwriter"
@@ -304,6 +305,9 @@ func (e *Endpoint) acceptLoop(ln *quic.EarlyListener) {
 // serveIncoming runs the listener's side of the hello exchange and hands
 // the conn to Accept.
 func (e *Endpoint) serveIncoming(qc *quic.Conn) {
+	if a, ok := qc.RemoteAddr().(tcppath.Addr); ok {
+		e.watchTCP(a, qc)
+	}
 	refused := ""
 	if ei, _ := qc.Context().Value(earlyInfoKey{}).(*earlyInfo); ei != nil {
 		granted, peer, why, attempted := ei.get()

@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn/internal/ctlmsg"
 	"github.com/godwit-vpn/godwit/quicconn/tcppath"
 
 	"github.com/quic-go/quic-go"
@@ -35,8 +36,11 @@ type tcpState struct {
 	tr   *quic.Transport
 	ln   *quic.EarlyListener
 
-	mu    sync.Mutex            // mu guards dials.
+	mu    sync.Mutex            // mu guards dials and conns.
 	dials map[*tcpDial]struct{} // the site's TCP paths not yet closed
+	// conns are the hub's connections on its TCP listener, by client,
+	// until they end: closed at once when their TCP connection is gone.
+	conns map[tcppath.Addr]*quic.Conn
 }
 
 // tcpDial is one TCP path a site dialed: its tcppath conn and the
@@ -90,6 +94,7 @@ func (e *Endpoint) listenTCP(tc *tls.Config) error {
 		PrivateKey: e.cfg.PrivateKey,
 		Authorize:  e.cfg.Authorize,
 		Refused:    e.logRefused,
+		Gone:       e.tcpGone,
 		Control:    markControl(e.cfg.FwMark),
 		Logger:     e.log.With("part", "tcppath"),
 	})
@@ -114,6 +119,44 @@ func (e *Endpoint) listenTCP(tc *tls.Config) error {
 	go e.acceptLoop(ln)
 	e.log.Info("quicconn: listening on TCP", "addr", sock.LocalAddr().String())
 	return nil
+}
+
+// watchTCP keeps qc, an incoming connection from the TCP listener's
+// client a, until it ends, so that tcpGone can close it when its TCP
+// connection is gone: without this, the hub would keep a connection that
+// can never receive again for its idle timeout.
+func (e *Endpoint) watchTCP(a tcppath.Addr, qc *quic.Conn) {
+	e.tcp.mu.Lock()
+	if e.tcp.conns == nil {
+		e.tcp.conns = make(map[tcppath.Addr]*quic.Conn)
+	}
+	e.tcp.conns[a] = qc
+	e.tcp.mu.Unlock()
+	// Gone before it was recorded: tcpGone did not see it.
+	if !e.tcp.sock.Connected(a) {
+		e.tcpGone(a)
+	}
+	context.AfterFunc(qc.Context(), func() {
+		e.tcp.mu.Lock()
+		if e.tcp.conns[a] == qc {
+			delete(e.tcp.conns, a)
+		}
+		e.tcp.mu.Unlock()
+	})
+}
+
+// tcpGone closes the connection of the TCP listener's client a, whose TCP
+// connection ended (tcppath.ServerConfig.Gone).
+func (e *Endpoint) tcpGone(a tcppath.Addr) {
+	e.tcp.mu.Lock()
+	qc := e.tcp.conns[a]
+	delete(e.tcp.conns, a)
+	e.tcp.mu.Unlock()
+	if qc != nil {
+		// Nothing reaches the peer any more: the code and reason are for
+		// this side's logs.
+		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeNoError), "tcp connection gone")
+	}
 }
 
 // TCPListenerStats returns the counters of the hub's TCP listener, and

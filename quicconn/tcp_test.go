@@ -77,14 +77,18 @@ func TestTCPPath(t *testing.T) {
 		t.Errorf("TCPListenerStats() = %+v, %v; want one client", st, ok)
 	}
 
-	// Closing the site's TCP side ends the connection on it at once
-	// (not after the idle timeout) and leaves the UDP one alone.
+	// Closing the site's TCP side ends the connection at once on both
+	// ends (not after the idle timeout) and leaves the UDP one alone.
 	p.cli.tcp.mu.Lock()
 	for d := range p.cli.tcp.dials {
 		d.pc.Close()
 	}
 	p.cli.tcp.mu.Unlock()
 	waitDone(t, tc, 5*time.Second)
+	waitDone(t, ts, 5*time.Second)
+	if !strings.Contains(ts.Err().Error(), "tcp connection gone") {
+		t.Errorf("hub's TCP conn ended with %v, want \"tcp connection gone\"", ts.Err())
+	}
 	exchange(t, uc, us, []byte{0x45, 8})
 }
 

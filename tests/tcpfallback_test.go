@@ -344,3 +344,45 @@ func TestListenTCPInUse(t *testing.T) {
 		t.Errorf("the failed hub left %s behind", tunName)
 	}
 }
+
+// TestTCPFallbackReset: with UDP blocked and the site on its TCP path, the
+// router resets the TCP connection in the middle (an RST to each end, as
+// a middlebox that kills idle or long flows does). The connection ends at
+// once on both ends, the site dials its TCP path again, and the 50 Hz
+// ping flows again (asserted < 10 s; the dial takes a round trip or two
+// once the resets stop).
+func TestTCPFallbackReset(t *testing.T) {
+	t.Parallel()
+	fl := newFallbackLab(t)
+	fl.block(t, true)
+	fl.startHub(t)
+	fl.startSite(t)
+	fl.waitFallback(t, 20*time.Second, "TCP path carrying", onTCP)
+	ping, err := fl.site.StartPinger(fbHubTun, 20*time.Millisecond, 2*time.Minute)
+	must(t, err)
+	t.Cleanup(ping.Stop)
+	if _, err := ping.ReplyAfter(t.Context(), time.Now(), 5*time.Second); err != nil {
+		t.Fatalf("no ping over the TCP path: %v", err)
+	}
+
+	reset := time.Now()
+	loadNft(t, fl.router, fl.nftFile, fmt.Sprintf(`add rule inet tcpfb gate tcp dport %d counter reject with tcp reset
+add rule inet tcpfb gate tcp sport %d counter reject with tcp reset
+`, fbTCPPort, fbTCPPort))
+	fl.siteD.WaitLog(t, 5*time.Second, "peer disconnected", "peer=hub", "transport=tcp")
+	fl.hubD.WaitLog(t, 5*time.Second, "peer disconnected", "peer=site", "transport=tcp")
+	fl.block(t, true) // UDP still blocked, TCP let through again
+	resumed := time.Now()
+	again, err := ping.ReplyAfter(t.Context(), resumed, 10*time.Second)
+	if err != nil {
+		t.Fatalf("no ping reply within 10 s after the resets stopped: %v (%s)", err, fbString(fl.siteD.Peer(t, "hub")))
+	}
+	p := fl.waitFallback(t, 5*time.Second, "TCP path carrying again", onTCP)
+	time.Sleep(time.Second)
+	gap, lost, sent := ping.Outage(reset, time.Now())
+	t.Logf("TCP reset mid-run: both ends saw it within %v; pings again %v after the resets stopped; longest gap %v, %d of %d lost (%s)",
+		resumed.Sub(reset).Round(time.Millisecond), again.Sub(resumed).Round(time.Millisecond), gap.Round(time.Millisecond), lost, sent, fbString(p))
+	if n := len(fl.hubD.LogLines("peer connected", "peer=site", "transport=tcp")); n != 2 {
+		t.Errorf("hub logged %d TCP connections of the site, want 2 (before and after the reset)", n)
+	}
+}

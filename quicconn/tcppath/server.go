@@ -81,6 +81,13 @@ type ServerConfig struct {
 	// for ReadFrom before the receive loops drop them (a UDP socket's
 	// receive buffer). Zero means 1024.
 	ReceiveQueue int
+	// Gone, if not nil, is called once for every authorized client whose
+	// connection ended (failed, reset, idle, or closed by Close), from
+	// that client's receive goroutine, after its Addr stopped being
+	// [Listener.Connected]: nothing sent to that Addr arrives any more,
+	// and nothing will come from it, so a QUIC connection on it can be
+	// closed at once instead of at its idle timeout.
+	Gone func(Addr)
 	// Control, if not nil, is called on the listening socket before it is
 	// bound (net.ListenConfig.Control): to set SO_MARK, say.
 	Control func(network, address string, c syscall.RawConn) error
@@ -354,6 +361,19 @@ func (ln *Listener) serve(h *pendingConn, e *list.Element) {
 		delete(ln.links, id)
 	}
 	ln.mu.Unlock()
+	if ln.cfg.Gone != nil {
+		ln.cfg.Gone(l.addr.(Addr))
+	}
+}
+
+// Connected reports whether a is the Addr of an authorized client whose
+// connection is up. Once false for an Addr it stays false: Addrs are never
+// reused.
+func (ln *Listener) Connected(a Addr) bool {
+	ln.mu.RLock()
+	defer ln.mu.RUnlock()
+	l, ok := ln.links[a.id]
+	return ok && l.addr == net.Addr(a)
 }
 
 // receive reads l's frames into the shared receive queue until l fails
