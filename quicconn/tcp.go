@@ -41,6 +41,11 @@ type tcpState struct {
 	// conns are the hub's connections on its TCP listener, by client,
 	// until they end: closed at once when their TCP connection is gone.
 	conns map[tcppath.Addr]*quic.Conn
+
+	// wrap, if not nil, is what quic-go gets instead of each dialed
+	// tcppath.PacketConn: tests record and replay through it. Set before
+	// the first DialTCP.
+	wrap func(net.PacketConn) net.PacketConn
 }
 
 // tcpDial is one TCP path a site dialed: its tcppath conn and the
@@ -202,8 +207,12 @@ func (e *Endpoint) DialTCP(ctx context.Context, addr string, peer key.Public, pr
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: %w", err)
 	}
+	var conn net.PacketConn = pc
+	if e.tcp.wrap != nil {
+		conn = e.tcp.wrap(pc)
+	}
 	d := &tcpDial{pc: pc, tr: &quic.Transport{
-		Conn:                  pc,
+		Conn:                  conn,
 		ConnectionIDLength:    e.tr.ConnectionIDLength,
 		ConnectionIDGenerator: e.tr.ConnectionIDGenerator,
 		StatelessResetKey:     e.tr.StatelessResetKey,
