@@ -235,7 +235,7 @@ func TestParseNftCounters(t *testing.T) {
 	if _, err := parseNftCounters("counter packets x bytes 0"); err == nil {
 		t.Error("parseNftCounters with a bad number succeeded, want error")
 	}
-	rules := nftLossRules(51820, 5)
+	rules := nftLossRules("udp", 51820, 5)
 	for _, want := range []string{"table inet " + chaosTable, "udp dport 51820 counter\n", "udp dport 51820 numgen random mod 100 < 5 counter drop"} {
 		if !strings.Contains(rules, want) {
 			t.Errorf("nftLossRules lacks %q:\n%s", want, rules)

@@ -16,8 +16,26 @@ import (
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
 )
 
-// godwitPort is the hub's QUIC listen port.
-const godwitPort = 4433
+// godwitPort is the hub's QUIC listen port, godwitTCPPort its listen_tcp
+// port for the overtcp rows.
+const (
+	godwitPort    = 4433
+	godwitTCPPort = 443
+)
+
+// udpBlockTable is the nft table of the overtcp rows: in the hub
+// namespace, it drops every UDP packet to the hub's QUIC port, silently.
+const udpBlockTable = "gwbudpblock"
+
+func udpBlockRules(port int) string {
+	return fmt.Sprintf(`table inet %s {
+	chain in {
+		type filter hook input priority 0; policy accept;
+		udp dport %d counter drop
+	}
+}
+`, udpBlockTable, port)
+}
 
 // godwitConfig renders a Godwit TOML config with one peer. listen,
 // endpoint and metrics may be invalid (zero) to leave them out. An mtu of 0
@@ -91,7 +109,20 @@ func startGodwit(ctx context.Context, t *topo, opts startOpts) (*tunnelUp, error
 			"hub", hub.pub, hubIn.Masked(), listen, metrics),
 	}
 
-	up := &tunnelUp{hubAddr: hubIn.Addr(), port: godwitPort}
+	up := &tunnelUp{hubAddr: hubIn.Addr(), proto: "udp", port: godwitPort}
+	if opts.overTCP {
+		// The hub listens on TCP too, the site knows it (and so runs in
+		// failover mode), and UDP to the hub never arrives: the site falls
+		// back to its TCP path a second after its start.
+		tcp := netip.AddrPortFrom(t.hubVethIP, godwitTCPPort)
+		cfgs["hub"] = strings.Replace(cfgs["hub"], "\n[[peer]]", fmt.Sprintf("listen_tcp = %q\n\n[[peer]]", tcp), 1)
+		cfgs["site"] += fmt.Sprintf("endpoint_tcp = %q\n", tcp)
+		if _, err := nsCommand(ctx, t.hub, udpBlockRules(godwitPort), "nft", "-f", "-"); err != nil {
+			return nil, err
+		}
+		up.proto, up.port = "tcp", godwitTCPPort
+		up.cleanup = func() { _, _ = t.hub.Exec("nft", "delete", "table", "inet", udpBlockTable) }
+	}
 	if v, err := commandOutput(ctx, "", t.godwitBin, "version"); err == nil {
 		up.version = strings.SplitN(v, "\n", 2)[0]
 	}
@@ -124,8 +155,12 @@ func startGodwit(ctx context.Context, t *topo, opts startOpts) (*tunnelUp, error
 	}
 	up.drops = godwitDrops(sockets)
 	// The site dials, so its log shows the connection first.
+	connected := []string{"peer connected", "peer=hub"}
+	if opts.overTCP {
+		connected = append(connected, "transport=tcp")
+	}
 	err := netlab.WaitFor(ctx, 20*time.Second, "connection from the godwit site", func() (bool, error) {
-		if len(up.procs[1].LogLines("peer connected", "peer=hub")) > 0 {
+		if len(up.procs[1].LogLines(connected...)) > 0 {
 			return true, nil
 		}
 		if up.procs[0].Exited() || up.procs[1].Exited() {

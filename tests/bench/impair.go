@@ -25,17 +25,18 @@ const (
 	tbfLatency = "25ms"
 )
 
-// nftLossRules renders the loss table: every UDP packet to port is counted,
-// then pct % of them, chosen at random, are counted again and dropped.
-func nftLossRules(port, pct int) string {
+// nftLossRules renders the loss table: every packet of proto ("udp" or
+// "tcp") to port is counted, then pct % of them, chosen at random, are
+// counted again and dropped.
+func nftLossRules(proto string, port, pct int) string {
 	return fmt.Sprintf(`table inet %[1]s {
 	chain pre {
 		type filter hook prerouting priority -300; policy accept;
-		udp dport %[2]d counter
-		udp dport %[2]d numgen random mod 100 < %[3]d counter drop
+		%[4]s dport %[2]d counter
+		%[4]s dport %[2]d numgen random mod 100 < %[3]d counter drop
 	}
 }
-`, chaosTable, port, pct)
+`, chaosTable, port, pct, proto)
 }
 
 // parseNftCounters returns the packet counts of the "counter packets N"
@@ -63,14 +64,14 @@ type applied struct {
 	dropPct func() (*float64, error)
 }
 
-// impair sets im up on the underlay for a tunnel whose hub listens on UDP
-// port. Loss: the rule goes into the hub (receiving) namespace, and the
+// impair sets im up on the underlay for a tunnel whose hub listens on
+// proto ("udp", or "tcp" for Godwit's TCP path) port. Loss: the rule goes into the hub (receiving) namespace, and the
 // site's veth gets gso_max_segs 1, so UDP GSO super-packets are cut into
-// datagrams before they cross the veth and each datagram is dropped on its
-// own (a veth otherwise carries a whole GSO batch as one packet through
-// prerouting). Rate: a tbf on the site's veth (the sending side). On error
+// datagrams (and TSO super-segments into TCP segments) before they cross
+// the veth and each one is dropped on its own (a veth otherwise carries a
+// whole GSO batch as one packet through prerouting). Rate: a tbf on the site's veth (the sending side). On error
 // nothing stays in place.
-func (t *topo) impair(ctx context.Context, im impairment, port int) (*applied, error) {
+func (t *topo) impair(ctx context.Context, im impairment, proto string, port int) (*applied, error) {
 	if im.RateMbit > 0 {
 		if _, err := t.site.Exec("tc", "qdisc", "replace", "dev", "veth0", "root", "tbf",
 			"rate", strconv.Itoa(im.RateMbit)+"mbit", "burst", tbfBurst, "latency", tbfLatency); err != nil {
@@ -99,7 +100,7 @@ func (t *topo) impair(ctx context.Context, im impairment, port int) (*applied, e
 		_, err := t.site.Exec("ip", "link", "set", "dev", "veth0", "gso_max_segs", strconv.Itoa(segs))
 		return err
 	}
-	if _, err := nsCommand(ctx, t.hub, nftLossRules(port, im.LossPct), "nft", "-f", "-"); err != nil {
+	if _, err := nsCommand(ctx, t.hub, nftLossRules(proto, port, im.LossPct), "nft", "-f", "-"); err != nil {
 		return nil, errors.Join(err, restoreSegs())
 	}
 	return &applied{

@@ -225,11 +225,14 @@ type rowSet struct {
 	// mpSilent, mpLoss and mpAggregate are the multipath rows
 	// (multipath.go).
 	mpSilent, mpLoss, mpAggregate bool
+	// overTCP are the rows of Godwit's TCP path (overtcp, overtcp-lossP),
+	// in the order given.
+	overTCP []tcpPathRow
 }
 
 // classic reports whether rs has rows that compare both daemons.
 func (rs rowSet) classic() bool {
-	return len(rs.streams) > 0 || rs.ping || len(rs.impair) > 0 || len(rs.pinned) > 0
+	return len(rs.streams) > 0 || rs.ping || len(rs.impair) > 0 || len(rs.pinned) > 0 || len(rs.overTCP) > 0
 }
 
 // mobility reports whether rs has mobility rows.
@@ -255,8 +258,18 @@ type pinnedRow struct {
 	CPUs    int    `json:"hub_cpus"`
 }
 
+// tcpPathRow is a single-stream TCP run through Godwit with UDP blocked
+// on the underlay, so the tunnel runs on its TCP path (TLS on TCP,
+// listen_tcp and endpoint_tcp), with LossPct % random loss of the outer
+// TCP segments to the hub, or none.
+type tcpPathRow struct {
+	Key     string `json:"key"` // the -rows name: "overtcp", "overtcp-loss1"
+	LossPct int    `json:"loss_pct,omitempty"`
+}
+
 // parseRows parses -rows. Names are tcpN (N 1..64), ping, lossP (P 1..99),
-// tbfM (M 1..100000), tcpN-cpuC (N 1..64, C 1..64), switch,
+// tbfM (M 1..100000), tcpN-cpuC (N 1..64, C 1..64), overtcp,
+// overtcp-lossP (P 1..99), switch,
 // switch-nostandby, restartN (N 0..1000), mp-silent, mp-loss and
 // mp-aggregate, without duplicates.
 func parseRows(s string) (rowSet, error) {
@@ -264,7 +277,7 @@ func parseRows(s string) (rowSet, error) {
 	seen := map[string]bool{}
 	for f := range strings.SplitSeq(s, ",") {
 		f = strings.TrimSpace(f)
-		bad := fmt.Errorf("bench: -rows %q: %q is not tcpN (1..64), ping, lossP (1..99), tbfM (1..100000), tcpN-cpuC (1..64, 1..64), switch, switch-nostandby, restartN (0..1000), mp-silent, mp-loss or mp-aggregate", s, f)
+		bad := fmt.Errorf("bench: -rows %q: %q is not tcpN (1..64), ping, lossP (1..99), tbfM (1..100000), tcpN-cpuC (1..64, 1..64), overtcp, overtcp-lossP (1..99), switch, switch-nostandby, restartN (0..1000), mp-silent, mp-loss or mp-aggregate", s, f)
 		if seen[f] {
 			return rowSet{}, fmt.Errorf("bench: -rows %q: %q given twice", s, f)
 		}
@@ -287,6 +300,17 @@ func parseRows(s string) (rowSet, error) {
 			continue
 		case "mp-aggregate":
 			rs.mpAggregate = true
+			continue
+		case "overtcp":
+			rs.overTCP = append(rs.overTCP, tcpPathRow{Key: f})
+			continue
+		}
+		if v, ok := strings.CutPrefix(f, "overtcp-loss"); ok {
+			p, err := strconv.Atoi(v)
+			if err != nil || p < 1 || p > 99 || strconv.Itoa(p) != v {
+				return rowSet{}, bad
+			}
+			rs.overTCP = append(rs.overTCP, tcpPathRow{Key: f, LossPct: p})
 			continue
 		}
 		if tcp, cpus, ok := strings.Cut(f, "-cpu"); ok {

@@ -188,6 +188,7 @@ func rows(rep *report) []row {
 		tcpRow(fmt.Sprintf("underlay dropped, %s rule (%%)", im.Key), "%.2f", im.Key, nil, func(t *tcpResult) *float64 { return t.UnderlayDropPct })
 		out[len(out)-1].cmp = cmpNone
 	}
+	out = append(out, overTCPRows(rep)...)
 	ping := func(label string, get func(*result) *pingStats, tg *target) {
 		n := 0
 		for _, rd := range rep.Rounds {
@@ -243,6 +244,53 @@ func rows(rep *report) []row {
 	}
 	if rep.Multipath != nil {
 		out = append(out, multipathRows(rep.Multipath)...)
+	}
+	return out
+}
+
+// overTCPRows are the rows of Godwit's TCP path (the overtcp rows): each
+// one's throughput, inner TCP retransmits and drops next to wireguard-go's
+// same run over UDP (tcp1, or lossP with the same loss), and for the clean
+// one the ratio to Godwit's own tcp1 over UDP in the same round, with the
+// fallback issue's target.
+func overTCPRows(rep *report) []row {
+	var out []row
+	field := func(key string, godwit bool, f func(*tcpResult) float64) []*float64 {
+		return perRound(rep, godwit, func(r *result) *float64 {
+			if t := tcpOf(r, key); t != nil {
+				return ptr(f(t))
+			}
+			return nil
+		})
+	}
+	mbps := func(t *tcpResult) float64 { return t.Mbps }
+	for _, ot := range rep.OverTCP {
+		vs, label := "tcp1", "TCP 1 stream over Godwit's TCP path"
+		if ot.LossPct > 0 {
+			vs = fmt.Sprintf("loss%d", ot.LossPct)
+			label += fmt.Sprintf(", %d%% loss", ot.LossPct)
+		}
+		label += " (wg: " + vs + " over UDP)"
+		out = append(out,
+			row{label: label + " (Mbit/s)", unit: "%.0f", g: field(ot.Key, true, mbps), w: field(vs, false, mbps), round: true},
+			row{label: "inner TCP retransmits per GB, " + ot.Key, unit: unitCount, round: true,
+				g: field(ot.Key, true, func(t *tcpResult) float64 { return t.RetransPerGB }),
+				w: field(vs, false, func(t *tcpResult) float64 { return t.RetransPerGB })},
+			row{label: "drops inside the daemons per GB, " + ot.Key, unit: unitCount, round: true, cmp: cmpNone,
+				g: field(ot.Key, true, func(t *tcpResult) float64 { return t.DropsPerGB }),
+				w: field(vs, false, func(t *tcpResult) float64 { return t.DropsPerGB })})
+		if ot.LossPct > 0 {
+			continue
+		}
+		tcpPath, udp := field(ot.Key, true, mbps), field("tcp1", true, mbps)
+		ratio := make([]*float64, len(tcpPath))
+		for i := range ratio {
+			if tcpPath[i] != nil && udp[i] != nil && *udp[i] > 0 {
+				ratio[i] = ptr(*tcpPath[i] / *udp[i])
+			}
+		}
+		out = append(out, row{label: "Godwit 1 stream, TCP path / UDP (x)", unit: "%.2f", g: ratio, cmp: cmpNone, na: true,
+			tgt: &targetTCPPath, round: true})
 	}
 	return out
 }

@@ -53,8 +53,12 @@ type topo struct {
 
 // tunnelUp is one running daemon pair.
 type tunnelUp struct {
-	hubAddr netip.Addr     // inner address of the hub end: ping target and TCP sink
-	port    int            // the hub's UDP port (the underlay loss rule matches it)
+	hubAddr netip.Addr // inner address of the hub end: ping target and TCP sink
+	// proto and port are the tunnel's transport ("udp", or "tcp" for
+	// Godwit's TCP path) and the hub's port: the underlay loss rule
+	// matches them.
+	proto   string
+	port    int
 	mtu     int            // inner MTU of the site's interface
 	procs   []*netlab.Proc // hub and site daemon
 	version string
@@ -73,6 +77,8 @@ type startOpts struct {
 	// hubCPUs, if not 0, starts the hub daemon under taskset on CPUs
 	// 0..hubCPUs-1.
 	hubCPUs int
+	// overTCP runs Godwit on its TCP path, UDP blocked (the overtcp rows).
+	overTCP bool
 }
 
 // starter starts a daemon pair; the returned tunnelUp is non-nil once a
@@ -109,6 +115,7 @@ type report struct {
 	Rows     rowSet       `json:"-"`
 	Impair   []impairment `json:"impairments,omitempty"`
 	Pinned   []pinnedRow  `json:"cpu_starved,omitempty"`
+	OverTCP  []tcpPathRow `json:"over_tcp,omitempty"`
 	Streams  []int        `json:"streams"`
 	Pings    bool         `json:"pings"`
 	// Rounds are the rounds of the classic rows, in the order run.
@@ -131,6 +138,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 		Warmup:   o.warmup.String(),
 		Impair:   o.rows.impair,
 		Pinned:   o.rows.pinned,
+		OverTCP:  o.rows.overTCP,
 		Streams:  o.rows.streams,
 		Pings:    o.rows.ping,
 		Rows:     o.rows,
@@ -142,6 +150,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 			"drops inside the daemons: counters that grew over the measured interval, per 1e9 bytes received, by \"<hub|site> <source>/<reason>\": udp/rcvbuf_errors and udp/sndbuf_errors from /proc/net/snmp (Udp + Udp6) of each namespace, for both daemons; for Godwit also both daemons' control-socket status: quic/dos_prevention, quic/receive_queue_full, quic/send_too_large (quic-go, per path), inbound/* and outbound/* (the tunnel: tun_queue_full, queue_full = the peer's send queue, ...), tun/too_many_segments, tun/write_errors, socket/unreachable_sends; quic-go's datagram send queue blocks rather than drops; outbound/no_route (packets the kernel sends into the TUN for no peer, not tunnel traffic) is listed but left out of the total. wireguard-go exposes no drop counters: only its namespaces' UDP counters are counted",
 			"tcpN-cpuC: the hub (receiving) daemon started under taskset -c 0..C-1 (so its Go runtime also starts with GOMAXPROCS=C), the sender, the sink and the site daemon unpinned",
 			"lossP: nft numgen random drop of P % of UDP to the hub's tunnel port in the hub namespace's prerouting; gso_max_segs 1 on the site veth so each datagram is dropped on its own",
+			"overtcp, overtcp-lossP (Godwit only): the hub with listen_tcp, the site with endpoint_tcp, every UDP packet to the hub's port dropped in the hub namespace, so the tunnel runs on its TLS-over-TCP path; one TCP stream, clean or with the lossP rule on the outer TCP segments to the hub's TCP port; compared with Godwit's own tcp1 over UDP and with wireguard-go's tcp1 and lossP of the same round",
 			"tbfM: tbf rate M mbit burst " + tbfBurst + " latency " + tbfLatency + " on the site's veth (site -> hub direction)",
 			"ping: ICMP echo from the site namespace, idle tunnel; veth = bare underlay with the daemons idle",
 			"inner MTU: each project's default (wireguard-go 1420, Godwit its config default)",
@@ -284,17 +293,21 @@ func (t *topo) measure(ctx context.Context, o options, log *slog.Logger, name st
 		}
 		err = t.measureInto(ctx, o, log, r, start, session{round: n, pinned: &o.rows.pinned[i]})
 	}
+	if err == nil && len(o.rows.overTCP) > 0 && name == "Godwit" {
+		err = t.measureInto(ctx, o, log, r, start, session{round: n, overTCP: true})
+	}
 	if err != nil {
 		r.Error = err.Error()
 	}
 	return r, err
 }
 
-// session is what one started daemon pair measures: the pinned row, or
-// (pinned nil) the ping, tcpN and impaired rows.
+// session is what one started daemon pair measures: the pinned row, the
+// overtcp rows, or (neither) the ping, tcpN and impaired rows.
 type session struct {
-	round  int
-	pinned *pinnedRow
+	round   int
+	pinned  *pinnedRow
+	overTCP bool
 }
 
 func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *result, start starter, sess session) (err error) {
@@ -302,6 +315,10 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 	if sess.pinned != nil {
 		opts.tag += "-" + sess.pinned.Key
 		opts.hubCPUs = sess.pinned.CPUs
+	}
+	if sess.overTCP {
+		opts.tag += "-overtcp"
+		opts.overTCP = true
 	}
 	up, err := start(ctx, t, opts)
 	if up != nil {
@@ -334,7 +351,7 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 		}
 	}
 
-	if o.rows.ping && sess.pinned == nil {
+	if o.rows.ping && sess.pinned == nil && !sess.overTCP {
 		log.Info("ping", "round", sess.round, "daemon", r.Name, "count", o.pings)
 		if r.PingTunnel, err = t.ping(up.hubAddr, o.pings); err != nil {
 			return err
@@ -379,6 +396,27 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 		}
 		return checkRunning(up.procs)
 	}
+	if sess.overTCP {
+		for _, row := range o.rows.overTCP {
+			log.Info("tcp", "round", sess.round, "daemon", r.Name, "row", row.Key, "duration", o.duration)
+			var res tcpResult
+			var err error
+			if row.LossPct == 0 {
+				res, err = tcp(1, nil)
+			} else {
+				res, err = t.measureImpaired(ctx, impairment{Key: row.Key, LossPct: row.LossPct}, up.proto, up.port,
+					func() (tcpResult, error) { return tcp(1, nil) })
+			}
+			res.Row = row.Key
+			if err != nil {
+				return fmt.Errorf("bench: %s: %w%s", row.Key, err, measure.ProcLogs(up.procs...))
+			}
+			if err := done(res); err != nil {
+				return err
+			}
+		}
+		return checkRunning(up.procs)
+	}
 	for _, n := range o.rows.streams {
 		log.Info("tcp", "round", sess.round, "daemon", r.Name, "streams", n, "duration", o.duration)
 		var during func(context.Context)
@@ -404,7 +442,7 @@ func (t *topo) measureInto(ctx context.Context, o options, log *slog.Logger, r *
 	}
 	for _, im := range o.rows.impair {
 		log.Info("tcp", "round", sess.round, "daemon", r.Name, "streams", 1, "impairment", im.Key, "duration", o.duration)
-		res, err := t.measureImpaired(ctx, im, up.port, func() (tcpResult, error) { return tcp(1, nil) })
+		res, err := t.measureImpaired(ctx, im, up.proto, up.port, func() (tcpResult, error) { return tcp(1, nil) })
 		res.Row = im.Key
 		if err != nil {
 			return fmt.Errorf("bench: 1 stream, %s: %w%s", im.Key, err, measure.ProcLogs(up.procs...))
@@ -454,8 +492,8 @@ func checkPinned(pid int, list string) error {
 
 // measureImpaired runs measure with im in place on the underlay and
 // removes it again, also on error.
-func (t *topo) measureImpaired(ctx context.Context, im impairment, port int, measure func() (tcpResult, error)) (res tcpResult, err error) {
-	a, err := t.impair(ctx, im, port)
+func (t *topo) measureImpaired(ctx context.Context, im impairment, proto string, port int, measure func() (tcpResult, error)) (res tcpResult, err error) {
+	a, err := t.impair(ctx, im, proto, port)
 	if err != nil {
 		return res, err
 	}

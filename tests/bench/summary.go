@@ -88,6 +88,9 @@ var (
 	targetPing     = target{maxPlus: 0.050, text: "<= wg + 0.050 ms"}
 	targetRetrans  = target{maxRatio: 1.01, text: "<= wg + 1 %"}
 	targetDrops    = target{zero: true, text: "0 in every round"}
+	// targetTCPPath is the fallback issue's: one stream over the TCP path
+	// at least 0.7x the same daemon over UDP.
+	targetTCPPath = target{atLeast: 0.7, text: ">= 0.70x"}
 )
 
 // eps absorbs floating-point noise at a target's limit (0.25 - 0.2 is

@@ -188,7 +188,7 @@ func startWireGuard(ctx context.Context, t *topo, opts startOpts) (*tunnelUp, er
 	if err != nil {
 		return nil, err
 	}
-	up := &tunnelUp{hubAddr: hubIn.Addr(), port: wgPort}
+	up := &tunnelUp{hubAddr: hubIn.Addr(), proto: "udp", port: wgPort}
 	// wireguard-go removes its socket when it stops cleanly; after a SIGKILL
 	// this removes the leftover (the names carry the run's ID).
 	up.cleanup = func() {
