@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/godwit-vpn/godwit/config/key"
@@ -41,6 +42,9 @@ type tcpState struct {
 	// conns are the hub's connections on its TCP listener, by client,
 	// until they end: closed at once when their TCP connection is gone.
 	conns map[tcppath.Addr]*quic.Conn
+
+	// closedDrops are the send drops of the dialed TCP paths closed so far.
+	closedDrops atomic.Uint64
 
 	// wrap, if not nil, is what quic-go gets instead of each dialed
 	// tcppath.PacketConn: tests record and replay through it. Set before
@@ -257,11 +261,32 @@ func (e *Endpoint) addTCPDial(d *tcpDial) bool {
 // dropTCPDial closes d and forgets it.
 func (e *Endpoint) dropTCPDial(d *tcpDial) {
 	e.tcp.mu.Lock()
+	_, ok := e.tcp.dials[d]
 	delete(e.tcp.dials, d)
 	e.tcp.mu.Unlock()
 	if err := d.close(); err != nil {
 		e.log.Debug("quicconn: closing a TCP path", "err", err)
 	}
+	if ok {
+		e.tcp.closedDrops.Add(d.pc.Stats().SendDrops)
+	}
+}
+
+// TCPSendDrops counts the packets this Endpoint's TCP paths dropped
+// because a send queue stayed full for its wait: the dialed paths' and
+// the TCP listener's, since the Endpoint was made. Safe for concurrent
+// use.
+func (e *Endpoint) TCPSendDrops() uint64 {
+	n := e.tcp.closedDrops.Load()
+	e.tcp.mu.Lock()
+	for d := range e.tcp.dials {
+		n += d.pc.Stats().SendDrops
+	}
+	e.tcp.mu.Unlock()
+	if e.tcp.sock != nil {
+		n += e.tcp.sock.Stats().SendDrops
+	}
+	return n
 }
 
 // closeTCP closes the TCP listener's Transport and socket and every TCP

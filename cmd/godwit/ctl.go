@@ -78,6 +78,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			TUNTooManySegments: ts.TooManySegments,
 			TUNWriteErrors:     ts.TUNWriteErrors,
 			UnreachableSends:   es.UnreachableDrops,
+			TCPSendDrops:       d.ep.TCPSendDrops(),
 			Connections: ctl.ConnEvents{
 				ZeroRTTAttempted:    es.ZeroRTTAttempted,
 				ZeroRTTAccepted:     es.ZeroRTTAccepted,
@@ -99,7 +100,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 		st.Interface.TCPListener = &ctl.TCPListenerStatus{Clients: ls.Clients, Pending: ls.Pending,
 			Accepted: ls.Accepted, RefusedKeys: ls.RefusedKeys, HandshakeTimeouts: ls.HandshakeTimeouts,
 			HandshakeErrors: ls.HandshakeErrors, Evicted: ls.Evicted, BadFrames: ls.BadFrames,
-			IdleCloses: ls.IdleCloses, SendDrops: ls.SendDrops, ReceiveDrops: ls.ReceiveDrops}
+			IdleCloses: ls.IdleCloses, SendDrops: ls.SendDrops, ReceiveWaits: ls.ReceiveWaits}
 	}
 	st.Interface.UDPRcvbufErrors, _ = quicconn.UDPRcvbufErrors()
 	st.Interface.SocketReceiveBuffer, st.Interface.SocketSendBuffer, _ = d.ep.SocketBuffers()

@@ -44,9 +44,13 @@ type ClientConfig struct {
 	// [MinMaxPacket, 65535]. It must match the hub's, or the larger side's
 	// packets close the connection.
 	MaxPacket int
-	// SendQueue is how many packets wait for the TCP connection before
-	// WriteTo drops them. Zero means 128.
+	// SendQueue is how many packets wait for the TCP connection; when it
+	// is full, WriteTo waits up to SendWait for room, then drops the
+	// packet. Zero means 128.
 	SendQueue int
+	// SendWait is how long WriteTo waits for room in a full send queue.
+	// Zero means 20 ms; negative, not at all.
+	SendWait time.Duration
 	// Control, if not nil, is called on the TCP socket before it connects
 	// (net.Dialer.Control): to set SO_MARK or bind it to an uplink.
 	Control func(network, address string, c syscall.RawConn) error
@@ -58,6 +62,9 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 128
+	}
+	if c.SendWait == 0 {
+		c.SendWait = 20 * time.Millisecond
 	}
 	return c
 }
@@ -171,7 +178,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*PacketConn, erro
 		remote: newAddr(addrPortOf(raw.RemoteAddr()), 0),
 		limit:  cfg.MaxPacket,
 	}
-	c.l = newLink(raw, conn, c.remote.(Addr), cfg.MaxPacket, cfg.SendQueue, newBufPool(cfg.MaxPacket), &c.sendDrops)
+	c.l = newLink(raw, conn, c.remote.(Addr), cfg.MaxPacket, cfg.SendQueue, cfg.SendWait, newBufPool(cfg.MaxPacket), &c.sendDrops)
 	go c.l.write()
 	return c, nil
 }

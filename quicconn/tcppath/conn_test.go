@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -291,7 +292,8 @@ func TestPendingLimitAndHandshakeTimeout(t *testing.T) {
 // keeps writing to it while another client is served at full speed.
 func TestSlowClientDoesNotBlockOthers(t *testing.T) {
 	slow, fast := newIdentity(t), newIdentity(t)
-	h := newHub(t, ServerConfig{SendQueue: 16}, slow.pub, fast.pub)
+	// A WriteTo to the stalled client waits SendWait before it drops.
+	h := newHub(t, ServerConfig{SendQueue: 16, SendWait: time.Millisecond}, slow.pub, fast.pub)
 	cs, cf := h.dial(t, slow), h.dial(t, fast)
 	toSlow, toFast := h.register(t, cs), h.register(t, cf)
 
@@ -315,7 +317,8 @@ func TestSlowClientDoesNotBlockOthers(t *testing.T) {
 	stalled := h.Stats().SendDrops
 
 	// The fast client gets every packet, one round trip each, while the
-	// slow one's packets keep being dropped; no WriteTo waits.
+	// slow one's packets keep being dropped; no WriteTo waits longer than
+	// SendWait.
 	var slowest time.Duration
 	for i := range 200 {
 		t0 := time.Now()
@@ -542,4 +545,49 @@ func TestNoALPN(t *testing.T) {
 		}
 	}
 	waitFor(t, "HandshakeErrors", func() bool { return h.Stats().HandshakeErrors == 2 })
+}
+
+// TestBurstsWaitInsteadOfDropping sends a burst far larger than the
+// client's send queue and the hub's receive queue while the hub reads
+// nothing: the client's WriteTo waits for its writer, the hub's receive
+// loop waits for room and TCP holds the client back, and once the hub
+// reads, every packet arrives, in order, none dropped.
+func TestBurstsWaitInsteadOfDropping(t *testing.T) {
+	site := newIdentity(t)
+	h := newHub(t, ServerConfig{ReceiveQueue: 4}, site.pub)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, h.LocalAddr().String(), ClientConfig{PrivateKey: site.priv, PeerKey: h.id.pub, SendQueue: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	h.register(t, c)
+
+	const n = 3000
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		p := make([]byte, 1200)
+		for i := range n {
+			binary.BigEndian.PutUint16(p, uint16(i))
+			if _, err := c.WriteTo(p, c.RemoteAddr()); err != nil {
+				t.Errorf("WriteTo: %v", err)
+				return
+			}
+		}
+	}()
+	time.Sleep(300 * time.Millisecond) // the hub reads nothing meanwhile
+	for i := range n {
+		got, _ := readFrom(t, h, 5*time.Second)
+		if v := binary.BigEndian.Uint16(got); v != uint16(i) {
+			t.Fatalf("packet %d arrived as number %d: one was lost", i, v)
+		}
+	}
+	<-sent
+	st, cst := h.Stats(), c.Stats()
+	if cst.SendDrops != 0 || st.ReceiveWaits == 0 {
+		t.Errorf("client send drops %d (want 0), hub receive waits %d (want > 0)", cst.SendDrops, st.ReceiveWaits)
+	}
+	t.Logf("%d packets, none lost; hub receive waits %d", n, st.ReceiveWaits)
 }

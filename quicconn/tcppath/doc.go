@@ -37,13 +37,20 @@
 // refuses is closed during the handshake, before a single frame is read.
 // An authorized client costs two goroutines (its receive loop and its
 // writer), about 64 KiB of buffers, and its send queue
-// ([ServerConfig.SendQueue] packets, default 128). Its writer never makes
-// WriteTo wait: a client that stops reading loses its own packets,
-// counted, and is closed after [ServerConfig.IdleTimeout] without write
-// progress; a client that sends nothing for that long is closed too. All
-// clients share one receive queue ([ServerConfig.ReceiveQueue] packets,
-// default 1024), dropping when it is full, like a UDP socket buffer.
+// ([ServerConfig.SendQueue] packets, default 128). WriteTo waits for room
+// in a full send queue at most [ServerConfig.SendWait] (default 5 ms): a
+// client that stops reading loses its own packets, counted, and is closed
+// after [ServerConfig.IdleTimeout] without write progress; a client that
+// sends nothing for that long is closed too. All clients share one
+// receive queue ([ServerConfig.ReceiveQueue] packets, default 1024); when
+// it is full the receive loops wait and stop reading, so TCP's flow
+// control holds the clients back and no packet TCP delivered is dropped.
 // [Listener.Stats] counts each of these events.
+//
+// quic-go's congestion control is off on this path (TCP has its own), so
+// nothing but the send queue paces it: a dialer's WriteTo waits for room
+// up to [ClientConfig.SendWait] (default 20 ms) before it drops, so that
+// a burst larger than the queue waits for TCP instead of being lost.
 //
 // # Use
 //

@@ -4,17 +4,21 @@ package tcppath
 
 // A link is one authenticated TLS connection and the frames on it:
 //
-//	WriteTo ── copy into a pooled buffer ──▶ l.out (bounded; full: drop, count)
+//	WriteTo ── copy into a pooled buffer ──▶ l.out (bounded; full: wait up to
+//	        SendWait for room, then drop, count)
 //	        ──▶ l.write (1 goroutine): frames into a bufio.Writer,
 //	            one Flush per burst ──▶ TLS ──▶ TCP
 //	TCP ──▶ TLS ──▶ l.r (bufio.Reader) ──▶ readFrame
 //	        (the dialer's ReadFrom directly; the listener's receive
 //	        goroutine, one per link, into its shared queue)
 //
-// Nothing on the way out blocks the caller of WriteTo: a peer that stops
-// reading fills its TCP window, then its queue, and then its packets are
-// dropped, as a full UDP socket buffer would drop them; the peer's QUIC
-// connection sees loss. The writer coalesces what is queued into TLS
+// The caller of WriteTo waits at most SendWait: a writer that is only
+// behind (a burst larger than the queue, the writer goroutine not yet
+// scheduled) makes quic-go's sender wait for it, so that quic-go, whose
+// congestion control is off on this path, is paced by TCP instead of
+// losing the excess; a peer that stops reading fills its TCP window, then
+// its queue, and then its packets are dropped after that wait, as a full
+// UDP socket buffer would drop them; the peer's QUIC connection sees loss. The writer coalesces what is queued into TLS
 // records of up to 16 KiB, so a burst costs one write system call per
 // record instead of one per packet; a lone packet goes out at once.
 
@@ -71,6 +75,7 @@ type link struct {
 	limit int      // MaxPacket
 	pool  *bufPool
 	out   chan *[]byte // send queue; never closed
+	wait  time.Duration // how long send waits for room in a full queue
 	drops *atomic.Uint64
 	// stall, if not zero, closes the link when a write makes no progress
 	// for this long (the listener's IdleTimeout).
@@ -83,7 +88,7 @@ type link struct {
 
 // newLink wraps an established TLS connection. The caller starts
 // l.write.
-func newLink(raw net.Conn, conn *tls.Conn, addr Addr, limit, queue int, pool *bufPool, drops *atomic.Uint64) *link {
+func newLink(raw net.Conn, conn *tls.Conn, addr Addr, limit, queue int, wait time.Duration, pool *bufPool, drops *atomic.Uint64) *link {
 	return &link{
 		raw:   raw,
 		conn:  conn,
@@ -92,14 +97,15 @@ func newLink(raw net.Conn, conn *tls.Conn, addr Addr, limit, queue int, pool *bu
 		limit: limit,
 		pool:  pool,
 		out:   make(chan *[]byte, queue),
+		wait:  wait,
 		drops: drops,
 		done:  make(chan struct{}),
 	}
 }
 
 // send queues a copy of packet p, 0 < len(p) <= l.limit, for the writer.
-// It never blocks: when the queue is full the packet is dropped and
-// counted. After close it does nothing.
+// When the queue is full it waits up to l.wait for room, then drops the
+// packet and counts it. After close it does nothing.
 func (l *link) send(p []byte) {
 	select {
 	case <-l.done:
@@ -110,10 +116,26 @@ func (l *link) send(p []byte) {
 	*b = (*b)[:copy(*b, p)]
 	select {
 	case l.out <- b:
+		return
 	default:
-		l.pool.put(b)
-		l.drops.Add(1)
 	}
+	if l.wait > 0 {
+		// Only when the writer is behind: the timer's allocation is paid
+		// while waiting anyway.
+		t := time.NewTimer(l.wait)
+		select {
+		case l.out <- b:
+			t.Stop()
+			return
+		case <-l.done:
+			t.Stop()
+			l.pool.put(b)
+			return
+		case <-t.C:
+		}
+	}
+	l.pool.put(b)
+	l.drops.Add(1)
 }
 
 // write is the link's writer goroutine: it frames queued packets into a

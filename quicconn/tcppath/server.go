@@ -74,12 +74,19 @@ type ServerConfig struct {
 	// well above the QUIC keep-alive period. Zero means 60 s.
 	IdleTimeout time.Duration
 	// SendQueue is how many packets to one client wait for its TCP
-	// connection before WriteTo drops that client's packets. Zero means
-	// 128.
+	// connection; when it is full, WriteTo waits up to SendWait for room,
+	// then drops that client's packet. Zero means 128.
 	SendQueue int
+	// SendWait is how long WriteTo waits for room in a client's full send
+	// queue. It is short, since quic-go may write from the goroutine that
+	// reads every client's packets. Zero means 5 ms; negative, not at
+	// all.
+	SendWait time.Duration
 	// ReceiveQueue is how many received packets, from all clients, wait
-	// for ReadFrom before the receive loops drop them (a UDP socket's
-	// receive buffer). Zero means 1024.
+	// for ReadFrom. When it is full, the clients' receive loops wait for
+	// room and stop reading from TCP, so TCP's flow control slows the
+	// senders down: a packet TCP delivered is never dropped. Zero means
+	// 1024.
 	ReceiveQueue int
 	// Gone, if not nil, is called once for every authorized client whose
 	// connection ended (failed, reset, idle, or closed by Close), from
@@ -111,6 +118,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 128
+	}
+	if c.SendWait == 0 {
+		c.SendWait = 5 * time.Millisecond
 	}
 	if c.ReceiveQueue <= 0 {
 		c.ReceiveQueue = 1024
@@ -144,11 +154,11 @@ type Stats struct {
 	// IdleCloses counts clients closed by IdleTimeout.
 	IdleCloses uint64
 	// SendDrops counts packets dropped because their client's send queue
-	// was full.
+	// stayed full for SendWait.
 	SendDrops uint64
-	// ReceiveDrops counts packets dropped because the shared receive
-	// queue was full.
-	ReceiveDrops uint64
+	// ReceiveWaits counts packets whose receive loop found the shared
+	// receive queue full and waited for room (none is dropped).
+	ReceiveWaits uint64
 	// Clients and Pending are the authenticated connections and the
 	// handshakes in progress now.
 	Clients, Pending int
@@ -189,7 +199,7 @@ type Listener struct {
 
 	accepted, refusedKeys, handshakeTimeouts, handshakeErrors atomic.Uint64
 	evicted, badFrames, idleCloses                            atomic.Uint64
-	sendDrops, receiveDrops                                   atomic.Uint64
+	sendDrops, receiveWaits                                   atomic.Uint64
 	lastAcceptWarn                                            time.Time // accept loop only
 }
 
@@ -338,7 +348,7 @@ func (ln *Listener) serve(h *pendingConn, e *list.Element) {
 		return
 	}
 	raw.SetDeadline(time.Time{})
-	l := newLink(raw, conn, newAddr(addrPortOf(raw.RemoteAddr()), ln.nextID.Add(1)), ln.cfg.MaxPacket, ln.cfg.SendQueue, ln.pool, &ln.sendDrops)
+	l := newLink(raw, conn, newAddr(addrPortOf(raw.RemoteAddr()), ln.nextID.Add(1)), ln.cfg.MaxPacket, ln.cfg.SendQueue, ln.cfg.SendWait, ln.pool, &ln.sendDrops)
 	l.stall = ln.cfg.IdleTimeout
 	id := l.addr.(Addr).id
 	ln.mu.Lock()
@@ -409,8 +419,17 @@ func (ln *Listener) receive(l *link) {
 		case ln.in <- received{b, l.addr}:
 			b = ln.pool.get()
 		default:
-			ln.receiveDrops.Add(1)
-			*b = (*b)[:cap(*b)]
+			// Full: wait, and let TCP hold the client back meanwhile.
+			ln.receiveWaits.Add(1)
+			select {
+			case ln.in <- received{b, l.addr}:
+				b = ln.pool.get()
+			case <-l.done:
+				return
+			case <-ln.closed:
+				l.close(net.ErrClosed)
+				return
+			}
 		}
 	}
 }
@@ -547,7 +566,7 @@ func (ln *Listener) Stats() Stats {
 		BadFrames:         ln.badFrames.Load(),
 		IdleCloses:        ln.idleCloses.Load(),
 		SendDrops:         ln.sendDrops.Load(),
-		ReceiveDrops:      ln.receiveDrops.Load(),
+		ReceiveWaits:      ln.receiveWaits.Load(),
 		Clients:           clients,
 		Pending:           pending,
 	}

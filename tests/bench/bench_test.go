@@ -68,7 +68,9 @@ func TestParseRows(t *testing.T) {
 		"tcp1":                     {streams: []int{1}},
 		" tcp2 , ping ":            {streams: []int{2}, ping: true},
 		"tbf7,loss99":              {impair: []impairment{{Key: "tbf7", RateMbit: 7}, {Key: "loss99", LossPct: 99}}},
+		"overtcp-loss2,overtcp":    {overTCP: []tcpPathRow{{Key: "overtcp-loss2", LossPct: 2}, {Key: "overtcp"}}},
 	}, []string{
+		"overtcp-loss0", "overtcp-loss100", "overtcp-loss", "overtcp-loss01", "overtcp,overtcp", "overtcp1",
 		"tcp1-cpu0", "tcp0-cpu1", "tcp1-cpu01", "tcp1-cpu", "udp1-cpu1", "tcp1-cpu1,tcp1-cpu1",
 		"", "tcp0", "tcp65", "tcp01", "loss0", "loss100", "tbf", "tcp1,tcp1", "ping,pong",
 	})

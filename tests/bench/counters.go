@@ -33,6 +33,8 @@ import (
 //     (too_many_segments) and failed TUN writes (write_errors).
 //   - socket: UDP sends that failed because the network was gone
 //     (unreachable_sends).
+//   - tcp: packets a TCP path dropped because its send queue stayed full
+//     (send_drops; the overtcp rows).
 //
 // Only "udp" is counted for wireguard-go, which exposes no drop counters.
 const (
@@ -220,6 +222,7 @@ func statusDrops(who string, st *ctl.Status) map[string]uint64 {
 	m[who+" tun/too_many_segments"] += st.Interface.TUNTooManySegments
 	m[who+" tun/write_errors"] += st.Interface.TUNWriteErrors
 	m[who+" socket/unreachable_sends"] += st.Interface.UnreachableSends
+	m[who+" tcp/send_drops"] += st.Interface.TCPSendDrops
 	return m
 }
 

@@ -80,7 +80,7 @@ func TestStatusDrops(t *testing.T) {
 	st := &ctl.Status{
 		Interface: ctl.InterfaceStatus{
 			Drops:              map[string]uint64{"inbound/tun_queue_full": 3, "outbound/queue_full": 1, "outbound/no_route": 0},
-			TUNTooManySegments: 2, TUNWriteErrors: 1, UnreachableSends: 0,
+			TUNTooManySegments: 2, TUNWriteErrors: 1, UnreachableSends: 0, TCPSendDrops: 6,
 		},
 		Peers: []ctl.PeerStatus{
 			{Name: "site", Paths: []ctl.PathStatus{
@@ -94,6 +94,7 @@ func TestStatusDrops(t *testing.T) {
 		"hub inbound/tun_queue_full": 3, "hub outbound/queue_full": 1, "hub outbound/no_route": 0,
 		"hub quic/dos_prevention": 8, "hub quic/receive_queue_full": 1, "hub quic/send_too_large": 0,
 		"hub tun/too_many_segments": 2, "hub tun/write_errors": 1, "hub socket/unreachable_sends": 0,
+		"hub tcp/send_drops": 6,
 	}
 	if got := statusDrops("hub", st); !reflect.DeepEqual(got, want) {
 		t.Errorf("statusDrops = %v, want %v", got, want)

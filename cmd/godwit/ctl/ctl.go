@@ -107,6 +107,9 @@ type InterfaceStatus struct {
 	// UnreachableSends counts UDP sends that failed because the network
 	// was gone and were treated as loss.
 	UnreachableSends uint64 `json:"unreachable_sends"`
+	// TCPSendDrops counts packets the TCP paths (dialed and the
+	// listener's) dropped because a send queue stayed full.
+	TCPSendDrops uint64 `json:"tcp_send_drops"`
 	// Connections are the endpoint's connection events since start: 0-RTT
 	// attempts and their answers, incoming 0-RTT accepted or refused
 	// (replayed or pre-restart tickets resume without 0-RTT), redials and
@@ -140,7 +143,7 @@ type TCPListenerStatus struct {
 	BadFrames         uint64 `json:"bad_frames"`
 	IdleCloses        uint64 `json:"idle_closes"`
 	SendDrops         uint64 `json:"send_drops"`
-	ReceiveDrops      uint64 `json:"receive_drops"`
+	ReceiveWaits      uint64 `json:"receive_waits"`
 }
 
 // ConnEvents counts the endpoint's connection events (see

@@ -52,6 +52,7 @@ func Format(st *Status) string {
 		{ifc.ICMPSent, "ICMP errors sent"},
 		{ifc.ICMPRateLimited, "ICMP errors rate-limited"},
 		{ifc.UnreachableSends, "sends to an unreachable network"},
+		{ifc.TCPSendDrops, "packets dropped by a full TCP path send queue"},
 		{ifc.TUNWriteErrors, "TUN write errors"},
 		{ifc.TUNTooManySegments, "TUN reads with too many segments"},
 		{ifc.UDPRcvbufErrors, "UDP receive-buffer drops in this namespace"},
@@ -294,7 +295,7 @@ func formatTCPListener(tl *TCPListenerStatus) string {
 		{tl.BadFrames, "bad frames"},
 		{tl.IdleCloses, "idle closes"},
 		{tl.SendDrops, "send drops"},
-		{tl.ReceiveDrops, "receive drops"},
+		{tl.ReceiveWaits, "waits for the full receive queue"},
 	} {
 		if x.n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", x.n, x.what))

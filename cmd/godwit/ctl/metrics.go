@@ -28,9 +28,12 @@ var metricDescs = struct {
 	pathRole, pathLoss, pathShare, pathDupSent, pathDupDiscarded          *prometheus.Desc
 	connEvents, lastRedialOutage, udpSendCalls, udpSendSegments           *prometheus.Desc
 	pathTransport, peerOnTCP, tcpListenerEvents, tcpListenerConns         *prometheus.Desc
+	tcpSendDrops                                                          *prometheus.Desc
 }{
+	tcpSendDrops: prometheus.NewDesc("godwit_tcp_send_drops_total",
+		"Packets the TCP paths (dialed and the listener's) dropped because a send queue stayed full.", nil, nil),
 	tcpListenerEvents: prometheus.NewDesc("godwit_tcp_listener_events_total",
-		"What the TCP listener (listen_tcp) did with connections and packets: accepted, refused_keys, handshake_timeouts, handshake_errors, evicted (oldest handshake closed to make room), bad_frames, idle_closes, send_drops, receive_drops.",
+		"What the TCP listener (listen_tcp) did with connections and packets: accepted, refused_keys, handshake_timeouts, handshake_errors, evicted (oldest handshake closed to make room), bad_frames, idle_closes, send_drops (a client's send queue full for its wait), receive_waits (the shared receive queue full: the client's TCP held back).",
 		[]string{"event"}, nil),
 	tcpListenerConns: prometheus.NewDesc("godwit_tcp_listener_connections",
 		"TCP listener connections now, by state: client (authenticated) or handshake (in progress).",
@@ -137,7 +140,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		m.pathQUICDrops, m.pathPTO, m.pathMaxPacket, m.udpRcvbufErrors,
 		m.pathRole, m.pathLoss, m.pathShare, m.pathDupSent, m.pathDupDiscarded, m.udpSendCalls, m.udpSendSegments,
 		m.connEvents, m.lastRedialOutage, m.pathTransport, m.peerOnTCP,
-		m.tcpListenerEvents, m.tcpListenerConns,
+		m.tcpListenerEvents, m.tcpListenerConns, m.tcpSendDrops,
 	} {
 		ch <- d
 	}
@@ -173,6 +176,7 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 	counter(m.icmpSent, ifc.ICMPSent)
 	counter(m.icmpLimited, ifc.ICMPRateLimited)
 	counter(m.unreachableSends, ifc.UnreachableSends)
+	counter(m.tcpSendDrops, ifc.TCPSendDrops)
 	counter(m.tunWriteErrors, ifc.TUNWriteErrors)
 	counter(m.tunTooManySegs, ifc.TUNTooManySegments)
 	counter(m.udpRcvbufErrors, ifc.UDPRcvbufErrors)
@@ -200,7 +204,7 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 		}{
 			{"accepted", tl.Accepted}, {"refused_keys", tl.RefusedKeys}, {"handshake_timeouts", tl.HandshakeTimeouts},
 			{"handshake_errors", tl.HandshakeErrors}, {"evicted", tl.Evicted}, {"bad_frames", tl.BadFrames},
-			{"idle_closes", tl.IdleCloses}, {"send_drops", tl.SendDrops}, {"receive_drops", tl.ReceiveDrops},
+			{"idle_closes", tl.IdleCloses}, {"send_drops", tl.SendDrops}, {"receive_waits", tl.ReceiveWaits},
 		} {
 			counter(m.tcpListenerEvents, e.n, e.name)
 		}
