@@ -74,7 +74,7 @@ type link struct {
 	addr  net.Addr // an Addr, boxed once: what ReadFrom returns with this link's packets
 	limit int      // MaxPacket
 	pool  *bufPool
-	out   chan *[]byte // send queue; never closed
+	out   chan *[]byte  // send queue; never closed
 	wait  time.Duration // how long send waits for room in a full queue
 	drops *atomic.Uint64
 	// stall, if not zero, closes the link when a write makes no progress
