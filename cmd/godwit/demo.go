@@ -40,18 +40,18 @@ import (
 // which drops everything on the hub's end of the Wi-Fi link while wifi0
 // stays up (see silenceWifi).
 const demoTopology = `
-  hublan  eth0 192.168.10.2                         sitelan  eth0 192.168.20.2
+  hublan  eth0 192.0.2.2                            sitelan  eth0 198.51.100.2
             |                                                  |
-  hub     lan0 192.168.10.1                         site     lan0 192.168.20.1
+  hub     lan0 192.0.2.1                            site     lan0 198.51.100.1
           lo   198.18.0.1/32, QUIC on :4433                  uplinks = ["wifi0", "cell0"]
           wifi0h 198.18.1.1/24 ===== Wi-Fi ======== wifi0 198.18.1.2/24  default route, metric 100
           cell0h 198.18.2.1/24 ===== cellular ===== cell0 198.18.2.2/24  default route, metric 200
-          gw0 10.77.0.1/24  <-------- QUIC ------->  gw0 10.77.0.2/24
+          gw0 198.19.0.1/24  <-------- QUIC ------>  gw0 198.19.0.2/24
 `
 
 var (
-	hubLANHost = netip.MustParseAddr("192.168.10.2")
-	hubInner6  = netip.MustParseAddr("fd77::1")
+	hubLANHost = netip.MustParseAddr("192.0.2.2")
+	hubInner6  = netip.MustParseAddr("2001:db8:77::1")
 )
 
 // demoUplink is one of the site's uplinks in the demo.
@@ -138,11 +138,11 @@ func cmdDemo(ctx context.Context, args []string) error {
 		return nil
 	}
 
-	step("ping 192.168.20.2 (site LAN) -> 192.168.10.2 (hub LAN), 20 packets")
+	step("ping 198.51.100.2 (site LAN) -> 192.0.2.2 (hub LAN), 20 packets")
 	if err := demoPing(n.siteLAN, hubLANHost); err != nil {
 		return err
 	}
-	step("ping fd77::1 (hub, inner IPv6) from the site")
+	step("ping 2001:db8:77::1 (hub, inner IPv6) from the site")
 	if err := demoPing(n.site, hubInner6); err != nil {
 		return err
 	}
@@ -223,10 +223,10 @@ func demoNamespaces(lab *netlab.Lab) (*demoNS, error) {
 		prefix string
 	}
 	links := []struct{ a, b addr }{
-		{addr{n.hubLAN, "eth0", "192.168.10.2/24"}, addr{n.hub, "lan0", "192.168.10.1/24"}},
+		{addr{n.hubLAN, "eth0", "192.0.2.2/24"}, addr{n.hub, "lan0", "192.0.2.1/24"}},
 		{addr{n.hub, demoWifi.hubIf, demoWifi.hub}, addr{n.site, demoWifi.siteIf, demoWifi.site}},
 		{addr{n.hub, demoCell.hubIf, demoCell.hub}, addr{n.site, demoCell.siteIf, demoCell.site}},
-		{addr{n.site, "lan0", "192.168.20.1/24"}, addr{n.siteLAN, "eth0", "192.168.20.2/24"}},
+		{addr{n.site, "lan0", "198.51.100.1/24"}, addr{n.siteLAN, "eth0", "198.51.100.2/24"}},
 	}
 	for _, l := range links {
 		if err := lab.Link(l.a.ns, l.a.ifname, l.b.ns, l.b.ifname); err != nil {
@@ -245,8 +245,8 @@ func demoNamespaces(lab *netlab.Lab) (*demoNS, error) {
 		ns   *netlab.NS
 		args []string
 	}{
-		{n.hubLAN, []string{"ip", "route", "add", "default", "via", "192.168.10.1"}},
-		{n.siteLAN, []string{"ip", "route", "add", "default", "via", "192.168.20.1"}},
+		{n.hubLAN, []string{"ip", "route", "add", "default", "via", "192.0.2.1"}},
+		{n.siteLAN, []string{"ip", "route", "add", "default", "via", "198.51.100.1"}},
 	}
 	for _, c := range cmds {
 		if _, err := c.ns.Exec(c.args...); err != nil {
@@ -304,27 +304,27 @@ func demoConfigs(dir string) (hubPath, sitePath string, err error) {
 [interface]
 name = "gw0"
 private_key_file = %q
-addresses = ["10.77.0.1/24", "fd77::1/64"]
+addresses = ["198.19.0.1/24", "2001:db8:77::1/64"]
 listen = "198.18.0.1:4433"
 state_dir = %q
 
 [[peer]]
 name = "site"
 public_key = %q
-allowed_ips = ["10.77.0.2/32", "fd77::2/128", "192.168.20.0/24"]
+allowed_ips = ["198.19.0.2/32", "2001:db8:77::2/128", "198.51.100.0/24"]
 `, filepath.Join(dir, "hub.key"), filepath.Join(dir, "hub-state"), siteKey.Public())
 	site := fmt.Sprintf(`# the site: dials the hub over Wi-Fi, moves to cellular when Wi-Fi goes away
 [interface]
 name = "gw0"
 private_key_file = %q
-addresses = ["10.77.0.2/24", "fd77::2/64"]
+addresses = ["198.19.0.2/24", "2001:db8:77::2/64"]
 uplinks = ["wifi0", "cell0"]
 state_dir = %q
 
 [[peer]]
 name = "hub"
 public_key = %q
-allowed_ips = ["10.77.0.1/32", "fd77::1/128", "192.168.10.0/24"]
+allowed_ips = ["198.19.0.1/32", "2001:db8:77::1/128", "192.0.2.0/24"]
 endpoint = "198.18.0.1:4433"
 multipath = "off"   # one connection that moves; without this line: one connection per uplink (failover)
 `, filepath.Join(dir, "site.key"), filepath.Join(dir, "site-state"), hubKey.Public())

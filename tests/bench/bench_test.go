@@ -265,13 +265,13 @@ func TestUAPISet(t *testing.T) {
 	k.priv[0], k.pub[31] = 0xab, 0x01
 	peerPub := make([]byte, 32)
 	peerPub[0] = 0xff
-	got := uapiSet(k, 51820, wgPeer{pub: peerPub, allowed: netip.MustParsePrefix("10.78.0.2/32"), endpoint: netip.MustParseAddrPort("198.18.0.1:51820")})
+	got := uapiSet(k, 51820, wgPeer{pub: peerPub, allowed: netip.MustParsePrefix("198.19.1.2/32"), endpoint: netip.MustParseAddrPort("198.18.0.1:51820")})
 	want := "set=1\nprivate_key=ab" + strings.Repeat("00", 31) + "\nlisten_port=51820\nreplace_peers=true\n" +
-		"public_key=ff" + strings.Repeat("00", 31) + "\nendpoint=198.18.0.1:51820\nreplace_allowed_ips=true\nallowed_ip=10.78.0.2/32\n\n"
+		"public_key=ff" + strings.Repeat("00", 31) + "\nendpoint=198.18.0.1:51820\nreplace_allowed_ips=true\nallowed_ip=198.19.1.2/32\n\n"
 	if got != want {
 		t.Errorf("uapiSet = %q, want %q", got, want)
 	}
-	got = uapiSet(k, 0, wgPeer{pub: peerPub, allowed: netip.MustParsePrefix("10.78.0.1/32")})
+	got = uapiSet(k, 0, wgPeer{pub: peerPub, allowed: netip.MustParsePrefix("198.19.1.1/32")})
 	if strings.Contains(got, "listen_port") || strings.Contains(got, "endpoint") {
 		t.Errorf("uapiSet without port and endpoint = %q, want neither key", got)
 	}
@@ -330,8 +330,8 @@ func TestParseLinkMTU(t *testing.T) {
 }
 
 func TestGodwitConfig(t *testing.T) {
-	got := godwitConfig("gw1", "/tmp/x/hub.key", "/tmp/x/hub-state", netip.MustParsePrefix("10.77.0.1/24"), 0,
-		netip.MustParseAddrPort("198.18.0.1:4433"), "site", "c2l0ZQ==", netip.MustParsePrefix("10.77.0.2/32"), netip.AddrPort{},
+	got := godwitConfig("gw1", "/tmp/x/hub.key", "/tmp/x/hub-state", netip.MustParsePrefix("198.19.0.1/24"), 0,
+		netip.MustParseAddrPort("198.18.0.1:4433"), "site", "c2l0ZQ==", netip.MustParsePrefix("198.19.0.2/32"), netip.AddrPort{},
 		netip.MustParseAddrPort("127.0.0.1:9586"))
 	var cfg struct {
 		Interface map[string]any
@@ -340,14 +340,14 @@ func TestGodwitConfig(t *testing.T) {
 	if _, err := toml.Decode(got, &cfg); err != nil {
 		t.Fatalf("godwitConfig output does not parse: %v\n%s", err, got)
 	}
-	wantIf := map[string]any{"name": "gw1", "private_key_file": "/tmp/x/hub.key", "addresses": []any{"10.77.0.1/24"},
+	wantIf := map[string]any{"name": "gw1", "private_key_file": "/tmp/x/hub.key", "addresses": []any{"198.19.0.1/24"},
 		"state_dir": "/tmp/x/hub-state", "listen": "198.18.0.1:4433", "metrics_listen": "127.0.0.1:9586"}
-	wantPeer := []map[string]any{{"name": "site", "public_key": "c2l0ZQ==", "allowed_ips": []any{"10.77.0.2/32"}}}
+	wantPeer := []map[string]any{{"name": "site", "public_key": "c2l0ZQ==", "allowed_ips": []any{"198.19.0.2/32"}}}
 	if !reflect.DeepEqual(cfg.Interface, wantIf) || !reflect.DeepEqual(cfg.Peer, wantPeer) {
 		t.Errorf("godwitConfig decoded to %v %v, want %v %v", cfg.Interface, cfg.Peer, wantIf, wantPeer)
 	}
-	site := godwitConfig("gw1", "k", "s", netip.MustParsePrefix("10.77.0.2/32"), 1400, netip.AddrPort{}, "hub", "aHVi",
-		netip.MustParsePrefix("10.77.0.0/24"), netip.MustParseAddrPort("198.18.0.1:4433"), netip.AddrPort{})
+	site := godwitConfig("gw1", "k", "s", netip.MustParsePrefix("198.19.0.2/32"), 1400, netip.AddrPort{}, "hub", "aHVi",
+		netip.MustParsePrefix("198.19.0.0/24"), netip.MustParseAddrPort("198.18.0.1:4433"), netip.AddrPort{})
 	if strings.Contains(site, "listen") || !strings.Contains(site, `endpoint = "198.18.0.1:4433"`) || !strings.Contains(site, "mtu = 1400\n") {
 		t.Errorf("site config = %q, want an endpoint, mtu 1400 and no listen", site)
 	}

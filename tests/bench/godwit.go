@@ -67,7 +67,7 @@ func godwitConfig(ifname, keyFile, stateDir string, addr netip.Prefix, mtu int, 
 // daemons' control sockets.
 func startGodwit(ctx context.Context, t *topo, opts startOpts) (*tunnelUp, error) {
 	ifname := "gw" + t.lab.ID
-	hubIn, siteIn := netip.MustParsePrefix("10.77.0.1/24"), netip.MustParsePrefix("10.77.0.2/32")
+	hubIn, siteIn := netip.MustParsePrefix("198.19.0.1/24"), netip.MustParsePrefix("198.19.0.2/32")
 	dir := filepath.Join(t.lab.Dir, "godwit-"+opts.tag)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)

@@ -10,9 +10,9 @@
 //
 // It builds two network namespaces joined by one veth (198.18.0.1/24 and
 // 2001:db8::1/64 in "hub", 198.18.0.2/24 and 2001:db8::2/64 in "site"),
-// and measures a Godwit hub and site (inner 10.77.0.1/24 and
-// 10.77.0.2/32) and two wireguard-go instances (inner 10.78.0.1/24 and
-// 10.78.0.2/24, UDP port 51820), never both at once: bulk TCP throughput
+// and measures a Godwit hub and site (inner 198.19.0.1/24 and
+// 198.19.0.2/32) and two wireguard-go instances (inner 198.19.1.1/24 and
+// 198.19.1.2/24, UDP port 51820), never both at once: bulk TCP throughput
 // from site to hub for each stream count, the CPU seconds per GB moved of
 // both daemons together, ping round trips through the idle tunnel and
 // through the bare veth, and single-stream throughput under impairments

@@ -10,12 +10,12 @@ package main
 //	cell0 192.0.2.2/24    ─────── veth ─────── cell0h 192.0.2.1/24
 //	default via 198.51.100.1 metric 100               lo 203.0.113.2/32: Godwit hub, UDP 4433
 //	default via 192.0.2.1 metric 200                  lo 203.0.113.1/32: relay UDP 4433 -> hub,
-//	unreachable 10.77.0.0/16 (inner traffic                            delay D each way (settable)
-//	  only through the tunnel)                        gwm0 (TUN) 10.77.0.1/24, UDP echo on 7777
-//	gwm0 (TUN) 10.77.0.2/24, uplinks wifi0, cell0;    (answers the site's inner address only)
+//	unreachable 198.19.0.0/16 (inner traffic                            delay D each way (settable)
+//	  only through the tunnel)                        gwm0 (TUN) 198.19.0.1/24, UDP echo on 7777
+//	gwm0 (TUN) 198.19.0.2/24, uplinks wifi0, cell0;    (answers the site's inner address only)
 //	  dials the relay
 //
-// A probe stream sends a UDP datagram from the site to 10.77.0.1:7777
+// A probe stream sends a UDP datagram from the site to 198.19.0.1:7777
 // every 2 ms for as long as the lab lives; every echo is recorded with its
 // send and arrival time. An outage is the longest gap between two
 // consecutive echo arrivals, from the last one before the event until the
@@ -52,9 +52,9 @@ import (
 var (
 	mobHubListen = netip.MustParseAddrPort("203.0.113.2:4433")
 	mobRelayAddr = netip.MustParseAddrPort("203.0.113.1:4433")
-	mobHubIn     = netip.MustParsePrefix("10.77.0.1/24")
-	mobSiteIn    = netip.MustParsePrefix("10.77.0.2/24")
-	mobInnerNet  = netip.MustParsePrefix("10.77.0.0/16")
+	mobHubIn     = netip.MustParsePrefix("198.19.0.1/24")
+	mobSiteIn    = netip.MustParsePrefix("198.19.0.2/24")
+	mobInnerNet  = netip.MustParsePrefix("198.19.0.0/16")
 	mobEcho      = netip.AddrPortFrom(mobHubIn.Addr(), 7777)
 )
 

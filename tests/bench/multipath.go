@@ -11,15 +11,15 @@ package main
 //	wifi0 198.51.100.2/24 ─────── veth ─────── wifi0h 198.51.100.1/24 ┐ table inet gwbmp: bytes per
 //	cell0 192.0.2.2/24    ─────── veth ─────── cell0h 192.0.2.1/24    ┘ uplink and direction; silence
 //	  (tbf on wifi0, cell0: mp-aggregate)                               and loss, both directions
-//	gwm0 (TUN) 10.77.0.2/24, uplinks wifi0, cell0     lo 203.0.113.1: relay for wifi0, one-way delay D
+//	gwm0 (TUN) 198.19.0.2/24, uplinks wifi0, cell0     lo 203.0.113.1: relay for wifi0, one-way delay D
 //	  dials 203.0.113.1:4433 on each                  lo 203.0.113.3: relay for cell0, delay D+E, reached
 //	                                                    by a DNAT of 203.0.113.1:4433 arriving on cell0h
 //	                                                  lo 203.0.113.2: Godwit hub, UDP 4433
-//	                                                  gwm0 (TUN) 10.77.0.1/24: UDP echo on 7777 and 5004,
+//	                                                  gwm0 (TUN) 198.19.0.1/24: UDP echo on 7777 and 5004,
 //	                                                    counting the probes it answers; TCP sinks
 //
 // The lab's probe stream is the 50 Hz ping: a UDP probe every 20 ms from
-// the site to 10.77.0.1:7777, each send and each echo recorded, and the
+// the site to 198.19.0.1:7777, each send and each echo recorded, and the
 // echo counts what reached the hub, so a loss is told apart by direction.
 // wifi0 goes SILENT when the hub namespace (the router here) drops
 // everything that arrives on wifi0h and everything it sends out of it,

@@ -173,7 +173,7 @@ func waitFile(ctx context.Context, path string, within time.Duration, exited fun
 // an error) lists the processes to stop.
 func startWireGuard(ctx context.Context, t *topo, opts startOpts) (*tunnelUp, error) {
 	hubIf, siteIf := "wgb"+t.lab.ID+"h", "wgb"+t.lab.ID+"s"
-	hubIn, siteIn := netip.MustParsePrefix("10.78.0.1/24"), netip.MustParsePrefix("10.78.0.2/24")
+	hubIn, siteIn := netip.MustParsePrefix("198.19.1.1/24"), netip.MustParsePrefix("198.19.1.2/24")
 	for _, ifn := range []string{hubIf, siteIf} {
 		sock := filepath.Join(wgSockDir, ifn+".sock")
 		if _, err := os.Stat(sock); err == nil {

@@ -40,7 +40,7 @@ func TestSiteAddr(t *testing.T) {
 	tests := []struct {
 		i    int
 		want string
-	}{{0, "10.77.0.2"}, {253, "10.77.0.255"}, {254, "10.77.1.0"}, {maxSites - 1, "10.77.15.161"}}
+	}{{0, "198.19.0.2"}, {253, "198.19.0.255"}, {254, "198.19.1.0"}, {maxSites - 1, "198.19.15.161"}}
 	for _, tt := range tests {
 		got := siteAddr(tt.i)
 		if got.String() != tt.want || !hubInner.Contains(got) || got == hubInner.Addr() {
@@ -66,7 +66,7 @@ func TestHubConfig(t *testing.T) {
 	if cfg.Interface["listen"] != "198.18.0.1:4433" || len(cfg.Peer) != 2 {
 		t.Fatalf("hubConfig = %v with %d peers, want listen 198.18.0.1:4433 and 2 peers", cfg.Interface, len(cfg.Peer))
 	}
-	if got, want := cfg.Peer[1]["allowed_ips"], []any{"10.77.0.3/32"}; len(got.([]any)) != 1 || got.([]any)[0] != want[0] {
+	if got, want := cfg.Peer[1]["allowed_ips"], []any{"198.19.0.3/32"}; len(got.([]any)) != 1 || got.([]any)[0] != want[0] {
 		t.Errorf("peer 1 allowed_ips = %v, want %v", got, want)
 	}
 	if cfg.Peer[0]["name"] != "site-0000" || cfg.Peer[0]["public_key"] == cfg.Peer[1]["public_key"] {
@@ -75,7 +75,7 @@ func TestHubConfig(t *testing.T) {
 }
 
 func TestIsEchoReply(t *testing.T) {
-	site, hub := netip.MustParseAddr("10.77.0.2"), netip.MustParseAddr("10.77.0.1")
+	site, hub := netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("198.19.0.1")
 	reply := func(p []byte) []byte {
 		// An echo reply is the request with addresses swapped and type 0
 		// (checksums do not matter to isEchoReply).
@@ -94,7 +94,7 @@ func TestIsEchoReply(t *testing.T) {
 		{"reply", good, true},
 		{"other id", reply(tuntest.Ping(site, hub, 8, 1, 56)), false},
 		{"request", tuntest.Ping(hub, site, 7, 1, 56), false},
-		{"other dst", reply(tuntest.Ping(netip.MustParseAddr("10.77.0.3"), hub, 7, 1, 56)), false},
+		{"other dst", reply(tuntest.Ping(netip.MustParseAddr("198.19.0.3"), hub, 7, 1, 56)), false},
 		{"udp", tuntest.UDP(netip.AddrPortFrom(hub, 1), netip.AddrPortFrom(site, 2), []byte("x")), false},
 		{"ipv6", tuntest.Ping(netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2"), 7, 1, 8), false},
 		{"truncated", good[:24], false},
@@ -108,7 +108,7 @@ func TestIsEchoReply(t *testing.T) {
 }
 
 func FuzzIsEchoReply(f *testing.F) {
-	site, hub := netip.MustParseAddr("10.77.0.2"), netip.MustParseAddr("10.77.0.1")
+	site, hub := netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("198.19.0.1")
 	f.Add(tuntest.Ping(hub, site, 7, 1, 56))
 	f.Add(tuntest.Ping(site, hub, 7, 1, 0))
 	f.Add(tuntest.UDP(netip.AddrPortFrom(hub, 1), netip.AddrPortFrom(site, 2), []byte("x")))

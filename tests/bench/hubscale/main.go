@@ -6,11 +6,11 @@
 //	go run ./tests/bench/hubscale [-sites 200] [-duration 30s] [-json]
 //
 // It builds two network namespaces joined by one veth: "hub"
-// (198.18.0.1/24) runs the real daemon (`godwit run`, inner 10.77.0.1/16,
+// (198.18.0.1/24) runs the real daemon (`godwit run`, inner 198.19.0.1/16,
 // UDP port 4433, one [[peer]] per site); "sites" (198.18.0.2/24) holds this
 // program's simulated sites. Each site is a quicconn.Endpoint with its own
 // Ed25519 key and UDP socket, and a tunnel.Tunnel over a tuntest.Channel
-// (inner 10.77.0.2 and up), kept connected by Endpoint.DialLoop.
+// (inner 198.19.0.2 and up), kept connected by Endpoint.DialLoop.
 //
 // Phases: the hub alone (RSS); all sites dial at once from cold (time to
 // connect per site and in total); the sites connected and idle for

@@ -38,7 +38,7 @@ const maxSites = 4000
 var (
 	underHub  = netip.MustParsePrefix("198.18.0.1/24")
 	underSite = netip.MustParsePrefix("198.18.0.2/24")
-	hubInner  = netip.MustParsePrefix("10.77.0.1/16")
+	hubInner  = netip.MustParsePrefix("198.19.0.1/16")
 )
 
 const hubPort = 4433
@@ -299,7 +299,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	return nil
 }
 
-// siteAddr is the inner address of site i: 10.77.0.2 and up.
+// siteAddr is the inner address of site i: 198.19.0.2 and up.
 func siteAddr(i int) netip.Addr {
 	b := hubInner.Masked().Addr().As4()
 	v := binary.BigEndian.Uint32(b[:]) + 2 + uint32(i)
