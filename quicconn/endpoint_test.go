@@ -660,14 +660,7 @@ func TestEndpointCloseNoLeaks(t *testing.T) {
 			t.Errorf("Dial after Close = %v, want net.ErrClosed", err)
 		}
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitGoroutines(t, before)
 }
 
 func TestClientMigration(t *testing.T) {
@@ -742,4 +735,18 @@ func ExampleEndpoint_Dial() {
 		fmt.Println("dial failed")
 	}
 	// Output: dial failed
+}
+
+// waitGoroutines waits up to 5 s until no more goroutines run than before,
+// and fails the test with every goroutine's stack if some are left.
+func waitGoroutines(t testing.TB, before int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -201,14 +201,7 @@ func TestDialLoopTCPAndClose(t *testing.T) {
 			t.Errorf("%d TCP paths left open after Close", n)
 		}
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines before, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitGoroutines(t, before)
 }
 
 // recorder is the net.PacketConn quic-go gets for a TCP dial in
@@ -248,34 +241,8 @@ func TestZeroRTTOverTCPReplayDeliversOnce(t *testing.T) {
 	dir := t.TempDir()
 	primeTicket(t, p, dir)
 
-	var (
-		mu  sync.Mutex // guards got
-		got int
-		wg  sync.WaitGroup
-	)
 	payload := []byte{0x45, 0, 0, 20, 0xfa, 0xce}
-	accepted := acceptAll(t, p.srv)
-	srvs := make(chan *Conn, 16)
-	rctx, rcancel := context.WithCancel(context.Background())
-	defer func() { rcancel(); wg.Wait() }()
-	go func() {
-		for s := range accepted {
-			srvs <- s
-			wg.Go(func() {
-				for {
-					b, err := s.ReceiveDatagram(rctx)
-					if err != nil {
-						return
-					}
-					if bytes.Equal(b, payload) {
-						mu.Lock()
-						got++
-						mu.Unlock()
-					}
-				}
-			})
-		}
-	}()
+	d := countDeliveries(t, p.srv, payload)
 
 	cli := p.newClient(t, dir)
 	rec := &recorder{}
@@ -328,9 +295,7 @@ func TestZeroRTTOverTCPReplayDeliversOnce(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // time for any (wrong) delivery
 
-	mu.Lock()
-	n := got
-	mu.Unlock()
+	n := d.count()
 	t.Logf("replayed %d packets of a %d-packet flight; refused as a replay: %v; server stats %+v", replayed, len(flight), refused, p.srv.Stats())
 	if n != 1 {
 		t.Errorf("server delivered the 0-RTT datagram %d times, want exactly 1", n)
@@ -338,7 +303,7 @@ func TestZeroRTTOverTCPReplayDeliversOnce(t *testing.T) {
 	if !refused {
 		t.Error("no replay reached the single-use ticket check")
 	}
-	if k := len(srvs); k != 1 {
+	if k := len(d.conns); k != 1 {
 		t.Errorf("server Accept returned %d conns, want 1 (a replay must not become a connection)", k)
 	}
 	if st := p.srv.Stats(); st.EarlyAccepted != 1 {

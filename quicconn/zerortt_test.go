@@ -295,36 +295,8 @@ func TestZeroRTTReplayDeliversOnce(t *testing.T) {
 	primeTicket(t, p, dir)
 	r := startRelay(t, p.srv.LocalAddr(), relay.Config{})
 
-	var (
-		mu   sync.Mutex // guards got
-		got  int
-		wg   sync.WaitGroup
-		srvs = make(chan *Conn, 16)
-	)
 	payload := []byte{0x45, 0, 0, 20, 0xfe, 0xed}
-	accepted := acceptAll(t, p.srv)
-	rctx, rcancel := context.WithCancel(context.Background())
-	defer func() { rcancel(); wg.Wait() }()
-	go func() {
-		for s := range accepted {
-			srvs <- s
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					b, err := s.ReceiveDatagram(rctx)
-					if err != nil {
-						return
-					}
-					if bytes.Equal(b, payload) {
-						mu.Lock()
-						got++
-						mu.Unlock()
-					}
-				}
-			}()
-		}
-	}()
+	d := countDeliveries(t, p.srv, payload)
 
 	cli := p.newClient(t, dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -375,19 +347,62 @@ func TestZeroRTTReplayDeliversOnce(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // time for any (wrong) delivery
 
-	mu.Lock()
-	n := got
-	mu.Unlock()
+	n := d.count()
 	t.Logf("replayed %d datagrams; server stats %+v", r.Stats().Replayed, p.srv.Stats())
 	if n != 1 {
 		t.Errorf("server delivered the 0-RTT datagram %d times, want exactly 1", n)
 	}
-	if k := len(srvs); k != 1 {
+	if k := len(d.conns); k != 1 {
 		t.Errorf("server Accept returned %d conns, want 1 (a replay must not become a connection)", k)
 	}
 	if st := p.srv.Stats(); st.EarlyAccepted != 1 {
 		t.Errorf("server EarlyAccepted = %d, want 1", st.EarlyAccepted)
 	}
+}
+
+// deliveries counts the datagrams equal to a payload on every connection
+// an Endpoint accepts until the test ends (countDeliveries).
+type deliveries struct {
+	mu    sync.Mutex // guards n
+	n     int
+	conns chan *Conn // every accepted conn
+}
+
+// countDeliveries accepts on e until the test ends and counts, on every
+// accepted conn, the datagrams equal to payload.
+func countDeliveries(t testing.TB, e *Endpoint, payload []byte) *deliveries {
+	t.Helper()
+	d := &deliveries{conns: make(chan *Conn, 16)}
+	accepted := acceptAll(t, e)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	go func() {
+		for s := range accepted {
+			d.conns <- s
+			wg.Go(func() {
+				for {
+					b, err := s.ReceiveDatagram(ctx)
+					if err != nil {
+						return
+					}
+					if bytes.Equal(b, payload) {
+						d.mu.Lock()
+						d.n++
+						d.mu.Unlock()
+					}
+				}
+			})
+		}
+	}()
+	return d
+}
+
+// count returns how many datagrams equal to the payload arrived so far.
+func (d *deliveries) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n
 }
 
 // A burst sent in 0-RTT fills quic-go's 32-slot datagram queue long before

@@ -106,6 +106,24 @@ func (fl *fbLab) block(t *testing.T, on bool) {
 	loadNft(t, fl.router, fl.nftFile, rules)
 }
 
+// startOnTCP blocks UDP, starts the hub and the site, waits until the
+// site's TCP path carries, and starts a 50 Hz inner ping to the hub that
+// has been answered once.
+func (fl *fbLab) startOnTCP(t *testing.T) *netlab.Pinger {
+	t.Helper()
+	fl.block(t, true)
+	fl.startHub(t)
+	fl.startSite(t)
+	fl.waitFallback(t, 20*time.Second, "TCP path carrying", onTCP)
+	ping, err := fl.site.StartPinger(fbHubTun, 20*time.Millisecond, 2*time.Minute)
+	must(t, err)
+	t.Cleanup(ping.Stop)
+	if _, err := ping.ReplyAfter(t.Context(), time.Now(), 5*time.Second); err != nil {
+		t.Fatalf("no ping over the TCP path: %v", err)
+	}
+	return ping
+}
+
 // startHub and startSite run the daemons.
 func (fl *fbLab) startHub(t *testing.T) {
 	t.Helper()
@@ -354,16 +372,7 @@ func TestListenTCPInUse(t *testing.T) {
 func TestTCPFallbackReset(t *testing.T) {
 	t.Parallel()
 	fl := newFallbackLab(t)
-	fl.block(t, true)
-	fl.startHub(t)
-	fl.startSite(t)
-	fl.waitFallback(t, 20*time.Second, "TCP path carrying", onTCP)
-	ping, err := fl.site.StartPinger(fbHubTun, 20*time.Millisecond, 2*time.Minute)
-	must(t, err)
-	t.Cleanup(ping.Stop)
-	if _, err := ping.ReplyAfter(t.Context(), time.Now(), 5*time.Second); err != nil {
-		t.Fatalf("no ping over the TCP path: %v", err)
-	}
+	ping := fl.startOnTCP(t)
 
 	reset := time.Now()
 	loadNft(t, fl.router, fl.nftFile, fmt.Sprintf(`add rule inet tcpfb gate tcp dport %d counter reject with tcp reset

@@ -126,16 +126,7 @@ func TestTCPListenerFlood(t *testing.T) {
 	site2Conf := fl.siteConf
 	site2Conf.name, site2Conf.key, site2Conf.addrs = "fbsite2", site2K, []string{"10.77.0.3/24"}
 
-	fl.block(t, true)
-	fl.startHub(t)
-	fl.startSite(t)
-	fl.waitFallback(t, 20*time.Second, "TCP path carrying", onTCP)
-	ping, err := fl.site.StartPinger(fbHubTun, 20*time.Millisecond, 2*time.Minute)
-	must(t, err)
-	t.Cleanup(ping.Stop)
-	if _, err := ping.ReplyAfter(t.Context(), time.Now(), 5*time.Second); err != nil {
-		t.Fatalf("no ping over the TCP path before the flood: %v", err)
-	}
+	ping := fl.startOnTCP(t)
 	pid := fl.hubD.Cmd.Process.Pid
 	rssBefore, err := measure.VmRSS(pid)
 	must(t, err)

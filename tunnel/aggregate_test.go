@@ -158,16 +158,23 @@ func TestAggregateOneFlowLeavesTheSlowPath(t *testing.T) {
 	}
 }
 
-func TestAggregateSpreadsFlowsStartedTogether(t *testing.T) {
-	l := newAggLab(t, 2)
-	capacity := map[*path]float64{l.paths[0]: 40 * mbit, l.paths[1]: 40 * mbit}
+// bulkFlows returns n flows that each want 100 Mbit/s, in buckets 10, 30,
+// 50, ..., and their buckets.
+func bulkFlows(n int) (map[uint8]float64, []uint8) {
 	flows := map[uint8]float64{}
 	var buckets []uint8
-	for i := range 8 {
+	for i := range n {
 		b := uint8(10 + 20*i)
 		flows[b] = 100 * mbit
 		buckets = append(buckets, b)
 	}
+	return flows, buckets
+}
+
+func TestAggregateSpreadsFlowsStartedTogether(t *testing.T) {
+	l := newAggLab(t, 2)
+	capacity := map[*path]float64{l.paths[0]: 40 * mbit, l.paths[1]: 40 * mbit}
+	flows, buckets := bulkFlows(8)
 	for range 4 {
 		l.tick(flows, capacity)
 	}
@@ -188,13 +195,7 @@ func TestAggregateSlowPathGetsNoFlows(t *testing.T) {
 	l := newAggLab(t, 2)
 	fast, slow := l.paths[0], l.paths[1]
 	capacity := map[*path]float64{fast: 40 * mbit, slow: 4 * mbit}
-	flows := map[uint8]float64{}
-	var buckets []uint8
-	for i := range 8 {
-		b := uint8(10 + 20*i)
-		flows[b] = 100 * mbit
-		buckets = append(buckets, b)
-	}
+	flows, buckets := bulkFlows(8)
 	for range 12 {
 		l.tick(flows, capacity)
 	}
