@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
 	gwkey "github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/quicconn/tcppath"
 	"github.com/godwit-vpn/godwit/tests/bench/measure"
@@ -153,10 +152,7 @@ func TestTCPListenerFlood(t *testing.T) {
 
 	// Let the flood build up, then start the second site into it.
 	time.Sleep(2 * time.Second)
-	var hubTCP *ctl.TCPListenerStatus
-	if tl := fl.hubD.Status(t).Interface.TCPListener; tl != nil {
-		hubTCP = tl
-	}
+	hubTCP := fl.hubD.Status(t).Interface.TCPListener
 	site2Start := time.Now()
 	site2D := startNode(t, fl.lab, site2, site2Conf, "GODWIT_DEBUG_REDIAL_MAX=1s")
 	site2D.WaitLog(t, 7*time.Second, "peer connected", "peer=hub", "transport=tcp")
