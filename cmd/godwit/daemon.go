@@ -542,9 +542,11 @@ func (d *daemon) apply(cfg *config.Config) error {
 // rules are removed as a start-up would, and stop returns an exit status
 // of 1, so that the process still ends.
 func (d *daemon) stop() error {
-	d.leave() // sites with another hub move first (hubs.go)
 	done := make(chan error, 1)
-	go func() { done <- d.teardown() }()
+	go func() {
+		d.leave() // sites with another hub move first (hubs.go)
+		done <- d.teardown()
+	}()
 	t := time.NewTimer(stopTimeout)
 	defer t.Stop()
 	var err error
