@@ -5,6 +5,8 @@ package ctl
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -337,6 +339,42 @@ func TestMetricsLint(t *testing.T) {
 		}
 		for _, p := range problems {
 			t.Errorf("%s: %s: %s", name, p.Metric, p.Text)
+		}
+	}
+}
+
+// TestMetricsShipped checks that the alert rules and the Grafana dashboard
+// in packaging/ use only metric names the collector exports, so a renamed
+// metric cannot leave them silently empty.
+func TestMetricsShipped(t *testing.T) {
+	ch := make(chan *prometheus.Desc)
+	go func() {
+		statusCollector{}.Describe(ch)
+		close(ch)
+	}()
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	exported := make(map[string]bool)
+	for d := range ch {
+		m := fqName.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("no fqName in %s", d)
+		}
+		exported[m[1]] = true
+	}
+	name := regexp.MustCompile(`\bgodwit_[a-z0-9_]+`)
+	for _, f := range []string{"../../../packaging/prometheus/godwit-alerts.yml", "../../../packaging/grafana/godwit-dashboard.json"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		used := name.FindAllString(string(b), -1)
+		if len(used) == 0 {
+			t.Errorf("%s: no godwit_ metric names", f)
+		}
+		for _, n := range used {
+			if !exported[n] {
+				t.Errorf("%s uses %s, which godwit does not export", f, n)
+			}
 		}
 	}
 }
