@@ -98,7 +98,7 @@ func TestVersion(t *testing.T) {
 	r.run(nil, "checkout", "-q", "--", "b")
 
 	// A release tag, then a commit after it.
-	h = r.commit("c", "2026-02-01T00:00:00Z")
+	r.commit("c", "2026-02-01T00:00:00Z")
 	r.run(nil, "tag", "v0.1.0")
 	step(version(t, r.dir), `0\.1\.0`)
 	h = r.commit("d", "2026-02-01T00:00:01Z")
