@@ -129,3 +129,40 @@ func TestCrashRestart(t *testing.T) {
 	again.Stop(t, 2*time.Second)
 	requireClean(t, s.ns, base, baseR)
 }
+
+// TestSecondInstanceRefused: a second daemon with the same interface name
+// in the same namespace (a second `godwit run`, or a unit started twice)
+// must refuse to start, as wg-quick does, and leave the running one alone:
+// its TUN, its routes and policy rules, its connection.
+func TestSecondInstanceRefused(t *testing.T) {
+	tp := newTopo(t, 1, true)
+	s := tp.sites[0]
+	hub := tp.start(t, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)))
+	site := tp.start(t, s.ns, tp.fullTunnelConf(s))
+	site.WaitConnected(t, "hub")
+	hub.WaitConnected(t, s.name())
+	beforeRules, beforeRoutes := rules(t, s.ns), tunRoutes(t, s.ns, tunName)
+
+	second := tp.start(t, s.ns, tp.fullTunnelConf(s))
+	code, err := second.Wait(10 * time.Second)
+	if err != nil || code != 1 {
+		t.Fatalf("second instance: exit %d, %v; want 1", code, err)
+	}
+	second.WaitLog(t, time.Second, "interface "+tunName+" already exists")
+
+	if got := rules(t, s.ns); !slices.Equal(got, beforeRules) {
+		t.Errorf("policy rules after the refused start:\n got %q\nwant %q", got, beforeRules)
+	}
+	if got := tunRoutes(t, s.ns, tunName); !slices.Equal(got, beforeRoutes) {
+		t.Errorf("routes through %s after the refused start:\n got %q\nwant %q", tunName, got, beforeRoutes)
+	}
+	l4, _ := lanHost(0)
+	r, err := s.ns.Ping(l4, 10, 100*time.Millisecond, 2*time.Second)
+	must(t, err)
+	if r.Received != r.Sent {
+		t.Errorf("first instance after the refused start: %d of %d pings answered", r.Received, r.Sent)
+	}
+	if p := site.Peer(t, "hub"); p.State != "connected" {
+		t.Errorf("first instance's hub: %s, want connected", p.State)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"maps"
 	"os"
 	"runtime/pprof"
@@ -95,6 +96,12 @@ type peerState struct {
 
 func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *daemon, err error) {
 	ifc := &cfg.Interface
+	// A TUN dies with the process that made it, so a link with our name
+	// belongs to a live instance or to another tool: refuse, as wg-quick
+	// does, instead of deleting it (and its owner's rules and routes).
+	if _, err := net.InterfaceByName(ifc.Name); err == nil {
+		return nil, fmt.Errorf("%w: interface %s already exists in this network namespace (another godwit, or another tool, owns it); stop it, or set another name in [interface]", errInterfaceInUse, ifc.Name)
+	}
 	// Always clean up first: a previous run killed with -9 may have left
 	// policy rules behind (the TUN itself dies with its process).
 	if err := routing.CleanUp(ifc.Name, ifc.Table, ifc.FwMark, 0); err != nil {
@@ -573,6 +580,9 @@ func (d *daemon) stop() error {
 	d.log.Info("stopped")
 	return nil
 }
+
+// errInterfaceInUse is why a start was refused: the TUN's name is taken.
+var errInterfaceInUse = errors.New("interface in use")
 
 // stopTimeout bounds stop: SIGTERM must end the process within 2 s.
 const stopTimeout = 1500 * time.Millisecond

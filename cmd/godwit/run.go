@@ -43,6 +43,9 @@ func cmdRun(ctx context.Context, args []string) error {
 	d, err := startDaemon(ctx, cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
+		if errors.Is(err, errInterfaceInUse) {
+			return exitError{code: 1, msg: "godwit run: " + err.Error()}
+		}
 		return exitError{code: 1}
 	}
 	n := &notifier{log: log}
