@@ -146,6 +146,11 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 		}
 		if pc.cur != nil {
 			cs := pc.cur.Stats()
+			if !cs.HandshakeDone.IsZero() {
+				// A connection attached in 0-RTT completes its handshake
+				// after it was attached: the latest handshake is its own.
+				p.LastHandshake = cs.HandshakeDone
+			}
 			p.Resumed = cs.Resumed
 			p.HeartbeatRTT = cs.HeartbeatRTT
 			p.ZeroRTT = ctl.ZeroRTT{Used: cs.Used0RTT, Rejected: cs.Rejected0RTT}

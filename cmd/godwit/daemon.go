@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"maps"
+	"net"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -387,7 +387,10 @@ func (d *daemon) attach(c *quicconn.Conn) {
 	}
 	old := ps.conn
 	ps.conn = c
-	ps.since, ps.handshake = time.Now(), c.Stats().HandshakeDone // godwit show
+	ps.since = time.Now()                            // godwit show
+	if hs := c.Stats().HandshakeDone; !hs.IsZero() { // a 0-RTT conn's completes later (snapshot)
+		ps.handshake = hs
+	}
 	name := ps.cfg.Name
 	d.mu.Unlock()
 
