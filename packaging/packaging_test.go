@@ -262,7 +262,7 @@ func TestUnitDirectives(t *testing.T) {
 		{"Service.WatchdogSec", "10s"},
 		{"Service.ExecStartPre", "-/usr/bin/godwit check -c /etc/godwit/%i.toml"},
 		{"Service.ExecStart", "/usr/bin/godwit run -c /etc/godwit/%i.toml"},
-		{"Service.ExecReload", "/bin/kill -HUP $MAINPID"},
+		{"Service.ExecReload", "/usr/bin/godwit reload -i %i"},
 		{"Service.Restart", "on-failure"},
 		{"Service.RestartSec", "2s"},
 		{"Service.RestartPreventExitStatus", "78"},

@@ -248,6 +248,31 @@ func (d *daemon) multipathStatus(id key.Public, p *ctl.PeerStatus) []ctl.PathSta
 	return out
 }
 
+// reloadWait bounds how long `godwit reload` waits for the run loop to
+// take and apply its request (within ctl.Timeout).
+const reloadWait = 4 * time.Second
+
+// requestReload hands a `godwit reload` to the run loop and returns its
+// result.
+func (d *daemon) requestReload() error {
+	reply := make(chan error, 1)
+	t := time.NewTimer(reloadWait)
+	defer t.Stop()
+	select {
+	case d.reloads <- reply:
+	case <-d.ctx.Done():
+		return errors.New("the daemon is stopping")
+	case <-t.C:
+		return errors.New("the daemon is busy; try again")
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-t.C:
+		return errors.New("the reload did not finish in time; see the log")
+	}
+}
+
 // ops runs the daemon's operational interfaces: the control socket and,
 // when configured, the metrics endpoint. Its methods are not safe for
 // concurrent use; the daemon calls startOps once and close once.
@@ -268,6 +293,9 @@ func startOps(d *daemon) (*ops, error) {
 	o.ctl, err = listenCtl(socketPath(ifc.Name), snap, d.log.With("part", "ctl"))
 	if err != nil {
 		return nil, err
+	}
+	if o.ctl != nil {
+		o.ctl.HandleReload(d.requestReload)
 	}
 	if ifc.MetricsListen != "" {
 		o.metrics, err = listenMetrics(ifc.MetricsListen, snap, d.log.With("part", "metrics"))

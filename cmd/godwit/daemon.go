@@ -52,6 +52,9 @@ type daemon struct {
 	// routesDirty (cap 1) wakes the route loop of a routes = "connected"
 	// node (hubs.go).
 	routesDirty chan struct{}
+	// reloads carries `godwit reload` requests to the run loop, which
+	// answers each on its channel (cmdRun).
+	reloads chan chan error
 
 	// authorized maps the keys that may connect to their peer names. It is
 	// read during every TLS handshake, so it is swapped, never mutated.
@@ -116,6 +119,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		tnDone:  make(chan struct{}),
 
 		routesDirty: make(chan struct{}, 1),
+		reloads:     make(chan chan error),
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	defer func() {

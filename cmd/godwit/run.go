@@ -83,6 +83,22 @@ func cmdRun(ctx context.Context, args []string) error {
 		status, _ := d.status()
 		n.markReady(status)
 	}
+	// reload applies the file again (SIGHUP, `godwit reload`) and says
+	// how it went to systemd and to the caller.
+	reload := func() error {
+		n.reloading()
+		log.Info("reloading", "file", path)
+		err := d.reload(path)
+		status, _ := d.status()
+		switch {
+		case errors.Is(err, errRoutesIncomplete):
+			status = fmt.Sprintf("%s; %s", oneLine(err), status)
+		case err != nil:
+			status = fmt.Sprintf("reload failed: %s; running the previous config; %s", oneLine(err), status)
+		}
+		n.markReady(status)
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -109,17 +125,9 @@ func cmdRun(ctx context.Context, args []string) error {
 				n.markReady(fmt.Sprintf("%s; not connected after %v: %s", status, readyWait, strings.Join(missing, ", ")))
 			}
 		case <-hup:
-			n.reloading()
-			log.Info("reloading", "file", path)
-			err := d.reload(path)
-			status, _ := d.status()
-			switch {
-			case errors.Is(err, errRoutesIncomplete):
-				status = fmt.Sprintf("%s; %s", oneLine(err), status)
-			case err != nil:
-				status = fmt.Sprintf("reload failed: %s; running the previous config; %s", oneLine(err), status)
-			}
-			n.markReady(status)
+			reload()
+		case reply := <-d.reloads:
+			reply <- reload()
 		case reply := <-asks:
 			close(reply)
 		case <-wedgeControl:

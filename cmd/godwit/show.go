@@ -51,6 +51,34 @@ func cmdShow(ctx context.Context, args []string) error {
 	return err
 }
 
+const reloadUsage = "usage: godwit reload [-i IFACE] [--socket PATH]"
+
+// cmdReload makes a running daemon read its config file again and apply
+// it, like SIGHUP, but says how it went: exit 0 when applied, 1 with the
+// reason when the file is bad (the daemon keeps running the previous
+// config) or could be applied only in part. The unit's ExecReload runs it.
+func cmdReload(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	iface := fs.String("i", "", "interface `name`")
+	sock := fs.String("socket", socketOverride(), "control socket `path`")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return exitError{code: 2, msg: reloadUsage}
+	}
+	path := *sock
+	if path == "" {
+		var err error
+		if path, err = findSocket(ctl.Dir, *iface); err != nil {
+			return err
+		}
+	}
+	if err := ctl.Reload(ctx, path); err != nil {
+		return err
+	}
+	fmt.Println("reloaded")
+	return nil
+}
+
 // findSocket returns the socket of iface in dir, or with iface "" the
 // only socket there.
 func findSocket(dir, iface string) (string, error) {
@@ -62,7 +90,7 @@ func findSocket(dir, iface string) (string, error) {
 	case errors.Is(err, os.ErrNotExist):
 		return "", fmt.Errorf("no godwit socket in %s: is the daemon running?", dir)
 	case errors.Is(err, os.ErrPermission):
-		return "", fmt.Errorf("permission denied reading %s: run godwit show as root", dir)
+		return "", fmt.Errorf("permission denied reading %s: run godwit as root", dir)
 	case err != nil:
 		return "", err
 	}

@@ -10,7 +10,7 @@ _godwit() {
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	COMPREPLY=()
 	if [ "$COMP_CWORD" -eq 1 ]; then
-		mapfile -t COMPREPLY < <(compgen -W "run check show genkey pubkey demo version help" -- "$cur")
+		mapfile -t COMPREPLY < <(compgen -W "run check show reload genkey pubkey demo version help" -- "$cur")
 		return
 	fi
 	cmd=${COMP_WORDS[1]}
@@ -27,7 +27,7 @@ _godwit() {
 			;;
 		esac
 		;;
-	show)
+	show | reload)
 		case $prev in
 		-i)
 			# Interfaces of running daemons: their control sockets (root only).
@@ -44,7 +44,11 @@ _godwit() {
 			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 			;;
 		*)
-			mapfile -t COMPREPLY < <(compgen -W "-i --json --socket" -- "$cur")
+			if [ "$cmd" = show ]; then
+				mapfile -t COMPREPLY < <(compgen -W "-i --json --socket" -- "$cur")
+			else
+				mapfile -t COMPREPLY < <(compgen -W "-i --socket" -- "$cur")
+			fi
 			;;
 		esac
 		;;

@@ -62,6 +62,8 @@ type Request struct {
 type Response struct {
 	Status *Status `json:"status,omitempty"`
 	Error  string  `json:"error,omitempty"`
+	// Reloaded answers a successful "reload".
+	Reloaded bool `json:"reloaded,omitempty"`
 }
 
 // Status is the answer to the "status" command: a snapshot of the daemon,
@@ -388,6 +390,34 @@ func (p *PeerStatus) ValidatedStandby(uplink string) bool {
 // gives up after [Timeout] (sooner if ctx says so). Its errors say what to
 // do: run as root, or start the daemon.
 func Query(ctx context.Context, path string) (*Status, error) {
+	resp, err := call(ctx, path, "status")
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status == nil {
+		return nil, fmt.Errorf("reading from %s: empty answer", path)
+	}
+	return resp.Status, nil
+}
+
+// Reload asks the daemon on the control socket at path to read its config
+// file again and apply it, like SIGHUP. It returns the daemon's error when
+// the file is bad (the old config keeps running) or could be applied only
+// in part.
+func Reload(ctx context.Context, path string) error {
+	resp, err := call(ctx, path, "reload")
+	if err != nil {
+		return err
+	}
+	if !resp.Reloaded {
+		return fmt.Errorf("reading from %s: empty answer", path)
+	}
+	return nil
+}
+
+// call sends cmd to the daemon at path and returns its answer; an answer
+// with an Error is returned as an error.
+func call(ctx context.Context, path, cmd string) (*Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	var dl net.Dialer
@@ -395,7 +425,7 @@ func Query(ctx context.Context, path string) (*Status, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, os.ErrPermission):
-			return nil, fmt.Errorf("permission denied on %s: run godwit show as root", path)
+			return nil, fmt.Errorf("permission denied on %s: run godwit as root", path)
 		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
 			return nil, fmt.Errorf("no godwit daemon on %s: is it running?", path)
 		}
@@ -405,7 +435,7 @@ func Query(ctx context.Context, path string) (*Status, error) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(d)
 	}
-	if err := json.NewEncoder(c).Encode(Request{Cmd: "status"}); err != nil {
+	if err := json.NewEncoder(c).Encode(Request{Cmd: cmd}); err != nil {
 		return nil, fmt.Errorf("sending to %s: %w", path, err)
 	}
 	var resp Response
@@ -415,8 +445,5 @@ func Query(ctx context.Context, path string) (*Status, error) {
 	if resp.Error != "" {
 		return nil, fmt.Errorf("daemon: %s", resp.Error)
 	}
-	if resp.Status == nil {
-		return nil, fmt.Errorf("reading from %s: empty answer", path)
-	}
-	return resp.Status, nil
+	return &resp, nil
 }
