@@ -166,3 +166,43 @@ func TestSecondInstanceRefused(t *testing.T) {
 		t.Errorf("first instance's hub: %s, want connected", p.State)
 	}
 }
+
+// TestEndpointsOnBothSides: the hub also has the site's endpoint, as
+// WireGuard peers often both do. Both dial; one connection must win and
+// stay (before, the two replaced each other about four times a second).
+func TestEndpointsOnBothSides(t *testing.T) {
+	tp := newTopo(t, 1, false)
+	s := tp.sites[0]
+	sv4, _ := underlay(s.i, 2)
+	hubConf := tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port))
+	hubConf.peers[0].endpoint = netip.AddrPortFrom(sv4, port).String()
+	siteConf := tp.siteConf(s, false)
+	siteConf.listen = fmt.Sprintf("0.0.0.0:%d", port)
+	hub := tp.start(t, tp.hub, hubConf)
+	site := tp.start(t, s.ns, siteConf)
+	site.WaitConnected(t, "hub")
+	hub.WaitConnected(t, s.name())
+
+	time.Sleep(time.Second) // both dials done
+	before := map[*labtest.Daemon]int{}
+	for _, d := range []*labtest.Daemon{hub, site} {
+		before[d] = len(d.LogLines(`msg="peer connected"`))
+	}
+	h4, _ := tunAddrs(0)
+	r, err := s.ns.Ping(h4, 100, 50*time.Millisecond, 2*time.Second)
+	must(t, err)
+	if r.Received < r.Sent-1 {
+		t.Errorf("5 s of pings with endpoints on both sides: %d of %d answered", r.Received, r.Sent)
+	}
+	for d, peer := range map[*labtest.Daemon]string{hub: s.name(), site: "hub"} {
+		if n := len(d.LogLines(`msg="peer connected"`)); n != before[d] {
+			t.Errorf("%s connected %d more times during 5 s, want a stable connection", d.Name, n-before[d])
+		}
+		if p := d.Peer(t, peer); p.State != "connected" || len(p.Paths) != 1 || p.Multipath != "" {
+			t.Errorf("%s: peer %s is %s with %d paths (multipath %q), want one connection", d.Name, peer, p.State, len(p.Paths), p.Multipath)
+		}
+	}
+	if len(hub.LogLines("the peer has the lower key and dials"))+len(site.LogLines("the peer has the lower key and dials")) != 1 {
+		t.Errorf("want exactly one side to yield (the one with the higher key)")
+	}
+}

@@ -89,6 +89,9 @@ type peerState struct {
 	paths    map[*quicconn.Conn]time.Time
 	instance uint64
 	pinned   bool // dialed with one connection per uplink (stopDial ends that)
+	// yielded: both sides have an endpoint and the peer dials (mutual.go):
+	// this node's dial loop is stopped while the peer's connection is up.
+	yielded bool
 	// fallback is the TCP fallback policy of a peer with endpoint_tcp
 	// (fallback.go), or nil; stopDial ends it.
 	fallback *fallback.Fallback
@@ -538,7 +541,9 @@ func (d *daemon) apply(cfg *config.Config) error {
 		ps.cfg = p
 		if redial {
 			ps.stopDialLocked()
-			d.startDialLocked(ps)
+			if !ps.yielded { // else it starts when the peer's connection ends (mutual.go)
+				d.startDialLocked(ps)
+			}
 		}
 	}
 	d.cfg = cfg

@@ -215,6 +215,9 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 // (0-RTT) connection is attached as the one connection at once, so that
 // its 0-RTT datagrams flow, and moves into the set once its hello says so.
 func (d *daemon) accepted(c *quicconn.Conn) {
+	if d.mutualAccepted(c) {
+		return
+	}
 	if helloDone(c) {
 		if _, ok := c.Multipath(); ok {
 			d.attachPath(c)
