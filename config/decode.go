@@ -52,6 +52,9 @@ func decode(name string, data []byte, p *problems) *Config {
 			if col > 0 {
 				msg = fmt.Sprintf("invalid TOML at column %d: %s", col, pe.Message)
 			}
+			if looksLikeWgQuick(data) {
+				msg += wgQuickHint
+			}
 			p.addErr(line, msg, err)
 		} else {
 			p.addErr(0, "invalid TOML: "+err.Error(), err)
@@ -117,6 +120,26 @@ func decode(name string, data []byte, p *problems) *Config {
 		c.Peers = append(c.Peers, pr)
 	}
 	return c
+}
+
+// wgQuickHint is added to the syntax error of a file that looks like a
+// wg-quick config pasted in.
+const wgQuickHint = `; this looks like a wg-quick (WireGuard) file: Godwit's config is TOML with lower-case keys and quoted values, ` +
+	`e.g. [interface] private_key_file = "/etc/godwit/gw0.key" and addresses = ["10.0.0.1/24"], [[peer]] public_key = "..." ` +
+	`and allowed_ips = ["10.0.0.2/32"] (see godwit.toml(5))`
+
+// looksLikeWgQuick reports whether data has the section headers or keys
+// of a wg-quick file.
+func looksLikeWgQuick(data []byte) bool {
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		l := bytes.TrimSpace(line)
+		for _, w := range []string{"[Interface]", "[Peer]", "PrivateKey", "PublicKey", "AllowedIPs", "ListenPort"} {
+			if bytes.HasPrefix(l, []byte(w)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // errorPosition returns the line and column of a TOML syntax error. It counts

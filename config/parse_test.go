@@ -177,6 +177,7 @@ var parseErrorTests = []struct {
 }{
 	{"syntax error", "[interface\nname = \"gw0\"\n", []problem{{1, "invalid TOML at column"}}},
 	{"syntax error later", head + "mtu = = 3\n", []problem{{5, "invalid TOML"}}},
+	{"wg-quick file", "[Interface]\nPrivateKey = yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=\nAddress = 10.0.0.1/24\n", []problem{{2, "this looks like a wg-quick (WireGuard) file"}}},
 	{"duplicate key", head + "mtu = 1300\nmtu = 1400\n", []problem{{6, "invalid TOML"}}},
 	{"wrong type", head + "mtu = \"big\"\n", []problem{{5, `[interface] mtu must be an integer, not a string`}}},
 	{"float for integer", head + "table = 1.5\n", []problem{{5, `[interface] table must be an integer, not a float`}}},

@@ -99,7 +99,7 @@ func tcpQUICConfig(qc *quic.Config) *quic.Config {
 // listenTCP starts the hub's TCP listener on Config.ListenTCP with the
 // listener's TLS configuration tc, and its accept loop.
 func (e *Endpoint) listenTCP(tc *tls.Config) error {
-	sock, err := tcppath.Listen("tcp", e.cfg.ListenTCP, tcppath.ServerConfig{
+	sock, err := tcppath.Listen(listenNetwork("tcp", e.cfg.ListenTCP), e.cfg.ListenTCP, tcppath.ServerConfig{
 		PrivateKey: e.cfg.PrivateKey,
 		Authorize:  e.cfg.Authorize,
 		Refused:    e.logRefused,

@@ -206,3 +206,21 @@ func TestEndpointsOnBothSides(t *testing.T) {
 		t.Errorf("want exactly one side to yield (the one with the higher key)")
 	}
 }
+
+// TestForwardingNoteOnSite: a site with forwarding off only notes it (its
+// own traffic does not need it; hosts behind it would), where it used to
+// warn on every start.
+func TestForwardingNoteOnSite(t *testing.T) {
+	tp := newTopo(t, 1, true)
+	s := tp.sites[0]
+	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
+		must(t, s.ns.Sysctl(k, "0"))
+	}
+	tp.start(t, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)))
+	site := tp.start(t, s.ns, tp.siteConf(s, false))
+	site.WaitConnected(t, "hub")
+	site.WaitLog(t, 5*time.Second, "level=INFO", "IP forwarding is off: fine for this host's own traffic")
+	if n := len(site.LogLines("level=WARN", "IP forwarding is off")); n != 0 {
+		t.Errorf("the site warned %d times about IP forwarding, want a note only", n)
+	}
+}

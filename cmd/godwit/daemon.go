@@ -246,7 +246,14 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	log.Info("godwit running", "interface", ifc.Name, "addresses", fmt.Sprint(ifc.Addresses),
 		"listen", ifc.Listen, "listen_tcp", ifc.ListenTCP, "local", d.ep.LocalAddr(), "peers", len(cfg.Peers), "version", version)
 	if hint := forwardingHint(cfg); hint != "" {
-		log.Warn("IP forwarding is off, so traffic to and from other hosts behind this node will not pass", "fix", hint)
+		// A hub forwards between its sites and their networks; a site
+		// forwards only if hosts behind it use the tunnel, which it cannot
+		// tell (the hub's allowed_ips for it say so): a note, not a warning.
+		if ifc.Listen != "" {
+			log.Warn("IP forwarding is off, so traffic to and from other hosts behind this node will not pass", "fix", hint)
+		} else {
+			log.Info("IP forwarding is off: fine for this host's own traffic; hosts behind it need it", "fix", hint)
+		}
 	}
 	return d, nil
 }
