@@ -48,10 +48,37 @@ const (
 )
 
 // SocketPath returns the default control socket of interface iface, in
-// [Dir].
+// [NetnsDir].
 func SocketPath(iface string) string {
-	return filepath.Join(Dir, iface+".sock")
+	return filepath.Join(NetnsDir(), iface+".sock")
 }
+
+// NetnsDir is the directory of the control sockets of the daemons in the
+// calling process's network namespace: Dir/net-INODE in a namespace named
+// with `ip netns` (INODE is the namespace's inode number), else [Dir]. So
+// daemons with the same interface name in different named namespaces do
+// not share a socket, and `godwit show` run in a namespace (`ip netns exec
+// NS godwit show`) finds the daemons of that namespace.
+func NetnsDir() string {
+	own, err := os.Stat("/proc/self/ns/net")
+	if err != nil {
+		return Dir
+	}
+	entries, _ := os.ReadDir(netnsRun)
+	for _, e := range entries {
+		fi, err := os.Stat(filepath.Join(netnsRun, e.Name()))
+		if err != nil || !os.SameFile(fi, own) {
+			continue
+		}
+		if st, ok := own.Sys().(*syscall.Stat_t); ok {
+			return filepath.Join(Dir, fmt.Sprintf("net-%d", st.Ino))
+		}
+	}
+	return Dir
+}
+
+// netnsRun is where `ip netns` keeps its named namespaces.
+const netnsRun = "/run/netns"
 
 // Request is what a client sends: {"cmd":"status"}.
 type Request struct {

@@ -182,4 +182,7 @@ func (s *Server) Close() {
 	s.wg.Wait()
 	_ = os.Remove(s.path + ".lock") // while holding the lock: see lockFile
 	s.lock.Close()
+	if dir := filepath.Dir(s.path); filepath.Dir(dir) == Dir {
+		_ = os.Remove(dir) // a namespace's directory (NetnsDir), if no other daemon uses it
+	}
 }
