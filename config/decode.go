@@ -24,8 +24,8 @@ import (
 var (
 	interfaceKeys = []string{"name", "private_key_file", "addresses", "listen", "listen_tcp", "mtu", "state_dir", "fwmark", "table", "log_level",
 		"metrics_listen", "qlog_dir", "keylog_file", "ready_wait", "uplinks", "keepalive",
-		"routes", "route_protocol", "hold_down"}
-	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint", "endpoint_tcp", "tcp_proxy", "multipath", "redundancy", "duplicate", "priority"}
+		"routes", "route_protocol", "hold_down", "post_up", "pre_down"}
+	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint", "endpoint_tcp", "tcp_proxy", "multipath", "redundancy", "duplicate", "priority", "keepalive"}
 	topKeys  = []string{"interface", "peer"}
 )
 
@@ -290,7 +290,14 @@ func (t *table) decodeInterface(in *Interface) {
 	if n, ok := t.integer("fwmark", 0, math.MaxUint32); ok {
 		in.FwMark = uint32(n)
 	}
-	if n, ok := t.integer("table", math.MinInt64, math.MaxInt64); ok {
+	if v, ok := t.m["table"].(string); ok {
+		if strings.ToLower(v) != "off" {
+			t.p.addf(t.pos.line("table"), `table %q must be a table number or "off" (no routes and no rules: routing is left to you or to BIRD or FRR)`, clip(v))
+			t.pos.bad["table"] = true
+		} else {
+			in.TableOff = true
+		}
+	} else if n, ok := t.integer("table", math.MinInt64, math.MaxInt64); ok {
 		in.Table = int(n)
 	}
 	if s, ok := t.str("log_level"); ok {
@@ -332,6 +339,26 @@ func (t *table) decodeInterface(in *Interface) {
 	if d, ok := t.duration("hold_down"); ok {
 		in.HoldDown = d
 	}
+	in.PostUp = t.commands("post_up")
+	in.PreDown = t.commands("pre_down")
+}
+
+// commands returns the shell commands at key: one string or an array of
+// strings.
+func (t *table) commands(key string) []string {
+	v, ok := t.m[key]
+	if !ok {
+		return nil
+	}
+	if s, ok := v.(string); ok {
+		return []string{s}
+	}
+	if _, ok := v.([]any); !ok {
+		t.badType(key, "a command string or an array of them", v)
+		return nil
+	}
+	ss, _ := t.strs(key)
+	return ss
 }
 
 // uplinks decodes uplinks: the string "any" or an array of interface names.
@@ -426,6 +453,9 @@ func (t *table) decodePeer(pr *Peer) {
 	pr.Duplicate = t.rules("duplicate")
 	if n, ok := t.integer("priority", 0, MaxPriority); ok {
 		pr.Priority, pr.HasPriority = int(n), true
+	}
+	if d, ok := t.duration("keepalive"); ok {
+		pr.KeepAlive = d
 	}
 }
 

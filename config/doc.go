@@ -17,7 +17,7 @@
 //	mtu = 1300                                 # 576..1500, >= 1280 with IPv6; default 1300; 1415 fits 1500-byte paths
 //	state_dir = "/var/lib/godwit"              # default "/var/lib/godwit"
 //	fwmark = 0x4757                            # SO_MARK of Godwit's own sockets; default 0x4757
-//	table = 18263                              # routing table for full tunnel; default 18263
+//	table = 18263                              # routing table for full tunnel; default 18263; "off": no routes or rules at all
 //	log_level = "info"                         # debug, info, warn or error; default info
 //	metrics_listen = "127.0.0.1:9586"          # optional: TCP metrics endpoint; host empty or an IP
 //	qlog_dir = "/var/log/godwit/qlog"          # optional, absolute: one qlog file per QUIC connection
@@ -28,6 +28,8 @@
 //	routes = "connected"                       # "always" (default) or "connected": a peer's routes only while it uses this hub
 //	route_protocol = 77                        # 3..255: "proto" of Godwit's routes, for BIRD or FRR; default 77
 //	hold_down = "10s"                          # 0s..10m: a site's preferred hub must be healthy this long to get traffic back; default 10s
+//	post_up = ["nft -f /etc/godwit/%i.nft"]    # optional: shell commands once the TUN is up (%i: the interface); a failure fails the start
+//	pre_down = "logger godwit %i going down"   # optional: shell commands before the TUN goes on stop
 //
 //	[[peer]]
 //	name = "boat-1"                                    # required, unique, [A-Za-z0-9._-]{1,64}
@@ -40,6 +42,7 @@
 //	redundancy = "all"                                 # with multipath = "redundant": "two" or "all" paths; default "two"
 //	duplicate = ["udp:16384-32767", "dscp:46"]         # with endpoint: also send these packets on a second path
 //	priority = 1                                       # with endpoint, 0..65535: ranks hubs that share allowed_ips; lower is preferred
+//	keepalive = "25s"                                  # with endpoint, 1s..5m: this peer's keep-alive instead of the [interface]'s
 //
 // Allowed-IPs must not overlap between peers, unless both set priority
 // with different values (a site's hubs), must not have host bits set,

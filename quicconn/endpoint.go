@@ -225,6 +225,11 @@ func (e *Endpoint) quicConfig(dialPeer *key.Public) *quic.Config {
 	}
 	if dialPeer != nil {
 		c.KeepAlivePeriod = e.cfg.KeepAlive
+		if e.cfg.KeepAliveFor != nil {
+			if k := e.cfg.KeepAliveFor(*dialPeer); k > 0 {
+				c.KeepAlivePeriod = k
+			}
+		}
 	} else {
 		c.Allow0RTT = true // single-use tickets: see zerortt.go
 	}

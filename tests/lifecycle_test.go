@@ -5,7 +5,10 @@ package tests
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -222,5 +225,54 @@ func TestForwardingNoteOnSite(t *testing.T) {
 	site.WaitLog(t, 5*time.Second, "level=INFO", "IP forwarding is off: fine for this host's own traffic")
 	if n := len(site.LogLines("level=WARN", "IP forwarding is off")); n != 0 {
 		t.Errorf("the site warned %d times about IP forwarding, want a note only", n)
+	}
+}
+
+// TestHooksAndTableOff: post_up runs once the TUN is up (with %i and
+// GODWIT_INTERFACE), pre_down before it goes; table = "off" leaves the
+// routes to the operator; a failing post_up fails the start (exit 1) and
+// leaves nothing behind.
+func TestHooksAndTableOff(t *testing.T) {
+	tp := newTopo(t, 1, true)
+	s := tp.sites[0]
+	tp.start(t, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)))
+	up, down := filepath.Join(tp.lab.Dir, "up.txt"), filepath.Join(tp.lab.Dir, "down.txt")
+	baseRules := rules(t, s.ns)
+	c := tp.fullTunnelConf(s) // would add a default route and policy rules
+	c.extra = []string{
+		`table = "off"`,
+		fmt.Sprintf(`post_up = ["ip -4 addr show dev %%i | grep -q inet && echo \"%%i $GODWIT_INTERFACE\" > %s"]`, up),
+		fmt.Sprintf(`pre_down = "ip link show %%i > /dev/null && echo down > %s"`, down),
+	}
+	site := tp.start(t, s.ns, c)
+	site.WaitConnected(t, "hub")
+	b, err := os.ReadFile(up)
+	if err != nil || strings.TrimSpace(string(b)) != tunName+" "+tunName {
+		t.Errorf("post_up wrote %q, %v; want %q", b, err, tunName+" "+tunName)
+	}
+	for _, r := range tunRoutes(t, s.ns, tunName) {
+		if !strings.Contains(r, `"protocol":"kernel"`) {
+			t.Errorf("route through %s with table = \"off\": %s, want the kernel's own only", tunName, r)
+		}
+	}
+	if got := rules(t, s.ns); !slices.Equal(got, baseRules) {
+		t.Errorf("policy rules with table = \"off\": %q, want none added (%q)", got, baseRules)
+	}
+	h4, _ := tunAddrs(0)
+	pingOK(t, s.ns, h4) // inside the TUN's own subnet: no route needed
+	site.Stop(t, 5*time.Second)
+	if b, err := os.ReadFile(down); err != nil || strings.TrimSpace(string(b)) != "down" {
+		t.Errorf("pre_down wrote %q, %v; want \"down\" (run while the TUN existed)", b, err)
+	}
+
+	c.name = "site-bad-hook"
+	c.extra = []string{`post_up = "echo no such thing >&2; exit 3"`}
+	bad := tp.start(t, s.ns, c)
+	if code, err := bad.Wait(10 * time.Second); err != nil || code != 1 {
+		t.Errorf("a failing post_up: exit %d, %v; want 1", code, err)
+	}
+	bad.WaitLog(t, time.Second, "post_up command", "no such thing")
+	if linkExists(t, s.ns, tunName) {
+		t.Errorf("%s left behind after a failing post_up", tunName)
 	}
 }

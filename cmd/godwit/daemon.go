@@ -183,6 +183,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		// it, and hear a hub that shuts down (hubs.go).
 		Preference:        d.preferenceFor,
 		PreferenceChanged: d.preferenceChanged,
+		KeepAliveFor:      d.keepAliveFor,
 	}
 	if rmax, hs, err := redialFromEnv(); err == nil && rmax > 0 { // test hook, see testhooks.go; cmdRun refused a bad one
 		qcfg.RedialMax, qcfg.HandshakeTimeout = rmax, hs
@@ -243,6 +244,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	}
 	d.mu.Unlock()
 
+	if err := runHooks(d.ctx, log, "post_up", ifc.PostUp, ifc.Name); err != nil {
+		return nil, err
+	}
 	log.Info("godwit running", "interface", ifc.Name, "addresses", fmt.Sprint(ifc.Addresses),
 		"listen", ifc.Listen, "listen_tcp", ifc.ListenTCP, "local", d.ep.LocalAddr(), "peers", len(cfg.Peers), "version", version)
 	if hint := forwardingHint(cfg); hint != "" {
@@ -568,10 +572,14 @@ func (d *daemon) apply(cfg *config.Config) error {
 // rules are removed as a start-up would, and stop returns an exit status
 // of 1, so that the process still ends.
 func (d *daemon) stop() error {
+	d.mu.Lock()
+	preDown, iface := d.cfg.Interface.PreDown, d.cfg.Interface.Name
+	d.mu.Unlock()
+	hookErr := runHooks(context.Background(), d.log, "pre_down", preDown, iface)
 	done := make(chan error, 1)
 	go func() {
 		d.leave() // sites with another hub move first (hubs.go)
-		done <- d.teardown()
+		done <- errors.Join(hookErr, d.teardown())
 	}()
 	t := time.NewTimer(stopTimeout)
 	defer t.Stop()

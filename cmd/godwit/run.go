@@ -225,7 +225,7 @@ func interfaceChanged(a, b *config.Interface) error {
 		{"listen_tcp", a.ListenTCP != b.ListenTCP},
 		{"mtu", a.MTU != b.MTU},
 		{"fwmark", a.FwMark != b.FwMark},
-		{"table", a.Table != b.Table},
+		{"table", a.Table != b.Table || a.TableOff != b.TableOff},
 		{"addresses", !slices.Equal(a.Addresses, b.Addresses)},
 		{"state_dir", a.StateDir != b.StateDir},
 		{"metrics_listen", a.MetricsListen != b.MetricsListen},
@@ -234,6 +234,8 @@ func interfaceChanged(a, b *config.Interface) error {
 		{"uplinks", !slices.Equal(a.Uplinks, b.Uplinks) || a.UplinksAny != b.UplinksAny},
 		{"keepalive", a.KeepAlive != b.KeepAlive},
 		{"hold_down", a.HoldDown != b.HoldDown},
+		{"post_up", !slices.Equal(a.PostUp, b.PostUp)},
+		{"pre_down", !slices.Equal(a.PreDown, b.PreDown)},
 	} {
 		if f.changed {
 			diffs = append(diffs, f.name)
