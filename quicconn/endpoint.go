@@ -47,6 +47,7 @@ type Endpoint struct {
 	state    *state.State        // keys and client tickets (Config.StateDir)
 	tickets  *state.TicketBook   // 0-RTT tickets issued and not yet used
 	zc       zeroRTTCounters
+	dialErrs sync.Map // key.Public -> dialError: the latest failed dial to each peer
 
 	logLimitMu sync.Mutex           // logLimitMu guards logLimit.
 	logLimit   map[logKey]time.Time // see limitLog

@@ -132,6 +132,9 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			Preferred:       pc.preferred,
 			RoutesInstalled: pc.routed,
 		}
+		if ps.cfg.Endpoint != "" {
+			p.LastError, p.LastErrorAt = d.ep.LastDialError(ps.cfg.PublicKey)
+		}
 		if ps.cfg.HasPriority {
 			prio := ps.cfg.Priority
 			p.Priority = &prio

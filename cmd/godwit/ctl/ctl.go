@@ -266,6 +266,12 @@ type PeerStatus struct {
 	// without one.
 	Fallback *FallbackStatus `json:"fallback,omitempty"`
 
+	// LastError is why the latest dial to the peer failed (a wrong key, a
+	// refused handshake, no answer) and LastErrorAt when; empty once a
+	// dial succeeded.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+
 	// Several hubs (a site): Priority is the hub's priority, nil without
 	// one; Carrying reports that this site sends the traffic of the
 	// prefixes it shares with other hubs through this one now, and
