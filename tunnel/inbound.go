@@ -90,6 +90,12 @@ func (p *peer) receivePacket(ph *path, d []byte) {
 		p.stats.inMalformed.Add(1)
 		return
 	}
+	if n > p.t.mtu && !p.mtuWarned.Load() && p.mtuWarned.CompareAndSwap(false, true) {
+		// Delivered (the TUN takes it), but the two ends disagree: this
+		// side's replies of that size get ICMP too big.
+		p.log.Warn("tunnel: the peer sends packets larger than this TUN's MTU: set the same mtu on both ends",
+			"packet", n, "mtu", p.t.mtu)
+	}
 	d = d[:n]
 	tbl := p.t.table.Load()
 	var src *slot

@@ -51,6 +51,9 @@ type peer struct {
 
 	// carrying: the peer carries at least one shared prefix (select.go).
 	carrying atomic.Bool
+	// mtuWarned: a packet above the TUN's MTU came from the peer (logged
+	// once).
+	mtuWarned atomic.Bool
 
 	// These fields are guarded by t.mu.
 	name   string

@@ -4,7 +4,9 @@ package tunnel
 
 import (
 	"bytes"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,4 +160,45 @@ func TestHubSelectionFirstUse(t *testing.T) {
 	}
 	dev.ToTunnel <- tuntest.Ping(netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.7"), 1, 2, 56)
 	eventually(t, "hub A carries as soon as it connected", func() bool { return ca.Sent() == 1 })
+}
+
+// TestMTUMismatchLogged: a packet above the TUN's MTU from the peer is
+// delivered, and the mismatch is logged once, naming both sizes.
+func TestMTUMismatchLogged(t *testing.T) {
+	h := newHarness(t)
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	tu, dev := h.tunnel(Config{Logger: log, MTU: 1300}, 4, PeerConfig{ID: idB, AllowedIPs: []netip.Prefix{prefB4}})
+	_, remote := h.attachPipe(tu, idB)
+	for i := range 3 {
+		pkt := tuntest.Ping(hostB4, hostA4, 1, uint16(i), 1400)
+		if err := remote.SendDatagram(pkt); err != nil {
+			t.Fatal(err)
+		}
+		expectPacket(t, dev.FromTunnel, pkt)
+	}
+	if n := strings.Count(logs.String(), "set the same mtu on both ends"); n != 1 {
+		t.Errorf("mismatch logged %d times, want once:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "packet=1428 mtu=1300") {
+		t.Errorf("the log line does not name both sizes:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the tunnel's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
