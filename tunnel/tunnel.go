@@ -281,6 +281,9 @@ func New(dev tun.Device, cfg Config) (*Tunnel, error) {
 func (t *Tunnel) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Before any receiver starts: a packet stamped with a zero clock would
+	// read as "never".
+	t.clock.Store(time.Now().UnixNano())
 	t.mu.Lock()
 	if t.started {
 		t.mu.Unlock()
@@ -295,7 +298,6 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	t.log.Info("tunnel: running", "batch", t.batch, "mtu", t.mtu)
 
 	errc := make(chan error, 2)
-	t.clock.Store(time.Now().UnixNano())
 	t.wg.Add(3)
 	if t.carryingChanged != nil {
 		t.wg.Add(1)

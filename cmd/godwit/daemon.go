@@ -55,6 +55,9 @@ type daemon struct {
 	// reloads carries `godwit reload` requests to the run loop, which
 	// answers each on its channel (cmdRun).
 	reloads chan chan error
+	// prefDirty (cap 1) wakes the preference loop of a site with ranked
+	// hubs (hubs.go).
+	prefDirty chan struct{}
 
 	// authorized maps the keys that may connect to their peer names. It is
 	// read during every TLS handshake, so it is swapped, never mutated.
@@ -123,6 +126,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 
 		routesDirty: make(chan struct{}, 1),
 		reloads:     make(chan chan error),
+		prefDirty:   make(chan struct{}, 1),
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -236,6 +240,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		d.wg.Go(d.acceptLoop)
 	}
 	d.wg.Go(d.routeLoop)
+	d.wg.Go(d.preferenceLoop)
 	d.mu.Lock()
 	for _, p := range cfg.Peers {
 		ps := &peerState{cfg: p}

@@ -26,6 +26,9 @@ import (
 // it any more before it closes.
 
 const (
+	// preferenceRecheck is how often the preference loop compares what the
+	// hubs were told with what the tunnel does, besides on every change.
+	preferenceRecheck = 100 * time.Millisecond
 	// releaseDelay is how long a site keeps telling a hub it carries after
 	// the traffic moved to another: the time the other hub's route needs to
 	// reach the core router (a kernel route, BIRD's kernel protocol, one
@@ -36,33 +39,79 @@ const (
 	leaveWait = 500 * time.Millisecond
 )
 
-// carryingChanged is the tunnel's Config.CarryingChanged: it tells hub id
-// whether this site now sends the traffic of its shared prefixes through
-// it.
-func (d *daemon) carryingChanged(id key.Public, carrying bool) {
-	if carrying {
-		d.sendPreference(id)
-		return
+// carryingChanged is the tunnel's Config.CarryingChanged: the carrying
+// hub changed, so the preference loop looks at once.
+func (d *daemon) carryingChanged(key.Public, bool) { d.preferencesChanged() }
+
+// sendPreference makes the preference loop look at hub id's connections
+// (one joined, or finished its hello).
+func (d *daemon) sendPreference(key.Public) { d.preferencesChanged() }
+
+func (d *daemon) preferencesChanged() {
+	select {
+	case d.prefDirty <- struct{}{}:
+	default:
 	}
-	time.AfterFunc(releaseDelay, func() { d.sendPreference(id) })
 }
 
-// sendPreference sends the tunnel's current carrying state of hub id on
-// every connection to it, if it is a hub this site ranks.
-func (d *daemon) sendPreference(id key.Public) {
-	carrying := d.tn.Carrying(id)
-	d.mu.Lock()
-	ps := d.peers[id]
-	var conns []*quicconn.Conn
-	if ps != nil && ps.cfg.HasPriority {
-		for c := range ps.allConns() {
-			conns = append(conns, c)
+// preferenceLoop keeps what each ranked hub was told equal to what the
+// tunnel does: on every change, and every preferenceRecheck anyway, it
+// sends each connection of a ranked hub whose last message differs the
+// current state. A hub that starts carrying is told at once; one that
+// stopped, once it has not carried for releaseDelay. Comparing with what
+// was sent, rather than passing changes on, means that no interleaving of
+// changes, dials and hellos can leave a hub with a stale answer (two
+// quick changes used to leave hub B "preferred" after A took over, in 1
+// start of 40).
+func (d *daemon) preferenceLoop() {
+	t := time.NewTicker(preferenceRecheck)
+	defer t.Stop()
+	sent := make(map[*quicconn.Conn]bool)    // what each connection was last told
+	since := make(map[key.Public]time.Time) // when a hub last carried
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-d.prefDirty:
+		case <-t.C:
 		}
-	}
-	d.mu.Unlock()
-	for _, c := range conns {
-		if helloDone(c) {
-			_ = c.SetPreferred(carrying) // a dead connection: its successor's hello carries it
+		now := time.Now()
+		type send struct {
+			c    *quicconn.Conn
+			pref bool
+		}
+		var sends []send
+		live := make(map[*quicconn.Conn]bool)
+		d.mu.Lock()
+		for id, ps := range d.peers {
+			if !ps.cfg.HasPriority {
+				continue
+			}
+			carrying := d.tn.Carrying(id)
+			if carrying {
+				since[id] = now
+			}
+			want := carrying || now.Sub(since[id]) < releaseDelay
+			for c := range ps.allConns() {
+				live[c] = true
+				if !helloDone(c) {
+					continue // its hello carried the state at dial time; told once it is done
+				}
+				if was, ok := sent[c]; !ok || was != want {
+					sends = append(sends, send{c, want})
+				}
+			}
+		}
+		d.mu.Unlock()
+		for c := range sent {
+			if !live[c] {
+				delete(sent, c)
+			}
+		}
+		for _, s := range sends {
+			if s.c.SetPreferred(s.pref) == nil {
+				sent[s.c] = s.pref
+			}
 		}
 	}
 }
