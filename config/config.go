@@ -40,7 +40,51 @@ const (
 
 	// MaxDuplicateRules is the most rules one peer's duplicate may list.
 	MaxDuplicateRules = 64
+
+	// DefaultRouteProtocol is the routing-protocol number ("proto" in
+	// ip-route(8)) of every route Godwit installs, so that BIRD's kernel
+	// protocol (krt_source) or FRR can pick out exactly Godwit's routes.
+	// 77 is not taken in iproute2's rt_protos.
+	DefaultRouteProtocol = 77
+	// MinRouteProtocol and MaxRouteProtocol bound route_protocol: 0..2 are
+	// the kernel's (unspec, redirect, kernel).
+	MinRouteProtocol = 3
+	MaxRouteProtocol = 255
+
+	// DefaultHoldDown is how long a site's preferred hub that failed must
+	// be usable again before the site's traffic returns to it.
+	DefaultHoldDown = 10 * time.Second
+	// MaxHoldDown is the largest hold_down accepted.
+	MaxHoldDown = 10 * time.Minute
+	// MaxPriority is the largest priority of a [[peer]].
+	MaxPriority = 65535
 )
+
+// Routes is when a hub keeps the kernel route to a peer's allowed-IPs
+// (the routes key of [interface]).
+type Routes uint8
+
+const (
+	// RoutesAlways (the default) installs every peer's routes at start.
+	RoutesAlways Routes = iota
+	// RoutesConnected keeps a peer's routes only while it is connected
+	// and uses this node for its traffic (a site with several hubs says
+	// which one it prefers), so that BIRD or FRR announce only what this
+	// hub really reaches.
+	RoutesConnected
+)
+
+// routesNames are the file's names of the Routes values, by value.
+var routesNames = []string{"always", "connected"}
+
+// String returns the name in the file ("always", "connected"), or
+// "Routes(N)" for a value without one.
+func (r Routes) String() string {
+	if int(r) < len(routesNames) {
+		return routesNames[r]
+	}
+	return fmt.Sprintf("Routes(%d)", uint8(r))
+}
 
 // Config is a parsed configuration file. Parse and Load return it with the
 // defaults applied and validated; after that it is plain data that the caller
@@ -105,6 +149,21 @@ type Interface struct {
 	// missing key mean DefaultKeepAlive (15 s).
 	KeepAlive time.Duration
 
+	// Routes is when the kernel routes to the peers' allowed-IPs exist:
+	// always (the default), or only while a peer is connected and uses
+	// this node (RoutesConnected, for hubs announced over BGP).
+	Routes Routes
+	// RouteProtocol is the protocol number of every route Godwit
+	// installs, MinRouteProtocol..MaxRouteProtocol; 0 (only in a Config
+	// built in code) and a missing key mean DefaultRouteProtocol (77).
+	RouteProtocol int
+	// HoldDown is how long a site's more preferred hub (see
+	// Peer.Priority) that failed must be usable again before the traffic
+	// returns to it, 0..MaxHoldDown. Like ReadyWait, Parse sets
+	// DefaultHoldDown (10 s) when the key is missing and keeps an
+	// explicit "0s" (return at once); SetDefaults replaces 0.
+	HoldDown time.Duration
+
 	pos position // where the keys were in the file, if parsed
 }
 
@@ -151,6 +210,16 @@ type Peer struct {
 	// [interface].
 	Duplicate []classify.Rule
 
+	// Priority ranks the hubs of a site that share allowed-IPs: lower is
+	// preferred, 0..MaxPriority. It counts only with HasPriority (the key
+	// is in the file). Peers may have overlapping allowed-IPs only when
+	// each has a priority, and different ones; the site connects to all
+	// of them and sends the traffic of a shared prefix to the most
+	// preferred usable one. It needs Endpoint, and makes failover the
+	// default mode (the hubs' health is judged per connection).
+	Priority    int
+	HasPriority bool
+
 	pos position
 }
 
@@ -195,15 +264,15 @@ func (m Multipath) String() string {
 // connection (also for a peer it does not dial), or the mode of its
 // connection set. Without a multipath key a site with two or more uplinks
 // (or uplinks = "any"), a peer with duplicate rules, or a peer with
-// endpoint_tcp (its TCP fallback is a second connection of the set) uses
-// failover.
+// endpoint_tcp (its TCP fallback is a second connection of the set) or a
+// priority (a hub's health is judged per connection) uses failover.
 func (c *Config) PathMode(p *Peer) Multipath {
 	switch {
 	case p.Endpoint == "":
 		return MultipathOff
 	case p.Multipath != MultipathDefault:
 		return p.Multipath
-	case len(p.Duplicate) > 0 || p.EndpointTCP != "" || c.Interface.UplinksAny || len(c.Interface.Uplinks) >= 2:
+	case len(p.Duplicate) > 0 || p.EndpointTCP != "" || p.HasPriority || c.Interface.UplinksAny || len(c.Interface.Uplinks) >= 2:
 		return MultipathFailover
 	}
 	return MultipathOff
@@ -257,7 +326,8 @@ func (p position) has(key string) bool {
 }
 
 // SetDefaults sets every optional [interface] field that is zero to its
-// default: Name, MTU, StateDir, FwMark, Table, ReadyWait and KeepAlive (LogLevel's
+// default: Name, MTU, StateDir, FwMark, Table, ReadyWait, KeepAlive,
+// RouteProtocol and HoldDown (LogLevel's
 // zero value is already the default, info; MetricsListen, QlogDir and
 // KeylogFile are off by default). Code that wants ReadyWait 0 (READY at
 // once) sets it after SetDefaults. It is for configs built in code; Parse applies
@@ -286,6 +356,12 @@ func (c *Config) SetDefaults() {
 	if in.KeepAlive == 0 {
 		in.KeepAlive = DefaultKeepAlive
 	}
+	if in.RouteProtocol == 0 {
+		in.RouteProtocol = DefaultRouteProtocol
+	}
+	if in.HoldDown == 0 {
+		in.HoldDown = DefaultHoldDown
+	}
 }
 
 // Equal reports whether in and o hold the same settings, PrivateKey included.
@@ -296,16 +372,17 @@ func (in Interface) Equal(o Interface) bool {
 		in.StateDir == o.StateDir && in.FwMark == o.FwMark && in.Table == o.Table && in.LogLevel == o.LogLevel &&
 		in.MetricsListen == o.MetricsListen && in.QlogDir == o.QlogDir && in.KeylogFile == o.KeylogFile &&
 		in.ReadyWait == o.ReadyWait && slices.Equal(in.Uplinks, o.Uplinks) && in.UplinksAny == o.UplinksAny &&
-		in.KeepAlive == o.KeepAlive
+		in.KeepAlive == o.KeepAlive && in.Routes == o.Routes && in.RouteProtocol == o.RouteProtocol && in.HoldDown == o.HoldDown
 }
 
 // Equal reports whether p and q hold the same settings (Name, PublicKey,
 // AllowedIPs in order, Endpoint, EndpointTCP, TCPProxy, Multipath,
-// Redundancy, Duplicate in order). Line is ignored, so a reload can tell whether a peer changed even
+// Redundancy, Duplicate in order, Priority). Line is ignored, so a reload can tell whether a peer changed even
 // when it moved in the file.
 func (p Peer) Equal(q Peer) bool {
 	return p.Name == q.Name && p.PublicKey == q.PublicKey && slices.Equal(p.AllowedIPs, q.AllowedIPs) && p.Endpoint == q.Endpoint &&
-		p.EndpointTCP == q.EndpointTCP && p.TCPProxy == q.TCPProxy && p.Multipath == q.Multipath && p.Redundancy == q.Redundancy && slices.Equal(p.Duplicate, q.Duplicate)
+		p.EndpointTCP == q.EndpointTCP && p.TCPProxy == q.TCPProxy && p.Multipath == q.Multipath && p.Redundancy == q.Redundancy && slices.Equal(p.Duplicate, q.Duplicate) &&
+		p.HasPriority == q.HasPriority && (!p.HasPriority || p.Priority == q.Priority)
 }
 
 // Peer returns the peer with public key k, and whether there is one.

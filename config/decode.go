@@ -23,8 +23,9 @@ import (
 // The keys of each table, in the order MarshalTOML writes them.
 var (
 	interfaceKeys = []string{"name", "private_key_file", "addresses", "listen", "listen_tcp", "mtu", "state_dir", "fwmark", "table", "log_level",
-		"metrics_listen", "qlog_dir", "keylog_file", "ready_wait", "uplinks", "keepalive"}
-	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint", "endpoint_tcp", "tcp_proxy", "multipath", "redundancy", "duplicate"}
+		"metrics_listen", "qlog_dir", "keylog_file", "ready_wait", "uplinks", "keepalive",
+		"routes", "route_protocol", "hold_down"}
+	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint", "endpoint_tcp", "tcp_proxy", "multipath", "redundancy", "duplicate", "priority"}
 	topKeys  = []string{"interface", "peer"}
 )
 
@@ -293,6 +294,21 @@ func (t *table) decodeInterface(in *Interface) {
 	if d, ok := t.duration("keepalive"); ok {
 		in.KeepAlive = d
 	}
+	if s, ok := t.str("routes"); ok {
+		i := slices.Index(routesNames, strings.ToLower(s))
+		if i < 0 {
+			t.p.addf(t.pos.line("routes"), `routes %q is not "always" (every peer's routes from the start, the default) or "connected" (a peer's routes only while it is connected and uses this hub)`, clip(s))
+			t.pos.bad["routes"] = true
+		} else {
+			in.Routes = Routes(i)
+		}
+	}
+	if n, ok := t.integer("route_protocol", MinRouteProtocol, MaxRouteProtocol); ok {
+		in.RouteProtocol = int(n)
+	}
+	if d, ok := t.duration("hold_down"); ok {
+		in.HoldDown = d
+	}
 }
 
 // uplinks decodes uplinks: the string "any" or an array of interface names.
@@ -385,6 +401,9 @@ func (t *table) decodePeer(pr *Peer) {
 		}
 	}
 	pr.Duplicate = t.rules("duplicate")
+	if n, ok := t.integer("priority", 0, MaxPriority); ok {
+		pr.Priority, pr.HasPriority = int(n), true
+	}
 }
 
 // rules returns the duplicate rules at key; entries that do not parse are

@@ -79,6 +79,12 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 		b.WriteString("]\n")
 	}
 	fmt.Fprintf(&b, "keepalive = %q\n", in.KeepAlive.String())
+	if int(in.Routes) >= len(routesNames) {
+		return nil, fmt.Errorf("config: routes %v has no name in the file format", in.Routes)
+	}
+	fmt.Fprintf(&b, "routes = %q\n", in.Routes)
+	fmt.Fprintf(&b, "route_protocol = %d\n", in.RouteProtocol)
+	fmt.Fprintf(&b, "hold_down = %q\n", in.HoldDown.String())
 
 	for _, pr := range c.Peers {
 		b.WriteString("\n[[peer]]\n")
@@ -109,6 +115,9 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 		}
 		if len(pr.Duplicate) > 0 {
 			writeRules(&b, "duplicate", pr.Duplicate)
+		}
+		if pr.HasPriority {
+			fmt.Fprintf(&b, "priority = %d\n", pr.Priority)
 		}
 	}
 	return b.Bytes(), nil

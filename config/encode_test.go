@@ -175,10 +175,10 @@ func TestMarshalTOMLInvalid(t *testing.T) {
 	}
 	_, err = Parse("again.toml", out)
 	checkProblems(t, "again.toml", err, []problem{
-		{18, `peer "boat-1" multipath is set by the site`},
-		{19, `peer "boat-1" redundancy is set by the site`}, // "two", written with redundant
-		{25, `peer "field-2" duplicate rule "invalid Rule": not a rule`},
-		{25, `peer "field-2" duplicate is set by the site`},
+		{21, `peer "boat-1" multipath is set by the site`},
+		{22, `peer "boat-1" redundancy is set by the site`}, // "two", written with redundant
+		{28, `peer "field-2" duplicate rule "invalid Rule": not a rule`},
+		{28, `peer "field-2" duplicate is set by the site`},
 	})
 }
 

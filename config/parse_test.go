@@ -117,6 +117,50 @@ listen = ":4433"
 // which start at line 12.
 var site = head + "uplinks = [\"wlan0\", \"wwan0\"]\n" + peerA + "endpoint = \"hub.example.net:4433\"\n"
 
+// twoHubs returns two [[peer]] tables, "a" (header at line 6 after head)
+// and "b" (line 13), each with an endpoint and the given extra line, that
+// share allowed_ips 0.0.0.0/0 (b's can be given instead).
+func twoHubs(extraA, extraB string, allowedB ...string) string {
+	b := `["0.0.0.0/0"]`
+	if len(allowedB) > 0 {
+		b = fmt.Sprintf("[%q]", allowedB[0])
+	}
+	return expand(fmt.Sprintf(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["0.0.0.0/0"]
+endpoint = "192.0.2.1:4433"
+%s
+
+[[peer]]
+name = "b"
+public_key = "KEYB"
+allowed_ips = %s
+endpoint = "192.0.2.2:4433"
+%s
+`, extraA, b, extraB))
+}
+
+// routesOf formats the routes, route_protocol and hold_down of c.
+func routesOf(c *Config) string {
+	return fmt.Sprint(c.Interface.Routes, c.Interface.RouteProtocol, c.Interface.HoldDown)
+}
+
+// prioritiesOf formats each peer's priority and path mode.
+func prioritiesOf(c *Config) string {
+	var out []string
+	for i := range c.Peers {
+		p := &c.Peers[i]
+		pr := "none"
+		if p.HasPriority {
+			pr = fmt.Sprint(p.Priority)
+		}
+		out = append(out, fmt.Sprintf("%s:%s %v", p.Name, pr, c.PathMode(p)))
+	}
+	return strings.Join(out, " ")
+}
+
 // manyRules returns a duplicate array of n distinct UDP port rules.
 func manyRules(n int) string {
 	rs := make([]string, n)
@@ -327,6 +371,20 @@ name = "b"
 public_key = "KEYB"
 allowed_ips = ["10.77.0.3/32", "fd77::3/128"]
 `), []problem{{14, `peer "b" allowed_ips fd77::3/128 overlaps ::/0 of peer "a" (line 9)`}}},
+	{"overlap, one without priority", head + twoHubs("priority = 1", ""), []problem{{16, `peer "b" allowed_ips 0.0.0.0/0 overlaps 0.0.0.0/0 of peer "a" (line 9); peers may share allowed_ips only when each sets priority`}}},
+	{"overlap, neither with priority", head + twoHubs("", ""), []problem{{16, `peer "b" allowed_ips 0.0.0.0/0 overlaps 0.0.0.0/0 of peer "a" (line 9); peers may share allowed_ips only when each sets priority`}}},
+	{"overlap, same priority", head + twoHubs("priority = 2", "priority = 2"), []problem{{18, `peer "b" allowed_ips 0.0.0.0/0 overlaps 0.0.0.0/0 of peer "a" (line 9) and both have priority 2: give them different priorities`}}},
+	{"priority out of range", head + twoHubs("priority = 1", "priority = 70000"), []problem{{18, `peer "b" priority 70000 is out of range 0..65535`}}},
+	{"priority negative", head + twoHubs("priority = -1", "priority = 1"), []problem{{11, `peer "a" priority -1 is out of range 0..65535`}}},
+	{"priority not an integer", head + twoHubs(`priority = "1"`, "priority = 2"), []problem{{11, `peer "a" priority must be an integer, not a string`}}},
+	{"priority without endpoint", head + peerA + "priority = 1\n", []problem{{10, `peer "a" priority needs endpoint`}}},
+	{"priority with multipath off", head + twoHubs("priority = 1\nmultipath = \"off\"", "priority = 2"), []problem{{12, `peer "a" multipath = "off" cannot go with priority`}}},
+	{"routes unknown", head + "routes = \"sometimes\"\n", []problem{{5, `routes "sometimes" is not "always"`}}},
+	{"route_protocol kernel", head + "route_protocol = 2\n", []problem{{5, `[interface] route_protocol 2 is out of range 3..255`}}},
+	{"route_protocol too large", head + "route_protocol = 256\n", []problem{{5, `[interface] route_protocol 256 is out of range 3..255`}}},
+	{"hold_down negative", head + "hold_down = \"-1s\"\n", []problem{{5, `hold_down -1s is out of range`}}},
+	{"hold_down too long", head + "hold_down = \"11m\"\n", []problem{{5, `hold_down 11m0s is out of range`}}},
+	{"hold_down not a duration", head + "hold_down = 10\n", []problem{{5, `[interface] hold_down must be a duration string`}}},
 	{"allowed_ips twice in one peer", head + expand(`
 [[peer]]
 name = "a"
@@ -539,7 +597,7 @@ func TestParseTestdata(t *testing.T) {
 				Name: "gw0", PrivateKeyFile: "/etc/godwit/hub.key",
 				Addresses: mustPrefixes("10.77.0.1/24", "fd77::1/64"), Listen: "[::]:4433",
 				MTU: 1300, StateDir: DefaultStateDir, FwMark: 0x4757, Table: 18263, LogLevel: slog.LevelInfo,
-				ReadyWait: 20 * time.Second, KeepAlive: DefaultKeepAlive,
+				ReadyWait: 20 * time.Second, KeepAlive: DefaultKeepAlive, RouteProtocol: DefaultRouteProtocol, HoldDown: DefaultHoldDown,
 			},
 			peers: []Peer{
 				{Name: "boat-1", PublicKey: mustKey(keyBoat), AllowedIPs: mustPrefixes("10.77.0.2/32", "fd77::2/128", "192.168.20.0/24"), Line: 10},
@@ -553,7 +611,7 @@ func TestParseTestdata(t *testing.T) {
 				Addresses: mustPrefixes("10.77.0.2/24", "fd77::2/64"),
 				MTU:       1300, StateDir: "/var/lib/godwit", FwMark: 18263, Table: 18263, LogLevel: slog.LevelDebug,
 				MetricsListen: "127.0.0.1:9586", QlogDir: "/var/log/godwit/qlog", KeylogFile: "/root/godwit.keys",
-				ReadyWait: 90 * time.Second, Uplinks: []string{"wlan0", "wwan0"}, KeepAlive: 20 * time.Second,
+				ReadyWait: 90 * time.Second, Uplinks: []string{"wlan0", "wwan0"}, KeepAlive: 20 * time.Second, RouteProtocol: DefaultRouteProtocol, HoldDown: DefaultHoldDown,
 			},
 			peers: []Peer{
 				{Name: "hub", PublicKey: mustKey(keyHub), AllowedIPs: mustPrefixes("0.0.0.0/0", "::/0"), Endpoint: "hub.example.net:4433", Line: 17,
@@ -657,6 +715,12 @@ endpoint = "198.51.100.7:4433"
 		{"duplicate empty", site + "duplicate = []\n", "default two []", multipathOf},
 		{"duplicate 64 rules", site + manyRules(64), "64", func(c *Config) string { return fmt.Sprint(len(c.Peers[0].Duplicate)) }},
 		{"duplicate with redundant", site + "multipath = \"redundant\"\nduplicate = [\"dscp:46\"]\n", "redundant two [dscp:46]", multipathOf},
+		{"routes default", head, "always 77 10s", routesOf},
+		{"routes connected", head + "routes = \"connected\"\nroute_protocol = 200\nhold_down = \"0s\"\n", "connected 200 0s", routesOf},
+		{"routes always", head + "routes = \"Always\"\nhold_down = \"1m\"\n", "always 77 1m0s", routesOf},
+		{"two hubs with priorities", head + twoHubs("priority = 0", "priority = 10"), "a:0 failover b:10 failover", prioritiesOf},
+		{"nested prefixes with priorities", head + twoHubs("priority = 5", "priority = 1", "198.51.100.0/24"), "a:5 failover b:1 failover", prioritiesOf},
+		{"priority on one hub alone", head + peerA + "endpoint = \"hub.example.net:4433\"\npriority = 3\n", "a:3 failover", prioritiesOf},
 		{"listen_tcp", head + "listen_tcp = \"0.0.0.0:443\"\n", "0.0.0.0:443", func(c *Config) string { return c.Interface.ListenTCP }},
 		{"listen_tcp same port as listen", head + "listen_tcp = \":4433\"\n", ":4433", func(c *Config) string { return c.Interface.ListenTCP }},
 		{"endpoint_tcp", site + "endpoint_tcp = \"[2001:db8::1]:443\"\n", "[2001:db8::1]:443", func(c *Config) string { return c.Peers[0].EndpointTCP }},

@@ -97,6 +97,7 @@ func (c *Config) validate(p *problems) {
 		}
 		c.validateTCP(p, i, label)
 		c.validateMultipath(p, i, label)
+		c.validatePriority(p, i, label)
 	}
 	c.validateOverlaps(p, owners)
 	if !in.pos.bad[""] && in.Listen == "" && !in.pos.bad["listen"] && !dials {
@@ -193,6 +194,15 @@ func (c *Config) validateInterface(p *problems) {
 	}
 	if !bad["uplinks"] {
 		in.validateUplinks(p)
+	}
+	if !bad["hold_down"] && (in.HoldDown < 0 || in.HoldDown > MaxHoldDown) {
+		p.addf(in.pos.line("hold_down"), "hold_down %v is out of range: it must be between 0s (return at once) and %v (default %v)", in.HoldDown, MaxHoldDown, DefaultHoldDown)
+	}
+	if !bad["route_protocol"] && (in.RouteProtocol != 0 || in.pos.has("route_protocol")) && (in.RouteProtocol < MinRouteProtocol || in.RouteProtocol > MaxRouteProtocol) {
+		p.addf(in.pos.line("route_protocol"), "route_protocol %d is out of range %d..%d (default %d)", in.RouteProtocol, MinRouteProtocol, MaxRouteProtocol, DefaultRouteProtocol)
+	}
+	if !bad["routes"] && int(in.Routes) >= len(routesNames) {
+		p.addf(in.pos.line("routes"), "routes %v is not one of always, connected", in.Routes)
 	}
 }
 
@@ -406,16 +416,48 @@ type owned struct {
 }
 
 // validateOverlaps reports every pair of prefixes of different peers that
-// overlap, at the later one.
+// overlap, at the later one, unless both peers have a priority and the
+// priorities differ (a site's hubs that share prefixes).
 func (c *Config) validateOverlaps(p *problems, owners []owned) {
 	for j, b := range owners {
 		for _, a := range owners[:j] {
 			if a.peer == b.peer || !a.pfx.Overlaps(b.pfx) {
 				continue
 			}
-			p.addf(b.line, "%s allowed_ips %s overlaps %s of %s (line %d)",
-				peerLabel(b.peer, &c.Peers[b.peer]), b.pfx, a.pfx, peerLabel(a.peer, &c.Peers[a.peer]), a.line)
+			pa, pb := &c.Peers[a.peer], &c.Peers[b.peer]
+			if pa.pos.bad["priority"] || pb.pos.bad["priority"] {
+				continue // reported as such
+			}
+			la, lb := peerLabel(a.peer, pa), peerLabel(b.peer, pb)
+			switch {
+			case !pa.HasPriority || !pb.HasPriority:
+				p.addf(b.line, "%s allowed_ips %s overlaps %s of %s (line %d); peers may share allowed_ips only when each sets priority (lower is preferred)",
+					lb, b.pfx, a.pfx, la, a.line)
+			case pa.Priority == pb.Priority:
+				p.addf(pb.pos.line("priority"), "%s allowed_ips %s overlaps %s of %s (line %d) and both have priority %d: give them different priorities (lower is preferred)",
+					lb, b.pfx, a.pfx, la, a.line, pa.Priority)
+			}
 		}
+	}
+}
+
+// validatePriority checks the priority of peer i: only on a peer this
+// node dials (a site ranks its hubs), and not with multipath = "off" (a
+// hub's failure is seen by the health of its connection set).
+func (c *Config) validatePriority(p *problems, i int, label string) {
+	pr := &c.Peers[i]
+	if !pr.HasPriority {
+		return
+	}
+	line := pr.pos.line("priority")
+	if pr.Priority < 0 || pr.Priority > MaxPriority {
+		p.addf(line, "%s priority %d is out of range 0..%d", label, pr.Priority, MaxPriority)
+	}
+	if pr.Endpoint == "" && !pr.pos.bad["endpoint"] {
+		p.addf(line, "%s priority needs endpoint: it ranks the hubs a site dials (a hub sees which one a site prefers); set endpoint too, or remove priority", label)
+	}
+	if pr.Multipath == MultipathOff && !pr.pos.bad["multipath"] {
+		p.addf(pr.pos.line("multipath"), `%s multipath = "off" cannot go with priority: a hub's failure is judged by the health of its connection set; remove multipath (failover is the default with priority) or priority`, label)
 	}
 }
 

@@ -134,6 +134,18 @@ type Config struct {
 	// MultipathFailover, which dialers ignore.
 	MultipathMode func(peer key.Public) (mode MultipathMode, redundancyAll bool)
 
+	// Preference, if not nil, makes every dialed connection tell the peer
+	// (a hub) whether this node sends its traffic through it: the Hello
+	// carries the capability and a Preference message with f(peer)
+	// follows (preference.go). Like MultipathMode it is called on every
+	// dial, on the Endpoint's goroutines. Later changes are sent with
+	// [Conn.SetPreferred].
+	Preference func(peer key.Public) bool
+	// PreferenceChanged, if not nil, is called on the connection's control
+	// reader goroutine each time the peer sends a Preference message after
+	// the hello ([Conn.PeerPreference] has it). It must not block.
+	PreferenceChanged func(c *Conn)
+
 	// PathDeadFloor is added to 3 smoothed RTTs to declare a path suspect
 	// (Mobility.PathDead). Zero means 1 s.
 	PathDeadFloor time.Duration

@@ -139,6 +139,9 @@ type Conn struct {
 	mob   mobState
 	hp    healthPub // the path monitor's verdict (health.go)
 	life  lifecycle
+	// peerPref is what the peer's latest Preference message said
+	// (preference.go): prefAnnounced, prefPreferred and prefLeaving bits.
+	peerPref atomic.Uint32
 }
 
 // rxState is what the receive path records for every datagram, and for
@@ -542,6 +545,12 @@ func (c *Conn) readControl() {
 			// Only valid right after a Hello, where hello reads it.
 			c.closeLocal(ctlmsg.CodeProtocolError, "unexpected multipath")
 			return
+		case ctlmsg.Preference:
+			c.setPeerPreference(m)
+			c.log.Debug("quicconn: peer preference", "preferred", m.Preferred, "leaving", m.Leaving)
+			if f := c.cfg.PreferenceChanged; f != nil {
+				f(c)
+			}
 		case ctlmsg.Unknown:
 			// Skipped by ctlmsg.Read: a newer peer's optional message.
 		}

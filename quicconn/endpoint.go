@@ -359,6 +359,9 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 	c := newConn(qc, st, h.br, &e.cfg, h.peer, h.hsDone)
 	c.id.dialer = dialer
 	c.id.mp, c.id.mpOK = h.mp, h.mpOK
+	if h.pref != nil {
+		c.setPeerPreference(*h.pref)
+	}
 	c.mob.pinned = pinned
 	e.nameQlog(c)
 	if err := e.register(c); err != nil {
@@ -373,10 +376,11 @@ func (e *Endpoint) helloExchange(ctx context.Context, qc *quic.Conn, st *quic.St
 // helloResult is what the hello exchange learned.
 type helloResult struct {
 	peer   ctlmsg.Hello
-	mp     PeerMultipath // the peer's Multipath message; zero unless mpOK
-	mpOK   bool          // both sides announced multipath
-	br     *bufio.Reader // reader of the control stream, holding what followed
-	hsDone time.Time     // when the handshake completed
+	mp     PeerMultipath      // the peer's Multipath message; zero unless mpOK
+	mpOK   bool               // both sides announced multipath
+	pref   *ctlmsg.Preference // what followed a Hello with CapPreference, or nil
+	br     *bufio.Reader      // reader of the control stream, holding what followed
+	hsDone time.Time          // when the handshake completed
 }
 
 // multipathAttrs returns the log attributes of the peer's announcement.
@@ -391,8 +395,9 @@ func (h *helloResult) multipathAttrs() []any {
 // dialer writes first, unless sent says its Hello is on st already: a
 // stream is invisible to the peer until it carries data) and checks the
 // version. Each side's Hello is followed by its Multipath message when it
-// announces the capability (multipath.go); both arrive under the same
-// read deadline. It returns what the peer said, the reader of st that
+// announces the capability (multipath.go), and a dialer's by its
+// Preference message (preference.go); all arrive under the same read
+// deadline. It returns what the peer said, the reader of st that
 // holds what followed, and when the handshake completed. On failure the
 // QUIC connection is closed.
 func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, dialer, sent bool) (helloResult, error) {
@@ -453,6 +458,13 @@ func (e *Endpoint) hello(ctx context.Context, qc *quic.Conn, st *quic.Stream, di
 		if h.mp, h.mpOK, err = e.readMultipath(br, dialer); err != nil {
 			return helloResult{}, readFailed("multipath", err)
 		}
+	}
+	if peer.Capabilities&ctlmsg.CapPreference != 0 {
+		p, err := readPreference(br)
+		if err != nil {
+			return helloResult{}, readFailed("preference", err)
+		}
+		h.pref = &p
 	}
 	_ = st.SetReadDeadline(time.Time{})
 	if !dialer {

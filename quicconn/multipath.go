@@ -108,20 +108,22 @@ func newInstance() (uint64, error) {
 // key, which a dialer passes to Config.MultipathMode.
 func (e *Endpoint) helloBytes(dialer bool, peer key.Public) []byte {
 	h := ctlmsg.Hello{Version: e.version, Name: e.cfg.NodeName}
-	if !e.cfg.Multipath {
-		return ctlmsg.Append(nil, h)
-	}
-	h.Capabilities |= ctlmsg.CapMultipath
-	mp := ctlmsg.Multipath{Instance: e.instance}
-	if dialer && e.cfg.MultipathMode != nil {
-		mode, all := e.cfg.MultipathMode(peer)
-		if MultipathMode(mode) <= MultipathAggregate {
-			mp.Mode, mp.RedundancyAll = uint8(mode), all
-		} else {
-			e.log.Warn("quicconn: unknown multipath mode, announcing failover", "peer", keyString(peer), "mode", mode.String())
+	var after []byte // what follows the Hello
+	if e.cfg.Multipath {
+		h.Capabilities |= ctlmsg.CapMultipath
+		mp := ctlmsg.Multipath{Instance: e.instance}
+		if dialer && e.cfg.MultipathMode != nil {
+			mode, all := e.cfg.MultipathMode(peer)
+			if MultipathMode(mode) <= MultipathAggregate {
+				mp.Mode, mp.RedundancyAll = uint8(mode), all
+			} else {
+				e.log.Warn("quicconn: unknown multipath mode, announcing failover", "peer", keyString(peer), "mode", mode.String())
+			}
 		}
+		after = ctlmsg.Append(after, mp)
 	}
-	return ctlmsg.Append(ctlmsg.Append(nil, h), mp)
+	after = e.appendPreference(after, &h, dialer, peer)
+	return append(ctlmsg.Append(nil, h), after...)
 }
 
 // readMultipath reads the Multipath message that must follow a Hello with

@@ -278,6 +278,9 @@ func (e *Endpoint) finishHello(ctx context.Context, c *Conn, st *quic.Stream, se
 	c.id.resumed = c.qc.ConnectionState().TLS.DidResume
 	c.id.mp, c.id.mpOK = h.mp, h.mpOK
 	resumed := c.id.resumed
+	if h.pref != nil {
+		c.setPeerPreference(*h.pref)
+	}
 	c.id.mu.Unlock()
 	close(c.life.helloed)
 	e.nameQlog(c)

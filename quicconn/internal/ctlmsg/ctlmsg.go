@@ -2,7 +2,7 @@
 
 // Package ctlmsg is the codec of Godwit's control stream: the first
 // bidirectional stream of every connection, opened by the dialer, which
-// carries [Hello], [Multipath], [Heartbeat] and [Goodbye] messages. It encodes with
+// carries [Hello], [Multipath], [Preference], [Heartbeat] and [Goodbye] messages. It encodes with
 // [Append] and decodes with [Read]; the wire format is below. It is
 // internal to quicconn, which runs the stream.
 //
@@ -18,11 +18,15 @@
 //	Heartbeat (2): seq u64 | sent unix nanoseconds i64 | flags u8 (0 = request, 1 = reply)
 //	Goodbye   (3): code u64 | reason (rest, UTF-8, <= maxReasonLen)
 //	Multipath (4): instance u64 (not 0) | mode u8 (0 failover, 1 redundant, 2 aggregate) | flags u8 (bit 0: redundancy all)
+//	Preference (5): flags u8 (bit 0: preferred, from a site; bit 1: leaving, from a hub)
 //
 // Capability bits of a Hello: [CapMultipath] (bit 0) announces that a
-// Multipath message follows the Hello at once; no other bit is defined.
-// A peer that does not know a bit ignores it, and skips a Multipath
-// message as an unknown type. A mode above 2 is malformed (a new mode
+// Multipath message follows the Hello at once; [CapPreference] (bit 1)
+// announces that a Preference message follows the Hello (after the
+// Multipath message, if any) and that later changes are sent as
+// Preference messages too. No other bit is defined.
+// A peer that does not know a bit ignores it, and skips a Multipath or
+// Preference message as an unknown type. A mode above 2 is malformed (a new mode
 // needs a new capability); the flags other than bit 0 are reserved: sent
 // as 0 and ignored, so that a later version can add hints.
 //
@@ -60,10 +64,11 @@ const (
 
 // Message types on the control stream.
 const (
-	typeHello     uint64 = 1
-	typeHeartbeat uint64 = 2
-	typeGoodbye   uint64 = 3
-	typeMultipath uint64 = 4
+	typeHello      uint64 = 1
+	typeHeartbeat  uint64 = 2
+	typeGoodbye    uint64 = 3
+	typeMultipath  uint64 = 4
+	typePreference uint64 = 5
 )
 
 const (
@@ -73,11 +78,18 @@ const (
 	heartbeatReplyBit = 1
 	multipathLen      = 8 + 1 + 1
 	redundancyAllBit  = 1
+	preferenceLen     = 1
+	preferredBit      = 1
+	leavingBit        = 2
 )
 
 // CapMultipath is the Hello capability bit that announces a [Multipath]
 // message right after the Hello.
 const CapMultipath uint64 = 1 << 0
+
+// CapPreference is the Hello capability bit that announces a [Preference]
+// message right after the Hello (and its Multipath message).
+const CapPreference uint64 = 1 << 1
 
 // Multipath modes, the values of Multipath.Mode.
 const (
@@ -114,7 +126,7 @@ var ErrMalformed = errors.New("quicconn: malformed control message")
 var ErrTooLarge = errors.New("quicconn: control message too large")
 
 // Message is one control-stream message: [Hello], [Multipath],
-// [Heartbeat], [Goodbye] or [Unknown]. The set is closed; other packages cannot add types.
+// [Preference], [Heartbeat], [Goodbye] or [Unknown]. The set is closed; other packages cannot add types.
 type Message interface {
 	messageType() uint64
 }
@@ -149,6 +161,17 @@ type Multipath struct {
 	RedundancyAll bool
 }
 
+// Preference is what a site with several hubs tells each of them, right
+// after its Hello and whenever it changes: whether it sends its traffic
+// through this hub (Preferred), so that a hub that announces routes over
+// BGP announces the site's only while it is used. A hub sends one with
+// Leaving set when it shuts down, so that its sites move away before it
+// closes. The other flag bits are reserved: sent as 0, ignored.
+type Preference struct {
+	Preferred bool // flags bit 0
+	Leaving   bool // flags bit 1
+}
+
 // Goodbye announces a deliberate close and its reason.
 type Goodbye struct {
 	Code   uint64 // one of the Code constants
@@ -161,11 +184,12 @@ type Unknown struct {
 	Type uint64 // the wire type; never one of the known types
 }
 
-func (Hello) messageType() uint64     { return typeHello }
-func (Heartbeat) messageType() uint64 { return typeHeartbeat }
-func (Goodbye) messageType() uint64   { return typeGoodbye }
-func (Multipath) messageType() uint64 { return typeMultipath }
-func (m Unknown) messageType() uint64 { return m.Type }
+func (Hello) messageType() uint64      { return typeHello }
+func (Heartbeat) messageType() uint64  { return typeHeartbeat }
+func (Goodbye) messageType() uint64    { return typeGoodbye }
+func (Multipath) messageType() uint64  { return typeMultipath }
+func (Preference) messageType() uint64 { return typePreference }
+func (m Unknown) messageType() uint64  { return m.Type }
 
 // Append appends the wire encoding of m to b and returns the extended
 // slice. Strings longer than their limit are cut at a UTF-8 boundary and
@@ -206,9 +230,18 @@ func Append(b []byte, m Message) []byte {
 			flags = redundancyAllBit
 		}
 		return append(b, m.Mode, flags)
+	case Preference:
+		var flags byte
+		if m.Preferred {
+			flags |= preferredBit
+		}
+		if m.Leaving {
+			flags |= leavingBit
+		}
+		return append(appendHeader(b, typePreference, preferenceLen), flags)
 	case Unknown:
 		switch m.Type {
-		case typeHello, typeHeartbeat, typeGoodbye, typeMultipath:
+		case typeHello, typeHeartbeat, typeGoodbye, typeMultipath, typePreference:
 			return b // an empty payload would be malformed for these
 		}
 		return appendHeader(b, min(m.Type, quicvarint.Max), 0)
@@ -260,7 +293,7 @@ func Read(r *bufio.Reader) (Message, error) {
 		return nil, fmt.Errorf("%w: type %d, %d bytes (max %d)", ErrTooLarge, typ, n, maxSize)
 	}
 	switch typ {
-	case typeHello, typeHeartbeat, typeGoodbye, typeMultipath:
+	case typeHello, typeHeartbeat, typeGoodbye, typeMultipath, typePreference:
 	default:
 		if _, err := r.Discard(int(n)); err != nil {
 			return nil, noEOF(err)
@@ -326,6 +359,11 @@ func parsePayload(typ uint64, p []byte) (Message, error) {
 		}
 		m.RedundancyAll = flags&redundancyAllBit != 0 // other bits: reserved, ignored
 		return m, nil
+	case typePreference:
+		if len(p) != preferenceLen {
+			return nil, fmt.Errorf("%w: preference of %d bytes, want %d", ErrMalformed, len(p), preferenceLen)
+		}
+		return Preference{Preferred: p[0]&preferredBit != 0, Leaving: p[0]&leavingBit != 0}, nil // other bits: reserved, ignored
 	}
 	return nil, fmt.Errorf("%w: type %d", ErrMalformed, typ)
 }

@@ -46,6 +46,9 @@ func TestMessageRoundTrip(t *testing.T) {
 		{"multipath failover", Multipath{Instance: 1}, nil},
 		{"multipath redundant all", Multipath{Instance: ^uint64(0), Mode: ModeRedundant, RedundancyAll: true}, nil},
 		{"multipath aggregate", Multipath{Instance: 0x0123456789abcdef, Mode: ModeAggregate}, nil},
+		{"preference standby", Preference{}, nil},
+		{"preference preferred", Preference{Preferred: true}, nil},
+		{"preference leaving", Preference{Leaving: true}, nil},
 		{"long name clamped", Hello{Name: strings.Repeat("n", 300)}, Hello{Name: strings.Repeat("n", maxNameLen)}},
 		{"clamp keeps utf8", Goodbye{Reason: strings.Repeat("é", 600)}, Goodbye{Reason: strings.Repeat("é", maxReasonLen/2)}},
 		{"invalid utf8 replaced", Hello{Name: "a\xffb"}, Hello{Name: "a\uFFFDb"}},
@@ -120,6 +123,9 @@ func TestReadErrors(t *testing.T) {
 		{"multipath mode 255", []byte{0x04, 10, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0}, ErrMalformed},
 		{"multipath instance 0", []byte{0x04, 10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0}, ErrMalformed},
 		{"multipath payload cut", []byte{0x04, 10, 0, 0, 0, 0}, io.ErrUnexpectedEOF},
+		{"preference empty", []byte{0x05, 0}, ErrMalformed},
+		{"preference long", []byte{0x05, 2, 1, 0}, ErrMalformed},
+		{"preference payload cut", []byte{0x05, 1}, io.ErrUnexpectedEOF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,6 +158,22 @@ func TestMultipathWire(t *testing.T) {
 	}
 	if b := Append(nil, Unknown{Type: typeMultipath}); len(b) != 0 {
 		t.Errorf("Append(Unknown{Type: 4}) = %x, want nothing", b)
+	}
+}
+
+// TestPreferenceWire pins the encoding of a Preference message and checks
+// that reserved flag bits are ignored.
+func TestPreferenceWire(t *testing.T) {
+	if got, want := Append(nil, Preference{Preferred: true, Leaving: true}), []byte{0x05, 1, 3}; !bytes.Equal(got, want) {
+		t.Errorf("Append(Preference) = %x, want %x", got, want)
+	}
+	in := []byte{0x05, 1, 0xfd}
+	m, err := Read(bufio.NewReader(bytes.NewReader(in)))
+	if want := (Preference{Preferred: true}); err != nil || m != want {
+		t.Errorf("Read(%x) = %#v, %v; want %#v (reserved flags ignored)", in, m, err, want)
+	}
+	if b := Append(nil, Unknown{Type: typePreference}); len(b) != 0 {
+		t.Errorf("Append(Unknown{Type: 5}) = %x, want nothing", b)
 	}
 }
 
@@ -188,6 +210,8 @@ func FuzzRead(f *testing.F) {
 	f.Add([]byte{0x04, 10, 0, 0, 0, 0, 0, 0, 0, 1, 3, 0})    // mode 3: malformed
 	f.Add([]byte{0x04, 10, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0xff}) // reserved flags
 	f.Add([]byte{0x3f, 0x80, 0x01, 0x00, 0x00})
+	f.Add(Append(Append(Append(nil, Hello{Version: Version, Capabilities: CapMultipath | CapPreference, Name: "site"}), Multipath{Instance: 42}), Preference{Preferred: true}))
+	f.Add([]byte{0x05, 1, 0xff}) // reserved preference flags
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bufio.NewReader(bytes.NewReader(data))
 		consumed := 0
