@@ -25,6 +25,11 @@ func (t *Tunnel) tick(ctx context.Context) {
 		case now := <-tk.C:
 			t.clock.Store(now.UnixNano())
 			t.refreshAggregate()
+			t.mu.Lock()
+			if t.holdPending {
+				t.selectLocked()
+			}
+			t.mu.Unlock()
 		}
 	}
 }

@@ -92,13 +92,13 @@ func (p *peer) receivePacket(ph *path, d []byte) {
 	}
 	d = d[:n]
 	tbl := p.t.table.Load()
-	var src *peer
+	var src *slot
 	if d[0]>>4 == 4 {
 		src = tbl.lookup4([4]byte(d[12:16]))
 	} else {
 		src = tbl.lookup6([16]byte(d[8:24]))
 	}
-	if src != p {
+	if src == nil || !src.has(p) {
 		p.stats.badSource.Add(1)
 		return
 	}

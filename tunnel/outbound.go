@@ -85,17 +85,18 @@ func (t *Tunnel) routeBatch(bufs [][]byte, sizes []int) {
 			continue
 		}
 		b = b[:n]
-		var p *peer
+		var s *slot
 		if b[0]>>4 == 4 {
-			p = tbl.lookup4([4]byte(b[16:20]))
+			s = tbl.lookup4([4]byte(b[16:20]))
 		} else {
-			p = tbl.lookup6([16]byte(b[24:40]))
+			s = tbl.lookup6([16]byte(b[24:40]))
 		}
-		if p == nil {
+		if s == nil {
 			t.stats.noRoute.Add(1)
 			t.sendICMP(b, icmpUnreachable, 0, t.unreachableLimit)
 			continue
 		}
+		p := s.carrier()
 		if n > t.mtu {
 			// Only a route whose MTU is above the TUN's sends these
 			// (the kernel does not check the device MTU). They would not

@@ -326,6 +326,14 @@ func (p *peer) removePathLocked(c DatagramConn) {
 // rescheduleLocked rebuilds p's schedule from its paths' health. t.mu must
 // be held.
 func (p *peer) rescheduleLocked() {
+	p.reschedule()
+	if p.shared {
+		p.t.selectLocked()
+	}
+}
+
+// reschedule is rescheduleLocked without the hub selection.
+func (p *peer) reschedule() {
 	if len(p.paths) == 0 {
 		p.sched.Store(nil)
 		return

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/tunnel/internal/seq"
@@ -48,6 +49,9 @@ type peer struct {
 	window     seq.Window
 	seed       maphash.Seed
 
+	// carrying: the peer carries at least one shared prefix (select.go).
+	carrying atomic.Bool
+
 	// These fields are guarded by t.mu.
 	name   string
 	log    *slog.Logger
@@ -57,6 +61,12 @@ type peer struct {
 	agg    *aggState       // Aggregate's flow table, made by SetPathPolicy
 	ctx    context.Context // non-nil while started
 	cancel context.CancelFunc
+	// Hub selection (select.go): shared is set for a member of a shared
+	// slot; wasUsable since upSince; failed once it lost usability;
+	// eligible to carry; reported is the carrying state last passed to
+	// Config.CarryingChanged.
+	shared, wasUsable, failed, eligible, reported bool
+	upSince                                       time.Time
 }
 
 func (t *Tunnel) newPeer(id key.Public, name string) *peer {
@@ -121,4 +131,7 @@ func (p *peer) connDead(a *attachment) {
 		p.removePathLocked(a.c)
 	}
 	p.conn.CompareAndSwap(a, nil)
+	if p.shared {
+		p.t.selectLocked()
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,15 +19,15 @@ func testPeer(n byte) *peer { return &peer{id: key.Public{n}} }
 func TestTableLookup(t *testing.T) {
 	a, b, c := testPeer(1), testPeer(2), testPeer(3)
 	tbl, err := buildTable([]route{
-		{netip.MustParsePrefix("203.0.113.0/24"), c},
-		{netip.MustParsePrefix("203.0.113.0/28"), c},
-		{netip.MustParsePrefix("192.0.2.0/24"), a},
-		{netip.MustParsePrefix("192.0.2.128/25"), a},
-		{netip.MustParsePrefix("198.51.100.7/32"), b},
-		{netip.MustParsePrefix("2001:db8::/32"), a},
-		{netip.MustParsePrefix("2001:db8:1::/48"), a},
-		{netip.MustParsePrefix("2001:db9::1/128"), b},
-		{netip.MustParsePrefix("2001:dc0::/29"), b},
+		{netip.MustParsePrefix("203.0.113.0/24"), c, 0},
+		{netip.MustParsePrefix("203.0.113.0/28"), c, 0},
+		{netip.MustParsePrefix("192.0.2.0/24"), a, 0},
+		{netip.MustParsePrefix("192.0.2.128/25"), a, 0},
+		{netip.MustParsePrefix("198.51.100.7/32"), b, 0},
+		{netip.MustParsePrefix("2001:db8::/32"), a, 0},
+		{netip.MustParsePrefix("2001:db8:1::/48"), a, 0},
+		{netip.MustParsePrefix("2001:db9::1/128"), b, 0},
+		{netip.MustParsePrefix("2001:dc0::/29"), b, 0},
 	})
 	if err != nil {
 		t.Fatalf("buildTable: %v", err)
@@ -51,10 +52,18 @@ func TestTableLookup(t *testing.T) {
 		{"::1", nil},
 	}
 	for _, tt := range tests {
-		if got := tbl.lookup(netip.MustParseAddr(tt.addr)); got != tt.want {
+		if got := carrierOf(tbl.lookup(netip.MustParseAddr(tt.addr))); got != tt.want {
 			t.Errorf("lookup(%s) = %v, want %v", tt.addr, peerName(got), peerName(tt.want))
 		}
 	}
+}
+
+// carrierOf returns s's carrier, nil for a nil slot.
+func carrierOf(s *slot) *peer {
+	if s == nil {
+		return nil
+	}
+	return s.carrier()
 }
 
 func peerName(p *peer) string {
@@ -71,15 +80,17 @@ func TestBuildTableErrors(t *testing.T) {
 		routes []route
 		want   string // substring of the error; "" for success
 	}{
-		{"same prefix two peers", []route{{netip.MustParsePrefix("192.0.2.0/24"), a}, {netip.MustParsePrefix("192.0.2.0/24"), b}}, "overlaps"},
-		{"contained", []route{{netip.MustParsePrefix("192.0.2.0/24"), a}, {netip.MustParsePrefix("192.0.2.64/26"), b}}, "overlaps"},
-		{"contains", []route{{netip.MustParsePrefix("192.0.2.64/26"), b}, {netip.MustParsePrefix("192.0.0.0/16"), a}}, "overlaps"},
-		{"default v6", []route{{netip.MustParsePrefix("2001:db8::/32"), b}, {netip.MustParsePrefix("::/0"), a}}, "overlaps"},
-		{"unmasked same", []route{{netip.MustParsePrefix("192.0.2.1/24"), a}, {netip.MustParsePrefix("192.0.2.2/24"), b}}, "overlaps"},
-		{"same peer overlap ok", []route{{netip.MustParsePrefix("192.0.2.0/24"), a}, {netip.MustParsePrefix("192.0.2.0/25"), a}}, ""},
-		{"v4 and v6 disjoint", []route{{netip.MustParsePrefix("0.0.0.0/0"), a}, {netip.MustParsePrefix("::/0"), b}}, ""},
-		{"invalid", []route{{netip.Prefix{}, a}}, "invalid prefix"},
-		{"mapped", []route{{netip.MustParsePrefix("::ffff:192.0.2.0/120"), a}}, "IPv4-mapped"},
+		{"same prefix two peers", []route{{netip.MustParsePrefix("192.0.2.0/24"), a, 0}, {netip.MustParsePrefix("192.0.2.0/24"), b, 0}}, "overlaps"},
+		{"contained", []route{{netip.MustParsePrefix("192.0.2.0/24"), a, 0}, {netip.MustParsePrefix("192.0.2.64/26"), b, 0}}, "overlaps"},
+		{"contains", []route{{netip.MustParsePrefix("192.0.2.64/26"), b, 0}, {netip.MustParsePrefix("192.0.0.0/16"), a, 0}}, "overlaps"},
+		{"default v6", []route{{netip.MustParsePrefix("2001:db8::/32"), b, 0}, {netip.MustParsePrefix("::/0"), a, 0}}, "overlaps"},
+		{"unmasked same", []route{{netip.MustParsePrefix("192.0.2.1/24"), a, 0}, {netip.MustParsePrefix("192.0.2.2/24"), b, 0}}, "overlaps"},
+		{"same peer overlap ok", []route{{netip.MustParsePrefix("192.0.2.0/24"), a, 0}, {netip.MustParsePrefix("192.0.2.0/25"), a, 0}}, ""},
+		{"v4 and v6 disjoint", []route{{netip.MustParsePrefix("0.0.0.0/0"), a, 0}, {netip.MustParsePrefix("::/0"), b, 0}}, ""},
+		{"same priority", []route{{netip.MustParsePrefix("0.0.0.0/0"), a, 1}, {netip.MustParsePrefix("192.0.2.0/24"), b, 1}}, "overlaps"},
+		{"different priorities", []route{{netip.MustParsePrefix("0.0.0.0/0"), a, 1}, {netip.MustParsePrefix("0.0.0.0/0"), b, 2}}, ""},
+		{"invalid", []route{{netip.Prefix{}, a, 0}}, "invalid prefix"},
+		{"mapped", []route{{netip.MustParsePrefix("::ffff:192.0.2.0/120"), a, 0}}, "IPv4-mapped"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -133,7 +144,7 @@ func randomRoutes(r *rand.Rand, n int, peers []*peer) []route {
 			binary.BigEndian.PutUint64(a[8:], r.Uint64()&0xff)
 			pfx = netip.PrefixFrom(netip.AddrFrom16(a), 40+r.IntN(89))
 		}
-		routes = append(routes, route{pfx.Masked(), peers[r.IntN(len(peers))]})
+		routes = append(routes, route{pfx.Masked(), peers[r.IntN(len(peers))], 0})
 	}
 	return routes
 }
@@ -169,13 +180,95 @@ func checkTableRandom(t *testing.T, seed1, seed2 uint64, n, npeers int) {
 	}
 	for range 200 {
 		a := randomAddr(r)
-		if got, want := tbl.lookup(a), refLookup(routes, a); got != want {
+		if got, want := carrierOf(tbl.lookup(a)), refLookup(routes, a); got != want {
 			t.Fatalf("lookup(%v) = %v, want %v (routes %v)", a, peerName(got), peerName(want), routes)
 		}
 	}
 	for _, rt := range routes { // every prefix's own address
-		if got, want := tbl.lookup(rt.prefix.Addr()), refLookup(routes, rt.prefix.Addr()); got != want {
+		if got, want := carrierOf(tbl.lookup(rt.prefix.Addr())), refLookup(routes, rt.prefix.Addr()); got != want {
 			t.Fatalf("lookup(%v) = %v, want %v", rt.prefix.Addr(), peerName(got), peerName(want))
+		}
+	}
+}
+
+// TestTableShared: peers with priorities share prefixes. A prefix's slot
+// lists every peer whose allowed-IPs contain it, most preferred first; its
+// carrier starts as the first.
+func TestTableShared(t *testing.T) {
+	a, b, c := testPeer(1), testPeer(2), testPeer(3)
+	tbl, err := buildTable([]route{
+		{netip.MustParsePrefix("198.51.100.0/24"), c, 1}, // more specific, most preferred
+		{netip.MustParsePrefix("0.0.0.0/0"), b, 20},
+		{netip.MustParsePrefix("0.0.0.0/0"), a, 10},
+		{netip.MustParsePrefix("192.0.2.0/24"), b, 20},
+	})
+	if err != nil {
+		t.Fatalf("buildTable: %v", err)
+	}
+	tests := []struct {
+		addr    string
+		members []*peer
+	}{
+		{"203.0.113.1", []*peer{a, b}},
+		{"192.0.2.1", []*peer{a, b}},
+		{"198.51.100.1", []*peer{c, a, b}},
+	}
+	for _, tt := range tests {
+		s := tbl.lookup(netip.MustParseAddr(tt.addr))
+		if s == nil || len(s.members) != len(tt.members) {
+			t.Fatalf("lookup(%s) = %+v, want members %v", tt.addr, s, tt.members)
+		}
+		for i, m := range tt.members {
+			if s.members[i] != m {
+				t.Errorf("lookup(%s) member %d = %v, want %v", tt.addr, i, peerName(s.members[i]), peerName(m))
+			}
+		}
+		if s.carrier() != tt.members[0] {
+			t.Errorf("lookup(%s) carrier = %v, want %v", tt.addr, peerName(s.carrier()), peerName(tt.members[0]))
+		}
+	}
+	if len(tbl.shared) != 3 {
+		t.Errorf("%d shared slots, want 3", len(tbl.shared))
+	}
+}
+
+// TestTableSharedRandom checks slots against a linear reference when
+// every peer has its own priority: the members of an address's slot are
+// exactly the peers with a prefix that contains it, by priority.
+func TestTableSharedRandom(t *testing.T) {
+	for i := range uint64(300) {
+		r := rand.New(rand.NewPCG(i, i*31))
+		peers := make([]*peer, 1+int(i%5))
+		for j := range peers {
+			peers[j] = testPeer(byte(j + 1))
+		}
+		routes := randomRoutes(r, 1+int(i%40), peers)
+		for k := range routes {
+			routes[k].prio = 100 - int(routes[k].peer.id[0]) // peer 1 least preferred
+		}
+		tbl, err := buildTable(routes)
+		if err != nil {
+			t.Fatalf("buildTable with distinct priorities: %v", err)
+		}
+		for range 100 {
+			a := randomAddr(r)
+			var want []*peer
+			for _, rt := range routes {
+				if rt.prefix.Contains(a) && !slices.Contains(want, rt.peer) {
+					want = append(want, rt.peer)
+				}
+			}
+			slices.SortFunc(want, func(x, y *peer) int { return int(y.id[0]) - int(x.id[0]) })
+			s := tbl.lookup(a)
+			if len(want) == 0 {
+				if s != nil {
+					t.Fatalf("lookup(%v) = %v, want none", a, s.members)
+				}
+				continue
+			}
+			if s == nil || !slices.Equal(s.members, want) || s.carrier() != want[0] {
+				t.Fatalf("lookup(%v) = %+v, want members %v (routes %v)", a, s, want, routes)
+			}
 		}
 	}
 }
@@ -200,9 +293,9 @@ func BenchmarkTableLookup(b *testing.B) {
 	for i := range 1000 {
 		p := testPeer(byte(i))
 		routes = append(routes,
-			route{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24), p},
-			route{netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 8), byte(i)}), 48), p},
-			route{netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte(i >> 8), byte(i)}), 32), p},
+			route{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24), p, 0},
+			route{netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 8), byte(i)}), 48), p, 0},
+			route{netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 16, byte(i >> 8), byte(i)}), 32), p, 0},
 		)
 	}
 	tbl, err := buildTable(routes)

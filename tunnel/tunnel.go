@@ -77,6 +77,15 @@ type Config struct {
 	// QueueLen + 1 buffers of 16 + MTU bytes (the queue and the packet in
 	// SendDatagram): 1.3 MiB at the defaults with MTU 1300.
 	QueueLen int
+	// HoldDown is how long a peer that shares allowed-IPs with others
+	// (PeerConfig.Priority) and failed must be usable again before its
+	// shared prefixes return to it (select.go); 0 means at once.
+	HoldDown time.Duration
+	// CarryingChanged, if not nil, is called when a peer that shares
+	// allowed-IPs starts or stops carrying at least one shared prefix
+	// (see [Tunnel.Carrying]), on a goroutine of Run's: it may call the
+	// Tunnel, and the next change waits for it to return.
+	CarryingChanged func(id key.Public, carrying bool)
 
 	// outWait and inWait replace outboundWait and inboundWait when not
 	// zero (tests).
@@ -88,8 +97,13 @@ type PeerConfig struct {
 	ID   key.Public // the peer's Ed25519 public key; must not be all zero
 	Name string     // for logs
 	// AllowedIPs are the prefixes routed to this peer, and the only source
-	// addresses accepted from it. They must not overlap any other peer's.
+	// addresses accepted from it. They may overlap another peer's only
+	// when the two have different priorities.
 	AllowedIPs []netip.Prefix
+	// Priority ranks peers whose allowed-IPs overlap (a site's hubs):
+	// the packets of a shared prefix go to the most preferred (lowest)
+	// usable one (select.go). Peers that do not share prefixes ignore it.
+	Priority int
 }
 
 const (
@@ -156,6 +170,11 @@ type Tunnel struct {
 	// advanced by tick; 0 before Run.
 	clock atomic.Int64
 
+	holdDown        time.Duration
+	carryingChanged func(id key.Public, carrying bool)
+	carryChanged    chan struct{} // cap 1: a peer's carrying state changed
+	hubFailovers    atomic.Uint64 // changes of a shared prefix's carrier
+
 	unreachableLimit *tokenBucket
 	tooBigLimit      *tokenBucket
 	logLimit         *tokenBucket // for rate-limited debug logs of errors
@@ -169,6 +188,9 @@ type Tunnel struct {
 	runCtx  context.Context // Run's context while running, else nil
 	done    bool            // Run has returned or is returning
 	retired Counters        // counters of removed peers
+	// holdPending: a peer of a shared slot waits out its hold-down, so
+	// the tick runs the selection (select.go).
+	holdPending bool
 }
 
 // New returns a Tunnel for dev. The Tunnel does not take ownership of dev:
@@ -215,6 +237,9 @@ func New(dev tun.Device, cfg Config) (*Tunnel, error) {
 		tooBigLimit:      newTokenBucket(tooBigRate, tooBigBurst),
 		logLimit:         newTokenBucket(1, 5),
 		peers:            make(map[key.Public]*peer),
+		holdDown:         cfg.HoldDown,
+		carryingChanged:  cfg.CarryingChanged,
+		carryChanged:     make(chan struct{}, 1),
 	}
 	for _, p := range cfg.Addresses {
 		a := p.Addr().Unmap()
@@ -272,6 +297,10 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	t.clock.Store(time.Now().UnixNano())
 	t.wg.Add(3)
+	if t.carryingChanged != nil {
+		t.wg.Add(1)
+		go t.notifyCarrying(ctx, t.carryingChanged)
+	}
 	go t.tick(ctx)
 	go func() {
 		defer t.wg.Done()
@@ -361,7 +390,7 @@ func (t *Tunnel) SetPeers(peers []PeerConfig) error {
 		}
 		next[pc.ID] = p
 		for _, pfx := range pc.AllowedIPs {
-			routes = append(routes, route{prefix: pfx, peer: p})
+			routes = append(routes, route{prefix: pfx, peer: p, prio: pc.Priority})
 		}
 	}
 	tbl, err := buildTable(routes)
@@ -390,7 +419,9 @@ func (t *Tunnel) SetPeers(peers []PeerConfig) error {
 		p.log.Info("tunnel: peer added")
 	}
 	t.peers = next
+	markShared(tbl, next)
 	t.table.Store(tbl)
+	t.selectLocked()
 	return nil
 }
 
@@ -412,6 +443,9 @@ func (t *Tunnel) Attach(id key.Public, c DatagramConn) error {
 	select {
 	case p.wake <- struct{}{}:
 	default:
+	}
+	if p.shared {
+		t.selectLocked()
 	}
 	p.log.Info("tunnel: connection attached")
 	return nil
@@ -463,6 +497,9 @@ func (t *Tunnel) Detach(id key.Public, c DatagramConn) {
 	if cur := p.conn.Load(); cur != nil && cur.c == c {
 		p.conn.Store(nil)
 		p.log.Info("tunnel: connection detached")
+	}
+	if p.shared {
+		t.selectLocked()
 	}
 }
 

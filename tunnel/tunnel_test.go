@@ -784,7 +784,7 @@ func TestAPIErrors(t *testing.T) {
 			t.Errorf("SetPeers(%v) = nil error, want one", bad)
 		}
 	}
-	if tbl := tu.table.Load(); tbl.lookup(hostB4) != tu.peers[idB] || len(tu.peers) != 1 {
+	if tbl := tu.table.Load(); carrierOf(tbl.lookup(hostB4)) != tu.peers[idB] || len(tu.peers) != 1 {
 		t.Errorf("failed SetPeers changed the configuration")
 	}
 	c1, _ := quictest.Pipe()
