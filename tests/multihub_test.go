@@ -156,16 +156,23 @@ func birdc(t *testing.T, sock string, args ...string) string {
 	return string(out)
 }
 
+// birdProto returns the line of `birdc show protocols` about proto, with
+// its fields separated by single spaces, or "" when there is none.
+func birdProto(t *testing.T, sock, proto string) string {
+	t.Helper()
+	for line := range strings.Lines(birdc(t, sock, "show", "protocols", proto)) {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == proto {
+			return strings.Join(f, " ")
+		}
+	}
+	return ""
+}
+
 // bgpUp reports whether BIRD's protocol proto is an Established BGP
 // session.
 func bgpUp(t *testing.T, sock, proto string) bool {
 	t.Helper()
-	for line := range strings.Lines(birdc(t, sock, "show", "protocols", proto)) {
-		if f := strings.Fields(line); len(f) > 0 && f[0] == proto {
-			return strings.Contains(line, "Established")
-		}
-	}
-	return false
+	return strings.Contains(birdProto(t, sock, proto), "Established")
 }
 
 // newMultiHubLab builds the lab, starts BIRD everywhere and waits for the
@@ -175,7 +182,7 @@ func newMultiHubLab(t *testing.T) *mhLab {
 	requireBird(t)
 	needNft(t, "the multihub lab")
 	l := labtest.NewLab(t, "gmh")
-	m := &mhLab{lab: l, nftFile: filepath.Join(l.Dir, "silence.nft")}
+	m := &mhLab{lab: l}
 	var err error
 	ns := func(name string) *netlab.NS {
 		n, err := l.NS(name)
@@ -399,6 +406,25 @@ func (m *mhLab) waitHubRoute(t *testing.T, h *mhHub, want bool, since time.Time,
 	return time.Since(since)
 }
 
+// silence makes ns drop everything that comes in or goes out on the
+// interfaces ifaces, which stay up with their addresses and routes.
+func silence(t *testing.T, l *netlab.Lab, ns *netlab.NS, ifaces ...string) {
+	t.Helper()
+	set := quote(ifaces)
+	set = "{ " + set[1:len(set)-1] + " }"
+	loadNft(t, ns, filepath.Join(l.Dir, "silence.nft"), fmt.Sprintf(`table inet silence {
+	chain pre {
+		type filter hook prerouting priority -300; policy accept;
+		iifname %[1]s drop
+	}
+	chain post {
+		type filter hook postrouting priority 300; policy accept;
+		oifname %[1]s drop
+	}
+}
+`, set))
+}
+
 // outage waits until the pinger has replies again after from, lets 600 ms
 // pass (past the grace for replies in flight) and returns the longest gap
 // since from and the pings lost.
@@ -503,17 +529,7 @@ func TestMultiHub(t *testing.T) {
 	// link change). The site must notice the silent path and move; the
 	// core's BFD session to hub A goes down and takes its routes along.
 	from = time.Now()
-	loadNft(t, a.ns, m.nftFile, `table inet silence {
-	chain pre {
-		type filter hook prerouting priority -300; policy accept;
-		iifname { "up0", "core0" } drop
-	}
-	chain post {
-		type filter hook postrouting priority 300; policy accept;
-		oifname { "up0", "core0" } drop
-	}
-}
-`)
+	silence(t, m.lab, a.ns, "up0", "core0")
 	var bfdDown time.Duration
 	labtest.WaitFor(t, 15*time.Second, "core's BGP session to hub A down", func() bool {
 		if !bgpUp(t, m.coreBird, "hub_a4") {
@@ -546,5 +562,67 @@ func TestMultiHub(t *testing.T) {
 	t.Logf("site: hub_failovers %d, godwit_hub_failovers_total %v", st.Interface.HubFailovers, metrics["godwit_hub_failovers_total"])
 	if st.Interface.HubFailovers < 5 || metrics["godwit_hub_failovers_total"] < 5 {
 		t.Errorf("site: hub_failovers %d, godwit_hub_failovers_total %v; want at least 5 (5 moves)", st.Interface.HubFailovers, metrics["godwit_hub_failovers_total"])
+	}
+}
+
+// TestMultiHubCoreDetection measures how long the core of the example
+// configs keeps routing a site's LAN to a hub machine that went silent
+// (its link to the core drops everything): with the examples' BFD (3 x 100
+// ms), and with BFD off, when the BGP hold time (9 s) decides. The hub's
+// kernel holds a route such as Godwit installs (on a TUN, proto 77), so
+// this needs BIRD but not Godwit.
+func TestMultiHubCoreDetection(t *testing.T) {
+	tests := []struct {
+		name   string
+		bfd    bool
+		within time.Duration // asserted
+	}{
+		{name: "bfd", bfd: true, within: 3 * time.Second},
+		{name: "hold-time", bfd: false, within: 15 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			requireBird(t)
+			needNft(t, "this test")
+			l := labtest.NewLab(t, "gmc")
+			hub, err := l.NS("hub")
+			must(t, err)
+			core, err := l.NS("core")
+			must(t, err)
+			must(t, l.Link(hub, "core0", core, "hub-a"))
+			must(t, hub.Addr("core0", mhHubACore.String()+"/30"))
+			must(t, core.Addr("hub-a", mhCoreHubA.String()+"/30"))
+			for _, args := range [][]string{
+				{"ip", "tuntap", "add", "dev", tunName, "mode", "tun"},
+				{"ip", "link", "set", tunName, "up"},
+				{"ip", "route", "add", mhLAN.String(), "dev", tunName, "proto", mhProto},
+			} {
+				_, err := hub.Exec(args...)
+				must(t, err)
+			}
+			var repl []string
+			if !tt.bfd {
+				repl = []string{"bfd on;", "bfd off;"}
+			}
+			coreBird := startBird(t, l, core, "bird-core", mhBirdConf(t, l, "bird-core.conf", "core.conf", repl...))
+			startBird(t, l, hub, "bird-hub", mhBirdConf(t, l, "bird-hub.conf", "hub.conf", repl...))
+			via := func() bool {
+				for _, r := range ipJSON(t, core, "-4", "route", "show", mhLAN.String()) {
+					if r["gateway"] == mhHubACore.String() {
+						return true
+					}
+				}
+				return false
+			}
+			labtest.WaitFor(t, 20*time.Second, "core route to the LAN via the hub", via)
+
+			from := time.Now()
+			silence(t, l, hub, "core0")
+			labtest.WaitFor(t, tt.within, "core route to the LAN withdrawn", func() bool { return !via() })
+			took := time.Since(from)
+			t.Logf("hub silent, BFD %v: the core withdrew its route after %v (%s)", tt.bfd, took.Round(time.Millisecond),
+				birdProto(t, coreBird, "hub_a4"))
+		})
 	}
 }
