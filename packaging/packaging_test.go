@@ -444,6 +444,13 @@ var debFiles = []debFile{
 	{path: "/usr/lib/sysctl.d/60-godwit.conf", mode: 0o644, src: "sysctl.d/60-godwit.conf"},
 	{path: "/usr/share/doc/godwit/examples/hub.toml", mode: 0o644, src: "examples/hub.toml", doc: true},
 	{path: "/usr/share/doc/godwit/examples/site.toml", mode: 0o644, src: "examples/site.toml", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/hub-a.toml", mode: 0o644, src: "examples/multihub/hub-a.toml", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/hub-b.toml", mode: 0o644, src: "examples/multihub/hub-b.toml", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/site-a.toml", mode: 0o644, src: "examples/multihub/site-a.toml", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/site-b.toml", mode: 0o644, src: "examples/multihub/site-b.toml", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/bird-hub.conf", mode: 0o644, src: "examples/multihub/bird-hub.conf", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/bird-core.conf", mode: 0o644, src: "examples/multihub/bird-core.conf", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/frr-hub.conf", mode: 0o644, src: "examples/multihub/frr-hub.conf", doc: true},
 	{path: "/etc/godwit", mode: fs.ModeDir | 0o700},
 }
 
