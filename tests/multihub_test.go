@@ -626,3 +626,96 @@ func TestMultiHubCoreDetection(t *testing.T) {
 		})
 	}
 }
+
+// TestMultiHubFRR runs the FRR example (frr-hub.conf: zebra, bgpd and
+// bfdd) on a hub against the BIRD core of the examples. The hub's kernel
+// holds routes such as Godwit installs (on its TUN, proto 77) and decoys:
+// a route on the TUN outside the sites' prefixes and a site prefix routed
+// elsewhere. The core must learn exactly Godwit's routes, over a session
+// with BFD up, and lose them when the TUN goes (as when Godwit is killed).
+func TestMultiHubFRR(t *testing.T) {
+	requireBird(t)
+	const frrDir = "/usr/lib/frr"
+	for _, tool := range []string{frrDir + "/zebra", frrDir + "/bgpd", frrDir + "/bfdd", "vtysh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			labtest.SkipOrFail(t, "%s is not installed (Debian package frr): %v", tool, err)
+		}
+	}
+	l := labtest.NewLab(t, "gmf")
+	hub, err := l.NS("hub")
+	must(t, err)
+	core, err := l.NS("core")
+	must(t, err)
+	must(t, l.Link(hub, "core0", core, "hub-a"))
+	must(t, hub.Addr("core0", mhHubACore.String()+"/30"))
+	must(t, core.Addr("hub-a", mhCoreHubA.String()+"/30"))
+	must(t, hub.Addr("core0", "2001:db8:ff::2/64"))
+	must(t, core.Addr("hub-a", "2001:db8:ff::1/64"))
+	for _, args := range [][]string{
+		{"ip", "tuntap", "add", "dev", tunName, "mode", "tun"},
+		{"ip", "link", "set", tunName, "up"},
+		{"ip", "route", "add", mhLAN.String(), "dev", tunName, "proto", mhProto},
+		{"ip", "route", "add", "198.19.0.11/32", "dev", tunName, "proto", mhProto},
+		{"ip", "-6", "route", "add", "2001:db8:77::11/128", "dev", tunName, "proto", mhProto},
+		// Decoys: not a site's prefix; a site's prefix not on the TUN.
+		{"ip", "route", "add", "198.51.100.128/25", "dev", tunName, "proto", mhProto},
+		{"ip", "route", "add", "192.0.2.128/25", "via", mhCoreHubA.String(), "proto", "static"},
+	} {
+		_, err := hub.Exec(args...)
+		must(t, err)
+	}
+	coreBird := startBird(t, l, core, "bird-core", mhBirdConf(t, l, "bird-core.conf", "core.conf"))
+
+	// FRR's pathspace (-N) keeps this instance's sockets and pid files in
+	// /run/frr/<name>, apart from any other FRR on the machine.
+	space := "godwit-" + l.ID
+	run := filepath.Join("/run/frr", space)
+	must(t, os.MkdirAll(run, 0o755))
+	t.Cleanup(func() { os.RemoveAll(run) })
+	if out, err := exec.Command("chown", "frr:frr", run).CombinedOutput(); err != nil {
+		t.Fatalf("chown frr:frr %s: %v: %s", run, err, out)
+	}
+	for _, d := range []string{"zebra", "bfdd", "bgpd"} {
+		p, err := hub.Start("frr-"+d, filepath.Join(frrDir, d), "-N", space, "-u", "frr", "-g", "frr",
+			"-i", filepath.Join(run, d+".pid"), "--log", "stdout")
+		must(t, err)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("--- log of frr-%s ---\n%s", d, p.Output())
+			}
+		})
+		labtest.WaitFor(t, 10*time.Second, d+"'s vty socket", func() bool {
+			_, err := os.Stat(filepath.Join(run, d+".vty"))
+			return err == nil
+		})
+	}
+	if out, err := exec.Command("vtysh", "-N", space, "-f", filepath.Join(mhExamples, "frr-hub.conf")).CombinedOutput(); err != nil {
+		t.Fatalf("vtysh -f frr-hub.conf: %v: %s", err, out)
+	}
+
+	coreRoutes := func() []string {
+		var got []string
+		for _, fam := range []string{"-4", "-6"} {
+			for _, r := range ipJSON(t, core, fam, "route", "show", "proto", "bird") {
+				got = append(got, fmt.Sprintf("%v via %v", r["dst"], r["gateway"]))
+			}
+		}
+		return got
+	}
+	want := []string{"192.0.2.0/25 via 203.0.113.2", "198.19.0.11 via 203.0.113.2", "2001:db8:77::11 via 2001:db8:ff::2"}
+	start := time.Now()
+	if !labtest.Eventually(20*time.Second, func() bool { return strings.Join(coreRoutes(), ", ") == strings.Join(want, ", ") }) {
+		t.Fatalf("core's routes from the FRR hub: %q, want %q; %s; %s", coreRoutes(), want,
+			birdProto(t, coreBird, "hub_a4"), birdProto(t, coreBird, "hub_a6"))
+	}
+	t.Logf("core has exactly Godwit's routes %v after FRR got its config", time.Since(start).Round(time.Millisecond))
+	labtest.WaitFor(t, 10*time.Second, "core's BFD sessions to the FRR hub up", func() bool {
+		return strings.Count(birdc(t, coreBird, "show", "bfd", "sessions"), " Up ") == 2
+	})
+
+	from := time.Now()
+	_, err = hub.Exec("ip", "link", "del", tunName)
+	must(t, err)
+	labtest.WaitFor(t, 5*time.Second, "core's routes withdrawn after the TUN went", func() bool { return len(coreRoutes()) == 0 })
+	t.Logf("core withdrew them %v after the TUN went", time.Since(from).Round(time.Millisecond))
+}
