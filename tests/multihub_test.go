@@ -92,10 +92,9 @@ type mhLab struct {
 	siteKey       key
 	siteConf      nodeConf
 	restarts      int // of hub A's daemon, for unique names
-	nftFile       string
 }
 
-// requireBird returns or skips (fails with GODWIT_E2E=1) without BIRD 2.
+// requireBird skips t (fails it when GODWIT_E2E=1) without BIRD 2.
 func requireBird(t *testing.T) {
 	t.Helper()
 	for _, tool := range []string{"bird", "birdc"} {
