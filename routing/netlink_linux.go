@@ -102,6 +102,7 @@ func nlRoute(l linkInfo, r route) *netlink.Route {
 		Dst:       nlIPNet(r.dst),
 		Table:     r.table,
 		Scope:     netlink.SCOPE_LINK,
+		Protocol:  netlink.RouteProtocol(r.proto),
 	}
 }
 

@@ -74,6 +74,10 @@ type Config struct {
 	// FwMark is the SO_MARK on Godwit's own UDP sockets, exempted from the
 	// tunnel table by a policy rule; 0 means DefaultFwMark.
 	FwMark uint32
+	// Protocol is the routing-protocol number of the routes ("proto" in
+	// ip-route(8)), 0..255, so that BIRD or FRR can pick them out; 0
+	// leaves the kernel's default (boot). A change replaces the routes.
+	Protocol int
 }
 
 // Options configures a [Manager]. The zero value is valid.
@@ -176,6 +180,9 @@ func (m *Manager) want(cfg *Config) (*wantState, error) {
 	if table < 0 || table == 253 || table == mainTable || table == 255 {
 		errs = append(errs, fmt.Errorf("routing: config: table %d is reserved or invalid", cfg.Table))
 	}
+	if cfg.Protocol < 0 || cfg.Protocol > 255 {
+		errs = append(errs, fmt.Errorf("routing: config: protocol %d out of range 0..255", cfg.Protocol))
+	}
 	mark := cfg.FwMark
 	if mark == 0 {
 		mark = DefaultFwMark
@@ -201,7 +208,7 @@ func (m *Manager) want(cfg *Config) (*wantState, error) {
 		}
 		p = p.Masked()
 		if p.Bits() == 0 {
-			w.routes[route{dst: p, table: table}] = true
+			w.routes[route{dst: p, table: table, proto: cfg.Protocol}] = true
 			fam := family(p.Addr())
 			w.rules[rule{family: fam, priority: m.prio, table: mainTable, suppressPrefixlen: 0}] = true
 			w.rules[rule{family: fam, priority: m.prio + 1, table: table, suppressPrefixlen: -1, invert: true, mark: mark}] = true
@@ -210,7 +217,7 @@ func (m *Manager) want(cfg *Config) (*wantState, error) {
 		if coveredByAddr(p, cfg.Addrs) {
 			continue
 		}
-		w.routes[route{dst: p, table: mainTable}] = true
+		w.routes[route{dst: p, table: mainTable, proto: cfg.Protocol}] = true
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -469,6 +476,7 @@ type linkInfo struct {
 type route struct {
 	dst   netip.Prefix // masked
 	table int
+	proto int // routing protocol; 0: the kernel's default
 }
 
 // rule is an IP policy rule without selectors other than fwmark.
@@ -508,10 +516,14 @@ func (r rule) String() string {
 // routeString formats r like ip-route(8) arguments; l's name is omitted when
 // l is zero (a route deleted by destination and table only).
 func routeString(l linkInfo, r route) string {
+	s := fmt.Sprintf("%v dev %s table %s", r.dst, l.name, tableString(r.table))
 	if l.name == "" {
-		return fmt.Sprintf("%v table %s", r.dst, tableString(r.table))
+		s = fmt.Sprintf("%v table %s", r.dst, tableString(r.table))
 	}
-	return fmt.Sprintf("%v dev %s table %s", r.dst, l.name, tableString(r.table))
+	if r.proto != 0 {
+		s += fmt.Sprintf(" proto %d", r.proto)
+	}
+	return s
 }
 
 func addrString(l linkInfo, p netip.Prefix) string {
@@ -537,7 +549,7 @@ func sortedRoutes(s map[route]bool) []route {
 		if c := comparePrefix(a.dst, b.dst); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.table, b.table)
+		return cmp.Or(cmp.Compare(a.table, b.table), cmp.Compare(a.proto, b.proto))
 	})
 }
 

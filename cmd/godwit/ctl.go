@@ -39,9 +39,11 @@ func trafficOf(c tunnel.Counters) ctl.Traffic {
 // the connection statistics are read after releasing it.
 func (d *daemon) snapshot(started time.Time) *ctl.Status {
 	type peerCopy struct {
-		ps  peerState
-		cur *quicconn.Conn // nil when not connected
-		set bool           // a multipath peer with a connection set
+		ps        peerState
+		cur       *quicconn.Conn // nil when not connected
+		set       bool           // a multipath peer with a connection set
+		preferred bool           // a site that dials in prefers this hub
+		routed    bool           // its allowed-IPs are routed into the TUN
 	}
 	d.mu.Lock()
 	cfg := d.cfg
@@ -51,7 +53,8 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 		if ps == nil {
 			continue
 		}
-		peers = append(peers, peerCopy{ps: *ps, cur: ps.current(), set: len(ps.paths) > 0})
+		peers = append(peers, peerCopy{ps: *ps, cur: ps.current(), set: len(ps.paths) > 0,
+			preferred: ps.cfg.Endpoint == "" && ps.current() != nil && ps.prefersUs(), routed: d.routed(cfg, ps)})
 	}
 	d.mu.Unlock()
 
@@ -71,6 +74,9 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			LocalAddr:          quicconn.AddrPort(d.ep.LocalAddr()),
 			ListenTCP:          tcpListenAddr(d.ep),
 			MetricsListen:      ifc.MetricsListen,
+			Routes:             ifc.Routes.String(),
+			RouteProtocol:      ifc.RouteProtocol,
+			HubFailovers:       d.tn.HubFailovers(),
 			Traffic:            trafficOf(ts.Total),
 			Drops:              dropMap(ts.Total.Drops),
 			ICMPSent:           ts.ICMPSent,
@@ -105,6 +111,7 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 	st.Interface.UDPRcvbufErrors, _ = quicconn.UDPRcvbufErrors()
 	st.Interface.SocketReceiveBuffer, st.Interface.SocketSendBuffer, _ = d.ep.SocketBuffers()
 	st.Interface.UDPSendCalls, st.Interface.UDPSendSegments = d.ep.UDPSendStats()
+	carriers := d.tn.Carriers()
 	for _, pc := range peers {
 		ps := &pc.ps
 		c := ts.Peers[ps.cfg.PublicKey]
@@ -121,6 +128,15 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			Traffic:        trafficOf(c),
 			Drops:          dropMap(c.Drops),
 			Paths:          []ctl.PathStatus{},
+
+			Preferred:       pc.preferred,
+			RoutesInstalled: pc.routed,
+		}
+		if ps.cfg.HasPriority {
+			prio := ps.cfg.Priority
+			p.Priority = &prio
+			p.Carries = carriers[ps.cfg.PublicKey]
+			p.Carrying = len(p.Carries) > 0
 		}
 		switch {
 		case pc.cur != nil:

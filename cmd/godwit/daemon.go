@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/netip"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -49,6 +48,9 @@ type daemon struct {
 	failed   chan struct{} // closed when the data path died; fatalErr says why
 	fatalErr error
 	changed  chan struct{} // signalled (cap 1) when a peer connects or disconnects
+	// routesDirty (cap 1) wakes the route loop of a routes = "connected"
+	// node (hubs.go).
+	routesDirty chan struct{}
 
 	// authorized maps the keys that may connect to their peer names. It is
 	// read during every TLS handshake, so it is swapped, never mutated.
@@ -105,6 +107,8 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		failed:  make(chan struct{}),
 		changed: make(chan struct{}, 1),
 		tnDone:  make(chan struct{}),
+
+		routesDirty: make(chan struct{}, 1),
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -120,13 +124,18 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	if d.rm, err = routing.New(routing.Options{Logger: log.With("part", "routing")}); err != nil {
 		return nil, err
 	}
-	if err = d.rm.Set(routingConfig(cfg)); err != nil {
+	d.mu.Lock()
+	rc := d.routingConfig(cfg) // no peer is connected yet
+	d.mu.Unlock()
+	if err = d.rm.Set(rc); err != nil {
 		return nil, err
 	}
 	d.tn, err = tunnel.New(d.dev, tunnel.Config{
-		Logger:    log.With("part", "tunnel"),
-		Addresses: ifc.Addresses,
-		MTU:       ifc.MTU,
+		Logger:          log.With("part", "tunnel"),
+		Addresses:       ifc.Addresses,
+		MTU:             ifc.MTU,
+		HoldDown:        ifc.HoldDown,
+		CarryingChanged: d.carryingChanged,
 	})
 	if err != nil {
 		return nil, err
@@ -156,6 +165,10 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		// every connection, and each dialed peer's mode.
 		Multipath:     true,
 		MultipathMode: d.announcedMode,
+		// Tell each hub whether this site carries its traffic through
+		// it, and hear a hub that shuts down (hubs.go).
+		Preference:        d.preferenceFor,
+		PreferenceChanged: d.preferenceChanged,
 	}
 	if rmax, hs, err := redialFromEnv(); err == nil && rmax > 0 { // test hook, see testhooks.go; cmdRun refused a bad one
 		qcfg.RedialMax, qcfg.HandshakeTimeout = rmax, hs
@@ -207,6 +220,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	if ifc.Listen != "" {
 		d.wg.Go(d.acceptLoop)
 	}
+	d.wg.Go(d.routeLoop)
 	d.mu.Lock()
 	for _, p := range cfg.Peers {
 		ps := &peerState{cfg: p}
@@ -247,25 +261,14 @@ func (d *daemon) startMobility(cfg *config.Config) {
 	}
 }
 
-func routingConfig(cfg *config.Config) *routing.Config {
-	var routes []netip.Prefix
-	for _, p := range cfg.Peers {
-		routes = append(routes, p.AllowedIPs...)
-	}
-	return &routing.Config{
-		Interface: cfg.Interface.Name,
-		MTU:       cfg.Interface.MTU,
-		Addrs:     cfg.Interface.Addresses,
-		Routes:    routes,
-		Table:     cfg.Interface.Table,
-		FwMark:    cfg.Interface.FwMark,
-	}
-}
-
 func tunnelPeers(cfg *config.Config) []tunnel.PeerConfig {
 	peers := make([]tunnel.PeerConfig, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		peers = append(peers, tunnel.PeerConfig{ID: p.PublicKey, Name: p.Name, AllowedIPs: p.AllowedIPs})
+		pc := tunnel.PeerConfig{ID: p.PublicKey, Name: p.Name, AllowedIPs: p.AllowedIPs}
+		if p.HasPriority {
+			pc.Priority = p.Priority
+		}
+		peers = append(peers, pc)
 	}
 	return peers
 }
@@ -310,6 +313,17 @@ func (d *daemon) startDialLocked(ps *peerState) {
 	}
 	if ps.cfg.EndpointTCP != "" {
 		d.startFallbackDialLocked(ps)
+		return
+	}
+	if ps.cfg.HasPriority && d.mob == nil {
+		// One of a site's ranked hubs, without uplinks: one connection,
+		// but in a set, so that its health monitor tells the tunnel
+		// when the hub goes silent (hubs.go).
+		ctx, cancel := context.WithCancel(d.ctx)
+		endpoint, id := ps.cfg.Endpoint, ps.cfg.PublicKey
+		d.wg.Go(func() { d.ep.DialLoopOn(ctx, "", endpoint, id, d.attachPath) })
+		ps.stopDial = cancel
+		ps.pinned = true
 		return
 	}
 	if d.multipathSite(&ps.cfg) {
@@ -397,6 +411,7 @@ func (d *daemon) attach(c *quicconn.Conn) {
 }
 
 func (d *daemon) notifyChanged() {
+	d.routesChanged()
 	select {
 	case d.changed <- struct{}{}:
 	default:
@@ -476,7 +491,7 @@ func (d *daemon) apply(cfg *config.Config) error {
 	}
 	d.setAuthorized(cfg)
 	var routeErr error
-	if err := d.rm.Set(routingConfig(cfg)); err != nil {
+	if err := d.rm.Set(d.routingConfig(cfg)); err != nil {
 		routeErr = fmt.Errorf("%w: %w", errRoutesIncomplete, err)
 	}
 	want := make(map[key.Public]config.Peer, len(cfg.Peers))
@@ -504,7 +519,7 @@ func (d *daemon) apply(cfg *config.Config) error {
 			d.log.Info("peer added", "peer", p.Name)
 			continue
 		}
-		redial := ps.cfg.Endpoint != p.Endpoint || ps.cfg.EndpointTCP != p.EndpointTCP || ps.cfg.TCPProxy != p.TCPProxy ||
+		redial := ps.cfg.Endpoint != p.Endpoint || ps.cfg.EndpointTCP != p.EndpointTCP || ps.cfg.TCPProxy != p.TCPProxy || ps.cfg.HasPriority != p.HasPriority ||
 			multipathChanged(&ps.cfg, &p)
 		ps.cfg = p
 		if redial {
@@ -527,6 +542,7 @@ func (d *daemon) apply(cfg *config.Config) error {
 // rules are removed as a start-up would, and stop returns an exit status
 // of 1, so that the process still ends.
 func (d *daemon) stop() error {
+	d.leave() // sites with another hub move first (hubs.go)
 	done := make(chan error, 1)
 	go func() { done <- d.teardown() }()
 	t := time.NewTimer(stopTimeout)

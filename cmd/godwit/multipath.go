@@ -165,6 +165,10 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 	if !moved && !quiet { // an early conn was logged when attached
 		connected()
 	}
+	if dialer && !early {
+		// The state may have changed since the hello was written.
+		d.sendPreference(id)
+	}
 	d.notifyChanged()
 	if early {
 		d.wg.Go(func() {
@@ -181,6 +185,7 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 			_ = d.tn.AttachPath(id, c, opts)
 			d.tn.PathsChanged(id) // its rank changed (pathHealth)
 			d.fallbackUpdate(id)  // an early connection counts as usable UDP once its hello is done
+			d.sendPreference(id)
 			if quiet {
 				connected()
 			}
@@ -299,6 +304,9 @@ func (d *daemon) pathHealth(c *quicconn.Conn, fallback bool) func() tunnel.PathH
 		// 5.4 % inner loss while lossy paths counted as unusable).
 		lossy := h.State == quicconn.HealthLossy
 		usable := lossy || h.State == quicconn.HealthUp || h.State == quicconn.HealthUnmonitored
+		if c.PeerPreference().Leaving { // the hub shuts down (hubs.go)
+			usable = false
+		}
 		return tunnel.PathHealth{Usable: usable, Lossy: lossy, Rank: rank, SRTT: h.SRTT, MinRTT: h.MinRTT, Loss: h.Loss}
 	}
 }

@@ -222,6 +222,7 @@ func interfaceChanged(a, b *config.Interface) error {
 		{"keylog_file", a.KeylogFile != b.KeylogFile},
 		{"uplinks", !slices.Equal(a.Uplinks, b.Uplinks) || a.UplinksAny != b.UplinksAny},
 		{"keepalive", a.KeepAlive != b.KeepAlive},
+		{"hold_down", a.HoldDown != b.HoldDown},
 	} {
 		if f.changed {
 			diffs = append(diffs, f.name)

@@ -91,6 +91,12 @@ type InterfaceStatus struct {
 	// not listening on TCP.
 	TCPListener   *TCPListenerStatus `json:"tcp_listener,omitempty"`
 	MetricsListen string             `json:"metrics_listen,omitempty"`
+	// Routes is when the peers' routes exist ("always" or "connected"),
+	// RouteProtocol their protocol number, HubFailovers how many times
+	// this site's carrying hub changed.
+	Routes        string `json:"routes"`
+	RouteProtocol int    `json:"route_protocol"`
+	HubFailovers  uint64 `json:"hub_failovers"`
 	// Traffic and Drops are totals since start, including peers removed
 	// since and drops that belong to no peer (outbound/no_route,
 	// outbound/malformed).
@@ -230,6 +236,20 @@ type PeerStatus struct {
 	// Fallback is the TCP fallback of a peer with endpoint_tcp; nil
 	// without one.
 	Fallback *FallbackStatus `json:"fallback,omitempty"`
+
+	// Several hubs (a site): Priority is the hub's priority, nil without
+	// one; Carrying reports that this site sends the traffic of the
+	// prefixes it shares with other hubs through this one now, and
+	// Carries lists those prefixes.
+	Priority *int           `json:"priority,omitempty"`
+	Carrying bool           `json:"carrying"`
+	Carries  []netip.Prefix `json:"carries,omitempty"`
+	// A hub: Preferred reports that the site (a peer that dials in) uses
+	// this hub for its traffic (a connected site that says nothing does);
+	// RoutesInstalled that the kernel routes its allowed-IPs into the
+	// TUN (always with routes = "always").
+	Preferred       bool `json:"preferred"`
+	RoutesInstalled bool `json:"routes_installed"`
 }
 
 // FallbackStatus is the state of a peer's TCP fallback (endpoint_tcp).

@@ -32,6 +32,12 @@ func Format(st *Status) string {
 	}
 	fmt.Fprintf(&b, "  addresses: %s\n", joinPrefixes(ifc.Addresses))
 	fmt.Fprintf(&b, "  mtu: %d\n", ifc.MTU)
+	if ifc.Routes == "connected" {
+		fmt.Fprintf(&b, "  routes: while a site is connected and prefers this node (proto %d)\n", ifc.RouteProtocol)
+	}
+	if ifc.HubFailovers > 0 {
+		fmt.Fprintf(&b, "  hub failovers: %d\n", ifc.HubFailovers)
+	}
 	if ifc.MetricsListen != "" {
 		fmt.Fprintf(&b, "  metrics: http://%s/metrics\n", ifc.MetricsListen)
 	}
@@ -114,6 +120,24 @@ func Format(st *Status) string {
 		}
 		if p.Multipath != "" {
 			fmt.Fprintf(&b, "  multipath: %s, %d connections\n", p.Multipath, len(p.Paths))
+		}
+		if p.Priority != nil {
+			role := "standby"
+			if p.Carrying {
+				role = "carries " + joinPrefixes(p.Carries)
+			}
+			fmt.Fprintf(&b, "  hub priority: %d, %s\n", *p.Priority, role)
+		}
+		if p.Endpoint == "" && p.State == StateConnected && ifc.Routes == "connected" {
+			pref := "uses this hub"
+			if !p.Preferred {
+				pref = "uses another hub"
+			}
+			routes := "routes installed"
+			if !p.RoutesInstalled {
+				routes = "routes withdrawn"
+			}
+			fmt.Fprintf(&b, "  site: %s; %s\n", pref, routes)
 		}
 		if f := p.Fallback; f != nil {
 			state := "udp"

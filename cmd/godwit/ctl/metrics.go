@@ -29,7 +29,13 @@ var metricDescs = struct {
 	connEvents, lastRedialOutage, udpSendCalls, udpSendSegments           *prometheus.Desc
 	pathTransport, peerOnTCP, tcpListenerEvents, tcpListenerConns         *prometheus.Desc
 	tcpSendDrops                                                          *prometheus.Desc
+	hubFailovers, peerPreferred                                           *prometheus.Desc
 }{
+	hubFailovers: prometheus.NewDesc("godwit_hub_failovers_total",
+		"Changes of the hub that carries the prefixes a site shares between its hubs (priority).", nil, nil),
+	peerPreferred: prometheus.NewDesc("godwit_peer_preferred",
+		"On a site, 1 while this hub (a peer with priority) carries its shared prefixes; on a hub, 1 while the site (a peer that dials in) uses this hub; else 0.",
+		[]string{"peer"}, nil),
 	tcpSendDrops: prometheus.NewDesc("godwit_tcp_send_drops_total",
 		"Packets the TCP paths (dialed and the listener's) dropped because a send queue stayed full.", nil, nil),
 	tcpListenerEvents: prometheus.NewDesc("godwit_tcp_listener_events_total",
@@ -151,6 +157,13 @@ func (c statusCollector) Collect(ch chan<- prometheus.Metric) {
 	collectStatus(c.snap(), ch)
 }
 
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
 // collectStatus sends the metrics of st on ch.
@@ -197,6 +210,7 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 		counter(m.connEvents, e.n, e.name)
 	}
 	gauge(m.lastRedialOutage, ce.LastRedialOutage.Seconds())
+	counter(m.hubFailovers, ifc.HubFailovers)
 	if tl := ifc.TCPListener; tl != nil {
 		for _, e := range []struct {
 			name string
@@ -219,6 +233,12 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 			connected = 1
 		}
 		gauge(m.peerConnected, connected, p.Name)
+		switch {
+		case p.Priority != nil:
+			gauge(m.peerPreferred, boolFloat(p.Carrying), p.Name)
+		case p.Endpoint == "":
+			gauge(m.peerPreferred, boolFloat(p.Preferred), p.Name)
+		}
 		if f := p.Fallback; f != nil {
 			onTCP := 0.0
 			if f.OnTCP {
