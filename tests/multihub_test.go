@@ -137,6 +137,10 @@ func startBird(t *testing.T, l *netlab.Lab, ns *netlab.NS, name, conf string) st
 	sock := filepath.Join(l.Dir, name+".ctl")
 	p, err := ns.Start(name, "bird", "-f", "-c", conf, "-s", sock)
 	must(t, err)
+	labtest.WaitFor(t, 10*time.Second, name+"'s control socket", func() bool {
+		_, err := os.Stat(sock)
+		return err == nil || p.Exited()
+	})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("--- log of %s ---\n%s", name, p.Output())
@@ -242,7 +246,7 @@ func (m *mhLab) startGodwit(t *testing.T) {
 	m.siteKey = genKey(t, m.lab, "site")
 	for _, h := range []*mhHub{m.hubA, m.hubB} {
 		h.conf = nodeConf{name: h.name, key: genKey(t, m.lab, h.name), addrs: []string{h.tun},
-			listen: fmt.Sprintf("0.0.0.0:%d", port), extra: []string{`routes = "connected"`},
+			listen: fmt.Sprintf("0.0.0.0:%d", port), extra: []string{`routes = "connected"`, `metrics_listen = "127.0.0.1:9586"`},
 			peers: []peerConf{{name: "site", pub: m.siteKey.pub, allowed: []string{"198.19.0.11/32", mhLAN.String()}}}}
 		h.d = startNode(t, m.lab, h.ns, h.conf)
 	}
@@ -455,6 +459,16 @@ func TestMultiHub(t *testing.T) {
 	if err := dc.WaitPing(mhLANHost, 10*time.Second); err != nil {
 		t.Fatalf("steady state: %v", err)
 	}
+	// The site may reach hub B first and carry through it for a moment
+	// before hub A is up: hub B must then drop its route at once.
+	if settle := time.Now(); m.hubRoute(t, b) {
+		if labtest.Eventually(5*time.Second, func() bool { return !m.hubRoute(t, b) }) {
+			t.Logf("(a) hub B had the route too at first (the site reached it first); gone %v later", time.Since(settle).Round(time.Millisecond))
+		} else {
+			t.Errorf("(a) hub B still has a route to %v with proto %s 5 s after the core routed via hub A; hub B: %v",
+				mhLAN, mhProto, mhShow(t, b.d).peer("site"))
+		}
+	}
 	m.checkCarrier(t, a, b)
 	if p := mhShow(t, m.site).peer(a.name); p.Priority == nil || *p.Priority != 1 {
 		t.Errorf("site: godwit show: %v, want priority 1", p)
@@ -561,6 +575,23 @@ func TestMultiHub(t *testing.T) {
 	t.Logf("site: hub_failovers %d, godwit_hub_failovers_total %v", st.Interface.HubFailovers, metrics["godwit_hub_failovers_total"])
 	if st.Interface.HubFailovers < 5 || metrics["godwit_hub_failovers_total"] < 5 {
 		t.Errorf("site: hub_failovers %d, godwit_hub_failovers_total %v; want at least 5 (5 moves)", st.Interface.HubFailovers, metrics["godwit_hub_failovers_total"])
+	}
+	for _, g := range []struct {
+		ns     *netlab.NS
+		sample string
+		want   float64
+	}{
+		{m.siteNS, `godwit_peer_preferred{peer="hub-a"}`, 0},
+		{m.siteNS, `godwit_peer_preferred{peer="hub-b"}`, 1},
+		{b.ns, `godwit_peer_preferred{peer="site"}`, 1},
+	} {
+		got, ok := metrics[g.sample]
+		if g.ns != m.siteNS {
+			got, ok = scrapeIn(t, g.ns, "127.0.0.1:9586")[g.sample]
+		}
+		if !ok || got != g.want {
+			t.Errorf("(e) %s: %s = %v (present %v), want %v", g.ns.Name, g.sample, got, ok, g.want)
+		}
 	}
 }
 
