@@ -164,6 +164,17 @@ type Interface struct {
 	// explicit "0s" (return at once); SetDefaults replaces 0.
 	HoldDown time.Duration
 
+	// TableOff is table = "off": Godwit installs no routes and no policy
+	// rules at all (the TUN still gets its addresses); routing is left to
+	// the operator or to BIRD or FRR, as wg-quick's Table = off does.
+	TableOff bool
+	// PostUp are shell commands run, in order, once the TUN is up with its
+	// addresses and routes, and PreDown before it goes on stop, as
+	// wg-quick's PostUp and PreDown: with /bin/sh -c, "%i" replaced by the
+	// interface name, which is also in the environment as
+	// GODWIT_INTERFACE. A failing PostUp command fails the start.
+	PostUp, PreDown []string
+
 	pos position // where the keys were in the file, if parsed
 }
 
@@ -219,6 +230,11 @@ type Peer struct {
 	// default mode (the hubs' health is judged per connection).
 	Priority    int
 	HasPriority bool
+
+	// KeepAlive is the QUIC keep-alive period of the connections this node
+	// dials to the peer, MinKeepAlive..MaxKeepAlive, overriding the
+	// [interface]'s; 0 means the [interface]'s. It needs Endpoint.
+	KeepAlive time.Duration
 
 	pos position
 }
@@ -372,7 +388,8 @@ func (in Interface) Equal(o Interface) bool {
 		in.StateDir == o.StateDir && in.FwMark == o.FwMark && in.Table == o.Table && in.LogLevel == o.LogLevel &&
 		in.MetricsListen == o.MetricsListen && in.QlogDir == o.QlogDir && in.KeylogFile == o.KeylogFile &&
 		in.ReadyWait == o.ReadyWait && slices.Equal(in.Uplinks, o.Uplinks) && in.UplinksAny == o.UplinksAny &&
-		in.KeepAlive == o.KeepAlive && in.Routes == o.Routes && in.RouteProtocol == o.RouteProtocol && in.HoldDown == o.HoldDown
+		in.KeepAlive == o.KeepAlive && in.Routes == o.Routes && in.RouteProtocol == o.RouteProtocol && in.HoldDown == o.HoldDown &&
+		in.TableOff == o.TableOff && slices.Equal(in.PostUp, o.PostUp) && slices.Equal(in.PreDown, o.PreDown)
 }
 
 // Equal reports whether p and q hold the same settings (Name, PublicKey,
@@ -382,7 +399,7 @@ func (in Interface) Equal(o Interface) bool {
 func (p Peer) Equal(q Peer) bool {
 	return p.Name == q.Name && p.PublicKey == q.PublicKey && slices.Equal(p.AllowedIPs, q.AllowedIPs) && p.Endpoint == q.Endpoint &&
 		p.EndpointTCP == q.EndpointTCP && p.TCPProxy == q.TCPProxy && p.Multipath == q.Multipath && p.Redundancy == q.Redundancy && slices.Equal(p.Duplicate, q.Duplicate) &&
-		p.HasPriority == q.HasPriority && (!p.HasPriority || p.Priority == q.Priority)
+		p.HasPriority == q.HasPriority && (!p.HasPriority || p.Priority == q.Priority) && p.KeepAlive == q.KeepAlive
 }
 
 // Peer returns the peer with public key k, and whether there is one.

@@ -24,8 +24,8 @@ import (
 var (
 	interfaceKeys = []string{"name", "private_key_file", "addresses", "listen", "listen_tcp", "mtu", "state_dir", "fwmark", "table", "log_level",
 		"metrics_listen", "qlog_dir", "keylog_file", "ready_wait", "uplinks", "keepalive",
-		"routes", "route_protocol", "hold_down"}
-	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint", "endpoint_tcp", "tcp_proxy", "multipath", "redundancy", "duplicate", "priority"}
+		"routes", "route_protocol", "hold_down", "post_up", "pre_down"}
+	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint", "endpoint_tcp", "tcp_proxy", "multipath", "redundancy", "duplicate", "priority", "keepalive"}
 	topKeys  = []string{"interface", "peer"}
 )
 
@@ -51,6 +51,9 @@ func decode(name string, data []byte, p *problems) *Config {
 			msg := "invalid TOML: " + pe.Message
 			if col > 0 {
 				msg = fmt.Sprintf("invalid TOML at column %d: %s", col, pe.Message)
+			}
+			if looksLikeWgQuick(data) {
+				msg += wgQuickHint
 			}
 			p.addErr(line, msg, err)
 		} else {
@@ -117,6 +120,26 @@ func decode(name string, data []byte, p *problems) *Config {
 		c.Peers = append(c.Peers, pr)
 	}
 	return c
+}
+
+// wgQuickHint is added to the syntax error of a file that looks like a
+// wg-quick config pasted in.
+const wgQuickHint = `; this looks like a wg-quick (WireGuard) file: Godwit's config is TOML with lower-case keys and quoted values, ` +
+	`e.g. [interface] private_key_file = "/etc/godwit/gw0.key" and addresses = ["10.0.0.1/24"], [[peer]] public_key = "..." ` +
+	`and allowed_ips = ["10.0.0.2/32"] (see godwit.toml(5))`
+
+// looksLikeWgQuick reports whether data has the section headers or keys
+// of a wg-quick file.
+func looksLikeWgQuick(data []byte) bool {
+	for _, line := range bytes.Split(data, []byte("\n")) {
+		l := bytes.TrimSpace(line)
+		for _, w := range []string{"[Interface]", "[Peer]", "PrivateKey", "PublicKey", "AllowedIPs", "ListenPort"} {
+			if bytes.HasPrefix(l, []byte(w)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // errorPosition returns the line and column of a TOML syntax error. It counts
@@ -267,7 +290,14 @@ func (t *table) decodeInterface(in *Interface) {
 	if n, ok := t.integer("fwmark", 0, math.MaxUint32); ok {
 		in.FwMark = uint32(n)
 	}
-	if n, ok := t.integer("table", math.MinInt64, math.MaxInt64); ok {
+	if v, ok := t.m["table"].(string); ok {
+		if strings.ToLower(v) != "off" {
+			t.p.addf(t.pos.line("table"), `table %q must be a table number or "off" (no routes and no rules: routing is left to you or to BIRD or FRR)`, clip(v))
+			t.pos.bad["table"] = true
+		} else {
+			in.TableOff = true
+		}
+	} else if n, ok := t.integer("table", math.MinInt64, math.MaxInt64); ok {
 		in.Table = int(n)
 	}
 	if s, ok := t.str("log_level"); ok {
@@ -309,6 +339,26 @@ func (t *table) decodeInterface(in *Interface) {
 	if d, ok := t.duration("hold_down"); ok {
 		in.HoldDown = d
 	}
+	in.PostUp = t.commands("post_up")
+	in.PreDown = t.commands("pre_down")
+}
+
+// commands returns the shell commands at key: one string or an array of
+// strings.
+func (t *table) commands(key string) []string {
+	v, ok := t.m[key]
+	if !ok {
+		return nil
+	}
+	if s, ok := v.(string); ok {
+		return []string{s}
+	}
+	if _, ok := v.([]any); !ok {
+		t.badType(key, "a command string or an array of them", v)
+		return nil
+	}
+	ss, _ := t.strs(key)
+	return ss
 }
 
 // uplinks decodes uplinks: the string "any" or an array of interface names.
@@ -403,6 +453,9 @@ func (t *table) decodePeer(pr *Peer) {
 	pr.Duplicate = t.rules("duplicate")
 	if n, ok := t.integer("priority", 0, MaxPriority); ok {
 		pr.Priority, pr.HasPriority = int(n), true
+	}
+	if d, ok := t.duration("keepalive"); ok {
+		pr.KeepAlive = d
 	}
 }
 

@@ -17,7 +17,7 @@
 //	mtu = 1300                                 # 576..1500, >= 1280 with IPv6; default 1300; 1415 fits 1500-byte paths
 //	state_dir = "/var/lib/godwit"              # default "/var/lib/godwit"
 //	fwmark = 0x4757                            # SO_MARK of Godwit's own sockets; default 0x4757
-//	table = 18263                              # routing table for full tunnel; default 18263
+//	table = 18263                              # routing table for full tunnel; default 18263; "off": no routes or rules at all
 //	log_level = "info"                         # debug, info, warn or error; default info
 //	metrics_listen = "127.0.0.1:9586"          # optional: TCP metrics endpoint; host empty or an IP
 //	qlog_dir = "/var/log/godwit/qlog"          # optional, absolute: one qlog file per QUIC connection
@@ -25,6 +25,11 @@
 //	ready_wait = "20s"                         # 0s..10m, Go syntax: wait for the first peer before READY; default 20s
 //	uplinks = ["wlan0", "wwan0"]               # optional: a site's uplinks, preferred first, or "any"; default one wildcard socket
 //	keepalive = "15s"                          # 1s..5m: QUIC keep-alive of dialed connections; default 15s
+//	routes = "connected"                       # "always" (default) or "connected": a peer's routes only while it uses this hub
+//	route_protocol = 77                        # 3..255: "proto" of Godwit's routes, for BIRD or FRR; default 77
+//	hold_down = "10s"                          # 0s..10m: a site's preferred hub must be healthy this long to get traffic back; default 10s
+//	post_up = ["nft -f /etc/godwit/%i.nft"]    # optional: shell commands once the TUN is up (%i: the interface); a failure fails the start
+//	pre_down = "logger godwit %i going down"   # optional: shell commands before the TUN goes on stop
 //
 //	[[peer]]
 //	name = "boat-1"                                    # required, unique, [A-Za-z0-9._-]{1,64}
@@ -36,8 +41,11 @@
 //	multipath = "redundant"                            # with endpoint: off, failover, redundant or aggregate
 //	redundancy = "all"                                 # with multipath = "redundant": "two" or "all" paths; default "two"
 //	duplicate = ["udp:16384-32767", "dscp:46"]         # with endpoint: also send these packets on a second path
+//	priority = 1                                       # with endpoint, 0..65535: ranks hubs that share allowed_ips; lower is preferred
+//	keepalive = "25s"                                  # with endpoint, 1s..5m: this peer's keep-alive instead of the [interface]'s
 //
-// Allowed-IPs must not overlap between peers, must not have host bits set,
+// Allowed-IPs must not overlap between peers, unless both set priority
+// with different values (a site's hubs), must not have host bits set,
 // and must not contain the peer's own endpoint address (except a default
 // route, which the fwmark and table keep apart). A node needs a listen
 // address or at least one peer endpoint.
@@ -68,6 +76,18 @@
 // http://[user:pass@]host[:port] (port 80 when left out). Like endpoint,
 // an endpoint_tcp or a proxy address inside the peer's allowed_ips is an
 // error.
+//
+// A site may list several hubs whose allowed_ips overlap when each sets
+// priority (different values): it connects to all of them, sends the
+// traffic of a shared prefix to the most preferred healthy one, moves to
+// the next when that one goes silent or shuts down, and returns once it
+// was healthy again for hold_down. priority makes failover the default
+// mode (a hub's health is judged per connection), so multipath = "off" is
+// an error with it. The site tells each hub whether it carries its
+// traffic; a hub with routes = "connected" keeps a site's routes in its
+// kernel only while the site is connected and uses it, so that BIRD or FRR
+// announce them over BGP from the hub that really reaches the site. Every
+// route Godwit installs carries route_protocol ("ip route show proto 77").
 //
 // When qlog_dir or keylog_file is left out, the daemon (not this package,
 // which never reads the environment) uses the QLOGDIR or SSLKEYLOGFILE

@@ -51,7 +51,11 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 		return nil, err
 	}
 	fmt.Fprintf(&b, "fwmark = %#x\n", in.FwMark)
-	fmt.Fprintf(&b, "table = %d\n", in.Table)
+	if in.TableOff {
+		b.WriteString("table = \"off\"\n")
+	} else {
+		fmt.Fprintf(&b, "table = %d\n", in.Table)
+	}
 	fmt.Fprintf(&b, "log_level = %q\n", lvl)
 	for _, f := range []struct{ key, val string }{{"metrics_listen", in.MetricsListen}, {"qlog_dir", in.QlogDir}, {"keylog_file", in.KeylogFile}} {
 		if f.val == "" {
@@ -85,6 +89,25 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 	fmt.Fprintf(&b, "routes = %q\n", in.Routes)
 	fmt.Fprintf(&b, "route_protocol = %d\n", in.RouteProtocol)
 	fmt.Fprintf(&b, "hold_down = %q\n", in.HoldDown.String())
+	for _, k := range []struct {
+		key  string
+		cmds []string
+	}{{"post_up", in.PostUp}, {"pre_down", in.PreDown}} {
+		if len(k.cmds) == 0 {
+			continue
+		}
+		b.WriteString(k.key + " = [")
+		for i, c := range k.cmds {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if !utf8.ValidString(c) {
+				return nil, fmt.Errorf("config: %s command %q is not valid UTF-8", k.key, clip(c))
+			}
+			writeQuoted(&b, c)
+		}
+		b.WriteString("]\n")
+	}
 
 	for _, pr := range c.Peers {
 		b.WriteString("\n[[peer]]\n")
@@ -118,6 +141,9 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 		}
 		if pr.HasPriority {
 			fmt.Fprintf(&b, "priority = %d\n", pr.Priority)
+		}
+		if pr.KeepAlive != 0 {
+			fmt.Fprintf(&b, "keepalive = %q\n", pr.KeepAlive.String())
 		}
 	}
 	return b.Bytes(), nil

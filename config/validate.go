@@ -98,6 +98,14 @@ func (c *Config) validate(p *problems) {
 		c.validateTCP(p, i, label)
 		c.validateMultipath(p, i, label)
 		c.validatePriority(p, i, label)
+		if pr.pos.has("keepalive") && !pr.pos.bad["keepalive"] {
+			switch {
+			case pr.KeepAlive < MinKeepAlive || pr.KeepAlive > MaxKeepAlive:
+				p.addf(pr.pos.line("keepalive"), "%s keepalive %v is out of range: it must be between %v and %v (default: the [interface]'s)", label, pr.KeepAlive, MinKeepAlive, MaxKeepAlive)
+			case pr.Endpoint == "" && !pr.pos.bad["endpoint"]:
+				p.addf(pr.pos.line("keepalive"), "%s keepalive needs endpoint: it is the keep-alive of the connections this node dials (a peer that dials in sets its own)", label)
+			}
+		}
 	}
 	c.validateOverlaps(p, owners)
 	if !in.pos.bad[""] && in.Listen == "" && !in.pos.bad["listen"] && !dials {
@@ -194,6 +202,19 @@ func (c *Config) validateInterface(p *problems) {
 	}
 	if !bad["uplinks"] {
 		in.validateUplinks(p)
+	}
+	for _, k := range []struct {
+		key  string
+		cmds []string
+	}{{"post_up", in.PostUp}, {"pre_down", in.PreDown}} {
+		for _, c := range k.cmds {
+			if strings.TrimSpace(c) == "" {
+				p.addf(in.pos.line(k.key), "%s has an empty command", k.key)
+			}
+		}
+	}
+	if in.TableOff && in.Routes == RoutesConnected && !bad["routes"] {
+		p.addf(in.pos.line("routes"), `routes = "connected" cannot go with table = "off": with table = "off" Godwit installs no routes at all`)
 	}
 	if !bad["hold_down"] && (in.HoldDown < 0 || in.HoldDown > MaxHoldDown) {
 		p.addf(in.pos.line("hold_down"), "hold_down %v is out of range: it must be between 0s (return at once) and %v (default %v)", in.HoldDown, MaxHoldDown, DefaultHoldDown)

@@ -6,7 +6,8 @@
 #   packaging/build-deb.sh [OUTDIR]          (OUTDIR defaults to ./dist)
 #
 # Environment:
-#   GODWIT_VERSION  package version; default: from `git describe`, else 0.0.0~dev
+#   GODWIT_VERSION  upstream version; default: packaging/version.sh (it
+#                   increases with every commit), else 0.0.0~dev
 #   GODWIT_ARCH     amd64 or arm64; default: the Go host architecture
 #
 # nfpm runs through `go run module@version`, so it is not a dependency of
@@ -32,14 +33,11 @@ esac
 
 version=${GODWIT_VERSION:-}
 if [ -z "$version" ]; then
-	version=$(git describe --tags --always --dirty 2>/dev/null || true)
-	version=${version#v}
-	# Debian versions must start with a digit.
-	case $version in
-	[0-9]*) ;;
-	*) version=0.0.0~dev${version:+.$version} ;;
-	esac
+	version=$(packaging/version.sh 2>/dev/null || echo 0.0.0~dev)
 fi
+# The Debian revision: the package is not native (its changelog is
+# changelog.Debian.gz), and this is its first and only packaging.
+release=1
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -48,5 +46,19 @@ trap 'rm -rf "$work"' EXIT
 CGO_ENABLED=0 GOOS=linux GOARCH=$arch \
 	go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$work/godwit" ./cmd/godwit
 
-GODWIT_VERSION=$version GODWIT_ARCH=$arch GODWIT_BIN=$work/godwit \
+# What Debian policy wants compressed: the man pages and the changelog,
+# with gzip -9n (no name or time stamp inside, so builds are reproducible).
+gzip -9n <packaging/man/godwit.8 >"$work/godwit.8.gz"
+gzip -9n <packaging/man/godwit.toml.5 >"$work/godwit.toml.5.gz"
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+date=$(git log -1 --format=%cD HEAD 2>/dev/null || date -R)
+{
+	echo "godwit ($version-$release) unstable; urgency=medium"
+	echo
+	echo "  * Built from commit $commit."
+	echo
+	echo " -- Godwit developers <godwit@example.net>  $date"
+} | gzip -9n >"$work/changelog.Debian.gz"
+
+GODWIT_VERSION=$version GODWIT_RELEASE=$release GODWIT_ARCH=$arch GODWIT_BIN=$work/godwit GODWIT_GEN=$work \
 	go run "$NFPM" pkg --packager deb --config packaging/nfpm.yaml --target "$outdir"

@@ -5,6 +5,7 @@ package packaging
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -39,8 +40,10 @@ const (
 	// syscalls 0.2, /dev/net/tun 0.1, ProcSubset 0.1, host root directory 0.1.
 	securityThreshold = 24
 
-	// debVersion is the package version the .deb test builds.
-	debVersion = "0.0.0~pkgtest"
+	// debVersion is the upstream version the .deb test builds, and
+	// debRevision the Debian revision build-deb.sh gives it.
+	debVersion  = "0.0.0~pkgtest"
+	debRevision = "1"
 )
 
 // requireTool returns the path of the program name, or skips the test when
@@ -259,7 +262,7 @@ func TestUnitDirectives(t *testing.T) {
 		{"Service.WatchdogSec", "10s"},
 		{"Service.ExecStartPre", "-/usr/bin/godwit check -c /etc/godwit/%i.toml"},
 		{"Service.ExecStart", "/usr/bin/godwit run -c /etc/godwit/%i.toml"},
-		{"Service.ExecReload", "/bin/kill -HUP $MAINPID"},
+		{"Service.ExecReload", "/usr/bin/godwit reload -i %i"},
 		{"Service.Restart", "on-failure"},
 		{"Service.RestartSec", "2s"},
 		{"Service.RestartPreventExitStatus", "78"},
@@ -435,7 +438,8 @@ type debFile struct {
 	path string      // absolute, as installed
 	mode fs.FileMode // type and permission bits
 	src  string      // file in the repository it is a copy of, or ""
-	doc  bool        // under /usr/share/doc (dpkg may be told to skip it)
+	gz   bool        // src compressed with gzip
+	doc  bool        // under /usr/share/doc or /usr/share/man (dpkg may be told to skip it)
 }
 
 var debFiles = []debFile{
@@ -451,6 +455,14 @@ var debFiles = []debFile{
 	{path: "/usr/share/doc/godwit/examples/multihub/bird-hub.conf", mode: 0o644, src: "examples/multihub/bird-hub.conf", doc: true},
 	{path: "/usr/share/doc/godwit/examples/multihub/bird-core.conf", mode: 0o644, src: "examples/multihub/bird-core.conf", doc: true},
 	{path: "/usr/share/doc/godwit/examples/multihub/frr-hub.conf", mode: 0o644, src: "examples/multihub/frr-hub.conf", doc: true},
+	{path: "/usr/share/doc/godwit/copyright", mode: 0o644, src: "deb/copyright", doc: true},
+	{path: "/usr/share/doc/godwit/changelog.Debian.gz", mode: 0o644, doc: true},
+	{path: "/usr/share/man/man8/godwit.8.gz", mode: 0o644, src: "man/godwit.8", gz: true, doc: true},
+	{path: "/usr/share/man/man5/godwit.toml.5.gz", mode: 0o644, src: "man/godwit.toml.5", gz: true, doc: true},
+	{path: "/usr/share/bash-completion/completions/godwit", mode: 0o644, src: "completion/godwit.bash"},
+	{path: "/usr/share/godwit/prometheus/godwit-alerts.yml", mode: 0o644, src: "prometheus/godwit-alerts.yml"},
+	{path: "/usr/share/godwit/grafana/godwit-dashboard.json", mode: 0o644, src: "grafana/godwit-dashboard.json"},
+	{path: "/usr/share/lintian/overrides/godwit", mode: 0o644, src: "deb/lintian-overrides"},
 	{path: "/etc/godwit", mode: fs.ModeDir | 0o700},
 }
 
@@ -476,7 +488,7 @@ func TestDeb(t *testing.T) {
 		t.Fatalf("build-deb.sh: exit %d\n%s", code, out)
 	}
 	t.Logf("build-deb.sh took %v", time.Since(start).Round(time.Millisecond))
-	deb := filepath.Join(outDir, "godwit_"+debVersion+"_"+arch+".deb")
+	deb := filepath.Join(outDir, "godwit_"+debVersion+"-"+debRevision+"_"+arch+".deb")
 	if _, err := os.Stat(deb); err != nil {
 		t.Fatalf("build-deb.sh did not make %s: %v\n%s", filepath.Base(deb), err, out)
 	}
@@ -484,7 +496,7 @@ func TestDeb(t *testing.T) {
 	t.Run("control", func(t *testing.T) {
 		for _, f := range []struct{ field, want string }{
 			{"Package", "godwit"},
-			{"Version", debVersion},
+			{"Version", debVersion + "-" + debRevision},
 			{"Architecture", arch},
 			{"Section", "net"},
 		} {
@@ -511,10 +523,19 @@ func TestDeb(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !bytes.Equal(e.data, want) {
+				got := e.data
+				if f.gz {
+					got = gunzip(t, f.path, got)
+				}
+				if !bytes.Equal(got, want) {
 					t.Errorf("%s: %s differs from packaging/%s", filepath.Base(deb), f.path, f.src)
 				}
 			}
+		}
+		// The changelog's latest entry is this version.
+		changelog := string(gunzip(t, "changelog.Debian.gz", got["/usr/share/doc/godwit/changelog.Debian.gz"].data))
+		if first, _, _ := strings.Cut(changelog, "\n"); first != "godwit ("+debVersion+"-"+debRevision+") unstable; urgency=medium" {
+			t.Errorf("changelog.Debian.gz starts with %q, want the package's version", first)
 		}
 		// The packaged binary carries the version build-deb.sh stamped.
 		bin := filepath.Join(t.TempDir(), "godwit")
@@ -523,6 +544,17 @@ func TestDeb(t *testing.T) {
 		}
 		if out, code := run(t, time.Minute, nil, bin, "version"); code != 0 || strings.TrimSpace(out) != "godwit "+debVersion {
 			t.Errorf("packaged godwit version: %q (exit %d), want %q", strings.TrimSpace(out), code, "godwit "+debVersion)
+		}
+	})
+
+	t.Run("lintian", func(t *testing.T) {
+		lintian := requireTool(t, "lintian")
+		// Exit 0 with --fail-on error: no error left (deb/lintian-overrides
+		// says why each overridden tag is fine).
+		out, code := run(t, 3*time.Minute, nil, lintian, "--no-cfg", "--fail-on", "error", "--info", deb)
+		t.Logf("lintian %s (exit %d):\n%s", filepath.Base(deb), code, out)
+		if code != 0 || regexp.MustCompile(`(?m)^E: `).MatchString(out) {
+			t.Errorf("lintian %s: exit %d, want 0 and no errors:\n%s", filepath.Base(deb), code, out)
 		}
 	})
 
@@ -535,6 +567,20 @@ func TestDeb(t *testing.T) {
 		}
 		testInstall(t, deb)
 	})
+}
+
+// gunzip returns the decompressed data of the gzip file name.
+func gunzip(t *testing.T, name string, data []byte) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return b
 }
 
 // debEntry is one member of the .deb's data archive.
@@ -579,10 +625,10 @@ func debContents(t *testing.T, dpkgDeb, deb string) map[string]debEntry {
 	return m
 }
 
-var docExcludeRE = regexp.MustCompile(`(?m)^path-exclude[ =]/usr/share/doc`)
+var docExcludeRE = regexp.MustCompile(`(?m)^path-exclude[ =]/usr/share/(doc|man)`)
 
 // docExcluded reports whether dpkg is configured not to install
-// /usr/share/doc (slim container images do this).
+// /usr/share/doc or /usr/share/man (slim container images do this).
 func docExcluded() bool {
 	cfgs, _ := filepath.Glob("/etc/dpkg/dpkg.cfg.d/*")
 	for _, c := range cfgs {
@@ -664,7 +710,7 @@ func testInstall(t *testing.T, deb string) {
 	if installed() {
 		t.Error("after dpkg --purge: godwit is still known to dpkg")
 	}
-	for _, f := range append(debFiles, debFile{path: "/usr/share/doc/godwit"}) {
+	for _, f := range append(debFiles, debFile{path: "/usr/share/doc/godwit"}, debFile{path: "/usr/share/godwit"}) {
 		if _, err := os.Lstat(f.path); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("after dpkg --purge: %s is still there (%v)", f.path, err)
 		}

@@ -134,6 +134,11 @@ type Config struct {
 	// MultipathFailover, which dialers ignore.
 	MultipathMode func(peer key.Public) (mode MultipathMode, redundancyAll bool)
 
+	// KeepAliveFor, if not nil, returns the keep-alive period of the
+	// connections dialed to peer, overriding KeepAlive when it is not 0.
+	// It is called on every dial.
+	KeepAliveFor func(peer key.Public) time.Duration
+
 	// Preference, if not nil, makes every dialed connection tell the peer
 	// (a hub) whether this node sends its traffic through it: the Hello
 	// carries the capability and a Preference message with f(peer)

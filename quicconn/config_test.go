@@ -7,6 +7,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/config/key"
 )
 
 func TestInitialPacketSizeFor(t *testing.T) {
@@ -131,5 +133,28 @@ func TestDatagramHandler(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("ReceiveDatagram did not return after the peer closed")
+	}
+}
+
+// TestKeepAliveFor: a peer's own keep-alive overrides the Endpoint's for
+// the connections dialed to it; 0 keeps the Endpoint's; accepted
+// connections have none of their own.
+func TestKeepAliveFor(t *testing.T) {
+	a, b := key.Public{1}, key.Public{2}
+	e := &Endpoint{cfg: Config{KeepAlive: 15 * time.Second, DisableTracer: true,
+		KeepAliveFor: func(p key.Public) time.Duration {
+			if p == a {
+				return 3 * time.Second
+			}
+			return 0
+		}}}
+	if got := e.quicConfig(&a).KeepAlivePeriod; got != 3*time.Second {
+		t.Errorf("peer with its own keepalive: %v, want 3s", got)
+	}
+	if got := e.quicConfig(&b).KeepAlivePeriod; got != 15*time.Second {
+		t.Errorf("peer without: %v, want the endpoint's 15s", got)
+	}
+	if got := e.quicConfig(nil).KeepAlivePeriod; got != 0 {
+		t.Errorf("accepted connections: %v, want 0", got)
 	}
 }

@@ -383,6 +383,10 @@ func (c *Conn) ReleaseDatagram(b []byte) { c.qc.ReleaseDatagram(b) }
 // handshake.
 func (c *Conn) PeerKey() key.Public { return c.id.key }
 
+// Dialed reports whether this node dialed the connection (false: it
+// accepted it).
+func (c *Conn) Dialed() bool { return c.id.dialer }
+
 // PeerName returns the node name from the peer's Hello; "" while a
 // connection handed out in 0-RTT has not completed its hello exchange.
 func (c *Conn) PeerName() string {

@@ -50,7 +50,42 @@ func (e *Endpoint) DialLoop(ctx context.Context, addr string, peer key.Public, u
 		}
 		return e.DialVia(ctx, name, addr, peer)
 	}
-	dialLoop(ctx, e.log.With("addr", addr, "peer", keyString(peer)), backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, e.uplinkWake, dial, up)
+	dialLoop(ctx, e.log.With("addr", addr, "peer", keyString(peer)), backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, e.uplinkWake, e.noteDials(peer, dial), up)
+}
+
+// dialError is the latest failed dial to a peer (LastDialError).
+type dialError struct {
+	err string
+	at  time.Time
+}
+
+// noteDials wraps dial so that its failures (other than waiting for an
+// uplink) are kept as the peer's latest dial error, and a success clears
+// it.
+func (e *Endpoint) noteDials(peer key.Public, dial func(context.Context) (*Conn, error)) func(context.Context) (*Conn, error) {
+	return func(ctx context.Context) (*Conn, error) {
+		c, err := dial(ctx)
+		switch {
+		case err == nil:
+			e.dialErrs.Delete(peer)
+		case ctx.Err() == nil && !errors.Is(err, ErrNoUplink):
+			e.dialErrs.Store(peer, dialError{err: err.Error(), at: time.Now()})
+		}
+		return c, err
+	}
+}
+
+// LastDialError returns why the latest dial to peer failed and when, or
+// "" once a dial to it succeeded (or none failed). `godwit show` shows it
+// for a peer that is not connected: a wrong key, a refused handshake, no
+// answer.
+func (e *Endpoint) LastDialError(peer key.Public) (string, time.Time) {
+	v, ok := e.dialErrs.Load(peer)
+	if !ok {
+		return "", time.Time{}
+	}
+	d := v.(dialError)
+	return d.err, d.at
 }
 
 // DialLoopOn is [Endpoint.DialLoop] on one uplink: every attempt dials via
@@ -78,7 +113,7 @@ func (e *Endpoint) DialLoopOn(ctx context.Context, uplink, addr string, peer key
 		return c, err
 	}
 	log := e.log.With("addr", addr, "peer", keyString(peer), "uplink", uplink)
-	dialLoop(ctx, log, backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, e.uplinkWake, dial, up)
+	dialLoop(ctx, log, backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, e.uplinkWake, e.noteDials(peer, dial), up)
 }
 
 // Pinned reports whether c belongs to its uplink: it was dialed by

@@ -47,6 +47,7 @@ type Endpoint struct {
 	state    *state.State        // keys and client tickets (Config.StateDir)
 	tickets  *state.TicketBook   // 0-RTT tickets issued and not yet used
 	zc       zeroRTTCounters
+	dialErrs sync.Map // key.Public -> dialError: the latest failed dial to each peer
 
 	logLimitMu sync.Mutex           // logLimitMu guards logLimit.
 	logLimit   map[logKey]time.Time // see limitLog
@@ -225,6 +226,11 @@ func (e *Endpoint) quicConfig(dialPeer *key.Public) *quic.Config {
 	}
 	if dialPeer != nil {
 		c.KeepAlivePeriod = e.cfg.KeepAlive
+		if e.cfg.KeepAliveFor != nil {
+			if k := e.cfg.KeepAliveFor(*dialPeer); k > 0 {
+				c.KeepAlivePeriod = k
+			}
+		}
 	} else {
 		c.Allow0RTT = true // single-use tickets: see zerortt.go
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"syscall"
 
@@ -128,6 +129,22 @@ func listenUDP(addr string, mark uint32, unreachable *atomic.Uint64) (*sockConn,
 	return listenUDPOn(addr, "", mark, unreachable)
 }
 
+// listenNetwork is network ("udp" or "tcp") for listening on addr: with
+// an IPv4 literal host ("0.0.0.0:4433") the IPv4-only variant, because Go
+// listens on both families for the IPv4 wildcard with the plain network,
+// which a user who wrote 0.0.0.0 did not ask for. An empty host or an IPv6
+// literal keeps the plain network.
+func listenNetwork(network, addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return network
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Is4() {
+		return network + "4"
+	}
+	return network
+}
+
 // listenUDPOn is listenUDP with the socket bound to the interface dev
 // (SO_BINDTODEVICE) when dev is not "" (an uplink, see uplink.go).
 func listenUDPOn(addr, dev string, mark uint32, unreachable *atomic.Uint64) (*sockConn, error) {
@@ -156,7 +173,7 @@ func listenUDPOn(addr, dev string, mark uint32, unreachable *atomic.Uint64) (*so
 			return serr
 		},
 	}
-	pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+	pc, err := lc.ListenPacket(context.Background(), listenNetwork("udp", addr), addr)
 	if err != nil {
 		return nil, fmt.Errorf("quicconn: listen udp %s: %w", addr, err)
 	}

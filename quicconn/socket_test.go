@@ -284,3 +284,34 @@ func TestSendCounts(t *testing.T) {
 		t.Errorf("failed send: counted %d calls, %d segments; want 0, 0", c, s)
 	}
 }
+
+// TestListenIPv4Only: listen = "0.0.0.0:PORT" listens on IPv4 only (Go's
+// plain "udp" would take IPv6 too); an empty host or "[::]" keeps both.
+func TestListenIPv4Only(t *testing.T) {
+	for _, tt := range []struct{ addr, want string }{
+		{"0.0.0.0:4433", "udp4"}, {"192.0.2.1:4433", "udp4"}, {":4433", "udp"},
+		{"[::]:4433", "udp"}, {"[2001:db8::1]:4433", "udp"}, {"bad", "udp"},
+	} {
+		if got := listenNetwork("udp", tt.addr); got != tt.want {
+			t.Errorf("listenNetwork(udp, %q) = %q, want %q", tt.addr, got, tt.want)
+		}
+	}
+	c, err := listenUDPOn("0.0.0.0:0", "", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	v6, err := net.DialUDP("udp6", nil, &net.UDPAddr{IP: net.IPv6loopback, Port: port})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	defer v6.Close()
+	if _, err := v6.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, _, err := c.ReadFromUDP(make([]byte, 16)); err == nil {
+		t.Errorf("a socket listening on 0.0.0.0 received a datagram sent to [::1]")
+	}
+}

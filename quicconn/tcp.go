@@ -99,7 +99,7 @@ func tcpQUICConfig(qc *quic.Config) *quic.Config {
 // listenTCP starts the hub's TCP listener on Config.ListenTCP with the
 // listener's TLS configuration tc, and its accept loop.
 func (e *Endpoint) listenTCP(tc *tls.Config) error {
-	sock, err := tcppath.Listen("tcp", e.cfg.ListenTCP, tcppath.ServerConfig{
+	sock, err := tcppath.Listen(listenNetwork("tcp", e.cfg.ListenTCP), e.cfg.ListenTCP, tcppath.ServerConfig{
 		PrivateKey: e.cfg.PrivateKey,
 		Authorize:  e.cfg.Authorize,
 		Refused:    e.logRefused,
@@ -318,7 +318,7 @@ func (e *Endpoint) closeTCP() []error {
 func (e *Endpoint) DialLoopTCP(ctx context.Context, addr string, peer key.Public, proxy *url.URL, up func(*Conn)) {
 	dial := func(ctx context.Context) (*Conn, error) { return e.DialTCP(ctx, addr, peer, proxy) }
 	log := e.log.With("addr", addr, "peer", keyString(peer), "transport", "tcp")
-	dialLoop(ctx, log, backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, nil, dial, up)
+	dialLoop(ctx, log, backoff{e.cfg.RedialMin, e.cfg.RedialMax}, &e.zc, nil, e.noteDials(peer, dial), up)
 }
 
 // Transport names how c reaches its peer: "udp", "tcp" (TLS on TCP,

@@ -71,6 +71,9 @@ func TestMetrics(t *testing.T) {
 	if v := got["godwit_peer_connected"+peer]; v != 1 {
 		t.Errorf("godwit_peer_connected%s = %v, want 1", peer, v)
 	}
+	if v, ok := got[fmt.Sprintf(`godwit_peer_state{peer=%q,state="connected"}`, s.name())]; !ok || v != 1 {
+		t.Errorf("godwit_peer_state connected = %v (present %v), want 1", v, ok)
+	}
 	if v := got["godwit_peer_last_handshake_timestamp_seconds"+peer]; v < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("last handshake timestamp %v, want within the last minute", v)
 	}
@@ -81,7 +84,9 @@ func TestMetrics(t *testing.T) {
 	if len(pa.Paths) != 1 {
 		t.Fatalf("show: %d paths, want 1", len(pa.Paths))
 	}
-	path := fmt.Sprintf("path=%q", pa.Paths[0].Local.String()+"->"+pa.Paths[0].Remote.String())
+	// The hub's one socket and UDP: no port in the label, so a new
+	// connection continues the series.
+	path := `path="default/udp"`
 	for _, kind := range []string{"smoothed", "min", "latest"} {
 		sample := fmt.Sprintf(`godwit_path_rtt_seconds{kind=%q,%s,peer=%q}`, kind, path, s.name())
 		if v, ok := got[sample]; !ok || v <= 0 || v > 5 {

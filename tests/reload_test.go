@@ -3,8 +3,12 @@
 package tests
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -104,4 +108,50 @@ func TestReloadKeepsUnchangedPeer(t *testing.T) {
 	if len(routesTo(bl4, bl6)) != 2 {
 		t.Errorf("hub routes to B after re-adding it: %q, want one for %v and one for %v", routesTo(bl4, bl6), bl4, bl6)
 	}
+}
+
+// TestReloadCommand: `godwit reload` (the unit's ExecReload) fails with the
+// file's problem and exit 1 on a bad file, the daemon keeps its previous
+// config and its peer; on a good file it exits 0.
+func TestReloadCommand(t *testing.T) {
+	tp := newTopo(t, 1, false)
+	s := tp.sites[0]
+	conf := tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port))
+	hubPath := conf.write(t, tp.lab)
+	hub := labtest.StartDaemon(t, tp.hub, "hub", hubPath)
+	tp.start(t, s.ns, tp.siteConf(s, false)).WaitConnected(t, "hub")
+	hub.WaitConnected(t, s.name())
+	reload := func() (code int, out string) {
+		t.Helper()
+		cmd := exec.Command(labtest.Godwit(t), "reload", "--socket", hub.Socket)
+		b, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &ee):
+			code = ee.ExitCode()
+		default:
+			t.Fatalf("godwit reload: %v", err)
+		}
+		return code, string(b)
+	}
+
+	good, err := os.ReadFile(hubPath)
+	must(t, err)
+	must(t, os.WriteFile(hubPath, append(bytes.Clone(good), "\n[[peer]]\nname = \"broken\"\n"...), 0o600))
+	code, out := reload()
+	if code != 1 || !strings.Contains(out, hubPath+":") || !strings.Contains(out, "broken") {
+		t.Errorf("godwit reload on a bad file: exit %d, output %q; want 1 and the file's problem with its line", code, out)
+	}
+	if p := hub.Peer(t, s.name()); p.State != "connected" {
+		t.Errorf("after the failed reload the site is %s, want connected", p.State)
+	}
+	a4, _ := tunAddrs(s.i)
+	pingOK(t, tp.hub, a4)
+
+	must(t, os.WriteFile(hubPath, good, 0o600))
+	if code, out := reload(); code != 0 || strings.TrimSpace(out) != "reloaded" {
+		t.Errorf("godwit reload on a good file: exit %d, output %q; want 0, \"reloaded\"", code, out)
+	}
+	hub.WaitLog(t, 5*time.Second, "msg=reloaded")
 }

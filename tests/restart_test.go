@@ -43,6 +43,18 @@ func TestHubRestartStatelessReset(t *testing.T) {
 	site.WaitLog(t, 5*time.Second, "quicconn: connection ended, redialing", `reason="stateless reset"`, "retry_in=0s")
 	site.WaitLog(t, 5*time.Second, "quicconn: redialed", `reason="stateless reset"`, "outage=")
 	hub2.WaitConnected(t, s.name())
+	// The redial resumed with 0-RTT: the latest handshake is the new
+	// connection's, on both ends, not missing (a "handshake too old"
+	// alert copied from WireGuard must not misfire).
+	for _, side := range []struct {
+		d    *labtest.Daemon
+		peer string
+	}{{site, "hub"}, {hub2, s.name()}} {
+		if !labtest.Eventually(5*time.Second, func() bool { return !side.d.Peer(t, side.peer).LastHandshake.Before(start) }) {
+			t.Errorf("%s: latest handshake of peer %s is %v, want one after the restart (%v)",
+				side.d.Name, side.peer, side.d.Peer(t, side.peer).LastHandshake, start)
+		}
+	}
 	if n := len(site.LogLines("idle timeout")); n != 0 {
 		t.Errorf("site logged %d idle timeouts, want the stateless reset to end the old connection", n)
 	}

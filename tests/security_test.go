@@ -84,6 +84,13 @@ func TestWrongKey(t *testing.T) {
 					t.Errorf("%s exited with %d, want it to keep running", d.Name, code)
 				}
 			}
+			// The site's `godwit show` says why it is not connected.
+			p := site.Peer(t, "hub")
+			if p.State != "connecting" || p.LastError == "" || p.LastErrorAt.IsZero() {
+				t.Errorf("site: godwit show peer hub: state %s, last error %q at %v; want connecting with the reason", p.State, p.LastError, p.LastErrorAt)
+			} else {
+				t.Logf("site's last error: %s", p.LastError)
+			}
 			t.Logf("refusal in %s: %q", refuser.Name, refusals(refuser)[:min(1, len(refusals(refuser)))])
 		})
 	}

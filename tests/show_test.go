@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/cmd/godwit/ctl"
+	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
 )
 
@@ -204,5 +205,66 @@ func TestShow(t *testing.T) {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("after SIGTERM: stat %s = %v, want not exist", p, err)
 		}
+	}
+}
+
+// TestShowEveryDaemonPerNamespace: daemons started without a socket
+// override put their control sockets in a directory of their network
+// namespace, so two with the same interface name in two namespaces do not
+// share one; `godwit show` in a namespace shows every daemon of that
+// namespace (as `wg show` does), and only those.
+func TestShowEveryDaemonPerNamespace(t *testing.T) {
+	tp := newTopo(t, 1, false)
+	bin := labtest.Godwit(t)
+	s := tp.sites[0]
+	start := func(ns *netlab.NS, name, iface string, c nodeConf) {
+		t.Helper()
+		path := c.write(t, tp.lab)
+		b, err := os.ReadFile(path)
+		must(t, err)
+		b = []byte(strings.Replace(string(b), fmt.Sprintf("name = %q", tunName), fmt.Sprintf("name = %q", iface), 1))
+		must(t, os.WriteFile(path, b, 0o644))
+		p, err := ns.Start(name, "env", "-u", ctl.SocketEnv, bin, "run", "-c", path)
+		must(t, err)
+		if err := p.WaitLog(t.Context(), 10*time.Second, "godwit running"); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, p.Output())
+		}
+	}
+	hubConf := tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port))
+	start(tp.hub, "hub-gw0", "gw0", hubConf)
+	hubConf.name = "hub2"
+	hubConf.listen = fmt.Sprintf("0.0.0.0:%d", port+1)
+	start(tp.hub, "hub-gw1", "gw1", hubConf)
+	siteConf := tp.siteConf(s, false)
+	start(s.ns, "site-gw0", "gw0", siteConf)
+
+	showIn := func(ns *netlab.NS) []ctl.Status {
+		t.Helper()
+		out, err := ns.Exec("env", "-u", ctl.SocketEnv, bin, "show", "--json")
+		if err != nil {
+			t.Fatalf("godwit show in %s: %v", ns.Name, err)
+		}
+		var sts []ctl.Status
+		if err := json.Unmarshal([]byte(out), &sts); err != nil {
+			var st ctl.Status
+			if err2 := json.Unmarshal([]byte(out), &st); err2 != nil {
+				t.Fatalf("godwit show --json in %s: %v\n%s", ns.Name, err, out)
+			}
+			sts = []ctl.Status{st}
+		}
+		return sts
+	}
+	hubs := showIn(tp.hub)
+	if len(hubs) != 2 || hubs[0].Interface.Name != "gw0" || hubs[1].Interface.Name != "gw1" {
+		t.Errorf("godwit show in the hub's namespace: %d daemons, want gw0 and gw1", len(hubs))
+	}
+	sites := showIn(s.ns)
+	if len(sites) != 1 || sites[0].Interface.Name != "gw0" || sites[0].Peer("hub") == nil {
+		t.Errorf("godwit show in the site's namespace: %+v, want the site's gw0 only", sites)
+	}
+	text, err := tp.hub.Exec("env", "-u", ctl.SocketEnv, bin, "show")
+	must(t, err)
+	if strings.Count(text, "interface: ") != 2 {
+		t.Errorf("godwit show (text) in the hub's namespace shows %d interfaces, want 2:\n%s", strings.Count(text, "interface: "), text)
 	}
 }

@@ -185,6 +185,16 @@ func TestSiteRestartZeroRTT(t *testing.T) {
 
 	zeroRTT, d := run("site-0rtt")
 	d.WaitLog(t, 5*time.Second, "quicconn: connection up", "dialer=true", "zero_rtt=accepted")
+	// The latest handshake stays visible after a 0-RTT reconnect, on both
+	// ends (an alert on its age, copied from WireGuard, must not misfire).
+	for _, side := range []struct {
+		d    *labtest.Daemon
+		peer string
+	}{{d, "hub"}, {z.hub, "site"}} {
+		if !labtest.Eventually(5*time.Second, func() bool { return !side.d.Peer(t, side.peer).LastHandshake.IsZero() }) {
+			t.Errorf("%s: peer %s has no latest handshake after the 0-RTT reconnect", side.d.Name, side.peer)
+		}
+	}
 	d.Stop(t, 10*time.Second)
 	z.hub.WaitLog(t, 5*time.Second, "peer disconnected", "peer=site")
 

@@ -6,7 +6,10 @@
 package tun
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"syscall"
 
 	wgtun "golang.zx2c4.com/wireguard/tun"
 )
@@ -49,6 +52,12 @@ var _ Device = wgtun.Device(nil)
 func Create(name string, mtu int) (Device, error) {
 	dev, err := wgtun.CreateTUN(name, mtu)
 	if err != nil {
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("tun: create %q: %w (run as root, or with CAP_NET_ADMIN as the systemd unit does)", name, err)
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("tun: create %q: %w (no /dev/net/tun: load the tun module with modprobe tun, or give the container the device)", name, err)
+		}
 		return nil, fmt.Errorf("tun: create %q: %w", name, err)
 	}
 	// wgtun reports link events on a small buffered channel and its netlink

@@ -132,6 +132,9 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 			Preferred:       pc.preferred,
 			RoutesInstalled: pc.routed,
 		}
+		if ps.cfg.Endpoint != "" {
+			p.LastError, p.LastErrorAt = d.ep.LastDialError(ps.cfg.PublicKey)
+		}
 		if ps.cfg.HasPriority {
 			prio := ps.cfg.Priority
 			p.Priority = &prio
@@ -146,6 +149,11 @@ func (d *daemon) snapshot(started time.Time) *ctl.Status {
 		}
 		if pc.cur != nil {
 			cs := pc.cur.Stats()
+			if !cs.HandshakeDone.IsZero() {
+				// A connection attached in 0-RTT completes its handshake
+				// after it was attached: the latest handshake is its own.
+				p.LastHandshake = cs.HandshakeDone
+			}
 			p.Resumed = cs.Resumed
 			p.HeartbeatRTT = cs.HeartbeatRTT
 			p.ZeroRTT = ctl.ZeroRTT{Used: cs.Used0RTT, Rejected: cs.Rejected0RTT}
@@ -243,6 +251,31 @@ func (d *daemon) multipathStatus(id key.Public, p *ctl.PeerStatus) []ctl.PathSta
 	return out
 }
 
+// reloadWait bounds how long `godwit reload` waits for the run loop to
+// take and apply its request (within ctl.Timeout).
+const reloadWait = 4 * time.Second
+
+// requestReload hands a `godwit reload` to the run loop and returns its
+// result.
+func (d *daemon) requestReload() error {
+	reply := make(chan error, 1)
+	t := time.NewTimer(reloadWait)
+	defer t.Stop()
+	select {
+	case d.reloads <- reply:
+	case <-d.ctx.Done():
+		return errors.New("the daemon is stopping")
+	case <-t.C:
+		return errors.New("the daemon is busy; try again")
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-t.C:
+		return errors.New("the reload did not finish in time; see the log")
+	}
+}
+
 // ops runs the daemon's operational interfaces: the control socket and,
 // when configured, the metrics endpoint. Its methods are not safe for
 // concurrent use; the daemon calls startOps once and close once.
@@ -263,6 +296,9 @@ func startOps(d *daemon) (*ops, error) {
 	o.ctl, err = listenCtl(socketPath(ifc.Name), snap, d.log.With("part", "ctl"))
 	if err != nil {
 		return nil, err
+	}
+	if o.ctl != nil {
+		o.ctl.HandleReload(d.requestReload)
 	}
 	if ifc.MetricsListen != "" {
 		o.metrics, err = listenMetrics(ifc.MetricsListen, snap, d.log.With("part", "metrics"))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -51,6 +52,9 @@ type daemon struct {
 	// routesDirty (cap 1) wakes the route loop of a routes = "connected"
 	// node (hubs.go).
 	routesDirty chan struct{}
+	// reloads carries `godwit reload` requests to the run loop, which
+	// answers each on its channel (cmdRun).
+	reloads chan chan error
 
 	// authorized maps the keys that may connect to their peer names. It is
 	// read during every TLS handshake, so it is swapped, never mutated.
@@ -85,6 +89,9 @@ type peerState struct {
 	paths    map[*quicconn.Conn]time.Time
 	instance uint64
 	pinned   bool // dialed with one connection per uplink (stopDial ends that)
+	// yielded: both sides have an endpoint and the peer dials (mutual.go):
+	// this node's dial loop is stopped while the peer's connection is up.
+	yielded bool
 	// fallback is the TCP fallback policy of a peer with endpoint_tcp
 	// (fallback.go), or nil; stopDial ends it.
 	fallback *fallback.Fallback
@@ -95,6 +102,12 @@ type peerState struct {
 
 func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *daemon, err error) {
 	ifc := &cfg.Interface
+	// A TUN dies with the process that made it, so a link with our name
+	// belongs to a live instance or to another tool: refuse, as wg-quick
+	// does, instead of deleting it (and its owner's rules and routes).
+	if _, err := net.InterfaceByName(ifc.Name); err == nil {
+		return nil, fmt.Errorf("%w: interface %s already exists in this network namespace (another godwit, or another tool, owns it); stop it, or set another name in [interface]", errInterfaceInUse, ifc.Name)
+	}
 	// Always clean up first: a previous run killed with -9 may have left
 	// policy rules behind (the TUN itself dies with its process).
 	if err := routing.CleanUp(ifc.Name, ifc.Table, ifc.FwMark, 0); err != nil {
@@ -109,6 +122,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		tnDone:  make(chan struct{}),
 
 		routesDirty: make(chan struct{}, 1),
+		reloads:     make(chan chan error),
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -169,6 +183,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		// it, and hear a hub that shuts down (hubs.go).
 		Preference:        d.preferenceFor,
 		PreferenceChanged: d.preferenceChanged,
+		KeepAliveFor:      d.keepAliveFor,
 	}
 	if rmax, hs, err := redialFromEnv(); err == nil && rmax > 0 { // test hook, see testhooks.go; cmdRun refused a bad one
 		qcfg.RedialMax, qcfg.HandshakeTimeout = rmax, hs
@@ -229,10 +244,20 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	}
 	d.mu.Unlock()
 
+	if err := runHooks(d.ctx, log, "post_up", ifc.PostUp, ifc.Name); err != nil {
+		return nil, err
+	}
 	log.Info("godwit running", "interface", ifc.Name, "addresses", fmt.Sprint(ifc.Addresses),
 		"listen", ifc.Listen, "listen_tcp", ifc.ListenTCP, "local", d.ep.LocalAddr(), "peers", len(cfg.Peers), "version", version)
 	if hint := forwardingHint(cfg); hint != "" {
-		log.Warn("IP forwarding is off, so traffic to and from other hosts behind this node will not pass", "fix", hint)
+		// A hub forwards between its sites and their networks; a site
+		// forwards only if hosts behind it use the tunnel, which it cannot
+		// tell (the hub's allowed_ips for it say so): a note, not a warning.
+		if ifc.Listen != "" {
+			log.Warn("IP forwarding is off, so traffic to and from other hosts behind this node will not pass", "fix", hint)
+		} else {
+			log.Info("IP forwarding is off: fine for this host's own traffic; hosts behind it need it", "fix", hint)
+		}
 	}
 	return d, nil
 }
@@ -380,7 +405,10 @@ func (d *daemon) attach(c *quicconn.Conn) {
 	}
 	old := ps.conn
 	ps.conn = c
-	ps.since, ps.handshake = time.Now(), c.Stats().HandshakeDone // godwit show
+	ps.since = time.Now()                            // godwit show
+	if hs := c.Stats().HandshakeDone; !hs.IsZero() { // a 0-RTT conn's completes later (snapshot)
+		ps.handshake = hs
+	}
 	name := ps.cfg.Name
 	d.mu.Unlock()
 
@@ -524,7 +552,9 @@ func (d *daemon) apply(cfg *config.Config) error {
 		ps.cfg = p
 		if redial {
 			ps.stopDialLocked()
-			d.startDialLocked(ps)
+			if !ps.yielded { // else it starts when the peer's connection ends (mutual.go)
+				d.startDialLocked(ps)
+			}
 		}
 	}
 	d.cfg = cfg
@@ -542,9 +572,15 @@ func (d *daemon) apply(cfg *config.Config) error {
 // rules are removed as a start-up would, and stop returns an exit status
 // of 1, so that the process still ends.
 func (d *daemon) stop() error {
-	d.leave() // sites with another hub move first (hubs.go)
+	d.mu.Lock()
+	preDown, iface := d.cfg.Interface.PreDown, d.cfg.Interface.Name
+	d.mu.Unlock()
+	hookErr := runHooks(context.Background(), d.log, "pre_down", preDown, iface)
 	done := make(chan error, 1)
-	go func() { done <- d.teardown() }()
+	go func() {
+		d.leave() // sites with another hub move first (hubs.go)
+		done <- errors.Join(hookErr, d.teardown())
+	}()
 	t := time.NewTimer(stopTimeout)
 	defer t.Stop()
 	var err error
@@ -571,6 +607,9 @@ func (d *daemon) stop() error {
 	d.log.Info("stopped")
 	return nil
 }
+
+// errInterfaceInUse is why a start was refused: the TUN's name is taken.
+var errInterfaceInUse = errors.New("interface in use")
 
 // stopTimeout bounds stop: SIGTERM must end the process within 2 s.
 const stopTimeout = 1500 * time.Millisecond

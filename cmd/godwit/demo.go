@@ -96,6 +96,13 @@ func cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 
+	// A demo killed with -9 could not clean up: its namespaces and its
+	// directory (with both private keys) go now.
+	if removed, err := netlab.RemoveStale("gwdemo"); err != nil {
+		fmt.Fprintln(os.Stderr, "removing what an earlier demo left:", err)
+	} else if len(removed) > 0 {
+		fmt.Printf("removed what %d earlier demo(s) killed without cleaning up left behind\n", len(removed))
+	}
 	lab, err := netlab.New("gwdemo")
 	if err != nil {
 		return err

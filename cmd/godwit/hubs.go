@@ -109,13 +109,14 @@ func (d *daemon) routed(cfg *config.Config, ps *peerState) bool {
 	return ps.cfg.Endpoint != "" || ps.prefersUs()
 }
 
-// routingConfig is the host state cfg asks for now. d.mu must be held
+// routingConfig is the host state cfg asks for now: with table = "off"
+// the addresses only. d.mu must be held
 // (it reads the peers' connections for routes = "connected"); at start,
 // before any peer is known, a "connected" config has no routes.
 func (d *daemon) routingConfig(cfg *config.Config) *routing.Config {
 	var routes []netip.Prefix
 	for _, p := range cfg.Peers {
-		if d.routed(cfg, d.peers[p.PublicKey]) {
+		if !cfg.Interface.TableOff && d.routed(cfg, d.peers[p.PublicKey]) {
 			routes = append(routes, p.AllowedIPs...)
 		}
 	}

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 
-// Command godwit is the Godwit VPN daemon and its tools: run, check, show,
+// Command godwit is the Godwit VPN daemon and its tools: run, check, show, reload,
 // genkey, pubkey, demo and version.
 package main
 
@@ -23,6 +23,8 @@ commands:
   check -c FILE   validate FILE and print every problem with its line
   show [-i IFACE] [--json] [--socket PATH]
                   print the running daemon's interface, peers and paths
+  reload [-i IFACE] [--socket PATH]
+                  make the running daemon apply its config file again; fails on a bad file
   genkey          print a new private key (base64)
   pubkey          read a private key on stdin and print its public key
   demo            build a hub and a site in network namespaces and show traffic (as root)
@@ -61,6 +63,8 @@ func dispatch(ctx context.Context, cmd string, args []string) error {
 		return cmdCheck(args)
 	case "show":
 		return cmdShow(ctx, args)
+	case "reload":
+		return cmdReload(ctx, args)
 	case "genkey":
 		return cmdGenkey(args)
 	case "pubkey":

@@ -127,7 +127,10 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 			ps.paths = make(map[*quicconn.Conn]time.Time)
 		}
 		ps.paths[c] = time.Now()
-		ps.since, ps.handshake = time.Now(), c.Stats().HandshakeDone
+		ps.since = time.Now()                            // godwit show
+		if hs := c.Stats().HandshakeDone; !hs.IsZero() { // a 0-RTT conn's completes later (snapshot)
+			ps.handshake = hs
+		}
 		// A site judges every connection of its set; a hub only once
 		// the set has a second one to move to, so that a hub with many
 		// single-connection sites does not poll them all.
@@ -212,6 +215,9 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 // (0-RTT) connection is attached as the one connection at once, so that
 // its 0-RTT datagrams flow, and moves into the set once its hello says so.
 func (d *daemon) accepted(c *quicconn.Conn) {
+	if d.mutualAccepted(c) {
+		return
+	}
 	if helloDone(c) {
 		if _, ok := c.Multipath(); ok {
 			d.attachPath(c)

@@ -43,6 +43,9 @@ func cmdRun(ctx context.Context, args []string) error {
 	d, err := startDaemon(ctx, cfg, log)
 	if err != nil {
 		log.Error("start failed", "err", err)
+		if errors.Is(err, errInterfaceInUse) {
+			return exitError{code: 1, msg: "godwit run: " + err.Error()}
+		}
 		return exitError{code: 1}
 	}
 	n := &notifier{log: log}
@@ -80,6 +83,22 @@ func cmdRun(ctx context.Context, args []string) error {
 		status, _ := d.status()
 		n.markReady(status)
 	}
+	// reload applies the file again (SIGHUP, `godwit reload`) and says
+	// how it went to systemd and to the caller.
+	reload := func() error {
+		n.reloading()
+		log.Info("reloading", "file", path)
+		err := d.reload(path)
+		status, _ := d.status()
+		switch {
+		case errors.Is(err, errRoutesIncomplete):
+			status = fmt.Sprintf("%s; %s", oneLine(err), status)
+		case err != nil:
+			status = fmt.Sprintf("reload failed: %s; running the previous config; %s", oneLine(err), status)
+		}
+		n.markReady(status)
+		return err
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -106,17 +125,9 @@ func cmdRun(ctx context.Context, args []string) error {
 				n.markReady(fmt.Sprintf("%s; not connected after %v: %s", status, readyWait, strings.Join(missing, ", ")))
 			}
 		case <-hup:
-			n.reloading()
-			log.Info("reloading", "file", path)
-			err := d.reload(path)
-			status, _ := d.status()
-			switch {
-			case errors.Is(err, errRoutesIncomplete):
-				status = fmt.Sprintf("%s; %s", oneLine(err), status)
-			case err != nil:
-				status = fmt.Sprintf("reload failed: %s; running the previous config; %s", oneLine(err), status)
-			}
-			n.markReady(status)
+			reload()
+		case reply := <-d.reloads:
+			reply <- reload()
 		case reply := <-asks:
 			close(reply)
 		case <-wedgeControl:
@@ -214,7 +225,7 @@ func interfaceChanged(a, b *config.Interface) error {
 		{"listen_tcp", a.ListenTCP != b.ListenTCP},
 		{"mtu", a.MTU != b.MTU},
 		{"fwmark", a.FwMark != b.FwMark},
-		{"table", a.Table != b.Table},
+		{"table", a.Table != b.Table || a.TableOff != b.TableOff},
 		{"addresses", !slices.Equal(a.Addresses, b.Addresses)},
 		{"state_dir", a.StateDir != b.StateDir},
 		{"metrics_listen", a.MetricsListen != b.MetricsListen},
@@ -223,6 +234,8 @@ func interfaceChanged(a, b *config.Interface) error {
 		{"uplinks", !slices.Equal(a.Uplinks, b.Uplinks) || a.UplinksAny != b.UplinksAny},
 		{"keepalive", a.KeepAlive != b.KeepAlive},
 		{"hold_down", a.HoldDown != b.HoldDown},
+		{"post_up", !slices.Equal(a.PostUp, b.PostUp)},
+		{"pre_down", !slices.Equal(a.PreDown, b.PreDown)},
 	} {
 		if f.changed {
 			diffs = append(diffs, f.name)

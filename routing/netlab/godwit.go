@@ -24,8 +24,8 @@ var build struct {
 // instance to compare two builds in the benchmarks). Otherwise the first call builds ./cmd/godwit of
 // this module into a temporary directory with `go build`, and later calls
 // in the same process return the same binary (or the same error). The
-// temporary directory is left for the OS to clean, as the binary is shared
-// by every lab of the process.
+// binary is shared by every lab of the process; [RemoveBuild] removes it
+// (a test package's TestMain calls it after m.Run).
 func Godwit() (string, error) {
 	if p := os.Getenv("GODWIT_BIN"); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -35,6 +35,16 @@ func Godwit() (string, error) {
 	}
 	build.once.Do(func() { build.path, build.err = buildGodwit() })
 	return build.path, build.err
+}
+
+// RemoveBuild removes the binary Godwit built, if it built one, so that
+// test runs do not leave 19 MB each in the temporary directory. Later
+// calls to Godwit in the process fail.
+func RemoveBuild() {
+	build.once.Do(func() { build.err = errors.New("netlab: the godwit build was removed") })
+	if build.path != "" {
+		_ = os.RemoveAll(filepath.Dir(build.path))
+	}
 }
 
 func buildGodwit() (string, error) {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,7 +65,63 @@ func New(prefix string) (*Lab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlab: %w", err)
 	}
+	// Who owns the lab, for RemoveStale after a kill -9.
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("netlab: %w", err)
+	}
 	return &Lab{ID: id, Dir: dir, prefix: prefix}, nil
+}
+
+// ownerFile, in a lab's Dir, holds the process id of the program that made
+// the lab.
+const ownerFile = "owner.pid"
+
+// RemoveStale removes what labs with prefix left behind when their program
+// died without Close (kill -9): their namespaces (with every link and TUN
+// in them, and so every process inside loses its network) and their
+// directories (config files, private keys). A lab whose program still
+// runs is left alone. It returns the directories it removed.
+func RemoveStale(prefix string) ([]string, error) {
+	if prefix == "" || strings.ContainsAny(prefix, "/ \t\n*?[") {
+		return nil, fmt.Errorf("netlab: bad prefix %q", prefix)
+	}
+	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), prefix+"-*"))
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, dir := range dirs {
+		rest := strings.TrimPrefix(filepath.Base(dir), prefix+"-")
+		id, _, ok := strings.Cut(rest, "-")
+		if !ok || len(id) != 6 {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue // not a lab, or one being made
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue // its program runs (or cannot be told)
+		}
+		out, _ := exec.Command("ip", "netns", "list").Output()
+		for _, line := range strings.Split(string(out), "\n") {
+			name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+			if strings.HasPrefix(name, prefix+"-") && strings.HasSuffix(name, "-"+id) {
+				if err := run("ip", "netns", "del", name); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, dir)
+	}
+	return removed, errors.Join(errs...)
 }
 
 // Close stops every process the lab started (SIGTERM, then SIGKILL after

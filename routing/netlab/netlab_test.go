@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -271,5 +272,54 @@ func TestStartWaitClose(t *testing.T) {
 	}
 	if _, err := l.NS("late"); err == nil {
 		t.Errorf("NS after Close = nil error, want one")
+	}
+}
+
+// TestRemoveStale: a lab whose program died (kill -9: no Close) loses its
+// namespaces and directory to RemoveStale; a live program's lab stays.
+func TestRemoveStale(t *testing.T) {
+	labtest.RequireRoot(t)
+	const prefix = "gwstale"
+	dead, err := netlab.New(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dead.Close() })
+	ns, err := dead.NS("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := labtest.NewLab(t, prefix)
+	liveNS, err := live.NS("y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The dead lab's owner: a process that has exited.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dead.Dir+"/owner.pid", []byte(strconv.Itoa(gone.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := netlab.RemoveStale(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 1 || removed[0] != dead.Dir {
+		t.Errorf("RemoveStale removed %q, want only %s", removed, dead.Dir)
+	}
+	if _, err := os.Stat(dead.Dir); !os.IsNotExist(err) {
+		t.Errorf("the dead lab's directory is still there: %v", err)
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(out), ns.Name) {
+		t.Errorf("the dead lab's namespace %s is still there", ns.Name)
+	}
+	if !strings.Contains(string(out), liveNS.Name) {
+		t.Errorf("the live lab's namespace %s was removed", liveNS.Name)
+	}
+	if _, err := os.Stat(live.Dir); err != nil {
+		t.Errorf("the live lab's directory: %v", err)
 	}
 }

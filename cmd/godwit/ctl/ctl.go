@@ -48,10 +48,37 @@ const (
 )
 
 // SocketPath returns the default control socket of interface iface, in
-// [Dir].
+// [NetnsDir].
 func SocketPath(iface string) string {
-	return filepath.Join(Dir, iface+".sock")
+	return filepath.Join(NetnsDir(), iface+".sock")
 }
+
+// NetnsDir is the directory of the control sockets of the daemons in the
+// calling process's network namespace: Dir/net-INODE in a namespace named
+// with `ip netns` (INODE is the namespace's inode number), else [Dir]. So
+// daemons with the same interface name in different named namespaces do
+// not share a socket, and `godwit show` run in a namespace (`ip netns exec
+// NS godwit show`) finds the daemons of that namespace.
+func NetnsDir() string {
+	own, err := os.Stat("/proc/self/ns/net")
+	if err != nil {
+		return Dir
+	}
+	entries, _ := os.ReadDir(netnsRun)
+	for _, e := range entries {
+		fi, err := os.Stat(filepath.Join(netnsRun, e.Name()))
+		if err != nil || !os.SameFile(fi, own) {
+			continue
+		}
+		if st, ok := own.Sys().(*syscall.Stat_t); ok {
+			return filepath.Join(Dir, fmt.Sprintf("net-%d", st.Ino))
+		}
+	}
+	return Dir
+}
+
+// netnsRun is where `ip netns` keeps its named namespaces.
+const netnsRun = "/run/netns"
 
 // Request is what a client sends: {"cmd":"status"}.
 type Request struct {
@@ -62,6 +89,8 @@ type Request struct {
 type Response struct {
 	Status *Status `json:"status,omitempty"`
 	Error  string  `json:"error,omitempty"`
+	// Reloaded answers a successful "reload".
+	Reloaded bool `json:"reloaded,omitempty"`
 }
 
 // Status is the answer to the "status" command: a snapshot of the daemon,
@@ -237,6 +266,12 @@ type PeerStatus struct {
 	// without one.
 	Fallback *FallbackStatus `json:"fallback,omitempty"`
 
+	// LastError is why the latest dial to the peer failed (a wrong key, a
+	// refused handshake, no answer) and LastErrorAt when; empty once a
+	// dial succeeded.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+
 	// Several hubs (a site): Priority is the hub's priority, nil without
 	// one; Carrying reports that this site sends the traffic of the
 	// prefixes it shares with other hubs through this one now, and
@@ -388,6 +423,34 @@ func (p *PeerStatus) ValidatedStandby(uplink string) bool {
 // gives up after [Timeout] (sooner if ctx says so). Its errors say what to
 // do: run as root, or start the daemon.
 func Query(ctx context.Context, path string) (*Status, error) {
+	resp, err := call(ctx, path, "status")
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status == nil {
+		return nil, fmt.Errorf("reading from %s: empty answer", path)
+	}
+	return resp.Status, nil
+}
+
+// Reload asks the daemon on the control socket at path to read its config
+// file again and apply it, like SIGHUP. It returns the daemon's error when
+// the file is bad (the old config keeps running) or could be applied only
+// in part.
+func Reload(ctx context.Context, path string) error {
+	resp, err := call(ctx, path, "reload")
+	if err != nil {
+		return err
+	}
+	if !resp.Reloaded {
+		return fmt.Errorf("reading from %s: empty answer", path)
+	}
+	return nil
+}
+
+// call sends cmd to the daemon at path and returns its answer; an answer
+// with an Error is returned as an error.
+func call(ctx context.Context, path, cmd string) (*Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	var dl net.Dialer
@@ -395,7 +458,7 @@ func Query(ctx context.Context, path string) (*Status, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, os.ErrPermission):
-			return nil, fmt.Errorf("permission denied on %s: run godwit show as root", path)
+			return nil, fmt.Errorf("permission denied on %s: run godwit as root", path)
 		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
 			return nil, fmt.Errorf("no godwit daemon on %s: is it running?", path)
 		}
@@ -405,7 +468,7 @@ func Query(ctx context.Context, path string) (*Status, error) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(d)
 	}
-	if err := json.NewEncoder(c).Encode(Request{Cmd: "status"}); err != nil {
+	if err := json.NewEncoder(c).Encode(Request{Cmd: cmd}); err != nil {
 		return nil, fmt.Errorf("sending to %s: %w", path, err)
 	}
 	var resp Response
@@ -415,8 +478,5 @@ func Query(ctx context.Context, path string) (*Status, error) {
 	if resp.Error != "" {
 		return nil, fmt.Errorf("daemon: %s", resp.Error)
 	}
-	if resp.Status == nil {
-		return nil, fmt.Errorf("reading from %s: empty answer", path)
-	}
-	return resp.Status, nil
+	return &resp, nil
 }

@@ -116,7 +116,7 @@ func TestJSONFieldNames(t *testing.T) {
 		"peers[].allowed_ips", "peers[].carries", "peers[].carrying", "peers[].connected_since", "peers[].drops", "peers[].endpoint",
 		"peers[].fallback", "peers[].fallback.fallbacks", "peers[].fallback.on_tcp", "peers[].fallback.reason",
 		"peers[].fallback.returns", "peers[].fallback.since",
-		"peers[].heartbeat_rtt_ns", "peers[].last_handshake", "peers[].last_migration_outage_ns",
+		"peers[].heartbeat_rtt_ns", "peers[].last_error", "peers[].last_error_at", "peers[].last_handshake", "peers[].last_migration_outage_ns",
 		"peers[].last_rx", "peers[].last_tx", "peers[].migrations", "peers[].multipath", "peers[].name", "peers[].paths",
 		"peers[].paths[].active", "peers[].paths[].bytes_lost", "peers[].paths[].bytes_received",
 		"peers[].paths[].bytes_sent", "peers[].paths[].congestion_window_bytes",

@@ -87,6 +87,9 @@ func Format(st *Status) string {
 			state += " for " + humanDuration(st.Now.Sub(p.ConnectedSince))
 		}
 		fmt.Fprintf(&b, "  state: %s\n", state)
+		if p.LastError != "" && p.State != StateConnected {
+			fmt.Fprintf(&b, "  last error: %s (%s)\n", p.LastError, ago(st.Now, p.LastErrorAt))
+		}
 		endpoint := ""
 		if len(p.Paths) > 0 {
 			endpoint = p.Paths[0].Remote.String()

@@ -145,6 +145,7 @@ func fixtureStatus() *Status {
 					PacketsReceived:  90,
 					BytesLost:        4_608,
 					PacketsLost:      3,
+					PTOCount:         2,
 				}},
 			},
 			{

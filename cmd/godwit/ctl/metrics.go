@@ -7,6 +7,7 @@ package ctl
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 // metricDescs are the metrics of statusCollector. Counters of a peer
 // count since it was configured; path figures are quic-go's, per
 // connection, and restart at zero with each new connection (Prometheus
-// rate() treats that as a counter reset).
+// rate() treats that as a counter reset). The path label is the path's
+// uplink and transport (see pathLabels), so a reconnect or a restart
+// continues the same series.
 var metricDescs = struct {
 	info, peerConnected, peerHandshake, peerLastRx, peerLastTx            *prometheus.Desc
 	peerRxPackets, peerRxBytes, peerTxPackets, peerTxBytes, peerDrops     *prometheus.Desc
@@ -28,14 +31,26 @@ var metricDescs = struct {
 	pathRole, pathLoss, pathShare, pathDupSent, pathDupDiscarded          *prometheus.Desc
 	connEvents, lastRedialOutage, udpSendCalls, udpSendSegments           *prometheus.Desc
 	pathTransport, peerOnTCP, tcpListenerEvents, tcpListenerConns         *prometheus.Desc
-	tcpSendDrops                                                          *prometheus.Desc
-	hubFailovers, peerPreferred                                           *prometheus.Desc
+	tcpSendDrops, peerState, peerMigrations, peerMigrationOutage          *prometheus.Desc
+	pathCarrying, hubFailovers, peerPreferred                             *prometheus.Desc
 }{
 	hubFailovers: prometheus.NewDesc("godwit_hub_failovers_total",
 		"Changes of the hub that carries the prefixes a site shares between its hubs (priority).", nil, nil),
 	peerPreferred: prometheus.NewDesc("godwit_peer_preferred",
 		"On a site, 1 while this hub (a peer with priority) carries its shared prefixes; on a hub, 1 while the site (a peer that dials in) uses this hub; else 0.",
 		[]string{"peer"}, nil),
+	peerState: prometheus.NewDesc("godwit_peer_state",
+		"1 for the peer's connection state (connected, connecting: this side dials; idle: waiting for the peer to dial in), 0 for the others.",
+		[]string{"peer", "state"}, nil),
+	peerMigrations: prometheus.NewDesc("godwit_peer_migrations_total",
+		"Moves of the peer's connection from one uplink to another; restarts at zero with each new connection.",
+		[]string{"peer"}, nil),
+	peerMigrationOutage: prometheus.NewDesc("godwit_peer_last_migration_outage_seconds",
+		"Measured outage of the peer's latest migration; absent until one was measured.",
+		[]string{"peer"}, nil),
+	pathCarrying: prometheus.NewDesc("godwit_path_carrying",
+		"1 on the path that carries the peer's traffic now, 0 on standby paths and multipath connections that do not.",
+		[]string{"peer", "path"}, nil),
 	tcpSendDrops: prometheus.NewDesc("godwit_tcp_send_drops_total",
 		"Packets the TCP paths (dialed and the listener's) dropped because a send queue stayed full.", nil, nil),
 	tcpListenerEvents: prometheus.NewDesc("godwit_tcp_listener_events_total",
@@ -70,7 +85,7 @@ var metricDescs = struct {
 		[]string{"peer", "path"}, nil),
 	pathDupDiscarded: prometheus.NewDesc("godwit_path_duplicates_discarded_total", "Packets received on a multipath connection after their other copy: discarded.",
 		[]string{"peer", "path"}, nil),
-	pathPTO: prometheus.NewDesc("godwit_path_pto_count", "Consecutive probe timeouts on the path right now.",
+	pathPTO: prometheus.NewDesc("godwit_path_consecutive_probe_timeouts", "Consecutive QUIC probe timeouts on the path right now (rising: the path stopped answering).",
 		[]string{"peer", "path"}, nil),
 	pathMaxPacket: prometheus.NewDesc("godwit_path_max_packet_size_bytes", "UDP payload size reached by path MTU discovery.",
 		[]string{"peer", "path"}, nil),
@@ -147,6 +162,7 @@ func (c statusCollector) Describe(ch chan<- *prometheus.Desc) {
 		m.pathRole, m.pathLoss, m.pathShare, m.pathDupSent, m.pathDupDiscarded, m.udpSendCalls, m.udpSendSegments,
 		m.connEvents, m.lastRedialOutage, m.pathTransport, m.peerOnTCP,
 		m.tcpListenerEvents, m.tcpListenerConns, m.tcpSendDrops,
+		m.peerState, m.peerMigrations, m.peerMigrationOutage, m.pathCarrying,
 	} {
 		ch <- d
 	}
@@ -239,6 +255,17 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 		case p.Endpoint == "":
 			gauge(m.peerPreferred, boolFloat(p.Preferred), p.Name)
 		}
+		for _, s := range peerStates {
+			v := 0.0
+			if p.State == s {
+				v = 1
+			}
+			gauge(m.peerState, v, p.Name, string(s))
+		}
+		counter(m.peerMigrations, p.Migrations, p.Name)
+		if p.LastMigrationOutage > 0 {
+			gauge(m.peerMigrationOutage, p.LastMigrationOutage.Seconds(), p.Name)
+		}
 		if f := p.Fallback; f != nil {
 			onTCP := 0.0
 			if f.OnTCP {
@@ -262,12 +289,16 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 			dir, reason, _ := strings.Cut(k, "/")
 			counter(m.peerDrops, v, p.Name, dir, reason)
 		}
-		for j := range p.Paths {
+		for j, path := range pathLabels(p.Paths) {
 			pa := &p.Paths[j]
+			carrying := 0.0
+			if pa.Multipath != nil && pa.Multipath.Role == "carrying" || pa.Multipath == nil && pa.Active {
+				carrying = 1
+			}
+			gauge(m.pathCarrying, carrying, p.Name, path)
 			if !pa.Active {
 				continue // standby paths have no QUIC figures of their own
 			}
-			path := pathLabel(pa)
 			if pa.Transport != "" {
 				gauge(m.pathTransport, 1, p.Name, path, pa.Transport)
 			}
@@ -295,9 +326,37 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 	}
 }
 
-// pathLabel names a path for the "path" label: "local->remote".
-func pathLabel(p *PathStatus) string {
-	return p.Local.String() + "->" + p.Remote.String()
+// peerStates are the values of godwit_peer_state's state label.
+var peerStates = []PeerState{StateConnected, StateConnecting, StateIdle}
+
+// pathLabels names each of paths for the "path" label, by what stays the
+// same across reconnects and restarts: the uplink ("default" for the
+// wildcard socket: no uplinks, or a hub) and the transport, "udp" or
+// "tcp" (with or without a proxy), as in "wlan0/udp" or "default/tcp".
+// Addresses are no part of it: the local port is ephemeral and a roaming
+// site's address changes, and each would start new series. Paths that
+// would share a name (a hub sees every connection of a multipath site on
+// its one socket) get "#2", "#3", ... in the order of paths.
+func pathLabels(paths []PathStatus) []string {
+	labels := make([]string, len(paths))
+	seen := make(map[string]int, len(paths))
+	for i := range paths {
+		pa := &paths[i]
+		uplink, transport := pa.Uplink, "udp"
+		if uplink == "" {
+			uplink = "default"
+		}
+		if strings.HasPrefix(pa.Transport, "tcp") {
+			transport = "tcp"
+		}
+		l := uplink + "/" + transport
+		seen[l]++
+		if n := seen[l]; n > 1 {
+			l += "#" + strconv.Itoa(n)
+		}
+		labels[i] = l
+	}
+	return labels
 }
 
 // NewRegistry returns a private Prometheus registry with a collector that

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,7 +39,13 @@ type Server struct {
 	lock *os.File // flock'ed path+".lock"; held while serving
 	sem  chan struct{}
 	wg   sync.WaitGroup
+	// reload, if set, applies the config file again ("reload").
+	reload atomic.Pointer[func() error]
 }
+
+// HandleReload makes the "reload" command call f: its error, if any, is
+// the answer's Error, so that `godwit reload` fails loudly.
+func (s *Server) HandleReload(f func() error) { s.reload.Store(&f) }
 
 // ErrBusy means another live daemon holds the socket's lock.
 var ErrBusy = errors.New("control socket in use by another running daemon")
@@ -151,6 +158,14 @@ func (s *Server) handle(c net.Conn) {
 		switch req.Cmd {
 		case "status":
 			resp.Status = s.snap()
+		case "reload":
+			if f := s.reload.Load(); f == nil {
+				resp.Error = "this daemon cannot reload"
+			} else if err := (*f)(); err != nil {
+				resp.Error = err.Error()
+			} else {
+				resp.Reloaded = true
+			}
 		default:
 			resp.Error = fmt.Sprintf("unknown command %q", req.Cmd)
 		}
@@ -167,4 +182,7 @@ func (s *Server) Close() {
 	s.wg.Wait()
 	_ = os.Remove(s.path + ".lock") // while holding the lock: see lockFile
 	s.lock.Close()
+	if dir := filepath.Dir(s.path); filepath.Dir(dir) == Dir {
+		_ = os.Remove(dir) // a namespace's directory (NetnsDir), if no other daemon uses it
+	}
 }
