@@ -313,15 +313,21 @@ func exampleKeyFile(t *testing.T) string {
 // /etc/godwit/gw0.key, and runs the real `godwit check` when it builds.
 func TestExamples(t *testing.T) {
 	tests := []struct {
-		file   string
-		listen bool // a hub listens, a site dials
-		peers  int
+		file    string
+		listen  bool // a hub listens, a site dials
+		peers   int
+		routes  config.Routes
+		prefers string // a site with several hubs: the peer with the lowest priority
 	}{
 		{file: "examples/hub.toml", listen: true, peers: 2},
 		{file: "examples/site.toml", listen: false, peers: 1},
+		{file: "examples/multihub/hub-a.toml", listen: true, peers: 2, routes: config.RoutesConnected},
+		{file: "examples/multihub/hub-b.toml", listen: true, peers: 2, routes: config.RoutesConnected},
+		{file: "examples/multihub/site-a.toml", listen: false, peers: 2, prefers: "hub-a"},
+		{file: "examples/multihub/site-b.toml", listen: false, peers: 2, prefers: "hub-b"},
 	}
 	for _, tt := range tests {
-		t.Run(filepath.Base(tt.file), func(t *testing.T) {
+		t.Run(strings.TrimPrefix(tt.file, "examples/"), func(t *testing.T) {
 			data, err := os.ReadFile(tt.file)
 			if err != nil {
 				t.Fatal(err)
@@ -347,6 +353,22 @@ func TestExamples(t *testing.T) {
 				}
 				if !tt.listen && p.Endpoint == "" {
 					t.Errorf("%s: site peer %q has no endpoint", tt.file, p.Name)
+				}
+			}
+			if cfg.Interface.Routes != tt.routes {
+				t.Errorf("%s: routes = %v, want %v", tt.file, cfg.Interface.Routes, tt.routes)
+			}
+			if tt.prefers != "" {
+				best := -1
+				for i, p := range cfg.Peers {
+					if !p.HasPriority {
+						t.Errorf("%s: peer %q has no priority", tt.file, p.Name)
+					} else if best < 0 || p.Priority < cfg.Peers[best].Priority {
+						best = i
+					}
+				}
+				if best < 0 || cfg.Peers[best].Name != tt.prefers {
+					t.Errorf("%s: the lowest priority is not peer %q's", tt.file, tt.prefers)
 				}
 			}
 			if cfg.Interface.PrivateKeyFile != "/etc/godwit/gw0.key" || cfg.Interface.StateDir != "/var/lib/godwit" {
@@ -377,6 +399,40 @@ func TestExamples(t *testing.T) {
 	}
 }
 
+// TestRoutingExamples checks the multihub example's BIRD 2 and FRR
+// configs with the parsers of the real daemons (`bird -p`, `vtysh
+// --dryrun`), and that they select Godwit's routes by its default route
+// protocol number and its default interface name.
+func TestRoutingExamples(t *testing.T) {
+	tests := []struct {
+		file string
+		tool string
+		args []string // before the file name
+		want string   // a line the config must have
+	}{
+		{file: "examples/multihub/bird-hub.conf", tool: "bird", args: []string{"-p", "-c"},
+			want: fmt.Sprintf("define GODWIT_PROTO = %d;", config.DefaultRouteProtocol)},
+		{file: "examples/multihub/bird-core.conf", tool: "bird", args: []string{"-p", "-c"}, want: "\tbfd on;"},
+		{file: "examples/multihub/frr-hub.conf", tool: "vtysh", args: []string{"--dryrun", "-f"},
+			want: " match interface " + config.DefaultName},
+	}
+	for _, tt := range tests {
+		t.Run(filepath.Base(tt.file), func(t *testing.T) {
+			data, err := os.ReadFile(tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(data, []byte("\n"+tt.want+"\n")) {
+				t.Errorf("%s: no line %q", tt.file, tt.want)
+			}
+			tool := requireTool(t, tt.tool)
+			if out, code := run(t, time.Minute, nil, tool, append(tt.args, tt.file)...); code != 0 {
+				t.Errorf("%s %s %s: exit %d\n%s", tt.tool, strings.Join(tt.args, " "), tt.file, code, out)
+			}
+		})
+	}
+}
+
 // debFile is one file the .deb must install.
 type debFile struct {
 	path string      // absolute, as installed
@@ -392,6 +448,13 @@ var debFiles = []debFile{
 	{path: "/usr/lib/sysctl.d/60-godwit.conf", mode: 0o644, src: "sysctl.d/60-godwit.conf"},
 	{path: "/usr/share/doc/godwit/examples/hub.toml", mode: 0o644, src: "examples/hub.toml", doc: true},
 	{path: "/usr/share/doc/godwit/examples/site.toml", mode: 0o644, src: "examples/site.toml", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/hub-a.toml", mode: 0o644, src: "examples/multihub/hub-a.toml", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/hub-b.toml", mode: 0o644, src: "examples/multihub/hub-b.toml", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/site-a.toml", mode: 0o644, src: "examples/multihub/site-a.toml", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/site-b.toml", mode: 0o644, src: "examples/multihub/site-b.toml", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/bird-hub.conf", mode: 0o644, src: "examples/multihub/bird-hub.conf", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/bird-core.conf", mode: 0o644, src: "examples/multihub/bird-core.conf", doc: true},
+	{path: "/usr/share/doc/godwit/examples/multihub/frr-hub.conf", mode: 0o644, src: "examples/multihub/frr-hub.conf", doc: true},
 	{path: "/usr/share/doc/godwit/copyright", mode: 0o644, src: "deb/copyright", doc: true},
 	{path: "/usr/share/doc/godwit/changelog.Debian.gz", mode: 0o644, doc: true},
 	{path: "/usr/share/man/man8/godwit.8.gz", mode: 0o644, src: "man/godwit.8", gz: true, doc: true},
