@@ -66,7 +66,7 @@ func (d *daemon) preferencesChanged() {
 func (d *daemon) preferenceLoop() {
 	t := time.NewTicker(preferenceRecheck)
 	defer t.Stop()
-	sent := make(map[*quicconn.Conn]bool)    // what each connection was last told
+	sent := make(map[*quicconn.Conn]bool)   // what each connection was last told
 	since := make(map[key.Public]time.Time) // when a hub last carried
 	for {
 		select {
