@@ -49,6 +49,9 @@ type daemon struct {
 	failed   chan struct{} // closed when the data path died; fatalErr says why
 	fatalErr error
 	changed  chan struct{} // signalled (cap 1) when a peer connects or disconnects
+	// ifc is the [interface] the daemon started with; a reload never
+	// changes it (interfaceChanged), so it is read without mu.
+	ifc config.Interface
 	// routesDirty (cap 1) wakes the route loop of a routes = "connected"
 	// node (hubs.go).
 	routesDirty chan struct{}
@@ -119,6 +122,7 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	d := &daemon{
 		log:     log,
 		cfg:     cfg,
+		ifc:     cfg.Interface,
 		peers:   make(map[key.Public]*peerState),
 		failed:  make(chan struct{}),
 		changed: make(chan struct{}, 1),
@@ -577,10 +581,9 @@ func (d *daemon) apply(cfg *config.Config) error {
 // rules are removed as a start-up would, and stop returns an exit status
 // of 1, so that the process still ends.
 func (d *daemon) stop() error {
-	d.mu.Lock()
-	preDown, iface := d.cfg.Interface.PreDown, d.cfg.Interface.Name
-	d.mu.Unlock()
-	hookErr := runHooks(context.Background(), d.log, "pre_down", preDown, iface)
+	// [interface] never changes on reload: read without d.mu, which a
+	// stuck goroutine may hold (see below).
+	hookErr := runHooks(context.Background(), d.log, "pre_down", d.ifc.PreDown, d.ifc.Name)
 	done := make(chan error, 1)
 	go func() {
 		d.leave() // sites with another hub move first (hubs.go)
