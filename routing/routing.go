@@ -74,6 +74,12 @@ type Config struct {
 	// FwMark is the SO_MARK on Godwit's own UDP sockets, exempted from the
 	// tunnel table by a policy rule; 0 means DefaultFwMark.
 	FwMark uint32
+	// Covered installs also the routes inside the link's own subnets
+	// (Addrs), which the kernel's connected route already sends to the
+	// link: a hub that announces its sites' routes over BGP (routes =
+	// "connected") must have a route of its own protocol for each, even a
+	// site's tunnel address inside the hub's subnet.
+	Covered bool
 	// Protocol is the routing-protocol number of the routes ("proto" in
 	// ip-route(8)), 0..255, so that BIRD or FRR can pick them out; 0
 	// leaves the kernel's default (boot). A change replaces the routes.
@@ -214,7 +220,7 @@ func (m *Manager) want(cfg *Config) (*wantState, error) {
 			w.rules[rule{family: fam, priority: m.prio + 1, table: table, suppressPrefixlen: -1, invert: true, mark: mark}] = true
 			continue
 		}
-		if coveredByAddr(p, cfg.Addrs) {
+		if !cfg.Covered && coveredByAddr(p, cfg.Addrs) {
 			continue
 		}
 		w.routes[route{dst: p, table: mainTable, proto: cfg.Protocol}] = true

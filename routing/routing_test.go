@@ -644,3 +644,31 @@ func TestSetLogsChanges(t *testing.T) {
 		t.Errorf("Close with nothing installed: Info logs = %q, want none", got)
 	}
 }
+
+// TestCoveredAndProtocol: Covered installs the routes inside the link's own
+// subnet too (a hub that announces its sites over BGP), and Protocol tags
+// every route; a change of protocol replaces the routes.
+func TestCoveredAndProtocol(t *testing.T) {
+	f := newFake(gw0)
+	m := newManager(f, Options{})
+	cfg := &Config{Interface: "gw0", MTU: 1280, Addrs: pfx("10.77.0.1/24"), Routes: pfx("10.77.0.2/32", "192.168.20.0/24"), Protocol: 77}
+	stepOps(t, "not covered", m.Set(cfg), f, []string{
+		"link set gw0 mtu 1280",
+		"link set gw0 up",
+		"sysctl net.ipv4.conf.gw0.send_redirects=0",
+		"addr add 10.77.0.1/24 dev gw0",
+		"route add 192.168.20.0/24 dev gw0 table main proto 77",
+	})
+	cfg.Covered = true
+	stepOps(t, "covered", m.Set(cfg), f, []string{"route add 10.77.0.2/32 dev gw0 table main proto 77"})
+	cfg.Protocol = 78
+	stepOps(t, "another protocol", m.Set(cfg), f, []string{
+		"route del 10.77.0.2/32 dev gw0 table main proto 77",
+		"route del 192.168.20.0/24 dev gw0 table main proto 77",
+		"route add 10.77.0.2/32 dev gw0 table main proto 78",
+		"route add 192.168.20.0/24 dev gw0 table main proto 78",
+	})
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -177,6 +177,7 @@ func (d *daemon) routingConfig(cfg *config.Config) *routing.Config {
 		Table:     cfg.Interface.Table,
 		FwMark:    cfg.Interface.FwMark,
 		Protocol:  cfg.Interface.RouteProtocol,
+		Covered:   cfg.Interface.Routes == config.RoutesConnected,
 	}
 }
 
