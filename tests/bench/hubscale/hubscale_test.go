@@ -55,7 +55,7 @@ func TestHubConfig(t *testing.T) {
 		s.key = make([]byte, 64)
 		s.key[32+s.idx] = 1 // the public half
 	}
-	got := hubConfig("gwh1", "/k", "/s", sites)
+	got := hubConfig(oneHub, "gwh1", "/k", "/s", sites)
 	var cfg struct {
 		Interface map[string]any
 		Peer      []map[string]any
