@@ -56,7 +56,7 @@ func writeHubsTable(w io.Writer, rep *hubsReport) {
 		{"sites connected to both hubs", fmt.Sprintf("%d of %d", rep.Connected, rep.Sites)},
 		{"connect from cold, all sites on both hubs (s)", fmt.Sprintf("%.2f", rep.ConnectAll)},
 		{"connect per site p50 / p99 / max (ms)", fmt.Sprintf("%.0f / %.0f / %.0f", rep.ConnectP50, rep.ConnectP99, rep.ConnectMax)},
-		{"then until every route is on its hub (s)", fmt.Sprintf("%.2f", rep.SteadyS)},
+		{"then until every route is on its hub (s)", steady(rep)},
 		{"hub kernel routes (proto 77), a / b", fmt.Sprintf("%d / %d", a.Routes, b.Routes)},
 		{"hub \"peer connected\" log lines, a / b", fmt.Sprintf("%d / %d", a.PeerLines, b.PeerLines)},
 		{"hub RSS, no site, a / b (MiB)", mib(a.RSSAlone) + " / " + mib(b.RSSAlone)},
@@ -69,6 +69,7 @@ func writeHubsTable(w io.Writer, rep *hubsReport) {
 	}
 	rows = append(rows, []struct{ label, value string }{
 		{"sites that preferred hub-a (movers)", fmt.Sprint(rep.Movers)},
+		{"movers already on hub-b at the kill (a flap)", fmt.Sprintf("%d of %d", rep.OnBAtKill, rep.Movers)},
 		{"movers whose tunnel switched to hub-b", fmt.Sprintf("%d of %d", rep.Switched, rep.Movers)},
 		{"kill to switch p50 / p99 / max (ms)", fmt.Sprintf("%.0f / %.0f / %.0f", rep.SwitchP50, rep.SwitchP99, rep.SwitchMax)},
 		{"movers with an echo reply via hub-b", fmt.Sprintf("%d of %d", rep.Recovered, rep.Movers)},
@@ -96,4 +97,12 @@ func writeHubsTable(w io.Writer, rep *hubsReport) {
 	for _, r := range rows {
 		fmt.Fprintf(w, "%-*s  %s\n", width, r.label, r.value)
 	}
+}
+
+// steady is the time the routes took to settle, or why they did not.
+func steady(rep *hubsReport) string {
+	if rep.SteadyS < 0 {
+		return fmt.Sprintf("not within %v: %d sites off their preferred hub (flapping)", steadyTimeout, rep.OffPreferred)
+	}
+	return fmt.Sprintf("%.2f", rep.SteadyS)
 }

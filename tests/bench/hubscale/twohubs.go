@@ -76,39 +76,41 @@ const (
 	failoverWindow = 30 * time.Second       // the longest wait for every site and the core after it
 	afterAll       = time.Second            // echoes after every site recovered
 	twoHubConnect  = 120 * time.Second      // bound on all sites reaching both hubs
-	steadyTimeout  = 60 * time.Second       // bound on the routes settling after that
+	steadyTimeout  = 40 * time.Second       // bound on the routes settling after that
 	pollEvery      = 200 * time.Millisecond // of the kernel tables and BIRD while waiting
 )
 
 // hubsReport is the report of a -hubs 2 run, as printed with -json.
 type hubsReport struct {
-	Machine    machine    `json:"machine"`
-	Sites      int        `json:"sites"`
-	Hubs       int        `json:"hubs"`
-	BGP        bool       `json:"bgp"`
-	Duration   string     `json:"duration"`
-	Connected  int        `json:"connected"`      // sites with a connection to both hubs within the bound
-	ConnectAll float64    `json:"connect_all_s"`  // from the first dial to the last site having both
-	ConnectP50 float64    `json:"connect_p50_ms"` // per site, from the common start
-	ConnectP99 float64    `json:"connect_p99_ms"` //
-	ConnectMax float64    `json:"connect_max_ms"` //
-	SteadyS    float64    `json:"routes_steady_s"`
-	HubA       hubFigures `json:"hub_a"`
-	HubB       hubFigures `json:"hub_b"`
-	CoreViaA   int        `json:"core_bgp_via_a_before"` // BIRD's primary routes in the core, before the kill
-	CoreViaB   int        `json:"core_bgp_via_b_before"`
+	Machine      machine    `json:"machine"`
+	Sites        int        `json:"sites"`
+	Hubs         int        `json:"hubs"`
+	BGP          bool       `json:"bgp"`
+	Duration     string     `json:"duration"`
+	Connected    int        `json:"connected"`           // sites with a connection to both hubs within the bound
+	ConnectAll   float64    `json:"connect_all_s"`       // from the first dial to the last site having both
+	ConnectP50   float64    `json:"connect_p50_ms"`      // per site, from the common start
+	ConnectP99   float64    `json:"connect_p99_ms"`      //
+	ConnectMax   float64    `json:"connect_max_ms"`      //
+	SteadyS      float64    `json:"routes_steady_s"`     // after the connect, until each hub and the core route every site via its preferred hub; -1 if not within steadyTimeout
+	OffPreferred int        `json:"sites_off_preferred"` // sites not carrying through their preferred hub alone when the wait ended
+	HubA         hubFigures `json:"hub_a"`
+	HubB         hubFigures `json:"hub_b"`
+	CoreViaA     int        `json:"core_bgp_via_a_before"` // BIRD's primary routes in the core, before the kill
+	CoreViaB     int        `json:"core_bgp_via_b_before"`
 
 	// The failover: hub-a killed with SIGKILL.
-	Movers        int      `json:"movers"`            // sites that preferred hub-a
-	Switched      int      `json:"switched"`          // of them, those whose tunnel moved to hub-b
-	SwitchP50     float64  `json:"switch_p50_ms"`     // kill to the tunnel's carrier change
-	SwitchP99     float64  `json:"switch_p99_ms"`     //
-	SwitchMax     float64  `json:"switch_max_ms"`     //
-	Recovered     int      `json:"recovered"`         // of the movers, those with an echo reply via hub-b
-	RecoverP50    float64  `json:"recover_p50_ms"`    // kill to the first reply to a request sent after it
-	RecoverP99    float64  `json:"recover_p99_ms"`    //
-	RecoverMax    float64  `json:"recover_max_ms"`    //
-	StayerMaxGap  float64  `json:"stayer_max_gap_ms"` // longest gap between replies of a site on hub-b, around the kill
+	Movers        int      `json:"movers"`              // sites that preferred hub-a
+	OnBAtKill     int      `json:"movers_on_b_at_kill"` // of them, those already carrying through hub-b at the kill (after a flap)
+	Switched      int      `json:"switched"`            // of them, those whose tunnel moved to hub-b
+	SwitchP50     float64  `json:"switch_p50_ms"`       // kill to the tunnel's carrier change
+	SwitchP99     float64  `json:"switch_p99_ms"`       //
+	SwitchMax     float64  `json:"switch_max_ms"`       //
+	Recovered     int      `json:"recovered"`           // of the movers, those with an echo reply via hub-b
+	RecoverP50    float64  `json:"recover_p50_ms"`      // kill to the first reply to a request sent after it
+	RecoverP99    float64  `json:"recover_p99_ms"`      //
+	RecoverMax    float64  `json:"recover_max_ms"`      //
+	StayerMaxGap  float64  `json:"stayer_max_gap_ms"`   // longest gap between replies of a site on hub-b, around the kill
 	CoreAfterB    int      `json:"core_bgp_via_b_after"`
 	CoreAfterA    int      `json:"core_bgp_via_a_after"`
 	CoreAllS      float64  `json:"core_all_via_b_s"` // kill to the core's table having every site via hub-b; -1 if never
@@ -333,10 +335,24 @@ wait:
 		}
 		return rep.CoreViaA == want[0] && rep.CoreViaB == want[1], nil
 	})
-	if err != nil {
-		return fmt.Errorf("hubscale: %w (hub routes %d/%d, core %d/%d, want %d/%d)%s", err, rep.HubA.Routes, rep.HubB.Routes, rep.CoreViaA, rep.CoreViaB, want[0], want[1], offSites(sites))
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	rep.SteadyS = time.Since(t0).Seconds()
+	for _, s := range sites {
+		if s.tn.Carrying(s.hubs[0]) != (s.prefers == 0) || s.tn.Carrying(s.hubs[1]) != (s.prefers == 1) {
+			rep.OffPreferred++
+		}
+	}
+	if err != nil {
+		// An overloaded machine: health monitors judge paths silent, sites
+		// move and wait out the hold-down. The failover is still measured,
+		// with the flapping sites counted.
+		rep.SteadyS = -1
+		log.Warn("routes not steady; measuring anyway", "err", err, "hub_a", rep.HubA.Routes, "hub_b", rep.HubB.Routes,
+			"core_via_a", rep.CoreViaA, "core_via_b", rep.CoreViaB, "sites_off_preferred", rep.OffPreferred, "some", offSites(sites))
+	} else {
+		rep.SteadyS = time.Since(t0).Seconds()
+	}
 	log.Info("routes steady", "hub_a", rep.HubA.Routes, "hub_b", rep.HubB.Routes, "core_via_a", rep.CoreViaA, "core_via_b", rep.CoreViaB)
 
 	// Idle: both hubs over the same window.
@@ -385,6 +401,11 @@ wait:
 	pinger.Go(func() { sent.Store(sendEchoes(pctx, sites, fo, beforeKill+failoverWindow+afterAll)) })
 	if err := measure.Sleep(ctx, beforeKill); err != nil {
 		return err
+	}
+	for _, s := range sites {
+		if s.prefers == 0 && s.tn.Carrying(s.hubs[1]) {
+			rep.OnBAtKill++
+		}
 	}
 	fo.gapFrom.Store(time.Now().UnixNano())
 	fo.killAt.Store(time.Now().UnixNano())
