@@ -348,12 +348,20 @@ wait:
 		// move and wait out the hold-down. The failover is still measured,
 		// with the flapping sites counted.
 		rep.SteadyS = -1
+		if coreBird != nil {
+			var errA, errB error
+			rep.CoreViaA, errA = coreBird.count(birdPeerA)
+			rep.CoreViaB, errB = coreBird.count(birdPeerB)
+			if err := errors.Join(errA, errB); err != nil {
+				return err
+			}
+		}
 		log.Warn("routes not steady; measuring anyway", "err", err, "hub_a", rep.HubA.Routes, "hub_b", rep.HubB.Routes,
 			"core_via_a", rep.CoreViaA, "core_via_b", rep.CoreViaB, "sites_off_preferred", rep.OffPreferred, "some", offSites(sites))
 	} else {
 		rep.SteadyS = time.Since(t0).Seconds()
 	}
-	log.Info("routes steady", "hub_a", rep.HubA.Routes, "hub_b", rep.HubB.Routes, "core_via_a", rep.CoreViaA, "core_via_b", rep.CoreViaB)
+	log.Info("routes", "steady", rep.SteadyS >= 0, "hub_a", rep.HubA.Routes, "hub_b", rep.HubB.Routes, "core_via_a", rep.CoreViaA, "core_via_b", rep.CoreViaB)
 
 	// Idle: both hubs over the same window.
 	if err := measure.Sleep(ctx, settle); err != nil {
