@@ -7,6 +7,9 @@ import (
 	"encoding/binary"
 	"io"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +26,13 @@ func TestParseFlags(t *testing.T) {
 		nil,
 		{"-sites", "5", "-duration", "2s", "-json"},
 		{"-conns", "8"},
+		{"-hubs", "2", "-sites", "20"},
+		{"-hubs", "2", "-bgp=false"},
+		{"-hubs", "1", "-conns", "2"},
 	}, [][]string{
+		{"-hubs", "0"},
+		{"-hubs", "3"},
+		{"-hubs", "2", "-conns", "2"},
 		{"-sites", "0"},
 		{"-conns", "0"},
 		{"-conns", "9"},
@@ -31,8 +40,8 @@ func TestParseFlags(t *testing.T) {
 		{"-duration", "100ms"},
 		{"extra"},
 	})
-	if o, err := parseFlags(nil, io.Discard); err != nil || o.sites != 200 || o.duration != 30*time.Second || o.json || o.conns != 1 {
-		t.Errorf("parseFlags(nil) = %+v, %v; want 200 sites, 30s, no JSON, 1 connection each", o, err)
+	if o, err := parseFlags(nil, io.Discard); err != nil || o.sites != 200 || o.duration != 30*time.Second || o.json || o.conns != 1 || o.hubs != 1 || !o.bgp {
+		t.Errorf("parseFlags(nil) = %+v, %v; want 200 sites, 30s, no JSON, 1 connection each, 1 hub, BGP on", o, err)
 	}
 }
 
@@ -55,7 +64,7 @@ func TestHubConfig(t *testing.T) {
 		s.key = make([]byte, 64)
 		s.key[32+s.idx] = 1 // the public half
 	}
-	got := hubConfig("gwh1", "/k", "/s", sites)
+	got := hubConfig(oneHub, "gwh1", "/k", "/s", sites)
 	var cfg struct {
 		Interface map[string]any
 		Peer      []map[string]any
@@ -71,6 +80,133 @@ func TestHubConfig(t *testing.T) {
 	}
 	if cfg.Peer[0]["name"] != "site-0000" || cfg.Peer[0]["public_key"] == cfg.Peer[1]["public_key"] {
 		t.Errorf("peers = %v, want site-0000 first and distinct keys", cfg.Peer)
+	}
+}
+
+func TestHubConfigConnected(t *testing.T) {
+	sites := []*site{{idx: 0, addr: siteAddr(0), key: make([]byte, 64)}}
+	h := hubSpec{name: "hub-b", inner: innerB, listen: netip.AddrPortFrom(underB.Addr(), hubPort), connected: true}
+	var cfg struct {
+		Interface map[string]any
+		Peer      []map[string]any
+	}
+	got := hubConfig(h, "gwh1", "/k", "/s", sites)
+	if _, err := toml.Decode(got, &cfg); err != nil {
+		t.Fatalf("hubConfig output does not parse: %v\n%s", err, got)
+	}
+	if cfg.Interface["routes"] != "connected" || cfg.Interface["listen"] != "198.18.1.1:4433" || len(cfg.Peer) != 1 {
+		t.Errorf("hubConfig(hub-b) = %v with %d peers, want routes = connected, listen 198.18.1.1:4433, 1 peer", cfg.Interface, len(cfg.Peer))
+	}
+	if a := cfg.Interface["addresses"].([]any); len(a) != 1 || a[0] != "198.19.128.1/32" {
+		t.Errorf("hub-b addresses = %v, want [198.19.128.1/32]", a)
+	}
+	if strings.Contains(hubConfig(oneHub, "gwh1", "/k", "/s", sites), "routes") {
+		t.Errorf("the single hub's config sets routes:\n%s", hubConfig(oneHub, "gwh1", "/k", "/s", sites))
+	}
+}
+
+// TestTwoHubAddresses checks that no site's address is a hub's, the data
+// centre's, or outside the shared prefix, and that the hubs' TUN
+// addresses do not cover the sites' (their routes would not be installed).
+func TestTwoHubAddresses(t *testing.T) {
+	for _, i := range []int{0, 1, maxSites - 1} {
+		a := siteAddr(i)
+		if !sharedNet.Contains(a) || a == innerA.Addr() || a == innerB.Addr() || dcNet.Contains(a) {
+			t.Errorf("siteAddr(%d) = %v: want inside %v, not a hub's or in %v", i, a, sharedNet, dcNet)
+		}
+		if innerA.Contains(a) || innerB.Contains(a) {
+			t.Errorf("siteAddr(%d) = %v is covered by a hub's TUN prefix", i, a)
+		}
+	}
+	if !sharedNet.Contains(dcHost) || !dcNet.Contains(dcHost) {
+		t.Errorf("dcHost %v: want inside %v and %v", dcHost, sharedNet, dcNet)
+	}
+}
+
+func TestEchoReplySeq(t *testing.T) {
+	site, dc := netip.MustParseAddr("198.19.0.2"), dcHost
+	p := tuntest.Ping(dc, site, 7, 4242, 56)
+	p[20] = 0 // a reply
+	if seq, ok := echoReplySeq(p, site, 7); !ok || seq != 4242 {
+		t.Errorf("echoReplySeq = %d, %v; want 4242, true", seq, ok)
+	}
+	if _, ok := echoReplySeq(p, site, 8); ok {
+		t.Errorf("echoReplySeq with another id = true, want false")
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	if a, b, c := percentiles(nil); a != 0 || b != 0 || c != 0 {
+		t.Errorf("percentiles(nil) = %v, %v, %v; want zeros", a, b, c)
+	}
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	if p50, p99, mx := percentiles(ds); p50 != 50 || p99 != 99 || mx != 100 {
+		t.Errorf("percentiles(1..100 ms) = %v, %v, %v; want 50, 99, 100", p50, p99, mx)
+	}
+}
+
+func TestParseRouteCount(t *testing.T) {
+	tests := []struct {
+		out  string
+		want int
+		ok   bool
+	}{
+		{"BIRD 2.0.12 ready.\n7 of 20 routes for 20 networks in table master4\n", 7, true},
+		{"BIRD 2.0.12 ready.\n1000 of 1000 routes for 1000 networks in table master4\n0 of 0 routes for 0 networks in table master6\n", 1000, true},
+		{"BIRD 2.0.12 ready.\nsyntax error\n", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseRouteCount(tt.out)
+		if got != tt.want || (err == nil) != tt.ok {
+			t.Errorf("parseRouteCount(%q) = %d, %v; want %d, ok %v", tt.out, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestEstablished(t *testing.T) {
+	out := `BIRD 2.0.12 ready.
+Name       Proto      Table      State  Since         Info
+device1    Device     ---        up     13:42:16.093  
+hub_a      BGP        ---        up     13:42:16.954  Established   
+hub_b      BGP        ---        start  13:42:16.876  Connect       
+`
+	if !established(out, "hub_a") || established(out, "hub_b") || established(out, "device1") || established(out, "core") {
+		t.Errorf("established: want only hub_a in\n%s", out)
+	}
+}
+
+func TestCountLines(t *testing.T) {
+	out := "198.19.0.2 via 198.18.3.2 dev hb proto bird metric 32\n198.19.0.3 via 198.18.2.2 dev ha proto bird metric 32\n\n"
+	if got := countLines(out, " via 198.18.3.2 "); got != 1 {
+		t.Errorf("countLines via hub-b = %d, want 1", got)
+	}
+	if got := countLines(out, ""); got != 2 {
+		t.Errorf("countLines = %d, want 2", got)
+	}
+}
+
+// TestBIRDConfigs checks that BIRD parses the generated configs (bird -p),
+// when BIRD is installed.
+func TestBIRDConfigs(t *testing.T) {
+	if _, err := exec.LookPath("bird"); err != nil {
+		t.Skip("bird (Debian bird2) is not installed")
+	}
+	peers := []birdPeer{{birdPeerA, coreA.Addr(), hubACore.Addr(), coreAS + 1}, {birdPeerB, coreB.Addr(), hubBCore.Addr(), coreAS + 2}}
+	for name, conf := range map[string]string{
+		"hub":  birdHubConfig(hubACore.Addr(), coreA.Addr(), coreAS+1, routeProtocol),
+		"core": birdCoreConfig(coreA.Addr(), peers),
+	} {
+		path := filepath.Join(t.TempDir(), name+".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("bird", "-p", "-c", path).CombinedOutput(); err != nil {
+			t.Errorf("bird -p rejects the %s config: %v: %s\n%s", name, err, out, conf)
+		}
 	}
 }
 
@@ -157,6 +293,46 @@ func TestRun(t *testing.T) {
 		t.Errorf("echo %d replies of %d sent, want 15 sent and at least 12 replies", rep.Replies, rep.Sent)
 	}
 	for _, want := range []string{"5 of 5\n", "hub memory per idle site (KiB)", "load average"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("table lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+// TestRunTwoHubs runs the -hubs 2 mode with 6 sites, BIRD on the hubs and
+// the core, and short phases, and checks the report and the cleanup.
+func TestRunTwoHubs(t *testing.T) {
+	labtest.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("builds the daemon and runs BIRD; skipped with -short")
+	}
+	if err := birdAvailable(); err != nil {
+		t.Skip(err)
+	}
+	var rep hubsReport
+	stderr, err := measuretest.RunJSON(t, "gwh-", run, options{sites: 6, hubs: 2, bgp: true, duration: 2 * time.Second, json: true}, 3*time.Minute, &rep)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr)
+	}
+	if rep.Connected != 6 || rep.HubA.Routes != 3 || rep.HubB.Routes != 3 || rep.CoreViaA != 3 || rep.CoreViaB != 3 {
+		t.Errorf("steady: %d connected, hub routes %d/%d, core %d/%d; want 6, 3/3, 3/3", rep.Connected, rep.HubA.Routes, rep.HubB.Routes, rep.CoreViaA, rep.CoreViaB)
+	}
+	if rep.HubA.RSSIdle == 0 || rep.HubB.RSSIdle == 0 || rep.HubA.CPUIdle < 0 || rep.HubB.CPUIdle > 400 {
+		t.Errorf("hub RSS %d/%d KiB, CPU %.2f/%.2f %%; want RSS > 0 and CPU in [0, 400]", rep.HubA.RSSIdle, rep.HubB.RSSIdle, rep.HubA.CPUIdle, rep.HubB.CPUIdle)
+	}
+	// Generous bounds: the target is 5 s at 1,000 sites.
+	if rep.Movers != 3 || rep.Recovered != 3 || rep.Switched != 3 || rep.RecoverMax > 10000 || rep.SwitchMax > rep.RecoverMax {
+		t.Errorf("failover: %d of %d movers recovered (max %.0f ms), %d switched (max %.0f ms); want 3 of 3 within 10 s, switched before recovered",
+			rep.Recovered, rep.Movers, rep.RecoverMax, rep.Switched, rep.SwitchMax)
+	}
+	if rep.CoreAfterB != 6 || rep.CoreAfterA != 0 || rep.CoreKernelB != 6 || rep.HubBRoutes != 6 || rep.CoreAllS < 0 || rep.CoreAllS > 10 {
+		t.Errorf("after: core via b %d, via a %d, kernel via b %d, hub-b routes %d, all via b after %.2f s; want 6, 0, 6, 6, within 10 s",
+			rep.CoreAfterB, rep.CoreAfterA, rep.CoreKernelB, rep.HubBRoutes, rep.CoreAllS)
+	}
+	if rep.EchoSent == 0 || rep.EchoReplies == 0 || rep.EchoReplies > rep.EchoSent {
+		t.Errorf("echo %d replies of %d sent, want some and no more than sent", rep.EchoReplies, rep.EchoSent)
+	}
+	for _, want := range []string{"6 of 6\n", "kill to first reply p50 / p99 / max (ms)", "core BGP table after, via a / b"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("table lacks %q:\n%s", want, stderr)
 		}

@@ -21,6 +21,33 @@
 // is utime+stime from /proc/<pid>/stat over the phase's wall time, in
 // percent of one core. Everything is torn down at the end, also on error or
 // Ctrl-C.
+//
+// With -hubs 2 (issue 13, target 3) it measures two hubs instead, and the
+// failover of half the sites from one to the other:
+//
+//	        sites (one process, N simulated sites)
+//	 198.18.0.2 /        \ 198.18.1.2
+//	198.18.0.1 /          \ 198.18.1.1
+//	hub-a: godwit          hub-b: godwit        routes = "connected",
+//	inner 198.19.0.1/32    inner 198.19.128.1/32  proto 77 kernel routes
+//	BIRD (AS 65001)        BIRD (AS 65002)        learned by BIRD
+//	198.18.2.2 \          / 198.18.3.2
+//	 198.18.2.1 \        / 198.18.3.1
+//	        core: BIRD (AS 65000), the data-centre host 198.19.255.1 on lo
+//
+// Every site connects to both hubs (priorities 1 and 2; even sites prefer
+// hub-a, odd ones hub-b; shared allowed_ips 198.19.0.0/16) and judges both
+// connections as godwit's site does (path health, preference sent to the
+// hubs). Each hub routes a site's /32 into its TUN only while the site
+// prefers it; its BIRD learns those routes and announces them to the core,
+// whose BIRD puts them in the core's kernel. Phases: hubs alone (RSS), all
+// sites connect to both (time), idle for -duration (RSS, CPU), then every
+// site sends one echo per 100 ms to 198.19.255.1 (answered by the core, the
+// reply routed by what BGP learned) and hub-a is killed with SIGKILL: for
+// every site that preferred hub-a, the time from the kill to its first echo
+// reply to a request sent after the kill (which only hub-b can carry), and
+// how long the core takes to have every site's prefix via hub-b. With
+// -bgp=false there is no core: 198.19.255.1 is on each hub's loopback.
 package main
 
 import (
@@ -40,6 +67,8 @@ type options struct {
 	duration time.Duration // length of the idle phase and of the traffic phase
 	json     bool          // JSON on stdout, the table on stderr
 	conns    int           // connections per site (0 is 1): more than 1 makes multipath sets on the hub
+	hubs     int           // 1 (0 is 1) or 2: two hubs, sites on both, kill -9 of one
+	bgp      bool          // with hubs 2: a core namespace and BIRD on every hub and the core
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -51,6 +80,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (the table goes to stderr)")
 	fs.IntVar(&o.conns, "conns", 1, "connections per site (`n`, 1 to 8): with more than 1 each site announces multipath and\n"+
 		"the hub keeps a set per site, with a health monitor on every connection")
+	fs.IntVar(&o.hubs, "hubs", 1, "hubs (`n`, 1 or 2): with 2, every site connects to both and prefers one (half each),\n"+
+		"and hub A is killed with SIGKILL while every site pings through the tunnel")
+	fs.BoolVar(&o.bgp, "bgp", true, "with -hubs 2: a core namespace whose BIRD learns the sites' routes from a BIRD on each hub over BGP")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -61,6 +93,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("hubscale: -sites %d: want 1 to %d", o.sites, maxSites)
 	case o.conns < 1 || o.conns > tunnel.MaxPaths:
 		return o, fmt.Errorf("hubscale: -conns %d: want 1 to %d", o.conns, tunnel.MaxPaths)
+	case o.hubs < 1 || o.hubs > 2:
+		return o, fmt.Errorf("hubscale: -hubs %d: want 1 or 2", o.hubs)
+	case o.hubs == 2 && o.conns > 1:
+		return o, fmt.Errorf("hubscale: -hubs 2 with -conns %d: two hubs use one connection to each", o.conns)
 	case o.duration < time.Second || o.duration > 10*time.Minute:
 		return o, fmt.Errorf("hubscale: -duration %v: want 1s to 10m", o.duration)
 	}

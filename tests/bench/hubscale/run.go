@@ -102,6 +102,9 @@ type site struct {
 }
 
 func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Writer) (err error) {
+	if o.hubs == 2 {
+		return runTwoHubs(ctx, o, log, stdout, stderr)
+	}
 	o.conns = max(o.conns, 1)
 	rep := report{
 		Machine:  machine{NProc: runtime.NumCPU(), Kernel: measure.ReadTrim("/proc/sys/kernel/osrelease"), Go: runtime.Version(), LoadBefore: loadAvg()},
@@ -147,7 +150,7 @@ func run(ctx context.Context, o options, log *slog.Logger, stdout, stderr io.Wri
 	}
 
 	// The hub alone.
-	hub, err := startHub(ctx, lab, hubNS, bin, hubKey, sites)
+	hub, err := startHub(ctx, lab, hubNS, bin, oneHub, hubKey, sites)
 	if err != nil {
 		return err
 	}
@@ -307,11 +310,25 @@ func siteAddr(i int) netip.Addr {
 	return netip.AddrFrom4(b)
 }
 
+// hubSpec is what differs between the hubs of a run.
+type hubSpec struct {
+	name      string       // of its directory and log: "hub", "hub-a", "hub-b"
+	inner     netip.Prefix // its TUN address
+	listen    netip.AddrPort
+	connected bool // routes = "connected": a site's route only while it prefers the hub
+}
+
+// oneHub is the hub of the single-hub mode.
+var oneHub = hubSpec{name: "hub", inner: hubInner, listen: netip.AddrPortFrom(underHub.Addr(), hubPort)}
+
 // hubConfig renders the hub's TOML with one peer per site.
-func hubConfig(ifname, keyFile, stateDir string, sites []*site) string {
+func hubConfig(h hubSpec, ifname, keyFile, stateDir string, sites []*site) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[interface]\nname = %q\nprivate_key_file = %q\naddresses = [%q]\nlisten = %q\nstate_dir = %q\n",
-		ifname, keyFile, hubInner.String(), netip.AddrPortFrom(underHub.Addr(), hubPort).String(), stateDir)
+		ifname, keyFile, h.inner.String(), h.listen.String(), stateDir)
+	if h.connected {
+		b.WriteString("routes = \"connected\"\n")
+	}
 	for _, s := range sites {
 		fmt.Fprintf(&b, "\n[[peer]]\nname = \"site-%04d\"\npublic_key = %q\nallowed_ips = [%q]\n",
 			s.idx, base64.StdEncoding.EncodeToString(s.key.Public().(ed25519.PublicKey)), netip.PrefixFrom(s.addr, 32).String())
@@ -321,29 +338,29 @@ func hubConfig(ifname, keyFile, stateDir string, sites []*site) string {
 
 // startHub writes the hub's key and config, starts `godwit run` in ns and
 // waits until it logs "godwit running".
-func startHub(ctx context.Context, lab *netlab.Lab, ns *netlab.NS, bin string, key ed25519.PrivateKey, sites []*site) (*netlab.Proc, error) {
-	dir := filepath.Join(lab.Dir, "hub")
+func startHub(ctx context.Context, lab *netlab.Lab, ns *netlab.NS, bin string, h hubSpec, key ed25519.PrivateKey, sites []*site) (*netlab.Proc, error) {
+	dir := filepath.Join(lab.Dir, h.name)
 	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o700); err != nil {
 		return nil, fmt.Errorf("hubscale: %w", err)
 	}
-	keyFile := filepath.Join(dir, "hub.key")
+	keyFile := filepath.Join(dir, h.name+".key")
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key.Seed())+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("hubscale: %w", err)
 	}
-	cfg := filepath.Join(dir, "hub.toml")
-	if err := os.WriteFile(cfg, []byte(hubConfig("gwh"+lab.ID, keyFile, filepath.Join(dir, "state"), sites)), 0o600); err != nil {
+	cfg := filepath.Join(dir, h.name+".toml")
+	if err := os.WriteFile(cfg, []byte(hubConfig(h, "gwh"+lab.ID, keyFile, filepath.Join(dir, "state"), sites)), 0o600); err != nil {
 		return nil, fmt.Errorf("hubscale: %w", err)
 	}
-	d, err := ns.StartDaemon("godwit-hub", bin, cfg)
+	d, err := ns.StartDaemon("godwit-"+h.name, bin, cfg)
 	if err != nil {
 		return nil, err
 	}
 	p := d.Proc
 	if err := p.WaitLog(ctx, hubStartTimeout, "godwit running"); err != nil {
-		return nil, fmt.Errorf("hubscale: the hub did not start: %w%s", err, measure.ProcLogs(p))
+		return nil, fmt.Errorf("hubscale: %s did not start: %w%s", h.name, err, measure.ProcLogs(p))
 	}
 	if c := measure.ReadTrim(fmt.Sprintf("/proc/%d/comm", p.Cmd.Process.Pid)); c != "godwit" {
-		return nil, fmt.Errorf("hubscale: hub pid %d is %q, not godwit", p.Cmd.Process.Pid, c)
+		return nil, fmt.Errorf("hubscale: %s pid %d is %q, not godwit", h.name, p.Cmd.Process.Pid, c)
 	}
 	return p, nil
 }
@@ -400,18 +417,28 @@ func (s *site) readReplies(ctx context.Context) {
 // isEchoReply reports whether p is an IPv4 ICMP echo reply to dst with
 // identifier id.
 func isEchoReply(p []byte, dst netip.Addr, id uint16) bool {
+	_, ok := echoReplySeq(p, dst, id)
+	return ok
+}
+
+// echoReplySeq returns the sequence number of p and true if p is an IPv4
+// ICMP echo reply to dst with identifier id.
+func echoReplySeq(p []byte, dst netip.Addr, id uint16) (seq uint16, ok bool) {
 	if len(p) < 20 || p[0]>>4 != 4 {
-		return false
+		return 0, false
 	}
 	ihl := int(p[0]&0x0f) * 4
 	if ihl < 20 || len(p) < ihl+8 || p[9] != 1 {
-		return false
+		return 0, false
 	}
 	if netip.AddrFrom4([4]byte(p[16:20])) != dst {
-		return false
+		return 0, false
 	}
 	icmp := p[ihl:]
-	return icmp[0] == 0 && icmp[1] == 0 && binary.BigEndian.Uint16(icmp[4:6]) == id
+	if icmp[0] != 0 || icmp[1] != 0 || binary.BigEndian.Uint16(icmp[4:6]) != id {
+		return 0, false
+	}
+	return binary.BigEndian.Uint16(icmp[6:8]), true
 }
 
 // sendPings makes every site send one echo request per second to the hub's
