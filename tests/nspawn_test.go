@@ -4,27 +4,21 @@ package tests
 
 import (
 	"bufio"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/godwit-vpn/godwit/routing/netlab"
 	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
+	"github.com/godwit-vpn/godwit/routing/netlab/nspawntest"
 )
 
 // TestNspawn runs the shipped unit, packaging/godwit@.service, under a real
@@ -33,7 +27,7 @@ import (
 //
 //	 host: the test                        network namespace nsp-ct-<ID> (netlab)
 //	┌──────────────────────────────────┐  ┌───────────────────────────────────────┐
-//	│ nspawnCache/<suite>-<hash>       │  │ systemd-nspawn --boot, own PID and    │
+//	│ nspawntest.Cache/<suite>-<hash>  │  │ systemd-nspawn --boot, own PID and    │
 //	│   debootstrap minbase, read-only ├─▶│ mount namespace, root = overlay of    │
 //	│   lower layer of the overlay     │  │ the cached root and a tmpfs           │
 //	│ godwit (built) ── bind-ro ───────┼─▶│   /usr/bin/godwit                     │
@@ -73,26 +67,18 @@ import (
 //
 // The minimal root has no procps: the unit must not need /bin/kill (its
 // ExecReload is `godwit reload`). The root is built once with debootstrap
-// from the mirror apt uses (about a minute) and cached in nspawnCache;
+// from the mirror apt uses (about a minute) and cached in nspawntest.Cache;
 // booting it takes under a second, and the whole test about 25 s (13 s
 // of it the watchdog's).
 func TestNspawn(t *testing.T) {
-	labtest.RequireRoot(t)
-	for _, tool := range []struct{ cmd, pkg string }{
-		{"systemd-nspawn", "systemd-container"},
-		{"nsenter", "util-linux"},
-	} {
-		if _, err := exec.LookPath(tool.cmd); err != nil {
-			labtest.SkipOrFail(t, "%s is not installed (apt-get install %s)", tool.cmd, tool.pkg)
-		}
-	}
+	nspawntest.Require(t)
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		labtest.SkipOrFail(t, "no TUN clone device: %v", err)
 	}
 	unit, err := filepath.Abs("../packaging/godwit@.service")
 	must(t, err)
 	start := time.Now()
-	root := nspawnRoot(t)
+	root := nspawntest.Root(t)
 	t.Logf("minimal root %s ready after %v", root, time.Since(start).Round(time.Millisecond))
 
 	l := labtest.NewLab(t, "nsp")
@@ -115,7 +101,7 @@ func TestNspawn(t *testing.T) {
 
 	bootAt := time.Now()
 	c := bootContainer(t, l, ns, root, labtest.Godwit(t), unit)
-	t.Logf("container %s booted in %v", c.machine, time.Since(bootAt).Round(time.Millisecond))
+	t.Logf("container %s booted in %v", c.Machine, time.Since(bootAt).Round(time.Millisecond))
 	must(t, c.writeFile("/etc/godwit/gw0.key", keyPEM, 0o600))
 	must(t, c.writeFile(confPath, []byte(hubTOML(peerS1)), 0o600))
 	quic := netip.MustParseAddrPort("127.0.0.1:4433")
@@ -131,7 +117,7 @@ func TestNspawn(t *testing.T) {
 	}
 
 	step("security", func(t *testing.T) {
-		out, code := c.exec(t, "systemd-analyze", "security", "--no-pager", "godwit@gw0.service")
+		out, code := c.Exec(t, "systemd-analyze", "security", "--no-pager", "godwit@gw0.service")
 		m := nspawnExposureRE.FindStringSubmatch(out)
 		if code != 0 || m == nil {
 			t.Fatalf("systemd-analyze security: exit %d, no exposure level:\n%s", code, out)
@@ -150,7 +136,7 @@ func TestNspawn(t *testing.T) {
 		took := time.Since(at)
 		// Type=notify: start returns once READY=1 came, so what READY
 		// promises must hold right now, without waiting.
-		if out, code := c.systemctl(t, "is-active", "godwit@gw0"); code != 0 || strings.TrimSpace(out) != "active" {
+		if out, code := c.Systemctl(t, "is-active", "godwit@gw0"); code != 0 || strings.TrimSpace(out) != "active" {
 			t.Errorf("systemctl is-active right after start: %q (exit %d), want active", out, code)
 		}
 		got := addrs(t, ns, tunName)
@@ -176,7 +162,7 @@ func TestNspawn(t *testing.T) {
 		}
 
 		must(t, c.writeFile(confPath, []byte(badConf), 0o600))
-		out, code := c.systemctl(t, "reload", "godwit@gw0")
+		out, code := c.Systemctl(t, "reload", "godwit@gw0")
 		if code == 0 {
 			t.Errorf("systemctl reload of a bad file: exit 0, want non-zero; output:\n%s", out)
 		}
@@ -199,7 +185,7 @@ func TestNspawn(t *testing.T) {
 		c.mustSystemctl(t, "reset-failed", "godwit@gw0") // NRestarts and the start limit from 0
 		pid := c.prop(t, "MainPID")
 		at := time.Now()
-		if out, code := c.exec(t, "sh", "-c", "kill -9 "+pid); code != 0 {
+		if out, code := c.Exec(t, "sh", "-c", "kill -9 "+pid); code != 0 {
 			t.Fatalf("kill -9 %s: exit %d: %s", pid, code, out)
 		}
 		newPID := c.waitRestarted(t, pid, 10*time.Second)
@@ -246,7 +232,7 @@ func TestNspawn(t *testing.T) {
 			t.Errorf("restarted %v after the wedge, want 7-12 s: 5-10 s (WatchdogSec=10s, pings every 5 s) plus RestartSec=2s", took.Round(time.Millisecond))
 		}
 		<-pinged
-		must(t, c.removeFile(dropIn))
+		must(t, c.RemoveFile(dropIn))
 		c.mustSystemctl(t, "daemon-reload")
 		c.mustSystemctl(t, "restart", "godwit@gw0")
 		c.wantProps(t, map[string]string{"Environment": "", "ActiveState": "active"})
@@ -255,7 +241,7 @@ func TestNspawn(t *testing.T) {
 	step("exit78", func(t *testing.T) {
 		c.mustSystemctl(t, "reset-failed", "godwit@gw0")
 		must(t, c.writeFile(confPath, []byte(badConf), 0o600))
-		if out, code := c.systemctl(t, "restart", "godwit@gw0"); code == 0 {
+		if out, code := c.Systemctl(t, "restart", "godwit@gw0"); code == 0 {
 			t.Errorf("systemctl restart with a bad file: exit 0, want non-zero; output:\n%s", out)
 		}
 		// Give a restart twice RestartSec=2s to happen.
@@ -279,7 +265,7 @@ func TestNspawn(t *testing.T) {
 		if len(running) <= len(baseRules) {
 			t.Errorf("with a full-tunnel peer, policy rules %q, want more than the kernel's %q", running, baseRules)
 		}
-		if _, err := os.Stat(c.path("/run/godwit/gw0.sock")); err != nil {
+		if _, err := os.Stat(c.Path("/run/godwit/gw0.sock")); err != nil {
 			t.Errorf("control socket while running: %v", err)
 		}
 		at := time.Now()
@@ -295,31 +281,18 @@ func TestNspawn(t *testing.T) {
 		if got := rules(t, ns); !slices.Equal(got, baseRules) {
 			t.Errorf("policy rules after systemctl stop:\n%q\nwant the kernel's own:\n%q", got, baseRules)
 		}
-		if _, err := os.Stat(c.path("/run/godwit/gw0.sock")); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(c.Path("/run/godwit/gw0.sock")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("control socket after systemctl stop: %v, want it removed", err)
 		}
 	})
 }
 
-const (
-	// nspawnSuite is the Debian release of the container: bookworm has
-	// systemd 252, the oldest the unit is written for.
-	nspawnSuite = "bookworm"
-	// nspawnPackages go into the minimal root besides minbase: systemd as
-	// PID 1 and dbus for systemctl. Not procps: the unit must work
-	// without /bin/kill.
-	nspawnPackages = "systemd,systemd-sysv,dbus"
-	// nspawnCache holds the cached roots; it belongs to this test, which
-	// removes roots of other suites or package lists from it.
-	nspawnCache = "/var/cache/godwit-tests/nspawn"
-
-	// nspawnExposureMax pins `systemd-analyze security godwit@gw0.service`
-	// as systemd 252 reports it online for the running unit. Measured
-	// 2026-12: 2.2 ("OK"), the value README.md quotes. The offline check
-	// (packaging's TestUnitSecurity) scores the file alone; this one the
-	// unit as loaded, drop-ins and all.
-	nspawnExposureMax = 2.2
-)
+// nspawnExposureMax pins `systemd-analyze security godwit@gw0.service` as
+// systemd 252 reports it online for the running unit. Measured 2026-12: 2.2
+// ("OK"), the value README.md quotes. The offline check (packaging's
+// TestUnitSecurity) scores the file alone; this one the unit as loaded,
+// drop-ins and all.
+const nspawnExposureMax = 2.2
 
 var nspawnExposureRE = regexp.MustCompile(`Overall exposure level for godwit@gw0\.service: (\d+\.\d)`)
 
@@ -358,249 +331,33 @@ func hasRoute(t *testing.T, ns *netlab.NS, dst string) bool {
 	return false
 }
 
-// nspawnRoot returns the cached minimal Debian root, building it first if
-// it is missing. A file lock serialises test processes; the root is built
-// in a sibling directory and renamed into place, so a half-built root is
-// never used (a leftover from a killed build is removed).
-func nspawnRoot(t *testing.T) string {
-	t.Helper()
-	sum := sha256.Sum256([]byte("minbase " + nspawnSuite + " " + nspawnPackages))
-	name := nspawnSuite + "-" + hex.EncodeToString(sum[:6])
-	root := filepath.Join(nspawnCache, name)
-	must(t, os.MkdirAll(nspawnCache, 0o700))
-	lock, err := os.OpenFile(filepath.Join(nspawnCache, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	must(t, err)
-	defer lock.Close()
-	must(t, unix.Flock(int(lock.Fd()), unix.LOCK_EX))
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+// container is a booted container running the unit as godwit@gw0.
+type container struct{ *nspawntest.Container }
 
-	// Roots of other suites or package lists are stale: remove them.
-	entries, err := os.ReadDir(nspawnCache)
-	must(t, err)
-	for _, e := range entries {
-		if e.IsDir() && e.Name() != name {
-			must(t, os.RemoveAll(filepath.Join(nspawnCache, e.Name())))
-		}
-	}
-	if _, err := os.Stat(filepath.Join(root, "usr/lib/systemd/systemd")); err == nil {
-		return root
-	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		labtest.SkipOrFail(t, "no cached root in %s and debootstrap is not installed (apt-get install debootstrap)", nspawnCache)
-	}
-	mirror, err := aptMirror(nspawnSuite)
-	if err != nil {
-		labtest.SkipOrFail(t, "no mirror for debootstrap: %v", err)
-	}
-	partial := root + ".partial"
-	must(t, os.RemoveAll(partial))
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	at := time.Now()
-	out, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--include="+nspawnPackages,
-		nspawnSuite, partial, mirror).CombinedOutput()
-	if err != nil {
-		os.RemoveAll(partial)
-		t.Fatalf("debootstrap %s from %s: %v\n%s", nspawnSuite, mirror, err, tail(string(out), 30))
-	}
-	must(t, os.Rename(partial, root))
-	t.Logf("built %s with debootstrap from %s in %v", root, mirror, time.Since(at).Round(time.Second))
-	return root
-}
-
-// aptMirror returns the first URI that apt's sources (deb822 *.sources
-// files or one-line sources.list entries) use for suite's binary packages.
-func aptMirror(suite string) (string, error) {
-	files, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for stanza := range strings.SplitSeq(string(b), "\n\n") {
-			fields := make(map[string][]string)
-			for line := range strings.Lines(stanza) {
-				if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(k, "#") {
-					fields[strings.TrimSpace(k)] = strings.Fields(v)
-				}
-			}
-			if slices.Contains(fields["Types"], "deb") && slices.Contains(fields["Suites"], suite) && len(fields["URIs"]) > 0 &&
-				(fields["Enabled"] == nil || slices.Equal(fields["Enabled"], []string{"yes"})) {
-				return fields["URIs"][0], nil
-			}
-		}
-	}
-	lists, _ := filepath.Glob("/etc/apt/sources.list.d/*.list")
-	for _, f := range append([]string{"/etc/apt/sources.list"}, lists...) {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for line := range strings.Lines(string(b)) {
-			fs := strings.Fields(line)
-			if len(fs) > 0 && fs[0] == "deb" {
-				fs = fs[1:]
-				if len(fs) > 0 && strings.HasPrefix(fs[0], "[") { // [arch=... signed-by=...]
-					for len(fs) > 0 && !strings.HasSuffix(fs[0], "]") {
-						fs = fs[1:]
-					}
-					if len(fs) > 0 {
-						fs = fs[1:]
-					}
-				}
-				if len(fs) >= 2 && fs[1] == suite {
-					return fs[0], nil
-				}
-			}
-		}
-	}
-	return "", fmt.Errorf("apt has no source for %s in /etc/apt/sources.list{,.d}", suite)
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// container is a booted systemd-nspawn container.
-type container struct {
-	machine string
-	cmd     *exec.Cmd // systemd-nspawn
-	done    chan struct{}
-	console string // the console's and nspawn's output, in the lab's directory
-	leader  int    // the container's PID 1, as the host sees it
-}
-
-// bootContainer boots root (read-only, under a tmpfs overlay) in ns with
-// the godwit binary bin and the unit file bound in, and waits until its
-// systemd finished booting. When the test ends it dumps the journal (on
-// failure), halts the container and checks that nothing of it is left.
+// bootContainer boots root in ns with the TUN clone device, CAP_NET_ADMIN,
+// the godwit binary bin and the unit file bound in; see [nspawntest.Boot].
 func bootContainer(t *testing.T, l *netlab.Lab, ns *netlab.NS, root, bin, unit string) *container {
 	t.Helper()
-	c := &container{
-		machine: "godwit-" + l.ID,
-		done:    make(chan struct{}),
-		console: filepath.Join(l.Dir, "nspawn.log"),
-	}
-	f, err := os.Create(c.console)
-	must(t, err)
-	defer f.Close()
-	c.cmd = exec.Command("systemd-nspawn",
-		"--directory="+root, "--volatile=overlay", "--boot", "--machine="+c.machine,
-		// There is no host systemd to register with or to make a scope.
-		"--register=no", "--keep-unit",
-		"--capability=CAP_NET_ADMIN", "--bind=/dev/net/tun",
-		"--network-namespace-path=/run/netns/"+ns.Name,
-		"--bind-ro="+bin+":/usr/bin/godwit",
-		"--bind-ro="+unit+":/usr/lib/systemd/system/godwit@.service",
-		"--console=pipe")
-	c.cmd.Stdout, c.cmd.Stderr = f, f
-	// SIGTERM makes nspawn halt the container if the test dies.
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	must(t, c.cmd.Start())
-	go func() { _ = c.cmd.Wait(); close(c.done) }()
-	t.Cleanup(func() { c.halt(t) })
-
-	ourPIDNS, err := os.Readlink("/proc/self/ns/pid")
-	must(t, err)
-	labtest.WaitFor(t, 10*time.Second, "the container's PID 1", func() bool {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%[1]d/children", c.cmd.Process.Pid))
-		for _, f := range strings.Fields(string(b)) {
-			pid, _ := strconv.Atoi(f)
-			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-			pidns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-			if strings.TrimSpace(string(comm)) == "systemd" && pidns != "" && pidns != ourPIDNS {
-				c.leader = pid
-				return true
-			}
-		}
-		return false
-	})
-	var state string
-	labtest.WaitFor(t, 60*time.Second, "the container's systemd booted", func() bool {
-		out, _ := c.exec(t, "systemctl", "is-system-running", "--wait")
-		state = strings.TrimSpace(out)
-		return state == "running" || state == "degraded"
-	})
-	if state == "degraded" {
-		out, _ := c.systemctl(t, "--failed")
-		t.Logf("the container booted degraded:\n%s", out)
-	}
-	return c
-}
-
-// halt dumps the unit's journal when t failed, stops the container
-// (SIGTERM to nspawn halts it in order; SIGKILL to its PID 1 ends the PID
-// namespace if that takes over 15 s) and checks nothing is left.
-func (c *container) halt(t *testing.T) {
-	if c.leader != 0 && t.Failed() {
-		out, _ := c.exec(t, "journalctl", "--no-pager", "-o", "short-monotonic", "-u", "godwit@gw0")
-		t.Logf("--- journal of godwit@gw0 ---\n%s", tail(out, 200))
-	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(15 * time.Second):
-		t.Errorf("systemd-nspawn did not halt %s within 15 s of SIGTERM; killing it", c.machine)
-		if c.leader != 0 {
-			_ = syscall.Kill(c.leader, syscall.SIGKILL)
-		}
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-	if t.Failed() {
-		if b, err := os.ReadFile(c.console); err == nil {
-			t.Logf("--- systemd-nspawn output ---\n%s", tail(string(b), 60))
-		}
-	}
-	if c.leader != 0 {
-		if err := syscall.Kill(c.leader, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("the container's PID 1 (%d) is still there after nspawn exited: %v", c.leader, err)
-		}
-	}
-	// nspawn's per-machine directory for mount propagation.
-	if _, err := os.Stat("/run/systemd/nspawn/propagate/" + c.machine); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("/run/systemd/nspawn/propagate/%s left after the container halted: %v", c.machine, err)
-	}
-}
-
-// exec runs args inside the container (all its namespaces) and returns
-// the combined output and exit code.
-func (c *container) exec(t *testing.T, args ...string) (string, int) {
-	t.Helper()
-	// Not t.Context(): halt runs this in a cleanup, after it is done.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"-t", strconv.Itoa(c.leader), "-a", "--"}, args...)...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8", "SYSTEMD_COLORS=0", "SYSTEMD_PAGER="}
-	out, err := cmd.CombinedOutput()
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		return string(out), 0
-	case errors.As(err, &exit) && ctx.Err() == nil:
-		return string(out), exit.ExitCode()
-	default:
-		t.Fatalf("in the container: %s: %v\n%s", strings.Join(args, " "), err, out)
-		return "", 0
-	}
-}
-
-// systemctl runs systemctl in the container.
-func (c *container) systemctl(t *testing.T, args ...string) (string, int) {
-	t.Helper()
-	return c.exec(t, append([]string{"systemctl", "--no-pager"}, args...)...)
+	return &container{nspawntest.Boot(t, nspawntest.Options{
+		Root:    root,
+		Machine: "godwit-" + l.ID,
+		NetNS:   ns.Name,
+		Binds: []nspawntest.Bind{
+			{Src: "/dev/net/tun", Dst: "/dev/net/tun", Writable: true},
+			{Src: bin, Dst: "/usr/bin/godwit"},
+			{Src: unit, Dst: "/usr/lib/systemd/system/godwit@.service"},
+		},
+		Args: []string{"--capability=CAP_NET_ADMIN"},
+		Log:  filepath.Join(l.Dir, "nspawn.log"),
+		Unit: "godwit@gw0",
+	})}
 }
 
 // mustSystemctl runs systemctl in the container and fails t unless it
 // exits 0.
 func (c *container) mustSystemctl(t *testing.T, args ...string) {
 	t.Helper()
-	if out, code := c.systemctl(t, args...); code != 0 {
+	if out, code := c.Systemctl(t, args...); code != 0 {
 		t.Fatalf("systemctl %s: exit %d\n%s\n%s", strings.Join(args, " "), code, out, c.status(t))
 	}
 }
@@ -609,14 +366,14 @@ func (c *container) mustSystemctl(t *testing.T, args ...string) {
 // lines, unshortened.
 func (c *container) status(t *testing.T) string {
 	t.Helper()
-	out, _ := c.systemctl(t, "status", "--full", "--lines=30", "godwit@gw0")
+	out, _ := c.Systemctl(t, "status", "--full", "--lines=30", "godwit@gw0")
 	return out
 }
 
 // prop returns one property of godwit@gw0 (`systemctl show -p`).
 func (c *container) prop(t *testing.T, name string) string {
 	t.Helper()
-	out, code := c.systemctl(t, "show", "--property="+name, "--value", "godwit@gw0")
+	out, code := c.Systemctl(t, "show", "--property="+name, "--value", "godwit@gw0")
 	if code != 0 {
 		t.Fatalf("systemctl show -p %s: exit %d: %s", name, code, out)
 	}
@@ -655,7 +412,7 @@ func (c *container) waitRestarted(t *testing.T, old string, within time.Duration
 // wantJournal checks that godwit@gw0's journal has a line containing s.
 func (c *container) wantJournal(t *testing.T, s string) {
 	t.Helper()
-	out, _ := c.exec(t, "journalctl", "--no-pager", "-o", "cat", "-u", "godwit@gw0")
+	out, _ := c.Exec(t, "journalctl", "--no-pager", "-o", "cat", "-u", "godwit@gw0")
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -666,11 +423,6 @@ func (c *container) wantJournal(t *testing.T, s string) {
 	t.Errorf("no line %q in the journal of godwit@gw0", s)
 }
 
-// path returns the host's path of p in the container's file system.
-func (c *container) path(p string) string {
-	return filepath.Join(fmt.Sprintf("/proc/%d/root", c.leader), p)
-}
-
 // writeFile writes a file in the container (its tmpfs layer), making its
 // directory (mode 0700 under /etc/godwit, as the unit wants) if needed.
 func (c *container) writeFile(p string, data []byte, perm os.FileMode) error {
@@ -678,11 +430,5 @@ func (c *container) writeFile(p string, data []byte, perm os.FileMode) error {
 	if strings.HasPrefix(p, "/etc/godwit/") {
 		dirMode = 0o700
 	}
-	if err := os.MkdirAll(filepath.Dir(c.path(p)), dirMode); err != nil {
-		return err
-	}
-	return os.WriteFile(c.path(p), data, perm)
+	return c.WriteFile(p, data, perm, dirMode)
 }
-
-// removeFile removes a file in the container.
-func (c *container) removeFile(p string) error { return os.Remove(c.path(p)) }
