@@ -11,21 +11,25 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/godwit-vpn/godwit/config"
 	"github.com/godwit-vpn/godwit/config/key"
 	"github.com/godwit-vpn/godwit/routing/netlab/labtest"
+	"github.com/godwit-vpn/godwit/routing/netlab/nspawntest"
 )
 
 const (
@@ -439,26 +443,25 @@ type debFile struct {
 	mode fs.FileMode // type and permission bits
 	src  string      // file in the repository it is a copy of, or ""
 	gz   bool        // src compressed with gzip
-	doc  bool        // under /usr/share/doc or /usr/share/man (dpkg may be told to skip it)
 }
 
 var debFiles = []debFile{
 	{path: "/usr/bin/godwit", mode: 0o755},
 	{path: "/usr/lib/systemd/system/godwit@.service", mode: 0o644, src: "godwit@.service"},
 	{path: "/usr/lib/sysctl.d/60-godwit.conf", mode: 0o644, src: "sysctl.d/60-godwit.conf"},
-	{path: "/usr/share/doc/godwit/examples/hub.toml", mode: 0o644, src: "examples/hub.toml", doc: true},
-	{path: "/usr/share/doc/godwit/examples/site.toml", mode: 0o644, src: "examples/site.toml", doc: true},
-	{path: "/usr/share/doc/godwit/examples/multihub/hub-a.toml", mode: 0o644, src: "examples/multihub/hub-a.toml", doc: true},
-	{path: "/usr/share/doc/godwit/examples/multihub/hub-b.toml", mode: 0o644, src: "examples/multihub/hub-b.toml", doc: true},
-	{path: "/usr/share/doc/godwit/examples/multihub/site-a.toml", mode: 0o644, src: "examples/multihub/site-a.toml", doc: true},
-	{path: "/usr/share/doc/godwit/examples/multihub/site-b.toml", mode: 0o644, src: "examples/multihub/site-b.toml", doc: true},
-	{path: "/usr/share/doc/godwit/examples/multihub/bird-hub.conf", mode: 0o644, src: "examples/multihub/bird-hub.conf", doc: true},
-	{path: "/usr/share/doc/godwit/examples/multihub/bird-core.conf", mode: 0o644, src: "examples/multihub/bird-core.conf", doc: true},
-	{path: "/usr/share/doc/godwit/examples/multihub/frr-hub.conf", mode: 0o644, src: "examples/multihub/frr-hub.conf", doc: true},
-	{path: "/usr/share/doc/godwit/copyright", mode: 0o644, src: "deb/copyright", doc: true},
-	{path: "/usr/share/doc/godwit/changelog.Debian.gz", mode: 0o644, doc: true},
-	{path: "/usr/share/man/man8/godwit.8.gz", mode: 0o644, src: "man/godwit.8", gz: true, doc: true},
-	{path: "/usr/share/man/man5/godwit.toml.5.gz", mode: 0o644, src: "man/godwit.toml.5", gz: true, doc: true},
+	{path: "/usr/share/doc/godwit/examples/hub.toml", mode: 0o644, src: "examples/hub.toml"},
+	{path: "/usr/share/doc/godwit/examples/site.toml", mode: 0o644, src: "examples/site.toml"},
+	{path: "/usr/share/doc/godwit/examples/multihub/hub-a.toml", mode: 0o644, src: "examples/multihub/hub-a.toml"},
+	{path: "/usr/share/doc/godwit/examples/multihub/hub-b.toml", mode: 0o644, src: "examples/multihub/hub-b.toml"},
+	{path: "/usr/share/doc/godwit/examples/multihub/site-a.toml", mode: 0o644, src: "examples/multihub/site-a.toml"},
+	{path: "/usr/share/doc/godwit/examples/multihub/site-b.toml", mode: 0o644, src: "examples/multihub/site-b.toml"},
+	{path: "/usr/share/doc/godwit/examples/multihub/bird-hub.conf", mode: 0o644, src: "examples/multihub/bird-hub.conf"},
+	{path: "/usr/share/doc/godwit/examples/multihub/bird-core.conf", mode: 0o644, src: "examples/multihub/bird-core.conf"},
+	{path: "/usr/share/doc/godwit/examples/multihub/frr-hub.conf", mode: 0o644, src: "examples/multihub/frr-hub.conf"},
+	{path: "/usr/share/doc/godwit/copyright", mode: 0o644, src: "deb/copyright"},
+	{path: "/usr/share/doc/godwit/changelog.Debian.gz", mode: 0o644},
+	{path: "/usr/share/man/man8/godwit.8.gz", mode: 0o644, src: "man/godwit.8", gz: true},
+	{path: "/usr/share/man/man5/godwit.toml.5.gz", mode: 0o644, src: "man/godwit.toml.5", gz: true},
 	{path: "/usr/share/bash-completion/completions/godwit", mode: 0o644, src: "completion/godwit.bash"},
 	{path: "/usr/share/godwit/prometheus/godwit-alerts.yml", mode: 0o644, src: "prometheus/godwit-alerts.yml"},
 	{path: "/usr/share/godwit/grafana/godwit-dashboard.json", mode: 0o644, src: "grafana/godwit-dashboard.json"},
@@ -467,7 +470,8 @@ var debFiles = []debFile{
 }
 
 // TestDeb builds the .deb with build-deb.sh and checks its metadata and
-// contents; as root with GODWIT_E2E=1 it also installs and purges it.
+// contents; as root it also installs and purges it in a container
+// (testInstall), never on the host.
 func TestDeb(t *testing.T) {
 	dpkgDeb := requireTool(t, "dpkg-deb")
 	requireTool(t, "bash")
@@ -558,15 +562,7 @@ func TestDeb(t *testing.T) {
 		}
 	})
 
-	t.Run("install", func(t *testing.T) {
-		if !labtest.E2E() {
-			t.Skip("installing the .deb changes the host: run as root with GODWIT_E2E=1")
-		}
-		if os.Geteuid() != 0 {
-			t.Fatal("GODWIT_E2E=1 but not root: cannot dpkg -i")
-		}
-		testInstall(t, deb)
-	})
+	t.Run("install", func(t *testing.T) { testInstall(t, deb) })
 }
 
 // gunzip returns the decompressed data of the gzip file name.
@@ -625,94 +621,162 @@ func debContents(t *testing.T, dpkgDeb, deb string) map[string]debEntry {
 	return m
 }
 
-var docExcludeRE = regexp.MustCompile(`(?m)^path-exclude[ =]/usr/share/(doc|man)`)
+// hostSysctls are global limits the package's sysctl file sets. A
+// container with its own network namespace sees them read-only (Linux
+// 6.x) or not at all, so installing there must leave the host's as they
+// were; testInstall checks that.
+var hostSysctls = []string{"/proc/sys/net/core/rmem_max", "/proc/sys/net/core/wmem_max"}
 
-// docExcluded reports whether dpkg is configured not to install
-// /usr/share/doc or /usr/share/man (slim container images do this).
-func docExcluded() bool {
-	cfgs, _ := filepath.Glob("/etc/dpkg/dpkg.cfg.d/*")
-	for _, c := range cfgs {
-		b, err := os.ReadFile(c)
-		if err == nil && docExcludeRE.Match(b) {
-			return true
-		}
-	}
-	return false
-}
+// Paths in the install container.
+const (
+	ctDeb        = "/mnt/godwit.deb" // the built .deb, bound in read-only
+	ctUnit       = "/usr/lib/systemd/system/godwit@.service"
+	ctSysctlConf = "/usr/lib/sysctl.d/60-godwit.conf"
+	// ctSysctl is what postinst runs on ctSysctlConf. The test puts a
+	// wrapper there that logs its arguments and exit code to ctSysctlLog.
+	ctSysctl    = "/usr/lib/systemd/systemd-sysctl"
+	ctSysctlLog = "/run/godwit-test-sysctl.log"
+)
 
-// sysctls are the values the package's sysctl file sets, read so that the
-// test can put them back if the install applied them.
-var sysctls = []string{"/proc/sys/net/core/rmem_max", "/proc/sys/net/core/wmem_max"}
-
-// testInstall installs deb with dpkg -i, checks the installed files, purges
-// it and checks that the host is as it was. It refuses to run when a godwit
-// package or any of its files is already there.
+// testInstall boots the minimal Debian root of package nspawntest (systemd
+// 252 as PID 1, its own network namespace, a tmpfs overlay: nothing
+// reaches the host or the cached root) with deb bound in read-only, and
+// there: `dpkg -i` installs every file with its mode, the binary reports
+// the package's version, systemd knows the unit (`systemctl cat` prints
+// the shipped file, `systemd-analyze verify` is clean), postinst applied
+// the sysctl file; then `dpkg --purge godwit` removes every file, the
+// package, /etc/godwit and the unit. The host's sysctls stay as they were.
 func testInstall(t *testing.T, deb string) {
-	dpkg := requireTool(t, "dpkg")
-	dpkgQuery := requireTool(t, "dpkg-query")
-	installed := func() bool {
-		out, code := run(t, time.Minute, nil, dpkgQuery, "-W", "-f", "${db:Status-Status}", "godwit")
-		return code == 0 && strings.TrimSpace(out) != "not-installed"
+	nspawntest.Require(t)
+	if _, err := os.Stat(deb); err != nil {
+		t.Fatal(err)
 	}
-	if installed() {
-		t.Fatal("a godwit package is installed already: not replacing it")
-	}
-	for _, f := range debFiles {
-		if _, err := os.Lstat(f.path); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("%s exists already (%v): not installing over it", f.path, err)
-		}
-	}
-	before := make(map[string]string)
-	for _, p := range sysctls {
-		if b, err := os.ReadFile(p); err == nil {
-			before[p] = string(b)
-		}
-	}
+	root := nspawntest.Root(t)
+	hostBefore := readFiles(hostSysctls)
 	t.Cleanup(func() {
-		if installed() {
-			if out, code := run(t, 2*time.Minute, nil, dpkg, "--purge", "godwit"); code != 0 {
-				t.Errorf("cleanup: dpkg --purge godwit: exit %d\n%s", code, out)
-			}
-		}
-		for p, v := range before {
-			if b, err := os.ReadFile(p); err == nil && string(b) != v {
-				if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
-					t.Errorf("cleanup: restoring %s: %v", p, err)
-				}
-			}
+		if got := readFiles(hostSysctls); !maps.Equal(got, hostBefore) {
+			t.Errorf("the host's sysctls changed while installing in the container: %v, were %v", got, hostBefore)
 		}
 	})
+	at := time.Now()
+	c := nspawntest.Boot(t, nspawntest.Options{
+		Root:  root,
+		Binds: []nspawntest.Bind{{Src: deb, Dst: ctDeb}},
+	})
+	t.Logf("container %s booted in %v", c.Machine, time.Since(at).Round(time.Millisecond))
 
-	if out, code := run(t, 2*time.Minute, []string{"DEBIAN_FRONTEND=noninteractive"}, dpkg, "-i", deb); code != 0 {
-		t.Fatalf("dpkg -i %s: exit %d\n%s", filepath.Base(deb), code, out)
-	}
-	skipDoc := docExcluded()
-	for _, f := range debFiles {
-		if f.doc && skipDoc {
-			continue
+	// status is the package's dpkg status, "" when dpkg does not know it.
+	status := func() string {
+		out, code := c.Exec(t, "dpkg-query", "-W", "-f", "${db:Status-Status}", "godwit")
+		if code != 0 {
+			return ""
 		}
-		fi, err := os.Lstat(f.path)
+		return strings.TrimSpace(out)
+	}
+	unitProps := func() string {
+		out, _ := c.Systemctl(t, "show", "--property=LoadState,FragmentPath,NeedDaemonReload", "godwit@pkgtest.service")
+		return out
+	}
+	if s := status(); s != "" && s != "not-installed" {
+		t.Fatalf("the container's root has godwit already (%q): the cached root %s is not the minimal one", s, root)
+	}
+
+	// postinst applies the sysctl file with systemd-sysctl: log how.
+	real := ctSysctl + ".real"
+	if err := os.Rename(c.Path(ctSysctl), c.Path(real)); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := fmt.Sprintf("#!/bin/sh\n%s \"$@\"\necho \"$* -> exit $?\" >>%s\n", real, ctSysctlLog)
+	if err := c.WriteFile(ctSysctl, []byte(wrapper), 0o755, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	at = time.Now()
+	out := c.MustExec(t, "dpkg", "-i", ctDeb)
+	t.Logf("dpkg -i took %v", time.Since(at).Round(time.Millisecond))
+	if s := status(); s != "installed" {
+		t.Errorf("after dpkg -i: dpkg-query says %q, want installed\n%s", s, out)
+	}
+	for _, f := range debFiles {
+		fi, err := os.Lstat(c.Path(f.path))
 		if err != nil {
-			t.Errorf("after dpkg -i: %v", err)
+			t.Errorf("after dpkg -i: %s: %v", f.path, err)
 			continue
 		}
 		if got := fi.Mode() & (fs.ModeType | fs.ModePerm); got != f.mode {
 			t.Errorf("after dpkg -i: %s has mode %v, want %v", f.path, got, f.mode)
 		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Uid != 0 || st.Gid != 0) {
+			t.Errorf("after dpkg -i: %s is owned by %d:%d, want root:root", f.path, st.Uid, st.Gid)
+		}
 	}
-	if out, code := run(t, time.Minute, nil, "/usr/bin/godwit", "version"); code != 0 || strings.TrimSpace(out) != "godwit "+debVersion {
+	if out, code := c.Exec(t, "/usr/bin/godwit", "version"); code != 0 || strings.TrimSpace(out) != "godwit "+debVersion {
 		t.Errorf("installed godwit version: %q (exit %d), want %q", strings.TrimSpace(out), code, "godwit "+debVersion)
 	}
 
-	if out, code := run(t, 2*time.Minute, nil, dpkg, "--purge", "godwit"); code != 0 {
-		t.Fatalf("dpkg --purge godwit: exit %d\n%s", code, out)
+	// systemd knows the unit: the shipped file, loaded from where the
+	// package put it, clean for systemd-analyze verify.
+	shipped, err := os.ReadFile(unitFile)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if installed() {
-		t.Error("after dpkg --purge: godwit is still known to dpkg")
+	// On a merged-/usr root systemd finds it through /lib, first in its
+	// search path.
+	unitPaths := []string{ctUnit, strings.TrimPrefix(ctUnit, "/usr")}
+	out, code := c.Systemctl(t, "cat", "godwit@.service")
+	header, body, _ := strings.Cut(out, "\n")
+	if code != 0 || !slices.Contains(unitPaths, strings.TrimPrefix(header, "# ")) || body != string(shipped) {
+		t.Errorf("systemctl cat godwit@.service: exit %d, want 0 and # %s and the shipped unit; got:\n%s", code, ctUnit, out)
+	}
+	props := unitProps()
+	if !strings.Contains(props, "LoadState=loaded\n") || !strings.Contains(props, "NeedDaemonReload=no\n") ||
+		!slices.ContainsFunc(unitPaths, func(p string) bool { return strings.Contains(props, "FragmentPath="+p+"\n") }) {
+		t.Errorf("systemctl show godwit@pkgtest.service after dpkg -i:\n%swant LoadState=loaded, FragmentPath=%s and NeedDaemonReload=no", props, ctUnit)
+	}
+	for _, u := range []string{ctUnit, "godwit@pkgtest.service"} {
+		if out, code := c.Exec(t, "systemd-analyze", "verify", "--man=no", u); code != 0 || out != "" {
+			t.Errorf("systemd-analyze verify --man=no %s: exit %d, output %q; want 0 and none", u, code, out)
+		}
+	}
+
+	// postinst applied the sysctl file now, and systemd-sysctl reads it at
+	// every boot. The values themselves cannot be seen here: the
+	// container's network namespace has them read-only.
+	if b, err := os.ReadFile(c.Path(ctSysctlLog)); err != nil || string(b) != ctSysctlConf+" -> exit 0\n" {
+		t.Errorf("postinst ran systemd-sysctl as %q (%v), want once, on %s, exiting 0", b, err, ctSysctlConf)
+	}
+	// --cat-config exits 1 on the minimal root: its /etc/sysctl.d/99-sysctl.conf
+	// points to the /etc/sysctl.conf of procps, which it lacks.
+	if out, _ := c.Exec(t, real, "--cat-config"); !strings.Contains(out, "# "+ctSysctlConf+"\n") || !strings.Contains(out, "\nnet.core.rmem_max = 7500000\n") {
+		t.Errorf("systemd-sysctl --cat-config has no %s setting net.core.rmem_max:\n%s", ctSysctlConf, out)
+	}
+
+	at = time.Now()
+	out = c.MustExec(t, "dpkg", "--purge", "godwit")
+	t.Logf("dpkg --purge took %v", time.Since(at).Round(time.Millisecond))
+	if s := status(); s != "" && s != "not-installed" {
+		t.Errorf("after dpkg --purge: dpkg-query says %q, want the package gone\n%s", s, out)
 	}
 	for _, f := range append(debFiles, debFile{path: "/usr/share/doc/godwit"}, debFile{path: "/usr/share/godwit"}) {
-		if _, err := os.Lstat(f.path); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(c.Path(f.path)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("after dpkg --purge: %s is still there (%v)", f.path, err)
 		}
 	}
+	if out, code := c.Systemctl(t, "cat", "godwit@.service"); code == 0 {
+		t.Errorf("after dpkg --purge: systemctl cat godwit@.service exits 0:\n%s", out)
+	}
+	if got := unitProps(); !strings.HasPrefix(got, "LoadState=not-found\n") {
+		t.Errorf("after dpkg --purge: systemctl show godwit@pkgtest.service:\n%swant LoadState=not-found", got)
+	}
+}
+
+// readFiles returns the contents of the files that can be read.
+func readFiles(paths []string) map[string]string {
+	m := make(map[string]string)
+	for _, p := range paths {
+		if b, err := os.ReadFile(p); err == nil {
+			m[p] = string(b)
+		}
+	}
+	return m
 }
