@@ -334,6 +334,12 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 	defer cancel()
 	st, err := qc.AcceptStream(ctx)
 	if err != nil {
+		if te := (*quic.TransportError)(nil); errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError() {
+			// The dialer turned this node's certificate down: it pins
+			// another key for this node.
+			log.Warn("quicconn: a peer refused this node's key: its [[peer]] for this node has another public_key (give it this node's, from godwit pubkey)", "err", err)
+			return
+		}
 		log.Info("quicconn: no control stream from peer", "err", err)
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "no control stream")
 		return

@@ -84,6 +84,10 @@ func TestWrongKey(t *testing.T) {
 					t.Errorf("%s exited with %d, want it to keep running", d.Name, code)
 				}
 			}
+			if !tt.refuserH {
+				// The hub says so too, and how to fix it.
+				hub.WaitLog(t, 5*time.Second, "level=WARN", "a peer refused this node's key")
+			}
 			// The site's `godwit show` says why it is not connected.
 			p := site.Peer(t, "hub")
 			if p.State != "connecting" || p.LastError == "" || p.LastErrorAt.IsZero() {
