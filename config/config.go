@@ -168,6 +168,12 @@ type Interface struct {
 	// rules at all (the TUN still gets its addresses); routing is left to
 	// the operator or to BIRD or FRR, as wg-quick's Table = off does.
 	TableOff bool
+	// KillSwitch keeps traffic from leaving outside the tunnel while the
+	// daemon runs, restarts or is down after a crash (kill_switch = true):
+	// only the TUN, loopback, Godwit's own marked sockets, IPv6 link-local
+	// and DHCP pass. It needs a peer with a default route (a full tunnel);
+	// a clean stop lifts it.
+	KillSwitch bool
 	// PostUp are shell commands run, in order, once the TUN is up with its
 	// addresses and routes, and PreDown before it goes on stop, as
 	// wg-quick's PostUp and PreDown: with /bin/sh -c, "%i" replaced by the
@@ -389,7 +395,7 @@ func (in Interface) Equal(o Interface) bool {
 		in.MetricsListen == o.MetricsListen && in.QlogDir == o.QlogDir && in.KeylogFile == o.KeylogFile &&
 		in.ReadyWait == o.ReadyWait && slices.Equal(in.Uplinks, o.Uplinks) && in.UplinksAny == o.UplinksAny &&
 		in.KeepAlive == o.KeepAlive && in.Routes == o.Routes && in.RouteProtocol == o.RouteProtocol && in.HoldDown == o.HoldDown &&
-		in.TableOff == o.TableOff && slices.Equal(in.PostUp, o.PostUp) && slices.Equal(in.PreDown, o.PreDown)
+		in.TableOff == o.TableOff && in.KillSwitch == o.KillSwitch && slices.Equal(in.PostUp, o.PostUp) && slices.Equal(in.PreDown, o.PreDown)
 }
 
 // Equal reports whether p and q hold the same settings (Name, PublicKey,

@@ -24,7 +24,7 @@ import (
 var (
 	interfaceKeys = []string{"name", "private_key_file", "addresses", "listen", "listen_tcp", "mtu", "state_dir", "fwmark", "table", "log_level",
 		"metrics_listen", "qlog_dir", "keylog_file", "ready_wait", "uplinks", "keepalive",
-		"routes", "route_protocol", "hold_down", "post_up", "pre_down"}
+		"routes", "route_protocol", "hold_down", "post_up", "pre_down", "kill_switch"}
 	peerKeys = []string{"name", "public_key", "allowed_ips", "endpoint", "endpoint_tcp", "tcp_proxy", "multipath", "redundancy", "duplicate", "priority", "keepalive"}
 	topKeys  = []string{"interface", "peer"}
 )
@@ -338,6 +338,13 @@ func (t *table) decodeInterface(in *Interface) {
 	}
 	if d, ok := t.duration("hold_down"); ok {
 		in.HoldDown = d
+	}
+	if v, ok := t.m["kill_switch"]; ok {
+		if b, ok := v.(bool); ok {
+			in.KillSwitch = b
+		} else {
+			t.badType("kill_switch", "true or false", v)
+		}
 	}
 	in.PostUp = t.commands("post_up")
 	in.PreDown = t.commands("pre_down")

@@ -28,6 +28,7 @@
 //	routes = "connected"                       # "always" (default) or "connected": a peer's routes only while it uses this hub
 //	route_protocol = 77                        # 3..255: "proto" of Godwit's routes, for BIRD or FRR; default 77
 //	hold_down = "10s"                          # 0s..10m: a site's preferred hub must be healthy this long to get traffic back; default 10s
+//	kill_switch = true                         # optional, full tunnel only: nothing leaves outside the tunnel, also while the daemon is down
 //	post_up = ["nft -f /etc/godwit/%i.nft"]    # optional: shell commands once the TUN is up (%i: the interface); a failure fails the start
 //	pre_down = "logger godwit %i going down"   # optional: shell commands before the TUN goes on stop
 //

@@ -89,6 +89,9 @@ func (c *Config) MarshalTOML() ([]byte, error) {
 	fmt.Fprintf(&b, "routes = %q\n", in.Routes)
 	fmt.Fprintf(&b, "route_protocol = %d\n", in.RouteProtocol)
 	fmt.Fprintf(&b, "hold_down = %q\n", in.HoldDown.String())
+	if in.KillSwitch {
+		b.WriteString("kill_switch = true\n")
+	}
 	for _, k := range []struct {
 		key  string
 		cmds []string

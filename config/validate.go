@@ -108,6 +108,17 @@ func (c *Config) validate(p *problems) {
 		}
 	}
 	c.validateOverlaps(p, owners)
+	if in.KillSwitch {
+		full := false
+		for _, pr := range c.Peers {
+			for _, pfx := range pr.AllowedIPs {
+				full = full || (pfx.IsValid() && pfx.Bits() == 0)
+			}
+		}
+		if !full {
+			p.addf(in.pos.line("kill_switch"), "kill_switch needs a full tunnel: a peer with 0.0.0.0/0 or ::/0 in allowed_ips (with split routes there is nothing to keep in the tunnel)")
+		}
+	}
 	if !in.pos.bad[""] && in.Listen == "" && !in.pos.bad["listen"] && !dials {
 		p.addf(0, "nothing could ever connect: [interface] has no listen and no peer has an endpoint (set listen on a hub, and endpoint on the peers a site dials)")
 	}

@@ -49,6 +49,8 @@ type daemon struct {
 	failed   chan struct{} // closed when the data path died; fatalErr says why
 	fatalErr error
 	changed  chan struct{} // signalled (cap 1) when a peer connects or disconnects
+	// stopping is set by stop: a clean stop, which lifts the kill switch.
+	stopping atomic.Bool
 	// ifc is the [interface] the daemon started with; a reload never
 	// changes it (interfaceChanged), so it is read without mu.
 	ifc config.Interface
@@ -118,6 +120,14 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 	// policy rules behind (the TUN itself dies with its process).
 	if err := routing.CleanUp(ifc.Name, ifc.Table, ifc.FwMark, 0); err != nil {
 		log.Warn("cleaning up leftovers of an earlier run", "err", err)
+	}
+	// First of all the firewall: with a kill switch nothing may leave in
+	// clear while the tunnel comes up (routing/firewall.go).
+	if err := routing.SetFirewall(firewallConfig(ifc)); err != nil {
+		if ifc.KillSwitch {
+			return nil, fmt.Errorf("kill switch: %w", err)
+		}
+		log.Warn("no firewall rule against packets for the tunnel's addresses from other interfaces (CVE-2019-14899)", "err", err)
 	}
 	d := &daemon{
 		log:     log,
@@ -580,7 +590,13 @@ func (d *daemon) apply(cfg *config.Config) error {
 // goroutines still running are written to stderr, the host's routes and
 // rules are removed as a start-up would, and stop returns an exit status
 // of 1, so that the process still ends.
+// firewallConfig is the nftables table of the [interface] ifc.
+func firewallConfig(ifc *config.Interface) *routing.FirewallConfig {
+	return &routing.FirewallConfig{Interface: ifc.Name, Addrs: ifc.Addresses, KillSwitch: ifc.KillSwitch, FwMark: ifc.FwMark}
+}
+
 func (d *daemon) stop() error {
+	d.stopping.Store(true) // a clean stop lifts the kill switch (teardown)
 	// [interface] never changes on reload: read without d.mu, which a
 	// stuck goroutine may hold (see below).
 	hookErr := runHooks(context.Background(), d.log, "pre_down", d.ifc.PreDown, d.ifc.Name)
@@ -604,6 +620,9 @@ func (d *daemon) stop() error {
 		ifc := d.cfg.Interface // [interface] never changes on reload
 		d.mu.Unlock()
 		if err := routing.CleanUp(ifc.Name, ifc.Table, ifc.FwMark, 0); err != nil {
+			d.log.Error("cleaning up after a stuck shutdown", "err", err)
+		}
+		if err := routing.RemoveFirewall(ifc.Name); err != nil {
 			d.log.Error("cleaning up after a stuck shutdown", "err", err)
 		}
 		return exitError{code: 1}
@@ -646,6 +665,14 @@ func (d *daemon) teardown() error {
 	}
 	if d.rm != nil {
 		if err := d.rm.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The kill switch stays while the daemon is down for any other reason
+	// than a clean stop (a failed start, which systemd restarts); the rest
+	// of the table only matters while the TUN exists.
+	if d.stopping.Load() || !d.ifc.KillSwitch {
+		if err := routing.RemoveFirewall(d.ifc.Name); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -234,6 +234,7 @@ func interfaceChanged(a, b *config.Interface) error {
 		{"uplinks", !slices.Equal(a.Uplinks, b.Uplinks) || a.UplinksAny != b.UplinksAny},
 		{"keepalive", a.KeepAlive != b.KeepAlive},
 		{"hold_down", a.HoldDown != b.HoldDown},
+		{"kill_switch", a.KillSwitch != b.KillSwitch},
 		{"post_up", !slices.Equal(a.PostUp, b.PostUp)},
 		{"pre_down", !slices.Equal(a.PreDown, b.PreDown)},
 	} {
