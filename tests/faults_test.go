@@ -12,6 +12,10 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/godwit-vpn/godwit/config"
+	gwkey "github.com/godwit-vpn/godwit/config/key"
+	"github.com/godwit-vpn/godwit/quicconn"
 )
 
 // faultTable is the hub namespace's nft table for the fault tests: a
@@ -210,4 +214,83 @@ func firstCounter(listing string) string {
 		}
 	}
 	return "counter not found"
+}
+
+// lossy makes the hub's namespace drop pct % of the site's underlay
+// packets, each way, at random.
+func lossy(t *testing.T, tp *topo, s *site, pct int) {
+	t.Helper()
+	su4, _ := underlay(s.i, 2)
+	loadNft(t, tp.hub, tp.lab.Dir+"/loss.nft", fmt.Sprintf(`table inet loss {
+	chain in {
+		type filter hook prerouting priority -350; policy accept;
+		ip saddr %[1]s numgen random mod 100 < %[2]d drop
+	}
+	chain out {
+		type filter hook postrouting priority -350; policy accept;
+		ip daddr %[1]s numgen random mod 100 < %[2]d drop
+	}
+}
+`, su4, pct))
+}
+
+// TestLoss is S17: (a) with 30 % loss each way, 50 QUIC connections to the
+// hub, one after the other (a site's key, from the site's namespace), all
+// come up within 300 s; (b) with 2 % loss,
+// 10 MB of inner TCP arrives intact over one connection.
+func TestLoss(t *testing.T) {
+	t.Run("establish-30pct", func(t *testing.T) {
+		t.Parallel()
+		tp := newTopo(t, 1, false)
+		s := tp.sites[0]
+		tp.start(t, tp.hub, tp.hubConf(fmt.Sprintf("0.0.0.0:%d", port)))
+		lossy(t, tp, s, 30)
+		priv, err := config.ReadPrivateKeyFile(s.k.file)
+		must(t, err)
+		hubKey, err := gwkey.Decode(tp.hubK.pub)
+		must(t, err)
+		var ep *quicconn.Endpoint
+		must(t, s.ns.Do(func() error {
+			ep, err = quicconn.NewEndpoint(quicconn.Config{PrivateKey: priv.Ed25519(), NodeName: "s17", HandshakeTimeout: 20 * time.Second})
+			return err
+		}))
+		defer ep.Close()
+		h4, _ := underlay(s.i, 1)
+		const n = 50
+		start := time.Now()
+		var slowest time.Duration
+		for i := range n {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			t0 := time.Now()
+			c, err := ep.Dial(ctx, netip.AddrPortFrom(h4, port).String(), gwkey.Public(hubKey))
+			cancel()
+			if err != nil {
+				t.Fatalf("connection %d of %d under 30 %% loss: %v", i+1, n, err)
+			}
+			slowest = max(slowest, time.Since(t0))
+			_ = c.Close("next")
+		}
+		total := time.Since(start)
+		if total > 300*time.Second {
+			t.Errorf("%d connections under 30 %% loss took %v, want at most 300 s", n, total)
+		}
+		t.Logf("S17a: %d of %d connections under 30 %% loss each way in %v (slowest %v)", n, n, total.Round(100*time.Millisecond), slowest.Round(time.Millisecond))
+	})
+	t.Run("tcp-2pct", func(t *testing.T) {
+		t.Parallel()
+		tp := newTopo(t, 1, false)
+		hub, sites := tp.up(t, false)
+		s := tp.sites[0]
+		lossy(t, tp, s, 2)
+		ok, took := innerTransfer(t, tp, s, 9017, 10<<20, 0, 120*time.Second)
+		if !ok {
+			t.Errorf("10 MB of inner TCP under 2 %% loss: not received intact")
+		}
+		for _, d := range []interface{ LogLines(...string) []string }{hub, sites[0]} {
+			if n := len(d.LogLines(`msg="peer connected"`)); n != 1 {
+				t.Errorf("%d connections logged, want exactly 1", n)
+			}
+		}
+		t.Logf("S17b: 10 MB of inner TCP under 2 %% loss each way in %v, intact %v", took.Round(100*time.Millisecond), ok)
+	})
 }
