@@ -159,23 +159,23 @@ func TestSyscallFilter(t *testing.T) {
 	hubCfg := writeFile(t, dir, "hub.toml", fmt.Sprintf(`[interface]
 name = "gwpk0"
 private_key_file = %q
-addresses = ["10.77.0.1/24"]
+addresses = ["198.19.0.1/24"]
 listen = "192.0.2.1:4433"
 state_dir = %q
 [[peer]]
 name = "site"
 public_key = %q
-allowed_ips = ["10.77.0.2/32"]
+allowed_ips = ["198.19.0.2/32"]
 `, hubKey.path, filepath.Join(dir, "hubstate"), hubKey.peer(siteKey)))
 	siteCfg := writeFile(t, dir, "site.toml", fmt.Sprintf(`[interface]
 name = "gwpk1"
 private_key_file = %q
-addresses = ["10.77.0.2/24"]
+addresses = ["198.19.0.2/24"]
 state_dir = %q
 [[peer]]
 name = "hub"
 public_key = %q
-allowed_ips = ["10.77.0.0/24"]
+allowed_ips = ["198.19.0.0/24"]
 endpoint = "192.0.2.1:4433"
 `, siteKey.path, filepath.Join(dir, "sitestate"), siteKey.peer(hubKey)))
 
@@ -186,7 +186,7 @@ endpoint = "192.0.2.1:4433"
 	}
 	// Traffic both ways through the tunnel: UDP to a closed port on the
 	// hub's tunnel address comes back as ICMP port unreachable.
-	send := `for i in $(seq 50); do echo godwit > /dev/udp/10.77.0.1/9 || true; done`
+	send := `for i in $(seq 50); do echo godwit > /dev/udp/198.19.0.1/9 || true; done`
 	if out, code := run(t, time.Minute, nil, ip, "netns", "exec", siteNS, "bash", "-c", send); code != 0 {
 		t.Fatalf("sending through the tunnel: exit %d\n%s", code, out)
 	}

@@ -224,8 +224,8 @@ func TestKernelSetAndClose(t *testing.T) {
 	cfg := &Config{
 		Interface: "gw0",
 		MTU:       1380,
-		Addrs:     pfx("10.77.0.1/24", "fd77::1/64"),
-		Routes:    pfx("10.77.0.2/32", "192.0.2.0/24", "2001:db8:1::/48", "0.0.0.0/0", "::/0"),
+		Addrs:     pfx("198.19.0.1/24", "2001:db8:77::1/64"),
+		Routes:    pfx("198.19.0.2/32", "192.0.2.0/24", "2001:db8:1::/48", "0.0.0.0/0", "::/0"),
 	}
 	if err := m.Set(cfg); err != nil {
 		t.Fatalf("Set: %v", err)
@@ -246,18 +246,18 @@ func TestKernelSetAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, a := range v6 {
-		if a.IP.Equal(net.ParseIP("fd77::1")) && (a.Flags&unix.IFA_F_NODAD == 0 || a.Flags&unix.IFA_F_TENTATIVE != 0) {
-			t.Errorf("fd77::1 flags = %#x, want nodad and not tentative", a.Flags)
+		if a.IP.Equal(net.ParseIP("2001:db8:77::1")) && (a.Flags&unix.IFA_F_NODAD == 0 || a.Flags&unix.IFA_F_TENTATIVE != 0) {
+			t.Errorf("2001:db8:77::1 flags = %#x, want nodad and not tentative", a.Flags)
 		}
 	}
 
 	first := snapshot(t, h, DefaultTable)
 	wantLines(t, "after Set", first,
-		"addr 10.77.0.1/24 dev gw0",
-		"addr fd77::1/64 dev gw0",
+		"addr 198.19.0.1/24 dev gw0",
+		"addr 2001:db8:77::1/64 dev gw0",
 		"route 192.0.2.0/24 dev gw0 table main",
 		"route 2001:db8:1::/48 dev gw0 table main",
-		"route 10.77.0.0/24 dev gw0 table main", // connected, from the kernel
+		"route 198.19.0.0/24 dev gw0 table main", // connected, from the kernel
 		"route 0.0.0.0/0 dev gw0 table 18263",
 		"route ::/0 dev gw0 table 18263",
 		"route 0.0.0.0/0 dev up0 table main",
@@ -266,7 +266,7 @@ func TestKernelSetAndClose(t *testing.T) {
 		"rule -6 pref 5300 lookup main suppress_prefixlength 0",
 		"rule -6 pref 5301 not fwmark 0x4757 lookup 18263",
 	)
-	noLines(t, "after Set", first, "route 10.77.0.2/32 dev gw0 table main")
+	noLines(t, "after Set", first, "route 198.19.0.2/32 dev gw0 table main")
 
 	// What the rules are for: unmarked traffic enters the tunnel, the
 	// daemon's marked traffic and the uplink's own subnet do not.
@@ -279,7 +279,7 @@ func TestKernelSetAndClose(t *testing.T) {
 		{"198.51.100.1", DefaultFwMark, "up0"},
 		{"198.18.0.1", 0, "up0"},
 		{"192.0.2.9", DefaultFwMark, "gw0"},
-		{"10.77.0.2", 0, "gw0"},
+		{"198.19.0.2", 0, "gw0"},
 		{"2001:db8:2::1", 0, "gw0"},
 	} {
 		if got := routeVia(t, h, tt.dst, tt.mark); got != tt.want {
@@ -333,7 +333,7 @@ func TestKernelCloseAfterTUN(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	if err := m.Set(&Config{Interface: "gw0", Addrs: pfx("10.77.0.1/24"), Routes: pfx("0.0.0.0/0", "192.0.2.0/24")}); err != nil {
+	if err := m.Set(&Config{Interface: "gw0", Addrs: pfx("198.19.0.1/24"), Routes: pfx("0.0.0.0/0", "192.0.2.0/24")}); err != nil {
 		t.Fatalf("Set: %v", err)
 	}
 	dev.Close()
@@ -367,7 +367,7 @@ func TestKernelCleanUp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	if err := crashed.Set(&Config{Interface: "gw0", Addrs: pfx("10.77.0.1/24", "fd77::1/64"), Routes: pfx("0.0.0.0/0", "::/0", "192.0.2.0/24")}); err != nil {
+	if err := crashed.Set(&Config{Interface: "gw0", Addrs: pfx("198.19.0.1/24", "2001:db8:77::1/64"), Routes: pfx("0.0.0.0/0", "::/0", "192.0.2.0/24")}); err != nil {
 		t.Fatalf("Set: %v", err)
 	}
 	crashed.nl.close() // the crash: nothing removed
@@ -382,7 +382,7 @@ func TestKernelCleanUp(t *testing.T) {
 	}
 	// The rules and table routes are gone although gw0 still exists.
 	st = snapshot(t, h, DefaultTable)
-	wantLines(t, "after CleanUp(gwv0)", st, "addr 10.77.0.1/24 dev gw0", "route 192.0.2.0/24 dev gw0 table main")
+	wantLines(t, "after CleanUp(gwv0)", st, "addr 198.19.0.1/24 dev gw0", "route 192.0.2.0/24 dev gw0 table main")
 	for _, line := range st {
 		if strings.Contains(line, "table 18263") || strings.HasPrefix(line, "rule ") && line != "rule -4 pref 5300 lookup 77" {
 			t.Errorf("after CleanUp(gwv0): leftover %q", line)
@@ -425,14 +425,14 @@ func TestKernelKeepsForeignRoute(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	err = m.Set(&Config{Interface: "gw0", Addrs: pfx("10.77.0.1/24"), Routes: pfx("192.0.2.0/24", "198.51.100.0/24")})
+	err = m.Set(&Config{Interface: "gw0", Addrs: pfx("198.19.0.1/24"), Routes: pfx("192.0.2.0/24", "198.51.100.0/24")})
 	if err == nil || !strings.Contains(err.Error(), "lan0") {
 		t.Errorf("Set with a LAN's prefix = %v, want an error naming lan0", err)
 	}
 	wantLines(t, "after Set", snapshot(t, h, DefaultTable),
 		"route 192.0.2.0/24 dev lan0 table main", "route 198.51.100.0/24 dev gw0 table main")
 	// A second Set is still idempotent for the route it did add.
-	_ = m.Set(&Config{Interface: "gw0", Addrs: pfx("10.77.0.1/24"), Routes: pfx("192.0.2.0/24", "198.51.100.0/24")})
+	_ = m.Set(&Config{Interface: "gw0", Addrs: pfx("198.19.0.1/24"), Routes: pfx("192.0.2.0/24", "198.51.100.0/24")})
 	if err := m.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}

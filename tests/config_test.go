@@ -40,8 +40,8 @@ func TestCheckAndRunBadConfig(t *testing.T) {
 	bin := labtest.Godwit(t)
 	k := genKey(t, l, "node")
 	p := genKey(t, l, "peer")
-	goodFile := nodeConf{name: "good", key: k, addrs: []string{"10.77.0.1/24"}, listen: "127.0.0.1:4433",
-		peers: []peerConf{{name: "a", pub: p.pub, allowed: []string{"10.77.0.2/32"}}}}.write(t, l)
+	goodFile := nodeConf{name: "good", key: k, addrs: []string{"198.19.0.1/24"}, listen: "127.0.0.1:4433",
+		peers: []peerConf{{name: "a", pub: p.pub, allowed: []string{"198.19.0.2/32"}}}}.write(t, l)
 	if out, err := exec.Command(bin, "check", "-c", goodFile).CombinedOutput(); err != nil {
 		t.Fatalf("godwit check on a good config: %v: %s", err, out)
 	}
@@ -50,7 +50,7 @@ func TestCheckAndRunBadConfig(t *testing.T) {
 	bad := fmt.Sprintf(`[interface]
 name = "gw0"
 private_key_file = %q
-addresses = ["10.77.0.1/24"]
+addresses = ["198.19.0.1/24"]
 listen = "127.0.0.1:4433"
 bogus_key = 1
 state_dir = %q
@@ -58,12 +58,12 @@ state_dir = %q
 [[peer]]
 name = "bad name!"
 public_key = %q
-allowed_ips = ["10.77.0.2/32"]
+allowed_ips = ["198.19.0.2/32"]
 
 [[peer]]
 name = "b"
 public_key = "not-a-key"
-allowed_ips = ["10.77.0.3/32"]
+allowed_ips = ["198.19.0.3/32"]
 `, k.file, filepath.Join(l.Dir, "state"), p.pub)
 	badFile := filepath.Join(l.Dir, "bad.toml")
 	must(t, os.WriteFile(badFile, []byte(bad), 0o644))

@@ -26,8 +26,8 @@ import (
 // each builds its own lab.
 
 var (
-	mobHubTun  = netip.MustParseAddr("10.77.0.1")
-	mobSiteTun = netip.MustParseAddr("10.77.0.2")
+	mobHubTun  = netip.MustParseAddr("198.19.0.1")
+	mobSiteTun = netip.MustParseAddr("198.19.0.2")
 )
 
 // mobLab is the mobility lab with both daemons running and connected.
@@ -42,14 +42,14 @@ type mobLab struct {
 func mobConfs(t *testing.T, tp *mobTopo) (hub, site nodeConf) {
 	t.Helper()
 	hk, sk := genKey(t, tp.lab, "mhub"), genKey(t, tp.lab, "msite")
-	hub = nodeConf{name: "mhub", key: hk, addrs: []string{"10.77.0.1/24"}, listen: "0.0.0.0:4433",
-		peers: []peerConf{{name: "site", pub: sk.pub, allowed: []string{"10.77.0.2/32"}}}}
-	site = nodeConf{name: "msite", key: sk, addrs: []string{"10.77.0.2/24"},
+	hub = nodeConf{name: "mhub", key: hk, addrs: []string{"198.19.0.1/24"}, listen: "0.0.0.0:4433",
+		peers: []peerConf{{name: "site", pub: sk.pub, allowed: []string{"198.19.0.2/32"}}}}
+	site = nodeConf{name: "msite", key: sk, addrs: []string{"198.19.0.2/24"},
 		extra: []string{`uplinks = ["wifi0", "cell0"]`},
 		// One connection that moves between the uplinks: what these
 		// tests measure (with two uplinks the default is a connection
 		// per uplink, tests/multipath_test.go).
-		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"10.77.0.1/32"}, endpoint: mobHub.String(),
+		peers: []peerConf{{name: "hub", pub: hk.pub, allowed: []string{"198.19.0.1/32"}, endpoint: mobHub.String(),
 			extra: []string{`multipath = "off"`}}}}
 	return hub, site
 }

@@ -33,8 +33,8 @@ import (
 //	│ godwit (built) ── bind-ro ───────┼─▶│   /usr/bin/godwit                     │
 //	│ packaging/godwit@.service ─ ro ──┼─▶│   /usr/lib/systemd/system/            │
 //	│ /dev/net/tun ── bind ────────────┼─▶│   PID 1 systemd 252, journald, dbus   │
-//	│ nsenter -t <PID 1> -a systemctl  │  │   godwit@gw0: gw0 10.77.0.1/24        │
-//	│ ping, ip, QUIC probe ────────────┼─▶│   fd77::1/64, listens on [::]:4433    │
+//	│ nsenter -t <PID 1> -a systemctl  │  │   godwit@gw0: gw0 198.19.0.1/24        │
+//	│ ping, ip, QUIC probe ────────────┼─▶│   2001:db8:77::1/64, listens on [::]:4433    │
 //	└──────────────────────────────────┘  └───────────────────────────────────────┘
 //
 // The container has no network but its own namespace's loopback; config,
@@ -89,8 +89,8 @@ func TestNspawn(t *testing.T) {
 	keyPEM, err := os.ReadFile(hubKey.file)
 	must(t, err)
 	s1, s2, exit := genKey(t, l, "s1"), genKey(t, l, "s2"), genKey(t, l, "exit")
-	peerS1 := peerConf{name: "s1", pub: s1.pub, allowed: []string{"10.77.0.2/32", "fd77::2/128"}}
-	peerS2 := peerConf{name: "s2", pub: s2.pub, allowed: []string{"10.77.0.3/32", "fd77::3/128", "192.168.30.0/24"}}
+	peerS1 := peerConf{name: "s1", pub: s1.pub, allowed: []string{"198.19.0.2/32", "2001:db8:77::2/128"}}
+	peerS2 := peerConf{name: "s2", pub: s2.pub, allowed: []string{"198.19.0.3/32", "2001:db8:77::3/128", "198.19.30.0/24"}}
 	peerExit := peerConf{name: "exit", pub: exit.pub, allowed: []string{"0.0.0.0/0", "::/0"}}
 	// badConf has peers whose allowed_ips overlap; badLine is the line the
 	// daemon names for it.
@@ -140,7 +140,7 @@ func TestNspawn(t *testing.T) {
 			t.Errorf("systemctl is-active right after start: %q (exit %d), want active", out, code)
 		}
 		got := addrs(t, ns, tunName)
-		for _, want := range []string{"10.77.0.1/24", "fd77::1/64"} {
+		for _, want := range []string{"198.19.0.1/24", "2001:db8:77::1/64"} {
 			if !slices.Contains(got, netip.MustParsePrefix(want)) {
 				t.Errorf("right after start, %s has %v, want %s", tunName, got, want)
 			}
@@ -157,8 +157,8 @@ func TestNspawn(t *testing.T) {
 		must(t, c.writeFile(confPath, []byte(hubTOML(peerS1, peerS2)), 0o600))
 		c.mustSystemctl(t, "reload", "godwit@gw0")
 		c.wantProps(t, map[string]string{"MainPID": pid, "ActiveState": "active", "StatusText": "0/2 peers connected"})
-		if !hasRoute(t, ns, "192.168.30.0/24") {
-			t.Errorf("after a good reload returned, no route to s2's 192.168.30.0/24 through %s: %v", tunName, tunRoutes(t, ns, tunName))
+		if !hasRoute(t, ns, "198.19.30.0/24") {
+			t.Errorf("after a good reload returned, no route to s2's 198.19.30.0/24 through %s: %v", tunName, tunRoutes(t, ns, tunName))
 		}
 
 		must(t, c.writeFile(confPath, []byte(badConf), 0o600))
@@ -175,7 +175,7 @@ func TestNspawn(t *testing.T) {
 		if !strings.Contains(status, badWhere) || !strings.Contains(status, "overlaps") || !strings.Contains(status, "Reload failed") {
 			t.Errorf("systemctl status after a bad reload does not show the reason (%s ... overlaps) and the failed reload:\n%s", badWhere, status)
 		}
-		if !hasRoute(t, ns, "192.168.30.0/24") || !quicAnswers(t, ns, quic) {
+		if !hasRoute(t, ns, "198.19.30.0/24") || !quicAnswers(t, ns, quic) {
 			t.Errorf("after a bad reload the previous config is not running: routes %v", tunRoutes(t, ns, tunName))
 		}
 		must(t, c.writeFile(confPath, []byte(hubTOML(peerS1, peerS2)), 0o600))
@@ -196,7 +196,7 @@ func TestNspawn(t *testing.T) {
 		}
 		c.wantProps(t, map[string]string{"NRestarts": "1", "StatusText": "0/2 peers connected"})
 		c.wantJournal(t, "Main process exited, code=killed, status=9/KILL")
-		if !quicAnswers(t, ns, quic) || !hasRoute(t, ns, "192.168.30.0/24") {
+		if !quicAnswers(t, ns, quic) || !hasRoute(t, ns, "198.19.30.0/24") {
 			t.Errorf("after the restart the hub does not run its config: routes %v", tunRoutes(t, ns, tunName))
 		}
 	})
@@ -213,7 +213,7 @@ func TestNspawn(t *testing.T) {
 		pinged := make(chan struct{})
 		go func() {
 			defer close(pinged)
-			_, _ = ns.Ping(netip.MustParseAddr("10.77.0.99"), 30, 100*time.Millisecond, 100*time.Millisecond)
+			_, _ = ns.Ping(netip.MustParseAddr("198.19.0.99"), 30, 100*time.Millisecond, 100*time.Millisecond)
 		}()
 		defer func() { <-pinged }()
 		labtest.WaitFor(t, 10*time.Second, "STATUS saying the data path wedged", func() bool {
@@ -301,7 +301,7 @@ var nspawnExposureRE = regexp.MustCompile(`Overall exposure level for godwit@gw0
 // StateDirectory).
 func hubTOML(peers ...peerConf) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[interface]\nname = %q\nprivate_key_file = \"/etc/godwit/gw0.key\"\naddresses = [\"10.77.0.1/24\", \"fd77::1/64\"]\nlisten = \"[::]:4433\"\n", tunName)
+	fmt.Fprintf(&b, "[interface]\nname = %q\nprivate_key_file = \"/etc/godwit/gw0.key\"\naddresses = [\"198.19.0.1/24\", \"2001:db8:77::1/64\"]\nlisten = \"[::]:4433\"\n", tunName)
 	for _, p := range peers {
 		fmt.Fprintf(&b, "\n[[peer]]\nname = %q\npublic_key = %q\nallowed_ips = %s\n", p.name, p.pub, quote(p.allowed))
 	}

@@ -151,8 +151,8 @@ func TestSpoofedSource(t *testing.T) {
 	tp := newTopo(t, 1, false)
 	s := tp.sites[0]
 	nftCounters(t, tp.lab, s.ns, map[string]string{
-		"spoof4": `oifname "gw0" ip saddr { 10.77.0.99, 192.0.2.77 } udp dport 9100`,
-		"spoof6": `oifname "gw0" ip6 saddr { fd77::99, 2001:db8:ff::77 } udp dport 9100`,
+		"spoof4": `oifname "gw0" ip saddr { 198.19.0.99, 192.0.2.77 } udp dport 9100`,
+		"spoof6": `oifname "gw0" ip6 saddr { 2001:db8:77::99, 2001:db8:ff::77 } udp dport 9100`,
 	})
 	tp.up(t, false)
 	h4, h6 := tunAddrs(0)
@@ -164,8 +164,8 @@ func TestSpoofedSource(t *testing.T) {
 		spoofs  []netip.Addr
 		counter string
 	}{
-		{"v4", h4, s4, []netip.Addr{netip.MustParseAddr("10.77.0.99"), netip.MustParseAddr("192.0.2.77")}, "spoof4"},
-		{"v6", h6, s6, []netip.Addr{netip.MustParseAddr("fd77::99"), netip.MustParseAddr("2001:db8:ff::77")}, "spoof6"},
+		{"v4", h4, s4, []netip.Addr{netip.MustParseAddr("198.19.0.99"), netip.MustParseAddr("192.0.2.77")}, "spoof4"},
+		{"v6", h6, s6, []netip.Addr{netip.MustParseAddr("2001:db8:77::99"), netip.MustParseAddr("2001:db8:ff::77")}, "spoof6"},
 	} {
 		t.Run(fam.name, func(t *testing.T) {
 			dst := netip.AddrPortFrom(fam.dst, 9100)

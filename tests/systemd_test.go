@@ -412,7 +412,7 @@ func TestSystemdWatchdogWedge(t *testing.T) {
 				done := make(chan struct{})
 				go func() {
 					defer close(done)
-					_, _ = tt.ns.Ping(netip.AddrFrom4([4]byte{10, 77, 0, 99}), 40, 100*time.Millisecond, 100*time.Millisecond)
+					_, _ = tt.ns.Ping(netip.AddrFrom4([4]byte{198, 19, 0, 99}), 40, 100*time.Millisecond, 100*time.Millisecond)
 				}()
 				t.Cleanup(func() { <-done })
 			}

@@ -22,7 +22,7 @@ import (
 //	site (fbsite)                router (fbrtr, nft inet tcpfb)               hub (fbhub)
 //	up0 198.51.100.2/24 ─── s0r 198.51.100.1/24
 //	                              h0r 203.0.113.1/24 ─── up0 203.0.113.2/24
-//	gw0 10.77.0.2/24                                     gw0 10.77.0.1/24
+//	gw0 198.19.0.2/24                                     gw0 198.19.0.1/24
 //	                                                     listen 0.0.0.0:4433 (UDP)
 //	                                                     listen_tcp 0.0.0.0:443
 //
@@ -34,8 +34,8 @@ import (
 
 var (
 	fbHub     = netip.MustParseAddr("203.0.113.2")
-	fbHubTun  = netip.MustParseAddr("10.77.0.1")
-	fbSiteTun = netip.MustParseAddr("10.77.0.2")
+	fbHubTun  = netip.MustParseAddr("198.19.0.1")
+	fbSiteTun = netip.MustParseAddr("198.19.0.2")
 )
 
 const fbTCPPort = 443
@@ -86,10 +86,10 @@ func newFallbackLab(t *testing.T) *fbLab {
 	loadNft(t, fl.router, fl.nftFile, fbRuleset)
 
 	fl.hubK, fl.siteK = genKey(t, l, "fbhub"), genKey(t, l, "fbsite")
-	fl.hubConf = nodeConf{name: "fbhub", key: fl.hubK, addrs: []string{"10.77.0.1/24"}, listen: "0.0.0.0:4433",
+	fl.hubConf = nodeConf{name: "fbhub", key: fl.hubK, addrs: []string{"198.19.0.1/24"}, listen: "0.0.0.0:4433",
 		extra: []string{fmt.Sprintf("listen_tcp = \"0.0.0.0:%d\"", fbTCPPort)},
 		peers: []peerConf{{name: "site", pub: fl.siteK.pub, allowed: prefixes(fbSiteTun)}}}
-	fl.siteConf = nodeConf{name: "fbsite", key: fl.siteK, addrs: []string{"10.77.0.2/24"}, extra: []string{`ready_wait = "0s"`},
+	fl.siteConf = nodeConf{name: "fbsite", key: fl.siteK, addrs: []string{"198.19.0.2/24"}, extra: []string{`ready_wait = "0s"`},
 		peers: []peerConf{{name: "hub", pub: fl.hubK.pub, allowed: prefixes(fbHubTun),
 			endpoint: netip.AddrPortFrom(fbHub, port).String(),
 			extra:    []string{fmt.Sprintf("endpoint_tcp = %q", netip.AddrPortFrom(fbHub, fbTCPPort))}}}}

@@ -22,10 +22,10 @@ import (
 // router on a link of its own:
 //
 //	site2 (fbsite2) up0 192.0.2.2/24 ─── s2r 192.0.2.1/24 (router)
-//	gw0 10.77.0.3/24
+//	gw0 198.19.0.3/24
 //
 // and attacks the hub's listen_tcp from the router's namespace.
-var fbSite2Tun = netip.MustParseAddr("10.77.0.3")
+var fbSite2Tun = netip.MustParseAddr("198.19.0.3")
 
 const (
 	floodMute     = 1000             // connections that never send a byte
@@ -123,7 +123,7 @@ func TestTCPListenerFlood(t *testing.T) {
 	site2K := genKey(t, fl.lab, "fbsite2")
 	fl.hubConf.peers = append(fl.hubConf.peers, peerConf{name: "site2", pub: site2K.pub, allowed: prefixes(fbSite2Tun)})
 	site2Conf := fl.siteConf
-	site2Conf.name, site2Conf.key, site2Conf.addrs = "fbsite2", site2K, []string{"10.77.0.3/24"}
+	site2Conf.name, site2Conf.key, site2Conf.addrs = "fbsite2", site2K, []string{"198.19.0.3/24"}
 
 	ping := fl.startOnTCP(t)
 	pid := fl.hubD.Cmd.Process.Pid

@@ -30,9 +30,11 @@ type site struct {
 
 func (s *site) name() string { return fmt.Sprintf("s%d", s.i) }
 
-// tunAddrs returns the tunnel addresses of the hub (i == 0) or site i.
+// tunAddrs returns the tunnel addresses of the hub (i == 0) or site i:
+// 198.19.0.1 and 2001:db8:77::1, ... (the test ranges of TESTING.md, as
+// every address in these tests).
 func tunAddrs(i int) (v4, v6 netip.Addr) {
-	return netip.AddrFrom4([4]byte{10, 77, 0, byte(i + 1)}), netip.MustParseAddr(fmt.Sprintf("fd77::%d", i+1))
+	return netip.AddrFrom4([4]byte{198, 19, 0, byte(i + 1)}), netip.MustParseAddr(fmt.Sprintf("2001:db8:77::%d", i+1))
 }
 
 // underlay returns the hub's (end 1) or the site's (end 2) underlay
@@ -42,10 +44,10 @@ func underlay(i, end int) (v4, v6 netip.Addr) {
 }
 
 // lanNet returns the LAN prefixes behind the hub (i == 0) or site i:
-// 192.168.10.0/24 and fd10::/64, 192.168.20.0/24 and fd20::/64, ...
+// 198.19.10.0/24 and 2001:db8:f10::/64, 198.19.20.0/24 and 2001:db8:f20::/64, ...
 func lanNet(i int) (v4, v6 netip.Prefix) {
 	n := 10 * (i + 1)
-	return netip.MustParsePrefix(fmt.Sprintf("192.168.%d.0/24", n)), netip.MustParsePrefix(fmt.Sprintf("fd%d::/64", n))
+	return netip.MustParsePrefix(fmt.Sprintf("198.19.%d.0/24", n)), netip.MustParsePrefix(fmt.Sprintf("2001:db8:f%d::/64", n))
 }
 
 // lanHost returns the addresses of the host in the LAN behind node i.

@@ -20,10 +20,10 @@ import (
 
 // The 0-RTT tests use the mobility lab with its relay (50 ms each way, so
 // a round trip through the tunnel's underlay costs 100 ms): a site and a
-// hub, tunnel addresses 10.77.0.2 and 10.77.0.1.
+// hub, tunnel addresses 198.19.0.2 and 198.19.0.1.
 var (
-	zrHubTun  = netip.MustParseAddr("10.77.0.1")
-	zrSiteTun = netip.MustParseAddr("10.77.0.2")
+	zrHubTun  = netip.MustParseAddr("198.19.0.1")
+	zrSiteTun = netip.MustParseAddr("198.19.0.2")
 	zrEcho    = netip.AddrPortFrom(zrHubTun, 7777)
 )
 
@@ -40,8 +40,8 @@ func newZRLab(t *testing.T) *zrLab {
 	tp := newMobilityTopo(t, mobOpts{delay: 50 * time.Millisecond})
 	z := &zrLab{mobTopo: tp, hubK: genKey(t, tp.lab, "hub"), siteK: genKey(t, tp.lab, "site")}
 	z.stateDir = filepath.Join(tp.lab.Dir, "site-state")
-	hc := nodeConf{name: "hub", key: z.hubK, listen: mobHub.String(), addrs: []string{"10.77.0.1/24"},
-		peers: []peerConf{{name: "site", pub: z.siteK.pub, allowed: []string{"10.77.0.2/32"}}}}
+	hc := nodeConf{name: "hub", key: z.hubK, listen: mobHub.String(), addrs: []string{"198.19.0.1/24"},
+		peers: []peerConf{{name: "site", pub: z.siteK.pub, allowed: []string{"198.19.0.2/32"}}}}
 	z.hub = labtest.StartDaemon(t, tp.hub, "hub", hc.write(t, tp.lab))
 	z.hub.WaitLog(t, labtest.ConnectWithin, "quicconn: listening")
 	return z
@@ -50,8 +50,8 @@ func newZRLab(t *testing.T) *zrLab {
 // siteConfig writes the site's config; it dials the hub at ep.
 func (z *zrLab) siteConfig(t *testing.T, ep netip.AddrPort) string {
 	t.Helper()
-	c := nodeConf{name: "site", key: z.siteK, addrs: []string{"10.77.0.2/24"},
-		peers: []peerConf{{name: "hub", pub: z.hubK.pub, allowed: []string{"10.77.0.1/32"}, endpoint: ep.String()}}}
+	c := nodeConf{name: "site", key: z.siteK, addrs: []string{"198.19.0.2/24"},
+		peers: []peerConf{{name: "hub", pub: z.hubK.pub, allowed: []string{"198.19.0.1/32"}, endpoint: ep.String()}}}
 	return c.write(t, z.lab)
 }
 

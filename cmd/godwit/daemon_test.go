@@ -27,12 +27,12 @@ import (
 func attachDaemon(t *testing.T, srv *quicconn.Conn) (*daemon, *tunnel.Tunnel, *tuntest.Channel) {
 	t.Helper()
 	dev := tuntest.NewChannel(1)
-	tn, err := tunnel.New(dev, tunnel.Config{MTU: 1300, Addresses: []netip.Prefix{netip.MustParsePrefix("10.77.0.1/24")}})
+	tn, err := tunnel.New(dev, tunnel.Config{MTU: 1300, Addresses: []netip.Prefix{netip.MustParsePrefix("198.19.0.1/24")}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := srv.PeerKey()
-	allowed := []netip.Prefix{netip.MustParsePrefix("10.77.0.2/32")}
+	allowed := []netip.Prefix{netip.MustParsePrefix("198.19.0.2/32")}
 	if err := tn.SetPeers([]tunnel.PeerConfig{{ID: id, Name: "site", AllowedIPs: allowed}}); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestAttachLifecycle(t *testing.T) {
 	if _, got := d.status(); got != 1 {
 		t.Fatalf("connected after attach = %d, want 1", got)
 	}
-	pkt := tuntest.Ping(netip.MustParseAddr("10.77.0.1"), netip.MustParseAddr("10.77.0.2"), 1, 1, 32)
+	pkt := tuntest.Ping(netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("198.19.0.2"), 1, 1, 32)
 	dev.ToTunnel <- bytes.Clone(pkt)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -125,11 +125,11 @@ func fallbackSite(t *testing.T) (d *daemon, hubEP *quicconn.Endpoint, gate *udpG
 		t.Fatal(err)
 	}
 	dev := tuntest.NewChannel(1)
-	tn, err := tunnel.New(dev, tunnel.Config{MTU: 1300, Addresses: []netip.Prefix{netip.MustParsePrefix("10.77.0.2/24")}})
+	tn, err := tunnel.New(dev, tunnel.Config{MTU: 1300, Addresses: []netip.Prefix{netip.MustParsePrefix("198.19.0.2/24")}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := []netip.Prefix{netip.MustParsePrefix("10.77.0.1/32")}
+	allowed := []netip.Prefix{netip.MustParsePrefix("198.19.0.1/32")}
 	if err := tn.SetPeers([]tunnel.PeerConfig{{ID: id, Name: "hub", AllowedIPs: allowed}}); err != nil {
 		t.Fatal(err)
 	}

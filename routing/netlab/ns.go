@@ -144,7 +144,7 @@ func open[T any](n *NS, f func() (T, error)) (T, error) {
 	return c, err
 }
 
-// ListenTCP listens on addr (for example "10.77.0.1:8000") inside the
+// ListenTCP listens on addr (for example "198.19.0.1:8000") inside the
 // namespace.
 func (n *NS) ListenTCP(addr string) (net.Listener, error) {
 	return open(n, func() (net.Listener, error) { return net.Listen("tcp", addr) })
