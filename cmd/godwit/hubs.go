@@ -43,10 +43,8 @@ const (
 // hub changed, so the preference loop looks at once.
 func (d *daemon) carryingChanged(key.Public, bool) { d.preferencesChanged() }
 
-// sendPreference makes the preference loop look at hub id's connections
-// (one joined, or finished its hello).
-func (d *daemon) sendPreference(key.Public) { d.preferencesChanged() }
-
+// preferencesChanged makes the preference loop look at once (the carrier
+// changed, or a hub's connection joined or finished its hello).
 func (d *daemon) preferencesChanged() {
 	select {
 	case d.prefDirty <- struct{}{}:
@@ -56,8 +54,8 @@ func (d *daemon) preferencesChanged() {
 
 // preferenceLoop keeps what each ranked hub was told equal to what the
 // tunnel does: on every change, and every preferenceRecheck anyway, it
-// sends each connection of a ranked hub whose last message differs the
-// current state. A hub that starts carrying is told at once; one that
+// sends each connection of a ranked hub whose last message differs from
+// the current state. A hub that starts carrying is told at once; one that
 // stopped, once it has not carried for releaseDelay. Comparing with what
 // was sent, rather than passing changes on, means that no interleaving of
 // changes, dials and hellos can leave a hub with a stale answer (two

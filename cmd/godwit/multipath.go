@@ -170,7 +170,7 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 	}
 	if dialer && !early {
 		// The state may have changed since the hello was written.
-		d.sendPreference(id)
+		d.preferencesChanged()
 	}
 	d.notifyChanged()
 	if early {
@@ -188,7 +188,7 @@ func (d *daemon) attachPath(c *quicconn.Conn) {
 			_ = d.tn.AttachPath(id, c, opts)
 			d.tn.PathsChanged(id) // its rank changed (pathHealth)
 			d.fallbackUpdate(id)  // an early connection counts as usable UDP once its hello is done
-			d.sendPreference(id)
+			d.preferencesChanged()
 			if quiet {
 				connected()
 			}
