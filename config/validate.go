@@ -87,6 +87,8 @@ func (c *Config) validate(p *problems) {
 				p.addf(line, "%s has an invalid prefix in allowed_ips", label)
 			case pfx != pfx.Masked():
 				p.addf(line, "%s allowed_ips entry %s has host bits set (did you mean %s?)", label, pfx, pfx.Masked())
+			case pfx.Addr().Is4In6():
+				p.addf(line, "%s allowed_ips entry %s is an IPv4-mapped IPv6 prefix, which the tunnel cannot route: %s", label, pfx, mappedFix(pfx))
 			case seen[pfx]:
 				p.addf(line, "%s lists allowed_ips %s twice", label, pfx)
 			default:
@@ -138,6 +140,10 @@ func (c *Config) validateInterface(p *problems) {
 	for _, a := range in.Addresses {
 		if !a.IsValid() {
 			p.addf(in.pos.line("addresses"), "[interface] has an invalid prefix in addresses")
+			continue
+		}
+		if a.Addr().Is4In6() {
+			p.addf(in.pos.line("addresses"), "address %s is an IPv4-mapped IPv6 address, which cannot be set on the interface: %s", a, mappedFix(a))
 			continue
 		}
 		if a.Addr().Is6() && !a.Addr().Is4In6() && !v6.IsValid() {
@@ -430,6 +436,14 @@ func (c *Config) validateMultipath(p *problems, i int, label string) {
 	if len(pr.Duplicate) > 0 {
 		p.addf(line, "%s duplicate needs at least two uplinks, but %s", label, why)
 	}
+}
+
+// mappedFix says how to write the IPv4-mapped prefix pfx.
+func mappedFix(pfx netip.Prefix) string {
+	if pfx.Bits() >= 96 {
+		return fmt.Sprintf("write the IPv4 prefix %s", netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96))
+	}
+	return "write it as an IPv4 prefix, or as an IPv6 prefix outside ::ffff:0:0/96"
 }
 
 // owned is one allowed-IPs prefix and the peer it belongs to.
