@@ -205,9 +205,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		log.Info("writing a qlog file per QUIC connection", "dir", qcfg.QlogDir)
 	}
 	if path := cmp.Or(ifc.KeylogFile, os.Getenv("SSLKEYLOGFILE")); path != "" {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		f, err := openKeylog(path)
 		if err != nil {
-			return nil, fmt.Errorf("key log file: %w", err)
+			return nil, err
 		}
 		d.keylog = f
 		qcfg.KeyLogWriter = f
