@@ -26,6 +26,9 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// From here on a signal stops the daemon in order (ctx): it may have
+	// touched the host.
+	signalsHandled.Store(true)
 	log := newLogger(cfg.Interface.LogLevel)
 
 	wedge, err := wedgeFromEnv() // test hook, see testhooks.go
@@ -45,6 +48,9 @@ func cmdRun(ctx context.Context, args []string) error {
 		log.Error("start failed", "err", err)
 		if errors.Is(err, errInterfaceInUse) {
 			return exitError{code: 1, msg: "godwit run: " + err.Error()}
+		}
+		if errors.Is(err, errKeylog) {
+			return exitError{code: exitConfig, msg: "godwit run: " + err.Error()}
 		}
 		return exitError{code: 1}
 	}
