@@ -149,7 +149,7 @@ func unconnectedPeers(d *daemon) []string {
 	defer d.mu.Unlock()
 	var names []string
 	for _, ps := range d.peers {
-		if ps.current() == nil {
+		if !ps.connected() {
 			names = append(names, ps.cfg.Name)
 		}
 	}
