@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -95,6 +96,11 @@ func cmdRun(ctx context.Context, args []string) error {
 		n.reloading()
 		log.Info("reloading", "file", path)
 		err := d.reload(path)
+		// The parse of the file (up to config.MaxFileSize) is garbage
+		// now: give it back to the system at once rather than keep a
+		// reload's peak as the daemon's size until the scavenger gets
+		// to it. Reloads are rare; this costs one GC.
+		debug.FreeOSMemory()
 		status, _ := d.status()
 		switch {
 		case errors.Is(err, errRoutesIncomplete):
