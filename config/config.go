@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -486,7 +487,7 @@ func readFile(path string) ([]byte, error) {
 	// Refuse a FIFO before opening it: opening one blocks. The descriptor
 	// is checked again below.
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%v): give the path of a TOML file", path, fi.Mode().Type())
+		return nil, fmt.Errorf("%s is not a regular file (%s): give the path of a TOML file", path, fileKind(fi.Mode()))
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -498,7 +499,7 @@ func readFile(path string) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%v): give the path of a TOML file", path, fi.Mode().Type())
+		return nil, fmt.Errorf("%s is not a regular file (%s): give the path of a TOML file", path, fileKind(fi.Mode()))
 	}
 	tooBig := func(n int64) error {
 		return fmt.Errorf("%s is %d bytes, over the limit of %d bytes (4 MiB) for a config file", path, n, MaxFileSize)
@@ -514,4 +515,23 @@ func readFile(path string) ([]byte, error) {
 		return nil, tooBig(int64(len(data)))
 	}
 	return data, nil
+}
+
+// fileKind names the type of a file that is not a regular file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeDir != 0:
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "mode " + m.Type().String()
 }

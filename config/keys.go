@@ -36,7 +36,7 @@ func readPrivateKeyFile(path string) (key.Private, error) {
 	// Refuse a FIFO before opening it: opening one blocks until a writer
 	// comes. The descriptor is checked again below.
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return key.Private{}, fmt.Errorf("private key file %s is not a regular file (%v)", path, fi.Mode().Type())
+		return key.Private{}, fmt.Errorf("private key file %s is not a regular file (%s)", path, fileKind(fi.Mode()))
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -51,7 +51,7 @@ func readPrivateKeyFile(path string) (key.Private, error) {
 		return key.Private{}, fmt.Errorf("private key file %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return key.Private{}, fmt.Errorf("private key file %s is not a regular file (%v)", path, fi.Mode().Type())
+		return key.Private{}, fmt.Errorf("private key file %s is not a regular file (%s)", path, fileKind(fi.Mode()))
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return key.Private{}, fmt.Errorf("private key file %s has mode %04o; it must not be accessible by group or others (chmod 600 %s)", path, perm, path)
