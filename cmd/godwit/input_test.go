@@ -93,3 +93,37 @@ func TestSignalBeforeDaemon(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckKeyTrust runs `godwit check` and `godwit run` on a config whose
+// key lies in a directory anyone may write to (scenario S10): both exit
+// 78 at once, naming the file and the problem; run touches nothing.
+func TestCheckKeyTrust(t *testing.T) {
+	labtest.Godwit(t) // built before the clock starts
+	dir := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "gw0.key")
+	if err := os.WriteFile(keyFile, []byte("iLkSW8jHbDGt52sE4ruhLJCCbvbsxbVUKJHrpzI3lNY=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "gw0.toml")
+	text := "[interface]\nprivate_key_file = \"" + keyFile + "\"\naddresses = [\"198.18.0.1/24\"]\nlisten = \":4433\"\n"
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"check", "run"} {
+		start := time.Now()
+		code, stderr := runGodwit(t, nil, nil, 0, cmd, "-c", cfg)
+		want := "private key file " + keyFile + " is in directory " + dir + " with mode 0777"
+		if code != exitConfig || !strings.Contains(stderr, want) {
+			t.Errorf("godwit %s = exit %d, %q; want exit %d with %q", cmd, code, stderr, exitConfig, want)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("godwit %s took %v, want < 1 s", cmd, d)
+		}
+	}
+}
