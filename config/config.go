@@ -5,6 +5,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -442,13 +444,18 @@ func parse(name string, data []byte) (*Config, *problems) {
 	return c, p
 }
 
-// Load reads the configuration file at path, parses it like Parse, then reads
+// MaxFileSize is the largest config file Load reads: a hub with 10,000
+// peers needs about 1.5 MB.
+const MaxFileSize = 4 << 20
+
+// Load reads the configuration file at path, which must be a regular file of
+// at most MaxFileSize bytes, parses it like Parse, then reads
 // the private key from Interface.PrivateKeyFile (see [ReadPrivateKeyFile] for
 // the checks) and checks that no peer has this node's own public key. The
 // private key file is read even when the config has other problems, so that
 // one run reports everything. Load only reads files.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -477,4 +484,60 @@ func (c *Config) loadKey(p *problems) {
 			p.addf(pr.pos.line("public_key"), "peer %q has this node's own public key (the key in %s): a node cannot be its own peer", pr.Name, in.PrivateKeyFile)
 		}
 	}
+}
+
+// readFile reads the config file at path. It refuses at once what is not a
+// regular file (a FIFO would block until a writer comes, /dev/zero never
+// ends) and a file over MaxFileSize, before reading it whole.
+func readFile(path string) ([]byte, error) {
+	// Refuse a FIFO before opening it: opening one blocks. The descriptor
+	// is checked again below.
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s): give the path of a TOML file", path, fileKind(fi.Mode()))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s): give the path of a TOML file", path, fileKind(fi.Mode()))
+	}
+	tooBig := func(n int64) error {
+		return fmt.Errorf("%s is %d bytes, over the limit of %d bytes (4 MiB) for a config file", path, n, MaxFileSize)
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, tooBig(fi.Size())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize { // grew since the Stat
+		return nil, tooBig(int64(len(data)))
+	}
+	return data, nil
+}
+
+// fileKind names the type of a file that is not a regular file.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeDir != 0:
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "mode " + m.Type().String()
 }

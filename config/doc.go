@@ -10,7 +10,7 @@
 //
 //	[interface]
 //	name = "gw0"                               # TUN device; default "gw0"
-//	private_key_file = "/etc/godwit/gw0.key"   # required, absolute; mode 0600 (see ReadPrivateKeyFile)
+//	private_key_file = "/etc/godwit/gw0.key"   # required, absolute; 0600, trusted owner and directories (see ReadPrivateKeyFile)
 //	addresses = ["10.77.0.1/24", "fd77::1/64"] # required: prefixes on the TUN, host bits kept
 //	listen = "[::]:4433"                       # optional: accept peers here; host empty or an IP
 //	listen_tcp = "[::]:443"                    # optional, needs listen: also accept peers over TLS on TCP

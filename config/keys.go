@@ -17,9 +17,10 @@ import (
 const maxKeyFileSize = 4096
 
 // ReadPrivateKeyFile reads a private key written by `godwit genkey`. It
-// follows symbolic links and refuses a target that is not a regular file or
-// whose mode gives group or others any access, naming the file, its mode and
-// the fix. The file is checked through the open descriptor, so what is
+// follows symbolic links and refuses a target that is not a regular file,
+// whose mode gives group or others any access, that is owned by another user
+// than this process's or root, or that lies in a directory that another user
+// could write to (see dirProblem), naming the file, the problem and the fix. The file is checked through the open descriptor, so what is
 // checked is what is read.
 func ReadPrivateKeyFile(path string) (key.Private, error) {
 	k, err := readPrivateKeyFile(path)
@@ -35,7 +36,7 @@ func readPrivateKeyFile(path string) (key.Private, error) {
 	// Refuse a FIFO before opening it: opening one blocks until a writer
 	// comes. The descriptor is checked again below.
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return key.Private{}, fmt.Errorf("private key file %s is not a regular file (%v)", path, fi.Mode().Type())
+		return key.Private{}, fmt.Errorf("private key file %s is not a regular file (%s)", path, fileKind(fi.Mode()))
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -50,10 +51,16 @@ func readPrivateKeyFile(path string) (key.Private, error) {
 		return key.Private{}, fmt.Errorf("private key file %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return key.Private{}, fmt.Errorf("private key file %s is not a regular file (%v)", path, fi.Mode().Type())
+		return key.Private{}, fmt.Errorf("private key file %s is not a regular file (%s)", path, fileKind(fi.Mode()))
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return key.Private{}, fmt.Errorf("private key file %s has mode %04o; it must not be accessible by group or others (chmod 600 %s)", path, perm, path)
+	}
+	if why := ownerProblem(path, fi); why != "" {
+		return key.Private{}, errors.New(why)
+	}
+	if why := dirProblem(path); why != "" {
+		return key.Private{}, errors.New(why)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
 	if err != nil {

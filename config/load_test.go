@@ -73,3 +73,14 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("Load with a missing key file = %v, want errors.Is fs.ErrNotExist", err)
 	}
 }
+
+// TestLoadTooBig refuses a file over MaxFileSize before parsing it, and
+// says what the limit is.
+func TestLoadTooBig(t *testing.T) {
+	_, dir := newKeyDir(t)
+	path := writeFile(t, dir, "big.toml", "# "+strings.Repeat("x", MaxFileSize)+"\n", 0o644)
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), "over the limit of 4194304 bytes (4 MiB) for a config file") || !strings.Contains(err.Error(), path) {
+		t.Errorf("Load(%d-byte file) = %v, want the size limit named", MaxFileSize+3, err)
+	}
+}

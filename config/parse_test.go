@@ -361,6 +361,14 @@ allowed_ips = [
   "10.1.0.0/16",
 ]
 `), []problem{{14, `peer "b" allowed_ips 10.1.0.0/16 overlaps 10.1.2.0/24 of peer "a" (line 9)`}}},
+	{"IPv4-mapped allowed_ips", head + expand(`
+[[peer]]
+name = "a"
+public_key = "KEYA"
+allowed_ips = ["::ffff:198.18.0.0/112"]
+`), []problem{{9, `peer "a" allowed_ips entry ::ffff:198.18.0.0/112 is an IPv4-mapped IPv6 prefix, which the tunnel cannot route: write the IPv4 prefix 198.18.0.0/16`}}},
+	{"IPv4-mapped address", strings.Replace(head, `addresses = ["10.77.0.1/24"]`, `addresses = ["10.77.0.1/24", "::ffff:198.18.1.1/120"]`, 1) + peerA,
+		[]problem{{3, `address ::ffff:198.18.1.1/120 is an IPv4-mapped IPv6 address, which cannot be set on the interface: write the IPv4 prefix 198.18.1.1/24`}}},
 	{"allowed_ips overlap with default route", head + expand(`
 [[peer]]
 name = "a"

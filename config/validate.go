@@ -3,12 +3,15 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -84,6 +87,8 @@ func (c *Config) validate(p *problems) {
 				p.addf(line, "%s has an invalid prefix in allowed_ips", label)
 			case pfx != pfx.Masked():
 				p.addf(line, "%s allowed_ips entry %s has host bits set (did you mean %s?)", label, pfx, pfx.Masked())
+			case pfx.Addr().Is4In6():
+				p.addf(line, "%s allowed_ips entry %s is an IPv4-mapped IPv6 prefix, which the tunnel cannot route: %s", label, pfx, mappedFix(pfx))
 			case seen[pfx]:
 				p.addf(line, "%s lists allowed_ips %s twice", label, pfx)
 			default:
@@ -146,6 +151,10 @@ func (c *Config) validateInterface(p *problems) {
 	for _, a := range in.Addresses {
 		if !a.IsValid() {
 			p.addf(in.pos.line("addresses"), "[interface] has an invalid prefix in addresses")
+			continue
+		}
+		if a.Addr().Is4In6() {
+			p.addf(in.pos.line("addresses"), "address %s is an IPv4-mapped IPv6 address, which cannot be set on the interface: %s", a, mappedFix(a))
 			continue
 		}
 		if a.Addr().Is6() && !a.Addr().Is4In6() && !v6.IsValid() {
@@ -440,6 +449,14 @@ func (c *Config) validateMultipath(p *problems, i int, label string) {
 	}
 }
 
+// mappedFix says how to write the IPv4-mapped prefix pfx.
+func mappedFix(pfx netip.Prefix) string {
+	if pfx.Bits() >= 96 {
+		return fmt.Sprintf("write the IPv4 prefix %s", netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96))
+	}
+	return "write it as an IPv4 prefix, or as an IPv6 prefix outside ::ffff:0:0/96"
+}
+
 // owned is one allowed-IPs prefix and the peer it belongs to.
 type owned struct {
 	pfx  netip.Prefix
@@ -447,30 +464,236 @@ type owned struct {
 	line int
 }
 
-// validateOverlaps reports every pair of prefixes of different peers that
-// overlap, at the later one, unless both peers have a priority and the
-// priorities differ (a site's hubs that share prefixes).
+// maxOverlapReports is how many allowed_ips overlaps validateOverlaps
+// reports one by one; the rest are counted in one more problem, so that a
+// file of 10,000 peers that all share a prefix gives 21 lines, not one per
+// pair (50 million).
+const maxOverlapReports = 20
+
+// validateOverlaps reports each prefix (in file order) that overlaps a
+// prefix of another peer that comes before it in the file, once, naming
+// the first such prefix, unless both peers have a priority and the
+// priorities differ (a site's hubs that share prefixes). The first
+// maxOverlapReports are reported; the rest are counted.
+//
+// Two prefixes overlap when one contains the other, so the prefixes that
+// overlap a prefix are the ones that contain it and the ones it contains.
+// findOverlaps sorts the prefixes and sweeps them once with a stack of the
+// enclosing ones: O(n log n) time and O(n) memory for n prefixes, however
+// many pairs overlap.
 func (c *Config) validateOverlaps(p *problems, owners []owned) {
-	for j, b := range owners {
-		for _, a := range owners[:j] {
-			if a.peer == b.peer || !a.pfx.Overlaps(b.pfx) {
-				continue
+	// A peer whose priority is bad is reported as such and left out.
+	var ok []owned
+	for _, o := range owners {
+		if !c.Peers[o.peer].pos.bad["priority"] {
+			ok = append(ok, o)
+		}
+	}
+	first := findOverlaps(ok, func(i int) int {
+		if pr := &c.Peers[ok[i].peer]; pr.HasPriority {
+			return pr.Priority
+		}
+		return -1
+	})
+	reported := 0
+	for j, i := range first {
+		if i < 0 {
+			continue
+		}
+		a, b := ok[i], ok[j]
+		if reported == maxOverlapReports {
+			more := 0
+			for _, i := range first[j:] {
+				if i >= 0 {
+					more++
+				}
 			}
-			pa, pb := &c.Peers[a.peer], &c.Peers[b.peer]
-			if pa.pos.bad["priority"] || pb.pos.bad["priority"] {
-				continue // reported as such
+			p.addf(b.line, "and %d more allowed_ips that overlap those of another peer, from this line on (only the first %d are shown)", more, maxOverlapReports)
+			return
+		}
+		reported++
+		pa, pb := &c.Peers[a.peer], &c.Peers[b.peer]
+		la, lb := peerLabel(a.peer, pa), peerLabel(b.peer, pb)
+		if !pa.HasPriority || !pb.HasPriority {
+			p.addf(b.line, "%s allowed_ips %s overlaps %s of %s (line %d); peers may share allowed_ips only when each sets priority (lower is preferred)",
+				lb, b.pfx, a.pfx, la, a.line)
+		} else {
+			p.addf(pb.pos.line("priority"), "%s allowed_ips %s overlaps %s of %s (line %d) and both have priority %d: give them different priorities (lower is preferred)",
+				lb, b.pfx, a.pfx, la, a.line, pa.Priority)
+		}
+	}
+}
+
+// findOverlaps returns, for each of the prefixes os (valid and masked),
+// the index of the first prefix before it in os that overlaps it, belongs
+// to another peer and conflicts with it, or -1 for none. Two prefixes
+// conflict unless both peers have a priority (prio(i) >= 0) and the
+// priorities differ.
+func findOverlaps(os []owned, prio func(i int) int) []int {
+	// Sort into groups of equal prefixes, each group after the groups that
+	// contain it: by family, then address, then shorter first. The prefixes
+	// that contain a group's are then the groups on the sweep's stack, and
+	// the ones it contains follow it.
+	order := make([]int, len(os))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(i, j int) int {
+		a, b := os[i].pfx, os[j].pfx
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Bits(), b.Bits()); c != 0 {
+			return c
+		}
+		return cmp.Compare(i, j)
+	})
+	type group struct {
+		pfx    netip.Prefix
+		lo, hi int       // its members: order[lo:hi]
+		own    conflicts // of its members
+		inside conflicts // of the members of the groups it contains
+		parent int       // index in groups of the nearest group containing it, or -1
+	}
+	var groups []group
+	var stack []int // indexes in groups, each containing the next
+	for k := 0; k < len(order); {
+		pfx := os[order[k]].pfx
+		g := group{pfx: pfx, lo: k, parent: -1}
+		for ; k < len(order) && os[order[k]].pfx == pfx; k++ {
+			g.own.add(order[k], os[order[k]].peer, prio(order[k]))
+		}
+		g.hi = k
+		for len(stack) > 0 && !groups[stack[len(stack)-1]].pfx.Overlaps(pfx) {
+			stack = stack[:len(stack)-1]
+		}
+		if len(stack) > 0 {
+			g.parent = stack[len(stack)-1]
+		}
+		stack = append(stack, len(groups))
+		groups = append(groups, g)
+	}
+	// Fold each group into its parent's inside, innermost first: a group
+	// comes after its parent, so going backwards sees it first.
+	for gi := len(groups) - 1; gi >= 0; gi-- {
+		if pi := groups[gi].parent; pi >= 0 {
+			groups[pi].inside.merge(&groups[gi].own)
+			groups[pi].inside.merge(&groups[gi].inside)
+		}
+	}
+	first := make([]int, len(os))
+	for gi := range groups {
+		g := &groups[gi]
+		for _, i := range order[g.lo:g.hi] {
+			peer, pr := os[i].peer, prio(i)
+			best := min(g.own.first(peer, pr), g.inside.first(peer, pr))
+			for a := g.parent; a >= 0; a = groups[a].parent {
+				best = min(best, groups[a].own.first(peer, pr))
 			}
-			la, lb := peerLabel(a.peer, pa), peerLabel(b.peer, pb)
-			switch {
-			case !pa.HasPriority || !pb.HasPriority:
-				p.addf(b.line, "%s allowed_ips %s overlaps %s of %s (line %d); peers may share allowed_ips only when each sets priority (lower is preferred)",
-					lb, b.pfx, a.pfx, la, a.line)
-			case pa.Priority == pb.Priority:
-				p.addf(pb.pos.line("priority"), "%s allowed_ips %s overlaps %s of %s (line %d) and both have priority %d: give them different priorities (lower is preferred)",
-					lb, b.pfx, a.pfx, la, a.line, pa.Priority)
+			first[i] = -1
+			if best < i {
+				first[i] = best
 			}
 		}
 	}
+	return first
+}
+
+// conflicts summarises a set of prefixes for findOverlaps: for each class
+// (any, no priority, each priority) the first two members of distinct
+// peers, which is all it takes to find the first member of another peer.
+type conflicts struct {
+	any, noPrio firstTwo
+	byPrio      map[int]*firstTwo // or nil
+}
+
+// firstTwo is the first member of a set and the first member of another
+// peer, by index; -1 for none.
+type firstTwo struct {
+	set               bool
+	i, peer, j, peerJ int
+}
+
+func (f *firstTwo) add(i, peer int) {
+	switch {
+	case !f.set:
+		*f = firstTwo{set: true, i: i, peer: peer, j: -1, peerJ: -1}
+	case i < f.i && peer == f.peer:
+		f.i = i
+	case i < f.i:
+		f.j, f.peerJ = f.i, f.peer
+		f.i, f.peer = i, peer
+	case peer != f.peer && (f.j < 0 || i < f.j):
+		f.j, f.peerJ = i, peer
+	}
+}
+
+func (f *firstTwo) merge(o *firstTwo) {
+	if o.set {
+		f.add(o.i, o.peer)
+		if o.j >= 0 {
+			f.add(o.j, o.peerJ)
+		}
+	}
+}
+
+// first returns the first member of another peer than peer, or MaxInt.
+func (f *firstTwo) first(peer int) int {
+	switch {
+	case !f.set:
+		return math.MaxInt
+	case f.peer != peer:
+		return f.i
+	case f.j >= 0:
+		return f.j
+	}
+	return math.MaxInt
+}
+
+func (c *conflicts) add(i, peer, prio int) {
+	c.any.add(i, peer)
+	if prio < 0 {
+		c.noPrio.add(i, peer)
+		return
+	}
+	if c.byPrio == nil {
+		c.byPrio = make(map[int]*firstTwo)
+	}
+	f := c.byPrio[prio]
+	if f == nil {
+		f = new(firstTwo)
+		c.byPrio[prio] = f
+	}
+	f.add(i, peer)
+}
+
+func (c *conflicts) merge(o *conflicts) {
+	c.any.merge(&o.any)
+	c.noPrio.merge(&o.noPrio)
+	for prio, f := range o.byPrio {
+		if c.byPrio == nil {
+			c.byPrio = make(map[int]*firstTwo)
+		}
+		g := c.byPrio[prio]
+		if g == nil {
+			g = new(firstTwo)
+			c.byPrio[prio] = g
+		}
+		g.merge(f)
+	}
+}
+
+// first returns the first member that conflicts with a prefix of peer
+// with priority prio (-1 for none), or MaxInt.
+func (c *conflicts) first(peer, prio int) int {
+	if prio < 0 {
+		return c.any.first(peer)
+	}
+	best := c.noPrio.first(peer)
+	if f := c.byPrio[prio]; f != nil {
+		best = min(best, f.first(peer))
+	}
+	return best
 }
 
 // validatePriority checks the priority of peer i: only on a peer this

@@ -33,6 +33,13 @@ import (
 // received on the new one (logged when that datagram arrives, or without
 // an outage when the new connection ends first).
 //
+// A connection handed out before its handshake completed (0-RTT, see
+// [Endpoint.Dial]) that ends before its hello exchange completed counts
+// as a failed attempt, not as a connection: the peer refused the
+// handshake (a revoked key with a ticket from before) or never answered,
+// and the loop backs off as after any failed dial instead of redialing
+// every RedialMin.
+//
 // A connection ended with [Conn.Abandon] is redialed at once as well. With
 // Mobility.PickUplink, every attempt dials on the uplink it names; while it
 // reports none usable the loop waits (logged once) for
@@ -188,6 +195,13 @@ type firstDatagrammer interface {
 	firstDatagram() <-chan struct{}
 }
 
+// helloer is implemented by *Conn: its channel is closed once the hello
+// exchange completed, at once for a Conn that Dial handed out after it.
+// Fakes in tests may leave it out (then every conn counts as complete).
+type helloer interface {
+	HelloDone() <-chan struct{}
+}
+
 // zeroRTTer is implemented by *Conn, for the redial log line.
 type zeroRTTer interface {
 	zeroRTTString() string
@@ -261,7 +275,13 @@ func dialLoop[C liveConn](ctx context.Context, log *slog.Logger, b backoff, rs *
 			}
 			continue
 		}
-		failures, waiting = 0, false
+		waiting = false
+		var helloed <-chan struct{} // nil once the hello exchange completed
+		if h, ok := any(c).(helloer); ok && !isClosed(h.HelloDone()) {
+			helloed = h.HelloDone()
+		} else {
+			failures = 0
+		}
 		up(c)
 		redial := !died.IsZero()
 		var first <-chan struct{} // nil (never ready) when not measurable
@@ -283,7 +303,24 @@ func dialLoop[C liveConn](ctx context.Context, log *slog.Logger, b backoff, rs *
 				rs.lastOutage.Store(int64(outage))
 				log.Info("quicconn: redialed", "reason", reason, "outage", outage.Round(time.Millisecond), "zero_rtt", zeroRTTOf(c))
 				redial = false
+			case <-helloed:
+				helloed = nil
+				failures = 0
 			case <-c.Done():
+				a, gone := any(c).(abandoner)
+				gone = gone && a.abandoned()
+				if helloed != nil && !isClosed(helloed) && !gone {
+					// Handed out early, and refused or unanswered: a
+					// failed attempt, backed off as one. (An abandoned
+					// conn is redialed at once below, as always.)
+					failures++
+					d := b.delay(failures, rand.Float64)
+					log.Info("quicconn: dial failed", "attempt", failures, "retry_in", d.Round(time.Millisecond), "err", c.Err(), "zero_rtt", zeroRTTOf(c))
+					if !sleep(ctx, d) {
+						return
+					}
+					break wait
+				}
 				if redial {
 					log.Info("quicconn: redialed, but the connection ended before any datagram", "reason", reason, "zero_rtt", zeroRTTOf(c))
 				}
@@ -295,7 +332,7 @@ func dialLoop[C liveConn](ctx context.Context, log *slog.Logger, b backoff, rs *
 				if reason == "stateless reset" {
 					lastReset = died
 				}
-				if a, ok := any(c).(abandoner); ok && a.abandoned() {
+				if gone {
 					d = 0 // its path is gone: the mobility policy wants a new one now
 				}
 				log.Info("quicconn: connection ended, redialing", "reason", reason, "err", c.Err(), "retry_in", d.Round(time.Millisecond))

@@ -330,3 +330,93 @@ func TestDialLoopUplinks(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// earlyConn is a fakeConn handed out before its hello exchange completed
+// (a 0-RTT dial); hello closes helloed.
+type earlyConn struct {
+	*fakeConn
+	helloed chan struct{}
+}
+
+func (e earlyConn) HelloDone() <-chan struct{} { return e.helloed }
+
+// TestDialLoopEarlyRefused: a peer that refuses every handshake while the
+// dialer holds a 0-RTT ticket makes every dial "succeed" early and the
+// conn die before its hello. The loop must back off as after failed dials
+// (up to the cap), not redial every RedialMin; a conn whose hello
+// completes resets the backoff.
+func TestDialLoopEarlyRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := backoff{min: 250 * time.Millisecond, max: 4 * time.Second}
+		h := &logRecorder{}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var (
+			mu       sync.Mutex // guards the following fields.
+			attempts []time.Time
+			conns    []earlyConn
+		)
+		dial := func(context.Context) (earlyConn, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts = append(attempts, time.Now())
+			c := earlyConn{newFakeConn(), make(chan struct{})}
+			conns = append(conns, c)
+			return c, nil
+		}
+		refuse := true // the peer refuses: each conn dies 50 ms after up
+		up := func(c earlyConn) {
+			if refuse {
+				time.AfterFunc(50*time.Millisecond, c.kill)
+			} else {
+				close(c.helloed)
+			}
+		}
+		go dialLoop(ctx, slog.New(h), b, nil, nil, dial, up)
+
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		mu.Lock()
+		n := len(attempts)
+		var gaps []time.Duration
+		for i := 1; i < n; i++ {
+			gaps = append(gaps, attempts[i].Sub(attempts[i-1]))
+		}
+		mu.Unlock()
+		// 0.25, 0.5, 1, 2, then 4 s (+-50 %, capped): about 11 in 30 s;
+		// every RedialMin would be about 100.
+		if n > 16 {
+			t.Errorf("%d dials in 30 s with every handshake refused, want at most 16 (backoff to %v); gaps %v", n, b.max, gaps)
+		}
+		if last := gaps[len(gaps)-1]; last < b.max/2 {
+			t.Errorf("last gap %v, want the backoff near its cap %v; gaps %v", last, b.max, gaps)
+		}
+		if got := h.count("quicconn: dial failed"); got < n-1 {
+			t.Errorf("%d \"dial failed\" lines for %d refused early conns", got, n)
+		}
+
+		// The peer accepts again: the next conn completes its hello and
+		// stays; when it dies, the redial waits only about RedialMin.
+		mu.Lock()
+		refuse = false
+		mu.Unlock()
+		time.Sleep(b.max + time.Second)
+		synctest.Wait()
+		mu.Lock()
+		live := conns[len(conns)-1]
+		n = len(attempts)
+		mu.Unlock()
+		died := time.Now()
+		live.kill()
+		time.Sleep(b.max)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(attempts) != n+1 {
+			t.Fatalf("%d dials after the live conn died, want 1", len(attempts)-n)
+		}
+		if gap := attempts[n].Sub(died); gap > b.min*3/2 {
+			t.Errorf("redial after a conn that completed its hello waited %v, want about %v (backoff reset)", gap, b.min)
+		}
+	})
+}

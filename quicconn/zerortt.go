@@ -308,8 +308,26 @@ func (e *Endpoint) dialEarly(qc *quic.Conn, peer key.Public, pinned bool) (*Conn
 	return c, nil
 }
 
-func (e *Endpoint) finishDialed(c *Conn, st *quic.Stream, sent bool) error {
+func (e *Endpoint) finishDialed(c *Conn, st *quic.Stream, sent bool) (err error) {
 	qc := c.qc
+	defer func() {
+		if err == nil || e.ctx.Err() != nil {
+			return
+		}
+		// The dial failed after all: keep it as the peer's latest dial
+		// error (godwit show), as a failed Dial is.
+		e.dialErrs.Store(c.id.key, dialError{err: err.Error(), at: time.Now()})
+		var te *quic.TransportError
+		if cause := context.Cause(qc.Context()); errors.As(cause, &te) && te.Remote && te.ErrorCode.IsCryptoError() {
+			// The peer refused the handshake (a TLS alert: our key is
+			// no longer authorized). crypto/tls keeps the ticket, since
+			// its own handshake had completed, and every redial would
+			// try it in 0-RTT again; forget it, so the next dial is a
+			// plain one that fails in Dial.
+			e.sessions.Put(state.ServerName(c.id.key), nil)
+			c.log.Debug("quicconn: forgot the session ticket of a peer that refused the handshake")
+		}
+	}()
 	ctx, done, err := e.awaitHandshake(qc)
 	defer done()
 	if err != nil {

@@ -113,6 +113,18 @@ func (p *peer) receivePacket(ph *path, d []byte) {
 	if sequenced && !p.firstCopy(ph, num) {
 		return
 	}
+	// The tunnel is a router hop between the peer's network and ours
+	// (scenario S6 of TESTING.md): a packet that arrives with a TTL or
+	// hop limit of 1 (or 0) may go no further, and everything else goes
+	// on with one less. It is checked here, on the receiving side, so
+	// that a peer cannot loop packets through us or reach past us with
+	// TTL 1, whatever its own daemon does. WireGuard passes packets
+	// through unchanged, like a link; see decrementTTL.
+	if !ttlLeft(d) {
+		p.stats.ttlExpired.Add(1)
+		p.t.sendTimeExceeded(p, d)
+		return
+	}
 	// The datagram is already a fresh slice the receiver owns, but it has
 	// no headroom: wgtun writes a virtio-net header in front of every
 	// packet and may coalesce packets into a buffer's spare capacity, so
@@ -120,6 +132,7 @@ func (p *peer) receivePacket(ph *path, d []byte) {
 	// is the price of that headroom.
 	buf := getBuf()
 	copy(buf[packetOffset:], d)
+	decrementTTL(buf[packetOffset : packetOffset+n])
 	pkt := packet{buf: buf, n: n}
 	select {
 	case p.t.inbound <- pkt:

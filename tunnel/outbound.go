@@ -114,9 +114,10 @@ func (t *Tunnel) routeBatch(bufs [][]byte, sizes []int) {
 		// conn, or a conn that takes nothing): its packets are dropped
 		// (tail drop, counted) without waiting until its sender has
 		// caught up, so that it holds up the other peers once, not for
-		// every packet. readTUN is the only sender on p.out, so the
-		// length check makes the copy only for a packet that may be
-		// queued.
+		// every packet. readTUN is the only sender on p.out but for
+		// the rare, rate-limited ICMP time exceeded (sendTimeExceeded,
+		// which never waits), so the length check makes the copy only
+		// for a packet that may be queued.
 		if len(p.out) == cap(p.out) && p.stalled.Load() {
 			p.stats.queueFull.Add(1)
 			continue
@@ -243,5 +244,41 @@ func (t *Tunnel) sendICMP(orig []byte, kind icmpKind, mtu int, bucket *tokenBuck
 	default:
 		putBuf(buf)
 		t.stats.tunQueueFull.Add(1)
+	}
+}
+
+// sendTimeExceeded sends to peer p, within the rate limit, an ICMP time
+// exceeded about orig, a packet p sent whose TTL or hop limit ran out here
+// (see receivePacket): the answer a router gives, so that traceroute
+// through the tunnel shows this hop. It goes on p's queue without
+// waiting; when the queue is full it is dropped (counted as queue_full).
+// It does not allocate in steady state.
+func (t *Tunnel) sendTimeExceeded(p *peer, orig []byte) {
+	if noICMPAbout(orig) {
+		return
+	}
+	if !t.timeExceededLimit.allow(time.Now()) {
+		t.icmpLimited.Add(1)
+		return
+	}
+	src := t.src6
+	if orig[0]>>4 == 4 {
+		src = t.src4
+	}
+	if !src.IsValid() {
+		return // no address of that family to answer from
+	}
+	ob := t.getOutBuf()
+	n := buildICMP(ob.b[packetOffset:], orig, icmpTimeExceeded, 0, src)
+	if n == 0 {
+		t.putOutBuf(ob)
+		return
+	}
+	select {
+	case p.out <- outPacket{buf: ob, n: n}:
+		t.icmpSent.Add(1)
+	default:
+		t.putOutBuf(ob)
+		p.stats.queueFull.Add(1)
 	}
 }

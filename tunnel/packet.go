@@ -165,8 +165,9 @@ func noICMPAbout(b []byte) bool {
 type icmpKind uint8
 
 const (
-	icmpUnreachable icmpKind = iota // no route: host / address unreachable
-	icmpTooBig                      // fragmentation needed / packet too big
+	icmpUnreachable  icmpKind = iota // no route: host / address unreachable
+	icmpTooBig                       // fragmentation needed / packet too big
+	icmpTimeExceeded                 // TTL / hop limit exceeded in transit
 )
 
 // buildICMP writes into out an ICMP (orig IPv4) or ICMPv6 (orig IPv6) error
@@ -187,11 +188,14 @@ func buildICMP(out, orig []byte, kind icmpKind, mtu int, src netip.Addr) int {
 	}
 	if orig[0]>>4 == 4 {
 		var typ, code byte = 3, 1 // destination unreachable, host unreachable
-		if kind == icmpTooBig {
+		switch kind {
+		case icmpTooBig:
 			if mtu < 68 {
 				return 0
 			}
 			code = 4 // fragmentation needed and DF set
+		case icmpTimeExceeded:
+			typ, code = 11, 0 // time exceeded, TTL exceeded in transit
 		}
 		quote := min(len(orig), icmpv4MaxLen-ipv4HeaderLen-icmpHeaderLen)
 		n := ipv4HeaderLen + icmpHeaderLen + quote
@@ -216,11 +220,14 @@ func buildICMP(out, orig []byte, kind icmpKind, mtu int, src netip.Addr) int {
 		return n
 	}
 	var typ, code byte = 1, 3 // destination unreachable, address unreachable
-	if kind == icmpTooBig {
+	switch kind {
+	case icmpTooBig:
 		if mtu < 1280 {
 			return 0
 		}
 		typ, code = 2, 0
+	case icmpTimeExceeded:
+		typ, code = 3, 0 // time exceeded, hop limit exceeded in transit
 	}
 	quote := min(len(orig), icmpv6MaxLen-ipv6HeaderLen-icmpHeaderLen)
 	mlen := icmpHeaderLen + quote
@@ -253,4 +260,32 @@ func pseudoHeaderSum6(h []byte, n int) uint32 {
 		sum += uint32(binary.BigEndian.Uint16(h[i:]))
 	}
 	return sum + protoICMPv6 + uint32(n>>16) + uint32(n&0xffff)
+}
+
+// ttlLeft reports whether the packet b (accepted by checkPacket) may be
+// forwarded by one more hop: its IPv4 TTL or IPv6 hop limit is above 1.
+func ttlLeft(b []byte) bool {
+	if b[0]>>4 == 4 {
+		return b[8] > 1
+	}
+	return b[7] > 1
+}
+
+// decrementTTL takes one off the IPv4 TTL (updating the header checksum
+// incrementally, RFC 1624) or the IPv6 hop limit of the packet b, which
+// ttlLeft accepted, as a router does when it forwards (RFC 1812 5.3.1,
+// RFC 8200 3). It does not allocate.
+func decrementTTL(b []byte) {
+	if b[0]>>4 != 4 {
+		b[7]--
+		return
+	}
+	b[8]--
+	// HC' = ~(~HC + ~m + m') with m the old and m' the new 16-bit word
+	// holding the TTL (the high byte of bytes 8-9): m' = m - 0x100.
+	sum := uint32(^binary.BigEndian.Uint16(b[10:12])) + 0xffff - 0x0100
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	binary.BigEndian.PutUint16(b[10:12], ^uint16(sum))
 }

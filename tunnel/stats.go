@@ -36,10 +36,13 @@ import (
 //   - SeqTooOld ("seq_too_old"): a sequenced datagram whose number is
 //     behind the duplicate window (replayed, forged, or a copy far later
 //     than the first).
+//   - TTLExpired ("ttl_expired"): an IPv4 TTL or IPv6 hop limit of 0 or
+//     1, which the tunnel, a router hop, may not forward; an ICMP time
+//     exceeded goes back to the peer (rate-limited).
 type Drops struct {
 	NoRoute, QueueFull, TooBig, SendError, OutMalformed uint64
 	BadSource, InMalformed, UnknownFormat, TUNQueueFull uint64
-	SeqTooOld                                           uint64
+	SeqTooOld, TTLExpired                               uint64
 }
 
 // All yields each reason's direction-qualified name ("outbound/no_route",
@@ -55,7 +58,8 @@ func (d Drops) All() iter.Seq2[string, uint64] {
 			yield("inbound/malformed", d.InMalformed) &&
 			yield("inbound/unknown_format", d.UnknownFormat) &&
 			yield("inbound/tun_queue_full", d.TUNQueueFull) &&
-			yield("inbound/seq_too_old", d.SeqTooOld)
+			yield("inbound/seq_too_old", d.SeqTooOld) &&
+			yield("inbound/ttl_expired", d.TTLExpired)
 	}
 }
 
@@ -79,6 +83,7 @@ func (d *Drops) add(o Drops) {
 	d.UnknownFormat += o.UnknownFormat
 	d.TUNQueueFull += o.TUNQueueFull
 	d.SeqTooOld += o.SeqTooOld
+	d.TTLExpired += o.TTLExpired
 }
 
 // Counters are traffic and drop counts. Rx is inbound (received from a
@@ -145,6 +150,7 @@ type counters struct {
 	noRoute, queueFull, tooBig, sendError, outMalformed atomic.Uint64
 	badSource, inMalformed, unknownFormat, tunQueueFull atomic.Uint64
 	seqTooOld, dupDiscarded, seqResets, pathsRefused    atomic.Uint64
+	ttlExpired                                          atomic.Uint64
 
 	// lastRx and lastTx hold coarse-clock readings (Unix nanoseconds, 0
 	// for never); see stamp.
@@ -185,6 +191,7 @@ func (c *counters) snapshot() Counters {
 			UnknownFormat: c.unknownFormat.Load(),
 			TUNQueueFull:  c.tunQueueFull.Load(),
 			SeqTooOld:     c.seqTooOld.Load(),
+			TTLExpired:    c.ttlExpired.Load(),
 		},
 		Duplicates:   c.dupDiscarded.Load(),
 		SeqResets:    c.seqResets.Load(),

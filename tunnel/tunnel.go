@@ -175,9 +175,10 @@ type Tunnel struct {
 	carryChanged    chan struct{} // cap 1: a peer's carrying state changed
 	hubFailovers    atomic.Uint64 // changes of a shared prefix's carrier
 
-	unreachableLimit *tokenBucket
-	tooBigLimit      *tokenBucket
-	logLimit         *tokenBucket // for rate-limited debug logs of errors
+	unreachableLimit  *tokenBucket
+	tooBigLimit       *tokenBucket
+	timeExceededLimit *tokenBucket // ICMP time exceeded, to peers
+	logLimit          *tokenBucket // for rate-limited debug logs of errors
 
 	wg sync.WaitGroup // every goroutine the tunnel started
 
@@ -225,21 +226,22 @@ func New(dev tun.Device, cfg Config) (*Tunnel, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	t := &Tunnel{
-		dev:              dev,
-		log:              log,
-		batch:            batch,
-		mtu:              mtu,
-		queueLen:         qlen,
-		outWait:          cmp.Or(cfg.outWait, outboundWait),
-		inWait:           cmp.Or(cfg.inWait, inboundWait),
-		inbound:          make(chan packet, inboundQueueLen),
-		unreachableLimit: newTokenBucket(unreachableRate, unreachableBurst),
-		tooBigLimit:      newTokenBucket(tooBigRate, tooBigBurst),
-		logLimit:         newTokenBucket(1, 5),
-		peers:            make(map[key.Public]*peer),
-		holdDown:         cfg.HoldDown,
-		carryingChanged:  cfg.CarryingChanged,
-		carryChanged:     make(chan struct{}, 1),
+		dev:               dev,
+		log:               log,
+		batch:             batch,
+		mtu:               mtu,
+		queueLen:          qlen,
+		outWait:           cmp.Or(cfg.outWait, outboundWait),
+		inWait:            cmp.Or(cfg.inWait, inboundWait),
+		inbound:           make(chan packet, inboundQueueLen),
+		unreachableLimit:  newTokenBucket(unreachableRate, unreachableBurst),
+		tooBigLimit:       newTokenBucket(tooBigRate, tooBigBurst),
+		timeExceededLimit: newTokenBucket(unreachableRate, unreachableBurst),
+		logLimit:          newTokenBucket(1, 5),
+		peers:             make(map[key.Public]*peer),
+		holdDown:          cfg.HoldDown,
+		carryingChanged:   cfg.CarryingChanged,
+		carryChanged:      make(chan struct{}, 1),
 	}
 	for _, p := range cfg.Addresses {
 		a := p.Addr().Unmap()

@@ -165,9 +165,19 @@ func attach(t *testing.T, tu *Tunnel, id key.Public, c DatagramConn) {
 	}
 }
 
-// expectPacket waits for the next packet on ch and compares it with want.
+// forwarded returns a copy of pkt as the tunnel forwards it: one hop less
+// in its TTL or hop limit (see decrementTTL).
+func forwarded(pkt []byte) []byte {
+	b := bytes.Clone(pkt)
+	decrementTTL(b)
+	return b
+}
+
+// expectPacket waits for the next packet on ch, a TUN's FromTunnel, and
+// compares it with want as the tunnel forwards it (forwarded).
 func expectPacket(t *testing.T, ch <-chan []byte, want []byte) {
 	t.Helper()
+	want = forwarded(want)
 	select {
 	case got := <-ch:
 		if !bytes.Equal(got, want) {
@@ -324,7 +334,8 @@ func TestHubForwardsBetweenSpokes(t *testing.T) {
 		{devB, devA, tuntest.Ping(hostB6, hostA6, 7, 2, 100)},
 	} {
 		tt.from.ToTunnel <- bytes.Clone(tt.pkt)
-		expectPacket(t, tt.to.FromTunnel, tt.pkt)
+		// Two router hops: the hub's tunnel and the spoke's.
+		expectPacket(t, tt.to.FromTunnel, forwarded(tt.pkt))
 	}
 	statsEventually(t, hub, "2 rx and 2 tx per spoke", func(s Stats) bool {
 		return s.Peers[idA].RxPackets == 2 && s.Peers[idA].TxPackets == 2 && s.Peers[idB].RxPackets == 2 && s.Peers[idB].TxPackets == 2

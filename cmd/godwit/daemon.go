@@ -215,9 +215,9 @@ func startDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *
 		log.Info("writing a qlog file per QUIC connection", "dir", qcfg.QlogDir)
 	}
 	if path := cmp.Or(ifc.KeylogFile, os.Getenv("SSLKEYLOGFILE")); path != "" {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		f, err := openKeylog(path)
 		if err != nil {
-			return nil, fmt.Errorf("key log file: %w", err)
+			return nil, err
 		}
 		d.keylog = f
 		qcfg.KeyLogWriter = f
@@ -436,7 +436,27 @@ func (d *daemon) attach(c *quicconn.Conn) {
 		// the accept loop.
 		d.wg.Go(func() { _ = old.Close("replaced by a newer connection") })
 	}
-	d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "transport", c.Transport())
+	// A connection handed out in 0-RTT carries datagrams at once, but the
+	// peer is connected only once the hello exchange completed: until
+	// then the handshake may still be refused (a revoked key with an
+	// old ticket), and neither the log nor systemd's READY and STATUS
+	// (status counts only such connections) may say "connected".
+	connected := func() {
+		d.log.Info("peer connected", "peer", name, "remote", c.RemoteAddr(), "local", c.LocalAddr(), "uplink", c.Uplink(), "transport", c.Transport())
+	}
+	early := !helloDone(c)
+	if !early {
+		connected()
+	} else {
+		d.wg.Go(func() {
+			select {
+			case <-c.HelloDone():
+				connected()
+				d.notifyChanged()
+			case <-c.Done():
+			}
+		})
+	}
 	d.notifyChanged()
 	if d.mob != nil && ps.cfg.Endpoint != "" {
 		d.mob.Add(c, name) // probes its standby paths; only a dialer can move
@@ -452,7 +472,11 @@ func (d *daemon) attach(c *quicconn.Conn) {
 		if d.mob != nil {
 			d.mob.Remove(c)
 		}
-		d.log.Info("peer disconnected", "peer", name, "reason", c.Err())
+		if early && !helloDone(c) {
+			d.log.Debug("0-RTT connection ended before its hello exchange", "peer", name, "reason", c.Err())
+		} else {
+			d.log.Info("peer disconnected", "peer", name, "reason", c.Err())
+		}
 		d.notifyChanged()
 	})
 }
@@ -482,7 +506,7 @@ func (d *daemon) status() (line string, connected int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, ps := range d.peers {
-		if ps.current() != nil {
+		if ps.connected() {
 			connected++
 		}
 	}

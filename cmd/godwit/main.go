@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -36,7 +37,7 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyContext()
 	defer stop()
 	err := dispatch(ctx, os.Args[1], os.Args[2:])
 	var ee exitError
@@ -55,6 +56,50 @@ func main() {
 	}
 }
 
+// signalsHandled is set once the command watches its context: until
+// then SIGINT and SIGTERM end the process at once (see notifyContext).
+var signalsHandled atomic.Bool
+
+// notifyContext returns a context that SIGINT or SIGTERM cancels, like
+// signal.NotifyContext, installed before anything else runs. Until a
+// command says it watches the context (signalsHandled), which `run` does
+// only once its config is loaded, a signal ends the process at once with
+// 128+signal, as the default action would: a `check` stuck on a slow file
+// or a `run` that has not started its daemon must not ignore Ctrl-C.
+func notifyContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if !signalsHandled.Load() {
+					n := 0
+					if sn, ok := s.(syscall.Signal); ok {
+						n = int(sn)
+					}
+					fmt.Fprintf(os.Stderr, "godwit: %v\n", s)
+					os.Exit(128 + n)
+				}
+				cancel()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		select {
+		case <-done:
+		default:
+			close(done)
+		}
+		cancel()
+	}
+}
+
 func dispatch(ctx context.Context, cmd string, args []string) error {
 	switch cmd {
 	case "run":
@@ -62,14 +107,17 @@ func dispatch(ctx context.Context, cmd string, args []string) error {
 	case "check":
 		return cmdCheck(args)
 	case "show":
+		signalsHandled.Store(true)
 		return cmdShow(ctx, args)
 	case "reload":
+		signalsHandled.Store(true)
 		return cmdReload(ctx, args)
 	case "genkey":
 		return cmdGenkey(args)
 	case "pubkey":
 		return cmdPubkey(args)
 	case "demo":
+		signalsHandled.Store(true)
 		return cmdDemo(ctx, args)
 	case "version", "--version", "-v":
 		fmt.Println("godwit", version)

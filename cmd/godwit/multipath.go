@@ -395,6 +395,18 @@ func (ps *peerState) current() *quicconn.Conn {
 	return cur
 }
 
+// connected reports whether ps has a connection whose hello exchange
+// completed: a 0-RTT connection whose handshake may still be refused
+// does not count (status, READY).
+func (ps *peerState) connected() bool {
+	for c := range ps.allConns() {
+		if helloDone(c) {
+			return true
+		}
+	}
+	return false
+}
+
 // allConns yields ps's single connection and every connection of its set.
 func (ps *peerState) allConns() iter.Seq[*quicconn.Conn] {
 	return func(yield func(*quicconn.Conn) bool) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -26,6 +27,9 @@ func cmdRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// From here on a signal stops the daemon in order (ctx): it may have
+	// touched the host.
+	signalsHandled.Store(true)
 	log := newLogger(cfg.Interface.LogLevel)
 
 	wedge, err := wedgeFromEnv() // test hook, see testhooks.go
@@ -45,6 +49,9 @@ func cmdRun(ctx context.Context, args []string) error {
 		log.Error("start failed", "err", err)
 		if errors.Is(err, errInterfaceInUse) {
 			return exitError{code: 1, msg: "godwit run: " + err.Error()}
+		}
+		if errors.Is(err, errKeylog) {
+			return exitError{code: exitConfig, msg: "godwit run: " + err.Error()}
 		}
 		return exitError{code: 1}
 	}
@@ -89,6 +96,11 @@ func cmdRun(ctx context.Context, args []string) error {
 		n.reloading()
 		log.Info("reloading", "file", path)
 		err := d.reload(path)
+		// The parse of the file (up to config.MaxFileSize) is garbage
+		// now: give it back to the system at once rather than keep a
+		// reload's peak as the daemon's size until the scavenger gets
+		// to it. Reloads are rare; this costs one GC.
+		debug.FreeOSMemory()
 		status, _ := d.status()
 		switch {
 		case errors.Is(err, errRoutesIncomplete):
@@ -143,7 +155,7 @@ func unconnectedPeers(d *daemon) []string {
 	defer d.mu.Unlock()
 	var names []string
 	for _, ps := range d.peers {
-		if ps.current() == nil {
+		if !ps.connected() {
 			names = append(names, ps.cfg.Name)
 		}
 	}

@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: MIT
+
+//go:build !race
+
+package config
+
+// raceEnabled reports whether the race detector is on.
+const raceEnabled = false
