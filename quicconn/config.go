@@ -35,14 +35,30 @@ const (
 	DatagramOverhead = 37
 )
 
+// framingHeadroom is what InitialPacketSizeFor leaves above
+// DatagramOverhead for a TUN below the default size: the tunnel's own
+// framing (the 8-byte header of sequenced datagrams) and a little more, as
+// the default 1350 does for the default TUN MTU of 1300.
+const framingHeadroom = initialPacketSize - 1300 - DatagramOverhead
+
 // InitialPacketSizeFor returns the InitialPacketSize that lets a TUN of the
 // given MTU send full-size packets from the first packet on, without
-// waiting for path MTU discovery: mtu + DatagramOverhead, at least the
-// default 1350 and at most MaxInitialPacketSize. A larger MTU than
-// MaxInitialPacketSize - DatagramOverhead (1415) never fits.
+// waiting for path MTU discovery: mtu + DatagramOverhead, plus
+// framingHeadroom up to the default 1350, at least quic-go's minimum 1200
+// and at most MaxInitialPacketSize. A larger MTU than MaxInitialPacketSize
+// - DatagramOverhead (1415) never fits. A smaller MTU than 1300 gives a
+// smaller size than the default, so that a path that carries less than
+// 1350-byte UDP payloads still carries the handshake and the tunnel: mtu
+// 1200 needs 1250 (a 1278-byte IPv4 packet), 1180 fits a 1280-byte IPv6
+// path.
 func InitialPacketSizeFor(mtu int) int {
-	return min(max(mtu+DatagramOverhead, initialPacketSize), MaxInitialPacketSize)
+	size := max(mtu+DatagramOverhead, min(mtu+DatagramOverhead+framingHeadroom, initialPacketSize))
+	return min(max(size, minPacketSize), MaxInitialPacketSize)
 }
+
+// minPacketSize is the smallest UDP payload QUIC allows (RFC 9000 14) and
+// quic-go's smallest InitialPacketSize.
+const minPacketSize = 1200
 
 // connectionIDLength is the same on every Transport so that a connection
 // can move between them: a Transport parses connection IDs of its own
@@ -226,7 +242,7 @@ func (c Config) withDefaults() Config {
 	if c.InitialPacketSize <= 0 {
 		c.InitialPacketSize = initialPacketSize
 	}
-	c.InitialPacketSize = min(max(c.InitialPacketSize, 1200), MaxInitialPacketSize)
+	c.InitialPacketSize = min(max(c.InitialPacketSize, minPacketSize), MaxInitialPacketSize)
 	if c.RedialMax < c.RedialMin {
 		c.RedialMax = c.RedialMin
 	}
