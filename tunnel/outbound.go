@@ -231,6 +231,15 @@ func (t *Tunnel) sendICMP(orig []byte, kind icmpKind, mtu int, bucket *tokenBuck
 	if orig[0]>>4 == 4 {
 		src = t.src4
 	}
+	if kind == icmpTooBig {
+		// A packet from our own address arrives on the TUN with a local
+		// source, which Linux drops as a martian (no accept_local)
+		// before ICMP sees it: neither a local sender nor one behind
+		// this node would learn the limit. The original destination is
+		// routed through the TUN, so its address passes, strict rp_filter
+		// included.
+		src = dstAddr(orig)
+	}
 	buf := getBuf()
 	n := buildICMP(buf[packetOffset:], orig, kind, mtu, src)
 	if n == 0 {
