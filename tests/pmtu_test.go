@@ -242,8 +242,32 @@ func TestPMTUSmallPath(t *testing.T) {
 			hd, hpk := limit(t, hub, "site")
 			t.Logf("10 MB of inner TCP in %v; site datagram limit %d (packets %d), hub %d (%d); router: %s",
 				time.Since(start).Round(time.Millisecond), d, pk, hd, hpk, p.dropped(t))
+			if tc.mtu == 0 {
+				pmtuIPv6(t, p, site, d)
+			}
 		})
 	}
+}
+
+// pmtuIPv6 checks inner IPv6 on a path whose datagram limit is below 1280
+// (RFC 9484 7.2): small IPv6 packets pass; a 1280-byte one cannot, no
+// Packet Too Big may say less than 1280, and the site says so in its log.
+func pmtuIPv6(t *testing.T, p *pmtuLab, site *labtest.Daemon, limit int) {
+	t.Helper()
+	if limit >= 1280 {
+		t.Fatalf("datagram limit %d on a 1280-byte path", limit)
+	}
+	if out, err := p.site.Exec("ping", "-6", "-c", "2", "-W", "2", "-s", "1000", pmtuHubTun6.String()); err != nil {
+		t.Errorf("inner IPv6 ping -s 1000: %v", err)
+	} else {
+		t.Logf("inner IPv6, 1048 bytes: %s", lastLine(out))
+	}
+	out, err := p.site.Exec("ping", "-6", "-c", "2", "-W", "1", "-M", "do", "-s", "1232", pmtuHubTun6.String())
+	if err == nil {
+		t.Errorf("inner IPv6 ping of 1280 bytes got through a %d-byte datagram limit:\n%s", limit, out)
+	}
+	t.Logf("inner IPv6, 1280 bytes: %s", lastLine(out))
+	site.WaitLog(t, 5*time.Second, "below the 1280 IPv6 needs")
 }
 
 var pingMTU = regexp.MustCompile(`mtu ?=? ?(\d+)`)
