@@ -206,10 +206,14 @@ type Config struct {
 	// InitialPacketSize is the UDP payload size of the first packets on
 	// every path (quic-go's InitialPacketSize): the datagram limit starts at
 	// InitialPacketSize - DatagramOverhead and path MTU discovery raises it
-	// from there, up to MaxInitialPacketSize. Every path a connection uses,
-	// including each uplink it migrates to, must carry packets of this size
-	// or the connection black-holes there. 0 means 1350 (limit 1313); it is
-	// clamped to [1200, MaxInitialPacketSize].
+	// from there, up to MaxInitialPacketSize. A path that drops packets of
+	// this size (a path MTU black hole, no ICMP) is noticed by the patched
+	// quic-go (third_party/quic-go/GODWIT.md): after 2 probe timeouts
+	// during the handshake, or 3 loss events of only larger packets later,
+	// the packet size falls to 1200 (limit 1163) and path MTU discovery
+	// climbs again from there; until then such a path carries nothing
+	// large. 0 means 1350 (limit 1313); it is clamped to [1200,
+	// MaxInitialPacketSize].
 	InitialPacketSize int
 	// OuterCongestionControl turns quic-go's congestion control (NewReno
 	// with pacing) on for the connection's packets. Off by default: like

@@ -35,7 +35,6 @@ import (
 
 var (
 	pmtuHubTun  = netip.MustParseAddr("192.0.2.1")
-	pmtuSiteTun = netip.MustParseAddr("192.0.2.2")
 	pmtuHubTun6 = netip.MustParseAddr("2001:db8:77::1")
 )
 
