@@ -226,6 +226,8 @@ endpoint = "hub.example.net:4433"
 	{"mtu negative", head + "mtu = -1\n", []problem{{5, `mtu -1 is out of range`}}},
 	{"IPv6 with small mtu", "[interface]\nprivate_key_file = \"/k\"\naddresses = [\"10.77.0.1/24\", \"fd77::1/64\"]\nlisten = \":4433\"\nmtu = 1200\n",
 		[]problem{{5, `mtu 1200 is too small for the IPv6 address fd77::1/64: IPv6 needs an mtu of at least 1280`}}},
+	{"IPv6 allowed_ips with small mtu", head + "mtu = 1200\n" + expand("\n[[peer]]\nname = \"a\"\npublic_key = \"KEYA\"\nallowed_ips = [\"192.0.2.2/32\", \"2001:db8:77::2/128\"]\n"),
+		[]problem{{10, `peer "a" allowed_ips 2001:db8:77::2/128 is IPv6, but mtu 1200 is below the 1280 that IPv6 needs: raise mtu to 1280 or leave IPv6 out of allowed_ips`}}},
 	{"listen without port", iface + "listen = \"4433\"\n", []problem{{4, `listen "4433" has no port`}}},
 	{"listen on a name", iface + "listen = \"hub.example.net:4433\"\n", []problem{{4, `listen "hub.example.net:4433" has host "hub.example.net", which is not an IP address`}}},
 	{"listen port 0", iface + "listen = \":0\"\n", []problem{{4, `listen ":0" has port 0, out of range 1..65535`}}},

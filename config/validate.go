@@ -91,6 +91,10 @@ func (c *Config) validate(p *problems) {
 				p.addf(line, "%s allowed_ips entry %s is an IPv4-mapped IPv6 prefix, which the tunnel cannot route: %s", label, pfx, mappedFix(pfx))
 			case seen[pfx]:
 				p.addf(line, "%s lists allowed_ips %s twice", label, pfx)
+			case pfx.Addr().Is6() && c.Interface.MTU >= 576 && c.Interface.MTU < 1280:
+				// The TUN gets no IPv6 below 1280 (RFC 8200 5), so the
+				// route could not be added at start.
+				p.addf(line, "%s allowed_ips %s is IPv6, but mtu %d is below the 1280 that IPv6 needs: raise mtu to 1280 or leave IPv6 out of allowed_ips", label, pfx, c.Interface.MTU)
 			default:
 				seen[pfx] = true
 				owners = append(owners, owned{pfx: pfx, peer: i, line: line})

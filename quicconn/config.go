@@ -35,14 +35,30 @@ const (
 	DatagramOverhead = 37
 )
 
+// framingHeadroom is what InitialPacketSizeFor leaves above
+// DatagramOverhead for a TUN below the default size: the tunnel's own
+// framing (the 8-byte header of sequenced datagrams) and a little more, as
+// the default 1350 does for the default TUN MTU of 1300.
+const framingHeadroom = initialPacketSize - 1300 - DatagramOverhead
+
 // InitialPacketSizeFor returns the InitialPacketSize that lets a TUN of the
 // given MTU send full-size packets from the first packet on, without
-// waiting for path MTU discovery: mtu + DatagramOverhead, at least the
-// default 1350 and at most MaxInitialPacketSize. A larger MTU than
-// MaxInitialPacketSize - DatagramOverhead (1415) never fits.
+// waiting for path MTU discovery: mtu + DatagramOverhead, plus
+// framingHeadroom up to the default 1350, at least quic-go's minimum 1200
+// and at most MaxInitialPacketSize. A larger MTU than MaxInitialPacketSize
+// - DatagramOverhead (1415) never fits. A smaller MTU than 1300 gives a
+// smaller size than the default, so that a path that carries less than
+// 1350-byte UDP payloads still carries the handshake and the tunnel: mtu
+// 1200 needs 1250 (a 1278-byte IPv4 packet), 1180 fits a 1280-byte IPv6
+// path.
 func InitialPacketSizeFor(mtu int) int {
-	return min(max(mtu+DatagramOverhead, initialPacketSize), MaxInitialPacketSize)
+	size := max(mtu+DatagramOverhead, min(mtu+DatagramOverhead+framingHeadroom, initialPacketSize))
+	return min(max(size, minPacketSize), MaxInitialPacketSize)
 }
+
+// minPacketSize is the smallest UDP payload QUIC allows (RFC 9000 14) and
+// quic-go's smallest InitialPacketSize.
+const minPacketSize = 1200
 
 // connectionIDLength is the same on every Transport so that a connection
 // can move between them: a Transport parses connection IDs of its own
@@ -190,10 +206,14 @@ type Config struct {
 	// InitialPacketSize is the UDP payload size of the first packets on
 	// every path (quic-go's InitialPacketSize): the datagram limit starts at
 	// InitialPacketSize - DatagramOverhead and path MTU discovery raises it
-	// from there, up to MaxInitialPacketSize. Every path a connection uses,
-	// including each uplink it migrates to, must carry packets of this size
-	// or the connection black-holes there. 0 means 1350 (limit 1313); it is
-	// clamped to [1200, MaxInitialPacketSize].
+	// from there, up to MaxInitialPacketSize. A path that drops packets of
+	// this size (a path MTU black hole, no ICMP) is noticed by the patched
+	// quic-go (third_party/quic-go/GODWIT.md): after 2 probe timeouts
+	// during the handshake, or 3 loss events of only larger packets later,
+	// the packet size falls to 1200 (limit 1163) and path MTU discovery
+	// climbs again from there; until then such a path carries nothing
+	// large. 0 means 1350 (limit 1313); it is clamped to [1200,
+	// MaxInitialPacketSize].
 	InitialPacketSize int
 	// OuterCongestionControl turns quic-go's congestion control (NewReno
 	// with pacing) on for the connection's packets. Off by default: like
@@ -226,7 +246,7 @@ func (c Config) withDefaults() Config {
 	if c.InitialPacketSize <= 0 {
 		c.InitialPacketSize = initialPacketSize
 	}
-	c.InitialPacketSize = min(max(c.InitialPacketSize, 1200), MaxInitialPacketSize)
+	c.InitialPacketSize = min(max(c.InitialPacketSize, minPacketSize), MaxInitialPacketSize)
 	if c.RedialMax < c.RedialMin {
 		c.RedialMax = c.RedialMin
 	}

@@ -13,7 +13,11 @@ import (
 
 func TestInitialPacketSizeFor(t *testing.T) {
 	for _, tt := range []struct{ mtu, want int }{
-		{576, 1350},  // the default floor
+		{576, 1200},  // QUIC's minimum
+		{1150, 1200}, // 1150 + 37 + 13
+		{1180, 1230}, // fits a 1280-byte IPv6 path (1232)
+		{1200, 1250}, // fits a 1280-byte IPv4 path (1252)
+		{1299, 1349},
 		{1300, 1350}, // the default MTU fits the default packet size
 		{1313, 1350}, // exactly the default limit
 		{1314, 1351},

@@ -4,6 +4,7 @@ package quicconn
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/base64"
 	"fmt"
 	"os"
@@ -28,7 +29,8 @@ type counters struct {
 	dgramTooLarge  atomic.Uint64 // queued datagrams dropped at packing time ("too_large")
 	dosDrops       atomic.Uint64 // packets dropped because the connection's receive queue was full
 	pto            atomic.Uint32 // current PTO count
-	maxPacketSize  atomic.Int64  // current max UDP payload (PMTUD); initialPacketSize at start and after a path change
+	maxPacketSize  atomic.Int64  // current max UDP payload (PMTUD); initialSize at start and after a path change
+	initialSize    int64         // the connection's InitialPacketSize; 0 means initialPacketSize
 	pathChanges    atomic.Uint64 // times the active path (tuple "") was reassigned
 }
 
@@ -60,7 +62,7 @@ func (c *counters) record(ev qlogwriter.Event) {
 		// path (client Switch, or the peer's new address).
 		if e.TupleID == "" {
 			c.pathChanges.Add(1)
-			c.maxPacketSize.Store(initialPacketSize)
+			c.maxPacketSize.Store(cmp.Or(c.initialSize, initialPacketSize))
 		}
 	}
 }
@@ -226,7 +228,8 @@ func (q *qlogFile) current() string {
 // accepted connection.
 func (e *Endpoint) newTrace(isClient bool, odcid quic.ConnectionID, dialPeer *key.Public) qlogwriter.Trace {
 	t := &connTrace{}
-	t.maxPacketSize.Store(initialPacketSize)
+	t.initialSize = int64(e.cfg.InitialPacketSize)
+	t.maxPacketSize.Store(t.initialSize)
 	if e.cfg.QlogDir == "" {
 		return t
 	}

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/godwit-vpn/godwit/tunnel/internal/seq"
@@ -196,6 +197,14 @@ func (p *peer) sendFailed(err error, pkt []byte, sequenced bool, log *slog.Logge
 		if sequenced {
 			limit -= seq.HeaderLen
 		}
+		if pkt[0]>>4 == 6 && limit < 1280 && p.v6LimitWarned.Swap(int64(limit)) != int64(limit) {
+			// No Packet Too Big may say less than 1280 (RFC 8200 5), so
+			// the sender never learns: IPv6 larger than limit cannot
+			// cross this path (RFC 9484 7.2). Said once per limit.
+			log.Warn("tunnel: the path to the peer carries datagrams of at most "+strconv.Itoa(limit)+
+				" bytes, below the 1280 IPv6 needs: larger IPv6 packets are dropped (counted as too_big)",
+				"limit", limit)
+		}
 		p.t.sendICMP(pkt, icmpTooBig, limit, p.t.tooBigLimit)
 		return
 	}
@@ -231,6 +240,15 @@ func (t *Tunnel) sendICMP(orig []byte, kind icmpKind, mtu int, bucket *tokenBuck
 	src := t.src6
 	if orig[0]>>4 == 4 {
 		src = t.src4
+	}
+	if kind == icmpTooBig {
+		// A packet from our own address arrives on the TUN with a local
+		// source, which Linux drops as a martian (no accept_local)
+		// before ICMP sees it: neither a local sender nor one behind
+		// this node would learn the limit. The original destination is
+		// routed through the TUN, so its address passes, strict rp_filter
+		// included.
+		src = dstAddr(orig)
 	}
 	buf := getBuf()
 	n := buildICMP(buf[packetOffset:], orig, kind, mtu, src)

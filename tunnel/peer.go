@@ -54,6 +54,9 @@ type peer struct {
 	// mtuWarned: a packet above the TUN's MTU came from the peer (logged
 	// once).
 	mtuWarned atomic.Bool
+	// v6LimitWarned: the datagram limit below 1280 last logged for an
+	// IPv6 packet that could not be sent (0: none).
+	v6LimitWarned atomic.Int64
 
 	// These fields are guarded by t.mu.
 	name   string

@@ -697,6 +697,7 @@ runLoop:
 				c.setCloseError(&closeError{err: err})
 				break runLoop
 			}
+			c.checkPacketSize(now)
 		}
 
 		if keepAliveTime := c.nextKeepAliveTime(); !keepAliveTime.IsZero() && !now.Before(keepAliveTime) {
@@ -2225,6 +2226,7 @@ func (c *Conn) handleAckFrame(frame *wire.AckFrame, encLevel protocol.Encryption
 	if err != nil {
 		return err
 	}
+	c.checkPacketSize(rcvTime)
 	if !acked1RTTPacket {
 		return nil
 	}
@@ -3020,6 +3022,47 @@ func (c *Conn) sendConnectionClose(e error) ([]byte, error) {
 	ecn := c.sentPacketHandler.ECNMode(packet.IsOnlyShortHeaderPacket())
 	c.logCoalescedPacket(packet, ecn)
 	return packet.buffer.Data, c.conn.Write(packet.buffer.Data, 0, ecn)
+}
+
+// handshakeFallbackPTOs is the number of probe timeouts in a row after
+// which a connection whose handshake is not complete falls back to the
+// smallest packet size (Godwit patch).
+const handshakeFallbackPTOs = 2
+
+// checkPacketSize drops the packet size to the smallest QUIC packet (1200
+// bytes) when the path stopped carrying larger ones, and restarts path MTU
+// discovery from there (Godwit patch; quic-go#3955, RFC 8899 4.3): in
+// 1-RTT when sentPacketHandler.PathMTUBlackHole says so, before the
+// handshake completes after handshakeFallbackPTOs probe timeouts in a row
+// (an Initial padded to a configured InitialPacketSize that the path
+// drops would otherwise be resent at that size until the handshake times
+// out). The datagram limit goes down with it, so SendDatagram refuses what
+// no longer fits with a DatagramTooLargeError.
+func (c *Conn) checkPacketSize(now monotime.Time) {
+	blackHole := c.sentPacketHandler.PathMTUBlackHole()
+	stuck := !c.handshakeComplete && c.sentPacketHandler.PTOCount() >= handshakeFallbackPTOs
+	if !blackHole && !stuck {
+		return
+	}
+	const size = protocol.MinInitialPacketSize
+	old := c.maxPacketSize()
+	if old <= size {
+		return
+	}
+	c.logger.Debugf("Path MTU black hole (handshake complete: %t): packet size %d -> %d", c.handshakeComplete, old, size)
+	c.maxPayloadSizeEstimate.Store(uint32(estimateMaxPayloadSize(size)))
+	c.sentPacketHandler.SetMaxDatagramSize(size)
+	if c.mtuDiscoverer == nil {
+		c.mtuDiscoverer = newMTUDiscoverer(c.rttStats, size, c.maxMTU(), c.qlogger)
+	} else {
+		c.mtuDiscoverer.Reset(size, c.maxMTU())
+	}
+	if c.handshakeConfirmed && !c.config.DisablePathMTUDiscovery && c.conn.capabilities().DF {
+		c.mtuDiscoverer.Start(now)
+	}
+	if c.qlogger != nil {
+		c.qlogger.RecordEvent(qlog.MTUUpdated{Value: int(size)})
+	}
 }
 
 func (c *Conn) maxPacketSize() protocol.ByteCount {

@@ -36,4 +36,9 @@ type SentPacketHandler interface {
 	OnLossDetectionTimeout(now monotime.Time) error
 
 	MigratedPath(now monotime.Time, initialMaxPacketSize protocol.ByteCount)
+
+	// PTOCount and PathMTUBlackHole are Godwit's (path MTU black-hole
+	// detection, quic-go#3955).
+	PTOCount() uint32
+	PathMTUBlackHole() bool
 }

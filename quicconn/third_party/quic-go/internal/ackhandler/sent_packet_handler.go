@@ -132,6 +132,8 @@ type sentPacketHandler struct {
 	perspective protocol.Perspective
 	noCC        bool // Config.DisableCongestionControl (Godwit patch): no cwnd, no pacing
 
+	blackHole blackHoleDetector // path MTU black-hole detection (Godwit patch, quic-go#3955)
+
 	qlogger     qlogwriter.Recorder
 	qlogPackets bool // qlogger wants MetricsUpdated and TimerUpdated set/cancel (Godwit patch)
 	lastMetrics qlog.MetricsUpdated
@@ -185,6 +187,7 @@ func NewSentPacketHandler(
 		ignorePacketsBelow: ignorePacketsBelow,
 		perspective:        pers,
 		noCC:               noCC,
+		blackHole:          blackHoleDetector{base: protocol.MinInitialPacketSize, minLost: protocol.MaxByteCount},
 		qlogger:            qlogger,
 		qlogPackets:        qlogwriter.RecordsPacketEvents(qlogger),
 		logger:             logger,
@@ -502,6 +505,11 @@ func (h *sentPacketHandler) ReceivedAck(ack *wire.AckFrame, encLevel protocol.En
 	// and a larger time threshold moves the loss deadline
 	if len(ackedPackets) > 0 || timeThresholdIncreased {
 		h.detectLostPackets(rcvTime, encLevel)
+		if encLevel == protocol.Encryption1RTT && len(ackedPackets) > 0 {
+			// The peer is still reachable: what was lost since the last
+			// such ACK was lost on a working path.
+			h.blackHole.lossEvent()
+		}
 		if encLevel == protocol.Encryption1RTT {
 			h.detectLostPathProbes(rcvTime)
 		}
@@ -685,6 +693,9 @@ func (h *sentPacketHandler) detectAndRemoveAckedPackets(
 	}
 
 	for _, p := range h.ackedPackets {
+		if encLevel == protocol.Encryption1RTT {
+			h.blackHole.acked(p.Length)
+		}
 		if p.LargestAcked != protocol.InvalidPacketNumber && encLevel == protocol.Encryption1RTT && h.ignorePacketsBelow != nil {
 			h.ignorePacketsBelow(p.LargestAcked + 1)
 		}
@@ -982,6 +993,9 @@ func (h *sentPacketHandler) detectLostPackets(now monotime.Time, encLevel protoc
 				h.queueFramesForRetransmission(p)
 				if !p.IsPathMTUProbePacket {
 					h.congestion.OnCongestionEvent(pn, p.Length, priorInFlight)
+					if space == protocol.PacketNumberSpaceAppData {
+						h.blackHole.lost(p.Length)
+					}
 				}
 				if encLevel == protocol.Encryption1RTT && h.ecnTracker != nil {
 					h.ecnTracker.LostPacket(pn)
@@ -1161,6 +1175,85 @@ func (h *sentPacketHandler) SetMaxDatagramSize(s protocol.ByteCount) {
 	h.congestion.SetMaxDatagramSize(s)
 }
 
+// PTOCount returns the number of consecutive probe timeouts (Godwit patch).
+func (h *sentPacketHandler) PTOCount() uint32 { return h.ptoCount }
+
+// PathMTUBlackHole reports whether packets larger than the smallest QUIC
+// packet have been lost in blackHoleThreshold loss events in a row, with
+// only such packets lost in each and none of their size acknowledged since:
+// the path stopped carrying them (RFC 8899 4.3; quic-go#3955). It reports
+// it once and starts over. Godwit patch.
+func (h *sentPacketHandler) PathMTUBlackHole() bool {
+	if h.blackHole.suspicious < blackHoleThreshold {
+		return false
+	}
+	h.blackHole.reset()
+	return true
+}
+
+// blackHoleThreshold is the number of suspicious loss events, with no
+// large packet acknowledged in between, that mean a path MTU black hole.
+// Random loss acknowledges large packets between its losses; a burst
+// (queue overflow, a short outage) is one event and is followed by acks.
+// quinn uses the same figure.
+const blackHoleThreshold = 3
+
+// blackHoleDetector counts loss events that lost only packets larger than
+// base (the smallest QUIC packet, which every path must carry), since the
+// last acknowledgement of a packet as large as the smallest of them. A loss
+// event is what was declared lost (by loss detection or, at a PTO, by
+// QueueProbePacket) between two ACKs that acknowledge something, so that a
+// path that carries nothing (an outage) makes no events. Path MTU probes
+// are left out: mtuFinder handles their loss. Godwit patch.
+type blackHoleDetector struct {
+	base       protocol.ByteCount
+	suspicious int                // loss events in a row that lost only packets > base
+	minLost    protocol.ByteCount // smallest packet lost in those; MaxByteCount when none
+
+	// lost since the last event: large (> base) and small packets, and
+	// the smallest large one
+	large, small int
+	largeMin     protocol.ByteCount
+}
+
+func (d *blackHoleDetector) reset() {
+	d.suspicious = 0
+	d.minLost = protocol.MaxByteCount
+}
+
+// acked notes an acknowledged 1-RTT packet of the given size.
+func (d *blackHoleDetector) acked(size protocol.ByteCount) {
+	if d.suspicious > 0 && size >= d.minLost {
+		d.reset()
+	}
+}
+
+// lost notes a 1-RTT packet of the given size declared lost.
+func (d *blackHoleDetector) lost(size protocol.ByteCount) {
+	if size <= d.base {
+		d.small++
+		return
+	}
+	if d.large == 0 || size < d.largeMin {
+		d.largeMin = size
+	}
+	d.large++
+}
+
+// lossEvent closes a loss event at an ACK that acknowledged something.
+func (d *blackHoleDetector) lossEvent() {
+	switch {
+	case d.small > 0:
+		// Small packets were lost too: congestion or an outage, not the
+		// packet size.
+		d.reset()
+	case d.large > 0:
+		d.suspicious++
+		d.minLost = min(d.minLost, d.largeMin)
+	}
+	d.large, d.small = 0, 0
+}
+
 func (h *sentPacketHandler) isAmplificationLimited() bool {
 	if h.peerAddressValidated {
 		return false
@@ -1178,6 +1271,14 @@ func (h *sentPacketHandler) QueueProbePacket(space protocol.PacketNumberSpace) b
 	// Call DeclareLost before queueFramesForRetransmission, which clears the packet's frames.
 	h.hist.DeclareLost(pn)
 	h.removeFromBytesInFlight(p)
+	if space == protocol.PacketNumberSpaceAppData && !p.IsPathMTUProbePacket && !p.isPathProbePacket && p.Length > h.blackHole.base {
+		// The connection calls this until a probe packet can be packed:
+		// a PTO with only DATAGRAM frames in flight, which are never
+		// retransmitted, declares all of them lost here. Small packets
+		// are left out: the second probe of a PTO declares the first
+		// one, a PING sent a moment ago, lost here.
+		h.blackHole.lost(p.Length)
+	}
 	h.queueFramesForRetransmission(p)
 	return true
 }
@@ -1245,6 +1346,8 @@ func (h *sentPacketHandler) ResetForRetry(now monotime.Time) {
 
 func (h *sentPacketHandler) MigratedPath(now monotime.Time, initialMaxDatagramSize protocol.ByteCount) {
 	h.rttStats.ResetForPathMigration()
+	h.blackHole.reset()
+	h.blackHole.large, h.blackHole.small = 0, 0
 	h.lastMetrics = qlog.MetricsUpdated{}
 	h.packetThresholdDisabled = false
 	h.timeThresholdEighths = defaultTimeThresholdEighths
