@@ -84,7 +84,7 @@ type EndpointStats struct {
 	Conns int
 
 	// HandshakesPending is the number of incoming connections (UDP) whose
-	// handshake has not completed yet. Above 64, new clients are sent a
+	// handshake has not completed yet. Above 16, new clients are sent a
 	// Retry first; RetriesSent counts those Retries.
 	HandshakesPending int
 	RetriesSent       uint64
@@ -181,7 +181,9 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		tc := serverTLSConfig(cert, cfg.Authorize, e.logRefused)
 		tc.KeyLogWriter = cfg.KeyLogWriter
 		e.setupTickets(tc)
-		e.ln, err = e.tr.ListenEarly(tc, e.quicConfig(nil))
+		qconf := e.quicConfig(nil)
+		qconf.GetConfigForClient = e.flood.configFor(qconf)
+		e.ln, err = e.tr.ListenEarly(tc, qconf)
 		if err != nil {
 			e.cancel()
 			e.tr.Close()

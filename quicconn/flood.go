@@ -3,6 +3,7 @@
 package quicconn
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/godwit-vpn/godwit/config/key"
+
+	"github.com/quic-go/quic-go"
 )
 
 // What a listener does against floods, from the cheapest to the dearest
@@ -25,7 +28,8 @@ import (
 //     address and answers gets a connection, one round trip later. A
 //     legitimate site keeps connecting; a flood that does not read its
 //     replies holds at most retryAbove connections, each for
-//     HandshakeTimeout.
+//     unvalidatedIdle (2 s) instead of HandshakeTimeout once half of
+//     retryAbove are pending.
 //   - The accept path takes every connection out of quic-go's queue at
 //     once (quic-go refuses new ones when its queue of 32 is full, which
 //     locked new sites out while half-open connections held the slots)
@@ -41,8 +45,19 @@ import (
 
 const (
 	// retryAbove is the number of pending incoming handshakes above which
-	// new clients must validate their address with a Retry first.
-	retryAbove = 64
+	// new clients must validate their address with a Retry first. Each
+	// half-open handshake costs the hub about 150 KB (quic-go's connection
+	// state, five goroutines); in TestHandshakeFlood (500 a second) the
+	// hub's peak RSS was 2.05x its baseline with 32, 1.87x with 16. A
+	// reconnect storm of more sites than this costs them one round trip
+	// (and their 0-RTT datagrams), nothing more.
+	retryAbove = 16
+	// unvalidatedIdle is the handshake idle timeout of a connection from
+	// an address not validated yet, created while more than retryAbove/2
+	// handshakes are pending: a half-open one is dropped after it instead
+	// of HandshakeTimeout. A client that answers a Retry is validated and
+	// keeps HandshakeTimeout.
+	unvalidatedIdle = 2 * time.Second
 	// refusalEvery is the interval of the refusal summary line, and
 	// refusalDetail how many refusals are logged one by one in it.
 	refusalEvery  = 10 * time.Second
@@ -110,6 +125,23 @@ func (g *floodGuard) verifySourceAddress(net.Addr) bool {
 	g.retries.Add(1)
 	g.log.count("retries", false)
 	return true
+}
+
+// configFor returns the listener's GetConfigForClient: conf, with the
+// shorter handshake idle timeout for a client whose address is not
+// validated while the listener is under pressure.
+func (g *floodGuard) configFor(conf *quic.Config) func(*quic.ClientInfo) (*quic.Config, error) {
+	short := conf.Clone()
+	short.GetConfigForClient = nil
+	short.HandshakeIdleTimeout = min(unvalidatedIdle, cmp.Or(conf.HandshakeIdleTimeout, unvalidatedIdle))
+	normal := conf.Clone()
+	normal.GetConfigForClient = nil
+	return func(ci *quic.ClientInfo) (*quic.Config, error) {
+		if !ci.AddrVerified && g.pending.Load() > retryAbove/2 {
+			return short, nil
+		}
+		return normal, nil
+	}
 }
 
 // refusalLog writes refusals one by one up to refusalDetail lines per

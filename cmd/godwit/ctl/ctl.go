@@ -199,7 +199,7 @@ type ConnEvents struct {
 	TCPFallbacks uint64 `json:"tcp_fallbacks"`
 	UDPReturns   uint64 `json:"udp_returns"`
 	// Incoming handshakes (see quicconn.EndpointStats): pending now, Retries
-	// sent (above 64 pending), refused for an unknown key, abandoned
+	// sent (above 16 pending), refused for an unknown key, abandoned
 	// half-open, refused because 1,024 were being served; ControlFloods
 	// counts peers closed for flooding the control stream.
 	HandshakesPending   int    `json:"handshakes_pending"`
