@@ -510,13 +510,27 @@ func (c *Conn) writeMessage(m ctlmsg.Message) error {
 // connection dies. Each message must arrive completely within
 // HandshakeTimeout of its first byte (a slowloris guard); the wait for the
 // first byte is unbounded, as silence is the heartbeat's business.
+//
+// A peer that sends messages faster than ctlRate per second beyond a burst
+// of ctlBurst is closed with CodeProtocolError ("control message flood"):
+// each message costs a wake-up and, for a heartbeat, a reply, and a flood
+// of tiny ones once kept a hub core busy (flood.go).
 func (c *Conn) readControl() {
 	defer c.life.wg.Done()
+	tokens, last := float64(ctlBurst), time.Now()
 	for {
 		if _, err := c.ctl.br.Peek(1); err != nil {
 			c.controlReadFailed(err)
 			return
 		}
+		now := time.Now()
+		tokens = min(tokens+now.Sub(last).Seconds()*ctlRate, ctlBurst)
+		last = now
+		if tokens < 1 {
+			c.controlFlood()
+			return
+		}
+		tokens--
 		_ = c.ctl.st.SetReadDeadline(time.Now().Add(c.cfg.HandshakeTimeout))
 		m, err := ctlmsg.Read(c.ctl.br)
 		if err != nil {
@@ -559,6 +573,18 @@ func (c *Conn) readControl() {
 			// Skipped by ctlmsg.Read: a newer peer's optional message.
 		}
 	}
+}
+
+// controlFlood closes the connection of a peer that sends control
+// messages too fast, and counts it.
+func (c *Conn) controlFlood() {
+	if ep := c.mob.ep; ep != nil {
+		ep.flood.ctlFloods.Add(1)
+		if ep.limitLog(c.id.key, "control flood") {
+			c.log.Warn("quicconn: closing a peer that floods the control stream", "limit_per_second", ctlRate, "burst", ctlBurst)
+		}
+	}
+	c.closeLocal(ctlmsg.CodeProtocolError, "control message flood")
 }
 
 // connLevel reports whether err from a stream operation is the close of

@@ -36,6 +36,13 @@
 // Silent, Lossy or Down, reported on every change); health.go explains
 // how.
 //
+// Floods (flood.go): a listener sends a Retry to new clients while more
+// than 16 handshakes are pending, takes every connection out of quic-go's
+// accept queue at once, logs refusals one by one only up to a budget and
+// otherwise as one summary line per 10 s, and closes a peer that floods
+// its control stream; [EndpointStats] counts all of it. The patched
+// quic-go keeps the amplification limit before address validation.
+//
 // Restarts: [Config.StateDir] keeps the stateless-reset, session-ticket and
 // token keys and the client's session tickets, so a restarted listener
 // resets its peers' old connections at once and a restarted dialer sends

@@ -26,10 +26,11 @@ import (
 	"github.com/quic-go/quic-go/qlogwriter"
 )
 
-// maxPendingIn bounds incoming connections that finished the QUIC
-// handshake but are not yet taken by Accept. Past it, quic-go's own accept
-// queue (32) fills and further clients are refused.
-const maxPendingIn = 64
+// maxPendingIn bounds the incoming connections being served at once:
+// handshaking, in the hello exchange, or waiting for Accept. The accept
+// loop takes every connection out of quic-go's queue at once and closes
+// those past this bound (reasonBusy); see flood.go.
+const maxPendingIn = 1024
 
 // Endpoint is one UDP socket with one long-lived [quic.Transport]: it dials
 // peers and, when Config.Listen is set, accepts them. All methods are safe
@@ -53,6 +54,7 @@ type Endpoint struct {
 	logLimit   map[logKey]time.Time // see limitLog
 
 	unreachable atomic.Uint64
+	flood       floodGuard               // pending handshakes, Retry, refusal counts (flood.go)
 	mob         atomic.Pointer[Mobility] // SetMobility; nil without
 	health      healthLoop               // path monitors (MonitorPath)
 
@@ -80,6 +82,20 @@ type EndpointStats struct {
 	UnreachableDrops uint64
 	// Conns is the number of live connections, dialed and accepted.
 	Conns int
+
+	// HandshakesPending is the number of incoming connections (UDP) whose
+	// handshake has not completed yet. Above 16, new clients are sent a
+	// Retry first; RetriesSent counts those Retries.
+	HandshakesPending int
+	RetriesSent       uint64
+	// RefusedKeys counts incoming handshakes refused for an unknown key;
+	// HandshakesAbandoned incoming connections whose handshake never
+	// completed (half-open: timed out or failed); RefusedBusy connections
+	// closed at once because 1,024 were being served already.
+	RefusedKeys, HandshakesAbandoned, RefusedBusy uint64
+	// ControlFloods counts connections closed because the peer sent control
+	// messages far faster than any Godwit node does.
+	ControlFloods uint64
 
 	// ZeroRTTAttempted counts dialed connections that sent 0-RTT data
 	// (Dial returned before the handshake completed); ZeroRTTAccepted and
@@ -154,13 +170,20 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		return nil, err
 	}
 	st.Configure(e.tr)
-	e.tr.ConnContext = e.connContext
+	e.flood.log.log = e.log
+	e.flood.log.pendingNow = e.flood.pending.Load
+	e.tr.ConnContext = e.udpConnContext
+	if cfg.Listen != "" {
+		e.tr.VerifySourceAddress = e.flood.verifySourceAddress
+	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if cfg.Listen != "" {
 		tc := serverTLSConfig(cert, cfg.Authorize, e.logRefused)
 		tc.KeyLogWriter = cfg.KeyLogWriter
 		e.setupTickets(tc)
-		e.ln, err = e.tr.ListenEarly(tc, e.quicConfig(nil))
+		qconf := e.quicConfig(nil)
+		qconf.GetConfigForClient = e.flood.configFor(qconf)
+		e.ln, err = e.tr.ListenEarly(tc, qconf)
 		if err != nil {
 			e.cancel()
 			e.tr.Close()
@@ -187,12 +210,13 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 	return e, nil
 }
 
-// logRefused logs a handshake refused for an unknown key, at most once a
-// minute per key so that a misconfigured site redialing cannot flood the log.
+// logRefused counts and logs a handshake refused for an unknown key: at
+// most once a minute per key, so that a misconfigured site redialing cannot
+// flood the log, and within the refusal budget, so that fresh keys cannot
+// either (refusalLog).
 func (e *Endpoint) logRefused(key key.Public) {
-	if e.limitLog(key, "unauthorized") {
-		e.log.Warn("quicconn: refused a peer whose key is not configured", "key", keyString(key))
-	}
+	e.flood.refusedKey.Add(1)
+	e.refused(reasonUnknownKey, &key, slog.LevelWarn, "quicconn: refused a peer whose key is not configured", "key", keyString(key))
 }
 
 // newTransport builds a Transport with the settings every Transport of the
@@ -253,6 +277,12 @@ func (e *Endpoint) Stats() EndpointStats {
 	return EndpointStats{
 		UnreachableDrops:    e.unreachable.Load(),
 		Conns:               n,
+		HandshakesPending:   int(max(e.flood.pending.Load(), 0)),
+		RetriesSent:         e.flood.retries.Load(),
+		RefusedKeys:         e.flood.refusedKey.Load(),
+		HandshakesAbandoned: e.flood.abandoned.Load(),
+		RefusedBusy:         e.flood.busy.Load(),
+		ControlFloods:       e.flood.ctlFloods.Load(),
 		ZeroRTTAttempted:    e.zc.attempted.Load(),
 		ZeroRTTAccepted:     e.zc.accepted.Load(),
 		ZeroRTTRejected:     e.zc.rejected.Load(),
@@ -283,21 +313,27 @@ func (e *Endpoint) Accept(ctx context.Context) (*Conn, error) {
 	}
 }
 
+// acceptLoop takes every connection out of quic-go's accept queue at once
+// (a full queue makes quic-go refuse new clients) and serves up to
+// maxPendingIn of them concurrently; past that it closes them.
 func (e *Endpoint) acceptLoop(ln *quic.EarlyListener) {
 	defer e.wg.Done()
 	for {
-		select {
-		case e.pending <- struct{}{}:
-		case <-e.ctx.Done():
-			return
-		}
 		qc, err := ln.Accept(e.ctx)
 		if err != nil {
-			<-e.pending
 			if e.ctx.Err() == nil {
 				e.log.Error("quicconn: accept failed", "err", err)
 			}
 			return
+		}
+		select {
+		case e.pending <- struct{}{}:
+		default:
+			e.flood.busy.Add(1)
+			e.refused(reasonBusy, nil, slog.LevelWarn, "quicconn: too many incoming connections at once, closing one",
+				"remote", qc.RemoteAddr().String(), "limit", maxPendingIn)
+			_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "busy")
+			continue
 		}
 		e.wg.Add(1)
 		go func() {
@@ -315,7 +351,19 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 		e.watchTCP(a, qc)
 	}
 	refused := ""
-	if ei, _ := qc.Context().Value(earlyInfoKey{}).(*earlyInfo); ei != nil {
+	ei, _ := qc.Context().Value(earlyInfoKey{}).(*earlyInfo)
+	if ei != nil && ei.hs != nil {
+		// The handshake stops counting as pending when it completes
+		// (or, through its context, when the connection dies).
+		go func() {
+			select {
+			case <-qc.HandshakeComplete():
+				ei.hs.done()
+			case <-qc.Context().Done():
+			}
+		}()
+	}
+	if ei != nil {
 		granted, peer, why, attempted := ei.get()
 		// crypto/tls has run UnwrapSession before quic-go's listener
 		// hands out the conn: quic-go takes the TLS events only once the
@@ -329,24 +377,37 @@ func (e *Endpoint) serveIncoming(qc *quic.Conn) {
 			e.countRefused(peer, why) // replays too: they never finish the handshake
 		}
 	}
-	log := e.log.With("remote", qc.RemoteAddr().String())
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.HandshakeTimeout)
 	defer cancel()
 	st, err := qc.AcceptStream(ctx)
 	if err != nil {
-		if te := (*quic.TransportError)(nil); errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError() {
+		te := (*quic.TransportError)(nil)
+		crypto := errors.As(err, &te) && te.ErrorCode.IsCryptoError()
+		switch {
+		case crypto && te.Remote:
 			// The dialer turned this node's certificate down: it pins
 			// another key for this node.
-			log.Warn("quicconn: a peer refused this node's key: its [[peer]] for this node has another public_key (give it this node's, from godwit pubkey)", "err", err)
+			e.refused(reasonKeyRefusedByPeer, nil, slog.LevelWarn, "quicconn: a peer refused this node's key: its [[peer]] for this node has another public_key (give it this node's, from godwit pubkey)",
+				"remote", qc.RemoteAddr().String(), "err", err)
 			return
+		case crypto:
+			// This node's TLS refused the client; an unknown key was
+			// counted and logged by logRefused.
+		case !isClosed(qc.HandshakeComplete()):
+			e.flood.abandoned.Add(1)
+			e.refused(reasonHandshakeTimeout, nil, slog.LevelInfo, "quicconn: incoming handshake not completed",
+				"remote", qc.RemoteAddr().String(), "err", err)
+		default:
+			e.refused(reasonNoControlStream, nil, slog.LevelInfo, "quicconn: no control stream from peer",
+				"remote", qc.RemoteAddr().String(), "err", err)
 		}
-		log.Info("quicconn: no control stream from peer", "err", err)
 		_ = qc.CloseWithError(quic.ApplicationErrorCode(ctlmsg.CodeControlStream), "no control stream")
 		return
 	}
 	c, err := e.helloExchange(ctx, qc, st, false, false)
 	if err != nil {
-		log.Info("quicconn: incoming hello failed", "err", err)
+		e.refused(reasonHelloFailed, nil, slog.LevelInfo, "quicconn: incoming hello failed",
+			"remote", qc.RemoteAddr().String(), "err", err)
 		return
 	}
 	if refused != "" {
@@ -646,6 +707,7 @@ func (e *Endpoint) Close() error {
 		}
 	}
 	e.wg.Wait()
+	e.flood.log.close()
 	e.health.dwg.Wait() // the conns' Down reports; no conn is left to make more
 	if err := e.tr.Close(); err != nil {
 		errs = append(errs, err)

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,9 @@ type earlyInfo struct {
 	granted   bool       // the ticket check allowed 0-RTT
 	peer      key.Public // the ticket's peer key; zero without Godwit's data
 	refused   string     // why 0-RTT was refused; "" if not
+	// hs counts the connection as a pending handshake (flood.go); nil on
+	// the TCP listener, which has limits of its own. Never changes.
+	hs *pendingHandshake
 }
 
 type earlyInfoKey struct{}
@@ -75,9 +79,15 @@ func (ei *earlyInfo) get() (granted bool, peer key.Public, refused string, attem
 	return ei.granted, ei.peer, ei.refused, ei.attempted
 }
 
-// connContext is Transport.ConnContext.
+// connContext is the TCP Transport's ConnContext.
 func (e *Endpoint) connContext(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
 	return context.WithValue(ctx, earlyInfoKey{}, &earlyInfo{}), nil
+}
+
+// udpConnContext is the UDP Transport's ConnContext: connContext, and the
+// connection counts as a pending handshake (flood.go).
+func (e *Endpoint) udpConnContext(ctx context.Context, _ *quic.ClientInfo) (context.Context, error) {
+	return context.WithValue(ctx, earlyInfoKey{}, &earlyInfo{hs: e.flood.track(ctx)}), nil
 }
 
 // zeroRTTCounters are the Endpoint's 0-RTT and redial counters.
@@ -174,9 +184,7 @@ func (e *Endpoint) countRefused(peer key.Public, reason string) {
 	default:
 		e.zc.refOth.Add(1)
 	}
-	if e.limitLog(peer, reason) {
-		e.log.Info("quicconn: refused 0-RTT data", "peer", keyString(peer), "reason", reason)
-	}
+	e.refused(reasonEarlyRefused, &peer, slog.LevelInfo, "quicconn: refused 0-RTT data", "peer", keyString(peer), "reason", reason)
 }
 
 // limitLog reports whether a log line for key and what may be written

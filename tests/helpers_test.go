@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -76,6 +77,8 @@ type nodeConf struct {
 	listen string
 	extra  []string // more [interface] lines, as written
 	peers  []peerConf
+	// logLevel is the daemon's log_level; "" means debug.
+	logLevel string
 }
 
 func quote(ss []string) string {
@@ -94,7 +97,7 @@ func (c nodeConf) write(t *testing.T, l *netlab.Lab) string {
 	if c.listen != "" {
 		fmt.Fprintf(&b, "listen = %q\n", c.listen)
 	}
-	fmt.Fprintf(&b, "state_dir = %q\nlog_level = \"debug\"\n", filepath.Join(l.Dir, c.name+"-state"))
+	fmt.Fprintf(&b, "state_dir = %q\nlog_level = %q\n", filepath.Join(l.Dir, c.name+"-state"), cmp.Or(c.logLevel, "debug"))
 	for _, line := range c.extra {
 		fmt.Fprintln(&b, line)
 	}

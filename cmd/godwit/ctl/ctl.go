@@ -198,6 +198,16 @@ type ConnEvents struct {
 	// blocked), UDPReturns the moves back to UDP.
 	TCPFallbacks uint64 `json:"tcp_fallbacks"`
 	UDPReturns   uint64 `json:"udp_returns"`
+	// Incoming handshakes (see quicconn.EndpointStats): pending now, Retries
+	// sent (above 16 pending), refused for an unknown key, abandoned
+	// half-open, refused because 1,024 were being served; ControlFloods
+	// counts peers closed for flooding the control stream.
+	HandshakesPending   int    `json:"handshakes_pending"`
+	RetriesSent         uint64 `json:"retries_sent"`
+	RefusedKeys         uint64 `json:"refused_keys"`
+	HandshakesAbandoned uint64 `json:"handshakes_abandoned"`
+	RefusedBusy         uint64 `json:"refused_busy"`
+	ControlFloods       uint64 `json:"control_floods"`
 }
 
 // Traffic is IP packets and bytes carried through the tunnel: Rx received

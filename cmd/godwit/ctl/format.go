@@ -69,6 +69,11 @@ func Format(st *Status) string {
 		{ifc.Connections.EarlyRefusedRestart, "0-RTT refused after a restart"},
 		{ifc.Connections.Redials, "redials"},
 		{ifc.Connections.RedialsAfterReset, "redials after a stateless reset"},
+		{ifc.Connections.RetriesSent, "Retries sent (address validation under load)"},
+		{ifc.Connections.RefusedKeys, "handshakes refused for unknown keys"},
+		{ifc.Connections.HandshakesAbandoned, "handshakes never completed"},
+		{ifc.Connections.RefusedBusy, "connections refused as busy"},
+		{ifc.Connections.ControlFloods, "peers closed for control-stream floods"},
 	} {
 		if x.n > 0 {
 			extra = append(extra, fmt.Sprintf("%d %s", x.n, x.what))

@@ -68,7 +68,7 @@ var metricDescs = struct {
 	udpSendSegments: prometheus.NewDesc("godwit_udp_send_segments_total",
 		"UDP datagrams the sendmsg calls carried (more than the calls with GSO).", nil, nil),
 	connEvents: prometheus.NewDesc("godwit_connection_events_total",
-		"Connection events of the endpoint: zero_rtt_attempted, zero_rtt_accepted, zero_rtt_rejected, early_accepted, early_refused_replay, early_refused_restart, early_refused_other, redials, redials_after_reset, tcp_fallbacks (a peer moved to its TCP path), udp_returns (and back to UDP).",
+		"Connection events of the endpoint: zero_rtt_attempted, zero_rtt_accepted, zero_rtt_rejected, early_accepted, early_refused_replay, early_refused_restart, early_refused_other, redials, redials_after_reset, tcp_fallbacks (a peer moved to its TCP path), udp_returns (and back to UDP), retries_sent (Retry above 16 pending handshakes), refused_keys, handshakes_abandoned (never completed), refused_busy, control_floods (peers closed for flooding the control stream).",
 		[]string{"event"}, nil),
 	lastRedialOutage: prometheus.NewDesc("godwit_last_redial_outage_seconds",
 		"Time from a connection's death to the first datagram on its redialed successor, for the latest redial.", nil, nil),
@@ -221,7 +221,9 @@ func collectStatus(st *Status, ch chan<- prometheus.Metric) {
 		{"early_refused_replay", ce.EarlyRefusedReplay}, {"early_refused_restart", ce.EarlyRefusedRestart},
 		{"early_refused_other", ce.EarlyRefusedOther}, {"redials", ce.Redials},
 		{"redials_after_reset", ce.RedialsAfterReset}, {"tcp_fallbacks", ce.TCPFallbacks},
-		{"udp_returns", ce.UDPReturns},
+		{"udp_returns", ce.UDPReturns}, {"retries_sent", ce.RetriesSent}, {"refused_keys", ce.RefusedKeys},
+		{"handshakes_abandoned", ce.HandshakesAbandoned}, {"refused_busy", ce.RefusedBusy},
+		{"control_floods", ce.ControlFloods},
 	} {
 		counter(m.connEvents, e.n, e.name)
 	}

@@ -2630,7 +2630,7 @@ func (c *Conn) sendPackets(now monotime.Time) error {
 		c.framer.QueueControlFrame(&wire.MaxDataFrame{MaximumData: offset})
 	}
 	if !c.handshakeConfirmed {
-		packet, err := c.packer.PackCoalescedPacket(false, c.maxPacketSize(), now, c.version)
+		packet, err := c.packer.PackCoalescedPacket(false, c.maxPacketSizeUnvalidated(), now, c.version)
 		if err != nil || packet == nil {
 			return err
 		}
@@ -2848,14 +2848,14 @@ func (c *Conn) sendProbePacket(sendMode ackhandler.SendMode, now monotime.Time) 
 			break
 		}
 		var err error
-		packet, err = c.packer.PackPTOProbePacket(encLevel, c.maxPacketSize(), false, now, c.version)
+		packet, err = c.packer.PackPTOProbePacket(encLevel, c.maxPacketSizeUnvalidated(), false, now, c.version)
 		if err != nil {
 			return err
 		}
 	}
 	if packet == nil {
 		var err error
-		packet, err = c.packer.PackPTOProbePacket(encLevel, c.maxPacketSize(), true, now, c.version)
+		packet, err = c.packer.PackPTOProbePacket(encLevel, c.maxPacketSizeUnvalidated(), true, now, c.version)
 		if err != nil {
 			return err
 		}
@@ -3074,6 +3074,14 @@ func (c *Conn) maxPacketSize() protocol.ByteCount {
 		return c.config.initialPacketSize()
 	}
 	return c.mtuDiscoverer.CurrentSize()
+}
+
+// maxPacketSizeUnvalidated is maxPacketSize, and no more than the
+// amplification limit allows before the peer's address is validated
+// (Godwit): upstream packed a full-size packet whenever any budget was
+// left.
+func (c *Conn) maxPacketSizeUnvalidated() protocol.ByteCount {
+	return min(c.maxPacketSize(), c.sentPacketHandler.AmplificationWindow())
 }
 
 // AcceptStream returns the next stream opened by the peer, blocking until one is available.

@@ -24,6 +24,9 @@ type SentPacketHandler interface {
 	// It is used for pacing packets.
 	TimeUntilSend() monotime.Time
 	SetMaxDatagramSize(count protocol.ByteCount)
+	// AmplificationWindow is the largest packet that may be sent before
+	// the peer's address is validated (Godwit).
+	AmplificationWindow() protocol.ByteCount
 
 	// only to be called once the handshake is complete
 	QueueProbePacket(protocol.PacketNumberSpace) bool /* was a packet queued */

@@ -23,6 +23,12 @@ const (
 	packetThreshold = 3
 	// Before validating the client's address, the server won't send more than 3x bytes than it received.
 	amplificationFactor = 3
+	// amplificationOverhead is counted on top of every packet sent before
+	// the peer's address is validated: an IPv6 and a UDP header (Godwit).
+	// The limit then holds for the IP packets on the wire as well as for
+	// the UDP payloads RFC 9000 counts, on IPv4 and IPv6; a coalesced
+	// datagram is counted once per packet in it, which errs on the safe side.
+	amplificationOverhead protocol.ByteCount = 48
 	// We use Retry packets to derive an RTT estimate. Make sure we don't set the RTT to a super low value yet.
 	minRTTAfterRetry = 5 * time.Millisecond
 	// The PTO duration uses exponential backoff, but is truncated to a maximum value, as allowed by RFC 8961, section 4.4.
@@ -311,6 +317,9 @@ func (h *sentPacketHandler) SentPacket(
 	isPathProbePacket bool,
 ) {
 	h.bytesSent += size
+	if !h.peerAddressValidated {
+		h.bytesSent += amplificationOverhead
+	}
 	h.connStats.BytesSent.Add(uint64(size))
 	h.connStats.PacketsSent.Add(1)
 
@@ -1254,11 +1263,26 @@ func (d *blackHoleDetector) lossEvent() {
 	d.large, d.small = 0, 0
 }
 
+// isAmplificationLimited reports whether the amplification window is too
+// small for another packet (Godwit): a datagram that carries an
+// ack-eliciting Initial must be at least 1200 bytes, and upstream's check
+// (anything left) let the last packet overshoot the limit by up to a whole
+// packet.
 func (h *sentPacketHandler) isAmplificationLimited() bool {
+	return h.AmplificationWindow() < protocol.MinInitialPacketSize
+}
+
+// AmplificationWindow returns the largest packet that may be sent now
+// without exceeding the amplification limit (Godwit); no limit once the
+// peer's address is validated.
+func (h *sentPacketHandler) AmplificationWindow() protocol.ByteCount {
 	if h.peerAddressValidated {
-		return false
+		return protocol.MaxByteCount
 	}
-	return h.bytesSent >= amplificationFactor*h.bytesReceived
+	if limit := amplificationFactor * h.bytesReceived; h.bytesSent+amplificationOverhead < limit {
+		return limit - h.bytesSent - amplificationOverhead
+	}
+	return 0
 }
 
 func (h *sentPacketHandler) QueueProbePacket(space protocol.PacketNumberSpace) bool {
