@@ -660,6 +660,11 @@ func (c *conflicts) add(i, peer, prio int) {
 		c.noPrio.add(i, peer)
 		return
 	}
+	c.prio(prio).add(i, peer)
+}
+
+// prio returns the conflicts of priority prio, made on first use.
+func (c *conflicts) prio(prio int) *firstTwo {
 	if c.byPrio == nil {
 		c.byPrio = make(map[int]*firstTwo)
 	}
@@ -668,22 +673,14 @@ func (c *conflicts) add(i, peer, prio int) {
 		f = new(firstTwo)
 		c.byPrio[prio] = f
 	}
-	f.add(i, peer)
+	return f
 }
 
 func (c *conflicts) merge(o *conflicts) {
 	c.any.merge(&o.any)
 	c.noPrio.merge(&o.noPrio)
 	for prio, f := range o.byPrio {
-		if c.byPrio == nil {
-			c.byPrio = make(map[int]*firstTwo)
-		}
-		g := c.byPrio[prio]
-		if g == nil {
-			g = new(firstTwo)
-			c.byPrio[prio] = g
-		}
-		g.merge(f)
+		c.prio(prio).merge(f)
 	}
 }
 

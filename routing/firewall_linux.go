@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -57,7 +58,7 @@ func SetFirewall(cfg *FirewallConfig) error {
 			exprs = append(exprs,
 				// not from this host itself (the kernel loops those through lo)
 				&expr.Fib{Register: 1, FlagSADDR: true, ResultADDRTYPE: true},
-				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutilNative32(unix.RTN_LOCAL)},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
 				&expr.Counter{},
 				&expr.Verdict{Kind: expr.VerdictDrop},
 			)
@@ -86,7 +87,7 @@ func killSwitch(c *nftables.Conn, t *nftables.Table, tun []byte, mark uint32) {
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter})
 	accept(out, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: tun})
 	accept(out, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname("lo")})
-	accept(out, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutilNative32(mark)})
+	accept(out, &expr.Meta{Key: expr.MetaKeyMARK, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)})
 	// IPv6 link-local and multicast (neighbour discovery, router
 	// solicitations): the uplink must keep working for the marked QUIC
 	// traffic.
@@ -178,10 +179,4 @@ func ifname(n string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, n)
 	return b
-}
-
-// binaryutilNative32 is v in the host's byte order, as the kernel stores
-// marks and fib results in registers.
-func binaryutilNative32(v uint32) []byte {
-	return binary.NativeEndian.AppendUint32(nil, v)
 }

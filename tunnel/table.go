@@ -41,18 +41,8 @@ type slot struct {
 // carrier returns the peer that packets to the slot's prefix go to.
 func (s *slot) carrier() *peer { return s.cur.Load() }
 
-// has reports whether p is a member of s.
-func (s *slot) has(p *peer) bool {
-	if s.members[0] == p {
-		return true
-	}
-	for _, m := range s.members[1:] {
-		if m == p {
-			return true
-		}
-	}
-	return false
-}
+// has reports whether p is a member of s (usually its only one).
+func (s *slot) has(p *peer) bool { return slices.Contains(s.members, p) }
 
 type level4 struct {
 	bits int
@@ -164,14 +154,14 @@ func buildTable(routes []route) (*table, error) {
 			s = &slot{pfx: r.prefix}
 			for _, cover := range t.covering(r.prefix) {
 				for i, m := range cover.members {
-					if !s.has0(m) {
+					if !s.has(m) {
 						s.members, s.prios = append(s.members, m), append(s.prios, cover.prios[i])
 					}
 				}
 			}
 			t.insert(r.prefix, s)
 		}
-		if s.has0(r.peer) {
+		if s.has(r.peer) {
 			continue
 		}
 		for i, m := range s.members {
@@ -197,9 +187,6 @@ func buildTable(routes []route) (*table, error) {
 	slices.SortFunc(t.v6, func(a, b level6) int { return b.bits - a.bits })
 	return t, nil
 }
-
-// has0 is has for a slot still being built (possibly without members).
-func (s *slot) has0(p *peer) bool { return slices.Contains(s.members, p) }
 
 // sortMembers orders s's members by priority.
 func sortMembers(s *slot) {
