@@ -324,8 +324,19 @@ func (c *Conn) closeLocal(code uint64, reason string) {
 // larger than the current limit sends nothing and fails with an error
 // whose DatagramLimit() int method returns that limit (Stats has it too). On a Conn that Dial returned in 0-RTT, datagrams sent
 // before the handshake completes leave in 0-RTT packets.
-func (c *Conn) SendDatagram(b []byte) error {
-	err := c.qc.SendDatagram(b)
+func (c *Conn) SendDatagram(b []byte) error { return sendError(c.qc.SendDatagram(b)) }
+
+// SendDatagramOwned is SendDatagram without the copy: b itself goes into
+// the packet, so it is the connection's until done.DatagramSent() is
+// called (on quic-go's run loop, once the packet is built). On an error
+// nothing was sent and the caller keeps b. A datagram dropped unsent (the
+// connection closes first) is never handed back.
+func (c *Conn) SendDatagramOwned(b []byte, done interface{ DatagramSent() }) error {
+	return sendError(c.qc.SendDatagramOwned(b, done))
+}
+
+// sendError is the error of SendDatagram for quic-go's err.
+func sendError(err error) error {
 	if err == nil {
 		return nil
 	}

@@ -53,13 +53,22 @@ func (d *gateDev) Name() (string, error) { return "gate", nil }
 func (d *gateDev) Close() error          { close(d.closed); return nil }
 
 // gateConn is a DatagramConn that does not allocate: SendDatagram signals
-// the length on sent; ReceiveDatagram returns what is sent on rx (the same
-// slice again and again, which is allowed because the tunnel must not
-// retain it).
+// the length on sent; ReceiveDatagram returns a copy of what is sent on rx
+// in one of a few buffers of its own, which the tunnel owns until it hands
+// it back with ReleaseDatagram (the tunnel decrements the TTL in place).
 type gateConn struct {
 	sent   chan int
 	rx     chan []byte
+	free   chan []byte
 	closed chan struct{}
+}
+
+func newGateConn() *gateConn {
+	c := &gateConn{sent: make(chan int, 1), rx: make(chan []byte), free: make(chan []byte, 4), closed: make(chan struct{})}
+	for range cap(c.free) {
+		c.free <- make([]byte, 2048)
+	}
+	return c
 }
 
 var errGateClosed = errors.New("gate conn closed")
@@ -73,16 +82,29 @@ func (c *gateConn) SendDatagram(b []byte) error {
 	}
 }
 
+// SendDatagramOwned sends like SendDatagram and hands b back at once, so
+// that the gates cover the tunnel's send without a copy.
+func (c *gateConn) SendDatagramOwned(b []byte, done interface{ DatagramSent() }) error {
+	if err := c.SendDatagram(b); err != nil {
+		return err
+	}
+	done.DatagramSent()
+	return nil
+}
+
 func (c *gateConn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	select {
 	case d := <-c.rx:
-		return d, nil
+		b := <-c.free // a buffer comes back before the test sends the next datagram
+		return b[:copy(b[:cap(b)], d)], nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-c.closed:
 		return nil, errGateClosed
 	}
 }
+
+func (c *gateConn) ReleaseDatagram(b []byte) { c.free <- b[:cap(b)] }
 
 // runGate runs tu until the test ends, then closes conns and dev and
 // checks that Run returned nil.
@@ -125,7 +147,7 @@ func TestAllocs(t *testing.T) {
 	if err := tu.SetPeers([]PeerConfig{{ID: idB, AllowedIPs: []netip.Prefix{prefB4, prefB6}}}); err != nil {
 		t.Fatal(err)
 	}
-	conn := &gateConn{sent: make(chan int, 1), rx: make(chan []byte), closed: make(chan struct{})}
+	conn := newGateConn()
 	if err := tu.Attach(idB, conn); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +209,7 @@ func TestAllocsMultipath(t *testing.T) {
 	tu.SetPathPolicy(idB, PathPolicy{Mode: Redundant})
 	conns := make([]*gateConn, 2)
 	for i := range conns {
-		conns[i] = &gateConn{sent: make(chan int, 1), rx: make(chan []byte), closed: make(chan struct{})}
+		conns[i] = newGateConn()
 		if err := tu.AttachPath(idB, conns[i], PathOptions{Name: "p", Sequenced: true}); err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,9 @@ package tunnel
 //     and counts, and drops at once while the peer stays stalled.
 //  3. p.send (one goroutine per peer, sequential per peer, parallel across
 //     peers): takes packets off p.out in order, waits while the peer has
-//     no conn, calls SendDatagram and returns the buffer. A packet over the
+//     no conn, calls SendDatagram and returns the buffer (or hands the
+//     buffer over with SendDatagramOwned, saving quic-go's copy, to get it
+//     back once it is in a packet). A packet over the
 //     datagram limit becomes an ICMP "too big" queued to writeTUN.
 //
 // Only step 3 blocks on the network, and only for its own peer; step 2
@@ -173,10 +175,19 @@ func (p *peer) send(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// sendPacket sends pkt on c and returns its buffer to the pool.
+// sendPacket sends pkt on c and returns its buffer to the pool, or hands
+// it to c: a conn that sends without a copy (DatagramOwnedSender) gives it
+// back when it is done.
 func (p *peer) sendPacket(c DatagramConn, pkt outPacket, log *slog.Logger) {
-	defer p.t.putOutBuf(pkt.buf)
-	err := c.SendDatagram(pkt.data())
+	var err error
+	if oc, ok := c.(DatagramOwnedSender); ok {
+		err = oc.SendDatagramOwned(pkt.data(), pkt.buf)
+	} else {
+		err = c.SendDatagram(pkt.data())
+		if err == nil {
+			p.t.putOutBuf(pkt.buf)
+		}
+	}
 	if err == nil {
 		p.stats.txPackets.Add(1)
 		p.stats.txBytes.Add(uint64(pkt.n))
@@ -184,6 +195,7 @@ func (p *peer) sendPacket(c DatagramConn, pkt outPacket, log *slog.Logger) {
 		return
 	}
 	p.sendFailed(err, pkt.data(), false, log)
+	p.t.putOutBuf(pkt.buf) // on an error the buffer is still ours
 }
 
 // sendFailed counts a failed SendDatagram of the IP packet pkt and, when it
@@ -250,17 +262,18 @@ func (t *Tunnel) sendICMP(orig []byte, kind icmpKind, mtu int, bucket *tokenBuck
 		// included.
 		src = dstAddr(orig)
 	}
-	buf := getBuf()
-	n := buildICMP(buf[packetOffset:], orig, kind, mtu, src)
+	buf := icmpPool.Get().(*[icmpBufSize]byte)
+	n := buildICMP(buf[:], orig, kind, mtu, src)
+	pkt := packet{buf: buf[:], data: buf[:n], rel: icmpBufs{}}
 	if n == 0 {
-		putBuf(buf)
+		pkt.release()
 		return
 	}
 	select {
-	case t.inbound <- packet{buf: buf, n: n}:
+	case t.inbound <- pkt:
 		t.icmpSent.Add(1)
 	default:
-		putBuf(buf)
+		pkt.release()
 		t.stats.tunQueueFull.Add(1)
 	}
 }

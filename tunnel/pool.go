@@ -11,47 +11,69 @@ import "sync"
 // leaves room to prepend a datagram header of our own without a copy.
 const packetOffset = 16
 
-// bufSize is the size of the TUN reader's buffers and of every inbound
-// buffer. It must be a full 64 KiB: wgtun coalesces packets (GRO) into the
+// bufSize is the size of the TUN reader's and the TUN writer's buffers. It
+// must be a full 64 KiB: wgtun coalesces packets (GRO) into the
 // spare capacity of the first buffer of a Write batch, and it splits large
 // segments (GSO) into any buffer of a Read batch. A Read buffer must hold
 // the largest segment the kernel hands over, which the route's MTU bounds,
 // not the TUN's: an oversized non-GSO packet fails the Read, and an
 // oversized GSO segment makes wgtun's gsoSplit slice past the buffer's
-// capacity and panic. So only the reader's own fixed set of buffers is full
-// size on the outbound side; what it queues to peers is copied into outBufs.
+// capacity and panic. So only the reader's and the writer's own fixed sets
+// of buffers are full size; what the reader queues to peers is copied into
+// outBufs, and what the receivers queue to the writer stays in its conn's
+// buffer (packet).
 const bufSize = 1<<16 - 1
 
-// packet is an inbound buffer in flight between goroutines:
-// buf[packetOffset:packetOffset+n] is the packet. Whoever receives a packet
-// from a channel owns buf and must either pass it on or return it with
-// putBuf.
+// packet is an inbound packet in flight to writeTUN: data is the IP packet,
+// a part of buf, and rel takes buf back once the packet is written or
+// dropped (nil: the garbage collector does). A received packet stays in the
+// buffer its conn decrypted it into (quic-go's pooled datagram payloads,
+// compact and warm in the cache); writeTUN copies it into its own
+// full-size buffers, which wgtun needs (see bufSize). Whoever receives a
+// packet from a channel owns it and must pass it on or release it.
 type packet struct {
-	buf *[bufSize]byte
-	n   int
+	buf, data []byte
+	rel       DatagramReleaser
 }
 
-// data returns the packet bytes.
-func (p packet) data() []byte { return p.buf[packetOffset : packetOffset+p.n] }
+// release hands p's buffer back to its owner.
+func (p packet) release() {
+	if p.rel != nil {
+		p.rel.ReleaseDatagram(p.buf)
+	}
+}
 
-// bufPool holds *[bufSize]byte. Pointers to arrays, not slices: putting a
-// slice header into a sync.Pool allocates (staticcheck SA6002). Memory is
-// bounded by the channel capacities, not by the pool.
-var bufPool = sync.Pool{New: func() any { return new([bufSize]byte) }}
+// icmpBufSize is the size of the buffers of the ICMP errors the tunnel
+// builds: the largest, for IPv6, is icmpv6MaxLen bytes.
+const icmpBufSize = icmpv6MaxLen
 
-// getBuf returns a buffer from the pool. Its contents are undefined.
-func getBuf() *[bufSize]byte { return bufPool.Get().(*[bufSize]byte) }
+// icmpPool holds *[icmpBufSize]byte (pointers to arrays: putting a slice
+// header into a sync.Pool allocates, staticcheck SA6002).
+var icmpPool = sync.Pool{New: func() any { return new([icmpBufSize]byte) }}
 
-// putBuf returns b to the pool; the caller must not use b afterwards. The
-// buffers hold no pointers, so unlike wireguard-go's elements there is
-// nothing to clear for the GC.
-func putBuf(b *[bufSize]byte) { bufPool.Put(b) }
+// icmpBufs is the DatagramReleaser of the ICMP errors' buffers.
+type icmpBufs struct{}
+
+// ReleaseDatagram returns b, a buffer from icmpPool, to it.
+func (icmpBufs) ReleaseDatagram(b []byte) {
+	if cap(b) == icmpBufSize {
+		icmpPool.Put((*[icmpBufSize]byte)(b[:icmpBufSize]))
+	}
+}
 
 // outBuf is an outbound buffer: b has packetOffset + the tunnel's MTU
 // bytes, so a peer's queue of QueueLen packets pins at most QueueLen *
 // (packetOffset + MTU) bytes, not QueueLen * 64 KiB. The headroom is kept
-// so that a datagram header can be prepended in place later.
-type outBuf struct{ b []byte }
+// so that a datagram header can be prepended in place later. An outBuf
+// given to a conn with SendDatagramOwned comes back through DatagramSent.
+type outBuf struct {
+	b []byte
+	t *Tunnel // whose pool it belongs to
+}
+
+// DatagramSent returns b to its tunnel's pool once a conn that took it with
+// SendDatagramOwned is done with it.
+func (b *outBuf) DatagramSent() { b.t.putOutBuf(b) }
 
 // outPacket is an outbound packet in a peer's queue:
 // buf.b[packetOffset:packetOffset+n] is the packet. Ownership is handed
@@ -73,7 +95,7 @@ func (t *Tunnel) getOutBuf() *outBuf {
 	if b, ok := t.outPool.Get().(*outBuf); ok {
 		return b
 	}
-	return &outBuf{b: make([]byte, t.outBufSize())}
+	return &outBuf{b: make([]byte, t.outBufSize()), t: t}
 }
 
 // putOutBuf returns b to the tunnel's pool; the caller must not use b

@@ -48,10 +48,20 @@ type DatagramReleaser interface{ ReleaseDatagram(b []byte) }
 // DatagramHandlerSetter is what a DatagramConn may implement to hand each
 // received datagram to f on its own goroutine instead of ReceiveDatagram;
 // the tunnel then takes the fast receive path. f must not block and owns
-// its argument. The tunnel's f does not block: it only copies the packet
-// and queues it to the TUN writer, dropping it when that queue is full.
+// its argument. The tunnel's f checks the packet and queues it to the TUN
+// writer, which passes it to ReleaseDatagram (when the conn has it) once
+// written; when that queue is full f waits up to inboundWait, then drops.
 // *quicconn.Conn implements it; the daemon asserts so at compile time.
 type DatagramHandlerSetter interface{ SetDatagramHandler(f func(b []byte)) }
+
+// DatagramOwnedSender is what a DatagramConn may implement to send a
+// datagram without copying it: b is the conn's until it calls
+// done.DatagramSent() (from any goroutine); on an error nothing was sent
+// and the caller keeps b; a datagram the conn drops unsent may never be
+// handed back. *quicconn.Conn implements it.
+type DatagramOwnedSender interface {
+	SendDatagramOwned(b []byte, done interface{ DatagramSent() }) error
+}
 
 // datagramLimiter is what a "datagram too large" error implements.
 type datagramLimiter interface{ DatagramLimit() int }
@@ -341,7 +351,7 @@ func (t *Tunnel) Run(ctx context.Context) error {
 	for {
 		select {
 		case p := <-t.inbound:
-			putBuf(p.buf)
+			p.release()
 			continue
 		default:
 		}

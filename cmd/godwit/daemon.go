@@ -85,6 +85,7 @@ var (
 	_ tunnel.DatagramConn          = (*quicconn.Conn)(nil)
 	_ tunnel.DatagramReleaser      = (*quicconn.Conn)(nil)
 	_ tunnel.DatagramHandlerSetter = (*quicconn.Conn)(nil)
+	_ tunnel.DatagramOwnedSender   = (*quicconn.Conn)(nil)
 )
 
 // peerState is the daemon's view of one configured peer.

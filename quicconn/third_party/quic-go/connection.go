@@ -1811,12 +1811,12 @@ func (c *Conn) handleUnpackedLongHeaderPacket(
 			})
 		}
 	}
-	isAckEliciting, _, _, err := c.handleFrames(packet.data, packet.hdr.DestConnectionID, packet.encryptionLevel, log, rcvTime)
+	isAckEliciting, onlyDatagrams, _, _, err := c.handleFrames(packet.data, packet.hdr.DestConnectionID, packet.encryptionLevel, log, rcvTime)
 	if err != nil {
 		return err
 	}
 	c.sentPacketHandler.ReceivedPacket(packet.encryptionLevel, rcvTime)
-	return c.receivedPacketHandler.ReceivedPacket(packet.hdr.PacketNumber, ecn, packet.encryptionLevel, rcvTime, isAckEliciting)
+	return c.receivedPacketHandler.ReceivedPacket(packet.hdr.PacketNumber, ecn, packet.encryptionLevel, rcvTime, isAckEliciting, onlyDatagrams)
 }
 
 func (c *Conn) handleUnpackedShortHeaderPacket(
@@ -1831,12 +1831,12 @@ func (c *Conn) handleUnpackedShortHeaderPacket(
 	c.firstAckElicitingPacketAfterIdleSentTime = 0
 	c.keepAlivePingSent = false
 
-	isAckEliciting, isNonProbing, pathChallenge, err := c.handleFrames(data, destConnID, protocol.Encryption1RTT, log, rcvTime)
+	isAckEliciting, onlyDatagrams, isNonProbing, pathChallenge, err := c.handleFrames(data, destConnID, protocol.Encryption1RTT, log, rcvTime)
 	if err != nil {
 		return false, nil, err
 	}
 	c.sentPacketHandler.ReceivedPacket(protocol.Encryption1RTT, rcvTime)
-	if err := c.receivedPacketHandler.ReceivedPacket(pn, ecn, protocol.Encryption1RTT, rcvTime, isAckEliciting); err != nil {
+	if err := c.receivedPacketHandler.ReceivedPacket(pn, ecn, protocol.Encryption1RTT, rcvTime, isAckEliciting, onlyDatagrams); err != nil {
 		return false, nil, err
 	}
 	return isNonProbing, pathChallenge, nil
@@ -1850,7 +1850,7 @@ func (c *Conn) handleFrames(
 	encLevel protocol.EncryptionLevel,
 	log func([]qlog.Frame),
 	rcvTime monotime.Time,
-) (isAckEliciting, isNonProbing bool, pathChallenge *wire.PathChallengeFrame, _ error) {
+) (isAckEliciting, onlyDatagrams, isNonProbing bool, pathChallenge *wire.PathChallengeFrame, _ error) {
 	// Only used for tracing.
 	// If we're not tracing, this slice will always remain empty.
 	var frames []qlog.Frame
@@ -1869,11 +1869,14 @@ func (c *Conn) handleFrames(
 			if err == io.EOF {
 				break
 			}
-			return false, false, nil, err
+			return false, false, false, nil, err
 		}
 		data = data[l:]
 
 		if ackhandler.IsFrameTypeAckEliciting(frameType) {
+			// Godwit patch: onlyDatagrams tells the ACK logic that every
+			// ack-eliciting frame was a DATAGRAM frame.
+			onlyDatagrams = frameType.IsDatagramFrameType() && (onlyDatagrams || !isAckEliciting)
 			isAckEliciting = true
 		}
 		if !wire.IsProbingFrameType(frameType) {
@@ -1885,7 +1888,7 @@ func (c *Conn) handleFrames(
 		if frameType.IsStreamFrameType() {
 			streamFrame, l, err := c.frameParser.ParseStreamFrame(frameType, data, c.version)
 			if err != nil {
-				return false, false, nil, err
+				return false, false, false, nil, err
 			}
 			data = data[l:]
 
@@ -1901,7 +1904,7 @@ func (c *Conn) handleFrames(
 		} else if frameType.IsAckFrameType() {
 			ackFrame, l, err := c.frameParser.ParseAckFrame(frameType, data, encLevel, c.version)
 			if err != nil {
-				return false, false, nil, err
+				return false, false, false, nil, err
 			}
 			data = data[l:]
 			if log != nil {
@@ -1916,7 +1919,7 @@ func (c *Conn) handleFrames(
 		} else if frameType.IsDatagramFrameType() {
 			datagramFrame, l, err := c.frameParser.ParseDatagramFrame(frameType, data, c.version)
 			if err != nil {
-				return false, false, nil, err
+				return false, false, false, nil, err
 			}
 			data = data[l:]
 
@@ -1932,7 +1935,7 @@ func (c *Conn) handleFrames(
 		} else {
 			frame, l, err := c.frameParser.ParseLessCommonFrame(frameType, data, c.version)
 			if err != nil {
-				return false, false, nil, err
+				return false, false, false, nil, err
 			}
 			data = data[l:]
 
@@ -1954,7 +1957,7 @@ func (c *Conn) handleFrames(
 			// if we're logging, we need to keep parsing (but not handling) all frames
 			skipHandling = true
 			if log == nil {
-				return false, false, nil, handleErr
+				return false, false, false, nil, handleErr
 			}
 		}
 	}
@@ -1962,7 +1965,7 @@ func (c *Conn) handleFrames(
 	if log != nil {
 		log(frames)
 		if handleErr != nil {
-			return false, false, nil, handleErr
+			return false, false, false, nil, handleErr
 		}
 	}
 
@@ -1972,7 +1975,7 @@ func (c *Conn) handleFrames(
 	// and an ACK serialized after that CRYPTO frame. In this case, we still want to process the ACK frame.
 	if !handshakeWasComplete && c.handshakeComplete {
 		if err := c.handleHandshakeComplete(rcvTime); err != nil {
-			return false, false, nil, err
+			return false, false, false, nil, err
 		}
 	}
 	return
@@ -3259,6 +3262,33 @@ func (c *Conn) SendDatagram(p []byte) error {
 		return &DatagramTooLargeError{MaxDatagramPayloadSize: int64(maxDataLen)}
 	}
 	return c.datagramQueue.Add(wire.GetDatagramFrame(p))
+}
+
+// DatagramOwner takes back a buffer given to SendDatagramOwned (Godwit
+// patch).
+type DatagramOwner = wire.DatagramOwner
+
+// SendDatagramOwned is SendDatagram without the copy (Godwit patch): p
+// itself is queued and packed, and owner.DatagramSent is called, on the
+// connection's run loop, once the packet holding it has been built; p must
+// not be touched until then. On an error nothing was queued and the caller
+// keeps p. A datagram dropped unsent (the connection closes first, or it
+// stops fitting a packet) is never handed back: its buffer is left to the
+// garbage collector.
+func (c *Conn) SendDatagramOwned(p []byte, owner DatagramOwner) error {
+	maxDataLen, ok := c.maxDatagramPayloadSize()
+	if !ok {
+		return errors.New("datagram support disabled")
+	}
+	if protocol.ByteCount(len(p)) > maxDataLen {
+		return &DatagramTooLargeError{MaxDatagramPayloadSize: int64(maxDataLen)}
+	}
+	f := wire.GetOwnedDatagramFrame(p, owner)
+	if err := c.datagramQueue.Add(f); err != nil {
+		wire.DisownDatagramFrame(f)
+		return err
+	}
+	return nil
 }
 
 // MaxDatagramPayloadSize returns the largest payload SendDatagram accepts

@@ -81,6 +81,16 @@ const MaxAckDelay = 25 * time.Millisecond
 // number of ack-eliciting packets received before sending an ACK
 const packetsBeforeAck = 2
 
+// datagramPacketsBeforeAck is packetsBeforeAck for packets whose only
+// ack-eliciting frames are DATAGRAM frames (Godwit patch). Nothing in them
+// is retransmitted, so their ACKs only free the sender's history and feed
+// its RTT and loss detection: they wait for max_ack_delay, for 10 such
+// packets (the decimation Chromium's QUIC uses), or for a packet that
+// leaves anyway with an ACK. For a tunnel's request and answer this takes
+// the ACK-only packet that upstream sends for every second request, just
+// before the answer, off the round trip.
+const datagramPacketsBeforeAck = 10
+
 // The appDataReceivedPacketTracker tracks packets received in the Application Data packet number space.
 // It waits until at least 2 packets were received before queueing an ACK, or until the max_ack_delay was reached.
 type appDataReceivedPacketTracker struct {
@@ -94,7 +104,10 @@ type appDataReceivedPacketTracker struct {
 	ackQueued bool // true if we need send a new ACK
 
 	ackElicitingPacketsReceivedSinceLastAck int
-	ackAlarm                                monotime.Time
+	// datagramPacketsReceivedSinceLastAck counts the packets among those
+	// whose only ack-eliciting frames are DATAGRAM frames (Godwit patch).
+	datagramPacketsReceivedSinceLastAck int
+	ackAlarm                            monotime.Time
 
 	logger utils.Logger
 }
@@ -107,7 +120,7 @@ func newAppDataReceivedPacketTracker(logger utils.Logger) *appDataReceivedPacket
 	return h
 }
 
-func (h *appDataReceivedPacketTracker) ReceivedPacket(pn protocol.PacketNumber, ecn protocol.ECN, rcvTime monotime.Time, ackEliciting bool) error {
+func (h *appDataReceivedPacketTracker) ReceivedPacket(pn protocol.PacketNumber, ecn protocol.ECN, rcvTime monotime.Time, ackEliciting, onlyDatagrams bool) error {
 	if err := h.receivedPacketTracker.ReceivedPacket(pn, ecn, ackEliciting); err != nil {
 		return err
 	}
@@ -119,6 +132,9 @@ func (h *appDataReceivedPacketTracker) ReceivedPacket(pn protocol.PacketNumber, 
 		return nil
 	}
 	h.ackElicitingPacketsReceivedSinceLastAck++
+	if onlyDatagrams {
+		h.datagramPacketsReceivedSinceLastAck++
+	}
 	isMissing := h.isMissing(pn)
 	if !h.ackQueued && h.shouldQueueACK(pn, ecn, isMissing) {
 		h.ackQueued = true
@@ -185,7 +201,10 @@ func (h *appDataReceivedPacketTracker) shouldQueueACK(pn protocol.PacketNumber, 
 	}
 
 	// send an ACK every 2 ack-eliciting packets
-	if h.ackElicitingPacketsReceivedSinceLastAck >= packetsBeforeAck {
+	// (Godwit patch: every 10 when they carried only DATAGRAM frames)
+	onlyDatagrams := h.datagramPacketsReceivedSinceLastAck == h.ackElicitingPacketsReceivedSinceLastAck
+	if (!onlyDatagrams && h.ackElicitingPacketsReceivedSinceLastAck >= packetsBeforeAck) ||
+		h.datagramPacketsReceivedSinceLastAck >= datagramPacketsBeforeAck {
 		if h.logger.Debug() {
 			h.logger.Debugf("\tQueueing ACK because packet %d packets were received after the last ACK (using initial threshold: %d).", h.ackElicitingPacketsReceivedSinceLastAck, packetsBeforeAck)
 		}
@@ -223,6 +242,7 @@ func (h *appDataReceivedPacketTracker) GetAckFrame(now monotime.Time, onlyIfQueu
 	h.ackQueued = false
 	h.ackAlarm = 0
 	h.ackElicitingPacketsReceivedSinceLastAck = 0
+	h.datagramPacketsReceivedSinceLastAck = 0
 	return ack
 }
 

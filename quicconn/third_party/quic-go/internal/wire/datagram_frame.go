@@ -20,6 +20,34 @@ type DatagramFrame struct {
 	Data           []byte
 
 	pooled bool // Data and the frame came from datagramFramePool
+	// owner: Data is not a copy but the sender's own buffer, handed back
+	// by PutDatagramFrame (Godwit patch: GetOwnedDatagramFrame).
+	owner DatagramOwner
+}
+
+// DatagramOwner takes back the buffer of a frame from
+// GetOwnedDatagramFrame once the frame is done with it (Godwit patch).
+type DatagramOwner interface{ DatagramSent() }
+
+// ownedFramePool holds DATAGRAM frames without Data, for
+// GetOwnedDatagramFrame.
+var ownedFramePool = sync.Pool{New: func() any { return new(DatagramFrame) }}
+
+// GetOwnedDatagramFrame returns a pooled frame whose Data is p itself, not
+// a copy (Godwit patch): PutDatagramFrame hands p back to owner.
+func GetOwnedDatagramFrame(p []byte, owner DatagramOwner) *DatagramFrame {
+	f := ownedFramePool.Get().(*DatagramFrame)
+	f.DataLenPresent = true
+	f.Data = p
+	f.owner = owner
+	return f
+}
+
+// DisownDatagramFrame returns f, from GetOwnedDatagramFrame and never
+// queued, to the pool without handing its Data back: the caller keeps it.
+func DisownDatagramFrame(f *DatagramFrame) {
+	f.Data, f.owner = nil, nil
+	ownedFramePool.Put(f)
 }
 
 // datagramFramePool holds DATAGRAM frames with Data of capacity
@@ -40,9 +68,17 @@ func GetDatagramFrame(p []byte) *DatagramFrame {
 	return f
 }
 
-// PutDatagramFrame returns a frame from GetDatagramFrame to the pool once
-// it was written into a packet (DATAGRAM frames are never retransmitted).
+// PutDatagramFrame returns a frame from GetDatagramFrame or
+// GetOwnedDatagramFrame to the pool once it was written into a packet
+// (DATAGRAM frames are never retransmitted), and an owned frame's Data to
+// its owner.
 func PutDatagramFrame(f *DatagramFrame) {
+	if o := f.owner; o != nil {
+		f.Data, f.owner = nil, nil
+		ownedFramePool.Put(f)
+		o.DatagramSent()
+		return
+	}
 	if f.pooled {
 		datagramFramePool.Put(f)
 	}
