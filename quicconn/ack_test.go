@@ -4,6 +4,7 @@ package quicconn
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -49,5 +50,63 @@ func TestDatagramRequestAnswerNoAckOnlyPackets(t *testing.T) {
 	const most = n + n/3
 	if cs > most || ss > most {
 		t.Errorf("packets sent for %d round trips: client %d, server %d, want at most %d each", n, cs, ss, most)
+	}
+}
+
+// TestRandomLossIsNotABlackHole: bulk datagrams of two sizes (GSO pads a
+// batch to its first packet's size, so real packet sizes cluster the same
+// way) under 5 % random loss in both directions keep their datagram limit:
+// path MTU black-hole detection must not take random loss among packets of
+// the same size for a path that drops large packets. Before the fix it
+// shrank the limit to 1163 within seconds, and the tunnel then answered
+// every full-size inner packet with ICMP too big.
+func TestRandomLossIsNotABlackHole(t *testing.T) {
+	p := newTestPair(t, nil)
+	proxy, c, s := dialViaProxy(t, p)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for {
+			b, err := s.ReceiveDatagram(ctx)
+			if err != nil {
+				return
+			}
+			s.ReleaseDatagram(b)
+		}
+	}()
+	// Path MTU discovery raises the limit from the initial packet size.
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Stats().DatagramLimit < 1400 && time.Now().Before(deadline) {
+		if err := c.SendDatagram(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	limit := c.Stats().DatagramLimit
+	if limit < 1400 {
+		t.Fatalf("datagram limit %d after 5 s on loopback, want path MTU discovery to reach 1400", limit)
+	}
+	proxy.loss.Store(5)
+	small, large := make([]byte, limit-30), make([]byte, limit)
+	lowest := limit
+	start := time.Now()
+	for i := 0; i < 40000 && time.Since(start) < 4*time.Second; i++ {
+		b := large
+		if i%3 == 0 {
+			b = small
+		}
+		if err := c.SendDatagram(b); err != nil {
+			var dl interface{ DatagramLimit() int }
+			if !errors.As(err, &dl) {
+				t.Fatalf("SendDatagram: %v", err)
+			}
+		}
+		lowest = min(lowest, c.Stats().DatagramLimit)
+		if i%64 == 0 {
+			time.Sleep(time.Millisecond) // let the receiver and the ACKs keep up
+		}
+	}
+	if lowest < limit-40 {
+		t.Errorf("datagram limit fell from %d to %d under 5 %% random loss", limit, lowest)
 	}
 }

@@ -1208,8 +1208,9 @@ func (h *sentPacketHandler) PathMTUBlackHole() bool {
 const blackHoleThreshold = 3
 
 // blackHoleDetector counts loss events that lost only packets larger than
-// base (the smallest QUIC packet, which every path must carry), since the
-// last acknowledgement of a packet as large as the smallest of them. A loss
+// base (the smallest QUIC packet, which every path must carry), while no
+// packet as large as the smallest of them was acknowledged, in the event or
+// since the first of them. A loss
 // event is what was declared lost (by loss detection or, at a PTO, by
 // QueueProbePacket) between two ACKs that acknowledge something, so that a
 // path that carries nothing (an outage) makes no events. Path MTU probes
@@ -1223,6 +1224,8 @@ type blackHoleDetector struct {
 	// the smallest large one
 	large, small int
 	largeMin     protocol.ByteCount
+	// ackedMax is the largest packet acknowledged since the last event.
+	ackedMax protocol.ByteCount
 }
 
 func (d *blackHoleDetector) reset() {
@@ -1232,6 +1235,7 @@ func (d *blackHoleDetector) reset() {
 
 // acked notes an acknowledged 1-RTT packet of the given size.
 func (d *blackHoleDetector) acked(size protocol.ByteCount) {
+	d.ackedMax = max(d.ackedMax, size)
 	if d.suspicious > 0 && size >= d.minLost {
 		d.reset()
 	}
@@ -1256,11 +1260,18 @@ func (d *blackHoleDetector) lossEvent() {
 		// Small packets were lost too: congestion or an outage, not the
 		// packet size.
 		d.reset()
+	case d.large > 0 && d.ackedMax >= d.largeMin:
+		// A packet as large as a lost one got through in the same
+		// interval: random loss among packets of the same size (a GSO
+		// batch pads its packets to one size, so the sizes cluster),
+		// not a size the path drops. Counting these made 1 % random
+		// loss look like a black hole every few seconds.
+		d.reset()
 	case d.large > 0:
 		d.suspicious++
 		d.minLost = min(d.minLost, d.largeMin)
 	}
-	d.large, d.small = 0, 0
+	d.large, d.small, d.ackedMax = 0, 0, 0
 }
 
 // isAmplificationLimited reports whether the amplification window is too
@@ -1371,7 +1382,7 @@ func (h *sentPacketHandler) ResetForRetry(now monotime.Time) {
 func (h *sentPacketHandler) MigratedPath(now monotime.Time, initialMaxDatagramSize protocol.ByteCount) {
 	h.rttStats.ResetForPathMigration()
 	h.blackHole.reset()
-	h.blackHole.large, h.blackHole.small = 0, 0
+	h.blackHole.large, h.blackHole.small, h.blackHole.ackedMax = 0, 0, 0
 	h.lastMetrics = qlog.MetricsUpdated{}
 	h.packetThresholdDisabled = false
 	h.timeThresholdEighths = defaultTimeThresholdEighths
