@@ -25,6 +25,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -277,11 +278,7 @@ var pingMTU = regexp.MustCompile(`mtu ?=? ?(\d+)`)
 func TestPMTUShrink(t *testing.T) {
 	p := newPMTULab(t)
 	hub, site := p.up(t, false)
-	// Let path MTU discovery climb to the top of a 1500-byte path.
-	labtest.WaitFor(t, 10*time.Second, "path MTU discovery", func() bool {
-		d, _ := limit(t, site, "hub")
-		return d > 1350
-	})
+	waitPMTUD(t, site)
 	d, pk := limit(t, site, "hub")
 	t.Logf("before: site datagram limit %d (packets %d)", d, pk)
 	if out, err := p.site.Exec("ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1250", pmtuHubTun.String()); err != nil {
@@ -290,20 +287,8 @@ func TestPMTUShrink(t *testing.T) {
 		t.Logf("before: %s", lastLine(out))
 	}
 
-	var got atomic.Int64
-	addr := netip.AddrPortFrom(pmtuHubTun, 5202).String()
-	sink(t, p.hub, addr, &got)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	c, err := p.site.DialTCP(ctx, addr)
-	must(t, err)
-	defer c.Close()
-	sendErr := make(chan error, 1)
-	go func() {
-		c.SetWriteDeadline(time.Now().Add(60 * time.Second))
-		_, err := io.CopyN(c, rand.Reader, 1<<40) // until closed
-		sendErr <- err
-	}()
+	got, stop := p.bulkTCP(t, 5202)
+	defer stop()
 	labtest.WaitFor(t, 10*time.Second, "inner TCP flowing", func() bool { return got.Load() > 4<<20 })
 
 	p.limitPath(t)
@@ -320,8 +305,7 @@ func TestPMTUShrink(t *testing.T) {
 	if !resumed || took > 5*time.Second {
 		t.Errorf("inner TCP moved %d bytes in %v after the path MTU dropped to 1280, want %d within 5 s", got.Load()-at, took.Round(time.Millisecond), more)
 	}
-	c.Close()
-	<-sendErr
+	stop()
 
 	out, _ := p.site.Exec("ping", "-c", "3", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1250", pmtuHubTun.String())
 	m := pingMTU.FindStringSubmatch(out)
@@ -363,11 +347,8 @@ func lastLine(out string) string {
 // too big, and inner TCP ran at half the speed of wireguard-go's.
 func TestPMTURandomLoss(t *testing.T) {
 	p := newPMTULab(t)
-	hub, site := p.up(t, false)
-	labtest.WaitFor(t, 10*time.Second, "path MTU discovery", func() bool {
-		d, _ := limit(t, site, "hub")
-		return d > 1350
-	})
+	_, site := p.up(t, false)
+	waitPMTUD(t, site)
 	before, _ := limit(t, site, "hub")
 	loadNft(t, p.rt, filepath.Join(p.dir, "loss.nft"), `table inet gwloss {
 	chain loss {
@@ -376,27 +357,15 @@ func TestPMTURandomLoss(t *testing.T) {
 	}
 }
 `)
-	var got atomic.Int64
-	addr := netip.AddrPortFrom(pmtuHubTun, 5203).String()
-	sink(t, p.hub, addr, &got)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	c, err := p.site.DialTCP(ctx, addr)
-	must(t, err)
-	sendErr := make(chan error, 1)
-	go func() {
-		c.SetWriteDeadline(time.Now().Add(60 * time.Second))
-		_, err := io.CopyN(c, rand.Reader, 1<<40) // until closed
-		sendErr <- err
-	}()
+	got, stop := p.bulkTCP(t, 5203)
+	defer stop()
 	lowest := before
 	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		if d, _ := limit(t, site, "hub"); d > 0 {
 			lowest = min(lowest, d)
 		}
 	}
-	c.Close()
-	<-sendErr
+	stop()
 	tooBig := site.Peer(t, "hub").Drops["outbound/too_big"]
 	out, _ := p.rt.Exec("nft", "list", "chain", "inet", "gwloss", "loss")
 	t.Logf("%d MB of inner TCP in 8 s; site datagram limit %d before, lowest %d; too_big drops %d; router: %s",
@@ -407,5 +376,45 @@ func TestPMTURandomLoss(t *testing.T) {
 	if tooBig != 0 {
 		t.Errorf("%d inner packets dropped as too big under random loss", tooBig)
 	}
-	_ = hub
+}
+
+// waitPMTUD waits for path MTU discovery to climb to the top of the
+// lab's 1500-byte path.
+func waitPMTUD(t *testing.T, site *labtest.Daemon) {
+	t.Helper()
+	labtest.WaitFor(t, 10*time.Second, "path MTU discovery", func() bool {
+		d, _ := limit(t, site, "hub")
+		return d > 1350
+	})
+}
+
+// bulkTCP sends random bytes through the tunnel from the site to a sink on
+// the hub's tunnel address at port, for at most 60 s; got counts what
+// arrived. stop ends the sending and waits for the sender; it may be
+// called more than once.
+func (p *pmtuLab) bulkTCP(t *testing.T, port uint16) (got *atomic.Int64, stop func()) {
+	t.Helper()
+	got = new(atomic.Int64)
+	addr := netip.AddrPortFrom(pmtuHubTun, port).String()
+	sink(t, p.hub, addr, got)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	c, err := p.site.DialTCP(ctx, addr)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+		_, err := io.CopyN(c, rand.Reader, 1<<40) // until closed
+		sendErr <- err
+	}()
+	var once sync.Once
+	return got, func() {
+		once.Do(func() {
+			c.Close()
+			<-sendErr
+			cancel()
+		})
+	}
 }
