@@ -3254,6 +3254,16 @@ func (c *Conn) recordStreamPriorityUpdated(id protocol.StreamID, urgency int8, i
 // In addition, a datagram may be dropped before being sent out if the available packet size suddenly decreases.
 // If the payload is too large to be sent at the current time, a [DatagramTooLargeError] is returned.
 func (c *Conn) SendDatagram(p []byte) error {
+	if err := c.datagramFits(p); err != nil {
+		return err
+	}
+	return c.datagramQueue.Add(wire.GetDatagramFrame(p))
+}
+
+// datagramFits returns the error SendDatagram returns for p when the peer
+// takes no datagrams or p is over the limit, else nil (Godwit patch: shared
+// with SendDatagramOwned).
+func (c *Conn) datagramFits(p []byte) error {
 	maxDataLen, ok := c.maxDatagramPayloadSize()
 	if !ok {
 		return errors.New("datagram support disabled")
@@ -3261,7 +3271,7 @@ func (c *Conn) SendDatagram(p []byte) error {
 	if protocol.ByteCount(len(p)) > maxDataLen {
 		return &DatagramTooLargeError{MaxDatagramPayloadSize: int64(maxDataLen)}
 	}
-	return c.datagramQueue.Add(wire.GetDatagramFrame(p))
+	return nil
 }
 
 // DatagramOwner takes back a buffer given to SendDatagramOwned (Godwit
@@ -3276,12 +3286,8 @@ type DatagramOwner = wire.DatagramOwner
 // stops fitting a packet) is never handed back: its buffer is left to the
 // garbage collector.
 func (c *Conn) SendDatagramOwned(p []byte, owner DatagramOwner) error {
-	maxDataLen, ok := c.maxDatagramPayloadSize()
-	if !ok {
-		return errors.New("datagram support disabled")
-	}
-	if protocol.ByteCount(len(p)) > maxDataLen {
-		return &DatagramTooLargeError{MaxDatagramPayloadSize: int64(maxDataLen)}
+	if err := c.datagramFits(p); err != nil {
+		return err
 	}
 	f := wire.GetOwnedDatagramFrame(p, owner)
 	if err := c.datagramQueue.Add(f); err != nil {
